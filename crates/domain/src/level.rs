@@ -1,0 +1,130 @@
+//! The three conversion levels of a dialog and the rules around them.
+
+use serde::{Deserialize, Serialize};
+use std::{fmt, str::FromStr};
+
+/// How far a customer got. Levels are cumulative: reaching N implies every
+/// lower level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// 1: the customer sent 2+ messages (WhatsApp) or a CRM field matched.
+    Interest,
+    /// 2: the customer answered the qualification questions.
+    Qualified,
+    /// 3: the customer booked a consultation or meeting.
+    Scheduled,
+}
+
+impl Level {
+    pub const ALL: [Level; 3] = [Level::Interest, Level::Qualified, Level::Scheduled];
+
+    /// 1, 2 or 3, as sent in `custom_data.event_level`.
+    pub fn number(self) -> i16 {
+        match self {
+            Level::Interest => 1,
+            Level::Qualified => 2,
+            Level::Scheduled => 3,
+        }
+    }
+
+    pub fn from_number(n: i16) -> Option<Level> {
+        Self::ALL.into_iter().find(|l| l.number() == n)
+    }
+
+    /// The spec's default Meta event name for this level.
+    pub fn default_event_name(self) -> &'static str {
+        match self {
+            Level::Interest => "Lead",
+            Level::Qualified => "CompleteRegistration",
+            Level::Scheduled => "Schedule",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Interest => "interest",
+            Level::Qualified => "qualified",
+            Level::Scheduled => "scheduled",
+        }
+    }
+
+    /// This level and every lower one, lowest first.
+    pub fn with_lower(self) -> impl Iterator<Item = Level> {
+        Self::ALL.into_iter().filter(move |l| *l <= self)
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Level {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|l| l.as_str() == s)
+            .ok_or_else(|| format!("unknown level '{s}' (interest, qualified, scheduled)"))
+    }
+}
+
+/// Where a direction's levels come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CapiSource {
+    Whatsapp,
+    Crm,
+}
+
+impl CapiSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CapiSource::Whatsapp => "whatsapp",
+            CapiSource::Crm => "crm",
+        }
+    }
+}
+
+impl FromStr for CapiSource {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "whatsapp" => Ok(CapiSource::Whatsapp),
+            "crm" => Ok(CapiSource::Crm),
+            other => Err(format!("unknown CAPI source '{other}' (whatsapp, crm)")),
+        }
+    }
+}
+
+/// Level 1 on the WhatsApp source: the customer has sent at least this many messages.
+pub const INTEREST_MIN_CUSTOMER_MESSAGES: i64 = 2;
+
+/// The WhatsApp-source rule for level 1.
+pub fn reaches_interest(customer_messages: i64) -> bool {
+    customer_messages >= INTEREST_MIN_CUSTOMER_MESSAGES
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_are_cumulative_and_numbered() {
+        assert_eq!(Level::Scheduled.with_lower().collect::<Vec<_>>(), Level::ALL.to_vec());
+        assert_eq!(Level::Interest.with_lower().collect::<Vec<_>>(), vec![Level::Interest]);
+        for l in Level::ALL {
+            assert_eq!(Level::from_number(l.number()), Some(l));
+            assert_eq!(l.as_str().parse::<Level>(), Ok(l));
+        }
+        assert_eq!(Level::from_number(4), None);
+    }
+
+    #[test]
+    fn interest_needs_two_customer_messages() {
+        assert!(!reaches_interest(1));
+        assert!(reaches_interest(2));
+    }
+}
