@@ -1,1 +1,16 @@
+//! What every service shares at run time: typed layered settings, logs,
+//! the `/health` and `/ready` endpoints, the outbox relay, graceful shutdown.
 
+mod health;
+pub mod outbox_relay;
+pub mod settings;
+mod shutdown;
+pub mod telemetry;
+
+mod service;
+
+pub use health::Readiness;
+pub use service::Runtime;
+pub use settings::{CommonSettings, load_settings};
+pub use shutdown::shutdown_on_signals;
+pub use tokio_util::sync::CancellationToken;

@@ -1,1 +1,16 @@
+//! PostgreSQL: the pool, the embedded migrations, and every query the
+//! services run. Queries take `&mut AsyncPgConnection` so they compose inside
+//! one transaction.
 
+pub mod capi;
+pub mod conversations;
+pub mod directions;
+pub mod migrations;
+pub mod outbox;
+mod pool;
+
+pub use diesel_async::AsyncPgConnection;
+pub use pool::{DbPool, connect_pool, ping};
+
+/// Errors from the database layer.
+pub type DbError = diesel::result::Error;

@@ -1,0 +1,191 @@
+//! One broker connection per process, (re)opened on demand, with a
+//! confirm-mode channel for publishing.
+
+use crate::{
+    messages::{BusMessage, encode},
+    topology::{self, Names, Queue},
+};
+use anyhow::{Context, anyhow};
+use lapin::{
+    BasicProperties, Channel, Connection, ConnectionProperties,
+    options::{BasicPublishOptions, ConfirmSelectOptions},
+    types::{AMQPValue, FieldTable},
+};
+use serde::Deserialize;
+use std::{collections::HashSet, fmt, sync::Mutex as StdMutex, time::Duration};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+/// `[amqp]` settings.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmqpSettings {
+    /// `amqp://user:pass@host:port/vhost`; may hold a password, so never printed.
+    pub url: String,
+    /// Prefix of every exchange and queue name.
+    pub prefix: String,
+    /// Unacknowledged messages a consumer holds at once.
+    pub prefetch: u16,
+}
+
+impl fmt::Debug for AmqpSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AmqpSettings")
+            .field("url", &"[redacted]")
+            .field("prefix", &self.prefix)
+            .field("prefetch", &self.prefetch)
+            .finish()
+    }
+}
+
+struct Link {
+    connection: Connection,
+    publisher: Channel,
+}
+
+pub struct Bus {
+    settings: AmqpSettings,
+    names: Names,
+    link: Mutex<Option<Link>>,
+    delay_queues: StdMutex<HashSet<String>>,
+}
+
+pub(crate) const ATTEMPT_HEADER: &str = "x-attempt";
+
+impl Bus {
+    /// A bus that connects on first use (and again after the broker drops it).
+    pub fn new(settings: AmqpSettings) -> Self {
+        let names = Names::new(&settings.prefix);
+        Bus { settings, names, link: Mutex::new(None), delay_queues: StdMutex::new(HashSet::new()) }
+    }
+
+    pub fn names(&self) -> &Names {
+        &self.names
+    }
+
+    pub fn prefetch(&self) -> u16 {
+        self.settings.prefetch.max(1)
+    }
+
+    /// Connects if needed and declares the topology; returns the publishing channel.
+    async fn publisher(&self) -> anyhow::Result<Channel> {
+        let mut link = self.link.lock().await;
+        if let Some(l) = link.as_ref() {
+            if l.connection.status().connected() && l.publisher.status().connected() {
+                return Ok(l.publisher.clone());
+            }
+        }
+        *link = None;
+        let connection = Connection::connect(&self.settings.url, ConnectionProperties::default())
+            .await
+            .context("connecting to RabbitMQ")?;
+        let publisher = connection.create_channel().await?;
+        publisher.confirm_select(ConfirmSelectOptions::default()).await?;
+        topology::declare(&publisher, &self.names).await.context("declaring the topology")?;
+        if let Ok(mut d) = self.delay_queues.lock() {
+            d.clear();
+        }
+        *link = Some(Link { connection, publisher: publisher.clone() });
+        Ok(publisher)
+    }
+
+    /// A fresh channel on the shared connection, for a consumer.
+    pub async fn open_channel(&self) -> anyhow::Result<Channel> {
+        self.publisher().await?;
+        let link = self.link.lock().await;
+        let l = link.as_ref().ok_or_else(|| anyhow!("RabbitMQ connection lost"))?;
+        Ok(l.connection.create_channel().await?)
+    }
+
+    /// True when connected (connecting first if needed).
+    pub async fn check(&self) -> bool {
+        self.publisher().await.is_ok()
+    }
+
+    async fn drop_link(&self) {
+        *self.link.lock().await = None;
+    }
+
+    async fn publish_raw(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        message_id: Uuid,
+        payload: &[u8],
+        attempt: u32,
+    ) -> anyhow::Result<()> {
+        let channel = self.publisher().await?;
+        let mut headers = FieldTable::default();
+        headers.insert(ATTEMPT_HEADER.into(), AMQPValue::LongLongInt(i64::from(attempt)));
+        let props = BasicProperties::default()
+            .with_message_id(message_id.to_string().into())
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2)
+            .with_headers(headers);
+        let result = async {
+            let confirm = channel
+                .basic_publish(
+                    exchange.into(),
+                    routing_key.into(),
+                    BasicPublishOptions { mandatory: true, ..Default::default() },
+                    payload,
+                    props,
+                )
+                .await?
+                .await?;
+            if !confirm.is_ack() {
+                return Err(anyhow!("broker refused message {message_id}"));
+            }
+            if confirm.take_message().is_some() {
+                return Err(anyhow!("message {message_id} was unroutable ({routing_key})"));
+            }
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            self.drop_link().await;
+        }
+        result
+    }
+
+    /// Publishes to the pipeline exchange and waits for the broker's confirm.
+    pub async fn publish(&self, routing_key: &str, message_id: Uuid, payload: &[u8]) -> anyhow::Result<()> {
+        self.publish_raw(&self.names.exchange(), routing_key, message_id, payload, 1).await
+    }
+
+    /// Delivers to `queue` after `delay` (through a TTL queue), confirmed.
+    pub async fn publish_delayed(
+        &self,
+        queue: Queue,
+        delay: Duration,
+        message_id: Uuid,
+        payload: &[u8],
+        attempt: u32,
+    ) -> anyhow::Result<()> {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX).max(1);
+        let name = self.names.delay(queue, ms);
+        let known = self.delay_queues.lock().map(|d| d.contains(&name)).unwrap_or(false);
+        if !known {
+            let channel = self.publisher().await?;
+            topology::declare_delay(&channel, &self.names, queue, ms).await?;
+            if let Ok(mut d) = self.delay_queues.lock() {
+                d.insert(name.clone());
+            }
+        }
+        self.publish_raw("", &name, message_id, payload, attempt).await
+    }
+
+    /// Publishes a typed message (outside any outbox: use only where losing
+    /// it on a crash is impossible, e.g. when the caller acks after this).
+    pub async fn publish_message<M: BusMessage>(&self, m: &M) -> anyhow::Result<()> {
+        let payload = serde_json::to_vec(&encode(m))?;
+        self.publish(M::ROUTING_KEY, Uuid::new_v4(), &payload).await
+    }
+
+    /// Closes the connection (at shutdown).
+    pub async fn close(&self) {
+        if let Some(l) = self.link.lock().await.take() {
+            let _ = l.connection.close(200, "shutdown".into()).await;
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! The consumer loop: bounded prefetch, manual acks, delayed retries through
+//! TTL queues (never by sleeping on a message), dead-lettering, reconnects,
+//! and a clean stop.
+
+use crate::{
+    connection::{ATTEMPT_HEADER, Bus},
+    topology::Queue,
+};
+use futures_util::StreamExt;
+use lapin::{
+    message::Delivery,
+    options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions},
+    types::{AMQPValue, FieldTable},
+};
+use std::{future::Future, sync::Arc, time::Duration};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// A delivered message as a handler sees it.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub payload: Vec<u8>,
+    pub message_id: Option<String>,
+    /// 1 for the first delivery, +1 for each delayed retry.
+    pub attempt: u32,
+    pub redelivered: bool,
+}
+
+/// What to do with a message once handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Ack,
+    /// Deliver again after this long (attempt + 1).
+    Retry(Duration),
+    /// Unprocessable: to the dead-letter queue, with the reason logged.
+    DeadLetter(String),
+}
+
+fn attempt_of(d: &Delivery) -> u32 {
+    d.properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get(ATTEMPT_HEADER).cloned())
+        .and_then(|v| match v {
+            AMQPValue::LongLongInt(n) => u32::try_from(n).ok(),
+            AMQPValue::LongInt(n) => u32::try_from(n).ok(),
+            _ => None,
+        })
+        .unwrap_or(1)
+}
+
+/// Consumes `queue` until `stop` is cancelled, running `handler` for each
+/// message (up to the prefetch at once). Reconnects when the broker goes away;
+/// unacknowledged messages are then redelivered by the broker.
+pub async fn consume<F, Fut>(bus: Arc<Bus>, queue: Queue, stop: CancellationToken, handler: F)
+where
+    F: Fn(Incoming) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    let name = bus.names().queue(queue);
+    let mut backoff = Duration::from_millis(200);
+    while !stop.is_cancelled() {
+        match consume_once(&bus, queue, &name, &stop, handler.clone()).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(queue = %name, error = format!("{e:#}"), "consumer lost its channel; reconnecting");
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    tracing::info!(queue = %name, "consumer stopped");
+}
+
+async fn consume_once<F, Fut>(bus: &Arc<Bus>, queue: Queue, name: &str, stop: &CancellationToken, handler: F) -> anyhow::Result<()>
+where
+    F: Fn(Incoming) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    let channel = bus.open_channel().await?;
+    channel.basic_qos(bus.prefetch(), BasicQosOptions { global: false }).await?;
+    let tag = format!("{name}.{}", Uuid::new_v4());
+    let mut deliveries = channel
+        .basic_consume(name.into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
+        .await?;
+    tracing::info!(queue = %name, "consuming");
+    let mut inflight = JoinSet::new();
+    let result = loop {
+        tokio::select! {
+            _ = stop.cancelled() => break Ok(()),
+            Some(_) = inflight.join_next(), if !inflight.is_empty() => {}
+            next = deliveries.next() => {
+                let delivery = match next {
+                    Some(Ok(d)) => d,
+                    Some(Err(e)) => break Err(e.into()),
+                    None => break Err(anyhow::anyhow!("delivery stream ended")),
+                };
+                let (bus, handler, queue) = (bus.clone(), handler.clone(), queue);
+                inflight.spawn(async move { settle(&bus, queue, delivery, handler).await });
+            }
+        }
+    };
+    // Finish what is in flight (bounded), then let the channel go: anything
+    // unacknowledged returns to the queue.
+    let drain = async { while inflight.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(20), drain).await.is_err() {
+        tracing::warn!(queue = %name, "in-flight messages did not finish in time; they will be redelivered");
+    }
+    let _ = channel.close(200, "consumer stopping".into()).await;
+    result
+}
+
+async fn settle<F, Fut>(bus: &Bus, queue: Queue, d: Delivery, handler: F)
+where
+    F: Fn(Incoming) -> Fut,
+    Fut: Future<Output = Outcome>,
+{
+    let incoming = Incoming {
+        payload: d.data.clone(),
+        message_id: d.properties.message_id().as_ref().map(|m| m.to_string()),
+        attempt: attempt_of(&d),
+        redelivered: d.redelivered,
+    };
+    let message_id = incoming.message_id.clone().unwrap_or_default();
+    let attempt = incoming.attempt;
+    let outcome = handler(incoming).await;
+    let settled = match outcome {
+        Outcome::Ack => d.ack(BasicAckOptions::default()).await,
+        Outcome::Retry(after) => {
+            let id = Uuid::parse_str(&message_id).unwrap_or_else(|_| Uuid::new_v4());
+            match bus.publish_delayed(queue, after, id, &d.data, attempt + 1).await {
+                Ok(()) => d.ack(BasicAckOptions::default()).await,
+                Err(e) => {
+                    tracing::warn!(error = format!("{e:#}"), "could not schedule a retry; returning the message to the queue");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    d.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
+                }
+            }
+        }
+        Outcome::DeadLetter(reason) => {
+            tracing::error!(message_id = %message_id, %reason, "message dead-lettered");
+            d.nack(BasicNackOptions { requeue: false, ..Default::default() }).await
+        }
+    };
+    if let Err(e) = settled {
+        tracing::warn!(error = %e, "could not settle a message; the broker will redeliver it");
+    }
+}

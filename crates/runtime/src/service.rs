@@ -1,0 +1,133 @@
+//! The shared skeleton of a service process: pool, bus, HTTP server with
+//! health endpoints, background workers, outbox relay, and an orderly stop.
+
+use crate::{health, health::Readiness, outbox_relay, settings::CommonSettings};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use bus::Bus;
+use secrecy::ExposeSecret;
+use std::{future::Future, net::TcpListener, sync::Arc, time::Duration};
+use storage::DbPool;
+use tokio::{sync::Notify, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+
+pub struct Runtime {
+    pub pool: DbPool,
+    pub bus: Arc<Bus>,
+    pub stop: CancellationToken,
+    /// Notify after committing outbox rows so the relay publishes at once.
+    pub outbox_wake: Arc<Notify>,
+    tasks: JoinSet<()>,
+    port: Option<u16>,
+    name: &'static str,
+}
+
+impl Runtime {
+    pub fn new(name: &'static str, common: &CommonSettings, stop: CancellationToken) -> anyhow::Result<Runtime> {
+        let pool = storage::connect_pool(common.database.url.expose_secret(), common.database.pool_size)
+            .context("database.url")?;
+        Ok(Runtime {
+            pool,
+            bus: Arc::new(Bus::new(common.amqp.clone())),
+            stop,
+            outbox_wake: Arc::new(Notify::new()),
+            tasks: JoinSet::new(),
+            port: None,
+            name,
+        })
+    }
+
+    /// Serves `/health`, `/ready` and the service's own routes; returns the bound port.
+    pub fn serve<F>(&mut self, common: &CommonSettings, routes: F) -> anyhow::Result<u16>
+    where
+        F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+    {
+        let listener = TcpListener::bind((common.http.host.as_str(), common.http.port))
+            .with_context(|| format!("binding http {}:{}", common.http.host, common.http.port))?;
+        let port = listener.local_addr()?.port();
+        let readiness = web::Data::new(Readiness { pool: self.pool.clone(), bus: self.bus.clone() });
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(tracing_actix_web::TracingLogger::default())
+                .app_data(readiness.clone())
+                .configure(health::routes)
+                .configure(routes.clone())
+        })
+        .workers(2)
+        .shutdown_timeout(10)
+        .shutdown_signal(self.stop.clone().cancelled_owned())
+        .listen(listener)?
+        .run();
+        self.tasks.spawn(async move {
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "http server failed");
+            }
+        });
+        tracing::info!(service = self.name, port, "http listening");
+        self.port = Some(port);
+        Ok(port)
+    }
+
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    /// Runs `work` once the schema is current (services never migrate it).
+    pub fn spawn_worker<F>(&mut self, work: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let (pool, stop, name) = (self.pool.clone(), self.stop.clone(), self.name);
+        self.tasks.spawn(async move {
+            if wait_for_schema(&pool, &stop, name).await {
+                work.await;
+            }
+        });
+    }
+
+    /// Publishes this service's outbox rows.
+    pub fn spawn_outbox_relay(&mut self) {
+        let relay = outbox_relay::run(self.pool.clone(), self.bus.clone(), self.outbox_wake.clone(), self.stop.clone());
+        self.spawn_worker(relay);
+    }
+
+    /// Waits for the stop signal and for every task to finish, then closes the broker connection.
+    pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
+        self.stop.cancelled().await;
+        let drain = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(30), drain).await.is_err() {
+            tracing::warn!(service = self.name, "tasks did not stop in time; aborting them");
+            self.tasks.abort_all();
+        }
+        self.bus.close().await;
+        tracing::info!(service = self.name, "stopped");
+        Ok(())
+    }
+}
+
+/// True once no migration is pending; false if stopped first.
+async fn wait_for_schema(pool: &DbPool, stop: &CancellationToken, service: &str) -> bool {
+    let mut warned = false;
+    loop {
+        let pending = match pool.get().await {
+            Ok(mut conn) => storage::migrations::pending(&mut conn).await.map_err(|e| format!("{e:#}")),
+            Err(e) => Err(format!("database unreachable: {e}")),
+        };
+        match pending {
+            Ok(p) if p.is_empty() => return true,
+            Ok(p) if !warned => {
+                tracing::warn!(service, pending = p.len(), "waiting for the schema: run `capi migrate`");
+                warned = true;
+            }
+            Err(e) if !warned => {
+                tracing::warn!(service, error = %e, "waiting for the database");
+                warned = true;
+            }
+            _ => {}
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return false,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}

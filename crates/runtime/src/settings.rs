@@ -1,0 +1,150 @@
+//! Settings: embedded defaults → optional TOML file (`CAPI_CONFIG`, or the
+//! path given) → environment variables `CAPI_<SECTION>__<KEY>` (e.g.
+//! `CAPI_DATABASE__URL`, `CAPI_HTTP__PORT`). A missing or invalid value
+//! fails at start with the key's path.
+
+use bus::AmqpSettings;
+use config::{Config, Environment, File, FileFormat};
+use secrecy::SecretString;
+use serde::{Deserialize, de::DeserializeOwned};
+use std::path::Path;
+
+/// Sections every service has.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CommonSettings {
+    pub database: DatabaseSettings,
+    pub amqp: AmqpSettings,
+    pub http: HttpSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://user:pass@host:port/db`; never printed.
+    pub url: SecretString,
+    pub pool_size: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    pub host: String,
+    /// 0 picks a free port (tests).
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    Pretty,
+    /// One JSON object per line (production).
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// `tracing` filter directives, e.g. `info` or `info,capi_sender=debug`;
+    /// `RUST_LOG` wins when set.
+    pub filter: String,
+}
+
+/// Defaults shared by every service; a service adds its own on top.
+pub const COMMON_DEFAULTS: &str = r#"
+[database]
+url = "postgres://capi@127.0.0.1:54329/capi"
+pool_size = 8
+
+[amqp]
+url = "amqp://guest:guest@127.0.0.1:56729/%2f"
+prefix = "capi"
+prefetch = 32
+
+[http]
+host = "127.0.0.1"
+
+[log]
+format = "pretty"
+filter = "info"
+"#;
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct SettingsError(#[from] config::ConfigError);
+
+/// Loads `T` from the layers. `service_defaults` is TOML merged over the
+/// common defaults (it must at least set `http.port`).
+pub fn load_settings<T: DeserializeOwned>(service_defaults: &str, file: Option<&Path>) -> Result<T, SettingsError> {
+    load_from(service_defaults, file, Environment::with_prefix("CAPI"))
+}
+
+fn load_from<T: DeserializeOwned>(
+    service_defaults: &str,
+    file: Option<&Path>,
+    env: Environment,
+) -> Result<T, SettingsError> {
+    let file = file
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("CAPI_CONFIG").map(Into::into));
+    let mut builder = Config::builder()
+        .add_source(File::from_str(COMMON_DEFAULTS, FileFormat::Toml))
+        .add_source(File::from_str(service_defaults, FileFormat::Toml));
+    if let Some(path) = file {
+        builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
+    }
+    let config = builder
+        .add_source(env.prefix_separator("_").separator("__").try_parsing(true))
+        .build()?;
+    Ok(config.try_deserialize()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[derive(Debug, Deserialize)]
+    struct Example {
+        #[serde(flatten)]
+        common: CommonSettings,
+        sender: SenderPart,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct SenderPart {
+        graph_version: String,
+    }
+
+    const DEFAULTS: &str = "[http]\nport = 8083\n[sender]\ngraph_version = \"v26.0\"\n";
+
+    fn load(vars: &[(&str, &str)]) -> Result<Example, SettingsError> {
+        let source: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        load_from(DEFAULTS, None, Environment::with_prefix("CAPI").source(Some(source)))
+    }
+
+    #[test]
+    fn environment_overrides_defaults() {
+        let s = load(&[("CAPI_HTTP__PORT", "9999"), ("CAPI_SENDER__GRAPH_VERSION", "v27.0")]).expect("loads");
+        assert_eq!(s.common.http.port, 9999);
+        assert_eq!(s.sender.graph_version, "v27.0");
+        assert_eq!(s.common.amqp.prefix, "capi");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let err = load(&[("CAPI_HTTP__PORT", "eighty")]).expect_err("must fail").to_string();
+        assert!(err.contains("http.port"), "{err}");
+        let err = load(&[("CAPI_LOG__FORMAT", "xml")]).expect_err("must fail").to_string();
+        assert!(err.contains("log.format"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_in_a_section_are_rejected() {
+        let err = load(&[("CAPI_SENDER__GRAPH_VERSON", "v1")]).expect_err("must fail").to_string();
+        assert!(err.contains("graph_verson"), "{err}");
+    }
+}

@@ -1,0 +1,285 @@
+//! CAPI deliveries: claiming a level once, leasing it for a send, and
+//! recording every attempt in `capi_events_log`.
+
+use chrono::{DateTime, Utc};
+use diesel::{
+    OptionalExtension, QueryableByName,
+    sql_types::{BigInt, Bool, Int4, Int2, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid},
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::level::Level;
+use serde_json::Value;
+use uuid::Uuid;
+
+#[derive(QueryableByName)]
+struct Claimed {
+    #[diesel(sql_type = BigInt)]
+    #[allow(dead_code)]
+    id: i64,
+}
+
+/// Claims `level` for a dialog. True for exactly one caller however many
+/// replicas race; the caller queues the event in the same transaction.
+pub async fn claim_level(
+    conn: &mut AsyncPgConnection,
+    dialog_id: Uuid,
+    level: Level,
+    event_id: &str,
+    event_time: DateTime<Utc>,
+) -> Result<bool, diesel::result::Error> {
+    let claimed: Option<Claimed> = diesel::sql_query(
+        "INSERT INTO capi_deliveries (dialog_id, event_level, event_id, event_time) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (dialog_id, event_level) DO NOTHING RETURNING id",
+    )
+    .bind::<SqlUuid, _>(dialog_id)
+    .bind::<Int2, _>(level.number())
+    .bind::<Text, _>(event_id)
+    .bind::<Timestamptz, _>(event_time)
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(claimed.is_some())
+}
+
+/// Everything needed to build and send one event. The token is read here
+/// and nowhere else.
+#[derive(Clone, QueryableByName)]
+pub struct DeliveryContext {
+    #[diesel(sql_type = BigInt)]
+    pub delivery_id: i64,
+    #[diesel(sql_type = Text)]
+    pub status: String,
+    #[diesel(sql_type = Text)]
+    pub event_id: String,
+    #[diesel(sql_type = Timestamptz)]
+    pub event_time: DateTime<Utc>,
+    #[diesel(sql_type = Int4)]
+    pub attempts: i32,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub lease_until: Option<DateTime<Utc>>,
+    #[diesel(sql_type = SqlUuid)]
+    pub dialog_id: Uuid,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub contact_phone: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub ctwa_clid: Option<String>,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    pub direction_id: Option<Uuid>,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    pub user_account_id: Option<Uuid>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub pixel_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub waba_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub event_name_interest: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub event_name_qualified: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub event_name_scheduled: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub access_token: Option<String>,
+}
+
+impl std::fmt::Debug for DeliveryContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliveryContext")
+            .field("delivery_id", &self.delivery_id)
+            .field("dialog_id", &self.dialog_id)
+            .field("status", &self.status)
+            .field("access_token", &self.access_token.as_ref().map(|_| "[redacted]"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeliveryContext {
+    /// The direction's Meta event name for `level`.
+    pub fn event_name(&self, level: Level) -> &str {
+        let configured = match level {
+            Level::Interest => &self.event_name_interest,
+            Level::Qualified => &self.event_name_qualified,
+            Level::Scheduled => &self.event_name_scheduled,
+        };
+        configured
+            .as_deref()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or(level.default_event_name())
+    }
+}
+
+pub async fn delivery_context(
+    conn: &mut AsyncPgConnection,
+    dialog_id: Uuid,
+    level: Level,
+) -> Result<Option<DeliveryContext>, diesel::result::Error> {
+    diesel::sql_query(
+        "SELECT cd.id AS delivery_id, cd.status, cd.event_id, cd.event_time, cd.attempts, cd.lease_until, \
+           d.id AS dialog_id, d.contact_phone, d.ctwa_clid, d.direction_id, ad.user_account_id, ad.pixel_id, \
+           ad.whatsapp_business_account_id AS waba_id, ad.event_name_interest, ad.event_name_qualified, \
+           ad.event_name_scheduled, \
+           COALESCE(NULLIF(acc.access_token, ''), NULLIF(u.access_token, '')) AS access_token \
+         FROM capi_deliveries cd \
+         JOIN dialog_analysis d ON d.id = cd.dialog_id \
+         LEFT JOIN account_directions ad ON ad.id = d.direction_id \
+         LEFT JOIN ad_accounts acc ON acc.id = ad.ad_account_id \
+         LEFT JOIN user_accounts u ON u.id = ad.user_account_id \
+         WHERE cd.dialog_id = $1 AND cd.event_level = $2",
+    )
+    .bind::<SqlUuid, _>(dialog_id)
+    .bind::<Int2, _>(level.number())
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+#[derive(QueryableByName)]
+struct Attempt {
+    #[diesel(sql_type = Int4)]
+    attempts: i32,
+}
+
+/// Takes the send lease of a pending delivery for `lease_secs`; returns the
+/// attempt number, or `None` when the delivery is finished or another sender
+/// holds the lease.
+pub async fn lease(conn: &mut AsyncPgConnection, delivery_id: i64, lease_secs: i64) -> Result<Option<i32>, diesel::result::Error> {
+    let a: Option<Attempt> = diesel::sql_query(
+        "UPDATE capi_deliveries SET lease_until = now() + make_interval(secs => $2), attempts = attempts + 1 \
+         WHERE id = $1 AND status = 'pending' AND (lease_until IS NULL OR lease_until < now()) \
+         RETURNING attempts",
+    )
+    .bind::<BigInt, _>(delivery_id)
+    .bind::<diesel::sql_types::Double, _>(lease_secs as f64)
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(a.map(|a| a.attempts))
+}
+
+/// Gives the lease back so a later retry can take it at once.
+pub async fn release(conn: &mut AsyncPgConnection, delivery_id: i64) -> Result<(), diesel::result::Error> {
+    diesel::sql_query("UPDATE capi_deliveries SET lease_until = NULL WHERE id = $1 AND status = 'pending'")
+        .bind::<BigInt, _>(delivery_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStatus {
+    Success,
+    Error,
+    Skipped,
+}
+
+impl LogStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStatus::Success => "success",
+            LogStatus::Error => "error",
+            LogStatus::Skipped => "skipped",
+        }
+    }
+}
+
+/// One row of `capi_events_log`. `request` must not contain the token.
+#[derive(Debug, Clone)]
+pub struct LogEntry<'a> {
+    pub dialog_id: Uuid,
+    pub direction_id: Option<Uuid>,
+    pub user_account_id: Option<Uuid>,
+    pub level: Level,
+    pub event_name: &'a str,
+    pub event_id: &'a str,
+    pub pixel_id: Option<&'a str>,
+    pub status: LogStatus,
+    pub attempt: i32,
+    pub reason: Option<&'a str>,
+    pub request: Option<&'a Value>,
+    pub response: Option<&'a Value>,
+    pub http_status: Option<i32>,
+    pub error_message: Option<&'a str>,
+    pub duration_ms: Option<i32>,
+}
+
+pub async fn insert_log(conn: &mut AsyncPgConnection, e: &LogEntry<'_>) -> Result<(), diesel::result::Error> {
+    diesel::sql_query(
+        "INSERT INTO capi_events_log (dialog_id, direction_id, user_account_id, event_level, event_name, event_id, \
+           pixel_id, status, attempt, reason, request, response, http_status, error_message, duration_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind::<SqlUuid, _>(e.dialog_id)
+    .bind::<Nullable<SqlUuid>, _>(e.direction_id)
+    .bind::<Nullable<SqlUuid>, _>(e.user_account_id)
+    .bind::<Int2, _>(e.level.number())
+    .bind::<Text, _>(e.event_name)
+    .bind::<Text, _>(e.event_id)
+    .bind::<Nullable<Text>, _>(e.pixel_id)
+    .bind::<Text, _>(e.status.as_str())
+    .bind::<Int4, _>(e.attempt)
+    .bind::<Nullable<Text>, _>(e.reason)
+    .bind::<Nullable<Jsonb>, _>(e.request)
+    .bind::<Nullable<Jsonb>, _>(e.response)
+    .bind::<Nullable<Int4>, _>(e.http_status)
+    .bind::<Nullable<Text>, _>(e.error_message)
+    .bind::<Nullable<Int4>, _>(e.duration_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Closes a delivery. On success the dialog's `capi_<level>_sent` flags are
+/// set (only then, and only once).
+pub async fn finish(
+    conn: &mut AsyncPgConnection,
+    delivery_id: i64,
+    dialog_id: Uuid,
+    level: Level,
+    event_id: &str,
+    status: LogStatus,
+) -> Result<(), diesel::result::Error> {
+    diesel::sql_query(
+        "UPDATE capi_deliveries SET status = $2, finished_at = now(), lease_until = NULL WHERE id = $1",
+    )
+    .bind::<BigInt, _>(delivery_id)
+    .bind::<Text, _>(status.as_str())
+    .execute(conn)
+    .await?;
+    if status == LogStatus::Success {
+        // Column names come from a closed enum, never from input.
+        let l = level.as_str();
+        diesel::sql_query(format!(
+            "UPDATE dialog_analysis SET capi_{l}_sent = true, capi_{l}_sent_at = now(), capi_{l}_event_id = $2, \
+               updated_at = now() WHERE id = $1 AND NOT capi_{l}_sent"
+        ))
+        .bind::<SqlUuid, _>(dialog_id)
+        .bind::<Text, _>(event_id)
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The three sent flags of a dialog (for operators and tests).
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct SentFlags {
+    #[diesel(sql_type = Bool)]
+    pub capi_interest_sent: bool,
+    #[diesel(sql_type = Bool)]
+    pub capi_qualified_sent: bool,
+    #[diesel(sql_type = Bool)]
+    pub capi_scheduled_sent: bool,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub capi_interest_event_id: Option<String>,
+}
+
+pub async fn sent_flags(conn: &mut AsyncPgConnection, dialog_id: Uuid) -> Result<Option<SentFlags>, diesel::result::Error> {
+    diesel::sql_query(
+        "SELECT capi_interest_sent, capi_qualified_sent, capi_scheduled_sent, capi_interest_event_id \
+         FROM dialog_analysis WHERE id = $1",
+    )
+    .bind::<SqlUuid, _>(dialog_id)
+    .get_result(conn)
+    .await
+    .optional()
+}

@@ -1,0 +1,251 @@
+//! Dialogs and their messages, as the webhook gateway records them and the
+//! buffer and qualification read them.
+
+use chrono::{DateTime, Utc};
+use diesel::{
+    OptionalExtension, QueryableByName,
+    sql_types::{BigInt, Bool, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid},
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Author {
+    Customer,
+    /// A human at the business, writing from the phone or WhatsApp Web.
+    Operator,
+    Bot,
+}
+
+impl Author {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Author::Customer => "customer",
+            Author::Operator => "operator",
+            Author::Bot => "bot",
+        }
+    }
+}
+
+/// A message to record, already parsed and attributed.
+#[derive(Debug, Clone)]
+pub struct NewMessage<'a> {
+    pub instance_name: &'a str,
+    pub message_id: &'a str,
+    pub from_me: bool,
+    pub author: Author,
+    pub contact_key: &'a str,
+    pub contact_phone: Option<&'a str>,
+    pub contact_lid: Option<&'a str>,
+    pub contact_name: Option<&'a str>,
+    pub text: Option<&'a str>,
+    pub message_type: Option<&'a str>,
+    pub sent_at: DateTime<Utc>,
+    pub ctwa_clid: Option<&'a str>,
+    pub from_ad: bool,
+    pub ad_context: Option<&'a Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// This (instance, message id, fromMe) was already stored.
+    Duplicate,
+    Stored {
+        dialog_id: Uuid,
+        /// The dialog's buffer sequence after a customer message bumped it.
+        buffer_seq: Option<i64>,
+    },
+}
+
+#[derive(QueryableByName)]
+struct DialogKey {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = Text)]
+    contact_key: String,
+}
+
+#[derive(QueryableByName)]
+struct Seq {
+    #[diesel(sql_type = BigInt)]
+    buffer_seq: i64,
+}
+
+#[derive(QueryableByName)]
+struct Id {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+}
+
+/// Stores a message once and updates its dialog and lead. Call inside a
+/// transaction (with the outbox row that announces it).
+pub async fn record_message(conn: &mut AsyncPgConnection, m: &NewMessage<'_>) -> Result<Recorded, diesel::result::Error> {
+    let dialog = resolve_dialog(conn, m).await?;
+    let inserted: Option<i64> = diesel::sql_query(
+        "INSERT INTO dialog_messages (dialog_id, instance_name, message_id, from_me, author, text, message_type, sent_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (instance_name, message_id, from_me) DO NOTHING RETURNING id AS buffer_seq",
+    )
+    .bind::<SqlUuid, _>(dialog.id)
+    .bind::<Text, _>(m.instance_name)
+    .bind::<Text, _>(m.message_id)
+    .bind::<Bool, _>(m.from_me)
+    .bind::<Text, _>(m.author.as_str())
+    .bind::<Nullable<Text>, _>(m.text)
+    .bind::<Nullable<Text>, _>(m.message_type)
+    .bind::<Timestamptz, _>(m.sent_at)
+    .get_result::<Seq>(conn)
+    .await
+    .optional()?
+    .map(|s| s.buffer_seq);
+    if inserted.is_none() {
+        return Ok(Recorded::Duplicate);
+    }
+    let bumps_buffer = m.author == Author::Customer;
+    let seq: Seq = diesel::sql_query(
+        "UPDATE dialog_analysis SET \
+           incoming_count = incoming_count + CASE WHEN $2 THEN 0 ELSE 1 END, \
+           outgoing_count = outgoing_count + CASE WHEN $2 THEN 1 ELSE 0 END, \
+           first_message = LEAST(first_message, $3), \
+           last_message = GREATEST(last_message, $3), \
+           ctwa_clid = COALESCE($4, ctwa_clid), \
+           from_ad = from_ad OR $5, \
+           ad_context = COALESCE($6, ad_context), \
+           buffer_seq = buffer_seq + CASE WHEN $7 THEN 1 ELSE 0 END, \
+           updated_at = now() \
+         WHERE id = $1 RETURNING buffer_seq",
+    )
+    .bind::<SqlUuid, _>(dialog.id)
+    .bind::<Bool, _>(m.from_me)
+    .bind::<Timestamptz, _>(m.sent_at)
+    .bind::<Nullable<Text>, _>(m.ctwa_clid)
+    .bind::<Bool, _>(m.from_ad)
+    .bind::<Nullable<Jsonb>, _>(m.ad_context)
+    .bind::<Bool, _>(bumps_buffer)
+    .get_result(conn)
+    .await?;
+    let lead: Id = diesel::sql_query(
+        "INSERT INTO leads (instance_name, contact_key, contact_phone, contact_lid, name, ctwa_clid) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (instance_name, contact_key) DO UPDATE SET \
+           contact_phone = COALESCE(EXCLUDED.contact_phone, leads.contact_phone), \
+           contact_lid = COALESCE(EXCLUDED.contact_lid, leads.contact_lid), \
+           name = COALESCE(leads.name, EXCLUDED.name), \
+           ctwa_clid = COALESCE(EXCLUDED.ctwa_clid, leads.ctwa_clid), \
+           updated_at = now() \
+         RETURNING id",
+    )
+    .bind::<Text, _>(m.instance_name)
+    .bind::<Text, _>(&dialog.contact_key)
+    .bind::<Nullable<Text>, _>(m.contact_phone)
+    .bind::<Nullable<Text>, _>(m.contact_lid)
+    .bind::<Nullable<Text>, _>(m.contact_name.filter(|_| !m.from_me))
+    .bind::<Nullable<Text>, _>(m.ctwa_clid)
+    .get_result(conn)
+    .await?;
+    diesel::sql_query("UPDATE dialog_analysis SET lead_id = $2 WHERE id = $1 AND lead_id IS DISTINCT FROM $2")
+        .bind::<SqlUuid, _>(dialog.id)
+        .bind::<SqlUuid, _>(lead.id)
+        .execute(conn)
+        .await?;
+    Ok(Recorded::Stored {
+        dialog_id: dialog.id,
+        buffer_seq: bumps_buffer.then_some(seq.buffer_seq),
+    })
+}
+
+/// The dialog a message belongs to: one already known by the contact's LID
+/// (WhatsApp may address the same person by LID and by phone), else the one
+/// keyed by the contact key, created if new.
+async fn resolve_dialog(conn: &mut AsyncPgConnection, m: &NewMessage<'_>) -> Result<DialogKey, diesel::result::Error> {
+    let name = m.contact_name.filter(|_| !m.from_me);
+    if let Some(lid) = m.contact_lid {
+        let by_lid: Option<DialogKey> = diesel::sql_query(
+            "UPDATE dialog_analysis SET contact_phone = COALESCE(contact_phone, $3), \
+               contact_name = COALESCE(contact_name, $4) \
+             WHERE id = (SELECT id FROM dialog_analysis WHERE instance_name = $1 AND contact_lid = $2 \
+                         ORDER BY created_at LIMIT 1) \
+             RETURNING id, contact_key",
+        )
+        .bind::<Text, _>(m.instance_name)
+        .bind::<Text, _>(lid)
+        .bind::<Nullable<Text>, _>(m.contact_phone)
+        .bind::<Nullable<Text>, _>(name)
+        .get_result(conn)
+        .await
+        .optional()?;
+        if let Some(d) = by_lid {
+            return Ok(d);
+        }
+    }
+    diesel::sql_query(
+        "INSERT INTO dialog_analysis (instance_name, contact_key, contact_phone, contact_lid, contact_name) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (instance_name, contact_key) DO UPDATE SET \
+           contact_phone = COALESCE(dialog_analysis.contact_phone, EXCLUDED.contact_phone), \
+           contact_lid = COALESCE(dialog_analysis.contact_lid, EXCLUDED.contact_lid), \
+           contact_name = COALESCE(dialog_analysis.contact_name, EXCLUDED.contact_name) \
+         RETURNING id, contact_key",
+    )
+    .bind::<Text, _>(m.instance_name)
+    .bind::<Text, _>(m.contact_key)
+    .bind::<Nullable<Text>, _>(m.contact_phone)
+    .bind::<Nullable<Text>, _>(m.contact_lid)
+    .bind::<Nullable<Text>, _>(name)
+    .get_result(conn)
+    .await
+}
+
+/// Marks the buffer flushed up to `seq` if no newer customer message came in
+/// and no other replica flushed it first. True for exactly one caller.
+pub async fn claim_buffer_flush(conn: &mut AsyncPgConnection, dialog_id: Uuid, seq: i64) -> Result<bool, diesel::result::Error> {
+    let n = diesel::sql_query(
+        "UPDATE dialog_analysis SET buffer_flushed_seq = $2 \
+         WHERE id = $1 AND buffer_seq = $2 AND buffer_flushed_seq < $2",
+    )
+    .bind::<SqlUuid, _>(dialog_id)
+    .bind::<BigInt, _>(seq)
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}
+
+/// What qualification needs to know about a dialog and its direction.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct DialogForQualification {
+    #[diesel(sql_type = SqlUuid)]
+    pub dialog_id: Uuid,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    pub direction_id: Option<Uuid>,
+    #[diesel(sql_type = Nullable<Bool>)]
+    pub capi_enabled: Option<bool>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub capi_source: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub pixel_id: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    pub customer_messages: i64,
+    /// When the customer's second message was sent: the moment level 1 was reached.
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub second_customer_message_at: Option<DateTime<Utc>>,
+}
+
+pub async fn dialog_for_qualification(
+    conn: &mut AsyncPgConnection,
+    dialog_id: Uuid,
+) -> Result<Option<DialogForQualification>, diesel::result::Error> {
+    diesel::sql_query(
+        "SELECT d.id AS dialog_id, d.direction_id, ad.capi_enabled, ad.capi_source, ad.pixel_id, \
+           (SELECT count(*) FROM dialog_messages m WHERE m.dialog_id = d.id AND m.author = 'customer') AS customer_messages, \
+           (SELECT m.sent_at FROM dialog_messages m WHERE m.dialog_id = d.id AND m.author = 'customer' \
+              ORDER BY m.sent_at, m.id OFFSET 1 LIMIT 1) AS second_customer_message_at \
+         FROM dialog_analysis d LEFT JOIN account_directions ad ON ad.id = d.direction_id \
+         WHERE d.id = $1",
+    )
+    .bind::<SqlUuid, _>(dialog_id)
+    .get_result(conn)
+    .await
+    .optional()
+}

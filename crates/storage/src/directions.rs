@@ -1,0 +1,254 @@
+//! Tenancy and configuration: user accounts, ad accounts (Meta tokens),
+//! directions with their CAPI settings, and WhatsApp instances.
+
+use diesel::{
+    OptionalExtension, QueryableByName,
+    sql_types::{Bool, Nullable, Text, Uuid as SqlUuid},
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::Serialize;
+use uuid::Uuid;
+
+/// A WhatsApp instance as the webhook gateway needs it.
+#[derive(Clone, QueryableByName)]
+pub struct Instance {
+    #[diesel(sql_type = Text)]
+    pub instance_name: String,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    pub direction_id: Option<Uuid>,
+    #[diesel(sql_type = Text)]
+    pub webhook_secret: String,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("instance_name", &self.instance_name)
+            .field("direction_id", &self.direction_id)
+            .field("webhook_secret", &"[redacted]")
+            .finish()
+    }
+}
+
+pub async fn instance(conn: &mut AsyncPgConnection, name: &str) -> Result<Option<Instance>, diesel::result::Error> {
+    diesel::sql_query("SELECT instance_name, direction_id, webhook_secret FROM whatsapp_phone_numbers WHERE instance_name = $1")
+        .bind::<Text, _>(name)
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+#[derive(QueryableByName)]
+struct Id {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+}
+
+pub async fn create_user_account(conn: &mut AsyncPgConnection, name: &str, access_token: Option<&str>) -> Result<Uuid, diesel::result::Error> {
+    let r: Id = diesel::sql_query("INSERT INTO user_accounts (name, access_token) VALUES ($1, $2) RETURNING id")
+        .bind::<Text, _>(name)
+        .bind::<Nullable<Text>, _>(access_token)
+        .get_result(conn)
+        .await?;
+    Ok(r.id)
+}
+
+pub async fn create_ad_account(
+    conn: &mut AsyncPgConnection,
+    user_account_id: Uuid,
+    name: &str,
+    meta_ad_account_id: Option<&str>,
+    access_token: Option<&str>,
+) -> Result<Uuid, diesel::result::Error> {
+    let r: Id = diesel::sql_query(
+        "INSERT INTO ad_accounts (user_account_id, name, meta_ad_account_id, access_token) VALUES ($1, $2, $3, $4) RETURNING id",
+    )
+    .bind::<SqlUuid, _>(user_account_id)
+    .bind::<Text, _>(name)
+    .bind::<Nullable<Text>, _>(meta_ad_account_id)
+    .bind::<Nullable<Text>, _>(access_token)
+    .get_result(conn)
+    .await?;
+    Ok(r.id)
+}
+
+/// A direction's CAPI settings as an operator sets them.
+#[derive(Debug, Clone, Default)]
+pub struct NewDirection<'a> {
+    pub user_account_id: Uuid,
+    pub ad_account_id: Option<Uuid>,
+    pub name: &'a str,
+    pub capi_enabled: bool,
+    pub capi_source: &'a str,
+    pub pixel_id: Option<&'a str>,
+    pub waba_id: Option<&'a str>,
+}
+
+pub async fn create_direction(conn: &mut AsyncPgConnection, d: &NewDirection<'_>) -> Result<Uuid, diesel::result::Error> {
+    let r: Id = diesel::sql_query(
+        "INSERT INTO account_directions (user_account_id, ad_account_id, name, capi_enabled, capi_source, pixel_id, \
+           whatsapp_business_account_id) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+    )
+    .bind::<SqlUuid, _>(d.user_account_id)
+    .bind::<Nullable<SqlUuid>, _>(d.ad_account_id)
+    .bind::<Text, _>(d.name)
+    .bind::<Bool, _>(d.capi_enabled)
+    .bind::<Text, _>(d.capi_source)
+    .bind::<Nullable<Text>, _>(d.pixel_id)
+    .bind::<Nullable<Text>, _>(d.waba_id)
+    .get_result(conn)
+    .await?;
+    Ok(r.id)
+}
+
+/// Maps a WhatsApp instance to a direction (creating or updating it), and
+/// lets existing dialogs of that instance pick the direction up.
+pub async fn map_instance(
+    conn: &mut AsyncPgConnection,
+    instance_name: &str,
+    direction_id: Uuid,
+    webhook_secret: &str,
+    phone_number: Option<&str>,
+) -> Result<(), diesel::result::Error> {
+    diesel::sql_query(
+        "INSERT INTO whatsapp_phone_numbers (instance_name, direction_id, webhook_secret, phone_number) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (instance_name) DO UPDATE SET \
+           direction_id = EXCLUDED.direction_id, webhook_secret = EXCLUDED.webhook_secret, \
+           phone_number = COALESCE(EXCLUDED.phone_number, whatsapp_phone_numbers.phone_number)",
+    )
+    .bind::<Text, _>(instance_name)
+    .bind::<SqlUuid, _>(direction_id)
+    .bind::<Text, _>(webhook_secret)
+    .bind::<Nullable<Text>, _>(phone_number)
+    .execute(conn)
+    .await?;
+    // The trigger refills direction_id from the new mapping.
+    diesel::sql_query("UPDATE dialog_analysis SET direction_id = NULL WHERE instance_name = $1")
+        .bind::<Text, _>(instance_name)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize, QueryableByName)]
+pub struct UserAccountRow {
+    #[diesel(sql_type = SqlUuid)]
+    pub id: Uuid,
+    #[diesel(sql_type = Text)]
+    pub name: String,
+    #[diesel(sql_type = Bool)]
+    pub has_token: bool,
+}
+
+pub async fn list_user_accounts(conn: &mut AsyncPgConnection) -> Result<Vec<UserAccountRow>, diesel::result::Error> {
+    diesel::sql_query(
+        "SELECT id, name, COALESCE(access_token, '') <> '' AS has_token FROM user_accounts ORDER BY created_at, name",
+    )
+    .load(conn)
+    .await
+}
+
+#[derive(Debug, Clone, Serialize, QueryableByName)]
+pub struct AdAccountRow {
+    #[diesel(sql_type = SqlUuid)]
+    pub id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    pub user_account_id: Uuid,
+    #[diesel(sql_type = Text)]
+    pub name: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub meta_ad_account_id: Option<String>,
+    #[diesel(sql_type = Bool)]
+    pub has_token: bool,
+}
+
+pub async fn list_ad_accounts(conn: &mut AsyncPgConnection) -> Result<Vec<AdAccountRow>, diesel::result::Error> {
+    diesel::sql_query(
+        "SELECT id, user_account_id, name, meta_ad_account_id, COALESCE(access_token, '') <> '' AS has_token \
+         FROM ad_accounts ORDER BY created_at, name",
+    )
+    .load(conn)
+    .await
+}
+
+#[derive(Debug, Clone, Serialize, QueryableByName)]
+pub struct DirectionRow {
+    #[diesel(sql_type = SqlUuid)]
+    pub id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    pub user_account_id: Uuid,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    pub ad_account_id: Option<Uuid>,
+    #[diesel(sql_type = Text)]
+    pub name: String,
+    #[diesel(sql_type = Bool)]
+    pub capi_enabled: bool,
+    #[diesel(sql_type = Text)]
+    pub capi_source: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub pixel_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub waba_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub instances: Option<String>,
+}
+
+pub async fn list_directions(conn: &mut AsyncPgConnection) -> Result<Vec<DirectionRow>, diesel::result::Error> {
+    diesel::sql_query(
+        "SELECT d.id, d.user_account_id, d.ad_account_id, d.name, d.capi_enabled, d.capi_source, d.pixel_id, \
+           d.whatsapp_business_account_id AS waba_id, \
+           (SELECT string_agg(w.instance_name, ',' ORDER BY w.instance_name) FROM whatsapp_phone_numbers w \
+              WHERE w.direction_id = d.id) AS instances \
+         FROM account_directions d ORDER BY d.created_at, d.name",
+    )
+    .load(conn)
+    .await
+}
+
+/// Changes a direction's CAPI settings; `None` leaves a setting as it is.
+#[derive(Debug, Clone, Default)]
+pub struct DirectionCapiUpdate<'a> {
+    pub capi_enabled: Option<bool>,
+    pub capi_source: Option<&'a str>,
+    pub pixel_id: Option<&'a str>,
+    pub waba_id: Option<&'a str>,
+    pub ad_account_id: Option<Uuid>,
+}
+
+pub async fn update_direction_capi(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    u: &DirectionCapiUpdate<'_>,
+) -> Result<bool, diesel::result::Error> {
+    let n = diesel::sql_query(
+        "UPDATE account_directions SET capi_enabled = COALESCE($2, capi_enabled), \
+           capi_source = COALESCE($3, capi_source), pixel_id = COALESCE($4, pixel_id), \
+           whatsapp_business_account_id = COALESCE($5, whatsapp_business_account_id), \
+           ad_account_id = COALESCE($6, ad_account_id), updated_at = now() WHERE id = $1",
+    )
+    .bind::<SqlUuid, _>(id)
+    .bind::<Nullable<Bool>, _>(u.capi_enabled)
+    .bind::<Nullable<Text>, _>(u.capi_source)
+    .bind::<Nullable<Text>, _>(u.pixel_id)
+    .bind::<Nullable<Text>, _>(u.waba_id)
+    .bind::<Nullable<SqlUuid>, _>(u.ad_account_id)
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}
+
+#[derive(Debug, Clone, Serialize, QueryableByName)]
+pub struct InstanceRow {
+    #[diesel(sql_type = Text)]
+    pub instance_name: String,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    pub direction_id: Option<Uuid>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub phone_number: Option<String>,
+}
+
+pub async fn list_instances(conn: &mut AsyncPgConnection) -> Result<Vec<InstanceRow>, diesel::result::Error> {
+    diesel::sql_query("SELECT instance_name, direction_id, phone_number FROM whatsapp_phone_numbers ORDER BY instance_name")
+        .load(conn)
+        .await
+}

@@ -1,0 +1,27 @@
+use diesel_async::{
+    AsyncPgConnection, RunQueryDsl,
+    pooled_connection::{AsyncDieselConnectionManager, deadpool::Pool},
+};
+use std::time::Duration;
+
+pub type DbPool = Pool<AsyncPgConnection>;
+
+/// A lazily connecting pool: the service starts even while PostgreSQL is
+/// down, and `/ready` says so until it comes back.
+pub fn connect_pool(url: &str, max_size: usize) -> anyhow::Result<DbPool> {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    Ok(Pool::builder(manager)
+        .max_size(max_size)
+        .runtime(deadpool::Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .build()?)
+}
+
+/// `SELECT 1` on a pooled connection.
+pub async fn ping(pool: &DbPool) -> anyhow::Result<()> {
+    let mut conn = pool.get().await?;
+    diesel::sql_query("SELECT 1").execute(&mut conn).await?;
+    Ok(())
+}

@@ -1,0 +1,15 @@
+DROP TABLE outbox;
+DROP TABLE ad_spend;
+DROP TABLE conversation_reports;
+DROP TABLE capi_events_log;
+DROP TABLE capi_deliveries;
+DROP TABLE dialog_messages;
+DROP TRIGGER dialog_analysis_direction ON dialog_analysis;
+DROP FUNCTION dialog_analysis_fill_direction();
+DROP TABLE dialog_analysis;
+DROP TABLE leads;
+DROP TABLE crm_connections;
+DROP TABLE whatsapp_phone_numbers;
+DROP TABLE account_directions;
+DROP TABLE ad_accounts;
+DROP TABLE user_accounts;
