@@ -52,6 +52,32 @@ pub struct Bus {
 
 pub(crate) const ATTEMPT_HEADER: &str = "x-attempt";
 
+/// Each distinct delay is a queue, so delays are rounded up to a coarse grid:
+/// 100 ms steps up to 10 s, whole seconds up to a minute, whole minutes after.
+pub(crate) fn delay_bucket_ms(delay: Duration) -> u64 {
+    let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX).max(1);
+    let step = match ms {
+        0..=10_000 => 100,
+        10_001..=60_000 => 1_000,
+        _ => 60_000,
+    };
+    ms.div_ceil(step).saturating_mul(step).min(24 * 3_600_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_round_up_to_a_small_set_of_queues() {
+        assert_eq!(delay_bucket_ms(Duration::from_millis(5000)), 5000);
+        assert_eq!(delay_bucket_ms(Duration::from_millis(1)), 100);
+        assert_eq!(delay_bucket_ms(Duration::from_millis(12_345)), 13_000);
+        assert_eq!(delay_bucket_ms(Duration::from_secs(61)), 120_000);
+        assert_eq!(delay_bucket_ms(Duration::from_secs(86_400 * 30)), 86_400_000);
+    }
+}
+
 impl Bus {
     /// A bus that connects on first use (and again after the broker drops it).
     pub fn new(settings: AmqpSettings) -> Self {
@@ -162,7 +188,7 @@ impl Bus {
         payload: &[u8],
         attempt: u32,
     ) -> anyhow::Result<()> {
-        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ms = delay_bucket_ms(delay);
         let name = self.names.delay(queue, ms);
         let known = self.delay_queues.lock().map(|d| d.contains(&name)).unwrap_or(false);
         if !known {

@@ -1,1 +1,72 @@
+//! chatbot-service: the per-dialog message buffer (design.md §2), then the
+//! bot's turn, then qualification.
+//!
+//! Each customer message bumped the dialog's `buffer_seq` when the gateway
+//! stored it. For each one this service schedules a flush carrying that
+//! sequence number after the buffer delay; a flush acts only if the sequence
+//! is still the latest and no replica flushed it before (a conditional
+//! update), so any number of replicas agree without shared memory.
 
+mod buffer;
+pub mod reply;
+
+use runtime::{CancellationToken, CommonSettings, Runtime};
+use serde::Deserialize;
+use std::{sync::Arc, time::Duration};
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    #[serde(flatten)]
+    pub common: CommonSettings,
+    pub chatbot: ChatbotSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatbotSettings {
+    /// How long after a customer's last message the dialog is handed on.
+    pub buffer_delay_ms: u64,
+}
+
+const DEFAULTS: &str = r#"
+[http]
+port = 8081
+
+[chatbot]
+buffer_delay_ms = 5000
+"#;
+
+impl Settings {
+    pub fn load() -> anyhow::Result<Settings> {
+        Ok(runtime::load_settings(DEFAULTS, None)?)
+    }
+}
+
+pub struct Application {
+    runtime: Runtime,
+}
+
+impl Application {
+    pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Result<Application> {
+        let mut runtime = Runtime::new("chatbot-service", &settings.common, stop)?;
+        runtime.serve(&settings.common, |_| {})?;
+        let buffer = Arc::new(buffer::Buffer {
+            pool: runtime.pool.clone(),
+            bus: runtime.bus.clone(),
+            outbox_wake: runtime.outbox_wake.clone(),
+            delay: Duration::from_millis(settings.chatbot.buffer_delay_ms),
+            replier: Arc::new(reply::NoBot),
+        });
+        buffer::spawn(&mut runtime, buffer);
+        runtime.spawn_outbox_relay();
+        Ok(Application { runtime })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.runtime.port().unwrap_or_default()
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.runtime.run_until_stopped().await
+    }
+}

@@ -1,1 +1,42 @@
+//! reports: daily conversation reports, the analytics/ROI API and the
+//! dashboard. For now it serves only `/health` and `/ready`.
 
+use runtime::{CancellationToken, CommonSettings, Runtime};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    #[serde(flatten)]
+    pub common: CommonSettings,
+}
+
+const DEFAULTS: &str = r#"
+[http]
+port = 8084
+"#;
+
+impl Settings {
+    pub fn load() -> anyhow::Result<Settings> {
+        Ok(runtime::load_settings(DEFAULTS, None)?)
+    }
+}
+
+pub struct Application {
+    runtime: Runtime,
+}
+
+impl Application {
+    pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Result<Application> {
+        let mut runtime = Runtime::new("reports", &settings.common, stop)?;
+        runtime.serve(&settings.common, |_| {})?;
+        Ok(Application { runtime })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.runtime.port().unwrap_or_default()
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.runtime.run_until_stopped().await
+    }
+}

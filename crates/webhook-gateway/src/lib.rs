@@ -1,1 +1,73 @@
+//! webhook-gateway: every inbound HTTP hook. Authenticates, parses, stores
+//! the message and queues the follow-up work through the outbox, and answers
+//! fast.
 
+mod evolution;
+
+use runtime::{CancellationToken, CommonSettings, Runtime};
+use serde::Deserialize;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    #[serde(flatten)]
+    pub common: CommonSettings,
+    pub gateway: GatewaySettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySettings {
+    /// Larger webhook bodies get 413.
+    pub max_body_bytes: usize,
+}
+
+const DEFAULTS: &str = r#"
+[http]
+port = 8080
+
+[gateway]
+max_body_bytes = 1048576
+"#;
+
+impl Settings {
+    pub fn load() -> anyhow::Result<Settings> {
+        Ok(runtime::load_settings(DEFAULTS, None)?)
+    }
+}
+
+/// Shared by the request handlers.
+pub(crate) struct State {
+    pub pool: storage::DbPool,
+    pub outbox_wake: Arc<Notify>,
+    pub max_body_bytes: usize,
+}
+
+pub struct Application {
+    runtime: Runtime,
+}
+
+impl Application {
+    pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Result<Application> {
+        let mut runtime = Runtime::new("webhook-gateway", &settings.common, stop)?;
+        let state = actix_web::web::Data::new(State {
+            pool: runtime.pool.clone(),
+            outbox_wake: runtime.outbox_wake.clone(),
+            max_body_bytes: settings.gateway.max_body_bytes,
+        });
+        runtime.serve(&settings.common, move |cfg| {
+            cfg.app_data(state.clone()).configure(evolution::routes);
+        })?;
+        runtime.spawn_outbox_relay();
+        Ok(Application { runtime })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.runtime.port().unwrap_or_default()
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.runtime.run_until_stopped().await
+    }
+}

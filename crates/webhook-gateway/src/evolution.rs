@@ -1,0 +1,165 @@
+//! `POST /webhooks/evolution/{instance}`: Evolution API webhooks.
+//!
+//! Evolution does not sign its webhooks, so each instance has a secret the
+//! sender passes in the `X-Webhook-Secret` header (set in Evolution's webhook
+//! `headers`) or, for senders that cannot set headers, as `?token=`.
+
+use crate::State;
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
+use bus::messages::{BusMessage, MessageReceived, encode};
+use chrono::{DateTime, TimeZone, Utc};
+use diesel_async::AsyncConnection;
+use domain::evolution::{self, InboundMessage, Parsed};
+use futures_util::StreamExt;
+use runtime::ApiError;
+use serde::Deserialize;
+use serde_json::json;
+use storage::conversations::{self, Author, NewMessage, Recorded};
+use subtle::ConstantTimeEq;
+
+pub const SECRET_HEADER: &str = "x-webhook-secret";
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/webhooks/evolution/{instance}", web::post().to(receive));
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("body exceeds {limit} bytes"))
+}
+
+async fn receive(
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<TokenQuery>,
+    mut payload: web::Payload,
+    state: web::Data<State>,
+) -> Result<HttpResponse, ApiError> {
+    let instance_name = path.into_inner();
+    let limit = state.max_body_bytes;
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large(limit));
+    }
+
+    let instance = {
+        let mut conn = state.pool.get().await.map_err(ApiError::unavailable)?;
+        storage::directions::instance(&mut conn, &instance_name)
+            .await
+            .map_err(ApiError::unavailable)?
+    }
+    .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_instance", format!("no WhatsApp instance named '{instance_name}'")))?;
+
+    let presented = req
+        .headers()
+        .get(SECRET_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| query.token.clone());
+    let authorized = presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(instance.webhook_secret.as_bytes())));
+    if !authorized {
+        tracing::warn!(instance = %instance_name, "webhook rejected: missing or wrong secret");
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            format!("missing or wrong webhook secret (header {SECRET_HEADER} or ?token=)"),
+        ));
+    }
+
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.to_string()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let value: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("body is not valid JSON: {e}")))?;
+
+    match evolution::event_name(&value) {
+        Some(e) if e == evolution::MESSAGES_UPSERT => {}
+        other => {
+            let event = other.unwrap_or_else(|| "(none)".into());
+            tracing::debug!(instance = %instance_name, %event, "event ignored");
+            return Ok(HttpResponse::Ok().json(json!({"status": "ignored", "reason": format!("event {event} is not handled")})));
+        }
+    }
+    let parsed = evolution::parse_messages_upsert(&value)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_payload", e.to_string()))?;
+
+    let mut results = Vec::with_capacity(parsed.len());
+    for p in parsed {
+        match p {
+            Parsed::Ignored(reason) => results.push(json!({"status": "ignored", "reason": reason.as_str()})),
+            Parsed::Message(m) => {
+                let status = store(&state, &instance_name, &m).await?;
+                results.push(json!({"status": status, "message_id": m.message_id}));
+            }
+        }
+    }
+    let body = match results.len() {
+        1 => results.remove(0),
+        _ => json!({"status": "processed", "results": results}),
+    };
+    Ok(HttpResponse::Ok().json(body))
+}
+
+fn sent_at(m: &InboundMessage) -> DateTime<Utc> {
+    m.timestamp
+        .and_then(|t| Utc.timestamp_opt(t, 0).single())
+        .unwrap_or_else(Utc::now)
+}
+
+/// Stores one message and queues the buffer step in the same transaction.
+async fn store(state: &State, instance_name: &str, m: &InboundMessage) -> Result<&'static str, ApiError> {
+    let new = NewMessage {
+        instance_name,
+        message_id: &m.message_id,
+        from_me: m.from_me,
+        author: if m.from_me { Author::Operator } else { Author::Customer },
+        contact_key: m.contact_key(),
+        contact_phone: m.phone.as_deref(),
+        contact_lid: m.lid.as_deref(),
+        contact_name: m.push_name.as_deref(),
+        text: m.text.as_deref(),
+        message_type: m.message_type.as_deref(),
+        sent_at: sent_at(m),
+        ctwa_clid: m.ctwa_clid.as_deref(),
+        from_ad: m.from_ad,
+        ad_context: m.ad_context.as_ref(),
+    };
+    let mut conn = state.pool.get().await.map_err(ApiError::unavailable)?;
+    let recorded = conn
+        .transaction::<_, storage::DbError, _>(async |conn| {
+            let recorded = conversations::record_message(conn, &new).await?;
+            if let Recorded::Stored { dialog_id, buffer_seq: Some(seq) } = recorded {
+                let msg = MessageReceived { dialog_id, seq };
+                storage::outbox::enqueue(conn, MessageReceived::ROUTING_KEY, &encode(&msg), 0).await?;
+            }
+            Ok(recorded)
+        })
+        .await
+        .map_err(ApiError::unavailable)?;
+    match recorded {
+        Recorded::Duplicate => {
+            tracing::debug!(instance = %instance_name, message_id = %m.message_id, "duplicate webhook ignored");
+            Ok("duplicate")
+        }
+        Recorded::Stored { dialog_id, .. } => {
+            state.outbox_wake.notify_one();
+            tracing::info!(
+                instance = %instance_name, %dialog_id, message_id = %m.message_id, from_me = m.from_me,
+                has_ctwa_clid = m.ctwa_clid.is_some(), from_ad = m.from_ad, "message stored"
+            );
+            Ok("stored")
+        }
+    }
+}
