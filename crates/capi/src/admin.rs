@@ -1,0 +1,234 @@
+//! Commands that set up and list accounts, directions and instances, so a
+//! new user configures everything without SQL.
+
+use crate::Failure;
+use clap::Subcommand;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use serde::Serialize;
+use serde_json::json;
+use std::io::Read;
+use storage::directions::{self, DirectionCapiUpdate, NewDirection};
+use uuid::Uuid;
+
+async fn connect(url: &str) -> Result<AsyncPgConnection, Failure> {
+    AsyncPgConnection::establish(url)
+        .await
+        .map_err(|e| Failure { code: 1, message: format!("cannot connect to PostgreSQL: {e}") })
+}
+
+fn print_rows<T: Serialize>(rows: &[T]) -> Result<(), Failure> {
+    for r in rows {
+        println!("{}", serde_json::to_string(r).map_err(|e| Failure::from(anyhow::Error::from(e)))?);
+    }
+    Ok(())
+}
+
+/// `-` reads the token from standard input, so it stays out of shell history.
+fn token_arg(t: Option<String>) -> Result<Option<String>, Failure> {
+    match t.as_deref() {
+        Some("-") => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|e| Failure::input(format!("reading the token from standard input: {e}")))?;
+            let s = s.trim().to_owned();
+            Ok((!s.is_empty()).then_some(s))
+        }
+        _ => Ok(t.filter(|s| !s.trim().is_empty())),
+    }
+}
+
+pub async fn migrate(url: &str) -> Result<(), Failure> {
+    let applied = storage::migrations::run_pending(url).await?;
+    println!("{}", json!({"applied": applied}));
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum AccountCommand {
+    /// Create a user account; prints its id.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Fallback Meta access token (`-` reads it from standard input).
+        #[arg(long)]
+        access_token: Option<String>,
+    },
+    List,
+}
+
+pub async fn account(url: &str, c: AccountCommand) -> Result<(), Failure> {
+    let mut conn = connect(url).await?;
+    match c {
+        AccountCommand::Create { name, access_token } => {
+            let token = token_arg(access_token)?;
+            let id = directions::create_user_account(&mut conn, &name, token.as_deref()).await?;
+            println!("{}", json!({"id": id}));
+        }
+        AccountCommand::List => print_rows(&directions::list_user_accounts(&mut conn).await?)?,
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum AdAccountCommand {
+    /// Create an ad account with its Meta access token; prints its id.
+    Create {
+        #[arg(long)]
+        user_account: Uuid,
+        #[arg(long)]
+        name: String,
+        /// Meta's ad account id (act_...).
+        #[arg(long)]
+        meta_id: Option<String>,
+        /// Meta access token (`-` reads it from standard input).
+        #[arg(long)]
+        access_token: Option<String>,
+    },
+    List,
+}
+
+pub async fn ad_account(url: &str, c: AdAccountCommand) -> Result<(), Failure> {
+    let mut conn = connect(url).await?;
+    match c {
+        AdAccountCommand::Create { user_account, name, meta_id, access_token } => {
+            let token = token_arg(access_token)?;
+            let id = directions::create_ad_account(&mut conn, user_account, &name, meta_id.as_deref(), token.as_deref()).await?;
+            println!("{}", json!({"id": id}));
+        }
+        AdAccountCommand::List => print_rows(&directions::list_ad_accounts(&mut conn).await?)?,
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Source {
+    Whatsapp,
+    Crm,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Whatsapp => "whatsapp",
+            Source::Crm => "crm",
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum DirectionCommand {
+    /// Create a direction; prints its id.
+    Create {
+        #[arg(long)]
+        user_account: Uuid,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        ad_account: Option<Uuid>,
+        /// Send CAPI events for this direction.
+        #[arg(long)]
+        capi_enabled: bool,
+        #[arg(long, value_enum, default_value = "whatsapp")]
+        source: Source,
+        /// Meta pixel / dataset id.
+        #[arg(long)]
+        pixel: Option<String>,
+        /// WhatsApp Business Account id (sent as user_data.whatsapp_business_account_id).
+        #[arg(long)]
+        waba: Option<String>,
+    },
+    /// Change a direction's CAPI settings (only the options given).
+    Set {
+        id: Uuid,
+        #[arg(long)]
+        capi_enabled: Option<bool>,
+        #[arg(long, value_enum)]
+        source: Option<Source>,
+        #[arg(long)]
+        pixel: Option<String>,
+        #[arg(long)]
+        waba: Option<String>,
+        #[arg(long)]
+        ad_account: Option<Uuid>,
+    },
+    List,
+}
+
+pub async fn direction(url: &str, c: DirectionCommand) -> Result<(), Failure> {
+    let mut conn = connect(url).await?;
+    match c {
+        DirectionCommand::Create { user_account, name, ad_account, capi_enabled, source, pixel, waba } => {
+            let d = NewDirection {
+                user_account_id: user_account,
+                ad_account_id: ad_account,
+                name: &name,
+                capi_enabled,
+                capi_source: source.as_str(),
+                pixel_id: pixel.as_deref(),
+                waba_id: waba.as_deref(),
+            };
+            let id = directions::create_direction(&mut conn, &d).await?;
+            println!("{}", json!({"id": id}));
+        }
+        DirectionCommand::Set { id, capi_enabled, source, pixel, waba, ad_account } => {
+            let u = DirectionCapiUpdate {
+                capi_enabled,
+                capi_source: source.map(Source::as_str),
+                pixel_id: pixel.as_deref(),
+                waba_id: waba.as_deref(),
+                ad_account_id: ad_account,
+            };
+            if !directions::update_direction_capi(&mut conn, id, &u).await? {
+                return Err(Failure::input(format!("no direction {id}")));
+            }
+            println!("{}", json!({"id": id, "updated": true}));
+        }
+        DirectionCommand::List => print_rows(&directions::list_directions(&mut conn).await?)?,
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum InstanceCommand {
+    /// Map an Evolution API instance to a direction; prints the webhook secret.
+    Map {
+        #[arg(long)]
+        instance: String,
+        #[arg(long)]
+        direction: Uuid,
+        /// The webhook secret (generated when not given).
+        #[arg(long)]
+        secret: Option<String>,
+        /// The instance's WhatsApp number.
+        #[arg(long)]
+        phone: Option<String>,
+    },
+    List,
+}
+
+fn generate_secret() -> String {
+    format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple())
+}
+
+pub async fn instance(url: &str, c: InstanceCommand) -> Result<(), Failure> {
+    let mut conn = connect(url).await?;
+    match c {
+        InstanceCommand::Map { instance, direction, secret, phone } => {
+            let secret = secret.filter(|s| !s.is_empty()).unwrap_or_else(generate_secret);
+            directions::map_instance(&mut conn, &instance, direction, &secret, phone.as_deref()).await?;
+            println!(
+                "{}",
+                json!({
+                    "instance": instance,
+                    "direction_id": direction,
+                    "webhook_secret": secret,
+                    "webhook_path": format!("/webhooks/evolution/{instance}"),
+                    "header": "X-Webhook-Secret",
+                })
+            );
+        }
+        InstanceCommand::List => print_rows(&directions::list_instances(&mut conn).await?)?,
+    }
+    Ok(())
+}

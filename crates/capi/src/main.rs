@@ -1,0 +1,98 @@
+//! `capi`: the operator's command line. Outputs are one JSON object per line
+//! (a stable interface for scripts); errors go to stderr with exit code 2
+//! for bad input and 1 for everything else.
+
+mod admin;
+mod inspect;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "capi", version, about = "WhatsApp/CRM → Meta Conversions API: operator tool")]
+struct Cli {
+    /// PostgreSQL URL (commands that touch the database).
+    #[arg(long, global = true, env = "CAPI_DATABASE__URL", default_value = "postgres://capi@127.0.0.1:54329/capi", hide_env_values = true)]
+    database_url: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending database migrations (safe to run concurrently).
+    Migrate,
+    /// Normalize and hash one user_data value by Meta's rules.
+    Normalize {
+        /// em, ph, fn, ln, ct, st, zp, country, external_id, ge or db.
+        key: String,
+        value: String,
+        /// Country calling code added to phone numbers written without one.
+        #[arg(long)]
+        default_country_code: Option<String>,
+    },
+    /// Parse a webhook body the way the gateway does and print what it found.
+    ParseWebhook {
+        #[arg(value_enum)]
+        source: inspect::WebhookSource,
+        /// The body, or - for standard input.
+        file: String,
+    },
+    /// User accounts (the customers of this product).
+    #[command(subcommand)]
+    Account(admin::AccountCommand),
+    /// Meta ad accounts and their access tokens.
+    #[command(subcommand)]
+    AdAccount(admin::AdAccountCommand),
+    /// Directions (business lines) and their CAPI settings.
+    #[command(subcommand)]
+    Direction(admin::DirectionCommand),
+    /// WhatsApp instances and the direction each belongs to.
+    #[command(subcommand)]
+    Instance(admin::InstanceCommand),
+}
+
+/// An error with the exit code it deserves.
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn input(message: impl Into<String>) -> Failure {
+        Failure { code: 2, message: message.into() }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Failure {
+        Failure { code: 1, message: format!("{e:#}") }
+    }
+}
+
+impl From<storage::DbError> for Failure {
+    fn from(e: storage::DbError) -> Failure {
+        Failure { code: 1, message: format!("database: {e}") }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Migrate => admin::migrate(&cli.database_url).await,
+        Command::Normalize { key, value, default_country_code } => inspect::normalize(&key, &value, default_country_code),
+        Command::ParseWebhook { source, file } => inspect::parse_webhook(source, &file),
+        Command::Account(c) => admin::account(&cli.database_url, c).await,
+        Command::AdAccount(c) => admin::ad_account(&cli.database_url, c).await,
+        Command::Direction(c) => admin::direction(&cli.database_url, c).await,
+        Command::Instance(c) => admin::instance(&cli.database_url, c).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("capi: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! Test harness: a fresh PostgreSQL database and RabbitMQ name prefix per
+//! test (so tests run in parallel against the real servers `scripts/test`
+//! starts), the services started in-process, and helpers to seed data, post
+//! webhooks and wait for the pipeline.
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use runtime::{
+    CancellationToken, CommonSettings,
+    settings::{DatabaseSettings, HttpSettings, LogFormat, LogSettings},
+};
+use serde_json::{Value, json};
+use std::{future::Future, sync::Once, time::Duration};
+use storage::DbPool;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+pub use wiremock;
+
+fn admin_url() -> String {
+    std::env::var("CAPI_TEST_ADMIN_DATABASE_URL").unwrap_or_else(|_| "postgres://capi@127.0.0.1:54329/postgres".into())
+}
+
+fn amqp_url() -> String {
+    std::env::var("CAPI_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:56729/%2f".into())
+}
+
+static TRACING: Once = Once::new();
+
+/// Logs go to the test output when `TEST_LOG` is set.
+pub fn init_logs() {
+    TRACING.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            runtime::telemetry::init(&LogSettings { format: LogFormat::Pretty, filter: "info".into() });
+        }
+    });
+}
+
+/// One test's private database (migrated) and queue prefix.
+pub struct TestEnv {
+    pub db_url: String,
+    pub amqp_prefix: String,
+    pub pool: DbPool,
+}
+
+impl TestEnv {
+    pub async fn new() -> TestEnv {
+        init_logs();
+        let id = Uuid::new_v4().simple().to_string();
+        let name = format!("test_{id}");
+        let admin = admin_url();
+        let mut conn = AsyncPgConnection::establish(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL for tests at {admin} ({e}); start it with scripts/test"));
+        diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let db_url = match admin.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{name}"),
+            None => panic!("admin url has no database part"),
+        };
+        storage::migrations::run_pending(&db_url).await.expect("migrate test database");
+        let pool = storage::connect_pool(&db_url, 4).expect("pool");
+        TestEnv { db_url, amqp_prefix: format!("t{}", &id[..12]), pool }
+    }
+
+    pub fn common(&self) -> CommonSettings {
+        CommonSettings {
+            database: DatabaseSettings { url: self.db_url.clone().into(), pool_size: 4 },
+            amqp: bus::AmqpSettings { url: amqp_url(), prefix: self.amqp_prefix.clone(), prefetch: 16 },
+            http: HttpSettings { host: "127.0.0.1".into(), port: 0 },
+            log: LogSettings { format: LogFormat::Pretty, filter: "info".into() },
+        }
+    }
+
+    pub async fn conn(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.db_url).await.expect("connect to test database")
+    }
+
+    /// A bus on this test's prefix (to publish or inspect directly).
+    pub fn bus(&self) -> bus::Bus {
+        bus::Bus::new(self.common().amqp)
+    }
+}
+
+/// What the services are started with.
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    pub meta_url: String,
+    /// Replicas of qualification-agent and capi-sender (and chatbot-service).
+    pub replicas: usize,
+    pub buffer_delay_ms: u64,
+    pub retry_delay_ms: u64,
+}
+
+impl PipelineOptions {
+    pub fn new(meta_url: &str) -> Self {
+        PipelineOptions { meta_url: meta_url.to_owned(), replicas: 1, buffer_delay_ms: 300, retry_delay_ms: 400 }
+    }
+}
+
+/// Gateway, chatbot-service, qualification-agent and capi-sender running in-process.
+pub struct Pipeline {
+    pub gateway_port: u16,
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Pipeline {
+    pub async fn start(env: &TestEnv, opts: &PipelineOptions) -> Pipeline {
+        let stop = CancellationToken::new();
+        let common = env.common();
+        let mut tasks = Vec::new();
+        let gateway = webhook_gateway::Application::build(
+            webhook_gateway::Settings {
+                common: common.clone(),
+                gateway: webhook_gateway::GatewaySettings { max_body_bytes: 1024 * 1024 },
+            },
+            stop.clone(),
+        )
+        .await
+        .expect("gateway starts");
+        let gateway_port = gateway.port();
+        tasks.push(tokio::spawn(gateway.run_until_stopped()));
+        for _ in 0..opts.replicas.max(1) {
+            let chatbot = chatbot_service::Application::build(
+                chatbot_service::Settings {
+                    common: common.clone(),
+                    chatbot: chatbot_service::ChatbotSettings { buffer_delay_ms: opts.buffer_delay_ms },
+                },
+                stop.clone(),
+            )
+            .await
+            .expect("chatbot starts");
+            tasks.push(tokio::spawn(chatbot.run_until_stopped()));
+            let agent = qualification_agent::Application::build(
+                qualification_agent::Settings { common: common.clone() },
+                stop.clone(),
+            )
+            .await
+            .expect("qualification starts");
+            tasks.push(tokio::spawn(agent.run_until_stopped()));
+            let sender = capi_sender::Application::build(
+                capi_sender::Settings {
+                    common: common.clone(),
+                    meta: capi_sender::MetaSettings {
+                        graph_base_url: opts.meta_url.clone(),
+                        graph_version: "v26.0".into(),
+                        timeout_ms: 2000,
+                        retry_delay_ms: opts.retry_delay_ms,
+                        max_attempts: 20,
+                        lease_secs: 30,
+                    },
+                },
+                stop.clone(),
+            )
+            .await
+            .expect("sender starts");
+            tasks.push(tokio::spawn(sender.run_until_stopped()));
+        }
+        Pipeline { gateway_port, stop, tasks }
+    }
+
+    /// Stops every service and waits for them.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// The account → ad account → direction → instance chain a test needs.
+#[derive(Debug, Clone)]
+pub struct Seed {
+    pub user_account_id: Uuid,
+    pub direction_id: Uuid,
+    pub instance: String,
+    pub secret: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SeedOptions<'a> {
+    pub capi_enabled: bool,
+    pub pixel: Option<&'a str>,
+    pub ad_account_token: Option<&'a str>,
+    pub user_token: Option<&'a str>,
+    pub waba: Option<&'a str>,
+    pub map_instance: bool,
+}
+
+impl Default for SeedOptions<'_> {
+    fn default() -> Self {
+        SeedOptions {
+            capi_enabled: true,
+            pixel: Some("1234567890"),
+            ad_account_token: Some("EAAB-test-token"),
+            user_token: None,
+            waba: Some("102938475610"),
+            map_instance: true,
+        }
+    }
+}
+
+pub async fn seed(env: &TestEnv, o: &SeedOptions<'_>) -> Seed {
+    use storage::directions as d;
+    let mut conn = env.conn().await;
+    let user = d::create_user_account(&mut conn, "Clinic", o.user_token).await.expect("user");
+    let ad = d::create_ad_account(&mut conn, user, "Main", Some("act_1"), o.ad_account_token).await.expect("ad account");
+    let direction = d::create_direction(
+        &mut conn,
+        &d::NewDirection {
+            user_account_id: user,
+            ad_account_id: Some(ad),
+            name: "Cosmetology",
+            capi_enabled: o.capi_enabled,
+            capi_source: "whatsapp",
+            pixel_id: o.pixel,
+            waba_id: o.waba,
+        },
+    )
+    .await
+    .expect("direction");
+    let instance = format!("inst-{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let secret = "s3cret-webhook-key".to_owned();
+    if o.map_instance {
+        d::map_instance(&mut conn, &instance, direction, &secret, None).await.expect("map instance");
+    } else {
+        // An instance the gateway knows but that belongs to no direction.
+        diesel::sql_query("INSERT INTO whatsapp_phone_numbers (instance_name, webhook_secret) VALUES ($1, $2)")
+            .bind::<diesel::sql_types::Text, _>(&instance)
+            .bind::<diesel::sql_types::Text, _>(&secret)
+            .execute(&mut conn)
+            .await
+            .expect("instance");
+    }
+    Seed { user_account_id: user, direction_id: direction, instance, secret }
+}
+
+/// An Evolution 2.3-style `messages.upsert` body from a customer.
+pub fn customer_message(instance: &str, id: &str, phone: &str, text: &str, ctwa_clid: Option<&str>, ts: i64) -> Value {
+    let mut data = json!({
+        "key": {"remoteJid": format!("{phone}@s.whatsapp.net"), "fromMe": false, "id": id},
+        "pushName": "Lead Name",
+        "status": "DELIVERY_ACK",
+        "message": {"conversation": text},
+        "messageType": "conversation",
+        "messageTimestamp": ts,
+        "source": "android"
+    });
+    if let Some(clid) = ctwa_clid {
+        data["contextInfo"] = json!({
+            "externalAdReply": {"sourceType": "ad", "sourceId": "120239177205810192", "ctwaClid": clid},
+            "conversionSource": "FB_Ads",
+            "entryPointConversionSource": "ctwa_ad"
+        });
+    }
+    json!({"event": "messages.upsert", "instance": instance, "data": data, "date_time": "2026-03-13T21:51:33.000Z", "apikey": null})
+}
+
+/// POSTs a webhook with the secret header; returns status and JSON body.
+pub async fn post_webhook(port: u16, instance: &str, secret: Option<&str>, body: &[u8]) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/webhooks/evolution/{instance}"))
+        .header("content-type", "application/json")
+        .body(body.to_vec());
+    if let Some(s) = secret {
+        req = req.header("x-webhook-secret", s);
+    }
+    let resp = req.send().await.expect("gateway reachable");
+    let status = resp.status().as_u16();
+    let json = resp.json().await.unwrap_or(Value::Null);
+    (status, json)
+}
+
+/// Polls `check` until it returns `Some`, or panics naming `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs a scalar SQL query returning one BIGINT named `n`.
+pub async fn count(env: &TestEnv, sql: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = env.conn().await;
+    let r: N = diesel::sql_query(sql).get_result(&mut conn).await.expect("count query");
+    r.n
+}
+
+/// Rows of `capi_events_log` as JSON objects, oldest first.
+pub async fn log_rows(env: &TestEnv) -> Vec<Value> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Jsonb)]
+        row: Value,
+    }
+    let mut conn = env.conn().await;
+    let rows: Vec<Row> = diesel::sql_query("SELECT to_jsonb(l) AS row FROM capi_events_log l ORDER BY id")
+        .load(&mut conn)
+        .await
+        .expect("log rows");
+    rows.into_iter().map(|r| r.row).collect()
+}
