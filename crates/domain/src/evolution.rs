@@ -283,11 +283,10 @@ impl AdInfo {
             let clid = reply.and_then(|r| {
                 ["ctwaClid", "ctwa_clid", "ctwaCLID"].iter().find_map(|k| non_empty(r.get(*k)))
             });
-            let ad_reply = reply.is_some_and(|r| {
-                r.get("sourceType").and_then(Value::as_str) == Some("ad")
-                    || non_empty(r.get("sourceId")).is_some()
-                    || non_empty(r.get("sourceID")).is_some()
-            });
+            // WhatsApp attaches `externalAdReply` to the first message after an
+            // ad click; some ads lose every id in it (issue #1252), so its
+            // presence alone marks the message as from an ad.
+            let ad_reply = reply.is_some();
             let marker = non_empty(ctx.get("conversionSource"))
                 .is_some_and(|s| s.eq_ignore_ascii_case("FB_Ads"))
                 || non_empty(ctx.get("entryPointConversionSource"))
