@@ -64,25 +64,16 @@ pub(crate) fn delay_bucket_ms(delay: Duration) -> u64 {
     ms.div_ceil(step).saturating_mul(step).min(24 * 3_600_000)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn delays_round_up_to_a_small_set_of_queues() {
-        assert_eq!(delay_bucket_ms(Duration::from_millis(5000)), 5000);
-        assert_eq!(delay_bucket_ms(Duration::from_millis(1)), 100);
-        assert_eq!(delay_bucket_ms(Duration::from_millis(12_345)), 13_000);
-        assert_eq!(delay_bucket_ms(Duration::from_secs(61)), 120_000);
-        assert_eq!(delay_bucket_ms(Duration::from_secs(86_400 * 30)), 86_400_000);
-    }
-}
-
 impl Bus {
     /// A bus that connects on first use (and again after the broker drops it).
     pub fn new(settings: AmqpSettings) -> Self {
         let names = Names::new(&settings.prefix);
-        Bus { settings, names, link: Mutex::new(None), delay_queues: StdMutex::new(HashSet::new()) }
+        Bus {
+            settings,
+            names,
+            link: Mutex::new(None),
+            delay_queues: StdMutex::new(HashSet::new()),
+        }
     }
 
     pub fn names(&self) -> &Names {
@@ -96,22 +87,30 @@ impl Bus {
     /// Connects if needed and declares the topology; returns the publishing channel.
     async fn publisher(&self) -> anyhow::Result<Channel> {
         let mut link = self.link.lock().await;
-        if let Some(l) = link.as_ref() {
-            if l.connection.status().connected() && l.publisher.status().connected() {
-                return Ok(l.publisher.clone());
-            }
+        if let Some(l) = link.as_ref()
+            && l.connection.status().connected()
+            && l.publisher.status().connected()
+        {
+            return Ok(l.publisher.clone());
         }
         *link = None;
         let connection = Connection::connect(&self.settings.url, ConnectionProperties::default())
             .await
             .context("connecting to RabbitMQ")?;
         let publisher = connection.create_channel().await?;
-        publisher.confirm_select(ConfirmSelectOptions::default()).await?;
-        topology::declare(&publisher, &self.names).await.context("declaring the topology")?;
+        publisher
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        topology::declare(&publisher, &self.names)
+            .await
+            .context("declaring the topology")?;
         if let Ok(mut d) = self.delay_queues.lock() {
             d.clear();
         }
-        *link = Some(Link { connection, publisher: publisher.clone() });
+        *link = Some(Link {
+            connection,
+            publisher: publisher.clone(),
+        });
         Ok(publisher)
     }
 
@@ -119,7 +118,9 @@ impl Bus {
     pub async fn open_channel(&self) -> anyhow::Result<Channel> {
         self.publisher().await?;
         let link = self.link.lock().await;
-        let l = link.as_ref().ok_or_else(|| anyhow!("RabbitMQ connection lost"))?;
+        let l = link
+            .as_ref()
+            .ok_or_else(|| anyhow!("RabbitMQ connection lost"))?;
         Ok(l.connection.create_channel().await?)
     }
 
@@ -142,7 +143,10 @@ impl Bus {
     ) -> anyhow::Result<()> {
         let channel = self.publisher().await?;
         let mut headers = FieldTable::default();
-        headers.insert(ATTEMPT_HEADER.into(), AMQPValue::LongLongInt(i64::from(attempt)));
+        headers.insert(
+            ATTEMPT_HEADER.into(),
+            AMQPValue::LongLongInt(i64::from(attempt)),
+        );
         let props = BasicProperties::default()
             .with_message_id(message_id.to_string().into())
             .with_content_type("application/json".into())
@@ -153,7 +157,10 @@ impl Bus {
                 .basic_publish(
                     exchange.into(),
                     routing_key.into(),
-                    BasicPublishOptions { mandatory: true, ..Default::default() },
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    },
                     payload,
                     props,
                 )
@@ -163,7 +170,9 @@ impl Bus {
                 return Err(anyhow!("broker refused message {message_id}"));
             }
             if confirm.take_message().is_some() {
-                return Err(anyhow!("message {message_id} was unroutable ({routing_key})"));
+                return Err(anyhow!(
+                    "message {message_id} was unroutable ({routing_key})"
+                ));
             }
             Ok(())
         }
@@ -175,8 +184,14 @@ impl Bus {
     }
 
     /// Publishes to the pipeline exchange and waits for the broker's confirm.
-    pub async fn publish(&self, routing_key: &str, message_id: Uuid, payload: &[u8]) -> anyhow::Result<()> {
-        self.publish_raw(&self.names.exchange(), routing_key, message_id, payload, 1).await
+    pub async fn publish(
+        &self,
+        routing_key: &str,
+        message_id: Uuid,
+        payload: &[u8],
+    ) -> anyhow::Result<()> {
+        self.publish_raw(&self.names.exchange(), routing_key, message_id, payload, 1)
+            .await
     }
 
     /// Delivers to `queue` after `delay` (through a TTL queue), confirmed.
@@ -190,7 +205,11 @@ impl Bus {
     ) -> anyhow::Result<()> {
         let ms = delay_bucket_ms(delay);
         let name = self.names.delay(queue, ms);
-        let known = self.delay_queues.lock().map(|d| d.contains(&name)).unwrap_or(false);
+        let known = self
+            .delay_queues
+            .lock()
+            .map(|d| d.contains(&name))
+            .unwrap_or(false);
         if !known {
             let channel = self.publisher().await?;
             topology::declare_delay(&channel, &self.names, queue, ms).await?;
@@ -198,7 +217,8 @@ impl Bus {
                 d.insert(name.clone());
             }
         }
-        self.publish_raw("", &name, message_id, payload, attempt).await
+        self.publish_raw("", &name, message_id, payload, attempt)
+            .await
     }
 
     /// Publishes a typed message (outside any outbox: use only where losing
@@ -213,5 +233,22 @@ impl Bus {
         if let Some(l) = self.link.lock().await.take() {
             let _ = l.connection.close(200, "shutdown".into()).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_round_up_to_a_small_set_of_queues() {
+        assert_eq!(delay_bucket_ms(Duration::from_millis(5000)), 5000);
+        assert_eq!(delay_bucket_ms(Duration::from_millis(1)), 100);
+        assert_eq!(delay_bucket_ms(Duration::from_millis(12_345)), 13_000);
+        assert_eq!(delay_bucket_ms(Duration::from_secs(61)), 120_000);
+        assert_eq!(
+            delay_bucket_ms(Duration::from_secs(86_400 * 30)),
+            86_400_000
+        );
     }
 }

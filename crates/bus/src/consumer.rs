@@ -76,16 +76,29 @@ where
     tracing::info!(queue = %name, "consumer stopped");
 }
 
-async fn consume_once<F, Fut>(bus: &Arc<Bus>, queue: Queue, name: &str, stop: &CancellationToken, handler: F) -> anyhow::Result<()>
+async fn consume_once<F, Fut>(
+    bus: &Arc<Bus>,
+    queue: Queue,
+    name: &str,
+    stop: &CancellationToken,
+    handler: F,
+) -> anyhow::Result<()>
 where
     F: Fn(Incoming) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Outcome> + Send + 'static,
 {
     let channel = bus.open_channel().await?;
-    channel.basic_qos(bus.prefetch(), BasicQosOptions { global: false }).await?;
+    channel
+        .basic_qos(bus.prefetch(), BasicQosOptions { global: false })
+        .await?;
     let tag = format!("{name}.{}", Uuid::new_v4());
     let mut deliveries = channel
-        .basic_consume(name.into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            name.into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await?;
     tracing::info!(queue = %name, "consuming");
     let mut inflight = JoinSet::new();
@@ -107,7 +120,10 @@ where
     // Finish what is in flight (bounded), then let the channel go: anything
     // unacknowledged returns to the queue.
     let drain = async { while inflight.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(20), drain).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(20), drain)
+        .await
+        .is_err()
+    {
         tracing::warn!(queue = %name, "in-flight messages did not finish in time; they will be redelivered");
     }
     let _ = channel.close(200, "consumer stopping".into()).await;
@@ -132,18 +148,32 @@ where
         Outcome::Ack => d.ack(BasicAckOptions::default()).await,
         Outcome::Retry(after) => {
             let id = Uuid::parse_str(&message_id).unwrap_or_else(|_| Uuid::new_v4());
-            match bus.publish_delayed(queue, after, id, &d.data, attempt + 1).await {
+            match bus
+                .publish_delayed(queue, after, id, &d.data, attempt + 1)
+                .await
+            {
                 Ok(()) => d.ack(BasicAckOptions::default()).await,
                 Err(e) => {
-                    tracing::warn!(error = format!("{e:#}"), "could not schedule a retry; returning the message to the queue");
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "could not schedule a retry; returning the message to the queue"
+                    );
                     tokio::time::sleep(Duration::from_millis(500)).await;
-                    d.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
+                    d.nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await
                 }
             }
         }
         Outcome::DeadLetter(reason) => {
             tracing::error!(message_id = %message_id, %reason, "message dead-lettered");
-            d.nack(BasicNackOptions { requeue: false, ..Default::default() }).await
+            d.nack(BasicNackOptions {
+                requeue: false,
+                ..Default::default()
+            })
+            .await
         }
     };
     if let Err(e) = settled {

@@ -27,7 +27,11 @@ struct Envelope<T> {
 }
 
 pub fn encode<M: BusMessage>(m: &M) -> serde_json::Value {
-    serde_json::to_value(Envelope { v: M::VERSION, body: m }).unwrap_or(serde_json::Value::Null)
+    serde_json::to_value(Envelope {
+        v: M::VERSION,
+        body: m,
+    })
+    .unwrap_or(serde_json::Value::Null)
 }
 
 pub fn decode<M: BusMessage>(bytes: &[u8]) -> Result<M, DecodeError> {
@@ -37,7 +41,10 @@ pub fn decode<M: BusMessage>(bytes: &[u8]) -> Result<M, DecodeError> {
     }
     let v: V = serde_json::from_slice(bytes)?;
     if v.v != M::VERSION {
-        return Err(DecodeError::Version { got: v.v, supported: M::VERSION });
+        return Err(DecodeError::Version {
+            got: v.v,
+            supported: M::VERSION,
+        });
     }
     let e: Envelope<M> = serde_json::from_slice(bytes)?;
     Ok(e.body)
@@ -94,7 +101,10 @@ mod tests {
 
     #[test]
     fn messages_carry_their_version_and_round_trip() {
-        let m = DialogReady { dialog_id: Uuid::nil(), seq: 3 };
+        let m = DialogReady {
+            dialog_id: Uuid::nil(),
+            seq: 3,
+        };
         let json = encode(&m);
         assert_eq!(json["v"], 1);
         assert_eq!(json["seq"], 3);
@@ -105,7 +115,13 @@ mod tests {
     #[test]
     fn unknown_versions_and_garbage_are_rejected() {
         let bytes = br#"{"v": 9, "dialog_id": "00000000-0000-0000-0000-000000000000", "seq": 1}"#;
-        assert!(matches!(decode::<DialogReady>(bytes), Err(DecodeError::Version { got: 9, .. })));
-        assert!(matches!(decode::<DialogReady>(b"nope"), Err(DecodeError::Json(_))));
+        assert!(matches!(
+            decode::<DialogReady>(bytes),
+            Err(DecodeError::Version { got: 9, .. })
+        ));
+        assert!(matches!(
+            decode::<DialogReady>(b"nope"),
+            Err(DecodeError::Json(_))
+        ));
     }
 }

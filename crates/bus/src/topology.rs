@@ -63,7 +63,9 @@ pub struct Names {
 
 impl Names {
     pub fn new(prefix: &str) -> Self {
-        Names { prefix: prefix.to_owned() }
+        Names {
+            prefix: prefix.to_owned(),
+        }
     }
 
     pub fn exchange(&self) -> String {
@@ -85,8 +87,14 @@ impl Names {
 
 fn dead_letter_to(queue: &str) -> FieldTable {
     let mut args = FieldTable::default();
-    args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
-    args.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(queue.into()));
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString("".into()),
+    );
+    args.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString(queue.into()),
+    );
     args
 }
 
@@ -97,17 +105,28 @@ pub async fn declare(channel: &Channel, names: &Names) -> lapin::Result<()> {
         .exchange_declare(
             exchange.as_str().into(),
             ExchangeKind::Topic,
-            ExchangeDeclareOptions { durable: true, ..Default::default() },
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
             FieldTable::default(),
         )
         .await?;
     for q in Queue::ALL {
         let (queue, dlq) = (names.queue(q), names.dead_letter(q));
         channel
-            .queue_declare(dlq.as_str().into(), QueueDeclareOptions::durable(), FieldTable::default())
+            .queue_declare(
+                dlq.as_str().into(),
+                QueueDeclareOptions::durable(),
+                FieldTable::default(),
+            )
             .await?;
         channel
-            .queue_declare(queue.as_str().into(), QueueDeclareOptions::durable(), dead_letter_to(&dlq))
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions::durable(),
+                dead_letter_to(&dlq),
+            )
             .await?;
         channel
             .queue_bind(
@@ -123,10 +142,18 @@ pub async fn declare(channel: &Channel, names: &Names) -> lapin::Result<()> {
 }
 
 /// A queue that holds messages for `delay_ms`, then dead-letters them back to `q`.
-pub async fn declare_delay(channel: &Channel, names: &Names, q: Queue, delay_ms: u64) -> lapin::Result<String> {
+pub async fn declare_delay(
+    channel: &Channel,
+    names: &Names,
+    q: Queue,
+    delay_ms: u64,
+) -> lapin::Result<String> {
     let name = names.delay(q, delay_ms);
     let mut args = dead_letter_to(&names.queue(q));
-    args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(delay_ms.min(i64::MAX as u64) as i64));
+    args.insert(
+        "x-message-ttl".into(),
+        AMQPValue::LongLongInt(delay_ms.min(i64::MAX as u64) as i64),
+    );
     channel
         .queue_declare(name.as_str().into(), QueueDeclareOptions::durable(), args)
         .await?;
@@ -144,6 +171,9 @@ mod tests {
         }
         let n = Names::new("t1");
         assert_eq!(n.queue(Queue::CapiEvents), "t1.capi.events");
-        assert_eq!(n.delay(Queue::ChatbotFlush, 5000), "t1.chatbot.flush.delay.5000");
+        assert_eq!(
+            n.delay(Queue::ChatbotFlush, 5000),
+            "t1.chatbot.flush.delay.5000"
+        );
     }
 }

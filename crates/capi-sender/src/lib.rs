@@ -9,9 +9,8 @@ use runtime::{CancellationToken, CommonSettings, Runtime};
 use serde::Deserialize;
 use std::{sync::Arc, time::Duration};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct Settings {
-    #[serde(flatten)]
     pub common: CommonSettings,
     pub meta: MetaSettings,
 }
@@ -45,7 +44,15 @@ lease_secs = 60
 
 impl Settings {
     pub fn load() -> anyhow::Result<Settings> {
-        Ok(runtime::load_settings(DEFAULTS, None)?)
+        #[derive(Deserialize)]
+        struct Own {
+            meta: MetaSettings,
+        }
+        let (common, own) = runtime::load_settings::<Own>(DEFAULTS, None)?;
+        Ok(Settings {
+            common,
+            meta: own.meta,
+        })
     }
 }
 
@@ -60,15 +67,24 @@ impl Application {
         let m = &settings.meta;
         let sender = Arc::new(send::Sender {
             pool: runtime.pool.clone(),
-            meta: meta::MetaClient::new(&m.graph_base_url, &m.graph_version, Duration::from_millis(m.timeout_ms))?,
+            meta: meta::MetaClient::new(
+                &m.graph_base_url,
+                &m.graph_version,
+                Duration::from_millis(m.timeout_ms),
+            )?,
             retry_delay: Duration::from_millis(m.retry_delay_ms),
             max_attempts: m.max_attempts.max(1),
             lease: Duration::from_secs(m.lease_secs.max(1)),
         });
-        let work = bus::consume(runtime.bus.clone(), bus::Queue::CapiEvents, runtime.stop.clone(), move |msg| {
-            let sender = sender.clone();
-            async move { sender.handle(msg).await }
-        });
+        let work = bus::consume(
+            runtime.bus.clone(),
+            bus::Queue::CapiEvents,
+            runtime.stop.clone(),
+            move |msg| {
+                let sender = sender.clone();
+                async move { sender.handle(msg).await }
+            },
+        );
         runtime.spawn_worker(work);
         Ok(Application { runtime })
     }

@@ -24,10 +24,17 @@ impl MetaError {
     fn from_body(body: &Value) -> Option<MetaError> {
         let e = body.get("error")?;
         Some(MetaError {
-            message: e.get("message").and_then(Value::as_str).unwrap_or("unknown error").to_owned(),
+            message: e
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown error")
+                .to_owned(),
             code: e.get("code").and_then(Value::as_i64),
             subcode: e.get("error_subcode").and_then(Value::as_i64),
-            is_transient: e.get("is_transient").and_then(Value::as_bool).unwrap_or(false),
+            is_transient: e
+                .get("is_transient")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         })
     }
 
@@ -35,7 +42,10 @@ impl MetaError {
     /// as throttling (research §2.6).
     pub fn is_retryable(&self) -> bool {
         self.is_transient
-            || matches!(self.code, Some(1 | 2 | 4 | 17 | 341 | 368 | 613 | 21009 | 80000..=80014))
+            || matches!(
+                self.code,
+                Some(1 | 2 | 4 | 17 | 341 | 368 | 613 | 21009 | 80000..=80014)
+            )
     }
 }
 
@@ -44,9 +54,17 @@ pub enum SendOutcome {
     /// 2xx: Meta took the events.
     Accepted { status: u16, body: Value },
     /// Meta answered with an error object or a 4xx.
-    Rejected { status: u16, body: Value, error: MetaError },
+    Rejected {
+        status: u16,
+        body: Value,
+        error: MetaError,
+    },
     /// 5xx, timeout or no connection: try again later.
-    Unavailable { status: Option<u16>, body: Option<Value>, message: String },
+    Unavailable {
+        status: Option<u16>,
+        body: Option<Value>,
+        message: String,
+    },
 }
 
 pub struct Sent {
@@ -57,7 +75,11 @@ pub struct Sent {
 impl MetaClient {
     pub fn new(base_url: &str, version: &str, timeout: Duration) -> anyhow::Result<MetaClient> {
         let http = reqwest::Client::builder().timeout(timeout).build()?;
-        Ok(MetaClient { http, base_url: base_url.trim_end_matches('/').to_owned(), version: version.to_owned() })
+        Ok(MetaClient {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            version: version.to_owned(),
+        })
     }
 
     /// Sends `body` (`{"data": [...]}`) with the token added; the token is
@@ -71,7 +93,12 @@ impl MetaClient {
             Err(e) => SendOutcome::Unavailable {
                 status: None,
                 body: None,
-                message: if e.is_timeout() { "timed out waiting for Meta".into() } else { "could not reach Meta".into() },
+                // reqwest's message names the URL (no token there: it travels in the body).
+                message: if e.is_timeout() {
+                    format!("timed out waiting for Meta: {e}")
+                } else {
+                    format!("could not reach Meta: {e}")
+                },
             },
             Ok(resp) => {
                 let status = resp.status().as_u16();
@@ -80,7 +107,10 @@ impl MetaClient {
                 classify(status, body)
             }
         };
-        Sent { outcome, duration: started.elapsed() }
+        Sent {
+            outcome,
+            duration: started.elapsed(),
+        }
     }
 }
 
@@ -88,14 +118,29 @@ fn classify(status: u16, body: Value) -> SendOutcome {
     let error = MetaError::from_body(&body);
     match (status, error) {
         (200..=299, None) => SendOutcome::Accepted { status, body },
-        (500..=599, _) => SendOutcome::Unavailable { status: Some(status), message: format!("Meta answered HTTP {status}"), body: Some(body) },
-        (_, Some(error)) if error.is_retryable() => {
-            SendOutcome::Unavailable { status: Some(status), message: error.message.clone(), body: Some(body) }
-        }
-        (_, Some(error)) => SendOutcome::Rejected { status, body, error },
+        (500..=599, _) => SendOutcome::Unavailable {
+            status: Some(status),
+            message: format!("Meta answered HTTP {status}"),
+            body: Some(body),
+        },
+        (_, Some(error)) if error.is_retryable() => SendOutcome::Unavailable {
+            status: Some(status),
+            message: error.message.clone(),
+            body: Some(body),
+        },
+        (_, Some(error)) => SendOutcome::Rejected {
+            status,
+            body,
+            error,
+        },
         (_, None) => SendOutcome::Rejected {
             status,
-            error: MetaError { message: format!("HTTP {status} without an error object"), code: None, subcode: None, is_transient: false },
+            error: MetaError {
+                message: format!("HTTP {status} without an error object"),
+                code: None,
+                subcode: None,
+                is_transient: false,
+            },
             body,
         },
     }
@@ -108,8 +153,17 @@ mod tests {
 
     #[test]
     fn errors_are_classified_by_status_and_code() {
-        assert!(matches!(classify(200, json!({"events_received": 1})), SendOutcome::Accepted { .. }));
-        assert!(matches!(classify(503, json!("down")), SendOutcome::Unavailable { status: Some(503), .. }));
+        assert!(matches!(
+            classify(200, json!({"events_received": 1})),
+            SendOutcome::Accepted { .. }
+        ));
+        assert!(matches!(
+            classify(503, json!("down")),
+            SendOutcome::Unavailable {
+                status: Some(503),
+                ..
+            }
+        ));
         let invalid = json!({"error": {"message": "Invalid parameter", "code": 100, "error_subcode": 2804003}});
         match classify(400, invalid) {
             SendOutcome::Rejected { error, .. } => {
@@ -119,8 +173,14 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let throttled = json!({"error": {"message": "too many calls", "code": 80004}});
-        assert!(matches!(classify(400, throttled), SendOutcome::Unavailable { .. }));
+        assert!(matches!(
+            classify(400, throttled),
+            SendOutcome::Unavailable { .. }
+        ));
         let transient = json!({"error": {"message": "x", "code": 100, "is_transient": true}});
-        assert!(matches!(classify(400, transient), SendOutcome::Unavailable { .. }));
+        assert!(matches!(
+            classify(400, transient),
+            SendOutcome::Unavailable { .. }
+        ));
     }
 }

@@ -79,7 +79,10 @@ impl Sender {
     async fn deliver(&self, q: &CapiEventQueued) -> anyhow::Result<Outcome> {
         let mut conn = self.pool.get().await?;
         let Some(ctx) = capi::delivery_context(&mut conn, q.dialog_id, q.level).await? else {
-            return Ok(Outcome::DeadLetter(format!("no claimed {} delivery for dialog {}", q.level, q.dialog_id)));
+            return Ok(Outcome::DeadLetter(format!(
+                "no claimed {} delivery for dialog {}",
+                q.level, q.dialog_id
+            )));
         };
         if ctx.status != "pending" {
             tracing::debug!(dialog_id = %q.dialog_id, level = %q.level, status = %ctx.status, "already delivered; nothing to send");
@@ -98,7 +101,11 @@ impl Sender {
         let record = self.attempt(&ctx, q, attempt).await;
         let retry = !record.finished;
         self.persist(&ctx, q, attempt, &record).await?;
-        Ok(if retry { Outcome::Retry(self.retry_delay) } else { Outcome::Ack })
+        Ok(if retry {
+            Outcome::Retry(self.retry_delay)
+        } else {
+            Outcome::Ack
+        })
     }
 
     async fn attempt(&self, ctx: &DeliveryContext, q: &CapiEventQueued, attempt: i32) -> Record {
@@ -131,7 +138,10 @@ impl Sender {
             tracing::warn!(%dialog_id, %level, "no ctwa_clid for this dialog: sending with action_source=other (no ad attribution)");
         }
         let request = json!({ "data": [event] });
-        let sent = self.meta.send_events(pixel_id, &SecretString::from(token.to_owned()), &request).await;
+        let sent = self
+            .meta
+            .send_events(pixel_id, &SecretString::from(token.to_owned()), &request)
+            .await;
         let duration_ms = Some(i32::try_from(sent.duration.as_millis()).unwrap_or(i32::MAX));
         let mut record = Record {
             status: LogStatus::Error,
@@ -150,21 +160,33 @@ impl Sender {
                 record.http_status = Some(i32::from(status));
                 record.response = Some(body);
             }
-            SendOutcome::Rejected { status, body, error } => {
+            SendOutcome::Rejected {
+                status,
+                body,
+                error,
+            } => {
                 tracing::error!(%dialog_id, %level, event_id = %ctx.event_id, pixel_id, code = ?error.code, subcode = ?error.subcode, message = %error.message, "Meta rejected the event");
                 record.http_status = Some(i32::from(status));
                 record.error_message = Some(error.message);
                 record.reason = Some("rejected".into());
                 record.response = Some(body);
             }
-            SendOutcome::Unavailable { status, body, message } => {
+            SendOutcome::Unavailable {
+                status,
+                body,
+                message,
+            } => {
                 let gave_up = attempt >= self.max_attempts;
                 tracing::warn!(%dialog_id, %level, event_id = %ctx.event_id, attempt, gave_up, %message, "Meta unavailable");
                 record.http_status = status.map(i32::from);
                 record.response = body;
                 record.error_message = Some(message);
                 record.finished = gave_up;
-                record.reason = Some(if gave_up { format!("gave_up_after_{attempt}_attempts") } else { "transient; will retry".into() });
+                record.reason = Some(if gave_up {
+                    format!("gave_up_after_{attempt}_attempts")
+                } else {
+                    "transient; will retry".into()
+                });
             }
         }
         record
@@ -173,7 +195,13 @@ impl Sender {
     /// Writes the attempt's log row and, if the delivery is over, closes it
     /// (setting the flags on success), all in one transaction. Retried for a
     /// while: after Meta's 200 this is what stands between us and a duplicate.
-    async fn persist(&self, ctx: &DeliveryContext, q: &CapiEventQueued, attempt: i32, r: &Record) -> anyhow::Result<()> {
+    async fn persist(
+        &self,
+        ctx: &DeliveryContext,
+        q: &CapiEventQueued,
+        attempt: i32,
+        r: &Record,
+    ) -> anyhow::Result<()> {
         use diesel_async::AsyncConnection;
         let entry = LogEntry {
             dialog_id: q.dialog_id,
@@ -199,7 +227,15 @@ impl Sender {
                 conn.transaction::<_, storage::DbError, _>(async |conn| {
                     capi::insert_log(conn, &entry).await?;
                     if r.finished {
-                        capi::finish(conn, ctx.delivery_id, q.dialog_id, q.level, &ctx.event_id, r.status).await?;
+                        capi::finish(
+                            conn,
+                            ctx.delivery_id,
+                            q.dialog_id,
+                            q.level,
+                            &ctx.event_id,
+                            r.status,
+                        )
+                        .await?;
                     } else {
                         capi::release(conn, ctx.delivery_id).await?;
                     }

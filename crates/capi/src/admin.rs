@@ -13,12 +13,18 @@ use uuid::Uuid;
 async fn connect(url: &str) -> Result<AsyncPgConnection, Failure> {
     AsyncPgConnection::establish(url)
         .await
-        .map_err(|e| Failure { code: 1, message: format!("cannot connect to PostgreSQL: {e}") })
+        .map_err(|e| Failure {
+            code: 1,
+            message: format!("cannot connect to PostgreSQL: {e}"),
+        })
 }
 
 fn print_rows<T: Serialize>(rows: &[T]) -> Result<(), Failure> {
     for r in rows {
-        println!("{}", serde_json::to_string(r).map_err(|e| Failure::from(anyhow::Error::from(e)))?);
+        println!(
+            "{}",
+            serde_json::to_string(r).map_err(|e| Failure::from(anyhow::Error::from(e)))?
+        );
     }
     Ok(())
 }
@@ -28,9 +34,9 @@ fn token_arg(t: Option<String>) -> Result<Option<String>, Failure> {
     match t.as_deref() {
         Some("-") => {
             let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .map_err(|e| Failure::input(format!("reading the token from standard input: {e}")))?;
+            std::io::stdin().read_to_string(&mut s).map_err(|e| {
+                Failure::input(format!("reading the token from standard input: {e}"))
+            })?;
             let s = s.trim().to_owned();
             Ok((!s.is_empty()).then_some(s))
         }
@@ -91,9 +97,21 @@ pub enum AdAccountCommand {
 pub async fn ad_account(url: &str, c: AdAccountCommand) -> Result<(), Failure> {
     let mut conn = connect(url).await?;
     match c {
-        AdAccountCommand::Create { user_account, name, meta_id, access_token } => {
+        AdAccountCommand::Create {
+            user_account,
+            name,
+            meta_id,
+            access_token,
+        } => {
             let token = token_arg(access_token)?;
-            let id = directions::create_ad_account(&mut conn, user_account, &name, meta_id.as_deref(), token.as_deref()).await?;
+            let id = directions::create_ad_account(
+                &mut conn,
+                user_account,
+                &name,
+                meta_id.as_deref(),
+                token.as_deref(),
+            )
+            .await?;
             println!("{}", json!({"id": id}));
         }
         AdAccountCommand::List => print_rows(&directions::list_ad_accounts(&mut conn).await?)?,
@@ -158,7 +176,15 @@ pub enum DirectionCommand {
 pub async fn direction(url: &str, c: DirectionCommand) -> Result<(), Failure> {
     let mut conn = connect(url).await?;
     match c {
-        DirectionCommand::Create { user_account, name, ad_account, capi_enabled, source, pixel, waba } => {
+        DirectionCommand::Create {
+            user_account,
+            name,
+            ad_account,
+            capi_enabled,
+            source,
+            pixel,
+            waba,
+        } => {
             let d = NewDirection {
                 user_account_id: user_account,
                 ad_account_id: ad_account,
@@ -171,7 +197,14 @@ pub async fn direction(url: &str, c: DirectionCommand) -> Result<(), Failure> {
             let id = directions::create_direction(&mut conn, &d).await?;
             println!("{}", json!({"id": id}));
         }
-        DirectionCommand::Set { id, capi_enabled, source, pixel, waba, ad_account } => {
+        DirectionCommand::Set {
+            id,
+            capi_enabled,
+            source,
+            pixel,
+            waba,
+            ad_account,
+        } => {
             let u = DirectionCapiUpdate {
                 capi_enabled,
                 capi_source: source.map(Source::as_str),
@@ -214,9 +247,17 @@ fn generate_secret() -> String {
 pub async fn instance(url: &str, c: InstanceCommand) -> Result<(), Failure> {
     let mut conn = connect(url).await?;
     match c {
-        InstanceCommand::Map { instance, direction, secret, phone } => {
-            let secret = secret.filter(|s| !s.is_empty()).unwrap_or_else(generate_secret);
-            directions::map_instance(&mut conn, &instance, direction, &secret, phone.as_deref()).await?;
+        InstanceCommand::Map {
+            instance,
+            direction,
+            secret,
+            phone,
+        } => {
+            let secret = secret
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(generate_secret);
+            directions::map_instance(&mut conn, &instance, direction, &secret, phone.as_deref())
+                .await?;
             println!(
                 "{}",
                 json!({

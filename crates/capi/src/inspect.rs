@@ -8,14 +8,24 @@ use domain::{
 use serde_json::{Value, json};
 use std::io::Read;
 
-pub fn normalize(key: &str, value: &str, default_country_code: Option<String>) -> Result<(), Failure> {
-    let key: UserDataKey = key.parse().map_err(|e: domain::normalize::UnknownKey| Failure::input(e.to_string()))?;
-    if let Some(cc) = &default_country_code {
-        if cc.is_empty() || !cc.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(Failure::input("--default-country-code takes digits, e.g. 1 or 7"));
-        }
+pub fn normalize(
+    key: &str,
+    value: &str,
+    default_country_code: Option<String>,
+) -> Result<(), Failure> {
+    let key: UserDataKey = key
+        .parse()
+        .map_err(|e: domain::normalize::UnknownKey| Failure::input(e.to_string()))?;
+    if let Some(cc) = &default_country_code
+        && (cc.is_empty() || !cc.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(Failure::input(
+            "--default-country-code takes digits, e.g. 1 or 7",
+        ));
     }
-    let opts = NormalizeOptions { default_country_code };
+    let opts = NormalizeOptions {
+        default_country_code,
+    };
     let line = match normalize_value(key, value, &opts) {
         Some(n) => json!({"normalized": n, "sha256": sha256_hex(&n)}),
         None => json!({"normalized": null}),
@@ -37,7 +47,8 @@ fn read_input(file: &str) -> Result<String, Failure> {
             .read_to_string(&mut text)
             .map_err(|e| Failure::input(format!("reading standard input: {e}")))?;
     } else {
-        text = std::fs::read_to_string(file).map_err(|e| Failure::input(format!("reading {file}: {e}")))?;
+        text = std::fs::read_to_string(file)
+            .map_err(|e| Failure::input(format!("reading {file}: {e}")))?;
     }
     Ok(text)
 }
@@ -45,7 +56,8 @@ fn read_input(file: &str) -> Result<String, Failure> {
 pub fn parse_webhook(source: WebhookSource, file: &str) -> Result<(), Failure> {
     let WebhookSource::Evolution = source;
     let text = read_input(file)?;
-    let body: Value = serde_json::from_str(&text).map_err(|e| Failure::input(format!("{file}: not valid JSON: {e}")))?;
+    let body: Value = serde_json::from_str(&text)
+        .map_err(|e| Failure::input(format!("{file}: not valid JSON: {e}")))?;
     let parsed = match evolution::parse_messages_upsert(&body) {
         Ok(p) => p,
         Err(ParseError::OtherEvent(event)) => {
@@ -57,7 +69,9 @@ pub fn parse_webhook(source: WebhookSource, file: &str) -> Result<(), Failure> {
     for p in parsed {
         // Serialized from the struct so the keys keep their documented order.
         let line = match p {
-            Parsed::Message(m) => serde_json::to_string(&*m).map_err(|e| Failure::from(anyhow::Error::from(e)))?,
+            Parsed::Message(m) => {
+                serde_json::to_string(&*m).map_err(|e| Failure::from(anyhow::Error::from(e)))?
+            }
             Parsed::Ignored(reason) => json!({"ignored": reason.as_str()}).to_string(),
         };
         println!("{line}");

@@ -9,10 +9,20 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "capi", version, about = "WhatsApp/CRM → Meta Conversions API: operator tool")]
+#[command(
+    name = "capi",
+    version,
+    about = "WhatsApp/CRM → Meta Conversions API: operator tool"
+)]
 struct Cli {
     /// PostgreSQL URL (commands that touch the database).
-    #[arg(long, global = true, env = "CAPI_DATABASE__URL", default_value = "postgres://capi@127.0.0.1:54329/capi", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "CAPI_DATABASE__URL",
+        default_value = "postgres://capi@127.0.0.1:54329/capi",
+        hide_env_values = true
+    )]
     database_url: String,
     #[command(subcommand)]
     command: Command,
@@ -60,19 +70,28 @@ pub struct Failure {
 
 impl Failure {
     pub fn input(message: impl Into<String>) -> Failure {
-        Failure { code: 2, message: message.into() }
+        Failure {
+            code: 2,
+            message: message.into(),
+        }
     }
 }
 
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Failure {
-        Failure { code: 1, message: format!("{e:#}") }
+        Failure {
+            code: 1,
+            message: format!("{e:#}"),
+        }
     }
 }
 
 impl From<storage::DbError> for Failure {
     fn from(e: storage::DbError) -> Failure {
-        Failure { code: 1, message: format!("database: {e}") }
+        Failure {
+            code: 1,
+            message: format!("database: {e}"),
+        }
     }
 }
 
@@ -81,7 +100,11 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Migrate => admin::migrate(&cli.database_url).await,
-        Command::Normalize { key, value, default_country_code } => inspect::normalize(&key, &value, default_country_code),
+        Command::Normalize {
+            key,
+            value,
+            default_country_code,
+        } => inspect::normalize(&key, &value, default_country_code),
         Command::ParseWebhook { source, file } => inspect::parse_webhook(source, &file),
         Command::Account(c) => admin::account(&cli.database_url, c).await,
         Command::AdAccount(c) => admin::ad_account(&cli.database_url, c).await,

@@ -1,10 +1,15 @@
 //! The `capi` binary as an operator runs it.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
+
 use serde_json::{Value, json};
 use std::{path::PathBuf, process::Command};
 
 fn capi(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_capi")).args(args).output().expect("run capi");
+    let out = Command::new(env!("CARGO_BIN_EXE_capi"))
+        .args(args)
+        .output()
+        .expect("run capi");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -13,7 +18,15 @@ fn capi(args: &[&str]) -> (i32, String, String) {
 }
 
 fn fixture(name: &str) -> String {
-    let p: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "fixtures", "evolution", name].iter().collect();
+    let p: PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "tests",
+        "fixtures",
+        "evolution",
+        name,
+    ]
+    .iter()
+    .collect();
     p.to_string_lossy().into_owned()
 }
 
@@ -81,7 +94,13 @@ fn the_ad_fragment_from_issue_1252_marks_a_message_as_from_an_ad() {
     )
     .expect("json");
     // The fragment alone is not a webhook body.
-    let (code, _, err) = capi(&["parse-webhook", "evolution", &fixture("evolution-v2.x_webhook_messages-upsert_contextInfo-externalAdReply_FRAGMENT_issue1252.json")]);
+    let (code, _, err) = capi(&[
+        "parse-webhook",
+        "evolution",
+        &fixture(
+            "evolution-v2.x_webhook_messages-upsert_contextInfo-externalAdReply_FRAGMENT_issue1252.json",
+        ),
+    ]);
     assert_eq!(code, 2);
     assert!(err.contains("event"), "{err}");
     let body = json!({"event": "messages.upsert", "instance": "i", "data": {
@@ -93,7 +112,10 @@ fn the_ad_fragment_from_issue_1252_marks_a_message_as_from_an_ad() {
     let _ = std::fs::remove_file(&path);
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(out.trim()).expect("json");
-    assert_eq!((v["from_ad"].as_bool(), v["ctwa_clid"].as_str()), (Some(true), None));
+    assert_eq!(
+        (v["from_ad"].as_bool(), v["ctwa_clid"].as_str()),
+        (Some(true), None)
+    );
 }
 
 #[test]
@@ -112,7 +134,13 @@ fn malformed_webhooks_exit_2_with_a_clear_message() {
 
 #[test]
 fn normalize_prints_one_json_line() {
-    let (code, out, _) = capi(&["normalize", "ph", "(650)555-1212", "--default-country-code", "1"]);
+    let (code, out, _) = capi(&[
+        "normalize",
+        "ph",
+        "(650)555-1212",
+        "--default-country-code",
+        "1",
+    ]);
     assert_eq!(code, 0);
     assert_eq!(
         serde_json::from_str::<Value>(out.trim()).expect("json"),
@@ -142,27 +170,82 @@ async fn an_operator_sets_up_a_direction_without_sql() {
         out
     };
     let id = |out: String| -> String {
-        serde_json::from_str::<Value>(out.trim()).expect("json")["id"].as_str().expect("id").to_owned()
+        serde_json::from_str::<Value>(out.trim()).expect("json")["id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
     };
     assert_eq!(run(&["migrate"]).trim(), r#"{"applied":[]}"#);
     let user = id(run(&["account", "create", "--name", "Clinic"]));
-    let ad = id(run(&["ad-account", "create", "--user-account", &user, "--name", "Main", "--access-token", "EAAB-secret"]));
-    let dir = id(run(&["direction", "create", "--user-account", &user, "--name", "Dentistry", "--ad-account", &ad, "--capi-enabled", "--pixel", "555"]));
+    let ad = id(run(&[
+        "ad-account",
+        "create",
+        "--user-account",
+        &user,
+        "--name",
+        "Main",
+        "--access-token",
+        "EAAB-secret",
+    ]));
+    let dir = id(run(&[
+        "direction",
+        "create",
+        "--user-account",
+        &user,
+        "--name",
+        "Dentistry",
+        "--ad-account",
+        &ad,
+        "--capi-enabled",
+        "--pixel",
+        "555",
+    ]));
     run(&["direction", "set", &dir, "--waba", "777"]);
-    let mapped: Value = serde_json::from_str(run(&["instance", "map", "--instance", "clinic-wa", "--direction", &dir]).trim()).expect("json");
+    let mapped: Value = serde_json::from_str(
+        run(&[
+            "instance",
+            "map",
+            "--instance",
+            "clinic-wa",
+            "--direction",
+            &dir,
+        ])
+        .trim(),
+    )
+    .expect("json");
     assert_eq!(mapped["webhook_secret"].as_str().map(str::len), Some(64));
 
-    let dirs: Value = serde_json::from_str(run(&["direction", "list"]).trim()).expect("one direction");
+    let dirs: Value =
+        serde_json::from_str(run(&["direction", "list"]).trim()).expect("one direction");
     assert_eq!(
-        (dirs["capi_enabled"].as_bool(), dirs["pixel_id"].as_str(), dirs["waba_id"].as_str(), dirs["instances"].as_str()),
+        (
+            dirs["capi_enabled"].as_bool(),
+            dirs["pixel_id"].as_str(),
+            dirs["waba_id"].as_str(),
+            dirs["instances"].as_str()
+        ),
         (Some(true), Some("555"), Some("777"), Some("clinic-wa"))
     );
     let ads = run(&["ad-account", "list"]);
-    assert!(ads.contains("\"has_token\":true") && !ads.contains("EAAB-secret"), "tokens are never listed: {ads}");
+    assert!(
+        ads.contains("\"has_token\":true") && !ads.contains("EAAB-secret"),
+        "tokens are never listed: {ads}"
+    );
     let mut conn = env.conn().await;
-    let inst = storage::directions::instance(&mut conn, "clinic-wa").await.expect("query").expect("instance");
+    let inst = storage::directions::instance(&mut conn, "clinic-wa")
+        .await
+        .expect("query")
+        .expect("instance");
     assert_eq!(inst.direction_id.map(|d| d.to_string()), Some(dir.clone()));
 
-    let (code, _, err) = capi(&["direction", "set", "00000000-0000-0000-0000-000000000000", "--pixel", "1", "--database-url", &env.db_url]);
+    let (code, _, err) = capi(&[
+        "direction",
+        "set",
+        "00000000-0000-0000-0000-000000000000",
+        "--pixel",
+        "1",
+        "--database-url",
+        &env.db_url,
+    ]);
     assert_eq!(code, 2, "{err}");
 }

@@ -24,10 +24,15 @@ pub(crate) struct Buffer {
 pub(crate) fn spawn(runtime: &mut Runtime, buffer: Arc<Buffer>) {
     let (bus, stop) = (runtime.bus.clone(), runtime.stop.clone());
     let b = buffer.clone();
-    runtime.spawn_worker(bus::consume(bus.clone(), Queue::ChatbotMessages, stop.clone(), move |m| {
-        let b = b.clone();
-        async move { b.schedule_flush(m).await }
-    }));
+    runtime.spawn_worker(bus::consume(
+        bus.clone(),
+        Queue::ChatbotMessages,
+        stop.clone(),
+        move |m| {
+            let b = b.clone();
+            async move { b.schedule_flush(m).await }
+        },
+    ));
     runtime.spawn_worker(bus::consume(bus, Queue::ChatbotFlush, stop, move |m| {
         let b = buffer.clone();
         async move { b.flush(m).await }
@@ -41,12 +46,19 @@ impl Buffer {
             Ok(r) => r,
             Err(e) => return Outcome::DeadLetter(e.to_string()),
         };
-        let flush = BufferFlush { dialog_id: received.dialog_id, seq: received.seq };
+        let flush = BufferFlush {
+            dialog_id: received.dialog_id,
+            seq: received.seq,
+        };
         let payload = match serde_json::to_vec(&encode(&flush)) {
             Ok(p) => p,
             Err(e) => return Outcome::DeadLetter(e.to_string()),
         };
-        match self.bus.publish_delayed(Queue::ChatbotFlush, self.delay, Uuid::new_v4(), &payload, 1).await {
+        match self
+            .bus
+            .publish_delayed(Queue::ChatbotFlush, self.delay, Uuid::new_v4(), &payload, 1)
+            .await
+        {
             Ok(()) => Outcome::Ack,
             Err(e) => {
                 tracing::warn!(dialog_id = %flush.dialog_id, error = format!("{e:#}"), "could not schedule the buffer flush");
@@ -65,10 +77,20 @@ impl Buffer {
             let mut conn = self.pool.get().await?;
             let claimed = conn
                 .transaction::<_, storage::DbError, _>(async |conn| {
-                    let claimed = conversations::claim_buffer_flush(conn, flush.dialog_id, flush.seq).await?;
+                    let claimed =
+                        conversations::claim_buffer_flush(conn, flush.dialog_id, flush.seq).await?;
                     if claimed {
-                        let ready = DialogReady { dialog_id: flush.dialog_id, seq: flush.seq };
-                        storage::outbox::enqueue(conn, DialogReady::ROUTING_KEY, &encode(&ready), 0).await?;
+                        let ready = DialogReady {
+                            dialog_id: flush.dialog_id,
+                            seq: flush.seq,
+                        };
+                        storage::outbox::enqueue(
+                            conn,
+                            DialogReady::ROUTING_KEY,
+                            &encode(&ready),
+                            0,
+                        )
+                        .await?;
                     }
                     Ok(claimed)
                 })

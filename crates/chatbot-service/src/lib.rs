@@ -14,9 +14,8 @@ use runtime::{CancellationToken, CommonSettings, Runtime};
 use serde::Deserialize;
 use std::{sync::Arc, time::Duration};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct Settings {
-    #[serde(flatten)]
     pub common: CommonSettings,
     pub chatbot: ChatbotSettings,
 }
@@ -38,7 +37,15 @@ buffer_delay_ms = 5000
 
 impl Settings {
     pub fn load() -> anyhow::Result<Settings> {
-        Ok(runtime::load_settings(DEFAULTS, None)?)
+        #[derive(Deserialize)]
+        struct Own {
+            chatbot: ChatbotSettings,
+        }
+        let (common, own) = runtime::load_settings::<Own>(DEFAULTS, None)?;
+        Ok(Settings {
+            common,
+            chatbot: own.chatbot,
+        })
     }
 }
 

@@ -10,7 +10,11 @@ const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6a1f_4c2e_9b3d_4e58_a7c1_2d9e
 
 /// The same (dialog, level) always gets the same `event_id`.
 pub fn event_id(dialog_id: Uuid, level: Level) -> String {
-    Uuid::new_v5(&EVENT_ID_NAMESPACE, format!("{dialog_id}:{}", level.number()).as_bytes()).to_string()
+    Uuid::new_v5(
+        &EVENT_ID_NAMESPACE,
+        format!("{dialog_id}:{}", level.number()).as_bytes(),
+    )
+    .to_string()
 }
 
 /// Everything the event is built from.
@@ -90,7 +94,8 @@ mod tests {
 
     #[test]
     fn business_messaging_event_matches_the_spec_example() {
-        let e = build_event(&facts(Some("click-id-from-ad"), Some("1029384756"))).expect("sendable");
+        let e =
+            build_event(&facts(Some("click-id-from-ad"), Some("1029384756"))).expect("sendable");
         assert_eq!(
             e,
             json!({

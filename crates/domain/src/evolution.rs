@@ -106,7 +106,10 @@ pub fn parse_messages_upsert(body: &Value) -> Result<Vec<Parsed>, ParseError> {
         Some(e) => return Err(ParseError::OtherEvent(e)),
         None => return Err(ParseError::Missing("event")),
     }
-    let instance = obj.get("instance").and_then(Value::as_str).map(str::to_owned);
+    let instance = obj
+        .get("instance")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     match obj.get("data") {
         Some(Value::Array(items)) if !items.is_empty() => items
             .iter()
@@ -118,7 +121,10 @@ pub fn parse_messages_upsert(body: &Value) -> Result<Vec<Parsed>, ParseError> {
 }
 
 fn parse_data(data: &Value, instance: Option<String>) -> Result<Parsed, ParseError> {
-    let key = data.get("key").and_then(Value::as_object).ok_or(ParseError::Missing("data.key"))?;
+    let key = data
+        .get("key")
+        .and_then(Value::as_object)
+        .ok_or(ParseError::Missing("data.key"))?;
     let remote_jid = key
         .get("remoteJid")
         .and_then(Value::as_str)
@@ -156,8 +162,14 @@ fn parse_data(data: &Value, instance: Option<String>) -> Result<Parsed, ParseErr
         from_ad: ad.from_ad,
         ad_context: ad.context,
         remote_jid: remote_jid.to_owned(),
-        push_name: data.get("pushName").and_then(Value::as_str).map(str::to_owned),
-        message_type: data.get("messageType").and_then(Value::as_str).map(str::to_owned),
+        push_name: data
+            .get("pushName")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        message_type: data
+            .get("messageType")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
     })))
 }
 
@@ -193,7 +205,8 @@ fn phone_of(jid: &str) -> Option<String> {
     let (user, server) = split_jid(jid);
     let is_pn_server = matches!(server, None | Some("s.whatsapp.net" | "c.us"));
     let user = user.trim_start_matches('+');
-    (is_pn_server && !user.is_empty() && user.bytes().all(|b| b.is_ascii_digit())).then(|| user.to_owned())
+    (is_pn_server && !user.is_empty() && user.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| user.to_owned())
 }
 
 fn lid_of(jid: &str) -> Option<String> {
@@ -205,8 +218,17 @@ fn lid_of(jid: &str) -> Option<String> {
 /// may be either; `remoteJidAlt` is the other one (PN in 2.3.x, LID in
 /// 2.4.0-rc); `senderPn`/`previousRemoteJid`/`senderLid` come from older forks.
 fn contact(key: &Map<String, Value>) -> (Option<String>, Option<String>) {
-    let fields = ["remoteJid", "remoteJidAlt", "senderPn", "previousRemoteJid", "senderLid"];
-    let jids: Vec<&str> = fields.iter().filter_map(|f| key.get(*f)?.as_str()).collect();
+    let fields = [
+        "remoteJid",
+        "remoteJidAlt",
+        "senderPn",
+        "previousRemoteJid",
+        "senderLid",
+    ];
+    let jids: Vec<&str> = fields
+        .iter()
+        .filter_map(|f| key.get(*f)?.as_str())
+        .collect();
     let phone = jids.iter().find_map(|j| phone_of(j));
     let lid = jids.iter().find_map(|j| lid_of(j));
     (phone, lid)
@@ -232,7 +254,12 @@ fn text(message: &Map<String, Value>) -> Option<String> {
         &["imageMessage", "caption"],
         &["videoMessage", "caption"],
         &["documentMessage", "caption"],
-        &["documentWithCaptionMessage", "message", "documentMessage", "caption"],
+        &[
+            "documentWithCaptionMessage",
+            "message",
+            "documentMessage",
+            "caption",
+        ],
         &["buttonsResponseMessage", "selectedDisplayText"],
         &["listResponseMessage", "title"],
         &["templateButtonReplyMessage", "selectedDisplayText"],
@@ -281,7 +308,9 @@ impl AdInfo {
         for ctx in contexts.into_iter().filter(|c| c.is_object()) {
             let reply = ctx.get("externalAdReply").filter(|r| r.is_object());
             let clid = reply.and_then(|r| {
-                ["ctwaClid", "ctwa_clid", "ctwaCLID"].iter().find_map(|k| non_empty(r.get(*k)))
+                ["ctwaClid", "ctwa_clid", "ctwaCLID"]
+                    .iter()
+                    .find_map(|k| non_empty(r.get(*k)))
             });
             // WhatsApp attaches `externalAdReply` to the first message after an
             // ad click; some ads lose every id in it (issue #1252), so its
@@ -353,7 +382,12 @@ mod tests {
         assert_eq!(m.ctwa_clid.as_deref(), Some("clid-1"));
         assert!(m.from_ad);
         assert_eq!(m.timestamp, Some(1717607420));
-        assert!(m.ad_context.expect("context").pointer("/externalAdReply/thumbnail").is_none());
+        assert!(
+            m.ad_context
+                .expect("context")
+                .pointer("/externalAdReply/thumbnail")
+                .is_none()
+        );
     }
 
     #[test]
@@ -382,10 +416,18 @@ mod tests {
             "key": {"remoteJid": "5511999999999@s.whatsapp.net", "remoteJidAlt": "66417458159826@lid", "id": "A4"},
             "message": {"conversation": "oi"}
         })));
-        assert_eq!((m.phone.as_deref(), m.lid.as_deref()), (Some("5511999999999"), Some("66417458159826@lid")));
+        assert_eq!(
+            (m.phone.as_deref(), m.lid.as_deref()),
+            (Some("5511999999999"), Some("66417458159826@lid"))
+        );
         // LID only: the phone stays unknown.
-        let m = one(upsert(json!({"key": {"remoteJid": "66417458159826@lid", "id": "A5"}, "message": {}})));
-        assert_eq!((m.phone, m.lid.as_deref(), m.text), (None, Some("66417458159826@lid"), None));
+        let m = one(upsert(
+            json!({"key": {"remoteJid": "66417458159826@lid", "id": "A5"}, "message": {}}),
+        ));
+        assert_eq!(
+            (m.phone, m.lid.as_deref(), m.text),
+            (None, Some("66417458159826@lid"), None)
+        );
     }
 
     #[test]
@@ -395,14 +437,19 @@ mod tests {
             ("status@broadcast", IgnoreReason::Status),
             ("12345@broadcast", IgnoreReason::Broadcast),
         ] {
-            let parsed = parse_messages_upsert(&upsert(json!({"key": {"remoteJid": jid, "id": "X"}}))).expect("parses");
+            let parsed =
+                parse_messages_upsert(&upsert(json!({"key": {"remoteJid": jid, "id": "X"}})))
+                    .expect("parses");
             assert_eq!(parsed, vec![Parsed::Ignored(reason)]);
         }
     }
 
     #[test]
     fn malformed_bodies_name_what_is_missing() {
-        assert_eq!(parse_messages_upsert(&json!([1])), Err(ParseError::NotAnObject));
+        assert_eq!(
+            parse_messages_upsert(&json!([1])),
+            Err(ParseError::NotAnObject)
+        );
         assert_eq!(
             parse_messages_upsert(&json!({"event": "connection.update", "data": {}})),
             Err(ParseError::OtherEvent("connection.update".into()))
@@ -411,7 +458,10 @@ mod tests {
             parse_messages_upsert(&upsert(json!({"key": {"remoteJid": "1@s.whatsapp.net"}}))),
             Err(ParseError::Missing("data.key.id"))
         );
-        assert_eq!(parse_messages_upsert(&upsert(json!("x"))), Err(ParseError::Missing("data")));
+        assert_eq!(
+            parse_messages_upsert(&upsert(json!("x"))),
+            Err(ParseError::Missing("data"))
+        );
         assert_eq!(
             event_name(&json!({"event": "MESSAGES_UPSERT"})).as_deref(),
             Some(MESSAGES_UPSERT)

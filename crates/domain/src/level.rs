@@ -113,8 +113,14 @@ mod tests {
 
     #[test]
     fn levels_are_cumulative_and_numbered() {
-        assert_eq!(Level::Scheduled.with_lower().collect::<Vec<_>>(), Level::ALL.to_vec());
-        assert_eq!(Level::Interest.with_lower().collect::<Vec<_>>(), vec![Level::Interest]);
+        assert_eq!(
+            Level::Scheduled.with_lower().collect::<Vec<_>>(),
+            Level::ALL.to_vec()
+        );
+        assert_eq!(
+            Level::Interest.with_lower().collect::<Vec<_>>(),
+            vec![Level::Interest]
+        );
         for l in Level::ALL {
             assert_eq!(Level::from_number(l.number()), Some(l));
             assert_eq!(l.as_str().parse::<Level>(), Ok(l));

@@ -3,6 +3,8 @@
 //! starts), the services started in-process, and helpers to seed data, post
 //! webhooks and wait for the pipeline.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
+
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use runtime::{
     CancellationToken, CommonSettings,
@@ -17,11 +19,13 @@ use uuid::Uuid;
 pub use wiremock;
 
 fn admin_url() -> String {
-    std::env::var("CAPI_TEST_ADMIN_DATABASE_URL").unwrap_or_else(|_| "postgres://capi@127.0.0.1:54329/postgres".into())
+    std::env::var("CAPI_TEST_ADMIN_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://capi@127.0.0.1:54329/postgres".into())
 }
 
 fn amqp_url() -> String {
-    std::env::var("CAPI_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:56729/%2f".into())
+    std::env::var("CAPI_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:56729/%2f".into())
 }
 
 static TRACING: Once = Once::new();
@@ -30,7 +34,10 @@ static TRACING: Once = Once::new();
 pub fn init_logs() {
     TRACING.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
-            runtime::telemetry::init(&LogSettings { format: LogFormat::Pretty, filter: "info".into() });
+            runtime::telemetry::init(&LogSettings {
+                format: LogFormat::Pretty,
+                filter: "info".into(),
+            });
         }
     });
 }
@@ -50,7 +57,9 @@ impl TestEnv {
         let admin = admin_url();
         let mut conn = AsyncPgConnection::establish(&admin)
             .await
-            .unwrap_or_else(|e| panic!("PostgreSQL for tests at {admin} ({e}); start it with scripts/test"));
+            .unwrap_or_else(|e| {
+                panic!("PostgreSQL for tests at {admin} ({e}); start it with scripts/test")
+            });
         diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
             .execute(&mut conn)
             .await
@@ -59,22 +68,43 @@ impl TestEnv {
             Some((base, _)) => format!("{base}/{name}"),
             None => panic!("admin url has no database part"),
         };
-        storage::migrations::run_pending(&db_url).await.expect("migrate test database");
+        storage::migrations::run_pending(&db_url)
+            .await
+            .expect("migrate test database");
         let pool = storage::connect_pool(&db_url, 4).expect("pool");
-        TestEnv { db_url, amqp_prefix: format!("t{}", &id[..12]), pool }
+        TestEnv {
+            db_url,
+            amqp_prefix: format!("t{}", &id[..12]),
+            pool,
+        }
     }
 
     pub fn common(&self) -> CommonSettings {
         CommonSettings {
-            database: DatabaseSettings { url: self.db_url.clone().into(), pool_size: 4 },
-            amqp: bus::AmqpSettings { url: amqp_url(), prefix: self.amqp_prefix.clone(), prefetch: 16 },
-            http: HttpSettings { host: "127.0.0.1".into(), port: 0 },
-            log: LogSettings { format: LogFormat::Pretty, filter: "info".into() },
+            database: DatabaseSettings {
+                url: self.db_url.clone().into(),
+                pool_size: 4,
+            },
+            amqp: bus::AmqpSettings {
+                url: amqp_url(),
+                prefix: self.amqp_prefix.clone(),
+                prefetch: 16,
+            },
+            http: HttpSettings {
+                host: "127.0.0.1".into(),
+                port: 0,
+            },
+            log: LogSettings {
+                format: LogFormat::Pretty,
+                filter: "info".into(),
+            },
         }
     }
 
     pub async fn conn(&self) -> AsyncPgConnection {
-        AsyncPgConnection::establish(&self.db_url).await.expect("connect to test database")
+        AsyncPgConnection::establish(&self.db_url)
+            .await
+            .expect("connect to test database")
     }
 
     /// A bus on this test's prefix (to publish or inspect directly).
@@ -95,7 +125,12 @@ pub struct PipelineOptions {
 
 impl PipelineOptions {
     pub fn new(meta_url: &str) -> Self {
-        PipelineOptions { meta_url: meta_url.to_owned(), replicas: 1, buffer_delay_ms: 300, retry_delay_ms: 400 }
+        PipelineOptions {
+            meta_url: meta_url.to_owned(),
+            replicas: 1,
+            buffer_delay_ms: 300,
+            retry_delay_ms: 400,
+        }
     }
 }
 
@@ -114,7 +149,9 @@ impl Pipeline {
         let gateway = webhook_gateway::Application::build(
             webhook_gateway::Settings {
                 common: common.clone(),
-                gateway: webhook_gateway::GatewaySettings { max_body_bytes: 1024 * 1024 },
+                gateway: webhook_gateway::GatewaySettings {
+                    max_body_bytes: 1024 * 1024,
+                },
             },
             stop.clone(),
         )
@@ -126,7 +163,9 @@ impl Pipeline {
             let chatbot = chatbot_service::Application::build(
                 chatbot_service::Settings {
                     common: common.clone(),
-                    chatbot: chatbot_service::ChatbotSettings { buffer_delay_ms: opts.buffer_delay_ms },
+                    chatbot: chatbot_service::ChatbotSettings {
+                        buffer_delay_ms: opts.buffer_delay_ms,
+                    },
                 },
                 stop.clone(),
             )
@@ -134,7 +173,9 @@ impl Pipeline {
             .expect("chatbot starts");
             tasks.push(tokio::spawn(chatbot.run_until_stopped()));
             let agent = qualification_agent::Application::build(
-                qualification_agent::Settings { common: common.clone() },
+                qualification_agent::Settings {
+                    common: common.clone(),
+                },
                 stop.clone(),
             )
             .await
@@ -158,7 +199,11 @@ impl Pipeline {
             .expect("sender starts");
             tasks.push(tokio::spawn(sender.run_until_stopped()));
         }
-        Pipeline { gateway_port, stop, tasks }
+        Pipeline {
+            gateway_port,
+            stop,
+            tasks,
+        }
     }
 
     /// Stops every service and waits for them.
@@ -205,8 +250,12 @@ impl Default for SeedOptions<'_> {
 pub async fn seed(env: &TestEnv, o: &SeedOptions<'_>) -> Seed {
     use storage::directions as d;
     let mut conn = env.conn().await;
-    let user = d::create_user_account(&mut conn, "Clinic", o.user_token).await.expect("user");
-    let ad = d::create_ad_account(&mut conn, user, "Main", Some("act_1"), o.ad_account_token).await.expect("ad account");
+    let user = d::create_user_account(&mut conn, "Clinic", o.user_token)
+        .await
+        .expect("user");
+    let ad = d::create_ad_account(&mut conn, user, "Main", Some("act_1"), o.ad_account_token)
+        .await
+        .expect("ad account");
     let direction = d::create_direction(
         &mut conn,
         &d::NewDirection {
@@ -224,21 +273,37 @@ pub async fn seed(env: &TestEnv, o: &SeedOptions<'_>) -> Seed {
     let instance = format!("inst-{}", &Uuid::new_v4().simple().to_string()[..8]);
     let secret = "s3cret-webhook-key".to_owned();
     if o.map_instance {
-        d::map_instance(&mut conn, &instance, direction, &secret, None).await.expect("map instance");
+        d::map_instance(&mut conn, &instance, direction, &secret, None)
+            .await
+            .expect("map instance");
     } else {
         // An instance the gateway knows but that belongs to no direction.
-        diesel::sql_query("INSERT INTO whatsapp_phone_numbers (instance_name, webhook_secret) VALUES ($1, $2)")
-            .bind::<diesel::sql_types::Text, _>(&instance)
-            .bind::<diesel::sql_types::Text, _>(&secret)
-            .execute(&mut conn)
-            .await
-            .expect("instance");
+        diesel::sql_query(
+            "INSERT INTO whatsapp_phone_numbers (instance_name, webhook_secret) VALUES ($1, $2)",
+        )
+        .bind::<diesel::sql_types::Text, _>(&instance)
+        .bind::<diesel::sql_types::Text, _>(&secret)
+        .execute(&mut conn)
+        .await
+        .expect("instance");
     }
-    Seed { user_account_id: user, direction_id: direction, instance, secret }
+    Seed {
+        user_account_id: user,
+        direction_id: direction,
+        instance,
+        secret,
+    }
 }
 
 /// An Evolution 2.3-style `messages.upsert` body from a customer.
-pub fn customer_message(instance: &str, id: &str, phone: &str, text: &str, ctwa_clid: Option<&str>, ts: i64) -> Value {
+pub fn customer_message(
+    instance: &str,
+    id: &str,
+    phone: &str,
+    text: &str,
+    ctwa_clid: Option<&str>,
+    ts: i64,
+) -> Value {
     let mut data = json!({
         "key": {"remoteJid": format!("{phone}@s.whatsapp.net"), "fromMe": false, "id": id},
         "pushName": "Lead Name",
@@ -259,9 +324,16 @@ pub fn customer_message(instance: &str, id: &str, phone: &str, text: &str, ctwa_
 }
 
 /// POSTs a webhook with the secret header; returns status and JSON body.
-pub async fn post_webhook(port: u16, instance: &str, secret: Option<&str>, body: &[u8]) -> (u16, Value) {
+pub async fn post_webhook(
+    port: u16,
+    instance: &str,
+    secret: Option<&str>,
+    body: &[u8],
+) -> (u16, Value) {
     let mut req = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/webhooks/evolution/{instance}"))
+        .post(format!(
+            "http://127.0.0.1:{port}/webhooks/evolution/{instance}"
+        ))
         .header("content-type", "application/json")
         .body(body.to_vec());
     if let Some(s) = secret {
@@ -299,7 +371,10 @@ pub async fn count(env: &TestEnv, sql: &str) -> i64 {
         n: i64,
     }
     let mut conn = env.conn().await;
-    let r: N = diesel::sql_query(sql).get_result(&mut conn).await.expect("count query");
+    let r: N = diesel::sql_query(sql)
+        .get_result(&mut conn)
+        .await
+        .expect("count query");
     r.n
 }
 
@@ -311,9 +386,10 @@ pub async fn log_rows(env: &TestEnv) -> Vec<Value> {
         row: Value,
     }
     let mut conn = env.conn().await;
-    let rows: Vec<Row> = diesel::sql_query("SELECT to_jsonb(l) AS row FROM capi_events_log l ORDER BY id")
-        .load(&mut conn)
-        .await
-        .expect("log rows");
+    let rows: Vec<Row> =
+        diesel::sql_query("SELECT to_jsonb(l) AS row FROM capi_events_log l ORDER BY id")
+            .load(&mut conn)
+            .await
+            .expect("log rows");
     rows.into_iter().map(|r| r.row).collect()
 }

@@ -1,9 +1,12 @@
 //! The whole pipeline against real PostgreSQL and RabbitMQ, with a fake Meta
 //! Graph API that records exactly what it received.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
+
 use domain::{capi::event_id, level::Level, normalize::sha256_hex};
 use pipeline_tests::{
-    Pipeline, PipelineOptions, Seed, SeedOptions, TestEnv, count, customer_message, eventually, log_rows, post_webhook, seed,
+    Pipeline, PipelineOptions, Seed, SeedOptions, TestEnv, count, customer_message, eventually,
+    log_rows, post_webhook, seed,
     wiremock::{Mock, MockServer, Request, ResponseTemplate, matchers},
 };
 use serde_json::{Value, json};
@@ -19,13 +22,23 @@ const WAIT: Duration = Duration::from_secs(30);
 async fn meta_ok(server: &MockServer) {
     Mock::given(matchers::method("POST"))
         .and(matchers::path("/v26.0/1234567890/events"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"events_received": 1, "messages": [], "fbtrace_id": "AbCdEf"})))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                json!({"events_received": 1, "messages": [], "fbtrace_id": "AbCdEf"}),
+            ),
+        )
         .mount(server)
         .await;
 }
 
 async fn post(p: &Pipeline, s: &Seed, body: &Value) {
-    let (status, resp) = post_webhook(p.gateway_port, &s.instance, Some(&s.secret), body.to_string().as_bytes()).await;
+    let (status, resp) = post_webhook(
+        p.gateway_port,
+        &s.instance,
+        Some(&s.secret),
+        body.to_string().as_bytes(),
+    )
+    .await;
     assert_eq!(status, 200, "{resp}");
 }
 
@@ -37,12 +50,19 @@ async fn dialog_id(env: &TestEnv) -> Uuid {
         id: Uuid,
     }
     let mut conn = env.conn().await;
-    let d: D = diesel::sql_query("SELECT id FROM dialog_analysis").get_result(&mut conn).await.expect("one dialog");
+    let d: D = diesel::sql_query("SELECT id FROM dialog_analysis")
+        .get_result(&mut conn)
+        .await
+        .expect("one dialog");
     d.id
 }
 
 async fn successes(env: &TestEnv) -> i64 {
-    count(env, "SELECT count(*) AS n FROM capi_events_log WHERE status = 'success'").await
+    count(
+        env,
+        "SELECT count(*) AS n FROM capi_events_log WHERE status = 'success'",
+    )
+    .await
 }
 
 async fn meta_bodies(server: &MockServer) -> Vec<Value> {
@@ -68,12 +88,22 @@ async fn an_ad_click_and_a_second_message_send_one_lead_exactly_as_specified() {
     meta_ok(&meta).await;
     let p = Pipeline::start(&env, &PipelineOptions::new(&meta.uri())).await;
 
-    let first = customer_message(&s.instance, "M1", PHONE, "Olá! Tenho interesse", Some(CLID), T1);
+    let first = customer_message(
+        &s.instance,
+        "M1",
+        PHONE,
+        "Olá! Tenho interesse",
+        Some(CLID),
+        T1,
+    );
     let second = customer_message(&s.instance, "M2", PHONE, "Quanto custa?", None, T2);
     post(&p, &s, &first).await;
     post(&p, &s, &second).await;
 
-    eventually("one success row", WAIT, || async { (successes(&env).await == 1).then_some(()) }).await;
+    eventually("one success row", WAIT, || async {
+        (successes(&env).await == 1).then_some(())
+    })
+    .await;
     let dialog = dialog_id(&env).await;
     let bodies = meta_bodies(&meta).await;
     assert_eq!(bodies.len(), 1, "exactly one request at Meta: {bodies:?}");
@@ -99,15 +129,24 @@ async fn an_ad_click_and_a_second_message_send_one_lead_exactly_as_specified() {
     );
 
     let mut conn = env.conn().await;
-    let flags = storage::capi::sent_flags(&mut conn, dialog).await.expect("query").expect("dialog");
+    let flags = storage::capi::sent_flags(&mut conn, dialog)
+        .await
+        .expect("query")
+        .expect("dialog");
     assert!(flags.capi_interest_sent && !flags.capi_qualified_sent && !flags.capi_scheduled_sent);
-    assert_eq!(flags.capi_interest_event_id, Some(event_id(dialog, Level::Interest)));
+    assert_eq!(
+        flags.capi_interest_event_id,
+        Some(event_id(dialog, Level::Interest))
+    );
     let rows = log_rows(&env).await;
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["status"], "success");
     assert_eq!(rows[0]["event_name"], "Lead");
     assert_eq!(rows[0]["response"]["fbtrace_id"], "AbCdEf");
-    assert!(!rows[0].to_string().contains("EAAB-test-token"), "the log must not hold the token");
+    assert!(
+        !rows[0].to_string().contains("EAAB-test-token"),
+        "the log must not hold the token"
+    );
 
     // Evolution re-delivers both webhooks: nothing more reaches Meta.
     post(&p, &s, &first).await;
@@ -127,15 +166,50 @@ async fn a_later_message_keeps_the_click_id_and_a_dialog_without_one_is_sent_as_
     let p = Pipeline::start(&env, &PipelineOptions::new(&meta.uri())).await;
 
     // Dialog A: clid on the first message only, then two without.
-    post(&p, &s, &customer_message(&s.instance, "A1", PHONE, "oi", Some(CLID), T1)).await;
-    post(&p, &s, &customer_message(&s.instance, "A2", PHONE, "tudo bem?", None, T2)).await;
-    post(&p, &s, &customer_message(&s.instance, "A3", PHONE, "alô?", None, T2 + 10)).await;
+    post(
+        &p,
+        &s,
+        &customer_message(&s.instance, "A1", PHONE, "oi", Some(CLID), T1),
+    )
+    .await;
+    post(
+        &p,
+        &s,
+        &customer_message(&s.instance, "A2", PHONE, "tudo bem?", None, T2),
+    )
+    .await;
+    post(
+        &p,
+        &s,
+        &customer_message(&s.instance, "A3", PHONE, "alô?", None, T2 + 10),
+    )
+    .await;
     // Dialog B: never came from an ad.
-    post(&p, &s, &customer_message(&s.instance, "B1", "5511888888888", "hello", None, T1)).await;
-    post(&p, &s, &customer_message(&s.instance, "B2", "5511888888888", "price?", None, T2)).await;
+    post(
+        &p,
+        &s,
+        &customer_message(&s.instance, "B1", "5511888888888", "hello", None, T1),
+    )
+    .await;
+    post(
+        &p,
+        &s,
+        &customer_message(&s.instance, "B2", "5511888888888", "price?", None, T2),
+    )
+    .await;
 
-    eventually("two success rows", WAIT, || async { (successes(&env).await == 2).then_some(()) }).await;
-    assert_eq!(count(&env, "SELECT count(*) AS n FROM dialog_analysis WHERE ctwa_clid = 'ARAkLkA8rmlFeiCktEJQ'").await, 1);
+    eventually("two success rows", WAIT, || async {
+        (successes(&env).await == 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        count(
+            &env,
+            "SELECT count(*) AS n FROM dialog_analysis WHERE ctwa_clid = 'ARAkLkA8rmlFeiCktEJQ'"
+        )
+        .await,
+        1
+    );
     let bodies = meta_bodies(&meta).await;
     assert_eq!(bodies.len(), 2);
     let by_phone = |phone: &str| {
@@ -147,7 +221,13 @@ async fn a_later_message_keeps_the_click_id_and_a_dialog_without_one_is_sent_as_
             .expect("event for phone")
     };
     let a = by_phone(PHONE);
-    assert_eq!((a["action_source"].as_str(), a["user_data"]["ctwa_clid"].as_str()), (Some("business_messaging"), Some(CLID)));
+    assert_eq!(
+        (
+            a["action_source"].as_str(),
+            a["user_data"]["ctwa_clid"].as_str()
+        ),
+        (Some("business_messaging"), Some(CLID))
+    );
     let b = by_phone("5511888888888");
     assert_eq!(b["action_source"], "other");
     assert!(b.get("messaging_channel").is_none(), "{b}");
@@ -168,8 +248,18 @@ async fn a_meta_error_is_logged_with_its_message_and_sets_no_flag() {
         .mount(&meta)
         .await;
     let p = Pipeline::start(&env, &PipelineOptions::new(&meta.uri())).await;
-    post(&p, &s, &customer_message(&s.instance, "M1", PHONE, "oi", Some(CLID), T1)).await;
-    post(&p, &s, &customer_message(&s.instance, "M2", PHONE, "preço?", None, T2)).await;
+    post(
+        &p,
+        &s,
+        &customer_message(&s.instance, "M1", PHONE, "oi", Some(CLID), T1),
+    )
+    .await;
+    post(
+        &p,
+        &s,
+        &customer_message(&s.instance, "M2", PHONE, "preço?", None, T2),
+    )
+    .await;
 
     let rows = eventually("an error row", WAIT, || async {
         let rows = log_rows(&env).await;
@@ -184,7 +274,10 @@ async fn a_meta_error_is_logged_with_its_message_and_sets_no_flag() {
     assert_eq!(rows[0]["response"], error);
     let dialog = dialog_id(&env).await;
     let mut conn = env.conn().await;
-    let flags = storage::capi::sent_flags(&mut conn, dialog).await.expect("query").expect("dialog");
+    let flags = storage::capi::sent_flags(&mut conn, dialog)
+        .await
+        .expect("query")
+        .expect("dialog");
     assert!(!flags.capi_interest_sent);
     assert_eq!(flags.capi_interest_event_id, None);
     p.stop().await;
@@ -203,16 +296,39 @@ async fn meta_down_for_a_while_then_up_gets_the_event_once() {
         .await;
     meta_ok(&meta).await;
     let p = Pipeline::start(&env, &PipelineOptions::new(&meta.uri())).await;
-    post(&p, &s, &customer_message(&s.instance, "M1", PHONE, "oi", Some(CLID), T1)).await;
-    post(&p, &s, &customer_message(&s.instance, "M2", PHONE, "preço?", None, T2)).await;
+    post(
+        &p,
+        &s,
+        &customer_message(&s.instance, "M1", PHONE, "oi", Some(CLID), T1),
+    )
+    .await;
+    post(
+        &p,
+        &s,
+        &customer_message(&s.instance, "M2", PHONE, "preço?", None, T2),
+    )
+    .await;
 
-    eventually("the event arrives", WAIT, || async { (successes(&env).await == 1).then_some(()) }).await;
+    eventually("the event arrives", WAIT, || async {
+        (successes(&env).await == 1).then_some(())
+    })
+    .await;
     settle().await;
     let bodies = meta_bodies(&meta).await;
     assert_eq!(bodies.len(), 3, "two refused attempts, then one accepted");
-    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "every retry sends the same event");
-    let statuses: Vec<String> = log_rows(&env).await.iter().map(|r| format!("{}:{}", r["status"], r["attempt"])).collect();
-    assert_eq!(statuses, vec![r#""error":1"#, r#""error":2"#, r#""success":3"#]);
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "every retry sends the same event"
+    );
+    let statuses: Vec<String> = log_rows(&env)
+        .await
+        .iter()
+        .map(|r| format!("{}:{}", r["status"], r["attempt"]))
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![r#""error":1"#, r#""error":2"#, r#""success":3"#]
+    );
     assert_eq!(successes(&env).await, 1);
     p.stop().await;
 }
@@ -228,23 +344,51 @@ async fn two_replicas_of_each_stage_still_send_one_request_per_dialog() {
     let p = Pipeline::start(&env, &opts).await;
     let phones: Vec<String> = (0..6).map(|i| format!("55119000000{i:02}")).collect();
     for (i, phone) in phones.iter().enumerate() {
-        post(&p, &s, &customer_message(&s.instance, &format!("X{i}a"), phone, "oi", Some(CLID), T1)).await;
-        post(&p, &s, &customer_message(&s.instance, &format!("X{i}b"), phone, "preço?", None, T2)).await;
+        post(
+            &p,
+            &s,
+            &customer_message(&s.instance, &format!("X{i}a"), phone, "oi", Some(CLID), T1),
+        )
+        .await;
+        post(
+            &p,
+            &s,
+            &customer_message(&s.instance, &format!("X{i}b"), phone, "preço?", None, T2),
+        )
+        .await;
     }
     // Replays of the later stages' messages, as a crash or a double publish would cause.
     let bus = env.bus();
     let mut conn = env.conn().await;
-    eventually("six successes", WAIT, || async { (successes(&env).await == 6).then_some(()) }).await;
+    eventually("six successes", WAIT, || async {
+        (successes(&env).await == 6).then_some(())
+    })
+    .await;
     for d in dialogs(&mut conn).await {
-        let ready = bus::messages::DialogReady { dialog_id: d, seq: 2 };
-        let queued = bus::messages::CapiEventQueued { dialog_id: d, level: Level::Interest, event_id: event_id(d, Level::Interest) };
+        let ready = bus::messages::DialogReady {
+            dialog_id: d,
+            seq: 2,
+        };
+        let queued = bus::messages::CapiEventQueued {
+            dialog_id: d,
+            level: Level::Interest,
+            event_id: event_id(d, Level::Interest),
+        };
         bus.publish_message(&ready).await.expect("publish");
         bus.publish_message(&queued).await.expect("publish");
     }
     settle().await;
     let bodies = meta_bodies(&meta).await;
     assert_eq!(bodies.len(), 6, "one request per dialog");
-    let mut ids: Vec<String> = bodies.iter().map(|b| b["data"][0]["event_id"].as_str().unwrap_or_default().to_owned()).collect();
+    let mut ids: Vec<String> = bodies
+        .iter()
+        .map(|b| {
+            b["data"][0]["event_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 6);
@@ -260,7 +404,10 @@ async fn dialogs(conn: &mut diesel_async::AsyncPgConnection) -> Vec<Uuid> {
         #[diesel(sql_type = diesel::sql_types::Uuid)]
         id: Uuid,
     }
-    let rows: Vec<D> = diesel::sql_query("SELECT id FROM dialog_analysis").load(conn).await.expect("dialogs");
+    let rows: Vec<D> = diesel::sql_query("SELECT id FROM dialog_analysis")
+        .load(conn)
+        .await
+        .expect("dialogs");
     rows.into_iter().map(|d| d.id).collect()
 }
 
@@ -269,14 +416,52 @@ async fn directions_that_cannot_send_send_nothing() {
     let env = TestEnv::new().await;
     let meta = MockServer::start().await;
     meta_ok(&meta).await;
-    let disabled = seed(&env, &SeedOptions { capi_enabled: false, ..Default::default() }).await;
-    let no_pixel = seed(&env, &SeedOptions { pixel: None, ..Default::default() }).await;
-    let unmapped = seed(&env, &SeedOptions { map_instance: false, ..Default::default() }).await;
-    let no_token = seed(&env, &SeedOptions { ad_account_token: None, ..Default::default() }).await;
+    let disabled = seed(
+        &env,
+        &SeedOptions {
+            capi_enabled: false,
+            ..Default::default()
+        },
+    )
+    .await;
+    let no_pixel = seed(
+        &env,
+        &SeedOptions {
+            pixel: None,
+            ..Default::default()
+        },
+    )
+    .await;
+    let unmapped = seed(
+        &env,
+        &SeedOptions {
+            map_instance: false,
+            ..Default::default()
+        },
+    )
+    .await;
+    let no_token = seed(
+        &env,
+        &SeedOptions {
+            ad_account_token: None,
+            ..Default::default()
+        },
+    )
+    .await;
     let p = Pipeline::start(&env, &PipelineOptions::new(&meta.uri())).await;
     for s in [&disabled, &no_pixel, &unmapped, &no_token] {
-        post(&p, s, &customer_message(&s.instance, "M1", PHONE, "oi", Some(CLID), T1)).await;
-        post(&p, s, &customer_message(&s.instance, "M2", PHONE, "preço?", None, T2)).await;
+        post(
+            &p,
+            s,
+            &customer_message(&s.instance, "M1", PHONE, "oi", Some(CLID), T1),
+        )
+        .await;
+        post(
+            &p,
+            s,
+            &customer_message(&s.instance, "M2", PHONE, "preço?", None, T2),
+        )
+        .await;
     }
     // Only the direction without a token gets as far as the sender, which skips it.
     let rows = eventually("a skipped row", WAIT, || async {
@@ -286,23 +471,57 @@ async fn directions_that_cannot_send_send_nothing() {
     .await;
     settle().await;
     assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!((rows[0]["status"].as_str(), rows[0]["reason"].as_str()), (Some("skipped"), Some("no_access_token")));
+    assert_eq!(
+        (rows[0]["status"].as_str(), rows[0]["reason"].as_str()),
+        (Some("skipped"), Some("no_access_token"))
+    );
     assert_eq!(rows[0]["direction_id"], json!(no_token.direction_id));
     assert!(meta_bodies(&meta).await.is_empty());
-    assert_eq!(count(&env, "SELECT count(*) AS n FROM dialog_analysis WHERE capi_interest_sent").await, 0);
+    assert_eq!(
+        count(
+            &env,
+            "SELECT count(*) AS n FROM dialog_analysis WHERE capi_interest_sent"
+        )
+        .await,
+        0
+    );
     p.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_user_account_token_is_the_fallback() {
     let env = TestEnv::new().await;
-    let s = seed(&env, &SeedOptions { ad_account_token: None, user_token: Some("EAAB-user-token"), ..Default::default() }).await;
+    let s = seed(
+        &env,
+        &SeedOptions {
+            ad_account_token: None,
+            user_token: Some("EAAB-user-token"),
+            ..Default::default()
+        },
+    )
+    .await;
     let meta = MockServer::start().await;
     meta_ok(&meta).await;
     let p = Pipeline::start(&env, &PipelineOptions::new(&meta.uri())).await;
-    post(&p, &s, &customer_message(&s.instance, "M1", PHONE, "oi", Some(CLID), T1)).await;
-    post(&p, &s, &customer_message(&s.instance, "M2", PHONE, "preço?", None, T2)).await;
-    eventually("sent", WAIT, || async { (successes(&env).await == 1).then_some(()) }).await;
-    assert_eq!(meta_bodies(&meta).await[0]["access_token"], "EAAB-user-token");
+    post(
+        &p,
+        &s,
+        &customer_message(&s.instance, "M1", PHONE, "oi", Some(CLID), T1),
+    )
+    .await;
+    post(
+        &p,
+        &s,
+        &customer_message(&s.instance, "M2", PHONE, "preço?", None, T2),
+    )
+    .await;
+    eventually("sent", WAIT, || async {
+        (successes(&env).await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        meta_bodies(&meta).await[0]["access_token"],
+        "EAAB-user-token"
+    );
     p.stop().await;
 }

@@ -30,7 +30,11 @@ fn not_eligible(d: &DialogForQualification) -> Option<&'static str> {
     if d.capi_enabled != Some(true) {
         return Some("CAPI is disabled for the direction");
     }
-    if d.capi_source.as_deref().and_then(|s| s.parse::<CapiSource>().ok()) != Some(CapiSource::Whatsapp) {
+    if d.capi_source
+        .as_deref()
+        .and_then(|s| s.parse::<CapiSource>().ok())
+        != Some(CapiSource::Whatsapp)
+    {
         return Some("the direction's CAPI source is not whatsapp");
     }
     if d.pixel_id.as_deref().is_none_or(|p| p.trim().is_empty()) {
@@ -56,7 +60,9 @@ impl Agent {
 
     async fn qualify(&self, ready: &DialogReady) -> anyhow::Result<()> {
         let mut conn = self.pool.get().await?;
-        let Some(dialog) = conversations::dialog_for_qualification(&mut conn, ready.dialog_id).await? else {
+        let Some(dialog) =
+            conversations::dialog_for_qualification(&mut conn, ready.dialog_id).await?
+        else {
             tracing::warn!(dialog_id = %ready.dialog_id, "dialog not found; nothing to qualify");
             return Ok(());
         };
@@ -69,14 +75,28 @@ impl Agent {
             return Ok(());
         }
         let level = Level::Interest;
-        let reached_at = dialog.second_customer_message_at.unwrap_or_else(Utc::now).min(Utc::now());
+        let reached_at = dialog
+            .second_customer_message_at
+            .unwrap_or_else(Utc::now)
+            .min(Utc::now());
         let event_id = event_id(dialog.dialog_id, level);
         let claimed = conn
             .transaction::<_, storage::DbError, _>(async |conn| {
-                let claimed = capi::claim_level(conn, dialog.dialog_id, level, &event_id, reached_at).await?;
+                let claimed =
+                    capi::claim_level(conn, dialog.dialog_id, level, &event_id, reached_at).await?;
                 if claimed {
-                    let queued = CapiEventQueued { dialog_id: dialog.dialog_id, level, event_id: event_id.clone() };
-                    storage::outbox::enqueue(conn, CapiEventQueued::ROUTING_KEY, &encode(&queued), 0).await?;
+                    let queued = CapiEventQueued {
+                        dialog_id: dialog.dialog_id,
+                        level,
+                        event_id: event_id.clone(),
+                    };
+                    storage::outbox::enqueue(
+                        conn,
+                        CapiEventQueued::ROUTING_KEY,
+                        &encode(&queued),
+                        0,
+                    )
+                    .await?;
                 }
                 Ok(claimed)
             })

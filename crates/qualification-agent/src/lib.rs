@@ -6,12 +6,10 @@
 mod decide;
 
 use runtime::{CancellationToken, CommonSettings, Runtime};
-use serde::Deserialize;
 use std::sync::Arc;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct Settings {
-    #[serde(flatten)]
     pub common: CommonSettings,
 }
 
@@ -22,7 +20,8 @@ port = 8082
 
 impl Settings {
     pub fn load() -> anyhow::Result<Settings> {
-        Ok(runtime::load_settings(DEFAULTS, None)?)
+        let (common, _) = runtime::load_settings::<serde::de::IgnoredAny>(DEFAULTS, None)?;
+        Ok(Settings { common })
     }
 }
 
@@ -34,11 +33,19 @@ impl Application {
     pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Result<Application> {
         let mut runtime = Runtime::new("qualification-agent", &settings.common, stop)?;
         runtime.serve(&settings.common, |_| {})?;
-        let agent = Arc::new(decide::Agent { pool: runtime.pool.clone(), outbox_wake: runtime.outbox_wake.clone() });
-        let work = bus::consume(runtime.bus.clone(), bus::Queue::QualificationDialogs, runtime.stop.clone(), move |m| {
-            let agent = agent.clone();
-            async move { agent.handle(m).await }
+        let agent = Arc::new(decide::Agent {
+            pool: runtime.pool.clone(),
+            outbox_wake: runtime.outbox_wake.clone(),
         });
+        let work = bus::consume(
+            runtime.bus.clone(),
+            bus::Queue::QualificationDialogs,
+            runtime.stop.clone(),
+            move |m| {
+                let agent = agent.clone();
+                async move { agent.handle(m).await }
+            },
+        );
         runtime.spawn_worker(work);
         runtime.spawn_outbox_relay();
         Ok(Application { runtime })

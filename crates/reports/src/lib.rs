@@ -2,11 +2,9 @@
 //! dashboard. For now it serves only `/health` and `/ready`.
 
 use runtime::{CancellationToken, CommonSettings, Runtime};
-use serde::Deserialize;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct Settings {
-    #[serde(flatten)]
     pub common: CommonSettings,
 }
 
@@ -17,7 +15,8 @@ port = 8084
 
 impl Settings {
     pub fn load() -> anyhow::Result<Settings> {
-        Ok(runtime::load_settings(DEFAULTS, None)?)
+        let (common, _) = runtime::load_settings::<serde::de::IgnoredAny>(DEFAULTS, None)?;
+        Ok(Settings { common })
     }
 }
 

@@ -19,7 +19,10 @@ impl Readiness {
         let database = match self.pool.get().await {
             Ok(mut conn) => match storage::migrations::pending(&mut conn).await {
                 Ok(p) if p.is_empty() => Ok("current".to_owned()),
-                Ok(p) => Err(format!("{} migration(s) pending: run `capi migrate`", p.len())),
+                Ok(p) => Err(format!(
+                    "{} migration(s) pending: run `capi migrate`",
+                    p.len()
+                )),
                 Err(_) => Err("schema check failed".to_owned()),
             },
             Err(_) => Err("unreachable".to_owned()),
@@ -54,5 +57,6 @@ async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health)).route("/ready", web::get().to(ready));
+    cfg.route("/health", web::get().to(health))
+        .route("/ready", web::get().to(ready));
 }

@@ -3,6 +3,7 @@
 
 pub mod api_error;
 mod health;
+mod http_span;
 pub mod outbox_relay;
 pub mod settings;
 mod shutdown;
@@ -16,3 +17,16 @@ pub use service::Runtime;
 pub use settings::{CommonSettings, load_settings};
 pub use shutdown::shutdown_on_signals;
 pub use tokio_util::sync::CancellationToken;
+
+/// A service's exit: errors (a bad setting, a port in use) print as one
+/// line naming the cause, without a backtrace, and exit with status 1.
+pub fn exit_code(service: &str, result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(service, error = format!("{e:#}"), "exiting");
+            eprintln!("{service}: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

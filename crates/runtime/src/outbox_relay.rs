@@ -28,7 +28,10 @@ pub async fn run(pool: DbPool, bus: Arc<Bus>, wake: Arc<Notify>, stop: Cancellat
                 }
             }
             Err(e) => {
-                tracing::warn!(error = format!("{e:#}"), "outbox relay could not publish; will retry");
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "outbox relay could not publish; will retry"
+                );
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     _ = tokio::time::sleep(backoff) => {}
@@ -70,8 +73,10 @@ async fn publish(bus: &Bus, row: &outbox::OutboxRow) -> anyhow::Result<()> {
         let queue = Queue::for_routing_key(&row.routing_key)
             .ok_or_else(|| anyhow::anyhow!("no queue for routing key {}", row.routing_key))?;
         let delay = Duration::from_millis(u64::try_from(row.delay_ms).unwrap_or(0));
-        bus.publish_delayed(queue, delay, row.message_id, &payload, 1).await
+        bus.publish_delayed(queue, delay, row.message_id, &payload, 1)
+            .await
     } else {
-        bus.publish(&row.routing_key, row.message_id, &payload).await
+        bus.publish(&row.routing_key, row.message_id, &payload)
+            .await
     }
 }

@@ -23,9 +23,16 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn new(name: &'static str, common: &CommonSettings, stop: CancellationToken) -> anyhow::Result<Runtime> {
-        let pool = storage::connect_pool(common.database.url.expose_secret(), common.database.pool_size)
-            .context("database.url")?;
+    pub fn new(
+        name: &'static str,
+        common: &CommonSettings,
+        stop: CancellationToken,
+    ) -> anyhow::Result<Runtime> {
+        let pool = storage::connect_pool(
+            common.database.url.expose_secret(),
+            common.database.pool_size,
+        )
+        .context("database.url")?;
         Ok(Runtime {
             pool,
             bus: Arc::new(Bus::new(common.amqp.clone())),
@@ -45,10 +52,15 @@ impl Runtime {
         let listener = TcpListener::bind((common.http.host.as_str(), common.http.port))
             .with_context(|| format!("binding http {}:{}", common.http.host, common.http.port))?;
         let port = listener.local_addr()?.port();
-        let readiness = web::Data::new(Readiness { pool: self.pool.clone(), bus: self.bus.clone() });
+        let readiness = web::Data::new(Readiness {
+            pool: self.pool.clone(),
+            bus: self.bus.clone(),
+        });
         let server = HttpServer::new(move || {
             App::new()
-                .wrap(tracing_actix_web::TracingLogger::default())
+                .wrap(tracing_actix_web::TracingLogger::<
+                    crate::http_span::RequestSpan,
+                >::new())
                 .app_data(readiness.clone())
                 .configure(health::routes)
                 .configure(routes.clone())
@@ -87,7 +99,12 @@ impl Runtime {
 
     /// Publishes this service's outbox rows.
     pub fn spawn_outbox_relay(&mut self) {
-        let relay = outbox_relay::run(self.pool.clone(), self.bus.clone(), self.outbox_wake.clone(), self.stop.clone());
+        let relay = outbox_relay::run(
+            self.pool.clone(),
+            self.bus.clone(),
+            self.outbox_wake.clone(),
+            self.stop.clone(),
+        );
         self.spawn_worker(relay);
     }
 
@@ -95,8 +112,14 @@ impl Runtime {
     pub async fn run_until_stopped(mut self) -> anyhow::Result<()> {
         self.stop.cancelled().await;
         let drain = async { while self.tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(Duration::from_secs(30), drain).await.is_err() {
-            tracing::warn!(service = self.name, "tasks did not stop in time; aborting them");
+        if tokio::time::timeout(Duration::from_secs(30), drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                service = self.name,
+                "tasks did not stop in time; aborting them"
+            );
             self.tasks.abort_all();
         }
         self.bus.close().await;
@@ -110,13 +133,19 @@ async fn wait_for_schema(pool: &DbPool, stop: &CancellationToken, service: &str)
     let mut warned = false;
     loop {
         let pending = match pool.get().await {
-            Ok(mut conn) => storage::migrations::pending(&mut conn).await.map_err(|e| format!("{e:#}")),
+            Ok(mut conn) => storage::migrations::pending(&mut conn)
+                .await
+                .map_err(|e| format!("{e:#}")),
             Err(e) => Err(format!("database unreachable: {e}")),
         };
         match pending {
             Ok(p) if p.is_empty() => return true,
             Ok(p) if !warned => {
-                tracing::warn!(service, pending = p.len(), "waiting for the schema: run `capi migrate`");
+                tracing::warn!(
+                    service,
+                    pending = p.len(),
+                    "waiting for the schema: run `capi migrate`"
+                );
                 warned = true;
             }
             Err(e) if !warned => {

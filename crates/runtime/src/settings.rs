@@ -72,12 +72,20 @@ filter = "info"
 "#;
 
 #[derive(Debug, thiserror::Error)]
-#[error("invalid configuration: {0}")]
-pub struct SettingsError(#[from] config::ConfigError);
+pub enum SettingsError {
+    #[error("invalid configuration: {0}")]
+    Source(#[from] config::ConfigError),
+    #[error("invalid configuration: key `{path}`: {message}")]
+    Key { path: String, message: String },
+}
 
-/// Loads `T` from the layers. `service_defaults` is TOML merged over the
-/// common defaults (it must at least set `http.port`).
-pub fn load_settings<T: DeserializeOwned>(service_defaults: &str, file: Option<&Path>) -> Result<T, SettingsError> {
+/// Loads the common sections and the service's own part `T` (deserialized
+/// from the same root; it names only its own sections). `service_defaults`
+/// is TOML merged over the common defaults (it must at least set `http.port`).
+pub fn load_settings<T: DeserializeOwned>(
+    service_defaults: &str,
+    file: Option<&Path>,
+) -> Result<(CommonSettings, T), SettingsError> {
     load_from(service_defaults, file, Environment::with_prefix("CAPI"))
 }
 
@@ -85,7 +93,7 @@ fn load_from<T: DeserializeOwned>(
     service_defaults: &str,
     file: Option<&Path>,
     env: Environment,
-) -> Result<T, SettingsError> {
+) -> Result<(CommonSettings, T), SettingsError> {
     let file = file
         .map(Path::to_path_buf)
         .or_else(|| std::env::var_os("CAPI_CONFIG").map(Into::into));
@@ -95,10 +103,19 @@ fn load_from<T: DeserializeOwned>(
     if let Some(path) = file {
         builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
     }
-    let config = builder
+    let root: serde_json::Value = builder
         .add_source(env.prefix_separator("_").separator("__").try_parsing(true))
-        .build()?;
-    Ok(config.try_deserialize()?)
+        .build()?
+        .try_deserialize()?;
+    Ok((with_path(&root)?, with_path(&root)?))
+}
+
+/// Deserializes with the failing key's path in the error.
+fn with_path<T: DeserializeOwned>(root: &serde_json::Value) -> Result<T, SettingsError> {
+    serde_path_to_error::deserialize(root).map_err(|e| SettingsError::Key {
+        path: e.path().to_string(),
+        message: e.inner().to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -108,8 +125,6 @@ mod tests {
 
     #[derive(Debug, Deserialize)]
     struct Example {
-        #[serde(flatten)]
-        common: CommonSettings,
         sender: SenderPart,
     }
 
@@ -121,30 +136,54 @@ mod tests {
 
     const DEFAULTS: &str = "[http]\nport = 8083\n[sender]\ngraph_version = \"v26.0\"\n";
 
-    fn load(vars: &[(&str, &str)]) -> Result<Example, SettingsError> {
-        let source: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        load_from(DEFAULTS, None, Environment::with_prefix("CAPI").source(Some(source)))
+    fn load(vars: &[(&str, &str)]) -> Result<(CommonSettings, Example), SettingsError> {
+        let source: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        load_from(
+            DEFAULTS,
+            None,
+            Environment::with_prefix("CAPI").source(Some(source)),
+        )
     }
 
     #[test]
     fn environment_overrides_defaults() {
-        let s = load(&[("CAPI_HTTP__PORT", "9999"), ("CAPI_SENDER__GRAPH_VERSION", "v27.0")]).expect("loads");
-        assert_eq!(s.common.http.port, 9999);
+        let (common, s) = load(&[
+            ("CAPI_HTTP__PORT", "9999"),
+            ("CAPI_SENDER__GRAPH_VERSION", "v27.0"),
+        ])
+        .expect("loads");
+        assert_eq!(common.http.port, 9999);
         assert_eq!(s.sender.graph_version, "v27.0");
-        assert_eq!(s.common.amqp.prefix, "capi");
+        assert_eq!(common.amqp.prefix, "capi");
     }
 
     #[test]
     fn a_bad_value_names_its_key() {
-        let err = load(&[("CAPI_HTTP__PORT", "eighty")]).expect_err("must fail").to_string();
+        let err = load(&[("CAPI_HTTP__PORT", "eighty")])
+            .expect_err("must fail")
+            .to_string();
         assert!(err.contains("http.port"), "{err}");
-        let err = load(&[("CAPI_LOG__FORMAT", "xml")]).expect_err("must fail").to_string();
+        let err = load(&[("CAPI_LOG__FORMAT", "xml")])
+            .expect_err("must fail")
+            .to_string();
         assert!(err.contains("log.format"), "{err}");
     }
 
     #[test]
     fn unknown_keys_in_a_section_are_rejected() {
-        let err = load(&[("CAPI_SENDER__GRAPH_VERSON", "v1")]).expect_err("must fail").to_string();
+        let err = load(&[("CAPI_SENDER__GRAPH_VERSON", "v1")])
+            .expect_err("must fail")
+            .to_string();
         assert!(err.contains("graph_verson"), "{err}");
+        let err = load(&[("CAPI_DATABASE__POOL_SIZ", "3")])
+            .expect_err("must fail")
+            .to_string();
+        assert!(
+            err.contains("database") && err.contains("pool_siz"),
+            "{err}"
+        );
     }
 }

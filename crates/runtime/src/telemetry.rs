@@ -1,6 +1,7 @@
 //! Structured logs: human-readable by default, JSON when configured.
 
 use crate::settings::{LogFormat, LogSettings};
+use std::io::IsTerminal;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 /// Installs the global subscriber (once; later calls are no-ops).
@@ -10,7 +11,20 @@ pub fn init(settings: &LogSettings) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match settings.format {
-        LogFormat::Json => registry.with(fmt::layer().json().flatten_event(true).with_current_span(false)).try_init(),
-        LogFormat::Pretty => registry.with(fmt::layer().compact()).try_init(),
+        LogFormat::Json => registry
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false),
+            )
+            .try_init(),
+        LogFormat::Pretty => registry
+            .with(
+                fmt::layer()
+                    .compact()
+                    .with_ansi(std::io::stdout().is_terminal()),
+            )
+            .try_init(),
     };
 }

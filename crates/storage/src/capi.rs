@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use diesel::{
     OptionalExtension, QueryableByName,
-    sql_types::{BigInt, Bool, Int4, Int2, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid},
+    sql_types::{BigInt, Bool, Int2, Int4, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::level::Level;
@@ -87,7 +87,10 @@ impl std::fmt::Debug for DeliveryContext {
             .field("delivery_id", &self.delivery_id)
             .field("dialog_id", &self.dialog_id)
             .field("status", &self.status)
-            .field("access_token", &self.access_token.as_ref().map(|_| "[redacted]"))
+            .field(
+                "access_token",
+                &self.access_token.as_ref().map(|_| "[redacted]"),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -141,7 +144,11 @@ struct Attempt {
 /// Takes the send lease of a pending delivery for `lease_secs`; returns the
 /// attempt number, or `None` when the delivery is finished or another sender
 /// holds the lease.
-pub async fn lease(conn: &mut AsyncPgConnection, delivery_id: i64, lease_secs: i64) -> Result<Option<i32>, diesel::result::Error> {
+pub async fn lease(
+    conn: &mut AsyncPgConnection,
+    delivery_id: i64,
+    lease_secs: i64,
+) -> Result<Option<i32>, diesel::result::Error> {
     let a: Option<Attempt> = diesel::sql_query(
         "UPDATE capi_deliveries SET lease_until = now() + make_interval(secs => $2), attempts = attempts + 1 \
          WHERE id = $1 AND status = 'pending' AND (lease_until IS NULL OR lease_until < now()) \
@@ -156,11 +163,16 @@ pub async fn lease(conn: &mut AsyncPgConnection, delivery_id: i64, lease_secs: i
 }
 
 /// Gives the lease back so a later retry can take it at once.
-pub async fn release(conn: &mut AsyncPgConnection, delivery_id: i64) -> Result<(), diesel::result::Error> {
-    diesel::sql_query("UPDATE capi_deliveries SET lease_until = NULL WHERE id = $1 AND status = 'pending'")
-        .bind::<BigInt, _>(delivery_id)
-        .execute(conn)
-        .await?;
+pub async fn release(
+    conn: &mut AsyncPgConnection,
+    delivery_id: i64,
+) -> Result<(), diesel::result::Error> {
+    diesel::sql_query(
+        "UPDATE capi_deliveries SET lease_until = NULL WHERE id = $1 AND status = 'pending'",
+    )
+    .bind::<BigInt, _>(delivery_id)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -202,7 +214,10 @@ pub struct LogEntry<'a> {
     pub duration_ms: Option<i32>,
 }
 
-pub async fn insert_log(conn: &mut AsyncPgConnection, e: &LogEntry<'_>) -> Result<(), diesel::result::Error> {
+pub async fn insert_log(
+    conn: &mut AsyncPgConnection,
+    e: &LogEntry<'_>,
+) -> Result<(), diesel::result::Error> {
     diesel::sql_query(
         "INSERT INTO capi_events_log (dialog_id, direction_id, user_account_id, event_level, event_name, event_id, \
            pixel_id, status, attempt, reason, request, response, http_status, error_message, duration_ms) \
@@ -273,7 +288,10 @@ pub struct SentFlags {
     pub capi_interest_event_id: Option<String>,
 }
 
-pub async fn sent_flags(conn: &mut AsyncPgConnection, dialog_id: Uuid) -> Result<Option<SentFlags>, diesel::result::Error> {
+pub async fn sent_flags(
+    conn: &mut AsyncPgConnection,
+    dialog_id: Uuid,
+) -> Result<Option<SentFlags>, diesel::result::Error> {
     diesel::sql_query(
         "SELECT capi_interest_sent, capi_qualified_sent, capi_scheduled_sent, capi_interest_event_id \
          FROM dialog_analysis WHERE id = $1",

@@ -81,7 +81,10 @@ struct Id {
 
 /// Stores a message once and updates its dialog and lead. Call inside a
 /// transaction (with the outbox row that announces it).
-pub async fn record_message(conn: &mut AsyncPgConnection, m: &NewMessage<'_>) -> Result<Recorded, diesel::result::Error> {
+pub async fn record_message(
+    conn: &mut AsyncPgConnection,
+    m: &NewMessage<'_>,
+) -> Result<Recorded, diesel::result::Error> {
     let dialog = resolve_dialog(conn, m).await?;
     let inserted: Option<i64> = diesel::sql_query(
         "INSERT INTO dialog_messages (dialog_id, instance_name, message_id, from_me, author, text, message_type, sent_at) \
@@ -145,11 +148,13 @@ pub async fn record_message(conn: &mut AsyncPgConnection, m: &NewMessage<'_>) ->
     .bind::<Nullable<Text>, _>(m.ctwa_clid)
     .get_result(conn)
     .await?;
-    diesel::sql_query("UPDATE dialog_analysis SET lead_id = $2 WHERE id = $1 AND lead_id IS DISTINCT FROM $2")
-        .bind::<SqlUuid, _>(dialog.id)
-        .bind::<SqlUuid, _>(lead.id)
-        .execute(conn)
-        .await?;
+    diesel::sql_query(
+        "UPDATE dialog_analysis SET lead_id = $2 WHERE id = $1 AND lead_id IS DISTINCT FROM $2",
+    )
+    .bind::<SqlUuid, _>(dialog.id)
+    .bind::<SqlUuid, _>(lead.id)
+    .execute(conn)
+    .await?;
     Ok(Recorded::Stored {
         dialog_id: dialog.id,
         buffer_seq: bumps_buffer.then_some(seq.buffer_seq),
@@ -159,7 +164,10 @@ pub async fn record_message(conn: &mut AsyncPgConnection, m: &NewMessage<'_>) ->
 /// The dialog a message belongs to: one already known by the contact's LID
 /// (WhatsApp may address the same person by LID and by phone), else the one
 /// keyed by the contact key, created if new.
-async fn resolve_dialog(conn: &mut AsyncPgConnection, m: &NewMessage<'_>) -> Result<DialogKey, diesel::result::Error> {
+async fn resolve_dialog(
+    conn: &mut AsyncPgConnection,
+    m: &NewMessage<'_>,
+) -> Result<DialogKey, diesel::result::Error> {
     let name = m.contact_name.filter(|_| !m.from_me);
     if let Some(lid) = m.contact_lid {
         let by_lid: Option<DialogKey> = diesel::sql_query(
@@ -200,7 +208,11 @@ async fn resolve_dialog(conn: &mut AsyncPgConnection, m: &NewMessage<'_>) -> Res
 
 /// Marks the buffer flushed up to `seq` if no newer customer message came in
 /// and no other replica flushed it first. True for exactly one caller.
-pub async fn claim_buffer_flush(conn: &mut AsyncPgConnection, dialog_id: Uuid, seq: i64) -> Result<bool, diesel::result::Error> {
+pub async fn claim_buffer_flush(
+    conn: &mut AsyncPgConnection,
+    dialog_id: Uuid,
+    seq: i64,
+) -> Result<bool, diesel::result::Error> {
     let n = diesel::sql_query(
         "UPDATE dialog_analysis SET buffer_flushed_seq = $2 \
          WHERE id = $1 AND buffer_seq = $2 AND buffer_flushed_seq < $2",

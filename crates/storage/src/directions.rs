@@ -30,7 +30,10 @@ impl std::fmt::Debug for Instance {
     }
 }
 
-pub async fn instance(conn: &mut AsyncPgConnection, name: &str) -> Result<Option<Instance>, diesel::result::Error> {
+pub async fn instance(
+    conn: &mut AsyncPgConnection,
+    name: &str,
+) -> Result<Option<Instance>, diesel::result::Error> {
     diesel::sql_query("SELECT instance_name, direction_id, webhook_secret FROM whatsapp_phone_numbers WHERE instance_name = $1")
         .bind::<Text, _>(name)
         .get_result(conn)
@@ -44,12 +47,18 @@ struct Id {
     id: Uuid,
 }
 
-pub async fn create_user_account(conn: &mut AsyncPgConnection, name: &str, access_token: Option<&str>) -> Result<Uuid, diesel::result::Error> {
-    let r: Id = diesel::sql_query("INSERT INTO user_accounts (name, access_token) VALUES ($1, $2) RETURNING id")
-        .bind::<Text, _>(name)
-        .bind::<Nullable<Text>, _>(access_token)
-        .get_result(conn)
-        .await?;
+pub async fn create_user_account(
+    conn: &mut AsyncPgConnection,
+    name: &str,
+    access_token: Option<&str>,
+) -> Result<Uuid, diesel::result::Error> {
+    let r: Id = diesel::sql_query(
+        "INSERT INTO user_accounts (name, access_token) VALUES ($1, $2) RETURNING id",
+    )
+    .bind::<Text, _>(name)
+    .bind::<Nullable<Text>, _>(access_token)
+    .get_result(conn)
+    .await?;
     Ok(r.id)
 }
 
@@ -84,7 +93,10 @@ pub struct NewDirection<'a> {
     pub waba_id: Option<&'a str>,
 }
 
-pub async fn create_direction(conn: &mut AsyncPgConnection, d: &NewDirection<'_>) -> Result<Uuid, diesel::result::Error> {
+pub async fn create_direction(
+    conn: &mut AsyncPgConnection,
+    d: &NewDirection<'_>,
+) -> Result<Uuid, diesel::result::Error> {
     let r: Id = diesel::sql_query(
         "INSERT INTO account_directions (user_account_id, ad_account_id, name, capi_enabled, capi_source, pixel_id, \
            whatsapp_business_account_id) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
@@ -140,7 +152,9 @@ pub struct UserAccountRow {
     pub has_token: bool,
 }
 
-pub async fn list_user_accounts(conn: &mut AsyncPgConnection) -> Result<Vec<UserAccountRow>, diesel::result::Error> {
+pub async fn list_user_accounts(
+    conn: &mut AsyncPgConnection,
+) -> Result<Vec<UserAccountRow>, diesel::result::Error> {
     diesel::sql_query(
         "SELECT id, name, COALESCE(access_token, '') <> '' AS has_token FROM user_accounts ORDER BY created_at, name",
     )
@@ -162,7 +176,9 @@ pub struct AdAccountRow {
     pub has_token: bool,
 }
 
-pub async fn list_ad_accounts(conn: &mut AsyncPgConnection) -> Result<Vec<AdAccountRow>, diesel::result::Error> {
+pub async fn list_ad_accounts(
+    conn: &mut AsyncPgConnection,
+) -> Result<Vec<AdAccountRow>, diesel::result::Error> {
     diesel::sql_query(
         "SELECT id, user_account_id, name, meta_ad_account_id, COALESCE(access_token, '') <> '' AS has_token \
          FROM ad_accounts ORDER BY created_at, name",
@@ -193,7 +209,9 @@ pub struct DirectionRow {
     pub instances: Option<String>,
 }
 
-pub async fn list_directions(conn: &mut AsyncPgConnection) -> Result<Vec<DirectionRow>, diesel::result::Error> {
+pub async fn list_directions(
+    conn: &mut AsyncPgConnection,
+) -> Result<Vec<DirectionRow>, diesel::result::Error> {
     diesel::sql_query(
         "SELECT d.id, d.user_account_id, d.ad_account_id, d.name, d.capi_enabled, d.capi_source, d.pixel_id, \
            d.whatsapp_business_account_id AS waba_id, \
@@ -247,7 +265,9 @@ pub struct InstanceRow {
     pub phone_number: Option<String>,
 }
 
-pub async fn list_instances(conn: &mut AsyncPgConnection) -> Result<Vec<InstanceRow>, diesel::result::Error> {
+pub async fn list_instances(
+    conn: &mut AsyncPgConnection,
+) -> Result<Vec<InstanceRow>, diesel::result::Error> {
     diesel::sql_query("SELECT instance_name, direction_id, phone_number FROM whatsapp_phone_numbers ORDER BY instance_name")
         .load(conn)
         .await

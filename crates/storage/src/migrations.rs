@@ -19,7 +19,10 @@ const MIGRATION_LOCK_KEY: i64 = 0x4341_5049_4d49_4752; // "CAPIMIGR"
 pub fn embedded_versions() -> anyhow::Result<Vec<String>> {
     let migrations = MigrationSource::<Pg>::migrations(&MIGRATIONS)
         .map_err(|e| anyhow::anyhow!("reading embedded migrations: {e}"))?;
-    Ok(migrations.iter().map(|m| m.name().version().to_string()).collect())
+    Ok(migrations
+        .iter()
+        .map(|m| m.name().version().to_string())
+        .collect())
 }
 
 /// Applies pending migrations; returns the versions applied. Needs the
@@ -53,15 +56,20 @@ struct Version {
 
 /// Embedded migrations not yet applied to the database.
 pub async fn pending(conn: &mut AsyncPgConnection) -> anyhow::Result<Vec<String>> {
-    let applied: Vec<Version> = match diesel::sql_query("SELECT version FROM __diesel_schema_migrations")
-        .load(conn)
-        .await
-    {
-        Ok(v) => v,
-        // No migration table yet: nothing is applied.
-        Err(diesel::result::Error::DatabaseError(_, info)) if info.message().contains("does not exist") => Vec::new(),
-        Err(e) => return Err(e.into()),
-    };
+    let applied: Vec<Version> =
+        match diesel::sql_query("SELECT version FROM __diesel_schema_migrations")
+            .load(conn)
+            .await
+        {
+            Ok(v) => v,
+            // No migration table yet: nothing is applied.
+            Err(diesel::result::Error::DatabaseError(_, info))
+                if info.message().contains("does not exist") =>
+            {
+                Vec::new()
+            }
+            Err(e) => return Err(e.into()),
+        };
     Ok(embedded_versions()?
         .into_iter()
         .filter(|v| !applied.iter().any(|a| &a.version == v))

@@ -31,19 +31,24 @@ pub async fn enqueue(
     delay_ms: i64,
 ) -> Result<Uuid, diesel::result::Error> {
     let message_id = Uuid::new_v4();
-    diesel::sql_query("INSERT INTO outbox (message_id, routing_key, payload, delay_ms) VALUES ($1, $2, $3, $4)")
-        .bind::<SqlUuid, _>(message_id)
-        .bind::<Text, _>(routing_key)
-        .bind::<Jsonb, _>(payload)
-        .bind::<BigInt, _>(delay_ms)
-        .execute(conn)
-        .await?;
+    diesel::sql_query(
+        "INSERT INTO outbox (message_id, routing_key, payload, delay_ms) VALUES ($1, $2, $3, $4)",
+    )
+    .bind::<SqlUuid, _>(message_id)
+    .bind::<Text, _>(routing_key)
+    .bind::<Jsonb, _>(payload)
+    .bind::<BigInt, _>(delay_ms)
+    .execute(conn)
+    .await?;
     Ok(message_id)
 }
 
 /// Locks up to `limit` unpublished rows, oldest first, skipping rows another
 /// relay holds. Call inside a transaction and delete what was published.
-pub async fn lock_batch(conn: &mut AsyncPgConnection, limit: i64) -> Result<Vec<OutboxRow>, diesel::result::Error> {
+pub async fn lock_batch(
+    conn: &mut AsyncPgConnection,
+    limit: i64,
+) -> Result<Vec<OutboxRow>, diesel::result::Error> {
     diesel::sql_query(
         "SELECT id, message_id, routing_key, payload, delay_ms FROM outbox \
          ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
@@ -53,7 +58,10 @@ pub async fn lock_batch(conn: &mut AsyncPgConnection, limit: i64) -> Result<Vec<
     .await
 }
 
-pub async fn delete(conn: &mut AsyncPgConnection, ids: &[i64]) -> Result<usize, diesel::result::Error> {
+pub async fn delete(
+    conn: &mut AsyncPgConnection,
+    ids: &[i64],
+) -> Result<usize, diesel::result::Error> {
     diesel::sql_query("DELETE FROM outbox WHERE id = ANY($1)")
         .bind::<Array<BigInt>, _>(ids)
         .execute(conn)
@@ -68,6 +76,8 @@ struct Count {
 
 /// Rows waiting to be published (a lag signal for operators).
 pub async fn backlog(conn: &mut AsyncPgConnection) -> Result<i64, diesel::result::Error> {
-    let c: Count = diesel::sql_query("SELECT count(*) AS n FROM outbox").get_result(conn).await?;
+    let c: Count = diesel::sql_query("SELECT count(*) AS n FROM outbox")
+        .get_result(conn)
+        .await?;
     Ok(c.n)
 }

@@ -29,7 +29,11 @@ struct TokenQuery {
 }
 
 fn too_large(limit: usize) -> ApiError {
-    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("body exceeds {limit} bytes"))
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("body exceeds {limit} bytes"),
+    )
 }
 
 async fn receive(
@@ -55,7 +59,13 @@ async fn receive(
             .await
             .map_err(ApiError::unavailable)?
     }
-    .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_instance", format!("no WhatsApp instance named '{instance_name}'")))?;
+    .ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_instance",
+            format!("no WhatsApp instance named '{instance_name}'"),
+        )
+    })?;
 
     let presented = req
         .headers()
@@ -63,7 +73,8 @@ async fn receive(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .or_else(|| query.token.clone());
-    let authorized = presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(instance.webhook_secret.as_bytes())));
+    let authorized = presented
+        .is_some_and(|p| bool::from(p.as_bytes().ct_eq(instance.webhook_secret.as_bytes())));
     if !authorized {
         tracing::warn!(instance = %instance_name, "webhook rejected: missing or wrong secret");
         return Err(ApiError::new(
@@ -75,21 +86,29 @@ async fn receive(
 
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.to_string()))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.to_string()))?;
         if body.len() + chunk.len() > limit {
             return Err(too_large(limit));
         }
         body.extend_from_slice(&chunk);
     }
-    let value: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("body is not valid JSON: {e}")))?;
+    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("body is not valid JSON: {e}"),
+        )
+    })?;
 
     match evolution::event_name(&value) {
         Some(e) if e == evolution::MESSAGES_UPSERT => {}
         other => {
             let event = other.unwrap_or_else(|| "(none)".into());
             tracing::debug!(instance = %instance_name, %event, "event ignored");
-            return Ok(HttpResponse::Ok().json(json!({"status": "ignored", "reason": format!("event {event} is not handled")})));
+            return Ok(HttpResponse::Ok().json(
+                json!({"status": "ignored", "reason": format!("event {event} is not handled")}),
+            ));
         }
     }
     let parsed = evolution::parse_messages_upsert(&value)
@@ -98,7 +117,9 @@ async fn receive(
     let mut results = Vec::with_capacity(parsed.len());
     for p in parsed {
         match p {
-            Parsed::Ignored(reason) => results.push(json!({"status": "ignored", "reason": reason.as_str()})),
+            Parsed::Ignored(reason) => {
+                results.push(json!({"status": "ignored", "reason": reason.as_str()}))
+            }
             Parsed::Message(m) => {
                 let status = store(&state, &instance_name, &m).await?;
                 results.push(json!({"status": status, "message_id": m.message_id}));
@@ -119,12 +140,20 @@ fn sent_at(m: &InboundMessage) -> DateTime<Utc> {
 }
 
 /// Stores one message and queues the buffer step in the same transaction.
-async fn store(state: &State, instance_name: &str, m: &InboundMessage) -> Result<&'static str, ApiError> {
+async fn store(
+    state: &State,
+    instance_name: &str,
+    m: &InboundMessage,
+) -> Result<&'static str, ApiError> {
     let new = NewMessage {
         instance_name,
         message_id: &m.message_id,
         from_me: m.from_me,
-        author: if m.from_me { Author::Operator } else { Author::Customer },
+        author: if m.from_me {
+            Author::Operator
+        } else {
+            Author::Customer
+        },
         contact_key: m.contact_key(),
         contact_phone: m.phone.as_deref(),
         contact_lid: m.lid.as_deref(),
@@ -140,9 +169,14 @@ async fn store(state: &State, instance_name: &str, m: &InboundMessage) -> Result
     let recorded = conn
         .transaction::<_, storage::DbError, _>(async |conn| {
             let recorded = conversations::record_message(conn, &new).await?;
-            if let Recorded::Stored { dialog_id, buffer_seq: Some(seq) } = recorded {
+            if let Recorded::Stored {
+                dialog_id,
+                buffer_seq: Some(seq),
+            } = recorded
+            {
                 let msg = MessageReceived { dialog_id, seq };
-                storage::outbox::enqueue(conn, MessageReceived::ROUTING_KEY, &encode(&msg), 0).await?;
+                storage::outbox::enqueue(conn, MessageReceived::ROUTING_KEY, &encode(&msg), 0)
+                    .await?;
             }
             Ok(recorded)
         })

@@ -9,9 +9,8 @@ use serde::Deserialize;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct Settings {
-    #[serde(flatten)]
     pub common: CommonSettings,
     pub gateway: GatewaySettings,
 }
@@ -33,7 +32,15 @@ max_body_bytes = 1048576
 
 impl Settings {
     pub fn load() -> anyhow::Result<Settings> {
-        Ok(runtime::load_settings(DEFAULTS, None)?)
+        #[derive(Deserialize)]
+        struct Own {
+            gateway: GatewaySettings,
+        }
+        let (common, own) = runtime::load_settings::<Own>(DEFAULTS, None)?;
+        Ok(Settings {
+            common,
+            gateway: own.gateway,
+        })
     }
 }
 

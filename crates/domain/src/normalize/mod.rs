@@ -68,7 +68,9 @@ impl fmt::Display for UserDataKey {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("unknown user_data key '{0}' (expected one of em, ph, fn, ln, ct, st, zp, country, external_id, ge, db)")]
+#[error(
+    "unknown user_data key '{0}' (expected one of em, ph, fn, ln, ct, st, zp, country, external_id, ge, db)"
+)]
 pub struct UnknownKey(pub String);
 
 impl FromStr for UserDataKey {
@@ -104,7 +106,13 @@ pub fn normalize(key: UserDataKey, value: &str, opts: &NormalizeOptions) -> Opti
         UserDataKey::State => two_letter(&value, regions::STATES),
         UserDataKey::Country => two_letter(&value, regions::COUNTRIES),
         UserDataKey::Zip => zip(&value),
-        UserDataKey::ExternalId => Some(value.chars().filter(|c| !is_js_space(*c)).collect::<String>().to_lowercase()),
+        UserDataKey::ExternalId => Some(
+            value
+                .chars()
+                .filter(|c| !is_js_space(*c))
+                .collect::<String>()
+                .to_lowercase(),
+        ),
         UserDataKey::Gender => gender(&value),
         UserDataKey::DateOfBirth => date_of_birth(&value, current_year()),
     }
@@ -221,7 +229,8 @@ fn two_letter(value: &str, table: &[(&str, &str)]) -> Option<String> {
         letters
     };
     let out: String = mapped.chars().take(2).collect();
-    out.starts_with(|c: char| c.is_ascii_lowercase()).then_some(out)
+    out.starts_with(|c: char| c.is_ascii_lowercase())
+        .then_some(out)
 }
 
 fn zip(value: &str) -> Option<String> {
@@ -259,11 +268,23 @@ fn date_of_birth(value: &str, this_year: i64) -> Option<String> {
             .map(|g| g.parse::<i64>().unwrap_or(i64::MAX))
             .collect();
         let (y, m, d) = if n[0] > 31 {
-            (n[0], if n[1] > 12 { n[2] } else { n[1] }, if n[1] > 12 { n[1] } else { n[2] })
+            (
+                n[0],
+                if n[1] > 12 { n[2] } else { n[1] },
+                if n[1] > 12 { n[1] } else { n[2] },
+            )
         } else if n[1] > 31 {
-            (n[1], if n[2] > 12 { n[0] } else { n[2] }, if n[2] > 12 { n[2] } else { n[0] })
+            (
+                n[1],
+                if n[2] > 12 { n[0] } else { n[2] },
+                if n[2] > 12 { n[2] } else { n[0] },
+            )
         } else {
-            (n[2], if n[0] > 12 { n[1] } else { n[0] }, if n[0] > 12 { n[0] } else { n[1] })
+            (
+                n[2],
+                if n[0] > 12 { n[1] } else { n[0] },
+                if n[0] > 12 { n[0] } else { n[1] },
+            )
         };
         if (1800..=this_year + 1).contains(&y) && (1..=12).contains(&m) && (1..=31).contains(&d) {
             return Some(format!("{y:04}{m:02}{d:02}"));
@@ -289,19 +310,38 @@ mod tests {
 
     #[test]
     fn default_country_code_is_added_to_national_numbers_only() {
-        let us = NormalizeOptions { default_country_code: Some("1".into()) };
-        assert_eq!(normalize(UserDataKey::Phone, "(650)555-1212", &us).as_deref(), Some("16505551212"));
-        assert_eq!(normalize(UserDataKey::Phone, "+44 20 1234 5678", &us).as_deref(), Some("442012345678"));
-        let ru = NormalizeOptions { default_country_code: Some("7".into()) };
-        assert_eq!(normalize(UserDataKey::Phone, "8 (916) 123-45-67", &ru).as_deref(), Some("79161234567"));
-        assert_eq!(normalize(UserDataKey::Phone, "916 123-45-67", &ru).as_deref(), Some("79161234567"));
+        let us = NormalizeOptions {
+            default_country_code: Some("1".into()),
+        };
+        assert_eq!(
+            normalize(UserDataKey::Phone, "(650)555-1212", &us).as_deref(),
+            Some("16505551212")
+        );
+        assert_eq!(
+            normalize(UserDataKey::Phone, "+44 20 1234 5678", &us).as_deref(),
+            Some("442012345678")
+        );
+        let ru = NormalizeOptions {
+            default_country_code: Some("7".into()),
+        };
+        assert_eq!(
+            normalize(UserDataKey::Phone, "8 (916) 123-45-67", &ru).as_deref(),
+            Some("79161234567")
+        );
+        assert_eq!(
+            normalize(UserDataKey::Phone, "916 123-45-67", &ru).as_deref(),
+            Some("79161234567")
+        );
     }
 
     #[test]
     fn already_hashed_values_are_sent_unchanged() {
         let h = "A665A45920422F9D417E4867EFDC4FB8A04A1F3FFF1FA07E998E86F7F7A27AE3";
         let opts = NormalizeOptions::default();
-        assert_eq!(hash_for_meta(UserDataKey::Email, h, &opts), Some(h.to_ascii_lowercase()));
+        assert_eq!(
+            hash_for_meta(UserDataKey::Email, h, &opts),
+            Some(h.to_ascii_lowercase())
+        );
         assert_eq!(hash_for_meta(UserDataKey::Phone, "---", &opts), None);
     }
 }

@@ -1,0 +1,134 @@
+//! Everything the services log while handling a real conversation, read back:
+//! no access token, no webhook secret, no raw phone number.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
+
+use pipeline_tests::{
+    Pipeline, PipelineOptions, SeedOptions, TestEnv, count, customer_message, eventually, seed,
+    wiremock::{Mock, MockServer, ResponseTemplate, matchers},
+};
+use serde_json::json;
+use std::{
+    io::Write,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut b) = self.0.lock() {
+            b.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_hold_no_token_secret_or_phone() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    tracing_subscriber::fmt()
+        .with_env_filter("debug,h2=info,hyper=info,lapin=info,amq_protocol=info,reqwest=info")
+        .json()
+        .with_current_span(true)
+        .with_span_list(true)
+        .with_writer(move || writer.clone())
+        .init();
+
+    let env = TestEnv::new().await;
+    let s = seed(
+        &env,
+        &SeedOptions {
+            ad_account_token: Some("EAAB-very-secret-token"),
+            ..Default::default()
+        },
+    )
+    .await;
+    let meta = MockServer::start().await;
+    // One failure first, so the error paths log too.
+    Mock::given(matchers::method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&meta)
+        .await;
+    Mock::given(matchers::method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"events_received": 1})))
+        .mount(&meta)
+        .await;
+    let p = Pipeline::start(&env, &PipelineOptions::new(&meta.uri())).await;
+    let phone = "79161234567";
+    let client = reqwest::Client::new();
+    for (i, clid) in [(1, Some("CLID-1")), (2, None)] {
+        let body = customer_message(
+            &s.instance,
+            &format!("M{i}"),
+            phone,
+            "Здравствуйте",
+            clid,
+            1_773_449_000 + i,
+        );
+        // The secret in the query string this time.
+        let resp = client
+            .post(format!(
+                "http://127.0.0.1:{}/webhooks/evolution/{}?token={}",
+                p.gateway_port, s.instance, s.secret
+            ))
+            .json(&body)
+            .send()
+            .await
+            .expect("gateway");
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+    let wrong = client
+        .post(format!(
+            "http://127.0.0.1:{}/webhooks/evolution/{}?token=guessed-{}",
+            p.gateway_port, s.instance, s.secret
+        ))
+        .json(&customer_message(
+            &s.instance,
+            "M3",
+            phone,
+            "x",
+            None,
+            1_773_449_100,
+        ))
+        .send()
+        .await
+        .expect("gateway");
+    assert_eq!(wrong.status().as_u16(), 401);
+    eventually("sent", Duration::from_secs(30), || async {
+        (count(
+            &env,
+            "SELECT count(*) AS n FROM capi_events_log WHERE status = 'success'",
+        )
+        .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    p.stop().await;
+
+    let logs = String::from_utf8(captured.0.lock().map(|b| b.clone()).unwrap_or_default())
+        .expect("utf-8 logs");
+    assert!(
+        logs.contains("CAPI event sent"),
+        "the capture works: {} bytes",
+        logs.len()
+    );
+    assert!(logs.contains("Meta unavailable"));
+    for secret in ["EAAB-very-secret-token", &s.secret, phone] {
+        let leaks: Vec<&str> = logs.lines().filter(|l| l.contains(secret)).collect();
+        assert!(
+            leaks.is_empty(),
+            "{secret:?} leaked into the logs:\n{}",
+            leaks.join("\n")
+        );
+    }
+}
