@@ -51,6 +51,15 @@ pub struct TestEnv {
 
 impl TestEnv {
     pub async fn new() -> TestEnv {
+        let env = TestEnv::unmigrated().await;
+        storage::migrations::run_pending(&env.db_url)
+            .await
+            .expect("migrate test database");
+        env
+    }
+
+    /// A fresh database with no schema at all.
+    pub async fn unmigrated() -> TestEnv {
         init_logs();
         let id = Uuid::new_v4().simple().to_string();
         let name = format!("test_{id}");
@@ -68,9 +77,6 @@ impl TestEnv {
             Some((base, _)) => format!("{base}/{name}"),
             None => panic!("admin url has no database part"),
         };
-        storage::migrations::run_pending(&db_url)
-            .await
-            .expect("migrate test database");
         let pool = storage::connect_pool(&db_url, 4).expect("pool");
         TestEnv {
             db_url,
@@ -121,6 +127,8 @@ pub struct PipelineOptions {
     pub replicas: usize,
     pub buffer_delay_ms: u64,
     pub retry_delay_ms: u64,
+    /// Connect the services to RabbitMQ through this URL (e.g. a [`FlakyProxy`]).
+    pub amqp_url: Option<String>,
 }
 
 impl PipelineOptions {
@@ -130,6 +138,7 @@ impl PipelineOptions {
             replicas: 1,
             buffer_delay_ms: 300,
             retry_delay_ms: 400,
+            amqp_url: None,
         }
     }
 }
@@ -144,7 +153,10 @@ pub struct Pipeline {
 impl Pipeline {
     pub async fn start(env: &TestEnv, opts: &PipelineOptions) -> Pipeline {
         let stop = CancellationToken::new();
-        let common = env.common();
+        let mut common = env.common();
+        if let Some(url) = &opts.amqp_url {
+            common.amqp.url = url.clone();
+        }
         let mut tasks = Vec::new();
         let gateway = webhook_gateway::Application::build(
             webhook_gateway::Settings {
@@ -392,4 +404,68 @@ pub async fn log_rows(env: &TestEnv) -> Vec<Value> {
             .await
             .expect("log rows");
     rows.into_iter().map(|r| r.row).collect()
+}
+
+/// A TCP proxy to RabbitMQ that a test can take down (cutting every open
+/// connection and refusing new ones) and bring back: a broker outage without
+/// stopping the broker other tests share.
+pub struct FlakyProxy {
+    pub port: u16,
+    up: tokio::sync::watch::Sender<bool>,
+}
+
+impl FlakyProxy {
+    pub async fn start() -> FlakyProxy {
+        let target = amqp_url();
+        let hostport = target
+            .split('@')
+            .next_back()
+            .and_then(|rest| rest.split('/').next())
+            .expect("amqp url has host:port")
+            .to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let (up, watch) = tokio::sync::watch::channel(true);
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !*watch.borrow() {
+                    continue; // refused: dropped at once
+                }
+                let mut down = watch.clone();
+                let hostport = hostport.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&hostport).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = down.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        FlakyProxy { port, up }
+    }
+
+    /// The AMQP URL through this proxy, on the tests' vhost.
+    pub fn amqp_url(&self) -> String {
+        let target = amqp_url();
+        let vhost = target.rsplit('/').next().unwrap_or("%2f");
+        format!("amqp://guest:guest@127.0.0.1:{}/{vhost}", self.port)
+    }
+
+    pub fn set_up(&self, up: bool) {
+        let _ = self.up.send(up);
+    }
+}
+
+/// `GET /{path}` on a local port: status and JSON body.
+pub async fn get_json(port: u16, path: &str) -> (u16, Value) {
+    let resp = reqwest::get(format!("http://127.0.0.1:{port}/{path}"))
+        .await
+        .expect("service reachable");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
 }

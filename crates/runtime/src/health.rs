@@ -7,10 +7,13 @@ use serde_json::json;
 use std::sync::Arc;
 use storage::DbPool;
 
+use crate::service::MainRuntime;
+
 #[derive(Clone)]
 pub struct Readiness {
     pub pool: DbPool,
     pub bus: Arc<Bus>,
+    pub main: MainRuntime,
 }
 
 impl Readiness {
@@ -48,7 +51,14 @@ async fn health() -> HttpResponse {
 }
 
 async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
-    let (ok, body) = readiness.check().await;
+    let r = readiness.get_ref().clone();
+    let (ok, body) = match readiness.main.run(async move { r.check().await }).await {
+        Ok(result) => result,
+        Err(_) => (
+            false,
+            json!({"status": "not_ready", "database": "unknown", "broker": "unknown"}),
+        ),
+    };
     if ok {
         HttpResponse::Ok().json(body)
     } else {

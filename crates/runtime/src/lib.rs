@@ -13,7 +13,7 @@ mod service;
 
 pub use api_error::ApiError;
 pub use health::Readiness;
-pub use service::Runtime;
+pub use service::{MainRuntime, Runtime};
 pub use settings::{CommonSettings, load_settings};
 pub use shutdown::shutdown_on_signals;
 pub use tokio_util::sync::CancellationToken;

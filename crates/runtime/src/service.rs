@@ -17,9 +17,35 @@ pub struct Runtime {
     pub stop: CancellationToken,
     /// Notify after committing outbox rows so the relay publishes at once.
     pub outbox_wake: Arc<Notify>,
+    /// The service's own tokio runtime. HTTP handlers run on actix's
+    /// per-worker runtimes; database and broker I/O must happen here, where
+    /// the pool's connections live (see [`MainRuntime`]).
+    pub main: MainRuntime,
     tasks: JoinSet<()>,
     port: Option<u16>,
     name: &'static str,
+}
+
+/// Runs futures on the service's main runtime from an HTTP handler.
+///
+/// actix-web runs each worker on its own single-threaded runtime; a
+/// connection opened there dies with that worker. Hopping here keeps every
+/// pooled connection on the runtime that outlives the HTTP server.
+#[derive(Clone, Debug)]
+pub struct MainRuntime(tokio::runtime::Handle);
+
+impl MainRuntime {
+    pub fn current() -> MainRuntime {
+        MainRuntime(tokio::runtime::Handle::current())
+    }
+
+    pub async fn run<F, T>(&self, fut: F) -> anyhow::Result<T>
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        Ok(self.0.spawn(fut).await?)
+    }
 }
 
 impl Runtime {
@@ -38,6 +64,7 @@ impl Runtime {
             bus: Arc::new(Bus::new(common.amqp.clone())),
             stop,
             outbox_wake: Arc::new(Notify::new()),
+            main: MainRuntime::current(),
             tasks: JoinSet::new(),
             port: None,
             name,
@@ -55,6 +82,7 @@ impl Runtime {
         let readiness = web::Data::new(Readiness {
             pool: self.pool.clone(),
             bus: self.bus.clone(),
+            main: self.main.clone(),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -122,7 +150,15 @@ impl Runtime {
             );
             self.tasks.abort_all();
         }
-        self.bus.close().await;
+        if tokio::time::timeout(Duration::from_secs(5), self.bus.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                service = self.name,
+                "broker connection did not close in time"
+            );
+        }
         tracing::info!(service = self.name, "stopped");
         Ok(())
     }

@@ -14,6 +14,7 @@ use futures_util::StreamExt;
 use runtime::ApiError;
 use serde::Deserialize;
 use serde_json::json;
+use std::sync::Arc;
 use storage::conversations::{self, Author, NewMessage, Recorded};
 use subtle::ConstantTimeEq;
 
@@ -52,7 +53,34 @@ async fn receive(
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large(limit));
     }
+    let presented = req
+        .headers()
+        .get(SECRET_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| query.into_inner().token);
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.to_string()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let main = state.main.clone();
+    let work = handle(state.into_inner(), instance_name, presented, body.freeze());
+    let answer = main.run(work).await.map_err(ApiError::unavailable)??;
+    Ok(HttpResponse::Ok().json(answer))
+}
 
+/// Everything after the body is read, on the main runtime (database work).
+async fn handle(
+    state: Arc<State>,
+    instance_name: String,
+    presented: Option<String>,
+    body: web::Bytes,
+) -> Result<serde_json::Value, ApiError> {
     let instance = {
         let mut conn = state.pool.get().await.map_err(ApiError::unavailable)?;
         storage::directions::instance(&mut conn, &instance_name)
@@ -66,13 +94,6 @@ async fn receive(
             format!("no WhatsApp instance named '{instance_name}'"),
         )
     })?;
-
-    let presented = req
-        .headers()
-        .get(SECRET_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| query.token.clone());
     let authorized = presented
         .is_some_and(|p| bool::from(p.as_bytes().ct_eq(instance.webhook_secret.as_bytes())));
     if !authorized {
@@ -83,16 +104,6 @@ async fn receive(
             format!("missing or wrong webhook secret (header {SECRET_HEADER} or ?token=)"),
         ));
     }
-
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.to_string()))?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large(limit));
-        }
-        body.extend_from_slice(&chunk);
-    }
     let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -100,20 +111,18 @@ async fn receive(
             format!("body is not valid JSON: {e}"),
         )
     })?;
-
     match evolution::event_name(&value) {
         Some(e) if e == evolution::MESSAGES_UPSERT => {}
         other => {
             let event = other.unwrap_or_else(|| "(none)".into());
             tracing::debug!(instance = %instance_name, %event, "event ignored");
-            return Ok(HttpResponse::Ok().json(
+            return Ok(
                 json!({"status": "ignored", "reason": format!("event {event} is not handled")}),
-            ));
+            );
         }
     }
     let parsed = evolution::parse_messages_upsert(&value)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_payload", e.to_string()))?;
-
     let mut results = Vec::with_capacity(parsed.len());
     for p in parsed {
         match p {
@@ -126,11 +135,10 @@ async fn receive(
             }
         }
     }
-    let body = match results.len() {
+    Ok(match results.len() {
         1 => results.remove(0),
         _ => json!({"status": "processed", "results": results}),
-    };
-    Ok(HttpResponse::Ok().json(body))
+    })
 }
 
 fn sent_at(m: &InboundMessage) -> DateTime<Utc> {

@@ -49,6 +49,7 @@ pub(crate) struct State {
     pub pool: storage::DbPool,
     pub outbox_wake: Arc<Notify>,
     pub max_body_bytes: usize,
+    pub main: runtime::MainRuntime,
 }
 
 pub struct Application {
@@ -62,6 +63,7 @@ impl Application {
             pool: runtime.pool.clone(),
             outbox_wake: runtime.outbox_wake.clone(),
             max_body_bytes: settings.gateway.max_body_bytes,
+            main: runtime.main.clone(),
         });
         runtime.serve(&settings.common, move |cfg| {
             cfg.app_data(state.clone()).configure(evolution::routes);
