@@ -56,44 +56,31 @@ impl Settings {
     }
 }
 
-pub struct Application {
-    runtime: Runtime,
-}
-
-impl Application {
-    pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Result<Application> {
-        let mut runtime = Runtime::new("capi-sender", &settings.common, stop)?;
-        runtime.serve(&settings.common, |_| {})?;
-        let m = &settings.meta;
-        let sender = Arc::new(send::Sender {
-            pool: runtime.pool.clone(),
-            meta: meta::MetaClient::new(
-                &m.graph_base_url,
-                &m.graph_version,
-                Duration::from_millis(m.timeout_ms),
-            )?,
-            retry_delay: Duration::from_millis(m.retry_delay_ms),
-            max_attempts: m.max_attempts.max(1),
-            lease: Duration::from_secs(m.lease_secs.max(1)),
-        });
-        let work = bus::consume(
-            runtime.bus.clone(),
-            bus::Queue::CapiEvents,
-            runtime.stop.clone(),
-            move |msg| {
-                let sender = sender.clone();
-                async move { sender.handle(msg).await }
-            },
-        );
-        runtime.spawn_worker(work);
-        Ok(Application { runtime })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.runtime.port().unwrap_or_default()
-    }
-
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.runtime.run_until_stopped().await
-    }
+/// Builds the service: it runs until `stop` is cancelled (`Runtime::run_until_stopped`).
+pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Result<Runtime> {
+    let mut runtime = Runtime::new("capi-sender", &settings.common, stop)?;
+    runtime.serve(&settings.common, |_| {})?;
+    let m = &settings.meta;
+    let sender = Arc::new(send::Sender {
+        pool: runtime.pool.clone(),
+        meta: meta::MetaClient::new(
+            &m.graph_base_url,
+            &m.graph_version,
+            Duration::from_millis(m.timeout_ms),
+        )?,
+        retry_delay: Duration::from_millis(m.retry_delay_ms),
+        max_attempts: m.max_attempts.max(1),
+        lease: Duration::from_secs(m.lease_secs.max(1)),
+    });
+    let work = bus::consume(
+        runtime.bus.clone(),
+        bus::Queue::CapiEvents,
+        runtime.stop.clone(),
+        move |msg| {
+            let sender = sender.clone();
+            async move { sender.handle(msg).await }
+        },
+    );
+    runtime.spawn_worker(work);
+    Ok(runtime)
 }

@@ -49,31 +49,18 @@ impl Settings {
     }
 }
 
-pub struct Application {
-    runtime: Runtime,
-}
-
-impl Application {
-    pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Result<Application> {
-        let mut runtime = Runtime::new("chatbot-service", &settings.common, stop)?;
-        runtime.serve(&settings.common, |_| {})?;
-        let buffer = Arc::new(buffer::Buffer {
-            pool: runtime.pool.clone(),
-            bus: runtime.bus.clone(),
-            outbox_wake: runtime.outbox_wake.clone(),
-            delay: Duration::from_millis(settings.chatbot.buffer_delay_ms),
-            replier: Arc::new(reply::NoBot),
-        });
-        buffer::spawn(&mut runtime, buffer);
-        runtime.spawn_outbox_relay();
-        Ok(Application { runtime })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.runtime.port().unwrap_or_default()
-    }
-
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.runtime.run_until_stopped().await
-    }
+/// Builds the service: it runs until `stop` is cancelled (`Runtime::run_until_stopped`).
+pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Result<Runtime> {
+    let mut runtime = Runtime::new("chatbot-service", &settings.common, stop)?;
+    runtime.serve(&settings.common, |_| {})?;
+    let buffer = Arc::new(buffer::Buffer {
+        pool: runtime.pool.clone(),
+        bus: runtime.bus.clone(),
+        outbox_wake: runtime.outbox_wake.clone(),
+        delay: Duration::from_millis(settings.chatbot.buffer_delay_ms),
+        replier: Arc::new(reply::NoBot),
+    });
+    buffer::spawn(&mut runtime, buffer);
+    runtime.spawn_outbox_relay();
+    Ok(runtime)
 }

@@ -158,7 +158,7 @@ impl Pipeline {
             common.amqp.url = url.clone();
         }
         let mut tasks = Vec::new();
-        let gateway = webhook_gateway::Application::build(
+        let gateway = webhook_gateway::build(
             webhook_gateway::Settings {
                 common: common.clone(),
                 gateway: webhook_gateway::GatewaySettings {
@@ -169,10 +169,10 @@ impl Pipeline {
         )
         .await
         .expect("gateway starts");
-        let gateway_port = gateway.port();
+        let gateway_port = gateway.port().expect("gateway serves http");
         tasks.push(tokio::spawn(gateway.run_until_stopped()));
         for _ in 0..opts.replicas.max(1) {
-            let chatbot = chatbot_service::Application::build(
+            let chatbot = chatbot_service::build(
                 chatbot_service::Settings {
                     common: common.clone(),
                     chatbot: chatbot_service::ChatbotSettings {
@@ -184,7 +184,7 @@ impl Pipeline {
             .await
             .expect("chatbot starts");
             tasks.push(tokio::spawn(chatbot.run_until_stopped()));
-            let agent = qualification_agent::Application::build(
+            let agent = qualification_agent::build(
                 qualification_agent::Settings {
                     common: common.clone(),
                 },
@@ -193,7 +193,7 @@ impl Pipeline {
             .await
             .expect("qualification starts");
             tasks.push(tokio::spawn(agent.run_until_stopped()));
-            let sender = capi_sender::Application::build(
+            let sender = capi_sender::build(
                 capi_sender::Settings {
                     common: common.clone(),
                     meta: capi_sender::MetaSettings {
@@ -468,4 +468,32 @@ pub async fn get_json(port: u16, path: &str) -> (u16, Value) {
         .expect("service reachable");
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Makes the fake Meta accept every event request (`events_received: 1`).
+pub async fn meta_accepts(server: &wiremock::MockServer) {
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path_regex(r"^/v26\.0/[^/]+/events$"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200).set_body_json(
+                json!({"events_received": 1, "messages": [], "fbtrace_id": "AbCdEf"}),
+            ),
+        )
+        .mount(server)
+        .await;
+}
+
+/// Every dialog's id.
+pub async fn dialog_ids(env: &TestEnv) -> Vec<Uuid> {
+    #[derive(diesel::QueryableByName)]
+    struct D {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: Uuid,
+    }
+    let mut conn = env.conn().await;
+    let rows: Vec<D> = diesel::sql_query("SELECT id FROM dialog_analysis ORDER BY created_at")
+        .load(&mut conn)
+        .await
+        .expect("dialogs");
+    rows.into_iter().map(|d| d.id).collect()
 }

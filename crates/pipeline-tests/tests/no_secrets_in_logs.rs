@@ -7,7 +7,6 @@ use pipeline_tests::{
     Pipeline, PipelineOptions, SeedOptions, TestEnv, count, customer_message, eventually, seed,
     wiremock::{Mock, MockServer, ResponseTemplate, matchers},
 };
-use serde_json::json;
 use std::{
     io::Write,
     sync::{Arc, Mutex},
@@ -58,10 +57,7 @@ async fn logs_hold_no_token_secret_or_phone() {
         .with_priority(1)
         .mount(&meta)
         .await;
-    Mock::given(matchers::method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"events_received": 1})))
-        .mount(&meta)
-        .await;
+    pipeline_tests::meta_accepts(&meta).await;
     let p = Pipeline::start(&env, &PipelineOptions::new(&meta.uri())).await;
     let phone = "79161234567";
     let client = reqwest::Client::new();

@@ -4,10 +4,8 @@
 
 use pipeline_tests::{
     FlakyProxy, Pipeline, PipelineOptions, SeedOptions, TestEnv, count, customer_message,
-    eventually, get_json, post_webhook, seed,
-    wiremock::{Mock, MockServer, ResponseTemplate, matchers},
+    eventually, get_json, post_webhook, seed, wiremock::MockServer,
 };
-use serde_json::json;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -15,10 +13,7 @@ async fn webhooks_taken_while_the_broker_is_down_reach_meta_once_it_is_back() {
     let env = TestEnv::new().await;
     let s = seed(&env, &SeedOptions::default()).await;
     let meta = MockServer::start().await;
-    Mock::given(matchers::method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"events_received": 1})))
-        .mount(&meta)
-        .await;
+    pipeline_tests::meta_accepts(&meta).await;
     let proxy = FlakyProxy::start().await;
     let mut opts = PipelineOptions::new(&meta.uri());
     opts.amqp_url = Some(proxy.amqp_url());

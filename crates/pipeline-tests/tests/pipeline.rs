@@ -5,31 +5,18 @@
 
 use domain::{capi::event_id, level::Level, normalize::sha256_hex};
 use pipeline_tests::{
-    Pipeline, PipelineOptions, Seed, SeedOptions, TestEnv, count, customer_message, eventually,
-    log_rows, post_webhook, seed,
+    Pipeline, PipelineOptions, Seed, SeedOptions, TestEnv, count, customer_message, dialog_ids,
+    eventually, log_rows, meta_accepts, post_webhook, seed,
     wiremock::{Mock, MockServer, Request, ResponseTemplate, matchers},
 };
 use serde_json::{Value, json};
 use std::time::Duration;
-use uuid::Uuid;
 
 const PHONE: &str = "5511999999999";
 const CLID: &str = "ARAkLkA8rmlFeiCktEJQ";
 const T1: i64 = 1_773_449_493;
 const T2: i64 = 1_773_449_560;
 const WAIT: Duration = Duration::from_secs(30);
-
-async fn meta_ok(server: &MockServer) {
-    Mock::given(matchers::method("POST"))
-        .and(matchers::path("/v26.0/1234567890/events"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(
-                json!({"events_received": 1, "messages": [], "fbtrace_id": "AbCdEf"}),
-            ),
-        )
-        .mount(server)
-        .await;
-}
 
 async fn post(p: &Pipeline, s: &Seed, body: &Value) {
     let (status, resp) = post_webhook(
@@ -40,21 +27,6 @@ async fn post(p: &Pipeline, s: &Seed, body: &Value) {
     )
     .await;
     assert_eq!(status, 200, "{resp}");
-}
-
-async fn dialog_id(env: &TestEnv) -> Uuid {
-    use diesel_async::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct D {
-        #[diesel(sql_type = diesel::sql_types::Uuid)]
-        id: Uuid,
-    }
-    let mut conn = env.conn().await;
-    let d: D = diesel::sql_query("SELECT id FROM dialog_analysis")
-        .get_result(&mut conn)
-        .await
-        .expect("one dialog");
-    d.id
 }
 
 async fn successes(env: &TestEnv) -> i64 {
@@ -85,7 +57,7 @@ async fn an_ad_click_and_a_second_message_send_one_lead_exactly_as_specified() {
     let env = TestEnv::new().await;
     let s = seed(&env, &SeedOptions::default()).await;
     let meta = MockServer::start().await;
-    meta_ok(&meta).await;
+    meta_accepts(&meta).await;
     let p = Pipeline::start(&env, &PipelineOptions::new(&meta.uri())).await;
 
     let first = customer_message(
@@ -104,7 +76,7 @@ async fn an_ad_click_and_a_second_message_send_one_lead_exactly_as_specified() {
         (successes(&env).await == 1).then_some(())
     })
     .await;
-    let dialog = dialog_id(&env).await;
+    let dialog = dialog_ids(&env).await[0];
     let bodies = meta_bodies(&meta).await;
     assert_eq!(bodies.len(), 1, "exactly one request at Meta: {bodies:?}");
     assert_eq!(
@@ -162,7 +134,7 @@ async fn a_later_message_keeps_the_click_id_and_a_dialog_without_one_is_sent_as_
     let env = TestEnv::new().await;
     let s = seed(&env, &SeedOptions::default()).await;
     let meta = MockServer::start().await;
-    meta_ok(&meta).await;
+    meta_accepts(&meta).await;
     let p = Pipeline::start(&env, &PipelineOptions::new(&meta.uri())).await;
 
     // Dialog A: clid on the first message only, then two without.
@@ -272,7 +244,7 @@ async fn a_meta_error_is_logged_with_its_message_and_sets_no_flag() {
     assert_eq!(rows[0]["error_message"], "Invalid parameter");
     assert_eq!(rows[0]["http_status"], 400);
     assert_eq!(rows[0]["response"], error);
-    let dialog = dialog_id(&env).await;
+    let dialog = dialog_ids(&env).await[0];
     let mut conn = env.conn().await;
     let flags = storage::capi::sent_flags(&mut conn, dialog)
         .await
@@ -294,7 +266,7 @@ async fn meta_down_for_a_while_then_up_gets_the_event_once() {
         .with_priority(1)
         .mount(&meta)
         .await;
-    meta_ok(&meta).await;
+    meta_accepts(&meta).await;
     let p = Pipeline::start(&env, &PipelineOptions::new(&meta.uri())).await;
     post(
         &p,
@@ -338,7 +310,7 @@ async fn two_replicas_of_each_stage_still_send_one_request_per_dialog() {
     let env = TestEnv::new().await;
     let s = seed(&env, &SeedOptions::default()).await;
     let meta = MockServer::start().await;
-    meta_ok(&meta).await;
+    meta_accepts(&meta).await;
     let mut opts = PipelineOptions::new(&meta.uri());
     opts.replicas = 2;
     let p = Pipeline::start(&env, &opts).await;
@@ -359,12 +331,11 @@ async fn two_replicas_of_each_stage_still_send_one_request_per_dialog() {
     }
     // Replays of the later stages' messages, as a crash or a double publish would cause.
     let bus = env.bus();
-    let mut conn = env.conn().await;
     eventually("six successes", WAIT, || async {
         (successes(&env).await == 6).then_some(())
     })
     .await;
-    for d in dialogs(&mut conn).await {
+    for d in dialog_ids(&env).await {
         let ready = bus::messages::DialogReady {
             dialog_id: d,
             seq: 2,
@@ -397,25 +368,11 @@ async fn two_replicas_of_each_stage_still_send_one_request_per_dialog() {
     p.stop().await;
 }
 
-async fn dialogs(conn: &mut diesel_async::AsyncPgConnection) -> Vec<Uuid> {
-    use diesel_async::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct D {
-        #[diesel(sql_type = diesel::sql_types::Uuid)]
-        id: Uuid,
-    }
-    let rows: Vec<D> = diesel::sql_query("SELECT id FROM dialog_analysis")
-        .load(conn)
-        .await
-        .expect("dialogs");
-    rows.into_iter().map(|d| d.id).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn directions_that_cannot_send_send_nothing() {
     let env = TestEnv::new().await;
     let meta = MockServer::start().await;
-    meta_ok(&meta).await;
+    meta_accepts(&meta).await;
     let disabled = seed(
         &env,
         &SeedOptions {
@@ -501,7 +458,7 @@ async fn the_user_account_token_is_the_fallback() {
     )
     .await;
     let meta = MockServer::start().await;
-    meta_ok(&meta).await;
+    meta_accepts(&meta).await;
     let p = Pipeline::start(&env, &PipelineOptions::new(&meta.uri())).await;
     post(
         &p,

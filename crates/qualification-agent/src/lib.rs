@@ -25,37 +25,24 @@ impl Settings {
     }
 }
 
-pub struct Application {
-    runtime: Runtime,
-}
-
-impl Application {
-    pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Result<Application> {
-        let mut runtime = Runtime::new("qualification-agent", &settings.common, stop)?;
-        runtime.serve(&settings.common, |_| {})?;
-        let agent = Arc::new(decide::Agent {
-            pool: runtime.pool.clone(),
-            outbox_wake: runtime.outbox_wake.clone(),
-        });
-        let work = bus::consume(
-            runtime.bus.clone(),
-            bus::Queue::QualificationDialogs,
-            runtime.stop.clone(),
-            move |m| {
-                let agent = agent.clone();
-                async move { agent.handle(m).await }
-            },
-        );
-        runtime.spawn_worker(work);
-        runtime.spawn_outbox_relay();
-        Ok(Application { runtime })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.runtime.port().unwrap_or_default()
-    }
-
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.runtime.run_until_stopped().await
-    }
+/// Builds the service: it runs until `stop` is cancelled (`Runtime::run_until_stopped`).
+pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Result<Runtime> {
+    let mut runtime = Runtime::new("qualification-agent", &settings.common, stop)?;
+    runtime.serve(&settings.common, |_| {})?;
+    let agent = Arc::new(decide::Agent {
+        pool: runtime.pool.clone(),
+        outbox_wake: runtime.outbox_wake.clone(),
+    });
+    let work = bus::consume(
+        runtime.bus.clone(),
+        bus::Queue::QualificationDialogs,
+        runtime.stop.clone(),
+        move |m| {
+            let agent = agent.clone();
+            async move { agent.handle(m).await }
+        },
+    );
+    runtime.spawn_worker(work);
+    runtime.spawn_outbox_relay();
+    Ok(runtime)
 }

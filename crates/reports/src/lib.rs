@@ -20,22 +20,9 @@ impl Settings {
     }
 }
 
-pub struct Application {
-    runtime: Runtime,
-}
-
-impl Application {
-    pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Result<Application> {
-        let mut runtime = Runtime::new("reports", &settings.common, stop)?;
-        runtime.serve(&settings.common, |_| {})?;
-        Ok(Application { runtime })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.runtime.port().unwrap_or_default()
-    }
-
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.runtime.run_until_stopped().await
-    }
+/// Builds the service: it runs until `stop` is cancelled (`Runtime::run_until_stopped`).
+pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Result<Runtime> {
+    let mut runtime = Runtime::new("reports", &settings.common, stop)?;
+    runtime.serve(&settings.common, |_| {})?;
+    Ok(runtime)
 }

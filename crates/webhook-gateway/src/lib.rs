@@ -52,31 +52,18 @@ pub(crate) struct State {
     pub main: runtime::MainRuntime,
 }
 
-pub struct Application {
-    runtime: Runtime,
-}
-
-impl Application {
-    pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Result<Application> {
-        let mut runtime = Runtime::new("webhook-gateway", &settings.common, stop)?;
-        let state = actix_web::web::Data::new(State {
-            pool: runtime.pool.clone(),
-            outbox_wake: runtime.outbox_wake.clone(),
-            max_body_bytes: settings.gateway.max_body_bytes,
-            main: runtime.main.clone(),
-        });
-        runtime.serve(&settings.common, move |cfg| {
-            cfg.app_data(state.clone()).configure(evolution::routes);
-        })?;
-        runtime.spawn_outbox_relay();
-        Ok(Application { runtime })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.runtime.port().unwrap_or_default()
-    }
-
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.runtime.run_until_stopped().await
-    }
+/// Builds the service: it runs until `stop` is cancelled (`Runtime::run_until_stopped`).
+pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Result<Runtime> {
+    let mut runtime = Runtime::new("webhook-gateway", &settings.common, stop)?;
+    let state = actix_web::web::Data::new(State {
+        pool: runtime.pool.clone(),
+        outbox_wake: runtime.outbox_wake.clone(),
+        max_body_bytes: settings.gateway.max_body_bytes,
+        main: runtime.main.clone(),
+    });
+    runtime.serve(&settings.common, move |cfg| {
+        cfg.app_data(state.clone()).configure(evolution::routes);
+    })?;
+    runtime.spawn_outbox_relay();
+    Ok(runtime)
 }
