@@ -1,13 +1,19 @@
 //! capi-sender: builds each claimed event, sends it to the Meta Conversions
-//! API, records every attempt in `capi_events_log`, and sets the dialog's
+//! API in batches per (pixel, token), retries on a schedule through RabbitMQ,
+//! records every attempt in `capi_events_log`, and sets the dialog's
 //! `capi_*_sent` flags on success only.
 
+mod batcher;
+mod deliver;
 pub mod meta;
-mod send;
+mod metrics;
 
+pub use deliver::RetryPolicy;
+
+use anyhow::{Context, bail};
 use runtime::{CancellationToken, CommonSettings, Runtime};
 use serde::Deserialize;
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, sync::Mutex, time::Duration};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -21,25 +27,46 @@ pub struct MetaSettings {
     pub graph_base_url: String,
     pub graph_version: String,
     pub timeout_ms: u64,
-    /// Wait before retrying an event Meta could not take (5xx, timeout, throttling).
-    pub retry_delay_ms: u64,
-    /// Attempts before an event is given up and logged as `error`.
-    pub max_attempts: i32,
+    /// Events per request (Meta's limit is 1000).
+    pub batch_size: usize,
+    /// How long a batch waits to fill before it is sent.
+    pub linger_ms: u64,
+    /// Requests to Meta in flight at once, per replica.
+    pub max_concurrent_requests: usize,
+    /// Waits before each retry, e.g. "5s,30s,2m,10m,1h"; after the last, the event is dead-lettered.
+    pub retry_schedule: String,
+    /// ±fraction of random spread on each wait.
+    pub retry_jitter: f64,
+    /// Minimum wait for an ad account Meta is throttling, e.g. "15m".
+    pub throttle_backoff: String,
+    /// Safety margin before Meta's 7-day limit, e.g. "1h".
+    pub max_age_margin: String,
     /// How long a sender owns an event while its request is in flight.
     pub lease_secs: u64,
+    /// `partner_agent` sent with every request (empty: none).
+    pub partner_agent: String,
 }
 
 const DEFAULTS: &str = r#"
 [http]
 port = 8083
 
+[amqp]
+prefetch = 2000
+
 [meta]
 graph_base_url = "https://graph.facebook.com"
 graph_version = "v26.0"
 timeout_ms = 10000
-retry_delay_ms = 30000
-max_attempts = 12
+batch_size = 500
+linger_ms = 200
+max_concurrent_requests = 16
+retry_schedule = "5s,30s,2m,10m,1h"
+retry_jitter = 0.2
+throttle_backoff = "15m"
+max_age_margin = "1h"
 lease_secs = 60
+partner_agent = ""
 "#;
 
 impl Settings {
@@ -56,31 +83,116 @@ impl Settings {
     }
 }
 
+/// "500ms", "5s", "2m", "1h" → duration.
+pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .with_context(|| format!("'{s}' does not start with a number"))?;
+    Ok(match unit {
+        "ms" => Duration::from_millis(n),
+        "s" | "" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        other => bail!("'{s}': unknown unit '{other}' (ms, s, m, h)"),
+    })
+}
+
+impl MetaSettings {
+    pub fn policy(&self) -> anyhow::Result<RetryPolicy> {
+        let schedule_ms = self
+            .retry_schedule
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| parse_duration(p).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+            .collect::<anyhow::Result<Vec<_>>>()
+            .context("invalid configuration: key `meta.retry_schedule`")?;
+        if !(0.0..1.0).contains(&self.retry_jitter) {
+            bail!("invalid configuration: key `meta.retry_jitter`: must be in [0, 1)");
+        }
+        if self.batch_size == 0 || self.batch_size > batcher::MAX_BATCH {
+            bail!(
+                "invalid configuration: key `meta.batch_size`: must be 1..={}",
+                batcher::MAX_BATCH
+            );
+        }
+        Ok(RetryPolicy {
+            schedule_ms,
+            jitter: self.retry_jitter,
+            throttle_backoff: parse_duration(&self.throttle_backoff)
+                .context("invalid configuration: key `meta.throttle_backoff`")?,
+            age_margin_secs: i64::try_from(
+                parse_duration(&self.max_age_margin)
+                    .context("invalid configuration: key `meta.max_age_margin`")?
+                    .as_secs(),
+            )
+            .unwrap_or(3600),
+        })
+    }
+}
+
 /// Builds the service: it runs until `stop` is cancelled (`Runtime::run_until_stopped`).
 pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Result<Runtime> {
-    let mut runtime = Runtime::new("capi-sender", &settings.common, stop)?;
-    runtime.serve(&settings.common, |_| {})?;
     let m = &settings.meta;
-    let sender = Arc::new(send::Sender {
+    let policy = m.policy()?;
+    let mut runtime = Runtime::new("capi-sender", &settings.common, stop)?;
+    let metrics = metrics::Metrics::new();
+    let for_routes = metrics.clone();
+    runtime.serve(&settings.common, move |cfg| {
+        metrics::routes(cfg, for_routes.clone())
+    })?;
+    let client = meta::MetaClient::new(
+        &m.graph_base_url,
+        &m.graph_version,
+        Duration::from_millis(m.timeout_ms),
+    )?;
+    let batcher = batcher::Batcher::new(
+        client,
+        m.batch_size,
+        Duration::from_millis(m.linger_ms),
+        m.max_concurrent_requests,
+        Some(m.partner_agent.clone()),
+        metrics.clone(),
+    );
+    let deliverer = Arc::new(deliver::Deliverer {
         pool: runtime.pool.clone(),
-        meta: meta::MetaClient::new(
-            &m.graph_base_url,
-            &m.graph_version,
-            Duration::from_millis(m.timeout_ms),
-        )?,
-        retry_delay: Duration::from_millis(m.retry_delay_ms),
-        max_attempts: m.max_attempts.max(1),
+        batcher,
+        policy,
         lease: Duration::from_secs(m.lease_secs.max(1)),
+        metrics,
+        throttled: Mutex::new(HashMap::new()),
     });
     let work = bus::consume(
         runtime.bus.clone(),
         bus::Queue::CapiEvents,
         runtime.stop.clone(),
         move |msg| {
-            let sender = sender.clone();
-            async move { sender.handle(msg).await }
+            let d = deliverer.clone();
+            async move { d.handle(msg).await }
         },
     );
     runtime.spawn_worker(work);
+    // Any service may publish any outbox row; this one helps drain them too.
+    runtime.spawn_outbox_relay();
     Ok(runtime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("5s").ok(), Some(Duration::from_secs(5)));
+        assert_eq!(
+            parse_duration("250ms").ok(),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(parse_duration("2m").ok(), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h").ok(), Some(Duration::from_secs(3600)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
 }

@@ -91,6 +91,13 @@ pub enum AdAccountCommand {
         #[arg(long)]
         access_token: Option<String>,
     },
+    /// Set the secret of the Meta app behind the token (enables appsecret_proof;
+    /// `-` reads it from standard input, an empty value clears it).
+    SetAppSecret {
+        id: Uuid,
+        #[arg(long)]
+        app_secret: String,
+    },
     List,
 }
 
@@ -113,6 +120,13 @@ pub async fn ad_account(url: &str, c: AdAccountCommand) -> Result<(), Failure> {
             )
             .await?;
             println!("{}", json!({"id": id}));
+        }
+        AdAccountCommand::SetAppSecret { id, app_secret } => {
+            let secret = token_arg(Some(app_secret))?;
+            if !directions::set_ad_account_app_secret(&mut conn, id, secret.as_deref()).await? {
+                return Err(Failure::input(format!("no ad account {id}")));
+            }
+            println!("{}", json!({"id": id, "app_secret_set": secret.is_some()}));
         }
         AdAccountCommand::List => print_rows(&directions::list_ad_accounts(&mut conn).await?)?,
     }
@@ -169,6 +183,27 @@ pub enum DirectionCommand {
         waba: Option<String>,
         #[arg(long)]
         ad_account: Option<Uuid>,
+        /// Meta event name for level 1 (default Lead).
+        #[arg(long)]
+        event_name_interest: Option<String>,
+        /// Meta event name for level 2 (default CompleteRegistration).
+        #[arg(long)]
+        event_name_qualified: Option<String>,
+        /// Meta event name for level 3 (default Schedule).
+        #[arg(long)]
+        event_name_scheduled: Option<String>,
+        /// Events Manager test code; an empty value clears it. Remove it for production.
+        #[arg(long)]
+        test_event_code: Option<String>,
+        /// Limited Data Use (data_processing_options ["LDU"]).
+        #[arg(long)]
+        ldu: Option<bool>,
+        /// LDU country: 0 = geolocate, 1 = US.
+        #[arg(long)]
+        ldu_country: Option<i32>,
+        /// LDU state: 0 = geolocate, 1000 = California.
+        #[arg(long)]
+        ldu_state: Option<i32>,
     },
     List,
 }
@@ -204,13 +239,36 @@ pub async fn direction(url: &str, c: DirectionCommand) -> Result<(), Failure> {
             pixel,
             waba,
             ad_account,
+            event_name_interest,
+            event_name_qualified,
+            event_name_scheduled,
+            test_event_code,
+            ldu,
+            ldu_country,
+            ldu_state,
         } => {
+            let names = [
+                &event_name_interest,
+                &event_name_qualified,
+                &event_name_scheduled,
+            ];
+            if names
+                .iter()
+                .any(|n| n.as_deref().is_some_and(|n| n.trim().is_empty()))
+            {
+                return Err(Failure::input("an event name cannot be empty"));
+            }
             let u = DirectionCapiUpdate {
                 capi_enabled,
                 capi_source: source.map(Source::as_str),
                 pixel_id: pixel.as_deref(),
                 waba_id: waba.as_deref(),
                 ad_account_id: ad_account,
+                event_names: names.map(|n| n.as_deref()),
+                test_event_code: test_event_code.as_deref(),
+                ldu_enabled: ldu,
+                ldu_country,
+                ldu_state,
             };
             if !directions::update_direction_capi(&mut conn, id, &u).await? {
                 return Err(Failure::input(format!("no direction {id}")));

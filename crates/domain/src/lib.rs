@@ -5,4 +5,5 @@
 pub mod capi;
 pub mod evolution;
 pub mod level;
+pub mod meta_errors;
 pub mod normalize;

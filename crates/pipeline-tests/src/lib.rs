@@ -129,9 +129,31 @@ pub struct PipelineOptions {
     pub retry_delay_ms: u64,
     /// Connect the services to RabbitMQ through this URL (e.g. a [`FlakyProxy`]).
     pub amqp_url: Option<String>,
+    pub batch_size: usize,
+    pub linger_ms: u64,
+    pub throttle_backoff: String,
 }
 
 impl PipelineOptions {
+    /// capi-sender's `[meta]` for these options: a fast retry schedule.
+    pub fn meta_settings(&self) -> capi_sender::MetaSettings {
+        let step = format!("{}ms", self.retry_delay_ms);
+        capi_sender::MetaSettings {
+            graph_base_url: self.meta_url.clone(),
+            graph_version: "v26.0".into(),
+            timeout_ms: 2000,
+            batch_size: self.batch_size,
+            linger_ms: self.linger_ms,
+            max_concurrent_requests: 8,
+            retry_schedule: vec![step; 5].join(","),
+            retry_jitter: 0.0,
+            throttle_backoff: self.throttle_backoff.clone(),
+            max_age_margin: "1h".into(),
+            lease_secs: 30,
+            partner_agent: String::new(),
+        }
+    }
+
     pub fn new(meta_url: &str) -> Self {
         PipelineOptions {
             meta_url: meta_url.to_owned(),
@@ -139,6 +161,9 @@ impl PipelineOptions {
             buffer_delay_ms: 300,
             retry_delay_ms: 400,
             amqp_url: None,
+            batch_size: 500,
+            linger_ms: 50,
+            throttle_backoff: "30s".into(),
         }
     }
 }
@@ -196,14 +221,7 @@ impl Pipeline {
             let sender = capi_sender::build(
                 capi_sender::Settings {
                     common: common.clone(),
-                    meta: capi_sender::MetaSettings {
-                        graph_base_url: opts.meta_url.clone(),
-                        graph_version: "v26.0".into(),
-                        timeout_ms: 2000,
-                        retry_delay_ms: opts.retry_delay_ms,
-                        max_attempts: 20,
-                        lease_secs: 30,
-                    },
+                    meta: opts.meta_settings(),
                 },
                 stop.clone(),
             )
@@ -496,4 +514,13 @@ pub async fn dialog_ids(env: &TestEnv) -> Vec<Uuid> {
         .await
         .expect("dialogs");
     rows.into_iter().map(|d| d.id).collect()
+}
+
+/// Unix seconds `secs_ago` before now (events must be within Meta's 7 days).
+pub fn recent(secs_ago: i64) -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+        - secs_ago
 }

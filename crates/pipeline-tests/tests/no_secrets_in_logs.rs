@@ -68,7 +68,7 @@ async fn logs_hold_no_token_secret_or_phone() {
             phone,
             "Здравствуйте",
             clid,
-            1_773_449_000 + i,
+            pipeline_tests::recent(300) + i,
         );
         // The secret in the query string this time.
         let resp = client
@@ -93,7 +93,7 @@ async fn logs_hold_no_token_secret_or_phone() {
             phone,
             "x",
             None,
-            1_773_449_100,
+            pipeline_tests::recent(200),
         ))
         .send()
         .await

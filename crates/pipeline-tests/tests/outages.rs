@@ -41,7 +41,7 @@ async fn webhooks_taken_while_the_broker_is_down_reach_meta_once_it_is_back() {
             "5511999999999",
             "oi",
             clid,
-            1_773_449_000 + i,
+            pipeline_tests::recent(300) + i,
         );
         let (status, resp) = post_webhook(
             p.gateway_port,

@@ -10,12 +10,12 @@ use pipeline_tests::{
     wiremock::{Mock, MockServer, Request, ResponseTemplate, matchers},
 };
 use serde_json::{Value, json};
-use std::time::Duration;
+use std::{sync::LazyLock, time::Duration};
 
 const PHONE: &str = "5511999999999";
 const CLID: &str = "ARAkLkA8rmlFeiCktEJQ";
-const T1: i64 = 1_773_449_493;
-const T2: i64 = 1_773_449_560;
+static T1: LazyLock<i64> = LazyLock::new(|| pipeline_tests::recent(600));
+static T2: LazyLock<i64> = LazyLock::new(|| pipeline_tests::recent(540));
 const WAIT: Duration = Duration::from_secs(30);
 
 async fn post(p: &Pipeline, s: &Seed, body: &Value) {
@@ -47,6 +47,15 @@ async fn meta_bodies(server: &MockServer) -> Vec<Value> {
         .collect()
 }
 
+/// Every event Meta received, across requests (batches hold several).
+async fn meta_events(server: &MockServer) -> Vec<Value> {
+    meta_bodies(server)
+        .await
+        .iter()
+        .flat_map(|b| b["data"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
 /// Waits until the pipeline has been quiet long enough for a stray second event to show.
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -66,9 +75,9 @@ async fn an_ad_click_and_a_second_message_send_one_lead_exactly_as_specified() {
         PHONE,
         "Olá! Tenho interesse",
         Some(CLID),
-        T1,
+        *T1,
     );
-    let second = customer_message(&s.instance, "M2", PHONE, "Quanto custa?", None, T2);
+    let second = customer_message(&s.instance, "M2", PHONE, "Quanto custa?", None, *T2);
     post(&p, &s, &first).await;
     post(&p, &s, &second).await;
 
@@ -84,7 +93,7 @@ async fn an_ad_click_and_a_second_message_send_one_lead_exactly_as_specified() {
         json!({
             "data": [{
                 "event_name": "Lead",
-                "event_time": T2,
+                "event_time": *T2,
                 "event_id": event_id(dialog, Level::Interest),
                 "event_source_url": "https://wa.me/",
                 "action_source": "business_messaging",
@@ -94,7 +103,8 @@ async fn an_ad_click_and_a_second_message_send_one_lead_exactly_as_specified() {
                     "ctwa_clid": CLID,
                     "whatsapp_business_account_id": "102938475610"
                 },
-                "custom_data": {"event_level": 1}
+                "custom_data": {"event_level": 1},
+                "data_processing_options": []
             }],
             "access_token": "EAAB-test-token"
         })
@@ -141,32 +151,32 @@ async fn a_later_message_keeps_the_click_id_and_a_dialog_without_one_is_sent_as_
     post(
         &p,
         &s,
-        &customer_message(&s.instance, "A1", PHONE, "oi", Some(CLID), T1),
+        &customer_message(&s.instance, "A1", PHONE, "oi", Some(CLID), *T1),
     )
     .await;
     post(
         &p,
         &s,
-        &customer_message(&s.instance, "A2", PHONE, "tudo bem?", None, T2),
+        &customer_message(&s.instance, "A2", PHONE, "tudo bem?", None, *T2),
     )
     .await;
     post(
         &p,
         &s,
-        &customer_message(&s.instance, "A3", PHONE, "alô?", None, T2 + 10),
+        &customer_message(&s.instance, "A3", PHONE, "alô?", None, *T2 + 10),
     )
     .await;
     // Dialog B: never came from an ad.
     post(
         &p,
         &s,
-        &customer_message(&s.instance, "B1", "5511888888888", "hello", None, T1),
+        &customer_message(&s.instance, "B1", "5511888888888", "hello", None, *T1),
     )
     .await;
     post(
         &p,
         &s,
-        &customer_message(&s.instance, "B2", "5511888888888", "price?", None, T2),
+        &customer_message(&s.instance, "B2", "5511888888888", "price?", None, *T2),
     )
     .await;
 
@@ -182,12 +192,11 @@ async fn a_later_message_keeps_the_click_id_and_a_dialog_without_one_is_sent_as_
         .await,
         1
     );
-    let bodies = meta_bodies(&meta).await;
-    assert_eq!(bodies.len(), 2);
+    let events = meta_events(&meta).await;
+    assert_eq!(events.len(), 2);
     let by_phone = |phone: &str| {
-        bodies
+        events
             .iter()
-            .map(|b| &b["data"][0])
             .find(|e| e["user_data"]["ph"][0] == sha256_hex(phone))
             .cloned()
             .expect("event for phone")
@@ -223,13 +232,13 @@ async fn a_meta_error_is_logged_with_its_message_and_sets_no_flag() {
     post(
         &p,
         &s,
-        &customer_message(&s.instance, "M1", PHONE, "oi", Some(CLID), T1),
+        &customer_message(&s.instance, "M1", PHONE, "oi", Some(CLID), *T1),
     )
     .await;
     post(
         &p,
         &s,
-        &customer_message(&s.instance, "M2", PHONE, "preço?", None, T2),
+        &customer_message(&s.instance, "M2", PHONE, "preço?", None, *T2),
     )
     .await;
 
@@ -271,13 +280,13 @@ async fn meta_down_for_a_while_then_up_gets_the_event_once() {
     post(
         &p,
         &s,
-        &customer_message(&s.instance, "M1", PHONE, "oi", Some(CLID), T1),
+        &customer_message(&s.instance, "M1", PHONE, "oi", Some(CLID), *T1),
     )
     .await;
     post(
         &p,
         &s,
-        &customer_message(&s.instance, "M2", PHONE, "preço?", None, T2),
+        &customer_message(&s.instance, "M2", PHONE, "preço?", None, *T2),
     )
     .await;
 
@@ -306,7 +315,7 @@ async fn meta_down_for_a_while_then_up_gets_the_event_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_replicas_of_each_stage_still_send_one_request_per_dialog() {
+async fn two_replicas_of_each_stage_still_send_each_event_once() {
     let env = TestEnv::new().await;
     let s = seed(&env, &SeedOptions::default()).await;
     let meta = MockServer::start().await;
@@ -319,13 +328,13 @@ async fn two_replicas_of_each_stage_still_send_one_request_per_dialog() {
         post(
             &p,
             &s,
-            &customer_message(&s.instance, &format!("X{i}a"), phone, "oi", Some(CLID), T1),
+            &customer_message(&s.instance, &format!("X{i}a"), phone, "oi", Some(CLID), *T1),
         )
         .await;
         post(
             &p,
             &s,
-            &customer_message(&s.instance, &format!("X{i}b"), phone, "preço?", None, T2),
+            &customer_message(&s.instance, &format!("X{i}b"), phone, "preço?", None, *T2),
         )
         .await;
     }
@@ -349,16 +358,11 @@ async fn two_replicas_of_each_stage_still_send_one_request_per_dialog() {
         bus.publish_message(&queued).await.expect("publish");
     }
     settle().await;
-    let bodies = meta_bodies(&meta).await;
-    assert_eq!(bodies.len(), 6, "one request per dialog");
-    let mut ids: Vec<String> = bodies
+    let events = meta_events(&meta).await;
+    assert_eq!(events.len(), 6, "one event per dialog reached Meta");
+    let mut ids: Vec<String> = events
         .iter()
-        .map(|b| {
-            b["data"][0]["event_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned()
-        })
+        .map(|e| e["event_id"].as_str().unwrap_or_default().to_owned())
         .collect();
     ids.sort();
     ids.dedup();
@@ -410,13 +414,13 @@ async fn directions_that_cannot_send_send_nothing() {
         post(
             &p,
             s,
-            &customer_message(&s.instance, "M1", PHONE, "oi", Some(CLID), T1),
+            &customer_message(&s.instance, "M1", PHONE, "oi", Some(CLID), *T1),
         )
         .await;
         post(
             &p,
             s,
-            &customer_message(&s.instance, "M2", PHONE, "preço?", None, T2),
+            &customer_message(&s.instance, "M2", PHONE, "preço?", None, *T2),
         )
         .await;
     }
@@ -463,13 +467,13 @@ async fn the_user_account_token_is_the_fallback() {
     post(
         &p,
         &s,
-        &customer_message(&s.instance, "M1", PHONE, "oi", Some(CLID), T1),
+        &customer_message(&s.instance, "M1", PHONE, "oi", Some(CLID), *T1),
     )
     .await;
     post(
         &p,
         &s,
-        &customer_message(&s.instance, "M2", PHONE, "preço?", None, T2),
+        &customer_message(&s.instance, "M2", PHONE, "preço?", None, *T2),
     )
     .await;
     eventually("sent", WAIT, || async {

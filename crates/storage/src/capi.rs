@@ -79,6 +79,22 @@ pub struct DeliveryContext {
     pub event_name_scheduled: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
     pub access_token: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub app_secret: Option<String>,
+    /// Throttling is per ad account.
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    pub ad_account_id: Option<Uuid>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub test_event_code: Option<String>,
+    #[diesel(sql_type = Nullable<Bool>)]
+    pub ldu_enabled: Option<bool>,
+    #[diesel(sql_type = Nullable<Int4>)]
+    pub ldu_country: Option<i32>,
+    #[diesel(sql_type = Nullable<Int4>)]
+    pub ldu_state: Option<i32>,
+    /// When the level was claimed (the start of the queue lag).
+    #[diesel(sql_type = Timestamptz)]
+    pub claimed_at: DateTime<Utc>,
 }
 
 impl std::fmt::Debug for DeliveryContext {
@@ -120,7 +136,9 @@ pub async fn delivery_context(
            d.id AS dialog_id, d.contact_phone, d.ctwa_clid, d.direction_id, ad.user_account_id, ad.pixel_id, \
            ad.whatsapp_business_account_id AS waba_id, ad.event_name_interest, ad.event_name_qualified, \
            ad.event_name_scheduled, \
-           COALESCE(NULLIF(acc.access_token, ''), NULLIF(u.access_token, '')) AS access_token \
+           COALESCE(NULLIF(acc.access_token, ''), NULLIF(u.access_token, '')) AS access_token, \
+           CASE WHEN NULLIF(acc.access_token, '') IS NOT NULL THEN acc.app_secret ELSE u.app_secret END AS app_secret, \
+           ad.ad_account_id, ad.test_event_code, ad.ldu_enabled, ad.ldu_country, ad.ldu_state, cd.claimed_at \
          FROM capi_deliveries cd \
          JOIN dialog_analysis d ON d.id = cd.dialog_id \
          LEFT JOIN account_directions ad ON ad.id = d.direction_id \
@@ -212,6 +230,9 @@ pub struct LogEntry<'a> {
     pub http_status: Option<i32>,
     pub error_message: Option<&'a str>,
     pub duration_ms: Option<i32>,
+    pub batch_id: Option<Uuid>,
+    pub batch_size: Option<i32>,
+    pub fbtrace_id: Option<&'a str>,
 }
 
 pub async fn insert_log(
@@ -220,8 +241,9 @@ pub async fn insert_log(
 ) -> Result<(), diesel::result::Error> {
     diesel::sql_query(
         "INSERT INTO capi_events_log (dialog_id, direction_id, user_account_id, event_level, event_name, event_id, \
-           pixel_id, status, attempt, reason, request, response, http_status, error_message, duration_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+           pixel_id, status, attempt, reason, request, response, http_status, error_message, duration_ms, \
+           batch_id, batch_size, fbtrace_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
     )
     .bind::<SqlUuid, _>(e.dialog_id)
     .bind::<Nullable<SqlUuid>, _>(e.direction_id)
@@ -238,6 +260,9 @@ pub async fn insert_log(
     .bind::<Nullable<Int4>, _>(e.http_status)
     .bind::<Nullable<Text>, _>(e.error_message)
     .bind::<Nullable<Int4>, _>(e.duration_ms)
+    .bind::<Nullable<SqlUuid>, _>(e.batch_id)
+    .bind::<Nullable<Int4>, _>(e.batch_size)
+    .bind::<Nullable<Text>, _>(e.fbtrace_id)
     .execute(conn)
     .await?;
     Ok(())

@@ -62,6 +62,21 @@ pub async fn create_user_account(
     Ok(r.id)
 }
 
+/// Sets (or with `None` clears) the secret of the Meta app behind an ad
+/// account's token, used for `appsecret_proof`.
+pub async fn set_ad_account_app_secret(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    app_secret: Option<&str>,
+) -> Result<bool, diesel::result::Error> {
+    let n = diesel::sql_query("UPDATE ad_accounts SET app_secret = $2 WHERE id = $1")
+        .bind::<SqlUuid, _>(id)
+        .bind::<Nullable<Text>, _>(app_secret)
+        .execute(conn)
+        .await?;
+    Ok(n == 1)
+}
+
 pub async fn create_ad_account(
     conn: &mut AsyncPgConnection,
     user_account_id: Uuid,
@@ -205,6 +220,20 @@ pub struct DirectionRow {
     pub pixel_id: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
     pub waba_id: Option<String>,
+    #[diesel(sql_type = Text)]
+    pub event_name_interest: String,
+    #[diesel(sql_type = Text)]
+    pub event_name_qualified: String,
+    #[diesel(sql_type = Text)]
+    pub event_name_scheduled: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub test_event_code: Option<String>,
+    #[diesel(sql_type = Bool)]
+    pub ldu_enabled: bool,
+    #[diesel(sql_type = diesel::sql_types::Int4)]
+    pub ldu_country: i32,
+    #[diesel(sql_type = diesel::sql_types::Int4)]
+    pub ldu_state: i32,
     #[diesel(sql_type = Nullable<Text>)]
     pub instances: Option<String>,
 }
@@ -214,7 +243,8 @@ pub async fn list_directions(
 ) -> Result<Vec<DirectionRow>, diesel::result::Error> {
     diesel::sql_query(
         "SELECT d.id, d.user_account_id, d.ad_account_id, d.name, d.capi_enabled, d.capi_source, d.pixel_id, \
-           d.whatsapp_business_account_id AS waba_id, \
+           d.whatsapp_business_account_id AS waba_id, d.event_name_interest, d.event_name_qualified, \
+           d.event_name_scheduled, d.test_event_code, d.ldu_enabled, d.ldu_country, d.ldu_state, \
            (SELECT string_agg(w.instance_name, ',' ORDER BY w.instance_name) FROM whatsapp_phone_numbers w \
               WHERE w.direction_id = d.id) AS instances \
          FROM account_directions d ORDER BY d.created_at, d.name",
@@ -231,6 +261,13 @@ pub struct DirectionCapiUpdate<'a> {
     pub pixel_id: Option<&'a str>,
     pub waba_id: Option<&'a str>,
     pub ad_account_id: Option<Uuid>,
+    /// Meta event names per level (interest, qualified, scheduled).
+    pub event_names: [Option<&'a str>; 3],
+    /// `Some("")` clears it.
+    pub test_event_code: Option<&'a str>,
+    pub ldu_enabled: Option<bool>,
+    pub ldu_country: Option<i32>,
+    pub ldu_state: Option<i32>,
 }
 
 pub async fn update_direction_capi(
@@ -242,7 +279,13 @@ pub async fn update_direction_capi(
         "UPDATE account_directions SET capi_enabled = COALESCE($2, capi_enabled), \
            capi_source = COALESCE($3, capi_source), pixel_id = COALESCE($4, pixel_id), \
            whatsapp_business_account_id = COALESCE($5, whatsapp_business_account_id), \
-           ad_account_id = COALESCE($6, ad_account_id), updated_at = now() WHERE id = $1",
+           ad_account_id = COALESCE($6, ad_account_id), \
+           event_name_interest = COALESCE($7, event_name_interest), \
+           event_name_qualified = COALESCE($8, event_name_qualified), \
+           event_name_scheduled = COALESCE($9, event_name_scheduled), \
+           test_event_code = CASE WHEN $10::text IS NULL THEN test_event_code ELSE NULLIF($10, '') END, \
+           ldu_enabled = COALESCE($11, ldu_enabled), ldu_country = COALESCE($12, ldu_country), \
+           ldu_state = COALESCE($13, ldu_state), updated_at = now() WHERE id = $1",
     )
     .bind::<SqlUuid, _>(id)
     .bind::<Nullable<Bool>, _>(u.capi_enabled)
@@ -250,6 +293,13 @@ pub async fn update_direction_capi(
     .bind::<Nullable<Text>, _>(u.pixel_id)
     .bind::<Nullable<Text>, _>(u.waba_id)
     .bind::<Nullable<SqlUuid>, _>(u.ad_account_id)
+    .bind::<Nullable<Text>, _>(u.event_names[0])
+    .bind::<Nullable<Text>, _>(u.event_names[1])
+    .bind::<Nullable<Text>, _>(u.event_names[2])
+    .bind::<Nullable<Text>, _>(u.test_event_code)
+    .bind::<Nullable<Bool>, _>(u.ldu_enabled)
+    .bind::<Nullable<diesel::sql_types::Int4>, _>(u.ldu_country)
+    .bind::<Nullable<diesel::sql_types::Int4>, _>(u.ldu_state)
     .execute(conn)
     .await?;
     Ok(n == 1)

@@ -1,0 +1,250 @@
+//! Groups events bound for the same (pixel, token) into one request: up to
+//! `batch_size` events or `linger`, whichever comes first. Meta rejects a whole
+//! batch for one invalid event, so an invalid batch is split in halves and
+//! resent until the bad events are isolated; the good ones are delivered.
+
+use crate::{
+    meta::{Answer, MetaClient},
+    metrics::{Metrics, OutcomeLabel},
+};
+use domain::{
+    capi::{appsecret_proof, build_request},
+    meta_errors::{MetaError, Verdict, verdict},
+};
+use futures_util::future::BoxFuture;
+use secrecy::SecretString;
+use serde_json::Value;
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tokio::sync::{Semaphore, oneshot};
+use uuid::Uuid;
+
+/// Meta accepts at most this many events per request.
+pub const MAX_BATCH: usize = 1000;
+
+/// Events that may share a request.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct BatchKey {
+    pub pixel_id: String,
+    pub token: String,
+    pub app_secret: Option<String>,
+    pub test_event_code: Option<String>,
+}
+
+impl fmt::Debug for BatchKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BatchKey")
+            .field("pixel_id", &self.pixel_id)
+            .field("token", &"[redacted]")
+            .field("test_event_code", &self.test_event_code)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What happened to one event's request.
+#[derive(Debug, Clone)]
+pub struct EventResult {
+    pub verdict: Verdict,
+    pub http_status: Option<u16>,
+    pub response: Option<Value>,
+    pub error_message: Option<String>,
+    pub fbtrace_id: Option<String>,
+    pub batch_id: Uuid,
+    pub batch_size: usize,
+    pub duration: Duration,
+}
+
+type Waiter = (Value, oneshot::Sender<EventResult>);
+
+struct Open {
+    generation: u64,
+    items: Vec<Waiter>,
+}
+
+pub struct Batcher {
+    open: Mutex<HashMap<BatchKey, Open>>,
+    next_generation: Mutex<u64>,
+    batch_size: usize,
+    linger: Duration,
+    client: MetaClient,
+    requests_in_flight: Semaphore,
+    partner_agent: Option<String>,
+    metrics: Arc<Metrics>,
+}
+
+impl Batcher {
+    pub fn new(
+        client: MetaClient,
+        batch_size: usize,
+        linger: Duration,
+        max_concurrent_requests: usize,
+        partner_agent: Option<String>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Batcher> {
+        Arc::new(Batcher {
+            open: Mutex::new(HashMap::new()),
+            next_generation: Mutex::new(0),
+            batch_size: batch_size.clamp(1, MAX_BATCH),
+            linger,
+            client,
+            requests_in_flight: Semaphore::new(max_concurrent_requests.max(1)),
+            partner_agent: partner_agent.filter(|a| !a.trim().is_empty()),
+            metrics,
+        })
+    }
+
+    pub fn partner_agent(&self) -> Option<&str> {
+        self.partner_agent.as_deref()
+    }
+
+    /// Adds an event to its batch and waits for the answer about it.
+    pub async fn submit(self: &Arc<Self>, key: BatchKey, event: Value) -> Option<EventResult> {
+        let (tx, rx) = oneshot::channel();
+        let (full, linger_for) = {
+            let mut open = self.open.lock().ok()?;
+            let generation = match open.get(&key) {
+                Some(o) => o.generation,
+                None => {
+                    let mut g = self.next_generation.lock().ok()?;
+                    *g += 1;
+                    *g
+                }
+            };
+            let batch = open.entry(key.clone()).or_insert_with(|| Open {
+                generation,
+                items: Vec::new(),
+            });
+            batch.items.push((event, tx));
+            let first = batch.items.len() == 1;
+            let full = (batch.items.len() >= self.batch_size)
+                .then(|| open.remove(&key))
+                .flatten();
+            let linger = (first && full.is_none()).then_some(generation);
+            (full, linger)
+        };
+        self.metrics.pending_in_batches.inc();
+        if let Some(batch) = full {
+            let me = self.clone();
+            tokio::spawn(async move { me.send(key, batch.items).await });
+        } else if let Some(generation) = linger_for {
+            let me = self.clone();
+            tokio::spawn(async move { me.linger(key, generation).await });
+        }
+        rx.await.ok()
+    }
+
+    async fn linger(self: Arc<Self>, key: BatchKey, generation: u64) {
+        tokio::time::sleep(self.linger).await;
+        let batch = {
+            let Ok(mut open) = self.open.lock() else {
+                return;
+            };
+            match open.get(&key) {
+                Some(o) if o.generation == generation => open.remove(&key),
+                _ => None, // already sent because it filled up
+            }
+        };
+        if let Some(batch) = batch {
+            self.send(key, batch.items).await;
+        }
+    }
+
+    async fn send(&self, key: BatchKey, items: Vec<Waiter>) {
+        self.metrics
+            .pending_in_batches
+            .dec_by(i64::try_from(items.len()).unwrap_or(0));
+        self.send_split(&key, items).await;
+    }
+
+    fn send_split<'a>(&'a self, key: &'a BatchKey, items: Vec<Waiter>) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let n = items.len();
+            let events: Vec<Value> = items.iter().map(|(e, _)| e.clone()).collect();
+            let body = build_request(
+                events,
+                key.test_event_code.as_deref(),
+                self.partner_agent.as_deref(),
+            );
+            let proof = key
+                .app_secret
+                .as_deref()
+                .map(|s| appsecret_proof(s, &key.token));
+            let answer = {
+                let _permit = self.requests_in_flight.acquire().await;
+                self.client
+                    .send_events(
+                        &key.pixel_id,
+                        &SecretString::from(key.token.clone()),
+                        proof.as_deref(),
+                        &body,
+                    )
+                    .await
+            };
+            let result = self.judge(answer, n);
+            if result.verdict == Verdict::Invalid && n > 1 {
+                tracing::warn!(pixel_id = %key.pixel_id, batch_id = %result.batch_id, events = n, "Meta rejected the batch as invalid; splitting it to isolate the bad event(s)");
+                let mut left = items;
+                let right = left.split_off(n / 2);
+                futures_util::future::join(self.send_split(key, left), self.send_split(key, right))
+                    .await;
+                return;
+            }
+            for (_, tx) in items {
+                let _ = tx.send(result.clone());
+            }
+        })
+    }
+
+    fn judge(&self, answer: Answer, n: usize) -> EventResult {
+        let error = answer.body.as_ref().and_then(MetaError::from_body);
+        let v = verdict(answer.status, error.as_ref());
+        let outcome = match v {
+            Verdict::Accepted => "accepted",
+            Verdict::Transient => "transient",
+            Verdict::Throttled => "throttled",
+            Verdict::Invalid => "invalid",
+            Verdict::Permanent => "permanent",
+        };
+        self.metrics
+            .requests
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+        self.metrics.batch_size.observe(n as f64);
+        self.metrics
+            .meta_latency_seconds
+            .observe(answer.duration.as_secs_f64());
+        let fbtrace_id = error
+            .as_ref()
+            .and_then(|e| e.fbtrace_id.clone())
+            .or_else(|| {
+                answer
+                    .body
+                    .as_ref()
+                    .and_then(|b| b.get("fbtrace_id"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            });
+        let error_message = match (&error, &answer.transport_error, answer.status) {
+            (Some(e), _, _) => Some(e.message.clone()),
+            (None, Some(t), _) => Some(t.clone()),
+            (None, None, Some(s)) if v != Verdict::Accepted => {
+                Some(format!("Meta answered HTTP {s}"))
+            }
+            _ => None,
+        };
+        EventResult {
+            verdict: v,
+            http_status: answer.status,
+            response: answer.body,
+            error_message,
+            fbtrace_id,
+            batch_id: Uuid::new_v4(),
+            batch_size: n,
+            duration: answer.duration,
+        }
+    }
+}

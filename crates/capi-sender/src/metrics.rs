@@ -1,0 +1,110 @@
+//! `/metrics` in Prometheus text format.
+
+use actix_web::{HttpResponse, web};
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+use std::sync::Arc;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    /// Events by final outcome: sent, failed, skipped.
+    pub events: Family<OutcomeLabel, Counter>,
+    /// Attempts that will be tried again (transient or throttled).
+    pub retries: Counter,
+    /// Requests made to Meta, by outcome (accepted, invalid, transient, throttled, permanent).
+    pub requests: Family<OutcomeLabel, Counter>,
+    pub batch_size: Histogram,
+    pub meta_latency_seconds: Histogram,
+    /// From the level being reached (claimed) to Meta's answer.
+    pub queue_lag_seconds: Histogram,
+    /// Events waiting in in-process batches right now.
+    pub pending_in_batches: Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("capi");
+        let events = Family::<OutcomeLabel, Counter>::default();
+        let retries = Counter::default();
+        let requests = Family::<OutcomeLabel, Counter>::default();
+        let batch_size = Histogram::new([1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0]);
+        let meta_latency_seconds =
+            Histogram::new([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]);
+        let queue_lag_seconds = Histogram::new([
+            0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
+        ]);
+        let pending_in_batches = Gauge::default();
+        registry.register("events", "CAPI events by final outcome", events.clone());
+        registry.register(
+            "retries",
+            "Event attempts scheduled for a retry",
+            retries.clone(),
+        );
+        registry.register(
+            "meta_requests",
+            "Requests to the Meta Graph API by outcome",
+            requests.clone(),
+        );
+        registry.register(
+            "batch_size",
+            "Events per request to Meta",
+            batch_size.clone(),
+        );
+        registry.register(
+            "meta_latency_seconds",
+            "Meta request duration",
+            meta_latency_seconds.clone(),
+        );
+        registry.register(
+            "queue_lag_seconds",
+            "Time from level reached to Meta's answer",
+            queue_lag_seconds.clone(),
+        );
+        registry.register(
+            "pending_in_batches",
+            "Events waiting in batches",
+            pending_in_batches.clone(),
+        );
+        Arc::new(Metrics {
+            registry,
+            events,
+            retries,
+            requests,
+            batch_size,
+            meta_latency_seconds,
+            queue_lag_seconds,
+            pending_in_batches,
+        })
+    }
+
+    pub fn event(&self, outcome: &'static str) {
+        self.events.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+async fn metrics(m: web::Data<Arc<Metrics>>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(m.render())
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig, m: Arc<Metrics>) {
+    cfg.app_data(web::Data::new(m))
+        .route("/metrics", web::get().to(metrics));
+}

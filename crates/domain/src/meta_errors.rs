@@ -1,0 +1,134 @@
+//! How to react to Meta's answers (research §2.6).
+
+use serde_json::Value;
+
+/// Meta's error object (`{"error": {...}}`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetaError {
+    pub message: String,
+    pub code: Option<i64>,
+    pub subcode: Option<i64>,
+    pub is_transient: bool,
+    pub fbtrace_id: Option<String>,
+}
+
+impl MetaError {
+    pub fn from_body(body: &Value) -> Option<MetaError> {
+        let e = body.get("error")?;
+        Some(MetaError {
+            message: e
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown error")
+                .to_owned(),
+            code: e.get("code").and_then(Value::as_i64),
+            subcode: e.get("error_subcode").and_then(Value::as_i64),
+            is_transient: e
+                .get("is_transient")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            fbtrace_id: e
+                .get("fbtrace_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        })
+    }
+}
+
+/// What an answer means for the events in the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Accepted,
+    /// Try again on the retry schedule: 5xx, timeouts, codes 1, 2, 341, 368, 21009, `is_transient`.
+    Transient,
+    /// Rate limited (4, 17, 613, 80000–80014): back off longer, for this ad account only.
+    Throttled,
+    /// The request is invalid (code 100 and other 4xx): one bad event rejects the
+    /// whole batch, so a batch is split to find it; a single event is an error.
+    Invalid,
+    /// Token or permission problems (190, 10, 200–299, 3): retrying cannot help.
+    Permanent,
+}
+
+pub fn verdict(http_status: Option<u16>, error: Option<&MetaError>) -> Verdict {
+    let Some(status) = http_status else {
+        return Verdict::Transient; // no answer at all
+    };
+    if let Some(e) = error {
+        match e.code {
+            Some(4 | 17 | 613 | 80000..=80014) => return Verdict::Throttled,
+            Some(1 | 2 | 341 | 368 | 21009) => return Verdict::Transient,
+            _ if e.is_transient => return Verdict::Transient,
+            Some(190 | 10 | 3 | 200..=299) => return Verdict::Permanent,
+            Some(100) => return Verdict::Invalid,
+            _ => {}
+        }
+    }
+    match status {
+        200..=299 if error.is_none() => Verdict::Accepted,
+        429 => Verdict::Throttled,
+        500..=599 => Verdict::Transient,
+        _ => Verdict::Invalid,
+    }
+}
+
+/// The wait before attempt `attempt + 1` (attempt counts from 1), from a
+/// schedule, spread by ±`jitter` (0.2 = ±20 %) using `random` in [0, 1).
+/// `None` once the schedule is exhausted.
+pub fn retry_delay_ms(schedule_ms: &[u64], attempt: u32, jitter: f64, random: f64) -> Option<u64> {
+    let base = *schedule_ms.get(usize::try_from(attempt).ok()?.checked_sub(1)?)?;
+    let factor = 1.0 + jitter * (2.0 * random - 1.0);
+    Some((base as f64 * factor).round().max(0.0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn err(code: i64, transient: bool) -> MetaError {
+        MetaError::from_body(
+            &json!({"error": {"message": "m", "code": code, "is_transient": transient}}),
+        )
+        .expect("error")
+    }
+
+    #[test]
+    fn answers_are_classified_as_the_research_says() {
+        assert_eq!(verdict(Some(200), None), Verdict::Accepted);
+        assert_eq!(verdict(None, None), Verdict::Transient);
+        assert_eq!(verdict(Some(503), None), Verdict::Transient);
+        assert_eq!(verdict(Some(500), Some(&err(1, false))), Verdict::Transient);
+        assert_eq!(verdict(Some(400), Some(&err(2, false))), Verdict::Transient);
+        assert_eq!(
+            verdict(Some(400), Some(&err(100, true))),
+            Verdict::Transient
+        );
+        for code in [4, 17, 613, 80000, 80004, 80014] {
+            assert_eq!(
+                verdict(Some(400), Some(&err(code, false))),
+                Verdict::Throttled,
+                "code {code}"
+            );
+        }
+        assert_eq!(verdict(Some(429), None), Verdict::Throttled);
+        assert_eq!(verdict(Some(400), Some(&err(100, false))), Verdict::Invalid);
+        for code in [190, 10, 200, 299] {
+            assert_eq!(
+                verdict(Some(400), Some(&err(code, false))),
+                Verdict::Permanent,
+                "code {code}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_delays_follow_the_schedule_with_bounded_jitter() {
+        let schedule = [5_000, 30_000, 120_000];
+        assert_eq!(retry_delay_ms(&schedule, 1, 0.2, 0.5), Some(5_000));
+        assert_eq!(retry_delay_ms(&schedule, 2, 0.2, 0.0), Some(24_000));
+        assert_eq!(retry_delay_ms(&schedule, 3, 0.2, 0.999_999), Some(144_000));
+        assert_eq!(retry_delay_ms(&schedule, 4, 0.2, 0.5), None);
+        assert_eq!(retry_delay_ms(&schedule, 0, 0.2, 0.5), None);
+    }
+}
