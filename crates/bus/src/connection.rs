@@ -228,6 +228,22 @@ impl Bus {
         self.publish(M::ROUTING_KEY, Uuid::new_v4(), &payload).await
     }
 
+    /// Messages waiting in `queue`'s dead-letter queue (for operators and tests).
+    pub async fn dead_letter_depth(&self, queue: Queue) -> anyhow::Result<u32> {
+        let channel = self.publisher().await?;
+        let q = channel
+            .queue_declare(
+                self.names.dead_letter(queue).as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(q.message_count())
+    }
+
     /// Closes the connection (at shutdown).
     pub async fn close(&self) {
         if let Some(l) = self.link.lock().await.take() {

@@ -132,6 +132,9 @@ pub struct PipelineOptions {
     pub batch_size: usize,
     pub linger_ms: u64,
     pub throttle_backoff: String,
+    /// capi-sender's retry schedule (default: five waits of `retry_delay_ms`).
+    pub retry_schedule: Option<String>,
+    pub partner_agent: String,
 }
 
 impl PipelineOptions {
@@ -145,12 +148,15 @@ impl PipelineOptions {
             batch_size: self.batch_size,
             linger_ms: self.linger_ms,
             max_concurrent_requests: 8,
-            retry_schedule: vec![step; 5].join(","),
+            retry_schedule: self
+                .retry_schedule
+                .clone()
+                .unwrap_or_else(|| vec![step; 5].join(",")),
             retry_jitter: 0.0,
             throttle_backoff: self.throttle_backoff.clone(),
             max_age_margin: "1h".into(),
             lease_secs: 30,
-            partner_agent: String::new(),
+            partner_agent: self.partner_agent.clone(),
         }
     }
 
@@ -164,6 +170,8 @@ impl PipelineOptions {
             batch_size: 500,
             linger_ms: 50,
             throttle_backoff: "30s".into(),
+            retry_schedule: None,
+            partner_agent: String::new(),
         }
     }
 }
