@@ -179,6 +179,8 @@ impl PipelineOptions {
 /// Gateway, chatbot-service, qualification-agent and capi-sender running in-process.
 pub struct Pipeline {
     pub gateway_port: u16,
+    /// Each capi-sender replica's HTTP port (`/metrics`).
+    pub sender_ports: Vec<u16>,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
 }
@@ -191,6 +193,7 @@ impl Pipeline {
             common.amqp.url = url.clone();
         }
         let mut tasks = Vec::new();
+        let mut sender_ports = Vec::new();
         let gateway = webhook_gateway::build(
             webhook_gateway::Settings {
                 common: common.clone(),
@@ -235,10 +238,12 @@ impl Pipeline {
             )
             .await
             .expect("sender starts");
+            sender_ports.extend(sender.port());
             tasks.push(tokio::spawn(sender.run_until_stopped()));
         }
         Pipeline {
             gateway_port,
+            sender_ports,
             stop,
             tasks,
         }

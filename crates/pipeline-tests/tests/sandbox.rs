@@ -1,0 +1,107 @@
+//! The whole pipeline against the Meta sandbox, and capi-sender's metrics.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
+
+use pipeline_tests::{
+    Pipeline, PipelineOptions, SeedOptions, TestEnv, count, customer_message, eventually, get_json,
+    post_webhook, recent, seed,
+};
+use sandbox::{Faults, Sandbox};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_arrive_at_the_sandbox_once_each_and_metrics_count_them() {
+    let env = TestEnv::new().await;
+    let s = seed(&env, &SeedOptions::default()).await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let sandbox_port = listener.local_addr().expect("addr").port();
+    // One request in three fails: the sender must retry without doubling anything.
+    let faults = Faults {
+        error_rate: 0.34,
+        latency_ms: 20,
+        ..Faults::default()
+    };
+    let server =
+        sandbox::serve(listener, actix_web::web::Data::new(Sandbox::new(faults))).expect("sandbox");
+    let handle = server.handle();
+    tokio::spawn(server);
+    let mut opts = PipelineOptions::new(&format!("http://127.0.0.1:{sandbox_port}"));
+    opts.retry_schedule = Some("200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms".into());
+    let p = Pipeline::start(&env, &opts).await;
+    for i in 0..3 {
+        let phone = format!("551190000001{i}");
+        for (j, clid) in [(0, Some("CLID-S")), (1, None)] {
+            let body = customer_message(
+                &s.instance,
+                &format!("{phone}-{j}"),
+                &phone,
+                "oi",
+                clid,
+                recent(60) + j,
+            );
+            assert_eq!(
+                post_webhook(
+                    p.gateway_port,
+                    &s.instance,
+                    Some(&s.secret),
+                    body.to_string().as_bytes()
+                )
+                .await
+                .0,
+                200
+            );
+        }
+    }
+    eventually("three sent", Duration::from_secs(30), || async {
+        (count(
+            &env,
+            "SELECT count(*) AS n FROM capi_events_log WHERE status = 'success'",
+        )
+        .await
+            == 3)
+            .then_some(())
+    })
+    .await;
+    let (_, stats) = get_json(sandbox_port, "sandbox/stats").await;
+    assert_eq!(stats["events_received"], 3, "{stats}");
+    assert_eq!(stats["distinct_event_ids"], 3, "{stats}");
+    assert_eq!(stats["duplicated_event_ids"], 0, "{stats}");
+    let (_, listed) = get_json(sandbox_port, "sandbox/events?pixel_id=1234567890").await;
+    let id = listed["events"][0]["event"]["event_id"]
+        .as_str()
+        .expect("event id")
+        .to_owned();
+    let (_, one) = get_json(sandbox_port, &format!("sandbox/events/{id}")).await;
+    assert_eq!(one["count"], 1);
+
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", p.sender_ports[0]))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(r#"capi_events_total{outcome="sent"} 3"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("capi_batch_size_bucket"), "{metrics}");
+    assert!(
+        metrics.contains("capi_meta_latency_seconds_count"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("capi_queue_lag_seconds_count"),
+        "{metrics}"
+    );
+    let retries = count(
+        &env,
+        "SELECT count(*) AS n FROM capi_events_log WHERE status = 'error'",
+    )
+    .await;
+    assert!(
+        metrics.contains(&format!("capi_retries_total {retries}")),
+        "retries counted ({retries} error rows): {metrics}"
+    );
+    p.stop().await;
+    handle.stop(true).await;
+}

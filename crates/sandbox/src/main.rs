@@ -1,0 +1,50 @@
+//! `sandbox`: a local Meta Conversions API for development and tests.
+
+use clap::Parser;
+use sandbox::{Faults, Sandbox};
+
+#[derive(Parser)]
+#[command(
+    name = "sandbox",
+    about = "A local stand-in for Meta's Conversions API (not for production)"
+)]
+struct Args {
+    #[arg(long, env = "SANDBOX_HOST", default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, env = "SANDBOX_PORT", default_value_t = 8090)]
+    port: u16,
+    /// Milliseconds added to every answer.
+    #[arg(long, env = "SANDBOX_LATENCY_MS", default_value_t = 0)]
+    latency_ms: u64,
+    /// Share of requests answered 500, 0..1.
+    #[arg(long, env = "SANDBOX_ERROR_RATE", default_value_t = 0.0)]
+    error_rate: f64,
+    /// Share of requests answered as throttled, 0..1.
+    #[arg(long, env = "SANDBOX_THROTTLE_RATE", default_value_t = 0.0)]
+    throttle_rate: f64,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let a = Args::parse();
+    runtime::telemetry::init(&runtime::settings::LogSettings {
+        format: runtime::settings::LogFormat::Pretty,
+        filter: "info".into(),
+    });
+    let faults = Faults {
+        latency_ms: a.latency_ms,
+        error_rate: a.error_rate,
+        throttle_rate: a.throttle_rate,
+        ..Faults::default()
+    };
+    let run = async {
+        let listener = std::net::TcpListener::bind((a.host.as_str(), a.port))?;
+        tracing::info!(
+            port = a.port,
+            "Meta sandbox listening: POST /{{version}}/{{pixel_id}}/events, GET /sandbox/stats"
+        );
+        sandbox::serve(listener, actix_web::web::Data::new(Sandbox::new(faults)))?.await?;
+        anyhow::Ok(())
+    };
+    runtime::exit_code("sandbox", run.await)
+}
