@@ -1,7 +1,11 @@
 //! Groups events bound for the same (pixel, token) into one request: up to
-//! `batch_size` events or `linger`, whichever comes first. Meta rejects a whole
-//! batch for one invalid event, so an invalid batch is split in halves and
-//! resent until the bad events are isolated; the good ones are delivered.
+//! `batch_size` events or `linger`, whichever comes first. When every request
+//! slot is busy a lingered batch keeps taking events until a slot frees, so
+//! under load batches grow instead of requests queueing up. Meta rejects a
+//! whole batch for one invalid event, so an invalid batch is split in halves
+//! and resent until the bad events are isolated; the good ones are delivered.
+//! Each request's answer goes, with its events' payloads, to `on_answer`
+//! (which records them together), and each event's waiter gets its outcome.
 
 use crate::{
     meta::{Answer, MetaClient},
@@ -20,7 +24,7 @@ use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use uuid::Uuid;
 
 /// Meta accepts at most this many events per request.
@@ -58,51 +62,59 @@ pub struct EventResult {
     pub duration: Duration,
 }
 
-type Waiter = (Value, oneshot::Sender<EventResult>);
+/// An event waiting in a batch: its JSON, what the caller attached, and where its outcome goes.
+type Waiter<P, O> = (Value, P, oneshot::Sender<O>);
 
-struct Open {
+/// Called with each request's result and its events' payloads; returns each event's outcome, in order.
+pub type OnAnswer<P, O> =
+    Arc<dyn Fn(EventResult, Vec<P>) -> BoxFuture<'static, Vec<O>> + Send + Sync>;
+
+struct Open<P, O> {
     generation: u64,
-    items: Vec<Waiter>,
+    items: Vec<Waiter<P, O>>,
 }
 
-pub struct Batcher {
-    open: Mutex<HashMap<BatchKey, Open>>,
+pub struct Batcher<P, O> {
+    open: Mutex<HashMap<BatchKey, Open<P, O>>>,
     next_generation: Mutex<u64>,
     batch_size: usize,
     linger: Duration,
     client: MetaClient,
-    requests_in_flight: Semaphore,
+    requests_in_flight: Arc<Semaphore>,
     partner_agent: Option<String>,
     metrics: Arc<Metrics>,
+    on_answer: OnAnswer<P, O>,
 }
 
-impl Batcher {
+pub struct BatcherConfig {
+    pub batch_size: usize,
+    pub linger: Duration,
+    pub max_concurrent_requests: usize,
+    pub partner_agent: Option<String>,
+}
+
+impl<P: Send + 'static, O: Send + 'static> Batcher<P, O> {
     pub fn new(
         client: MetaClient,
-        batch_size: usize,
-        linger: Duration,
-        max_concurrent_requests: usize,
-        partner_agent: Option<String>,
+        cfg: BatcherConfig,
         metrics: Arc<Metrics>,
-    ) -> Arc<Batcher> {
+        on_answer: OnAnswer<P, O>,
+    ) -> Arc<Self> {
         Arc::new(Batcher {
             open: Mutex::new(HashMap::new()),
             next_generation: Mutex::new(0),
-            batch_size: batch_size.clamp(1, MAX_BATCH),
-            linger,
+            batch_size: cfg.batch_size.clamp(1, MAX_BATCH),
+            linger: cfg.linger,
             client,
-            requests_in_flight: Semaphore::new(max_concurrent_requests.max(1)),
-            partner_agent: partner_agent.filter(|a| !a.trim().is_empty()),
+            requests_in_flight: Arc::new(Semaphore::new(cfg.max_concurrent_requests.max(1))),
+            partner_agent: cfg.partner_agent.filter(|a| !a.trim().is_empty()),
             metrics,
+            on_answer,
         })
     }
 
-    pub fn partner_agent(&self) -> Option<&str> {
-        self.partner_agent.as_deref()
-    }
-
-    /// Adds an event to its batch and waits for the answer about it.
-    pub async fn submit(self: &Arc<Self>, key: BatchKey, event: Value) -> Option<EventResult> {
+    /// Adds an event to its batch and waits for its outcome.
+    pub async fn submit(self: &Arc<Self>, key: BatchKey, event: Value, payload: P) -> Option<O> {
         let (tx, rx) = oneshot::channel();
         let (full, linger_for) = {
             let mut open = self.open.lock().ok()?;
@@ -118,7 +130,7 @@ impl Batcher {
                 generation,
                 items: Vec::new(),
             });
-            batch.items.push((event, tx));
+            batch.items.push((event, payload, tx));
             let first = batch.items.len() == 1;
             let full = (batch.items.len() >= self.batch_size)
                 .then(|| open.remove(&key))
@@ -129,7 +141,10 @@ impl Batcher {
         self.metrics.pending_in_batches.inc();
         if let Some(batch) = full {
             let me = self.clone();
-            tokio::spawn(async move { me.send(key, batch.items).await });
+            tokio::spawn(async move {
+                let permit = me.requests_in_flight.clone().acquire_owned().await.ok();
+                me.send(key, batch.items, permit).await
+            });
         } else if let Some(generation) = linger_for {
             let me = self.clone();
             tokio::spawn(async move { me.linger(key, generation).await });
@@ -139,6 +154,8 @@ impl Batcher {
 
     async fn linger(self: Arc<Self>, key: BatchKey, generation: u64) {
         tokio::time::sleep(self.linger).await;
+        // Until a request slot is free the batch stays open and keeps growing.
+        let permit = self.requests_in_flight.clone().acquire_owned().await.ok();
         let batch = {
             let Ok(mut open) = self.open.lock() else {
                 return;
@@ -149,21 +166,31 @@ impl Batcher {
             }
         };
         if let Some(batch) = batch {
-            self.send(key, batch.items).await;
+            self.send(key, batch.items, permit).await;
         }
     }
 
-    async fn send(&self, key: BatchKey, items: Vec<Waiter>) {
+    async fn send(
+        &self,
+        key: BatchKey,
+        items: Vec<Waiter<P, O>>,
+        permit: Option<OwnedSemaphorePermit>,
+    ) {
         self.metrics
             .pending_in_batches
             .dec_by(i64::try_from(items.len()).unwrap_or(0));
-        self.send_split(&key, items).await;
+        self.send_split(&key, items, permit).await;
     }
 
-    fn send_split<'a>(&'a self, key: &'a BatchKey, items: Vec<Waiter>) -> BoxFuture<'a, ()> {
+    fn send_split<'a>(
+        &'a self,
+        key: &'a BatchKey,
+        items: Vec<Waiter<P, O>>,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             let n = items.len();
-            let events: Vec<Value> = items.iter().map(|(e, _)| e.clone()).collect();
+            let events: Vec<Value> = items.iter().map(|(e, _, _)| e.clone()).collect();
             let body = build_request(
                 events,
                 key.test_event_code.as_deref(),
@@ -174,7 +201,10 @@ impl Batcher {
                 .as_deref()
                 .map(|s| appsecret_proof(s, &key.token));
             let answer = {
-                let _permit = self.requests_in_flight.acquire().await;
+                let _permit = match permit {
+                    Some(p) => Some(p),
+                    None => self.requests_in_flight.clone().acquire_owned().await.ok(),
+                };
                 self.client
                     .send_events(
                         &key.pixel_id,
@@ -189,12 +219,18 @@ impl Batcher {
                 tracing::warn!(pixel_id = %key.pixel_id, batch_id = %result.batch_id, events = n, "Meta rejected the batch as invalid; splitting it to isolate the bad event(s)");
                 let mut left = items;
                 let right = left.split_off(n / 2);
-                futures_util::future::join(self.send_split(key, left), self.send_split(key, right))
-                    .await;
+                futures_util::future::join(
+                    self.send_split(key, left, None),
+                    self.send_split(key, right, None),
+                )
+                .await;
                 return;
             }
-            for (_, tx) in items {
-                let _ = tx.send(result.clone());
+            let (payloads, waiters): (Vec<P>, Vec<oneshot::Sender<O>>) =
+                items.into_iter().map(|(_, p, tx)| (p, tx)).unzip();
+            let outcomes = (self.on_answer)(result, payloads).await;
+            for (tx, outcome) in waiters.into_iter().zip(outcomes) {
+                let _ = tx.send(outcome);
             }
         })
     }

@@ -1,12 +1,13 @@
 //! One claimed (dialog, level): lease it, check it, hand it to its batch, and
-//! record what Meta said — one `capi_events_log` row per attempt.
+//! record what Meta said — one `capi_events_log` row per attempt, written for
+//! a whole request at once.
 //!
 //! Exactly once: the delivery row is leased before the request and closed
 //! (with the dialog's `capi_<level>_sent` flags) in the same transaction as the
 //! success row; a message for a closed delivery is acknowledged without a
 //! request. The one remaining window for a duplicate is a crash after Meta's
 //! 200 and before that transaction commits; it is retried in-process so the
-//! window stays as short as one small transaction.
+//! window stays as short as one transaction.
 
 use crate::{
     batcher::{BatchKey, Batcher, EventResult},
@@ -30,7 +31,7 @@ use std::{
 };
 use storage::{
     DbPool,
-    capi::{self, DeliveryContext, LogEntry, LogStatus},
+    capi::{self, DeliveryContext, Finished, LogEntry, LogStatus},
 };
 
 /// When to try again.
@@ -46,33 +47,26 @@ pub struct RetryPolicy {
     pub age_margin_secs: i64,
 }
 
+/// An event in a batch, with what is needed to record its outcome.
+pub(crate) struct Pending {
+    ctx: DeliveryContext,
+    queued: CapiEventQueued,
+    attempt: i32,
+    /// This event's part of the request (no token).
+    request: Value,
+    throttle_key: String,
+}
+
+pub(crate) type SenderBatcher = Batcher<Pending, Outcome>;
+
 pub(crate) struct Deliverer {
     pub pool: DbPool,
-    pub batcher: Arc<Batcher>,
     pub policy: RetryPolicy,
     pub lease: Duration,
     pub metrics: Arc<Metrics>,
     /// Ad accounts Meta is throttling, and until when.
     pub throttled: Mutex<HashMap<String, Instant>>,
-}
-
-/// What one attempt ended with.
-struct Attempt {
-    status: LogStatus,
-    reason: Option<String>,
-    request: Option<Value>,
-    result: Option<EventResult>,
-}
-
-impl Attempt {
-    fn skipped(reason: &str) -> Attempt {
-        Attempt {
-            status: LogStatus::Skipped,
-            reason: Some(reason.to_owned()),
-            request: None,
-            result: None,
-        }
-    }
+    pub partner_agent: Option<String>,
 }
 
 fn non_empty(s: &Option<String>) -> Option<&str> {
@@ -87,19 +81,63 @@ fn throttle_key(ctx: &DeliveryContext, token: &str) -> String {
     }
 }
 
+enum Prepared {
+    Done(Outcome),
+    Skipped {
+        ctx: Box<DeliveryContext>,
+        attempt: i32,
+        reason: &'static str,
+    },
+    Send(BatchKey, Value, Box<Pending>),
+}
+
 impl Deliverer {
-    pub async fn handle(self: &Arc<Self>, m: Incoming) -> Outcome {
+    pub async fn handle(self: &Arc<Self>, batcher: &Arc<SenderBatcher>, m: Incoming) -> Outcome {
         let queued: CapiEventQueued = match decode(&m.payload) {
             Ok(q) => q,
             Err(e) => return Outcome::DeadLetter(e.to_string()),
         };
-        match self.deliver(&queued).await {
-            Ok(outcome) => outcome,
+        let retry_soon = Outcome::Retry(Duration::from_millis(
+            self.policy.schedule_ms.first().copied().unwrap_or(5_000),
+        ));
+        match self.prepare(queued.clone()).await {
+            Ok(Prepared::Done(o)) => o,
+            Ok(Prepared::Skipped {
+                ctx,
+                attempt,
+                reason,
+            }) => {
+                self.metrics.event("skipped");
+                let entry = log_entry(
+                    &ctx,
+                    &queued,
+                    attempt,
+                    LogStatus::Skipped,
+                    Some(reason),
+                    None,
+                    None,
+                );
+                let done = [finished(&ctx, &queued)];
+                match self
+                    .record(&[entry], &[(LogStatus::Skipped, &done[..])], &[])
+                    .await
+                {
+                    Ok(()) => Outcome::Ack,
+                    Err(_) => retry_soon,
+                }
+            }
+            Ok(Prepared::Send(key, event, pending)) => {
+                match batcher.submit(key, event, *pending).await {
+                    Some(o) => o,
+                    None => {
+                        tracing::error!(dialog_id = %queued.dialog_id, "the batch was dropped before an answer; retrying");
+                        retry_soon
+                    }
+                }
+            }
             Err(e) => {
                 tracing::warn!(dialog_id = %queued.dialog_id, level = %queued.level, error = format!("{e:#}"), "delivery failed; retrying");
-                Outcome::Retry(Duration::from_millis(
-                    self.policy.schedule_ms.first().copied().unwrap_or(5_000),
-                ))
+                retry_soon
             }
         }
     }
@@ -109,22 +147,22 @@ impl Deliverer {
         until.checked_duration_since(Instant::now())
     }
 
-    async fn deliver(self: &Arc<Self>, q: &CapiEventQueued) -> anyhow::Result<Outcome> {
+    async fn prepare(&self, q: CapiEventQueued) -> anyhow::Result<Prepared> {
+        let (dialog_id, level) = (q.dialog_id, q.level);
         let mut conn = self.pool.get().await?;
-        let Some(ctx) = capi::delivery_context(&mut conn, q.dialog_id, q.level).await? else {
-            return Ok(Outcome::DeadLetter(format!(
-                "no claimed {} delivery for dialog {}",
-                q.level, q.dialog_id
-            )));
+        let Some(ctx) = capi::delivery_context(&mut conn, dialog_id, level).await? else {
+            return Ok(Prepared::Done(Outcome::DeadLetter(format!(
+                "no claimed {level} delivery for dialog {dialog_id}"
+            ))));
         };
         if ctx.status != "pending" {
-            tracing::debug!(dialog_id = %q.dialog_id, level = %q.level, status = %ctx.status, "already delivered; nothing to send");
-            return Ok(Outcome::Ack);
+            tracing::debug!(%dialog_id, %level, status = %ctx.status, "already delivered; nothing to send");
+            return Ok(Prepared::Done(Outcome::Ack));
         }
         // A throttled ad account's events wait without using an attempt.
         let key = non_empty(&ctx.access_token).map(|t| throttle_key(&ctx, t));
         if let Some(wait) = key.as_deref().and_then(|k| self.throttled_for(k)) {
-            return Ok(Outcome::Retry(wait));
+            return Ok(Prepared::Done(Outcome::Retry(wait)));
         }
         let lease_secs = i64::try_from(self.lease.as_secs()).unwrap_or(60);
         let Some(attempt) = capi::lease(&mut conn, ctx.delivery_id, lease_secs).await? else {
@@ -133,24 +171,25 @@ impl Deliverer {
                 .lease_until
                 .and_then(|t| (t - Utc::now()).to_std().ok())
                 .unwrap_or_default();
-            return Ok(Outcome::Retry(wait + Duration::from_secs(1)));
+            return Ok(Prepared::Done(Outcome::Retry(
+                wait + Duration::from_secs(1),
+            )));
         };
         drop(conn);
-        let a = self.attempt(&ctx, q).await;
-        let outcome = self.decide(&ctx, q, attempt, &a, key.as_deref());
-        self.persist(&ctx, q, attempt, &a, &outcome).await?;
-        Ok(outcome)
-    }
-
-    async fn attempt(self: &Arc<Self>, ctx: &DeliveryContext, q: &CapiEventQueued) -> Attempt {
-        let (dialog_id, level) = (q.dialog_id, q.level);
+        let skip = |reason| {
+            Ok(Prepared::Skipped {
+                ctx: Box::new(ctx.clone()),
+                attempt,
+                reason,
+            })
+        };
         let Some(pixel_id) = non_empty(&ctx.pixel_id) else {
             tracing::warn!(%dialog_id, %level, "skipped: the direction has no pixel");
-            return Attempt::skipped("no_pixel");
+            return skip("no_pixel");
         };
-        let Some(token) = non_empty(&ctx.access_token) else {
+        let (Some(token), Some(throttle_key)) = (non_empty(&ctx.access_token), key) else {
             tracing::warn!(%dialog_id, %level, direction_id = ?ctx.direction_id, "skipped: no access token on the ad account or user account");
-            return Attempt::skipped("no_access_token");
+            return skip("no_access_token");
         };
         let event_time = match check_event_time(
             ctx.event_time.timestamp(),
@@ -160,7 +199,7 @@ impl Deliverer {
             EventTime::Send(t) => t,
             EventTime::TooOld => {
                 tracing::warn!(%dialog_id, %level, event_time = %ctx.event_time, "skipped: older than Meta's 7-day window");
-                return Attempt::skipped("too_old");
+                return skip("too_old");
             }
         };
         let facts = EventFacts {
@@ -180,7 +219,7 @@ impl Deliverer {
             Ok(e) => e,
             Err(e) => {
                 tracing::warn!(%dialog_id, %level, reason = %e, "skipped");
-                return Attempt::skipped("no_user_data");
+                return skip("no_user_data");
             }
         };
         if facts.ctwa_clid.is_none() {
@@ -190,7 +229,7 @@ impl Deliverer {
         let request = build_request(
             vec![event.clone()],
             test_event_code.as_deref(),
-            self.batcher.partner_agent(),
+            self.partner_agent.as_deref(),
         );
         let key = BatchKey {
             pixel_id: pixel_id.to_owned(),
@@ -198,50 +237,93 @@ impl Deliverer {
             app_secret: non_empty(&ctx.app_secret).map(str::to_owned),
             test_event_code,
         };
-        let result = self.batcher.submit(key, event).await;
-        if result.is_none() {
-            tracing::error!(%dialog_id, %level, "the batch was dropped before an answer; retrying");
+        Ok(Prepared::Send(
+            key,
+            event,
+            Box::new(Pending {
+                ctx,
+                queued: q,
+                attempt,
+                request,
+                throttle_key,
+            }),
+        ))
+    }
+
+    /// A request's answer for its events: decide each one's fate, record all
+    /// of them in one transaction, and return their outcomes in order.
+    pub async fn on_answer(self: Arc<Self>, r: EventResult, items: Vec<Pending>) -> Vec<Outcome> {
+        let lag_base = Utc::now();
+        let outcomes: Vec<(Outcome, LogStatus, Option<String>)> =
+            items.iter().map(|p| self.decide(&r, p)).collect();
+        let mut entries = Vec::with_capacity(items.len());
+        let (mut ok, mut failed, mut retry) = (Vec::new(), Vec::new(), Vec::new());
+        for (p, (outcome, status, reason)) in items.iter().zip(&outcomes) {
+            self.metrics.queue_lag_seconds.observe(
+                (lag_base - p.ctx.claimed_at)
+                    .to_std()
+                    .unwrap_or_default()
+                    .as_secs_f64(),
+            );
+            entries.push(log_entry(
+                &p.ctx,
+                &p.queued,
+                p.attempt,
+                *status,
+                reason.as_deref(),
+                Some(&p.request),
+                Some(&r),
+            ));
+            match (status, outcome) {
+                (LogStatus::Success, _) => ok.push(finished(&p.ctx, &p.queued)),
+                (_, Outcome::Retry(_)) => retry.push(p.ctx.delivery_id),
+                _ => failed.push(finished(&p.ctx, &p.queued)),
+            }
         }
-        Attempt {
-            status: LogStatus::Error,
-            reason: None,
-            request: Some(request),
-            result,
+        let closes = [
+            (LogStatus::Success, &ok[..]),
+            (LogStatus::Error, &failed[..]),
+        ];
+        match self.record(&entries, &closes, &retry).await {
+            Ok(()) => outcomes.into_iter().map(|(o, _, _)| o).collect(),
+            Err(e) => {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    events = items.len(),
+                    "could not record Meta's answer; the events will be retried"
+                );
+                let wait = Duration::from_secs(self.lease.as_secs() + 1);
+                items.iter().map(|_| Outcome::Retry(wait)).collect()
+            }
         }
     }
 
-    /// Turns Meta's verdict into what happens to the message (and notes throttling).
-    fn decide(
-        &self,
-        ctx: &DeliveryContext,
-        q: &CapiEventQueued,
-        attempt: i32,
-        a: &Attempt,
-        key: Option<&str>,
-    ) -> Outcome {
-        if a.status == LogStatus::Skipped {
-            self.metrics.event("skipped");
-            return Outcome::Ack;
-        }
-        let verdict = a.result.as_ref().map_or(Verdict::Transient, |r| r.verdict);
-        if a.result.is_some() {
-            let lag = (Utc::now() - ctx.claimed_at).to_std().unwrap_or_default();
-            self.metrics.queue_lag_seconds.observe(lag.as_secs_f64());
-        }
-        match verdict {
+    fn decide(&self, r: &EventResult, p: &Pending) -> (Outcome, LogStatus, Option<String>) {
+        let (ctx, q) = (&p.ctx, &p.queued);
+        match r.verdict {
             Verdict::Accepted => {
-                tracing::info!(dialog_id = %q.dialog_id, level = %q.level, event_id = %ctx.event_id, pixel_id = ?ctx.pixel_id, "CAPI event sent");
+                tracing::info!(dialog_id = %q.dialog_id, level = %q.level, event_id = %ctx.event_id, pixel_id = ?ctx.pixel_id, batch_size = r.batch_size, "CAPI event sent");
                 self.metrics.event("sent");
-                Outcome::Ack
+                (Outcome::Ack, LogStatus::Success, None)
             }
             Verdict::Invalid | Verdict::Permanent => {
-                tracing::error!(dialog_id = %q.dialog_id, level = %q.level, event_id = %ctx.event_id, ?verdict,
-                    message = ?a.result.as_ref().and_then(|r| r.error_message.clone()), "Meta rejected the event");
+                tracing::error!(dialog_id = %q.dialog_id, level = %q.level, event_id = %ctx.event_id, verdict = ?r.verdict,
+                    message = ?r.error_message, "Meta rejected the event");
                 self.metrics.event("failed");
-                Outcome::Ack
+                let reason = if r.verdict == Verdict::Invalid {
+                    "invalid"
+                } else {
+                    "permanent"
+                };
+                (Outcome::Ack, LogStatus::Error, Some(reason.to_owned()))
             }
             Verdict::Transient | Verdict::Throttled => {
-                let attempt_no = u32::try_from(attempt).unwrap_or(u32::MAX);
+                let label = if r.verdict == Verdict::Throttled {
+                    "throttled"
+                } else {
+                    "transient"
+                };
+                let attempt_no = u32::try_from(p.attempt).unwrap_or(u32::MAX);
                 let Some(mut wait) = retry_delay_ms(
                     &self.policy.schedule_ms,
                     attempt_no,
@@ -249,95 +331,58 @@ impl Deliverer {
                     rand::random::<f64>(),
                 )
                 .map(Duration::from_millis) else {
-                    tracing::error!(dialog_id = %q.dialog_id, level = %q.level, event_id = %ctx.event_id, attempt, "giving up after the last attempt");
+                    tracing::error!(dialog_id = %q.dialog_id, level = %q.level, event_id = %ctx.event_id, attempt = p.attempt, "giving up after the last attempt");
                     self.metrics.event("failed");
-                    return Outcome::DeadLetter(format!("gave up after {attempt} attempts"));
+                    let why = format!("gave up after {} attempts", p.attempt);
+                    return (
+                        Outcome::DeadLetter(why.clone()),
+                        LogStatus::Error,
+                        Some(format!("{label} ({why})")),
+                    );
                 };
-                if verdict == Verdict::Throttled {
+                if r.verdict == Verdict::Throttled {
                     wait = wait.max(self.policy.throttle_backoff);
-                    if let (Some(k), Ok(mut t)) = (key, self.throttled.lock()) {
-                        t.insert(k.to_owned(), Instant::now() + self.policy.throttle_backoff);
+                    if let Ok(mut t) = self.throttled.lock() {
+                        t.insert(
+                            p.throttle_key.clone(),
+                            Instant::now() + self.policy.throttle_backoff,
+                        );
                     }
                 }
-                tracing::warn!(dialog_id = %q.dialog_id, level = %q.level, event_id = %ctx.event_id, attempt, ?verdict, retry_in_ms = wait.as_millis() as u64, "Meta unavailable; will retry");
+                tracing::warn!(dialog_id = %q.dialog_id, level = %q.level, event_id = %ctx.event_id, attempt = p.attempt, verdict = label,
+                    retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "Meta unavailable; will retry");
                 self.metrics.retries.inc();
-                Outcome::Retry(wait)
+                (
+                    Outcome::Retry(wait),
+                    LogStatus::Error,
+                    Some(format!("{label}; will retry")),
+                )
             }
         }
     }
 
-    /// Writes the attempt's log row and, if the delivery is over, closes it
-    /// (setting the flags on success), in one transaction.
-    async fn persist(
+    /// Log rows, closed deliveries (flags on success) and released leases, in
+    /// one transaction; retried for a while, since after Meta's 200 this is
+    /// what stands between us and a duplicate.
+    async fn record(
         &self,
-        ctx: &DeliveryContext,
-        q: &CapiEventQueued,
-        attempt: i32,
-        a: &Attempt,
-        outcome: &Outcome,
+        entries: &[LogEntry<'_>],
+        closes: &[(LogStatus, &[Finished<'_>])],
+        released: &[i64],
     ) -> anyhow::Result<()> {
         use diesel_async::AsyncConnection;
-        let r = a.result.as_ref();
-        let verdict = r.map(|r| r.verdict);
-        let (status, finished, reason) = match (a.status, verdict, outcome) {
-            (LogStatus::Skipped, _, _) => (LogStatus::Skipped, true, a.reason.clone()),
-            (_, Some(Verdict::Accepted), _) => (LogStatus::Success, true, None),
-            (_, Some(Verdict::Invalid), _) => (LogStatus::Error, true, Some("invalid".to_owned())),
-            (_, Some(Verdict::Permanent), _) => {
-                (LogStatus::Error, true, Some("permanent".to_owned()))
-            }
-            (_, v, Outcome::DeadLetter(why)) => (
-                LogStatus::Error,
-                true,
-                Some(format!("{} ({why})", label(v))),
-            ),
-            (_, v, _) => (
-                LogStatus::Error,
-                false,
-                Some(format!("{}; will retry", label(v))),
-            ),
-        };
-        let entry = LogEntry {
-            dialog_id: q.dialog_id,
-            direction_id: ctx.direction_id,
-            user_account_id: ctx.user_account_id,
-            level: q.level,
-            event_name: ctx.event_name(q.level),
-            event_id: &ctx.event_id,
-            pixel_id: ctx.pixel_id.as_deref(),
-            status,
-            attempt,
-            reason: reason.as_deref(),
-            request: a.request.as_ref(),
-            response: r.and_then(|r| r.response.as_ref()),
-            http_status: r.and_then(|r| r.http_status).map(i32::from),
-            error_message: r
-                .and_then(|r| r.error_message.as_deref())
-                .filter(|_| status != LogStatus::Success),
-            duration_ms: r.map(|r| i32::try_from(r.duration.as_millis()).unwrap_or(i32::MAX)),
-            batch_id: r.map(|r| r.batch_id),
-            batch_size: r.map(|r| i32::try_from(r.batch_size).unwrap_or(i32::MAX)),
-            fbtrace_id: r.and_then(|r| r.fbtrace_id.as_deref()),
-        };
         let mut delay = Duration::from_millis(100);
-        for tries in 1.. {
+        let mut tries = 0;
+        loop {
+            tries += 1;
             let result = async {
                 let mut conn = self.pool.get().await?;
                 conn.transaction::<_, storage::DbError, _>(async |conn| {
-                    capi::insert_log(conn, &entry).await?;
-                    if finished {
-                        capi::finish(
-                            conn,
-                            ctx.delivery_id,
-                            q.dialog_id,
-                            q.level,
-                            &ctx.event_id,
-                            status,
-                        )
-                        .await?;
-                    } else {
-                        capi::release(conn, ctx.delivery_id).await?;
+                    capi::insert_logs(conn, entries).await?;
+                    for (status, done) in closes {
+                        capi::finish_many(conn, done, *status).await?;
                     }
+                    capi::release_many(conn, released).await?;
                     Ok(())
                 })
                 .await?;
@@ -347,20 +392,57 @@ impl Deliverer {
             match result {
                 Ok(()) => return Ok(()),
                 Err(e) if tries < 20 => {
-                    tracing::warn!(dialog_id = %q.dialog_id, error = format!("{e:#}"), "could not record the attempt; retrying");
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "could not record attempts; retrying"
+                    );
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
     }
 }
 
-fn label(v: Option<Verdict>) -> &'static str {
-    match v {
-        Some(Verdict::Throttled) => "throttled",
-        _ => "transient",
+fn finished<'a>(ctx: &'a DeliveryContext, q: &CapiEventQueued) -> Finished<'a> {
+    Finished {
+        delivery_id: ctx.delivery_id,
+        dialog_id: q.dialog_id,
+        level: q.level,
+        event_id: &ctx.event_id,
+    }
+}
+
+fn log_entry<'a>(
+    ctx: &'a DeliveryContext,
+    q: &CapiEventQueued,
+    attempt: i32,
+    status: LogStatus,
+    reason: Option<&'a str>,
+    request: Option<&'a Value>,
+    r: Option<&'a EventResult>,
+) -> LogEntry<'a> {
+    LogEntry {
+        dialog_id: q.dialog_id,
+        direction_id: ctx.direction_id,
+        user_account_id: ctx.user_account_id,
+        level: q.level,
+        event_name: ctx.event_name(q.level),
+        event_id: &ctx.event_id,
+        pixel_id: ctx.pixel_id.as_deref(),
+        status,
+        attempt,
+        reason,
+        request,
+        response: r.and_then(|r| r.response.as_ref()),
+        http_status: r.and_then(|r| r.http_status).map(i32::from),
+        error_message: r
+            .and_then(|r| r.error_message.as_deref())
+            .filter(|_| status != LogStatus::Success),
+        duration_ms: r.map(|r| i32::try_from(r.duration.as_millis()).unwrap_or(i32::MAX)),
+        batch_id: r.map(|r| r.batch_id),
+        batch_size: r.map(|r| i32::try_from(r.batch_size).unwrap_or(i32::MAX)),
+        fbtrace_id: r.and_then(|r| r.fbtrace_id.as_deref()),
     }
 }

@@ -148,29 +148,36 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         &m.graph_version,
         Duration::from_millis(m.timeout_ms),
     )?;
-    let batcher = batcher::Batcher::new(
-        client,
-        m.batch_size,
-        Duration::from_millis(m.linger_ms),
-        m.max_concurrent_requests,
-        Some(m.partner_agent.clone()),
-        metrics.clone(),
-    );
+    let partner_agent = Some(m.partner_agent.clone()).filter(|a| !a.trim().is_empty());
     let deliverer = Arc::new(deliver::Deliverer {
         pool: runtime.pool.clone(),
-        batcher,
         policy,
         lease: Duration::from_secs(m.lease_secs.max(1)),
-        metrics,
+        metrics: metrics.clone(),
         throttled: Mutex::new(HashMap::new()),
+        partner_agent: partner_agent.clone(),
     });
+    let d = deliverer.clone();
+    let on_answer: batcher::OnAnswer<deliver::Pending, bus::Outcome> =
+        Arc::new(move |result, items| Box::pin(d.clone().on_answer(result, items)));
+    let batcher = batcher::Batcher::new(
+        client,
+        batcher::BatcherConfig {
+            batch_size: m.batch_size,
+            linger: Duration::from_millis(m.linger_ms),
+            max_concurrent_requests: m.max_concurrent_requests,
+            partner_agent,
+        },
+        metrics,
+        on_answer,
+    );
     let work = bus::consume(
         runtime.bus.clone(),
         bus::Queue::CapiEvents,
         runtime.stop.clone(),
         move |msg| {
-            let d = deliverer.clone();
-            async move { d.handle(msg).await }
+            let (d, b) = (deliverer.clone(), batcher.clone());
+            async move { d.handle(&b, msg).await }
         },
     );
     runtime.spawn_worker(work);

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use diesel::{
     OptionalExtension, QueryableByName,
-    sql_types::{BigInt, Bool, Int2, Int4, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid},
+    sql_types::{Array, BigInt, Bool, Int2, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::level::Level;
@@ -185,13 +185,7 @@ pub async fn release(
     conn: &mut AsyncPgConnection,
     delivery_id: i64,
 ) -> Result<(), diesel::result::Error> {
-    diesel::sql_query(
-        "UPDATE capi_deliveries SET lease_until = NULL WHERE id = $1 AND status = 'pending'",
-    )
-    .bind::<BigInt, _>(delivery_id)
-    .execute(conn)
-    .await?;
-    Ok(())
+    release_many(conn, &[delivery_id]).await
 }
 
 /// How an attempt ended.
@@ -235,41 +229,145 @@ pub struct LogEntry<'a> {
     pub fbtrace_id: Option<&'a str>,
 }
 
+#[derive(diesel::Insertable)]
+#[diesel(table_name = crate::schema::capi_events_log)]
+struct NewLogRow<'a> {
+    dialog_id: Option<Uuid>,
+    direction_id: Option<Uuid>,
+    user_account_id: Option<Uuid>,
+    event_level: i16,
+    event_name: &'a str,
+    event_id: &'a str,
+    pixel_id: Option<&'a str>,
+    status: &'a str,
+    attempt: i32,
+    reason: Option<&'a str>,
+    request: Option<&'a Value>,
+    response: Option<&'a Value>,
+    http_status: Option<i32>,
+    error_message: Option<&'a str>,
+    duration_ms: Option<i32>,
+    batch_id: Option<Uuid>,
+    batch_size: Option<i32>,
+    fbtrace_id: Option<&'a str>,
+}
+
+impl<'a> From<&'a LogEntry<'a>> for NewLogRow<'a> {
+    fn from(e: &'a LogEntry<'a>) -> Self {
+        NewLogRow {
+            dialog_id: Some(e.dialog_id),
+            direction_id: e.direction_id,
+            user_account_id: e.user_account_id,
+            event_level: e.level.number(),
+            event_name: e.event_name,
+            event_id: e.event_id,
+            pixel_id: e.pixel_id,
+            status: e.status.as_str(),
+            attempt: e.attempt,
+            reason: e.reason,
+            request: e.request,
+            response: e.response,
+            http_status: e.http_status,
+            error_message: e.error_message,
+            duration_ms: e.duration_ms,
+            batch_id: e.batch_id,
+            batch_size: e.batch_size,
+            fbtrace_id: e.fbtrace_id,
+        }
+    }
+}
+
 pub async fn insert_log(
     conn: &mut AsyncPgConnection,
     e: &LogEntry<'_>,
 ) -> Result<(), diesel::result::Error> {
+    insert_logs(conn, std::slice::from_ref(e)).await
+}
+
+/// Many attempts in one statement (a batch's rows).
+pub async fn insert_logs(
+    conn: &mut AsyncPgConnection,
+    entries: &[LogEntry<'_>],
+) -> Result<(), diesel::result::Error> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<NewLogRow<'_>> = entries.iter().map(NewLogRow::from).collect();
+    diesel::insert_into(crate::schema::capi_events_log::table)
+        .values(&rows)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// One delivery to close: its row, dialog, level and event id.
+#[derive(Debug, Clone)]
+pub struct Finished<'a> {
+    pub delivery_id: i64,
+    pub dialog_id: Uuid,
+    pub level: Level,
+    pub event_id: &'a str,
+}
+
+/// Closes many deliveries with one status; on success also sets each
+/// dialog's `capi_<level>_sent` flags (once).
+pub async fn finish_many(
+    conn: &mut AsyncPgConnection,
+    done: &[Finished<'_>],
+    status: LogStatus,
+) -> Result<(), diesel::result::Error> {
+    if done.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = done.iter().map(|d| d.delivery_id).collect();
+    diesel::sql_query("UPDATE capi_deliveries SET status = $2, finished_at = now(), lease_until = NULL WHERE id = ANY($1)")
+        .bind::<Array<BigInt>, _>(&ids)
+        .bind::<Text, _>(status.as_str())
+        .execute(conn)
+        .await?;
+    if status != LogStatus::Success {
+        return Ok(());
+    }
+    for level in Level::ALL {
+        let of_level: Vec<&Finished<'_>> = done.iter().filter(|d| d.level == level).collect();
+        if of_level.is_empty() {
+            continue;
+        }
+        let dialogs: Vec<Uuid> = of_level.iter().map(|d| d.dialog_id).collect();
+        let event_ids: Vec<&str> = of_level.iter().map(|d| d.event_id).collect();
+        // Column names come from a closed enum, never from input.
+        let l = level.as_str();
+        diesel::sql_query(format!(
+            "UPDATE dialog_analysis d SET capi_{l}_sent = true, capi_{l}_sent_at = now(), capi_{l}_event_id = x.event_id, \
+               updated_at = now() FROM unnest($1::uuid[], $2::text[]) AS x(id, event_id) \
+             WHERE d.id = x.id AND NOT d.capi_{l}_sent"
+        ))
+        .bind::<Array<SqlUuid>, _>(&dialogs)
+        .bind::<Array<Text>, _>(&event_ids)
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Gives many leases back (their events will be retried).
+pub async fn release_many(
+    conn: &mut AsyncPgConnection,
+    delivery_ids: &[i64],
+) -> Result<(), diesel::result::Error> {
+    if delivery_ids.is_empty() {
+        return Ok(());
+    }
     diesel::sql_query(
-        "INSERT INTO capi_events_log (dialog_id, direction_id, user_account_id, event_level, event_name, event_id, \
-           pixel_id, status, attempt, reason, request, response, http_status, error_message, duration_ms, \
-           batch_id, batch_size, fbtrace_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+        "UPDATE capi_deliveries SET lease_until = NULL WHERE id = ANY($1) AND status = 'pending'",
     )
-    .bind::<SqlUuid, _>(e.dialog_id)
-    .bind::<Nullable<SqlUuid>, _>(e.direction_id)
-    .bind::<Nullable<SqlUuid>, _>(e.user_account_id)
-    .bind::<Int2, _>(e.level.number())
-    .bind::<Text, _>(e.event_name)
-    .bind::<Text, _>(e.event_id)
-    .bind::<Nullable<Text>, _>(e.pixel_id)
-    .bind::<Text, _>(e.status.as_str())
-    .bind::<Int4, _>(e.attempt)
-    .bind::<Nullable<Text>, _>(e.reason)
-    .bind::<Nullable<Jsonb>, _>(e.request)
-    .bind::<Nullable<Jsonb>, _>(e.response)
-    .bind::<Nullable<Int4>, _>(e.http_status)
-    .bind::<Nullable<Text>, _>(e.error_message)
-    .bind::<Nullable<Int4>, _>(e.duration_ms)
-    .bind::<Nullable<SqlUuid>, _>(e.batch_id)
-    .bind::<Nullable<Int4>, _>(e.batch_size)
-    .bind::<Nullable<Text>, _>(e.fbtrace_id)
+    .bind::<Array<BigInt>, _>(delivery_ids)
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// Closes a delivery. On success the dialog's `capi_<level>_sent` flags are
-/// set (only then, and only once).
+/// Closes one delivery (see [`finish_many`]).
 pub async fn finish(
     conn: &mut AsyncPgConnection,
     delivery_id: i64,
@@ -278,26 +376,17 @@ pub async fn finish(
     event_id: &str,
     status: LogStatus,
 ) -> Result<(), diesel::result::Error> {
-    diesel::sql_query(
-        "UPDATE capi_deliveries SET status = $2, finished_at = now(), lease_until = NULL WHERE id = $1",
+    finish_many(
+        conn,
+        &[Finished {
+            delivery_id,
+            dialog_id,
+            level,
+            event_id,
+        }],
+        status,
     )
-    .bind::<BigInt, _>(delivery_id)
-    .bind::<Text, _>(status.as_str())
-    .execute(conn)
-    .await?;
-    if status == LogStatus::Success {
-        // Column names come from a closed enum, never from input.
-        let l = level.as_str();
-        diesel::sql_query(format!(
-            "UPDATE dialog_analysis SET capi_{l}_sent = true, capi_{l}_sent_at = now(), capi_{l}_event_id = $2, \
-               updated_at = now() WHERE id = $1 AND NOT capi_{l}_sent"
-        ))
-        .bind::<SqlUuid, _>(dialog_id)
-        .bind::<Text, _>(event_id)
-        .execute(conn)
-        .await?;
-    }
-    Ok(())
+    .await
 }
 
 /// The three sent flags of a dialog (for operators and tests).

@@ -8,6 +8,7 @@ pub mod directions;
 pub mod migrations;
 pub mod outbox;
 mod pool;
+mod schema;
 
 pub use diesel_async::AsyncPgConnection;
 pub use pool::{DbPool, connect_pool, ping};
