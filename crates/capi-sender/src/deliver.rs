@@ -11,6 +11,7 @@
 
 use crate::{
     batcher::{BatchKey, Batcher, EventResult},
+    loader::{Loaded, Loader, Throttled, throttle_key},
     metrics::Metrics,
 };
 use bus::{
@@ -23,10 +24,8 @@ use domain::{
     meta_errors::{Verdict, retry_delay_ms},
 };
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 use storage::{
@@ -64,21 +63,13 @@ pub(crate) struct Deliverer {
     pub policy: RetryPolicy,
     pub lease: Duration,
     pub metrics: Arc<Metrics>,
-    /// Ad accounts Meta is throttling, and until when.
-    pub throttled: Mutex<HashMap<String, Instant>>,
+    pub loader: Loader,
+    pub throttled: Throttled,
     pub partner_agent: Option<String>,
 }
 
 fn non_empty(s: &Option<String>) -> Option<&str> {
     s.as_deref().map(str::trim).filter(|s| !s.is_empty())
-}
-
-/// Throttling is per ad account; without one, per token.
-fn throttle_key(ctx: &DeliveryContext, token: &str) -> String {
-    match ctx.ad_account_id {
-        Some(id) => id.to_string(),
-        None => hex::encode(&Sha256::digest(token.as_bytes())[..8]),
-    }
 }
 
 enum Prepared {
@@ -142,40 +133,25 @@ impl Deliverer {
         }
     }
 
-    fn throttled_for(&self, key: &str) -> Option<Duration> {
-        let until = *self.throttled.lock().ok()?.get(key)?;
-        until.checked_duration_since(Instant::now())
-    }
-
     async fn prepare(&self, q: CapiEventQueued) -> anyhow::Result<Prepared> {
         let (dialog_id, level) = (q.dialog_id, q.level);
-        let mut conn = self.pool.get().await?;
-        let Some(ctx) = capi::delivery_context(&mut conn, dialog_id, level).await? else {
-            return Ok(Prepared::Done(Outcome::DeadLetter(format!(
-                "no claimed {level} delivery for dialog {dialog_id}"
-            ))));
+        let (ctx, attempt) = match self.loader.load(dialog_id, level).await? {
+            Loaded::Missing => {
+                return Ok(Prepared::Done(Outcome::DeadLetter(format!(
+                    "no claimed {level} delivery for dialog {dialog_id}"
+                ))));
+            }
+            Loaded::Finished(status) => {
+                tracing::debug!(%dialog_id, %level, %status, "already delivered; nothing to send");
+                return Ok(Prepared::Done(Outcome::Ack));
+            }
+            // A throttled ad account's events wait without using an attempt.
+            Loaded::Throttled(wait) | Loaded::Leased(wait) => {
+                return Ok(Prepared::Done(Outcome::Retry(wait)));
+            }
+            Loaded::Ready(ctx, attempt) => (*ctx, attempt),
         };
-        if ctx.status != "pending" {
-            tracing::debug!(%dialog_id, %level, status = %ctx.status, "already delivered; nothing to send");
-            return Ok(Prepared::Done(Outcome::Ack));
-        }
-        // A throttled ad account's events wait without using an attempt.
-        let key = non_empty(&ctx.access_token).map(|t| throttle_key(&ctx, t));
-        if let Some(wait) = key.as_deref().and_then(|k| self.throttled_for(k)) {
-            return Ok(Prepared::Done(Outcome::Retry(wait)));
-        }
-        let lease_secs = i64::try_from(self.lease.as_secs()).unwrap_or(60);
-        let Some(attempt) = capi::lease(&mut conn, ctx.delivery_id, lease_secs).await? else {
-            // Another sender holds it (or it just finished): look again once its lease would end.
-            let wait = ctx
-                .lease_until
-                .and_then(|t| (t - Utc::now()).to_std().ok())
-                .unwrap_or_default();
-            return Ok(Prepared::Done(Outcome::Retry(
-                wait + Duration::from_secs(1),
-            )));
-        };
-        drop(conn);
+        let key = throttle_key(&ctx);
         let skip = |reason| {
             Ok(Prepared::Skipped {
                 ctx: Box::new(ctx.clone()),

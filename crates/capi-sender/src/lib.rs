@@ -5,6 +5,7 @@
 
 mod batcher;
 mod deliver;
+mod loader;
 pub mod meta;
 mod metrics;
 
@@ -149,12 +150,15 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         Duration::from_millis(m.timeout_ms),
     )?;
     let partner_agent = Some(m.partner_agent.clone()).filter(|a| !a.trim().is_empty());
+    let lease = Duration::from_secs(m.lease_secs.max(1));
+    let throttled: loader::Throttled = Arc::new(Mutex::new(HashMap::new()));
     let deliverer = Arc::new(deliver::Deliverer {
         pool: runtime.pool.clone(),
         policy,
-        lease: Duration::from_secs(m.lease_secs.max(1)),
+        lease,
         metrics: metrics.clone(),
-        throttled: Mutex::new(HashMap::new()),
+        loader: loader::Loader::start(runtime.pool.clone(), lease, throttled.clone()),
+        throttled,
         partner_agent: partner_agent.clone(),
     });
     let d = deliverer.clone();

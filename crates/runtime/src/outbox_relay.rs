@@ -49,13 +49,15 @@ pub async fn relay_batch(pool: &DbPool, bus: &Bus) -> anyhow::Result<usize> {
     let published = conn
         .transaction::<_, storage::DbError, _>(async |conn| {
             let rows = outbox::lock_batch(conn, BATCH).await?;
+            // Published concurrently: the broker's confirms arrive pipelined.
+            let results =
+                futures_util::future::join_all(rows.iter().map(|row| publish(bus, row))).await;
             let mut done = Vec::with_capacity(rows.len());
-            for row in &rows {
-                if let Err(e) = publish(bus, row).await {
-                    failure = Some(e);
-                    break;
+            for (row, result) in rows.iter().zip(results) {
+                match result {
+                    Ok(()) => done.push(row.id),
+                    Err(e) => failure = Some(e),
                 }
-                done.push(row.id);
             }
             outbox::delete(conn, &done).await?;
             Ok(done.len())

@@ -55,6 +55,8 @@ pub struct DeliveryContext {
     pub event_time: DateTime<Utc>,
     #[diesel(sql_type = Int4)]
     pub attempts: i32,
+    #[diesel(sql_type = Int2)]
+    pub event_level: i16,
     #[diesel(sql_type = Nullable<Timestamptz>)]
     pub lease_until: Option<DateTime<Utc>>,
     #[diesel(sql_type = SqlUuid)]
@@ -132,7 +134,7 @@ pub async fn delivery_context(
     level: Level,
 ) -> Result<Option<DeliveryContext>, diesel::result::Error> {
     diesel::sql_query(
-        "SELECT cd.id AS delivery_id, cd.status, cd.event_id, cd.event_time, cd.attempts, cd.lease_until, \
+        "SELECT cd.id AS delivery_id, cd.status, cd.event_id, cd.event_time, cd.attempts, cd.event_level, cd.lease_until, \
            d.id AS dialog_id, d.contact_phone, d.ctwa_clid, d.direction_id, ad.user_account_id, ad.pixel_id, \
            ad.whatsapp_business_account_id AS waba_id, ad.event_name_interest, ad.event_name_qualified, \
            ad.event_name_scheduled, \
@@ -151,6 +153,61 @@ pub async fn delivery_context(
     .get_result(conn)
     .await
     .optional()
+}
+
+/// [`delivery_context`] for many (dialog, level) pairs in one query.
+pub async fn delivery_contexts(
+    conn: &mut AsyncPgConnection,
+    keys: &[(Uuid, Level)],
+) -> Result<Vec<DeliveryContext>, diesel::result::Error> {
+    let dialogs: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+    let levels: Vec<i16> = keys.iter().map(|k| k.1.number()).collect();
+    diesel::sql_query(
+        "SELECT cd.id AS delivery_id, cd.status, cd.event_id, cd.event_time, cd.attempts, cd.event_level, cd.lease_until, \
+           d.id AS dialog_id, d.contact_phone, d.ctwa_clid, d.direction_id, ad.user_account_id, ad.pixel_id, \
+           ad.whatsapp_business_account_id AS waba_id, ad.event_name_interest, ad.event_name_qualified, \
+           ad.event_name_scheduled, \
+           COALESCE(NULLIF(acc.access_token, ''), NULLIF(u.access_token, '')) AS access_token, \
+           CASE WHEN NULLIF(acc.access_token, '') IS NOT NULL THEN acc.app_secret ELSE u.app_secret END AS app_secret, \
+           ad.ad_account_id, ad.test_event_code, ad.ldu_enabled, ad.ldu_country, ad.ldu_state, cd.claimed_at \
+         FROM unnest($1::uuid[], $2::int2[]) AS k(dialog_id, event_level) \
+         JOIN capi_deliveries cd ON cd.dialog_id = k.dialog_id AND cd.event_level = k.event_level \
+         JOIN dialog_analysis d ON d.id = cd.dialog_id \
+         LEFT JOIN account_directions ad ON ad.id = d.direction_id \
+         LEFT JOIN ad_accounts acc ON acc.id = ad.ad_account_id \
+         LEFT JOIN user_accounts u ON u.id = ad.user_account_id",
+    )
+    .bind::<Array<SqlUuid>, _>(&dialogs)
+    .bind::<Array<Int2>, _>(&levels)
+    .load(conn)
+    .await
+}
+
+#[derive(QueryableByName)]
+struct Leased {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Int4)]
+    attempts: i32,
+}
+
+/// [`lease`] for many deliveries in one statement: `(delivery id, attempt)`
+/// for each one leased.
+pub async fn lease_many(
+    conn: &mut AsyncPgConnection,
+    delivery_ids: &[i64],
+    lease_secs: i64,
+) -> Result<Vec<(i64, i32)>, diesel::result::Error> {
+    let rows: Vec<Leased> = diesel::sql_query(
+        "UPDATE capi_deliveries SET lease_until = now() + make_interval(secs => $2), attempts = attempts + 1 \
+         WHERE id = ANY($1) AND status = 'pending' AND (lease_until IS NULL OR lease_until < now()) \
+         RETURNING id, attempts",
+    )
+    .bind::<Array<BigInt>, _>(delivery_ids)
+    .bind::<diesel::sql_types::Double, _>(lease_secs as f64)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.attempts)).collect())
 }
 
 #[derive(QueryableByName)]

@@ -1,0 +1,172 @@
+//! Loads and leases deliveries for many messages at once: concurrent
+//! handlers' requests are gathered for a moment and served by two statements
+//! (one context query, one lease update) instead of two per event.
+
+use chrono::Utc;
+use domain::level::Level;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+use storage::{DbPool, capi::DeliveryContext};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+/// Most requests served by one round of statements.
+const MAX_GATHER: usize = 1000;
+/// How long the first request of a round waits for company.
+const GATHER_WINDOW: Duration = Duration::from_millis(3);
+
+/// Ad accounts Meta is throttling, and until when.
+pub type Throttled = Arc<Mutex<HashMap<String, Instant>>>;
+
+pub enum Loaded {
+    /// No claim for this (dialog, level): the message is not ours to send.
+    Missing,
+    /// Finished already (a redelivered or replayed message).
+    Finished(String),
+    /// Its ad account is throttled: try again after this long, no attempt used.
+    Throttled(Duration),
+    /// Another sender holds the lease: look again after this long.
+    Leased(Duration),
+    /// Ours to send, as this attempt.
+    Ready(Box<DeliveryContext>, i32),
+}
+
+type Request = ((Uuid, Level), oneshot::Sender<Result<Loaded, String>>);
+
+#[derive(Clone)]
+pub struct Loader {
+    tx: mpsc::Sender<Request>,
+}
+
+/// Throttling is per ad account; without one, per token.
+pub fn throttle_key(ctx: &DeliveryContext) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let token = ctx
+        .access_token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())?;
+    Some(match ctx.ad_account_id {
+        Some(id) => id.to_string(),
+        None => hex::encode(&Sha256::digest(token.as_bytes())[..8]),
+    })
+}
+
+impl Loader {
+    pub fn start(pool: DbPool, lease: Duration, throttled: Throttled) -> Loader {
+        let (tx, rx) = mpsc::channel(MAX_GATHER * 4);
+        tokio::spawn(gather(rx, pool, lease, throttled));
+        Loader { tx }
+    }
+
+    pub async fn load(&self, dialog_id: Uuid, level: Level) -> anyhow::Result<Loaded> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(((dialog_id, level), reply))
+            .await
+            .map_err(|_| anyhow::anyhow!("the loader stopped"))?;
+        answer.await?.map_err(|e| anyhow::anyhow!(e))
+    }
+}
+
+async fn gather(
+    mut rx: mpsc::Receiver<Request>,
+    pool: DbPool,
+    lease: Duration,
+    throttled: Throttled,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut round = vec![first];
+        let window = tokio::time::sleep(GATHER_WINDOW);
+        tokio::pin!(window);
+        while round.len() < MAX_GATHER {
+            tokio::select! {
+                next = rx.recv() => match next {
+                    Some(r) => round.push(r),
+                    None => break,
+                },
+                _ = &mut window => break,
+            }
+        }
+        let (pool, throttled) = (pool.clone(), throttled.clone());
+        tokio::spawn(async move {
+            match serve(&pool, lease, &throttled, &round).await {
+                Ok(mut loaded) => {
+                    for (_, reply) in round {
+                        let _ = reply.send(Ok(loaded.pop_front().unwrap_or(Loaded::Missing)));
+                    }
+                }
+                Err(e) => {
+                    let msg = format!("{e:#}");
+                    for (_, reply) in round {
+                        let _ = reply.send(Err(msg.clone()));
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn serve(
+    pool: &DbPool,
+    lease: Duration,
+    throttled: &Throttled,
+    round: &[Request],
+) -> anyhow::Result<std::collections::VecDeque<Loaded>> {
+    let mut conn = pool.get().await?;
+    let keys: Vec<(Uuid, Level)> = round.iter().map(|(k, _)| *k).collect();
+    let contexts = storage::capi::delivery_contexts(&mut conn, &keys).await?;
+    let mut by_key: HashMap<(Uuid, i16), DeliveryContext> = contexts
+        .into_iter()
+        .map(|c| ((c.dialog_id, c.event_level), c))
+        .collect();
+    let now = Instant::now();
+    let throttled_until = |ctx: &DeliveryContext| {
+        let key = throttle_key(ctx)?;
+        let until = *throttled.lock().ok()?.get(&key)?;
+        until.checked_duration_since(now)
+    };
+    let mut to_lease = Vec::new();
+    for (k, _) in round {
+        if let Some(c) = by_key.get(&(k.0, k.1.number()))
+            && c.status == "pending"
+            && throttled_until(c).is_none()
+        {
+            to_lease.push(c.delivery_id);
+        }
+    }
+    to_lease.sort_unstable();
+    to_lease.dedup();
+    let lease_secs = i64::try_from(lease.as_secs()).unwrap_or(60);
+    let leased: HashMap<i64, i32> = storage::capi::lease_many(&mut conn, &to_lease, lease_secs)
+        .await?
+        .into_iter()
+        .collect();
+    let mut out = std::collections::VecDeque::with_capacity(round.len());
+    for (k, _) in round {
+        let key = (k.0, k.1.number());
+        let loaded = match by_key.get(&key) {
+            None => Loaded::Missing,
+            Some(c) if c.status != "pending" => Loaded::Finished(c.status.clone()),
+            Some(c) => match (throttled_until(c), leased.get(&c.delivery_id)) {
+                (Some(wait), _) => Loaded::Throttled(wait),
+                (None, Some(attempt)) => match by_key.remove(&key) {
+                    Some(ctx) => Loaded::Ready(Box::new(ctx), *attempt),
+                    None => Loaded::Missing,
+                },
+                (None, None) => {
+                    let wait = c
+                        .lease_until
+                        .and_then(|t| (t - Utc::now()).to_std().ok())
+                        .unwrap_or_default();
+                    Loaded::Leased(wait + Duration::from_secs(1))
+                }
+            },
+        };
+        out.push_back(loaded);
+    }
+    Ok(out)
+}
