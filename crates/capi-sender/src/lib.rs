@@ -53,7 +53,7 @@ const DEFAULTS: &str = r#"
 port = 8083
 
 [amqp]
-prefetch = 2000
+prefetch = 20000
 
 [meta]
 graph_base_url = "https://graph.facebook.com"
