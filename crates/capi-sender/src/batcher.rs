@@ -69,6 +69,29 @@ type Waiter<P, O> = (Value, P, oneshot::Sender<O>);
 pub type OnAnswer<P, O> =
     Arc<dyn Fn(EventResult, Vec<P>) -> BoxFuture<'static, Vec<O>> + Send + Sync>;
 
+/// Called just before a batch is sent with each event's fencing token;
+/// returns the delivery ids still owned. Events no longer owned are left out
+/// of the request and get `Dropped::dropped()`.
+pub type Fence = Arc<
+    dyn Fn(Vec<(i64, i32)>) -> BoxFuture<'static, Result<std::collections::HashSet<i64>, String>>
+        + Send
+        + Sync,
+>;
+
+/// What a batcher needs from an event's payload.
+pub trait Fenced {
+    /// (delivery id, attempt): who owns the event.
+    fn fence_token(&self) -> (i64, i32);
+}
+
+/// Outcomes for events that are not sent after all.
+pub trait Dropped {
+    /// Someone else owns the event now.
+    fn dropped() -> Self;
+    /// Ownership could not be checked.
+    fn fence_failed() -> Self;
+}
+
 struct Open<P, O> {
     generation: u64,
     items: Vec<Waiter<P, O>>,
@@ -84,6 +107,7 @@ pub struct Batcher<P, O> {
     partner_agent: Option<String>,
     metrics: Arc<Metrics>,
     on_answer: OnAnswer<P, O>,
+    fence: Fence,
 }
 
 pub struct BatcherConfig {
@@ -93,12 +117,13 @@ pub struct BatcherConfig {
     pub partner_agent: Option<String>,
 }
 
-impl<P: Send + 'static, O: Send + 'static> Batcher<P, O> {
+impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
     pub fn new(
         client: MetaClient,
         cfg: BatcherConfig,
         metrics: Arc<Metrics>,
         on_answer: OnAnswer<P, O>,
+        fence: Fence,
     ) -> Arc<Self> {
         Arc::new(Batcher {
             open: Mutex::new(HashMap::new()),
@@ -110,6 +135,7 @@ impl<P: Send + 'static, O: Send + 'static> Batcher<P, O> {
             partner_agent: cfg.partner_agent.filter(|a| !a.trim().is_empty()),
             metrics,
             on_answer,
+            fence,
         })
     }
 
@@ -179,7 +205,28 @@ impl<P: Send + 'static, O: Send + 'static> Batcher<P, O> {
         self.metrics
             .pending_in_batches
             .dec_by(i64::try_from(items.len()).unwrap_or(0));
-        self.send_split(&key, items, permit).await;
+        // Only events this sender still owns go out: one that waited in a batch
+        // past its lease may have been taken over by a redelivered copy.
+        let tokens: Vec<(i64, i32)> = items.iter().map(|(_, p, _)| p.fence_token()).collect();
+        let owned = match (self.fence)(tokens).await {
+            Ok(owned) => owned,
+            Err(e) => {
+                tracing::warn!(error = %e, events = items.len(), "could not renew leases; the events will be retried");
+                for (_, _, tx) in items {
+                    let _ = tx.send(O::fence_failed());
+                }
+                return;
+            }
+        };
+        let (mine, theirs): (Vec<_>, Vec<_>) = items
+            .into_iter()
+            .partition(|(_, p, _)| owned.contains(&p.fence_token().0));
+        for (_, _, tx) in theirs {
+            let _ = tx.send(O::dropped());
+        }
+        if !mine.is_empty() {
+            self.send_split(&key, mine, permit).await;
+        }
     }
 
     fn send_split<'a>(

@@ -58,6 +58,22 @@ pub(crate) struct Pending {
 
 pub(crate) type SenderBatcher = Batcher<Pending, Outcome>;
 
+impl crate::batcher::Fenced for Pending {
+    fn fence_token(&self) -> (i64, i32) {
+        (self.ctx.delivery_id, self.attempt)
+    }
+}
+
+impl crate::batcher::Dropped for Outcome {
+    /// Another handler owns the delivery now and will finish it.
+    fn dropped() -> Self {
+        Outcome::Ack
+    }
+    fn fence_failed() -> Self {
+        Outcome::Retry(Duration::from_secs(5))
+    }
+}
+
 pub(crate) struct Deliverer {
     pub pool: DbPool,
     pub policy: RetryPolicy,
@@ -224,6 +240,27 @@ impl Deliverer {
                 throttle_key,
             }),
         ))
+    }
+
+    /// Renews the leases of the events about to be sent; returns those still ours.
+    pub async fn fence(
+        self: Arc<Self>,
+        tokens: Vec<(i64, i32)>,
+    ) -> Result<std::collections::HashSet<i64>, String> {
+        let lease_secs = i64::try_from(self.lease.as_secs()).unwrap_or(60);
+        let owned = async {
+            let mut conn = self.pool.get().await?;
+            anyhow::Ok(capi::refresh_leases(&mut conn, &tokens, lease_secs).await?)
+        }
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+        if owned.len() < tokens.len() {
+            tracing::warn!(
+                dropped = tokens.len() - owned.len(),
+                "events taken over by another handler were left out of a batch"
+            );
+        }
+        Ok(owned.into_iter().collect())
     }
 
     /// A request's answer for its events: decide each one's fate, record all

@@ -164,6 +164,8 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
     let d = deliverer.clone();
     let on_answer: batcher::OnAnswer<deliver::Pending, bus::Outcome> =
         Arc::new(move |result, items| Box::pin(d.clone().on_answer(result, items)));
+    let d = deliverer.clone();
+    let fence: batcher::Fence = Arc::new(move |tokens| Box::pin(d.clone().fence(tokens)));
     let batcher = batcher::Batcher::new(
         client,
         batcher::BatcherConfig {
@@ -174,6 +176,7 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         },
         metrics,
         on_answer,
+        fence,
     );
     let work = bus::consume(
         runtime.bus.clone(),

@@ -237,6 +237,35 @@ pub async fn lease(
     Ok(a.map(|a| a.attempts))
 }
 
+/// Renews the leases of deliveries about to be sent, but only where the
+/// attempt number is still the one the sender took (a fencing token): a
+/// delivery another handler has leased since — after this lease expired — is
+/// left out, so it is not sent twice. Returns the delivery ids still owned.
+pub async fn refresh_leases(
+    conn: &mut AsyncPgConnection,
+    owned: &[(i64, i32)],
+    lease_secs: i64,
+) -> Result<Vec<i64>, diesel::result::Error> {
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+    let ids: Vec<i64> = owned.iter().map(|o| o.0).collect();
+    let attempts: Vec<i32> = owned.iter().map(|o| o.1).collect();
+    let rows: Vec<Id> = diesel::sql_query(
+        "UPDATE capi_deliveries cd SET lease_until = now() + make_interval(secs => $3) \
+         FROM unnest($1::bigint[], $2::int4[]) AS x(id, attempts) \
+         WHERE cd.id = x.id AND cd.attempts = x.attempts AND cd.status = 'pending' RETURNING cd.id",
+    )
+    .bind::<Array<BigInt>, _>(&ids)
+    .bind::<Array<Int4>, _>(&attempts)
+    .bind::<diesel::sql_types::Double, _>(lease_secs as f64)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
 /// Gives the lease back so a later retry can take it at once.
 pub async fn release(
     conn: &mut AsyncPgConnection,
