@@ -133,26 +133,7 @@ pub async fn delivery_context(
     dialog_id: Uuid,
     level: Level,
 ) -> Result<Option<DeliveryContext>, diesel::result::Error> {
-    diesel::sql_query(
-        "SELECT cd.id AS delivery_id, cd.status, cd.event_id, cd.event_time, cd.attempts, cd.event_level, cd.lease_until, \
-           d.id AS dialog_id, d.contact_phone, d.ctwa_clid, d.direction_id, ad.user_account_id, ad.pixel_id, \
-           ad.whatsapp_business_account_id AS waba_id, ad.event_name_interest, ad.event_name_qualified, \
-           ad.event_name_scheduled, \
-           COALESCE(NULLIF(acc.access_token, ''), NULLIF(u.access_token, '')) AS access_token, \
-           CASE WHEN NULLIF(acc.access_token, '') IS NOT NULL THEN acc.app_secret ELSE u.app_secret END AS app_secret, \
-           ad.ad_account_id, ad.test_event_code, ad.ldu_enabled, ad.ldu_country, ad.ldu_state, cd.claimed_at \
-         FROM capi_deliveries cd \
-         JOIN dialog_analysis d ON d.id = cd.dialog_id \
-         LEFT JOIN account_directions ad ON ad.id = d.direction_id \
-         LEFT JOIN ad_accounts acc ON acc.id = ad.ad_account_id \
-         LEFT JOIN user_accounts u ON u.id = ad.user_account_id \
-         WHERE cd.dialog_id = $1 AND cd.event_level = $2",
-    )
-    .bind::<SqlUuid, _>(dialog_id)
-    .bind::<Int2, _>(level.number())
-    .get_result(conn)
-    .await
-    .optional()
+    Ok(delivery_contexts(conn, &[(dialog_id, level)]).await?.pop())
 }
 
 /// [`delivery_context`] for many (dialog, level) pairs in one query.
