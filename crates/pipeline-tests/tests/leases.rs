@@ -1,0 +1,99 @@
+//! The delivery lease and its fencing token, against real PostgreSQL.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
+
+use chrono::Utc;
+use domain::level::Level;
+use pipeline_tests::{SeedOptions, TestEnv, dialog_ids, seed};
+use storage::capi;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_whose_lease_was_taken_over_can_no_longer_send() {
+    let env = TestEnv::new().await;
+    let s = seed(&env, &SeedOptions::default()).await;
+    let mut conn = env.conn().await;
+    {
+        use diesel_async::RunQueryDsl;
+        diesel::sql_query(
+            "INSERT INTO dialog_analysis (instance_name, contact_key) VALUES ($1, '5511999999999')",
+        )
+        .bind::<diesel::sql_types::Text, _>(&s.instance)
+        .execute(&mut conn)
+        .await
+        .expect("dialog");
+    }
+    let dialog = dialog_ids(&env).await[0];
+    assert!(
+        capi::claim_level(&mut conn, dialog, Level::Interest, "e-1", Utc::now())
+            .await
+            .expect("claim")
+    );
+    assert!(
+        !capi::claim_level(&mut conn, dialog, Level::Interest, "e-1", Utc::now())
+            .await
+            .expect("claim"),
+        "claimed once"
+    );
+    let ctx = capi::delivery_context(&mut conn, dialog, Level::Interest)
+        .await
+        .expect("query")
+        .expect("delivery");
+
+    // Sender A leases it, but its lease runs out (0 s) while the event waits in a batch.
+    assert_eq!(
+        capi::lease(&mut conn, ctx.delivery_id, 0)
+            .await
+            .expect("lease"),
+        Some(1)
+    );
+    // Sender B (a redelivered copy) takes it over; a live lease keeps out a third.
+    assert_eq!(
+        capi::lease_many(&mut conn, &[ctx.delivery_id], 60)
+            .await
+            .expect("lease"),
+        vec![(ctx.delivery_id, 2)]
+    );
+    assert_eq!(
+        capi::lease(&mut conn, ctx.delivery_id, 60)
+            .await
+            .expect("lease"),
+        None
+    );
+    // Just before sending, only the current owner's token still holds.
+    assert!(
+        capi::refresh_leases(&mut conn, &[(ctx.delivery_id, 1)], 60)
+            .await
+            .expect("fence")
+            .is_empty(),
+        "A must not send"
+    );
+    assert_eq!(
+        capi::refresh_leases(&mut conn, &[(ctx.delivery_id, 2)], 60)
+            .await
+            .expect("fence"),
+        vec![ctx.delivery_id]
+    );
+    // Once finished, nobody owns it any more.
+    capi::finish(
+        &mut conn,
+        ctx.delivery_id,
+        dialog,
+        Level::Interest,
+        "e-1",
+        capi::LogStatus::Success,
+    )
+    .await
+    .expect("finish");
+    assert!(
+        capi::refresh_leases(&mut conn, &[(ctx.delivery_id, 2)], 60)
+            .await
+            .expect("fence")
+            .is_empty()
+    );
+    let flags = capi::sent_flags(&mut conn, dialog)
+        .await
+        .expect("query")
+        .expect("dialog");
+    assert!(flags.capi_interest_sent);
+    assert_eq!(flags.capi_interest_event_id.as_deref(), Some("e-1"));
+}
