@@ -41,10 +41,10 @@ async fn a_sender_whose_lease_was_taken_over_can_no_longer_send() {
 
     // Sender A leases it, but its lease runs out (0 s) while the event waits in a batch.
     assert_eq!(
-        capi::lease(&mut conn, ctx.delivery_id, 0)
+        capi::lease_many(&mut conn, &[ctx.delivery_id], 0)
             .await
             .expect("lease"),
-        Some(1)
+        vec![(ctx.delivery_id, 1)]
     );
     // Sender B (a redelivered copy) takes it over; a live lease keeps out a third.
     assert_eq!(
@@ -53,11 +53,12 @@ async fn a_sender_whose_lease_was_taken_over_can_no_longer_send() {
             .expect("lease"),
         vec![(ctx.delivery_id, 2)]
     );
-    assert_eq!(
-        capi::lease(&mut conn, ctx.delivery_id, 60)
+    assert!(
+        capi::lease_many(&mut conn, &[ctx.delivery_id], 60)
             .await
-            .expect("lease"),
-        None
+            .expect("lease")
+            .is_empty(),
+        "a live lease keeps others out"
     );
     // Just before sending, only the current owner's token still holds.
     assert!(

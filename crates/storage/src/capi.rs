@@ -172,7 +172,8 @@ struct Leased {
     attempts: i32,
 }
 
-/// [`lease`] for many deliveries in one statement: `(delivery id, attempt)`
+/// Takes the send lease of pending deliveries (finished ones and ones another
+/// sender holds are left out) in one statement: `(delivery id, attempt)`
 /// for each one leased.
 pub async fn lease_many(
     conn: &mut AsyncPgConnection,
@@ -189,33 +190,6 @@ pub async fn lease_many(
     .load(conn)
     .await?;
     Ok(rows.into_iter().map(|r| (r.id, r.attempts)).collect())
-}
-
-#[derive(QueryableByName)]
-struct Attempt {
-    #[diesel(sql_type = Int4)]
-    attempts: i32,
-}
-
-/// Takes the send lease of a pending delivery for `lease_secs`; returns the
-/// attempt number, or `None` when the delivery is finished or another sender
-/// holds the lease.
-pub async fn lease(
-    conn: &mut AsyncPgConnection,
-    delivery_id: i64,
-    lease_secs: i64,
-) -> Result<Option<i32>, diesel::result::Error> {
-    let a: Option<Attempt> = diesel::sql_query(
-        "UPDATE capi_deliveries SET lease_until = now() + make_interval(secs => $2), attempts = attempts + 1 \
-         WHERE id = $1 AND status = 'pending' AND (lease_until IS NULL OR lease_until < now()) \
-         RETURNING attempts",
-    )
-    .bind::<BigInt, _>(delivery_id)
-    .bind::<diesel::sql_types::Double, _>(lease_secs as f64)
-    .get_result(conn)
-    .await
-    .optional()?;
-    Ok(a.map(|a| a.attempts))
 }
 
 /// Renews the leases of deliveries about to be sent, but only where the
@@ -245,14 +219,6 @@ pub async fn refresh_leases(
     .load(conn)
     .await?;
     Ok(rows.into_iter().map(|r| r.id).collect())
-}
-
-/// Gives the lease back so a later retry can take it at once.
-pub async fn release(
-    conn: &mut AsyncPgConnection,
-    delivery_id: i64,
-) -> Result<(), diesel::result::Error> {
-    release_many(conn, &[delivery_id]).await
 }
 
 /// How an attempt ended.
@@ -342,13 +308,6 @@ impl<'a> From<&'a LogEntry<'a>> for NewLogRow<'a> {
             fbtrace_id: e.fbtrace_id,
         }
     }
-}
-
-pub async fn insert_log(
-    conn: &mut AsyncPgConnection,
-    e: &LogEntry<'_>,
-) -> Result<(), diesel::result::Error> {
-    insert_logs(conn, std::slice::from_ref(e)).await
 }
 
 /// Many attempts in one statement (a batch's rows).

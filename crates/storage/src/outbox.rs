@@ -67,17 +67,3 @@ pub async fn delete(
         .execute(conn)
         .await
 }
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-/// Rows waiting to be published (a lag signal for operators).
-pub async fn backlog(conn: &mut AsyncPgConnection) -> Result<i64, diesel::result::Error> {
-    let c: Count = diesel::sql_query("SELECT count(*) AS n FROM outbox")
-        .get_result(conn)
-        .await?;
-    Ok(c.n)
-}
