@@ -537,3 +537,20 @@ pub fn recent(secs_ago: i64) -> i64 {
         .unwrap_or(0)
         - secs_ago
 }
+
+/// `capi_events_log` rows with `status = 'success'`.
+pub async fn successes(env: &TestEnv) -> i64 {
+    count(
+        env,
+        "SELECT count(*) AS n FROM capi_events_log WHERE status = 'success'",
+    )
+    .await
+}
+
+/// Waits until exactly `n` events have been logged as sent.
+pub async fn wait_for_successes(env: &TestEnv, n: i64, timeout: Duration) {
+    eventually(&format!("{n} success row(s)"), timeout, || async {
+        (successes(env).await == n).then_some(())
+    })
+    .await;
+}

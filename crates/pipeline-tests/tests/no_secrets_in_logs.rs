@@ -4,7 +4,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
 
 use pipeline_tests::{
-    Pipeline, PipelineOptions, SeedOptions, TestEnv, count, customer_message, eventually, seed,
+    Pipeline, PipelineOptions, SeedOptions, TestEnv, customer_message, seed,
     wiremock::{Mock, MockServer, ResponseTemplate, matchers},
 };
 use std::{
@@ -99,16 +99,7 @@ async fn logs_hold_no_token_secret_or_phone() {
         .await
         .expect("gateway");
     assert_eq!(wrong.status().as_u16(), 401);
-    eventually("sent", Duration::from_secs(30), || async {
-        (count(
-            &env,
-            "SELECT count(*) AS n FROM capi_events_log WHERE status = 'success'",
-        )
-        .await
-            == 1)
-            .then_some(())
-    })
-    .await;
+    pipeline_tests::wait_for_successes(&env, 1, Duration::from_secs(30)).await;
     p.stop().await;
 
     let logs = String::from_utf8(captured.0.lock().map(|b| b.clone()).unwrap_or_default())

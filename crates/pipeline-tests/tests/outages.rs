@@ -3,8 +3,8 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
 
 use pipeline_tests::{
-    FlakyProxy, Pipeline, PipelineOptions, SeedOptions, TestEnv, count, customer_message,
-    eventually, get_json, post_webhook, seed, wiremock::MockServer,
+    FlakyProxy, Pipeline, PipelineOptions, SeedOptions, TestEnv, count, customer_message, get_json,
+    post_webhook, seed, wiremock::MockServer,
 };
 use std::time::Duration;
 
@@ -70,20 +70,7 @@ async fn webhooks_taken_while_the_broker_is_down_reach_meta_once_it_is_back() {
     );
 
     proxy.set_up(true);
-    eventually(
-        "the event after the outage",
-        Duration::from_secs(60),
-        || async {
-            (count(
-                &env,
-                "SELECT count(*) AS n FROM capi_events_log WHERE status = 'success'",
-            )
-            .await
-                == 1)
-                .then_some(())
-        },
-    )
-    .await;
+    pipeline_tests::wait_for_successes(&env, 1, Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
         meta.received_requests().await.unwrap_or_default().len(),

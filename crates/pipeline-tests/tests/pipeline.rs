@@ -6,7 +6,7 @@
 use domain::{capi::event_id, level::Level, normalize::sha256_hex};
 use pipeline_tests::{
     Pipeline, PipelineOptions, Seed, SeedOptions, TestEnv, count, customer_message, dialog_ids,
-    eventually, log_rows, meta_accepts, post_webhook, seed,
+    eventually, log_rows, meta_accepts, post_webhook, seed, successes,
     wiremock::{Mock, MockServer, Request, ResponseTemplate, matchers},
 };
 use serde_json::{Value, json};
@@ -27,14 +27,6 @@ async fn post(p: &Pipeline, s: &Seed, body: &Value) {
     )
     .await;
     assert_eq!(status, 200, "{resp}");
-}
-
-async fn successes(env: &TestEnv) -> i64 {
-    count(
-        env,
-        "SELECT count(*) AS n FROM capi_events_log WHERE status = 'success'",
-    )
-    .await
 }
 
 async fn meta_bodies(server: &MockServer) -> Vec<Value> {

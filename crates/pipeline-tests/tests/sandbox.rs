@@ -3,7 +3,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
 
 use pipeline_tests::{
-    Pipeline, PipelineOptions, SeedOptions, TestEnv, count, customer_message, eventually, get_json,
+    Pipeline, PipelineOptions, SeedOptions, TestEnv, count, customer_message, get_json,
     post_webhook, recent, seed,
 };
 use sandbox::{Faults, Sandbox};
@@ -52,16 +52,7 @@ async fn events_arrive_at_the_sandbox_once_each_and_metrics_count_them() {
             );
         }
     }
-    eventually("three sent", Duration::from_secs(30), || async {
-        (count(
-            &env,
-            "SELECT count(*) AS n FROM capi_events_log WHERE status = 'success'",
-        )
-        .await
-            == 3)
-            .then_some(())
-    })
-    .await;
+    pipeline_tests::wait_for_successes(&env, 3, Duration::from_secs(30)).await;
     let (_, stats) = get_json(sandbox_port, "sandbox/stats").await;
     assert_eq!(stats["events_received"], 3, "{stats}");
     assert_eq!(stats["distinct_event_ids"], 3, "{stats}");
