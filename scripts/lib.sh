@@ -68,7 +68,7 @@ start_postgres() {
   if ! as_pg "$bin/pg_ctl" -D "$PG_DIR" status >/dev/null 2>&1; then
     log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
     as_pg "$bin/pg_ctl" -D "$PG_DIR" -l "$PG_DIR/server.log" -w -t 60 \
-      -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=${CAPI_PG_FSYNC:-on}" start >/dev/null
+      -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=400 -c shared_buffers=${CAPI_PG_SHARED_BUFFERS:-512MB} -c fsync=${CAPI_PG_FSYNC:-on}" start >/dev/null
   fi
   wait_port "$PG_PORT" PostgreSQL
   if ! as_pg "$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U capi -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='capi'" | grep -q 1; then
@@ -81,6 +81,9 @@ rmq_env() {
   export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
   export RABBITMQ_NODE_PORT="$AMQP_PORT"
   export RABBITMQ_DIST_PORT="$AMQP_DIST_PORT"
+  # No scheduler busy-waiting: on a small machine shared with PostgreSQL and
+  # the services, spinning Erlang schedulers take CPU the others need.
+  export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="+sbwt none +sbwtdcpu none +sbwtdio none"
   export ERL_EPMD_PORT="$EPMD_PORT"
   export ERL_EPMD_ADDRESS=127.0.0.1
   export RABBITMQ_MNESIA_BASE="$RMQ_DIR/mnesia"

@@ -24,8 +24,12 @@ pub struct AmqpSettings {
     pub url: String,
     /// Prefix of every exchange and queue name.
     pub prefix: String,
-    /// Unacknowledged messages a consumer holds at once.
+    /// Unacknowledged messages a consumer channel holds at once.
     pub prefetch: u16,
+    /// Channels consuming each queue, each with its own prefetch. RabbitMQ's
+    /// cost per acknowledgement grows with a channel's unacknowledged count,
+    /// so a large in-flight window is cheaper spread over several channels.
+    pub channels: u16,
 }
 
 impl fmt::Debug for AmqpSettings {
@@ -34,6 +38,7 @@ impl fmt::Debug for AmqpSettings {
             .field("url", &"[redacted]")
             .field("prefix", &self.prefix)
             .field("prefetch", &self.prefetch)
+            .field("channels", &self.channels)
             .finish()
     }
 }
@@ -82,6 +87,11 @@ impl Bus {
 
     pub fn prefetch(&self) -> u16 {
         self.settings.prefetch.max(1)
+    }
+
+    /// Consumer channels per queue.
+    pub fn consumer_channels(&self) -> u16 {
+        self.settings.channels.max(1)
     }
 
     /// Connects if needed and declares the topology; returns the publishing channel.

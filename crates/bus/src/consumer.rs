@@ -51,9 +51,28 @@ fn attempt_of(d: &Delivery) -> u32 {
 }
 
 /// Consumes `queue` until `stop` is cancelled, running `handler` for each
-/// message (up to the prefetch at once). Reconnects when the broker goes away;
-/// unacknowledged messages are then redelivered by the broker.
+/// message (up to the prefetch at once on each of the configured channels).
+/// Reconnects when the broker goes away; unacknowledged messages are then
+/// redelivered by the broker.
 pub async fn consume<F, Fut>(bus: Arc<Bus>, queue: Queue, stop: CancellationToken, handler: F)
+where
+    F: Fn(Incoming) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    let mut channels = JoinSet::new();
+    for _ in 0..bus.consumer_channels() {
+        channels.spawn(consume_channel(
+            bus.clone(),
+            queue,
+            stop.clone(),
+            handler.clone(),
+        ));
+    }
+    while channels.join_next().await.is_some() {}
+    tracing::info!(queue = %bus.names().queue(queue), "consumer stopped");
+}
+
+async fn consume_channel<F, Fut>(bus: Arc<Bus>, queue: Queue, stop: CancellationToken, handler: F)
 where
     F: Fn(Incoming) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Outcome> + Send + 'static,
@@ -73,7 +92,6 @@ where
             }
         }
     }
-    tracing::info!(queue = %name, "consumer stopped");
 }
 
 async fn consume_once<F, Fut>(
@@ -145,34 +163,33 @@ where
     let attempt = incoming.attempt;
     let outcome = handler(incoming).await;
     let settled = match outcome {
-        Outcome::Ack => d.ack(BasicAckOptions::default()).await,
+        Outcome::Ack => Box::pin(d.ack(BasicAckOptions::default())).await,
         Outcome::Retry(after) => {
             let id = Uuid::parse_str(&message_id).unwrap_or_else(|_| Uuid::new_v4());
-            match bus
-                .publish_delayed(queue, after, id, &d.data, attempt + 1)
-                .await
-            {
-                Ok(()) => d.ack(BasicAckOptions::default()).await,
+            // Boxed, like the acks: a publish future is large, and unboxed its
+            // space would sit in every in-flight message's task.
+            match Box::pin(bus.publish_delayed(queue, after, id, &d.data, attempt + 1)).await {
+                Ok(()) => Box::pin(d.ack(BasicAckOptions::default())).await,
                 Err(e) => {
                     tracing::warn!(
                         error = format!("{e:#}"),
                         "could not schedule a retry; returning the message to the queue"
                     );
                     tokio::time::sleep(Duration::from_millis(500)).await;
-                    d.nack(BasicNackOptions {
+                    Box::pin(d.nack(BasicNackOptions {
                         requeue: true,
                         ..Default::default()
-                    })
+                    }))
                     .await
                 }
             }
         }
         Outcome::DeadLetter(reason) => {
             tracing::error!(message_id = %message_id, %reason, "message dead-lettered");
-            d.nack(BasicNackOptions {
+            Box::pin(d.nack(BasicNackOptions {
                 requeue: false,
                 ..Default::default()
-            })
+            }))
             .await
         }
     };

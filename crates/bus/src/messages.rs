@@ -83,6 +83,18 @@ impl BusMessage for DialogReady {
     const ROUTING_KEY: &'static str = "dialog.ready";
 }
 
+/// The buffer flushed: the bot may answer the dialog's unanswered messages
+/// up to `seq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyDue {
+    pub dialog_id: Uuid,
+    pub seq: i64,
+}
+
+impl BusMessage for ReplyDue {
+    const ROUTING_KEY: &'static str = "reply.due";
+}
+
 /// A level was claimed for a dialog: send its event to Meta.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CapiEventQueued {

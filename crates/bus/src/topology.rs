@@ -4,12 +4,15 @@
 //! ```text
 //! {p}.pipeline (topic) ──message.received──▶ {p}.chatbot.messages
 //!                      ──buffer.flush──────▶ {p}.chatbot.flush
+//!                      ──reply.due─────────▶ {p}.chatbot.replies
 //!                      ──dialog.ready──────▶ {p}.qualification.dialogs
 //!                      ──capi.event────────▶ {p}.capi.events
 //! each queue Q: Q.dlq (rejected messages), Q.delay.<ms> (TTL, then back to Q)
 //! ```
 
-use crate::messages::{BufferFlush, BusMessage, CapiEventQueued, DialogReady, MessageReceived};
+use crate::messages::{
+    BufferFlush, BusMessage, CapiEventQueued, DialogReady, MessageReceived, ReplyDue,
+};
 use lapin::{
     Channel, ExchangeKind,
     options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
@@ -20,14 +23,16 @@ use lapin::{
 pub enum Queue {
     ChatbotMessages,
     ChatbotFlush,
+    ChatbotReplies,
     QualificationDialogs,
     CapiEvents,
 }
 
 impl Queue {
-    pub const ALL: [Queue; 4] = [
+    pub const ALL: [Queue; 5] = [
         Queue::ChatbotMessages,
         Queue::ChatbotFlush,
+        Queue::ChatbotReplies,
         Queue::QualificationDialogs,
         Queue::CapiEvents,
     ];
@@ -36,6 +41,7 @@ impl Queue {
         match self {
             Queue::ChatbotMessages => "chatbot.messages",
             Queue::ChatbotFlush => "chatbot.flush",
+            Queue::ChatbotReplies => "chatbot.replies",
             Queue::QualificationDialogs => "qualification.dialogs",
             Queue::CapiEvents => "capi.events",
         }
@@ -45,6 +51,7 @@ impl Queue {
         match self {
             Queue::ChatbotMessages => MessageReceived::ROUTING_KEY,
             Queue::ChatbotFlush => BufferFlush::ROUTING_KEY,
+            Queue::ChatbotReplies => ReplyDue::ROUTING_KEY,
             Queue::QualificationDialogs => DialogReady::ROUTING_KEY,
             Queue::CapiEvents => CapiEventQueued::ROUTING_KEY,
         }

@@ -1,10 +1,13 @@
 //! Groups events bound for the same (pixel, token) into one request: up to
-//! `batch_size` events or `linger`, whichever comes first. When every request
+//! `batch_size` events or `linger`, whichever comes first. Under a backlog
+//! (events that already waited in the queue) a batch lingers longer — half
+//! its first event's age, up to `max_linger` — since a few more seconds cost
+//! such events little and save many requests. When every request
 //! slot is busy a lingered batch keeps taking events until a slot frees, so
 //! under load batches grow instead of requests queueing up. Meta rejects a
 //! whole batch for one invalid event, so an invalid batch is split in halves
 //! and resent until the bad events are isolated; the good ones are delivered.
-//! Each request's answer goes, with its events' payloads, to `on_answer`
+//! Each request's answer goes, with its events and their payloads, to `on_answer`
 //! (which records them together), and each event's waiter gets its outcome.
 
 use crate::{
@@ -21,11 +24,15 @@ use serde_json::Value;
 use std::{
     collections::HashMap,
     fmt,
+    sync::atomic::Ordering,
     sync::{Arc, Mutex},
     time::Duration,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use uuid::Uuid;
+
+/// No event for this long: the intake has stopped (the queue is drained).
+const IDLE_INTAKE: Duration = Duration::from_secs(1);
 
 /// Meta accepts at most this many events per request.
 pub const MAX_BATCH: usize = 1000;
@@ -65,9 +72,10 @@ pub struct EventResult {
 /// An event waiting in a batch: its JSON, what the caller attached, and where its outcome goes.
 type Waiter<P, O> = (Value, P, oneshot::Sender<O>);
 
-/// Called with each request's result and its events' payloads; returns each event's outcome, in order.
+/// Called with each request's result and its events (JSON and payload);
+/// returns each event's outcome, in order.
 pub type OnAnswer<P, O> =
-    Arc<dyn Fn(EventResult, Vec<P>) -> BoxFuture<'static, Vec<O>> + Send + Sync>;
+    Arc<dyn Fn(EventResult, Vec<(Value, P)>) -> BoxFuture<'static, Vec<O>> + Send + Sync>;
 
 /// Called just before a batch is sent with each event's fencing token;
 /// returns the delivery ids still owned. Events no longer owned are left out
@@ -82,6 +90,8 @@ pub type Fence = Arc<
 pub trait Fenced {
     /// (delivery id, attempt): who owns the event.
     fn fence_token(&self) -> (i64, i32);
+    /// Whether ownership must be checked (and renewed) before sending.
+    fn needs_fence(&self) -> bool;
 }
 
 /// Outcomes for events that are not sent after all.
@@ -92,6 +102,36 @@ pub trait Dropped {
     fn fence_failed() -> Self;
 }
 
+/// Removes the fullest open batches until at least `events` events are taken.
+fn take_fullest<P, O>(
+    open: &mut HashMap<BatchKey, Open<P, O>>,
+    events: usize,
+) -> Vec<(BatchKey, Open<P, O>)> {
+    let mut sizes: Vec<(usize, BatchKey)> = open
+        .iter()
+        .map(|(k, b)| (b.items.len(), k.clone()))
+        .collect();
+    sizes.sort_unstable_by_key(|s| std::cmp::Reverse(s.0));
+    let mut taken = Vec::new();
+    let mut n = 0;
+    for (size, key) in sizes {
+        if n >= events {
+            break;
+        }
+        if let Some(b) = open.remove(&key) {
+            n += size;
+            taken.push((key, b));
+        }
+    }
+    taken
+}
+
+/// How long a batch whose first event is `age` old waits to fill: `linger`
+/// for fresh events, half their age under a backlog, never over `max_linger`.
+pub fn linger_for(age: Duration, linger: Duration, max_linger: Duration) -> Duration {
+    (age / 2).clamp(linger, max_linger.max(linger))
+}
+
 struct Open<P, O> {
     generation: u64,
     items: Vec<Waiter<P, O>>,
@@ -99,9 +139,16 @@ struct Open<P, O> {
 
 pub struct Batcher<P, O> {
     open: Mutex<HashMap<BatchKey, Open<P, O>>>,
+    /// Events in open batches (kept beside `open`, under its lock).
+    pending: std::sync::atomic::AtomicUsize,
+    max_pending: usize,
+    /// When the last event came in (ms since `started`).
+    last_submit_ms: std::sync::atomic::AtomicU64,
+    started: std::time::Instant,
     next_generation: Mutex<u64>,
     batch_size: usize,
     linger: Duration,
+    max_linger: Duration,
     client: MetaClient,
     requests_in_flight: Arc<Semaphore>,
     partner_agent: Option<String>,
@@ -112,7 +159,14 @@ pub struct Batcher<P, O> {
 
 pub struct BatcherConfig {
     pub batch_size: usize,
+    /// How long a batch of fresh events waits to fill.
     pub linger: Duration,
+    /// The longest a batch waits, however old its events.
+    pub max_linger: Duration,
+    /// Events this sender can hold at once (its consumer window; 0: no
+    /// limit). When open batches hold most of them no more can arrive, so
+    /// lingering is pointless: the fullest batches go at once.
+    pub max_pending: usize,
     pub max_concurrent_requests: usize,
     pub partner_agent: Option<String>,
 }
@@ -127,9 +181,14 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
     ) -> Arc<Self> {
         Arc::new(Batcher {
             open: Mutex::new(HashMap::new()),
+            pending: std::sync::atomic::AtomicUsize::new(0),
+            max_pending: cfg.max_pending,
+            last_submit_ms: std::sync::atomic::AtomicU64::new(0),
+            started: std::time::Instant::now(),
             next_generation: Mutex::new(0),
             batch_size: cfg.batch_size.clamp(1, MAX_BATCH),
             linger: cfg.linger,
+            max_linger: cfg.max_linger,
             client,
             requests_in_flight: Arc::new(Semaphore::new(cfg.max_concurrent_requests.max(1))),
             partner_agent: cfg.partner_agent.filter(|a| !a.trim().is_empty()),
@@ -139,10 +198,19 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
         })
     }
 
-    /// Adds an event to its batch and waits for its outcome.
-    pub async fn submit(self: &Arc<Self>, key: BatchKey, event: Value, payload: P) -> Option<O> {
+    /// Adds an event (`age` since its level was reached) to its batch and
+    /// waits for its outcome.
+    pub async fn submit(
+        self: &Arc<Self>,
+        key: BatchKey,
+        event: Value,
+        payload: P,
+        age: Duration,
+    ) -> Option<O> {
         let (tx, rx) = oneshot::channel();
-        let (full, linger_for) = {
+        self.last_submit_ms
+            .store(self.elapsed_ms(), Ordering::Relaxed);
+        let (full, new_batch, fullest) = {
             let mut open = self.open.lock().ok()?;
             let generation = match open.get(&key) {
                 Some(o) => o.generation,
@@ -162,8 +230,24 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
                 .then(|| open.remove(&key))
                 .flatten();
             let linger = (first && full.is_none()).then_some(generation);
-            (full, linger)
+            let removed = full.as_ref().map_or(0, |b| b.items.len());
+            let pending = self.pending.load(Ordering::Relaxed) + 1 - removed;
+            let mut fullest = Vec::new();
+            // At 75 % of the window, the fullest batches go until half is left.
+            if self.max_pending > 0 && pending * 4 >= self.max_pending * 3 {
+                fullest = take_fullest(&mut open, pending - self.max_pending / 2);
+            }
+            let taken: usize = fullest.iter().map(|(_, b)| b.items.len()).sum();
+            self.pending.store(pending - taken, Ordering::Relaxed);
+            (full, linger, fullest)
         };
+        for (key, batch) in fullest {
+            let me = self.clone();
+            tokio::spawn(async move {
+                let permit = me.requests_in_flight.clone().acquire_owned().await.ok();
+                me.send(key, batch.items, permit).await
+            });
+        }
         self.metrics.pending_in_batches.inc();
         if let Some(batch) = full {
             let me = self.clone();
@@ -171,15 +255,35 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
                 let permit = me.requests_in_flight.clone().acquire_owned().await.ok();
                 me.send(key, batch.items, permit).await
             });
-        } else if let Some(generation) = linger_for {
+        } else if let Some(generation) = new_batch {
             let me = self.clone();
-            tokio::spawn(async move { me.linger(key, generation).await });
+            let wait = linger_for(age, self.linger, self.max_linger);
+            tokio::spawn(async move { me.linger(key, generation, wait).await });
         }
         rx.await.ok()
     }
 
-    async fn linger(self: Arc<Self>, key: BatchKey, generation: u64) {
-        tokio::time::sleep(self.linger).await;
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    async fn linger(self: Arc<Self>, key: BatchKey, generation: u64, wait: Duration) {
+        // A long (backlog) linger ends early once events stop coming in:
+        // waiting longer cannot fill the batch any further.
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            tokio::time::sleep(self.linger.min(deadline - now)).await;
+            let idle = self
+                .elapsed_ms()
+                .saturating_sub(self.last_submit_ms.load(Ordering::Relaxed));
+            if Duration::from_millis(idle) >= IDLE_INTAKE {
+                break;
+            }
+        }
         // Until a request slot is free the batch stays open and keeps growing.
         let permit = self.requests_in_flight.clone().acquire_owned().await.ok();
         let batch = {
@@ -187,8 +291,13 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
                 return;
             };
             match open.get(&key) {
-                Some(o) if o.generation == generation => open.remove(&key),
-                _ => None, // already sent because it filled up
+                Some(o) if o.generation == generation => {
+                    let b = open.remove(&key);
+                    let n = b.as_ref().map_or(0, |b| b.items.len());
+                    self.pending.fetch_sub(n, Ordering::Relaxed);
+                    b
+                }
+                _ => None, // already sent: it filled up, or the window did
             }
         };
         if let Some(batch) = batch {
@@ -207,9 +316,20 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
             .dec_by(i64::try_from(items.len()).unwrap_or(0));
         // Only events this sender still owns go out: one that waited in a batch
         // past its lease may have been taken over by a redelivered copy.
-        let tokens: Vec<(i64, i32)> = items.iter().map(|(_, p, _)| p.fence_token()).collect();
-        let owned = match (self.fence)(tokens).await {
-            Ok(owned) => owned,
+        let (check, sure): (Vec<_>, Vec<_>) = items
+            .iter()
+            .map(|(_, p, _)| (p.fence_token(), p.needs_fence()))
+            .partition(|(_, needs)| *needs);
+        let checked = if check.is_empty() {
+            Ok(std::collections::HashSet::new())
+        } else {
+            (self.fence)(check.into_iter().map(|(t, _)| t).collect()).await
+        };
+        let owned = match checked {
+            Ok(mut owned) => {
+                owned.extend(sure.into_iter().map(|(t, _)| t.0));
+                owned
+            }
             Err(e) => {
                 tracing::warn!(error = %e, events = items.len(), "could not renew leases; the events will be retried");
                 for (_, _, tx) in items {
@@ -273,9 +393,9 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
                 .await;
                 return;
             }
-            let (payloads, waiters): (Vec<P>, Vec<oneshot::Sender<O>>) =
-                items.into_iter().map(|(_, p, tx)| (p, tx)).unzip();
-            let outcomes = (self.on_answer)(result, payloads).await;
+            let (events, waiters): (Vec<(Value, P)>, Vec<oneshot::Sender<O>>) =
+                items.into_iter().map(|(e, p, tx)| ((e, p), tx)).unzip();
+            let outcomes = (self.on_answer)(result, events).await;
             for (tx, outcome) in waiters.into_iter().zip(outcomes) {
                 let _ = tx.send(outcome);
             }
@@ -329,5 +449,22 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
             batch_size: n,
             duration: answer.duration,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_events_linger_the_configured_time_and_a_backlog_longer_up_to_the_cap() {
+        let (linger, cap) = (Duration::from_millis(200), Duration::from_secs(10));
+        let ms = |n| Duration::from_millis(n);
+        assert_eq!(linger_for(ms(0), linger, cap), linger);
+        assert_eq!(linger_for(ms(300), linger, cap), linger);
+        assert_eq!(linger_for(ms(4_000), linger, cap), ms(2_000));
+        assert_eq!(linger_for(ms(60_000), linger, cap), cap);
+        // A cap below the linger never shortens it.
+        assert_eq!(linger_for(ms(60_000), linger, ms(50)), linger);
     }
 }

@@ -51,16 +51,23 @@ pub(crate) struct Pending {
     ctx: DeliveryContext,
     queued: CapiEventQueued,
     attempt: i32,
-    /// This event's part of the request (no token).
-    request: Value,
+    /// Until then the lease is surely ours for a whole request, so the batch
+    /// need not renew and check it before sending.
+    lease_sure_until: Instant,
     throttle_key: String,
 }
+
+/// Slack between a lease's end and the latest a request may finish.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 pub(crate) type SenderBatcher = Batcher<Pending, Outcome>;
 
 impl crate::batcher::Fenced for Pending {
     fn fence_token(&self) -> (i64, i32) {
         (self.ctx.delivery_id, self.attempt)
+    }
+    fn needs_fence(&self) -> bool {
+        Instant::now() >= self.lease_sure_until
     }
 }
 
@@ -78,6 +85,8 @@ pub(crate) struct Deliverer {
     pub pool: DbPool,
     pub policy: RetryPolicy,
     pub lease: Duration,
+    /// The longest a request to Meta may take.
+    pub request_timeout: Duration,
     pub metrics: Arc<Metrics>,
     pub loader: Loader,
     pub throttled: Throttled,
@@ -107,7 +116,10 @@ impl Deliverer {
         let retry_soon = Outcome::Retry(Duration::from_millis(
             self.policy.schedule_ms.first().copied().unwrap_or(5_000),
         ));
-        match self.prepare(queued.clone()).await {
+        // The database futures are boxed: they are large, and unboxed their
+        // space would sit in every in-flight message's task while its batch
+        // lingers.
+        match Box::pin(self.prepare(queued.clone())).await {
             Ok(Prepared::Done(o)) => o,
             Ok(Prepared::Skipped {
                 ctx,
@@ -125,16 +137,17 @@ impl Deliverer {
                     None,
                 );
                 let done = [finished(&ctx, &queued)];
-                match self
-                    .record(&[entry], &[(LogStatus::Skipped, &done[..])], &[])
-                    .await
+                match Box::pin(self.record(&[entry], &[(LogStatus::Skipped, &done[..])], &[])).await
                 {
                     Ok(()) => Outcome::Ack,
                     Err(_) => retry_soon,
                 }
             }
             Ok(Prepared::Send(key, event, pending)) => {
-                match batcher.submit(key, event, *pending).await {
+                let age = (Utc::now() - pending.ctx.claimed_at)
+                    .to_std()
+                    .unwrap_or_default();
+                match batcher.submit(key, event, *pending, age).await {
                     Some(o) => o,
                     None => {
                         tracing::error!(dialog_id = %queued.dialog_id, "the batch was dropped before an answer; retrying");
@@ -151,7 +164,7 @@ impl Deliverer {
 
     async fn prepare(&self, q: CapiEventQueued) -> anyhow::Result<Prepared> {
         let (dialog_id, level) = (q.dialog_id, q.level);
-        let (ctx, attempt) = match self.loader.load(dialog_id, level).await? {
+        let (ctx, lease) = match self.loader.load(dialog_id, level).await? {
             Loaded::Missing => {
                 return Ok(Prepared::Done(Outcome::DeadLetter(format!(
                     "no claimed {level} delivery for dialog {dialog_id}"
@@ -165,8 +178,12 @@ impl Deliverer {
             Loaded::Throttled(wait) | Loaded::Leased(wait) => {
                 return Ok(Prepared::Done(Outcome::Retry(wait)));
             }
-            Loaded::Ready(ctx, attempt) => (*ctx, attempt),
+            Loaded::Ready(ctx, lease) => (*ctx, lease),
         };
+        let lease_sure_until = (lease.taken_at + self.lease)
+            .checked_sub(self.request_timeout + LEASE_MARGIN)
+            .unwrap_or(lease.taken_at);
+        let attempt = lease.attempt;
         let key = throttle_key(&ctx);
         let skip = |reason| {
             Ok(Prepared::Skipped {
@@ -218,11 +235,6 @@ impl Deliverer {
             tracing::warn!(%dialog_id, %level, "no ctwa_clid for this dialog: sending with action_source=other (no ad attribution)");
         }
         let test_event_code = non_empty(&ctx.test_event_code).map(str::to_owned);
-        let request = build_request(
-            vec![event.clone()],
-            test_event_code.as_deref(),
-            self.partner_agent.as_deref(),
-        );
         let key = BatchKey {
             pixel_id: pixel_id.to_owned(),
             token: token.to_owned(),
@@ -236,7 +248,7 @@ impl Deliverer {
                 ctx,
                 queued: q,
                 attempt,
-                request,
+                lease_sure_until,
                 throttle_key,
             }),
         ))
@@ -265,13 +277,30 @@ impl Deliverer {
 
     /// A request's answer for its events: decide each one's fate, record all
     /// of them in one transaction, and return their outcomes in order.
-    pub async fn on_answer(self: Arc<Self>, r: EventResult, items: Vec<Pending>) -> Vec<Outcome> {
+    pub async fn on_answer(
+        self: Arc<Self>,
+        r: EventResult,
+        sent: Vec<(Value, Pending)>,
+    ) -> Vec<Outcome> {
         let lag_base = Utc::now();
+        // Each row holds its event's part of the request, as if sent alone (no token).
+        let (requests, items): (Vec<Value>, Vec<Pending>) = sent
+            .into_iter()
+            .map(|(event, p)| {
+                let request = build_request(
+                    vec![event],
+                    non_empty(&p.ctx.test_event_code),
+                    self.partner_agent.as_deref(),
+                );
+                (request, p)
+            })
+            .unzip();
         let outcomes: Vec<(Outcome, LogStatus, Option<String>)> =
             items.iter().map(|p| self.decide(&r, p)).collect();
         let mut entries = Vec::with_capacity(items.len());
         let (mut ok, mut failed, mut retry) = (Vec::new(), Vec::new(), Vec::new());
-        for (p, (outcome, status, reason)) in items.iter().zip(&outcomes) {
+        for ((p, request), (outcome, status, reason)) in items.iter().zip(&requests).zip(&outcomes)
+        {
             self.metrics.queue_lag_seconds.observe(
                 (lag_base - p.ctx.claimed_at)
                     .to_std()
@@ -284,7 +313,7 @@ impl Deliverer {
                 p.attempt,
                 *status,
                 reason.as_deref(),
-                Some(&p.request),
+                Some(request),
                 Some(&r),
             ));
             match (status, outcome) {

@@ -12,6 +12,7 @@ mod metrics;
 pub use deliver::RetryPolicy;
 
 use anyhow::{Context, bail};
+use runtime::settings::parse_duration;
 use runtime::{CancellationToken, CommonSettings, Runtime};
 use serde::Deserialize;
 use std::{collections::HashMap, sync::Arc, sync::Mutex, time::Duration};
@@ -30,8 +31,10 @@ pub struct MetaSettings {
     pub timeout_ms: u64,
     /// Events per request (Meta's limit is 1000).
     pub batch_size: usize,
-    /// How long a batch waits to fill before it is sent.
+    /// How long a batch of fresh events waits to fill before it is sent.
     pub linger_ms: u64,
+    /// Under a backlog a batch waits half its first event's age, up to this.
+    pub max_linger_ms: u64,
     /// Requests to Meta in flight at once, per replica.
     pub max_concurrent_requests: usize,
     /// Waits before each retry, e.g. "5s,30s,2m,10m,1h"; after the last, the event is dead-lettered.
@@ -53,7 +56,10 @@ const DEFAULTS: &str = r#"
 port = 8083
 
 [amqp]
-prefetch = 20000
+# 40,000 events in flight (pixels × the batch they fill), over 64 channels:
+# RabbitMQ's cost per out-of-order ack grows with the channel's unacked count.
+prefetch = 625
+channels = 64
 
 [meta]
 graph_base_url = "https://graph.facebook.com"
@@ -61,6 +67,7 @@ graph_version = "v26.0"
 timeout_ms = 10000
 batch_size = 500
 linger_ms = 200
+max_linger_ms = 5000
 max_concurrent_requests = 16
 retry_schedule = "5s,30s,2m,10m,1h"
 retry_jitter = 0.2
@@ -82,23 +89,6 @@ impl Settings {
             meta: own.meta,
         })
     }
-}
-
-/// "500ms", "5s", "2m", "1h" → duration.
-pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n
-        .parse()
-        .with_context(|| format!("'{s}' does not start with a number"))?;
-    Ok(match unit {
-        "ms" => Duration::from_millis(n),
-        "s" | "" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        other => bail!("'{s}': unknown unit '{other}' (ms, s, m, h)"),
-    })
 }
 
 impl MetaSettings {
@@ -156,6 +146,7 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         pool: runtime.pool.clone(),
         policy,
         lease,
+        request_timeout: Duration::from_millis(m.timeout_ms),
         metrics: metrics.clone(),
         loader: loader::Loader::start(runtime.pool.clone(), lease, throttled.clone()),
         throttled,
@@ -163,7 +154,7 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
     });
     let d = deliverer.clone();
     let on_answer: batcher::OnAnswer<deliver::Pending, bus::Outcome> =
-        Arc::new(move |result, items| Box::pin(d.clone().on_answer(result, items)));
+        Arc::new(move |result, sent| Box::pin(d.clone().on_answer(result, sent)));
     let d = deliverer.clone();
     let fence: batcher::Fence = Arc::new(move |tokens| Box::pin(d.clone().fence(tokens)));
     let batcher = batcher::Batcher::new(
@@ -171,6 +162,9 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         batcher::BatcherConfig {
             batch_size: m.batch_size,
             linger: Duration::from_millis(m.linger_ms),
+            max_linger: Duration::from_millis(m.max_linger_ms),
+            max_pending: usize::from(settings.common.amqp.prefetch.max(1))
+                * usize::from(settings.common.amqp.channels.max(1)),
             max_concurrent_requests: m.max_concurrent_requests,
             partner_agent,
         },
@@ -191,22 +185,4 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
     // Any service may publish any outbox row; this one helps drain them too.
     runtime.spawn_outbox_relay();
     Ok(runtime)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("5s").ok(), Some(Duration::from_secs(5)));
-        assert_eq!(
-            parse_duration("250ms").ok(),
-            Some(Duration::from_millis(250))
-        );
-        assert_eq!(parse_duration("2m").ok(), Some(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1h").ok(), Some(Duration::from_secs(3600)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5d").is_err());
-    }
 }

@@ -31,7 +31,17 @@ pub enum Loaded {
     /// Another sender holds the lease: look again after this long.
     Leased(Duration),
     /// Ours to send, as this attempt.
-    Ready(Box<DeliveryContext>, i32),
+    Ready(Box<DeliveryContext>, Lease),
+}
+
+/// A lease this sender took.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease {
+    /// The attempt number: the fencing token.
+    pub attempt: i32,
+    /// Taken no earlier than this (measured before the statement was sent),
+    /// so the lease surely lasts until `taken_at` + its length.
+    pub taken_at: Instant,
 }
 
 type Request = ((Uuid, Level), oneshot::Sender<Result<Loaded, String>>);
@@ -141,6 +151,7 @@ async fn serve(
     to_lease.sort_unstable();
     to_lease.dedup();
     let lease_secs = i64::try_from(lease.as_secs()).unwrap_or(60);
+    let taken_at = Instant::now();
     let leased: HashMap<i64, i32> = storage::capi::lease_many(&mut conn, &to_lease, lease_secs)
         .await?
         .into_iter()
@@ -154,7 +165,13 @@ async fn serve(
             Some(c) => match (throttled_until(c), leased.get(&c.delivery_id)) {
                 (Some(wait), _) => Loaded::Throttled(wait),
                 (None, Some(attempt)) => match by_key.remove(&key) {
-                    Some(ctx) => Loaded::Ready(Box::new(ctx), *attempt),
+                    Some(ctx) => Loaded::Ready(
+                        Box::new(ctx),
+                        Lease {
+                            attempt: *attempt,
+                            taken_at,
+                        },
+                    ),
                     None => Loaded::Missing,
                 },
                 (None, None) => {

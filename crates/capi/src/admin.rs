@@ -205,6 +205,15 @@ pub enum DirectionCommand {
         #[arg(long)]
         ldu_state: Option<i32>,
     },
+    /// The WhatsApp bot of a direction: on/off and its prompt (business
+    /// context, tone, language; an empty prompt means the generic one).
+    Bot {
+        id: Uuid,
+        #[arg(long)]
+        enabled: Option<bool>,
+        #[arg(long)]
+        prompt: Option<String>,
+    },
     List,
 }
 
@@ -275,6 +284,16 @@ pub async fn direction(url: &str, c: DirectionCommand) -> Result<(), Failure> {
             }
             println!("{}", json!({"id": id, "updated": true}));
         }
+        DirectionCommand::Bot {
+            id,
+            enabled,
+            prompt,
+        } => {
+            if !directions::set_direction_bot(&mut conn, id, enabled, prompt.as_deref()).await? {
+                return Err(Failure::input(format!("no direction {id}")));
+            }
+            println!("{}", json!({"id": id, "updated": true}));
+        }
         DirectionCommand::List => print_rows(&directions::list_directions(&mut conn).await?)?,
     }
     Ok(())
@@ -294,6 +313,17 @@ pub enum InstanceCommand {
         /// The instance's WhatsApp number.
         #[arg(long)]
         phone: Option<String>,
+    },
+    /// How the bot sends through the instance: its Evolution API key, the
+    /// API's version (v2 by default), and whether the bot may answer there.
+    Bot {
+        instance: String,
+        #[arg(long)]
+        evolution_api_key: Option<String>,
+        #[arg(long, value_parser = ["v1", "v2"])]
+        evolution_api_version: Option<String>,
+        #[arg(long)]
+        enabled: Option<bool>,
     },
     List,
 }
@@ -326,6 +356,25 @@ pub async fn instance(url: &str, c: InstanceCommand) -> Result<(), Failure> {
                     "header": "X-Webhook-Secret",
                 })
             );
+        }
+        InstanceCommand::Bot {
+            instance,
+            evolution_api_key,
+            evolution_api_version,
+            enabled,
+        } => {
+            let found = directions::set_instance_bot(
+                &mut conn,
+                &instance,
+                evolution_api_key.as_deref(),
+                evolution_api_version.as_deref(),
+                enabled,
+            )
+            .await?;
+            if !found {
+                return Err(Failure::input(format!("no instance {instance}")));
+            }
+            println!("{}", json!({"instance": instance, "updated": true}));
         }
         InstanceCommand::List => print_rows(&directions::list_instances(&mut conn).await?)?,
     }

@@ -1,7 +1,6 @@
-use crate::reply::Replier;
 use bus::{
     Bus, Incoming, Outcome, Queue,
-    messages::{BufferFlush, BusMessage, DialogReady, MessageReceived, decode, encode},
+    messages::{BufferFlush, BusMessage, DialogReady, MessageReceived, ReplyDue, decode, encode},
 };
 use diesel_async::AsyncConnection;
 use runtime::Runtime;
@@ -18,7 +17,6 @@ pub(crate) struct Buffer {
     pub bus: Arc<Bus>,
     pub outbox_wake: Arc<Notify>,
     pub delay: Duration,
-    pub replier: Arc<dyn Replier>,
 }
 
 pub(crate) fn spawn(runtime: &mut Runtime, buffer: Arc<Buffer>) {
@@ -91,6 +89,12 @@ impl Buffer {
                             0,
                         )
                         .await?;
+                        let reply = ReplyDue {
+                            dialog_id: flush.dialog_id,
+                            seq: flush.seq,
+                        };
+                        storage::outbox::enqueue(conn, ReplyDue::ROUTING_KEY, &encode(&reply), 0)
+                            .await?;
                     }
                     Ok(claimed)
                 })
@@ -101,8 +105,7 @@ impl Buffer {
         match claimed {
             Ok(true) => {
                 self.outbox_wake.notify_one();
-                tracing::info!(dialog_id = %flush.dialog_id, seq = flush.seq, "buffer flushed; dialog handed to qualification");
-                self.replier.reply(flush.dialog_id).await;
+                tracing::info!(dialog_id = %flush.dialog_id, seq = flush.seq, "buffer flushed; dialog handed to qualification and the bot");
                 Outcome::Ack
             }
             Ok(false) => {

@@ -95,6 +95,7 @@ impl TestEnv {
                 url: amqp_url(),
                 prefix: self.amqp_prefix.clone(),
                 prefetch: 16,
+                channels: 1,
             },
             http: HttpSettings {
                 host: "127.0.0.1".into(),
@@ -135,6 +136,26 @@ pub struct PipelineOptions {
     /// capi-sender's retry schedule (default: five waits of `retry_delay_ms`).
     pub retry_schedule: Option<String>,
     pub partner_agent: String,
+    /// The bot's model and Evolution API (a fake each); `None`: no bot replies.
+    pub bot: Option<BotOptions>,
+}
+
+/// Where the bot's outside services are, and its retry schedule.
+#[derive(Debug, Clone)]
+pub struct BotOptions {
+    pub llm_url: String,
+    pub evolution_url: String,
+    pub retry_schedule: String,
+}
+
+impl BotOptions {
+    pub fn new(llm_url: &str, evolution_url: &str) -> Self {
+        BotOptions {
+            llm_url: llm_url.to_owned(),
+            evolution_url: evolution_url.to_owned(),
+            retry_schedule: "200ms,200ms".into(),
+        }
+    }
 }
 
 impl PipelineOptions {
@@ -147,6 +168,8 @@ impl PipelineOptions {
             timeout_ms: 2000,
             batch_size: self.batch_size,
             linger_ms: self.linger_ms,
+            // Tests time batches exactly: no longer linger under a backlog.
+            max_linger_ms: self.linger_ms,
             max_concurrent_requests: 8,
             retry_schedule: self
                 .retry_schedule
@@ -172,6 +195,41 @@ impl PipelineOptions {
             throttle_backoff: "30s".into(),
             retry_schedule: None,
             partner_agent: String::new(),
+            bot: None,
+        }
+    }
+
+    /// chatbot-service's settings for these options.
+    pub fn chatbot_settings(&self, common: &runtime::CommonSettings) -> chatbot_service::Settings {
+        let bot = self.bot.clone();
+        chatbot_service::Settings {
+            common: common.clone(),
+            chatbot: chatbot_service::ChatbotSettings {
+                buffer_delay_ms: self.buffer_delay_ms,
+            },
+            bot: chatbot_service::BotSettings {
+                enabled: bot.is_some(),
+                evolution_base_url: bot
+                    .as_ref()
+                    .map(|b| b.evolution_url.clone())
+                    .unwrap_or_default(),
+                evolution_timeout_ms: 2000,
+                takeover_window: "30m".into(),
+                max_message_age: "10m".into(),
+                max_history_messages: 30,
+                max_history_chars: 12000,
+                retry_schedule: bot
+                    .as_ref()
+                    .map(|b| b.retry_schedule.clone())
+                    .unwrap_or_default(),
+            },
+            llm: llm::LlmSettings {
+                base_url: bot.map(|b| b.llm_url).unwrap_or_default(),
+                model: "gpt-4o-mini".into(),
+                api_key: "sk-test-key".to_owned().into(),
+                timeout_ms: 2000,
+                max_tokens: 300,
+            },
         }
     }
 }
@@ -208,17 +266,9 @@ impl Pipeline {
         let gateway_port = gateway.port().expect("gateway serves http");
         tasks.push(tokio::spawn(gateway.run_until_stopped()));
         for _ in 0..opts.replicas.max(1) {
-            let chatbot = chatbot_service::build(
-                chatbot_service::Settings {
-                    common: common.clone(),
-                    chatbot: chatbot_service::ChatbotSettings {
-                        buffer_delay_ms: opts.buffer_delay_ms,
-                    },
-                },
-                stop.clone(),
-            )
-            .await
-            .expect("chatbot starts");
+            let chatbot = chatbot_service::build(opts.chatbot_settings(&common), stop.clone())
+                .await
+                .expect("chatbot starts");
             tasks.push(tokio::spawn(chatbot.run_until_stopped()));
             let agent = qualification_agent::build(
                 qualification_agent::Settings {

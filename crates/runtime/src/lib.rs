@@ -18,6 +18,12 @@ pub use settings::{CommonSettings, load_settings};
 pub use shutdown::shutdown_on_signals;
 pub use tokio_util::sync::CancellationToken;
 
+/// Every service allocates through mimalloc: under many concurrent tasks
+/// glibc's allocator spent a third of capi-sender's CPU in `malloc`/`free`
+/// and its arenas kept growing (`scripts/bench-sender`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A service's exit: errors (a bad setting, a port in use) print as one
 /// line naming the cause, without a backtrace, and exit with status 1.
 pub fn exit_code(service: &str, result: anyhow::Result<()>) -> std::process::ExitCode {

@@ -62,6 +62,7 @@ pool_size = 8
 url = "amqp://guest:guest@127.0.0.1:56729/%2f"
 prefix = "capi"
 prefetch = 32
+channels = 1
 
 [http]
 host = "127.0.0.1"
@@ -118,8 +119,39 @@ fn with_path<T: DeserializeOwned>(root: &serde_json::Value) -> Result<T, Setting
     })
 }
 
+/// "500ms", "5s", "2m", "1h" → duration.
+pub fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| anyhow::anyhow!("'{s}' does not start with a number"))?;
+    Ok(match unit {
+        "ms" => std::time::Duration::from_millis(n),
+        "s" | "" => std::time::Duration::from_secs(n),
+        "m" => std::time::Duration::from_secs(n * 60),
+        "h" => std::time::Duration::from_secs(n * 3600),
+        other => anyhow::bail!("'{s}': unknown unit '{other}' (ms, s, m, h)"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn durations_parse_with_units() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("5s").ok(), Some(Duration::from_secs(5)));
+        assert_eq!(
+            parse_duration("250ms").ok(),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(parse_duration("2m").ok(), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h").ok(), Some(Duration::from_secs(3600)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+
     use super::*;
     use std::collections::HashMap;
 

@@ -1,4 +1,5 @@
-//! The sandbox: a local Meta Conversions API. It validates requests the way
+//! The sandbox: a local Meta Conversions API (and the bot's model and
+//! Evolution API, `assistant.rs`). It validates requests the way
 //! Meta documents (`validate.rs`), answers with Meta's response and error
 //! shapes, records every event it accepted, and can be told to be slow,
 //! fail, throttle, or reject chosen events — so the whole system runs, and
@@ -10,7 +11,11 @@
 //! - `GET  /sandbox/events/{event_id}` — how many times an event id was accepted
 //! - `GET|PUT /sandbox/faults` — latency, error and throttle rates, invalid event ids
 //! - `DELETE /sandbox/events` — forget everything recorded
+//! - `POST /v1/chat/completions` — an OpenAI-compatible model with fixed answers
+//! - `POST /message/sendText/{instance}` — Evolution API's send; `GET /sandbox/whatsapp/sent`
+//! - `GET|PUT /sandbox/llm/faults` — the model's latency, failures to inject
 
+pub mod assistant;
 mod validate;
 
 pub use validate::{MAX_EVENTS, validate};
@@ -57,15 +62,21 @@ struct Store {
 #[derive(Default)]
 pub struct Sandbox {
     store: Mutex<Store>,
+    assistant: assistant::Assistant,
 }
 
 impl Sandbox {
     pub fn new(faults: Faults) -> Sandbox {
+        Sandbox::with_llm(faults, assistant::LlmFaults::default())
+    }
+
+    pub fn with_llm(faults: Faults, llm: assistant::LlmFaults) -> Sandbox {
         Sandbox {
             store: Mutex::new(Store {
                 faults,
                 ..Store::default()
             }),
+            assistant: assistant::Assistant::new(llm),
         }
     }
 
@@ -157,12 +168,15 @@ impl Sandbox {
             return Value::Null;
         };
         let duplicated = s.counts.values().filter(|c| **c > 1).count();
+        let assistant = self.assistant.stats();
         json!({
             "requests": s.requests,
             "rejected_requests": s.rejected_requests,
             "events_received": s.events.len(),
             "distinct_event_ids": s.counts.len(),
             "duplicated_event_ids": duplicated,
+            "chat_requests": assistant["chat_requests"],
+            "whatsapp_sent": assistant["whatsapp_sent"],
         })
     }
 
@@ -229,6 +243,7 @@ async fn reset(sb: web::Data<Sandbox>) -> HttpResponse {
             ..Store::default()
         };
     }
+    sb.assistant.reset();
     HttpResponse::NoContent().finish()
 }
 
@@ -257,6 +272,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .into()
         });
     cfg.app_data(json)
+        .configure(assistant::routes)
         .route("/sandbox/stats", web::get().to(stats))
         .route("/sandbox/events", web::get().to(list_events))
         .route("/sandbox/events", web::delete().to(reset))

@@ -6,7 +6,7 @@ use sandbox::{Faults, Sandbox};
 #[derive(Parser)]
 #[command(
     name = "sandbox",
-    about = "A local stand-in for Meta's Conversions API (not for production)"
+    about = "A local stand-in for Meta's Conversions API, an OpenAI-compatible model and Evolution API (not for production)"
 )]
 struct Args {
     #[arg(long, env = "SANDBOX_HOST", default_value = "127.0.0.1")]
@@ -22,6 +22,9 @@ struct Args {
     /// Share of requests answered as throttled, 0..1.
     #[arg(long, env = "SANDBOX_THROTTLE_RATE", default_value_t = 0.0)]
     throttle_rate: f64,
+    /// Milliseconds added to every chat completion (the bot's model).
+    #[arg(long, env = "SANDBOX_LLM_LATENCY_MS", default_value_t = 0)]
+    llm_latency_ms: u64,
 }
 
 #[tokio::main]
@@ -41,9 +44,17 @@ async fn main() -> std::process::ExitCode {
         let listener = std::net::TcpListener::bind((a.host.as_str(), a.port))?;
         tracing::info!(
             port = a.port,
-            "Meta sandbox listening: POST /{{version}}/{{pixel_id}}/events, GET /sandbox/stats"
+            "sandbox listening: Meta POST /{{version}}/{{pixel_id}}/events, LLM POST /v1/chat/completions, Evolution POST /message/sendText/{{instance}}, GET /sandbox/stats"
         );
-        sandbox::serve(listener, actix_web::web::Data::new(Sandbox::new(faults)))?.await?;
+        let llm = sandbox::assistant::LlmFaults {
+            latency_ms: a.llm_latency_ms,
+            fail_next: 0,
+        };
+        sandbox::serve(
+            listener,
+            actix_web::web::Data::new(Sandbox::with_llm(faults, llm)),
+        )?
+        .await?;
         anyhow::Ok(())
     };
     runtime::exit_code("sandbox", run.await)

@@ -336,7 +336,8 @@ pub struct Finished<'a> {
 }
 
 /// Closes many deliveries with one status; on success also sets each
-/// dialog's `capi_<level>_sent` flags (once).
+/// dialog's `capi_<level>_sent` flags (once). One statement whatever the mix
+/// of levels, so its plan is prepared once per connection.
 pub async fn finish_many(
     conn: &mut AsyncPgConnection,
     done: &[Finished<'_>],
@@ -346,33 +347,40 @@ pub async fn finish_many(
         return Ok(());
     }
     let ids: Vec<i64> = done.iter().map(|d| d.delivery_id).collect();
-    diesel::sql_query("UPDATE capi_deliveries SET status = $2, finished_at = now(), lease_until = NULL WHERE id = ANY($1)")
-        .bind::<Array<BigInt>, _>(&ids)
-        .bind::<Text, _>(status.as_str())
-        .execute(conn)
-        .await?;
-    if status != LogStatus::Success {
-        return Ok(());
-    }
-    for level in Level::ALL {
-        let of_level: Vec<&Finished<'_>> = done.iter().filter(|d| d.level == level).collect();
-        if of_level.is_empty() {
-            continue;
-        }
-        let dialogs: Vec<Uuid> = of_level.iter().map(|d| d.dialog_id).collect();
-        let event_ids: Vec<&str> = of_level.iter().map(|d| d.event_id).collect();
-        // Column names come from a closed enum, never from input.
-        let l = level.as_str();
-        diesel::sql_query(format!(
-            "UPDATE dialog_analysis d SET capi_{l}_sent = true, capi_{l}_sent_at = now(), capi_{l}_event_id = x.event_id, \
-               updated_at = now() FROM unnest($1::uuid[], $2::text[]) AS x(id, event_id) \
-             WHERE d.id = x.id AND NOT d.capi_{l}_sent"
-        ))
-        .bind::<Array<SqlUuid>, _>(&dialogs)
-        .bind::<Array<Text>, _>(&event_ids)
-        .execute(conn)
-        .await?;
-    }
+    let dialogs: Vec<Uuid> = done.iter().map(|d| d.dialog_id).collect();
+    let levels: Vec<i16> = done.iter().map(|d| d.level.number()).collect();
+    let event_ids: Vec<&str> = done.iter().map(|d| d.event_id).collect();
+    // A dialog may appear with several levels in one batch: one row per
+    // dialog, each level's event id in its own column.
+    diesel::sql_query(
+        "WITH x AS (SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::int2[], $4::text[]) AS x(id, dialog_id, level, event_id)), \
+         closed AS (UPDATE capi_deliveries cd SET status = $5, finished_at = now(), lease_until = NULL \
+                    FROM x WHERE cd.id = x.id RETURNING cd.id), \
+         sent AS (SELECT dialog_id, \
+                    max(event_id) FILTER (WHERE level = 1) AS e1, \
+                    max(event_id) FILTER (WHERE level = 2) AS e2, \
+                    max(event_id) FILTER (WHERE level = 3) AS e3 \
+                  FROM x WHERE $5 = 'success' GROUP BY dialog_id) \
+         UPDATE dialog_analysis d SET \
+           capi_interest_sent_at  = CASE WHEN NOT d.capi_interest_sent  AND s.e1 IS NOT NULL THEN now() ELSE d.capi_interest_sent_at END, \
+           capi_interest_event_id = CASE WHEN NOT d.capi_interest_sent  AND s.e1 IS NOT NULL THEN s.e1 ELSE d.capi_interest_event_id END, \
+           capi_interest_sent     = d.capi_interest_sent OR s.e1 IS NOT NULL, \
+           capi_qualified_sent_at  = CASE WHEN NOT d.capi_qualified_sent AND s.e2 IS NOT NULL THEN now() ELSE d.capi_qualified_sent_at END, \
+           capi_qualified_event_id = CASE WHEN NOT d.capi_qualified_sent AND s.e2 IS NOT NULL THEN s.e2 ELSE d.capi_qualified_event_id END, \
+           capi_qualified_sent     = d.capi_qualified_sent OR s.e2 IS NOT NULL, \
+           capi_scheduled_sent_at  = CASE WHEN NOT d.capi_scheduled_sent AND s.e3 IS NOT NULL THEN now() ELSE d.capi_scheduled_sent_at END, \
+           capi_scheduled_event_id = CASE WHEN NOT d.capi_scheduled_sent AND s.e3 IS NOT NULL THEN s.e3 ELSE d.capi_scheduled_event_id END, \
+           capi_scheduled_sent     = d.capi_scheduled_sent OR s.e3 IS NOT NULL, \
+           updated_at = now() \
+         FROM sent s WHERE d.id = s.dialog_id",
+    )
+    .bind::<Array<BigInt>, _>(&ids)
+    .bind::<Array<SqlUuid>, _>(&dialogs)
+    .bind::<Array<diesel::sql_types::SmallInt>, _>(&levels)
+    .bind::<Array<Text>, _>(&event_ids)
+    .bind::<Text, _>(status.as_str())
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

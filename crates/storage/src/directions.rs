@@ -322,3 +322,46 @@ pub async fn list_instances(
         .load(conn)
         .await
 }
+
+/// Switches a direction's bot on or off and sets its prompt (an empty
+/// prompt clears it: the generic one is used). Only what is given changes.
+pub async fn set_direction_bot(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    enabled: Option<bool>,
+    prompt: Option<&str>,
+) -> Result<bool, diesel::result::Error> {
+    let n = diesel::sql_query(
+        "UPDATE account_directions SET bot_enabled = COALESCE($2, bot_enabled), \
+           bot_prompt = CASE WHEN $3::text IS NULL THEN bot_prompt ELSE NULLIF($3, '') END, \
+           updated_at = now() WHERE id = $1",
+    )
+    .bind::<SqlUuid, _>(id)
+    .bind::<Nullable<Bool>, _>(enabled)
+    .bind::<Nullable<Text>, _>(prompt)
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}
+
+/// How the bot reaches an instance's Evolution API, and whether it may.
+pub async fn set_instance_bot(
+    conn: &mut AsyncPgConnection,
+    instance_name: &str,
+    evolution_api_key: Option<&str>,
+    evolution_api_version: Option<&str>,
+    bot_enabled: Option<bool>,
+) -> Result<bool, diesel::result::Error> {
+    let n = diesel::sql_query(
+        "UPDATE whatsapp_phone_numbers SET evolution_api_key = COALESCE($2, evolution_api_key), \
+           evolution_api_version = COALESCE($3, evolution_api_version), \
+           bot_enabled = COALESCE($4, bot_enabled) WHERE instance_name = $1",
+    )
+    .bind::<Text, _>(instance_name)
+    .bind::<Nullable<Text>, _>(evolution_api_key)
+    .bind::<Nullable<Text>, _>(evolution_api_version)
+    .bind::<Nullable<Bool>, _>(bot_enabled)
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}

@@ -8,6 +8,7 @@ pub mod directions;
 pub mod migrations;
 pub mod outbox;
 mod pool;
+pub mod replies;
 mod schema;
 
 pub use diesel_async::AsyncPgConnection;

@@ -1,0 +1,220 @@
+//! The bot's replies: what it needs to answer a dialog, the per-burst reply
+//! record that makes a redelivered request harmless, and the outgoing
+//! message it sent.
+
+use chrono::{DateTime, Utc};
+use diesel::{
+    QueryableByName,
+    sql_types::{BigInt, Bool, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid},
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+/// Everything about a dialog the bot's decision depends on.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct ReplyContext {
+    #[diesel(sql_type = Text)]
+    pub instance_name: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub contact_phone: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub contact_lid: Option<String>,
+    /// The dialog's newest buffered burst (a newer one supersedes this reply).
+    #[diesel(sql_type = BigInt)]
+    pub buffer_seq: i64,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    pub direction_id: Option<Uuid>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub direction_name: Option<String>,
+    #[diesel(sql_type = Nullable<Bool>)]
+    pub direction_bot_enabled: Option<bool>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub bot_prompt: Option<String>,
+    #[diesel(sql_type = Nullable<Bool>)]
+    pub instance_bot_enabled: Option<bool>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub evolution_api_key: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub evolution_api_version: Option<String>,
+}
+
+pub async fn reply_context(
+    conn: &mut AsyncPgConnection,
+    dialog_id: Uuid,
+) -> Result<Option<ReplyContext>, diesel::result::Error> {
+    use diesel::OptionalExtension;
+    diesel::sql_query(
+        "SELECT d.instance_name, d.contact_phone, d.contact_lid, d.buffer_seq, d.direction_id, \
+           ad.name AS direction_name, ad.bot_enabled AS direction_bot_enabled, ad.bot_prompt, \
+           w.bot_enabled AS instance_bot_enabled, w.evolution_api_key, w.evolution_api_version \
+         FROM dialog_analysis d \
+         LEFT JOIN account_directions ad ON ad.id = d.direction_id \
+         LEFT JOIN whatsapp_phone_numbers w ON w.instance_name = d.instance_name \
+         WHERE d.id = $1",
+    )
+    .bind::<SqlUuid, _>(dialog_id)
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+/// One message of a dialog, as the bot reads the history.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct HistoryMessage {
+    /// customer | operator | bot
+    #[diesel(sql_type = Text)]
+    pub author: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub text: Option<String>,
+    #[diesel(sql_type = Timestamptz)]
+    pub sent_at: DateTime<Utc>,
+}
+
+/// The dialog's newest `limit` messages, oldest first.
+pub async fn history(
+    conn: &mut AsyncPgConnection,
+    dialog_id: Uuid,
+    limit: i64,
+) -> Result<Vec<HistoryMessage>, diesel::result::Error> {
+    let mut newest: Vec<HistoryMessage> = diesel::sql_query(
+        "SELECT author, text, sent_at FROM dialog_messages WHERE dialog_id = $1 \
+         ORDER BY sent_at DESC, id DESC LIMIT $2",
+    )
+    .bind::<SqlUuid, _>(dialog_id)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await?;
+    newest.reverse();
+    Ok(newest)
+}
+
+/// Where a burst's reply stands.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct ReplyRow {
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    /// pending | generated | sent | skipped | failed
+    #[diesel(sql_type = Text)]
+    pub status: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub reply_text: Option<String>,
+}
+
+/// The reply record for (dialog, seq), created on first sight.
+pub async fn claim(
+    conn: &mut AsyncPgConnection,
+    dialog_id: Uuid,
+    seq: i64,
+) -> Result<ReplyRow, diesel::result::Error> {
+    diesel::sql_query(
+        "INSERT INTO bot_replies (dialog_id, seq) VALUES ($1, $2) \
+         ON CONFLICT (dialog_id, seq) DO UPDATE SET updated_at = now() \
+         RETURNING id, status, reply_text",
+    )
+    .bind::<SqlUuid, _>(dialog_id)
+    .bind::<BigInt, _>(seq)
+    .get_result(conn)
+    .await
+}
+
+/// Keeps the model's answer (and its token counts) before it is sent.
+pub async fn set_generated(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    text: &str,
+    prompt_tokens: u32,
+    completion_tokens: u32,
+) -> Result<(), diesel::result::Error> {
+    diesel::sql_query(
+        "UPDATE bot_replies SET status = 'generated', reply_text = $2, \
+           prompt_tokens = prompt_tokens + $3, completion_tokens = completion_tokens + $4, updated_at = now() \
+         WHERE id = $1 AND status = 'pending'",
+    )
+    .bind::<BigInt, _>(id)
+    .bind::<Text, _>(text)
+    .bind::<Int4, _>(i32::try_from(prompt_tokens).unwrap_or(i32::MAX))
+    .bind::<Int4, _>(i32::try_from(completion_tokens).unwrap_or(i32::MAX))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Closes a reply that was not sent: `skipped` (a rule said no) or `failed`.
+pub async fn close(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    status: &str,
+    reason: &str,
+) -> Result<(), diesel::result::Error> {
+    diesel::sql_query(
+        "UPDATE bot_replies SET status = $2, reason = $3, updated_at = now() \
+         WHERE id = $1 AND status IN ('pending', 'generated')",
+    )
+    .bind::<BigInt, _>(id)
+    .bind::<Text, _>(status)
+    .bind::<Text, _>(reason)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A reply Evolution API accepted.
+#[derive(Debug, Clone)]
+pub struct SentReply<'a> {
+    pub reply_id: i64,
+    pub dialog_id: Uuid,
+    pub instance_name: &'a str,
+    pub message_id: &'a str,
+    pub text: &'a str,
+    pub sent_at: DateTime<Utc>,
+    pub response_ms: i64,
+}
+
+/// Stores the sent reply as the dialog's outgoing bot message and closes the
+/// reply as `sent`. Call inside a transaction. If Evolution's own webhook for
+/// the message got here first (stored as written from the phone), the row
+/// becomes the bot's and is not counted twice.
+pub async fn record_sent(
+    conn: &mut AsyncPgConnection,
+    r: &SentReply<'_>,
+) -> Result<(), diesel::result::Error> {
+    #[derive(QueryableByName)]
+    struct Inserted {
+        #[diesel(sql_type = Bool)]
+        inserted: bool,
+    }
+    let response_ms = i32::try_from(r.response_ms.max(0)).unwrap_or(i32::MAX);
+    let row: Inserted = diesel::sql_query(
+        "INSERT INTO dialog_messages (dialog_id, instance_name, message_id, from_me, author, text, message_type, sent_at, response_ms) \
+         VALUES ($1, $2, $3, true, 'bot', $4, 'conversation', $5, $6) \
+         ON CONFLICT (instance_name, message_id, from_me) DO UPDATE SET author = 'bot', response_ms = EXCLUDED.response_ms \
+         RETURNING (xmax = 0) AS inserted",
+    )
+    .bind::<SqlUuid, _>(r.dialog_id)
+    .bind::<Text, _>(r.instance_name)
+    .bind::<Text, _>(r.message_id)
+    .bind::<Text, _>(r.text)
+    .bind::<Timestamptz, _>(r.sent_at)
+    .bind::<Int4, _>(response_ms)
+    .get_result(conn)
+    .await?;
+    if row.inserted {
+        diesel::sql_query(
+            "UPDATE dialog_analysis SET outgoing_count = outgoing_count + 1, \
+               last_message = GREATEST(last_message, $2), updated_at = now() WHERE id = $1",
+        )
+        .bind::<SqlUuid, _>(r.dialog_id)
+        .bind::<Timestamptz, _>(r.sent_at)
+        .execute(conn)
+        .await?;
+    }
+    diesel::sql_query(
+        "UPDATE bot_replies SET status = 'sent', message_id = $2, response_ms = $3, updated_at = now() WHERE id = $1",
+    )
+    .bind::<BigInt, _>(r.reply_id)
+    .bind::<Text, _>(r.message_id)
+    .bind::<Int4, _>(response_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
