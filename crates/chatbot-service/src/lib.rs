@@ -65,6 +65,10 @@ const DEFAULTS: &str = r#"
 [http]
 port = 8081
 
+[amqp]
+# Replies wait on the model for hundreds of milliseconds: many at once.
+prefetch = 256
+
 [chatbot]
 buffer_delay_ms = 5000
 
