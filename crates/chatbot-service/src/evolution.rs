@@ -77,13 +77,7 @@ impl Evolution {
             .json(&send_text_body(version, number, text))
             .send()
             .await
-            .map_err(|e| {
-                SendError::Unavailable(if e.is_timeout() {
-                    "timed out".to_owned()
-                } else {
-                    format!("request failed: {}", e.without_url())
-                })
-            })?;
+            .map_err(|e| SendError::Unavailable(llm::transport_error(e)))?;
         let status = resp.status().as_u16();
         let body: Option<Value> = resp.json().await.ok();
         if (200..300).contains(&status) {

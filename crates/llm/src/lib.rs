@@ -149,14 +149,10 @@ impl LlmClient {
         if !key.trim().is_empty() {
             req = req.bearer_auth(key);
         }
-        let resp = req.send().await.map_err(|e| {
-            LlmError::Unavailable(if e.is_timeout() {
-                "timed out".to_owned()
-            } else {
-                // Without the URL: it is configuration, and some carry keys.
-                format!("request failed: {}", e.without_url())
-            })
-        })?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| LlmError::Unavailable(transport_error(e)))?;
         let status = resp.status().as_u16();
         let body: Option<Value> = resp.json().await.ok();
         tracing::debug!(
@@ -196,6 +192,16 @@ impl LlmClient {
             prompt_tokens: tokens("prompt_tokens"),
             completion_tokens: tokens("completion_tokens"),
         })
+    }
+}
+
+/// Why an HTTP request got no answer, without its URL (configuration, and
+/// some URLs carry keys). For every client of an outside HTTP service.
+pub fn transport_error(e: reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".to_owned()
+    } else {
+        format!("request failed: {}", e.without_url())
     }
 }
 

@@ -37,6 +37,14 @@ fn sent(id: &str) -> ResponseTemplate {
     }))
 }
 
+/// Every POST to `server` gets `answer`.
+async fn respond(server: &MockServer, answer: ResponseTemplate) {
+    Mock::given(matchers::method("POST"))
+        .respond_with(answer)
+        .mount(server)
+        .await;
+}
+
 async fn fakes() -> Fakes {
     let f = Fakes {
         meta: MockServer::start().await,
@@ -126,10 +134,7 @@ async fn a_burst_of_three_messages_gets_one_answer_even_from_two_replicas() {
         .respond_with(completion(ANSWER))
         .mount(&f.llm)
         .await;
-    Mock::given(matchers::method("POST"))
-        .respond_with(sent("3EB0BOTREPLY01"))
-        .mount(&f.evolution)
-        .await;
+    respond(&f.evolution, sent("3EB0BOTREPLY01")).await;
     let (s, p) = start(&env, &f, 2).await;
     let t = recent(3);
     for (i, text) in [
@@ -236,14 +241,8 @@ async fn a_burst_of_three_messages_gets_one_answer_even_from_two_replicas() {
 async fn an_operator_who_wrote_from_the_phone_a_minute_ago_keeps_the_bot_quiet() {
     let env = TestEnv::new().await;
     let f = fakes().await;
-    Mock::given(matchers::method("POST"))
-        .respond_with(completion(ANSWER))
-        .mount(&f.llm)
-        .await;
-    Mock::given(matchers::method("POST"))
-        .respond_with(sent("X"))
-        .mount(&f.evolution)
-        .await;
+    respond(&f.llm, completion(ANSWER)).await;
+    respond(&f.evolution, sent("X")).await;
     let (s, p) = start(&env, &f, 1).await;
     post(
         &p,
@@ -308,15 +307,8 @@ async fn the_model_failing_twice_then_answering_gives_one_reply() {
         .with_priority(1)
         .mount(&f.llm)
         .await;
-    Mock::given(matchers::method("POST"))
-        .respond_with(completion(ANSWER))
-        .with_priority(2)
-        .mount(&f.llm)
-        .await;
-    Mock::given(matchers::method("POST"))
-        .respond_with(sent("R1"))
-        .mount(&f.evolution)
-        .await;
+    respond(&f.llm, completion(ANSWER)).await;
+    respond(&f.evolution, sent("R1")).await;
     let (s, p) = start(&env, &f, 1).await;
     post(
         &p,
@@ -339,16 +331,12 @@ async fn the_model_failing_twice_then_answering_gives_one_reply() {
 async fn with_the_model_down_there_is_no_reply_but_qualification_goes_on() {
     let env = TestEnv::new().await;
     let f = fakes().await;
-    Mock::given(matchers::method("POST"))
-        .respond_with(
-            ResponseTemplate::new(503).set_body_json(json!({"error": {"message": "down"}})),
-        )
-        .mount(&f.llm)
-        .await;
-    Mock::given(matchers::method("POST"))
-        .respond_with(sent("R1"))
-        .mount(&f.evolution)
-        .await;
+    respond(
+        &f.llm,
+        ResponseTemplate::new(503).set_body_json(json!({"error": {"message": "down"}})),
+    )
+    .await;
+    respond(&f.evolution, sent("R1")).await;
     let (s, p) = start(&env, &f, 1).await;
     post(
         &p,
@@ -400,17 +388,11 @@ async fn with_the_model_down_there_is_no_reply_but_qualification_goes_on() {
 async fn evolution_rejections_are_not_retried_and_its_outages_are() {
     let env = TestEnv::new().await;
     let f = fakes().await;
-    Mock::given(matchers::method("POST"))
-        .respond_with(completion(ANSWER))
-        .mount(&f.llm)
-        .await;
-    Mock::given(matchers::method("POST"))
-        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+    respond(&f.llm, completion(ANSWER)).await;
+    respond(&f.evolution, ResponseTemplate::new(400).set_body_json(json!({
             "status": 400, "error": "Bad Request",
             "response": {"message": [{"jid": "5511999999999@s.whatsapp.net", "exists": false, "number": PHONE}]}
-        })))
-        .mount(&f.evolution)
-        .await;
+        }))).await;
     let (s, p) = start(&env, &f, 1).await;
     post(
         &p,
@@ -442,11 +424,7 @@ async fn evolution_rejections_are_not_retried_and_its_outages_are() {
         .with_priority(1)
         .mount(&f.evolution)
         .await;
-    Mock::given(matchers::method("POST"))
-        .respond_with(sent("R2"))
-        .with_priority(2)
-        .mount(&f.evolution)
-        .await;
+    respond(&f.evolution, sent("R2")).await;
     post(
         &p,
         &s,
