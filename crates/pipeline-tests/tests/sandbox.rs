@@ -96,3 +96,103 @@ async fn events_arrive_at_the_sandbox_once_each_and_metrics_count_them() {
     p.stop().await;
     handle.stop(true).await;
 }
+
+/// The local setup `scripts/run` makes: the sandbox is Meta, the bot's model
+/// and Evolution API at once; a customer's burst gets the model's answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_answers_as_the_bots_model_and_records_its_whatsapp_messages() {
+    let env = TestEnv::new().await;
+    let s = seed(&env, &SeedOptions::default()).await;
+    let mut conn = env.conn().await;
+    storage::directions::set_instance_bot(
+        &mut conn,
+        &s.instance,
+        Some("evo-key"),
+        Some("v1"),
+        None,
+    )
+    .await
+    .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = sandbox::serve(
+        listener,
+        actix_web::web::Data::new(Sandbox::new(Faults::default())),
+    )
+    .expect("sandbox");
+    let handle = server.handle();
+    tokio::spawn(server);
+    let base = format!("http://127.0.0.1:{port}");
+    let mut opts = PipelineOptions::new(&base);
+    opts.bot = Some(pipeline_tests::BotOptions::new(
+        &format!("{base}/v1"),
+        &base,
+    ));
+    let p = Pipeline::start(&env, &opts).await;
+    for (i, text) in ["Oi", "Quero marcar uma avaliação"].iter().enumerate() {
+        let body = customer_message(
+            &s.instance,
+            &format!("S{i}"),
+            "5511988887777",
+            text,
+            None,
+            recent(2) + i as i64,
+        );
+        assert_eq!(
+            post_webhook(
+                p.gateway_port,
+                &s.instance,
+                Some(&s.secret),
+                body.to_string().as_bytes()
+            )
+            .await
+            .0,
+            200
+        );
+    }
+    let sent = pipeline_tests::eventually(
+        "the bot's message at the sandbox",
+        Duration::from_secs(30),
+        || async {
+            let (_, sent) = get_json(
+                port,
+                &format!("sandbox/whatsapp/sent?instance={}", s.instance),
+            )
+            .await;
+            (sent["total"] == 1).then_some(sent)
+        },
+    )
+    .await;
+    let m = &sent["messages"][0];
+    assert_eq!(m["number"], "5511988887777");
+    assert_eq!(
+        m["text"],
+        sandbox::assistant::answer(&[
+            serde_json::json!({"role": "user", "content": "Quero marcar uma avaliação"})
+        ])
+    );
+    assert_eq!(
+        count(&env, "SELECT count(*) AS n FROM dialog_messages WHERE author = 'bot' AND message_id LIKE 'SB%'").await,
+        1
+    );
+    // Evolution's rules: no apikey → 401; no text → 400.
+    let client = reqwest::Client::new();
+    let url = format!("{base}/message/sendText/{}", s.instance);
+    let r = client
+        .post(&url)
+        .json(&serde_json::json!({"number": "1", "text": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = client
+        .post(&url)
+        .header("apikey", "k")
+        .json(&serde_json::json!({"number": "1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    p.stop().await;
+    handle.stop(true).await;
+}
