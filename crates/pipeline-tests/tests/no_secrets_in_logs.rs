@@ -1,5 +1,6 @@
 //! Everything the services log while handling a real conversation, read back:
-//! no access token, no webhook secret, no raw phone number.
+//! no access token, no webhook secret, no model or Evolution API key, no raw
+//! phone number.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
 
@@ -58,7 +59,47 @@ async fn logs_hold_no_token_secret_or_phone() {
         .mount(&meta)
         .await;
     pipeline_tests::meta_accepts(&meta).await;
-    let p = Pipeline::start(&env, &PipelineOptions::new(&meta.uri())).await;
+    // The bot too, with its model and Evolution API each failing once.
+    let (llm, evolution) = (MockServer::start().await, MockServer::start().await);
+    for (server, ok) in [
+        (
+            &llm,
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "choices": [{"message": {"role": "assistant", "content": "Здравствуйте!"}}]
+            })),
+        ),
+        (
+            &evolution,
+            ResponseTemplate::new(201).set_body_json(serde_json::json!({"key": {"id": "BOT1"}})),
+        ),
+    ] {
+        Mock::given(matchers::method("POST"))
+            .respond_with(ResponseTemplate::new(503))
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(server)
+            .await;
+        Mock::given(matchers::method("POST"))
+            .respond_with(ok)
+            .mount(server)
+            .await;
+    }
+    let mut conn = env.conn().await;
+    storage::directions::set_instance_bot(
+        &mut conn,
+        &s.instance,
+        Some("evo-secret-instance-key"),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    let mut opts = PipelineOptions::new(&meta.uri());
+    opts.bot = Some(pipeline_tests::BotOptions::new(
+        &format!("{}/v1", llm.uri()),
+        &evolution.uri(),
+    ));
+    let p = Pipeline::start(&env, &opts).await;
     let phone = "79161234567";
     let client = reqwest::Client::new();
     for (i, clid) in [(1, Some("CLID-1")), (2, None)] {
@@ -100,6 +141,12 @@ async fn logs_hold_no_token_secret_or_phone() {
         .expect("gateway");
     assert_eq!(wrong.status().as_u16(), 401);
     pipeline_tests::wait_for_successes(&env, 1, Duration::from_secs(30)).await;
+    pipeline_tests::eventually("the bot's reply", Duration::from_secs(30), || async {
+        let sent = evolution.received_requests().await.unwrap_or_default();
+        (sent.len() >= 2).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     p.stop().await;
 
     let logs = String::from_utf8(captured.0.lock().map(|b| b.clone()).unwrap_or_default())
@@ -110,7 +157,20 @@ async fn logs_hold_no_token_secret_or_phone() {
         logs.len()
     );
     assert!(logs.contains("Meta unavailable"));
-    for secret in ["EAAB-very-secret-token", &s.secret, phone] {
+    for line in [
+        "bot replied",
+        "the model is unavailable",
+        "Evolution API unavailable",
+    ] {
+        assert!(logs.contains(line), "the bot's paths are logged: {line}");
+    }
+    for secret in [
+        "EAAB-very-secret-token",
+        &s.secret,
+        phone,
+        "sk-test-key",
+        "evo-secret-instance-key",
+    ] {
         let leaks: Vec<&str> = logs.lines().filter(|l| l.contains(secret)).collect();
         assert!(
             leaks.is_empty(),
