@@ -48,6 +48,9 @@ impl MainRuntime {
     }
 }
 
+/// Outbox relay loops per process.
+const OUTBOX_RELAYS: usize = 3;
+
 impl Runtime {
     pub fn new(
         name: &'static str,
@@ -127,13 +130,18 @@ impl Runtime {
 
     /// Publishes this service's outbox rows.
     pub fn spawn_outbox_relay(&mut self) {
-        let relay = outbox_relay::run(
-            self.pool.clone(),
-            self.bus.clone(),
-            self.outbox_wake.clone(),
-            self.stop.clone(),
-        );
-        self.spawn_worker(relay);
+        // A few relays side by side (rows are locked with SKIP LOCKED): a row
+        // committed while one relay waits for its batch's confirms is taken
+        // by another at once.
+        for _ in 0..OUTBOX_RELAYS {
+            let relay = outbox_relay::run(
+                self.pool.clone(),
+                self.bus.clone(),
+                self.outbox_wake.clone(),
+                self.stop.clone(),
+            );
+            self.spawn_worker(relay);
+        }
     }
 
     /// Waits for the stop signal and for every task to finish, then closes the broker connection.
