@@ -438,6 +438,18 @@ pub async fn post_webhook(
     (status, json)
 }
 
+/// POSTs a webhook for the seeded instance, with its secret, and expects 200.
+pub async fn post_ok(p: &Pipeline, s: &Seed, body: &Value) {
+    let (status, resp) = post_webhook(
+        p.gateway_port,
+        &s.instance,
+        Some(&s.secret),
+        body.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "{resp}");
+}
+
 /// Polls `check` until it returns `Some`, or panics naming `what` after `timeout`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where

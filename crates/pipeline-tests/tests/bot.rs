@@ -6,7 +6,7 @@
 
 use pipeline_tests::{
     BotOptions, Pipeline, PipelineOptions, Seed, SeedOptions, TestEnv, count, customer_message,
-    eventually, meta_accepts, post_webhook, recent, seed,
+    eventually, meta_accepts, post_ok, recent, seed,
     wiremock::{Mock, MockServer, Request, ResponseTemplate, matchers},
 };
 use serde_json::{Value, json};
@@ -68,17 +68,6 @@ async fn start(env: &TestEnv, f: &Fakes, replicas: usize) -> (Seed, Pipeline) {
         &f.evolution.uri(),
     ));
     (s, Pipeline::start(env, &opts).await)
-}
-
-async fn post(p: &Pipeline, s: &Seed, body: &Value) {
-    let (status, resp) = post_webhook(
-        p.gateway_port,
-        &s.instance,
-        Some(&s.secret),
-        body.to_string().as_bytes(),
-    )
-    .await;
-    assert_eq!(status, 200, "{resp}");
 }
 
 fn operator_message(instance: &str, id: &str, text: &str, ts: i64) -> Value {
@@ -145,7 +134,7 @@ async fn a_burst_of_three_messages_gets_one_answer_even_from_two_replicas() {
     .iter()
     .enumerate()
     {
-        post(
+        post_ok(
             &p,
             &s,
             &customer_message(
@@ -244,13 +233,13 @@ async fn an_operator_who_wrote_from_the_phone_a_minute_ago_keeps_the_bot_quiet()
     respond(&f.llm, completion(ANSWER)).await;
     respond(&f.evolution, sent("X")).await;
     let (s, p) = start(&env, &f, 1).await;
-    post(
+    post_ok(
         &p,
         &s,
         &customer_message(&s.instance, "C1", PHONE, "Oi", None, recent(120)),
     )
     .await;
-    post(
+    post_ok(
         &p,
         &s,
         &operator_message(
@@ -261,7 +250,7 @@ async fn an_operator_who_wrote_from_the_phone_a_minute_ago_keeps_the_bot_quiet()
         ),
     )
     .await;
-    post(
+    post_ok(
         &p,
         &s,
         &customer_message(&s.instance, "C2", PHONE, "Quanto custa?", None, recent(1)),
@@ -310,7 +299,7 @@ async fn the_model_failing_twice_then_answering_gives_one_reply() {
     respond(&f.llm, completion(ANSWER)).await;
     respond(&f.evolution, sent("R1")).await;
     let (s, p) = start(&env, &f, 1).await;
-    post(
+    post_ok(
         &p,
         &s,
         &customer_message(&s.instance, "M1", PHONE, "Oi", None, recent(1)),
@@ -338,7 +327,7 @@ async fn with_the_model_down_there_is_no_reply_but_qualification_goes_on() {
     .await;
     respond(&f.evolution, sent("R1")).await;
     let (s, p) = start(&env, &f, 1).await;
-    post(
+    post_ok(
         &p,
         &s,
         &customer_message(
@@ -351,7 +340,7 @@ async fn with_the_model_down_there_is_no_reply_but_qualification_goes_on() {
         ),
     )
     .await;
-    post(
+    post_ok(
         &p,
         &s,
         &customer_message(&s.instance, "M2", PHONE, "Quanto custa?", None, recent(1)),
@@ -394,7 +383,7 @@ async fn evolution_rejections_are_not_retried_and_its_outages_are() {
             "response": {"message": [{"jid": "5511999999999@s.whatsapp.net", "exists": false, "number": PHONE}]}
         }))).await;
     let (s, p) = start(&env, &f, 1).await;
-    post(
+    post_ok(
         &p,
         &s,
         &customer_message(&s.instance, "M1", PHONE, "Oi", None, recent(1)),
@@ -425,7 +414,7 @@ async fn evolution_rejections_are_not_retried_and_its_outages_are() {
         .mount(&f.evolution)
         .await;
     respond(&f.evolution, sent("R2")).await;
-    post(
+    post_ok(
         &p,
         &s,
         &customer_message(&s.instance, "M2", PHONE, "Alô?", None, recent(0)),

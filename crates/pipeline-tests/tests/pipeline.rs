@@ -5,8 +5,8 @@
 
 use domain::{capi::event_id, level::Level, normalize::sha256_hex};
 use pipeline_tests::{
-    Pipeline, PipelineOptions, Seed, SeedOptions, TestEnv, count, customer_message, dialog_ids,
-    eventually, log_rows, meta_accepts, post_webhook, seed, successes,
+    Pipeline, PipelineOptions, SeedOptions, TestEnv, count, customer_message, dialog_ids,
+    eventually, log_rows, meta_accepts, post_ok, seed, successes,
     wiremock::{Mock, MockServer, Request, ResponseTemplate, matchers},
 };
 use serde_json::{Value, json};
@@ -17,17 +17,6 @@ const CLID: &str = "ARAkLkA8rmlFeiCktEJQ";
 static T1: LazyLock<i64> = LazyLock::new(|| pipeline_tests::recent(600));
 static T2: LazyLock<i64> = LazyLock::new(|| pipeline_tests::recent(540));
 const WAIT: Duration = Duration::from_secs(30);
-
-async fn post(p: &Pipeline, s: &Seed, body: &Value) {
-    let (status, resp) = post_webhook(
-        p.gateway_port,
-        &s.instance,
-        Some(&s.secret),
-        body.to_string().as_bytes(),
-    )
-    .await;
-    assert_eq!(status, 200, "{resp}");
-}
 
 async fn meta_bodies(server: &MockServer) -> Vec<Value> {
     server
@@ -70,8 +59,8 @@ async fn an_ad_click_and_a_second_message_send_one_lead_exactly_as_specified() {
         *T1,
     );
     let second = customer_message(&s.instance, "M2", PHONE, "Quanto custa?", None, *T2);
-    post(&p, &s, &first).await;
-    post(&p, &s, &second).await;
+    post_ok(&p, &s, &first).await;
+    post_ok(&p, &s, &second).await;
 
     eventually("one success row", WAIT, || async {
         (successes(&env).await == 1).then_some(())
@@ -123,8 +112,8 @@ async fn an_ad_click_and_a_second_message_send_one_lead_exactly_as_specified() {
     );
 
     // Evolution re-delivers both webhooks: nothing more reaches Meta.
-    post(&p, &s, &first).await;
-    post(&p, &s, &second).await;
+    post_ok(&p, &s, &first).await;
+    post_ok(&p, &s, &second).await;
     settle().await;
     assert_eq!(meta_bodies(&meta).await.len(), 1);
     assert_eq!(successes(&env).await, 1);
@@ -140,32 +129,32 @@ async fn a_later_message_keeps_the_click_id_and_a_dialog_without_one_is_sent_as_
     let p = Pipeline::start(&env, &PipelineOptions::new(&meta.uri())).await;
 
     // Dialog A: clid on the first message only, then two without.
-    post(
+    post_ok(
         &p,
         &s,
         &customer_message(&s.instance, "A1", PHONE, "oi", Some(CLID), *T1),
     )
     .await;
-    post(
+    post_ok(
         &p,
         &s,
         &customer_message(&s.instance, "A2", PHONE, "tudo bem?", None, *T2),
     )
     .await;
-    post(
+    post_ok(
         &p,
         &s,
         &customer_message(&s.instance, "A3", PHONE, "alô?", None, *T2 + 10),
     )
     .await;
     // Dialog B: never came from an ad.
-    post(
+    post_ok(
         &p,
         &s,
         &customer_message(&s.instance, "B1", "5511888888888", "hello", None, *T1),
     )
     .await;
-    post(
+    post_ok(
         &p,
         &s,
         &customer_message(&s.instance, "B2", "5511888888888", "price?", None, *T2),
@@ -221,13 +210,13 @@ async fn a_meta_error_is_logged_with_its_message_and_sets_no_flag() {
         .mount(&meta)
         .await;
     let p = Pipeline::start(&env, &PipelineOptions::new(&meta.uri())).await;
-    post(
+    post_ok(
         &p,
         &s,
         &customer_message(&s.instance, "M1", PHONE, "oi", Some(CLID), *T1),
     )
     .await;
-    post(
+    post_ok(
         &p,
         &s,
         &customer_message(&s.instance, "M2", PHONE, "preço?", None, *T2),
@@ -269,13 +258,13 @@ async fn meta_down_for_a_while_then_up_gets_the_event_once() {
         .await;
     meta_accepts(&meta).await;
     let p = Pipeline::start(&env, &PipelineOptions::new(&meta.uri())).await;
-    post(
+    post_ok(
         &p,
         &s,
         &customer_message(&s.instance, "M1", PHONE, "oi", Some(CLID), *T1),
     )
     .await;
-    post(
+    post_ok(
         &p,
         &s,
         &customer_message(&s.instance, "M2", PHONE, "preço?", None, *T2),
@@ -317,13 +306,13 @@ async fn two_replicas_of_each_stage_still_send_each_event_once() {
     let p = Pipeline::start(&env, &opts).await;
     let phones: Vec<String> = (0..6).map(|i| format!("55119000000{i:02}")).collect();
     for (i, phone) in phones.iter().enumerate() {
-        post(
+        post_ok(
             &p,
             &s,
             &customer_message(&s.instance, &format!("X{i}a"), phone, "oi", Some(CLID), *T1),
         )
         .await;
-        post(
+        post_ok(
             &p,
             &s,
             &customer_message(&s.instance, &format!("X{i}b"), phone, "preço?", None, *T2),
@@ -403,13 +392,13 @@ async fn directions_that_cannot_send_send_nothing() {
     .await;
     let p = Pipeline::start(&env, &PipelineOptions::new(&meta.uri())).await;
     for s in [&disabled, &no_pixel, &unmapped, &no_token] {
-        post(
+        post_ok(
             &p,
             s,
             &customer_message(&s.instance, "M1", PHONE, "oi", Some(CLID), *T1),
         )
         .await;
-        post(
+        post_ok(
             &p,
             s,
             &customer_message(&s.instance, "M2", PHONE, "preço?", None, *T2),
@@ -456,13 +445,13 @@ async fn the_user_account_token_is_the_fallback() {
     let meta = MockServer::start().await;
     meta_accepts(&meta).await;
     let p = Pipeline::start(&env, &PipelineOptions::new(&meta.uri())).await;
-    post(
+    post_ok(
         &p,
         &s,
         &customer_message(&s.instance, "M1", PHONE, "oi", Some(CLID), *T1),
     )
     .await;
-    post(
+    post_ok(
         &p,
         &s,
         &customer_message(&s.instance, "M2", PHONE, "preço?", None, *T2),

@@ -138,17 +138,7 @@ async fn the_sandbox_answers_as_the_bots_model_and_records_its_whatsapp_messages
             None,
             recent(2) + i as i64,
         );
-        assert_eq!(
-            post_webhook(
-                p.gateway_port,
-                &s.instance,
-                Some(&s.secret),
-                body.to_string().as_bytes()
-            )
-            .await
-            .0,
-            200
-        );
+        pipeline_tests::post_ok(&p, &s, &body).await;
     }
     let sent = pipeline_tests::eventually(
         "the bot's message at the sandbox",
