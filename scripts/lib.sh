@@ -138,3 +138,28 @@ start_servers() {
   start_postgres
   start_rabbitmq
 }
+
+# psql on the private cluster as the capi role: psql_db -d DB -c "…"
+psql_db() { as_pg "$(pg_bin)/psql" -h 127.0.0.1 -p "$PG_PORT" -U capi -v ON_ERROR_STOP=1 -qtA "$@"; }
+
+# A fresh RabbitMQ vhost and database, both named $1, for a benchmark run;
+# points the services at them (CAPI_DATABASE__URL, CAPI_AMQP__URL).
+bench_env() {
+  local name=$1
+  (
+    rmq_env
+    ctl=(/usr/lib/rabbitmq/bin/rabbitmqctl -q -n "$RABBITMQ_NODENAME")
+    "${ctl[@]}" delete_vhost "$name" >/dev/null 2>&1 || true
+    "${ctl[@]}" add_vhost "$name" >/dev/null
+    "${ctl[@]}" set_permissions -p "$name" guest '.*' '.*' '.*' >/dev/null
+  )
+  psql_db -d postgres -c "DROP DATABASE IF EXISTS $name" -c "CREATE DATABASE $name"
+  export CAPI_DATABASE__URL="postgres://capi@127.0.0.1:$PG_PORT/$name"
+  export CAPI_AMQP__URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/$name"
+}
+
+# Messages (ready + unacknowledged) in every queue of vhost $1.
+vhost_messages() {
+  ( rmq_env; /usr/lib/rabbitmq/bin/rabbitmqctl -q -n "$RABBITMQ_NODENAME" list_queues -p "$1" messages 2>/dev/null ) \
+    | awk '$1 ~ /^[0-9]+$/ {n += $1} END {print n + 0}'
+}

@@ -7,6 +7,9 @@
 //! under load batches grow instead of requests queueing up. Meta rejects a
 //! whole batch for one invalid event, so an invalid batch is split in halves
 //! and resent until the bad events are isolated; the good ones are delivered.
+//! A batch whose linger is over becomes ready; when a request slot frees, the
+//! fullest ready batch takes it (one ready longer than `max_linger` first), so
+//! while every slot is busy the slots go to the batches that fill them best.
 //! Each request's answer goes, with its events and their payloads, to `on_answer`
 //! (which records them together), and each event's waiter gets its outcome.
 
@@ -25,10 +28,10 @@ use std::{
     collections::HashMap,
     fmt,
     sync::atomic::Ordering,
-    sync::{Arc, Mutex},
-    time::Duration,
+    sync::{Arc, Mutex, Weak},
+    time::{Duration, Instant},
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use uuid::Uuid;
 
 /// No event for this long: the intake has stopped (the queue is drained).
@@ -103,11 +106,9 @@ pub trait Dropped {
 }
 
 /// Removes the fullest open batches until at least `events` events are taken.
-fn take_fullest<P, O>(
-    open: &mut HashMap<BatchKey, Open<P, O>>,
-    events: usize,
-) -> Vec<(BatchKey, Open<P, O>)> {
-    let mut sizes: Vec<(usize, BatchKey)> = open
+fn take_fullest<P, O>(batches: &mut Batches<P, O>, events: usize) -> Vec<(BatchKey, Open<P, O>)> {
+    let mut sizes: Vec<(usize, BatchKey)> = batches
+        .open
         .iter()
         .map(|(k, b)| (b.items.len(), k.clone()))
         .collect();
@@ -118,7 +119,7 @@ fn take_fullest<P, O>(
         if n >= events {
             break;
         }
-        if let Some(b) = open.remove(&key) {
+        if let Some(b) = batches.remove(&key) {
             n += size;
             taken.push((key, b));
         }
@@ -135,13 +136,61 @@ pub fn linger_for(age: Duration, linger: Duration, max_linger: Duration) -> Dura
 struct Open<P, O> {
     generation: u64,
     items: Vec<Waiter<P, O>>,
+    /// Its linger is over: it goes when a request slot is free.
+    ready_since: Option<Instant>,
+}
+
+/// The open batches and how many events they hold.
+struct Batches<P, O> {
+    open: HashMap<BatchKey, Open<P, O>>,
+    pending: usize,
+}
+
+impl<P, O> Batches<P, O> {
+    fn remove(&mut self, key: &BatchKey) -> Option<Open<P, O>> {
+        let b = self.open.remove(key)?;
+        self.pending -= b.items.len();
+        Some(b)
+    }
+
+    /// The ready batch to send next: one ready for longer than `overdue`
+    /// (oldest first), else the fullest.
+    fn take_ready(&mut self, overdue: Duration) -> Option<(BatchKey, Open<P, O>)> {
+        let now = Instant::now();
+        let key = self
+            .open
+            .iter()
+            .filter_map(|(k, b)| b.ready_since.map(|t| (k, b.items.len(), now - t)))
+            .max_by_key(|&(_, n, waited)| {
+                if waited >= overdue {
+                    (true, waited, n)
+                } else {
+                    (false, Duration::ZERO, n)
+                }
+            })
+            .map(|(k, _, _)| k.clone())?;
+        let b = self.remove(&key)?;
+        Some((key, b))
+    }
+}
+
+/// A request slot; when it is given back the dispatcher looks for a ready batch.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    freed: Arc<Notify>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.freed.notify_one();
+    }
 }
 
 pub struct Batcher<P, O> {
-    open: Mutex<HashMap<BatchKey, Open<P, O>>>,
-    /// Events in open batches (kept beside `open`, under its lock).
-    pending: std::sync::atomic::AtomicUsize,
+    batches: Mutex<Batches<P, O>>,
     max_pending: usize,
+    /// Wakes the dispatcher: a batch became ready or a request slot freed.
+    wake: Arc<Notify>,
     /// When the last event came in (ms since `started`).
     last_submit_ms: std::sync::atomic::AtomicU64,
     started: std::time::Instant,
@@ -179,10 +228,13 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
         on_answer: OnAnswer<P, O>,
         fence: Fence,
     ) -> Arc<Self> {
-        Arc::new(Batcher {
-            open: Mutex::new(HashMap::new()),
-            pending: std::sync::atomic::AtomicUsize::new(0),
+        let batcher = Arc::new(Batcher {
+            batches: Mutex::new(Batches {
+                open: HashMap::new(),
+                pending: 0,
+            }),
             max_pending: cfg.max_pending,
+            wake: Arc::new(Notify::new()),
             last_submit_ms: std::sync::atomic::AtomicU64::new(0),
             started: std::time::Instant::now(),
             next_generation: Mutex::new(0),
@@ -195,7 +247,9 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
             metrics,
             on_answer,
             fence,
-        })
+        });
+        tokio::spawn(dispatch(Arc::downgrade(&batcher), batcher.wake.clone()));
+        batcher
     }
 
     /// Adds an event (`age` since its level was reached) to its batch and
@@ -211,8 +265,8 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
         self.last_submit_ms
             .store(self.elapsed_ms(), Ordering::Relaxed);
         let (full, new_batch, fullest) = {
-            let mut open = self.open.lock().ok()?;
-            let generation = match open.get(&key) {
+            let mut batches = self.batches.lock().ok()?;
+            let generation = match batches.open.get(&key) {
                 Some(o) => o.generation,
                 None => {
                     let mut g = self.next_generation.lock().ok()?;
@@ -220,42 +274,33 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
                     *g
                 }
             };
-            let batch = open.entry(key.clone()).or_insert_with(|| Open {
+            let batch = batches.open.entry(key.clone()).or_insert_with(|| Open {
                 generation,
                 items: Vec::new(),
+                ready_since: None,
             });
             batch.items.push((event, payload, tx));
-            let first = batch.items.len() == 1;
-            let full = (batch.items.len() >= self.batch_size)
-                .then(|| open.remove(&key))
-                .flatten();
+            let (first, filled) = (batch.items.len() == 1, batch.items.len() >= self.batch_size);
+            batches.pending += 1;
+            let full = if filled { batches.remove(&key) } else { None };
             let linger = (first && full.is_none()).then_some(generation);
-            let removed = full.as_ref().map_or(0, |b| b.items.len());
-            let pending = self.pending.load(Ordering::Relaxed) + 1 - removed;
             let mut fullest = Vec::new();
             // At 75 % of the window, the fullest batches go until half is left.
-            if self.max_pending > 0 && pending * 4 >= self.max_pending * 3 {
-                fullest = take_fullest(&mut open, pending - self.max_pending / 2);
+            if self.max_pending > 0 && batches.pending * 4 >= self.max_pending * 3 {
+                let excess = batches.pending - self.max_pending / 2;
+                fullest = take_fullest(&mut batches, excess);
             }
-            let taken: usize = fullest.iter().map(|(_, b)| b.items.len()).sum();
-            self.pending.store(pending - taken, Ordering::Relaxed);
             (full, linger, fullest)
         };
-        for (key, batch) in fullest {
+        self.metrics.pending_in_batches.inc();
+        for (key, batch) in full.map(|b| (key.clone(), b)).into_iter().chain(fullest) {
             let me = self.clone();
             tokio::spawn(async move {
-                let permit = me.requests_in_flight.clone().acquire_owned().await.ok();
-                me.send(key, batch.items, permit).await
+                let slot = me.slot().await;
+                me.send(key, batch.items, slot).await
             });
         }
-        self.metrics.pending_in_batches.inc();
-        if let Some(batch) = full {
-            let me = self.clone();
-            tokio::spawn(async move {
-                let permit = me.requests_in_flight.clone().acquire_owned().await.ok();
-                me.send(key, batch.items, permit).await
-            });
-        } else if let Some(generation) = new_batch {
+        if let Some(generation) = new_batch {
             let me = self.clone();
             let wait = linger_for(age, self.linger, self.max_linger);
             tokio::spawn(async move { me.linger(key, generation, wait).await });
@@ -267,6 +312,20 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// Waits for a request slot.
+    async fn slot(&self) -> Option<Slot> {
+        let permit = self.requests_in_flight.clone().acquire_owned().await.ok()?;
+        Some(self.wrap(permit))
+    }
+
+    fn wrap(&self, permit: OwnedSemaphorePermit) -> Slot {
+        Slot {
+            _permit: permit,
+            freed: self.wake.clone(),
+        }
+    }
+
+    /// Waits out a batch's linger, then marks it ready for the dispatcher.
     async fn linger(self: Arc<Self>, key: BatchKey, generation: u64, wait: Duration) {
         // A long (backlog) linger ends early once events stop coming in:
         // waiting longer cannot fill the batch any further.
@@ -284,24 +343,15 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
                 break;
             }
         }
-        // Until a request slot is free the batch stays open and keeps growing.
-        let permit = self.requests_in_flight.clone().acquire_owned().await.ok();
-        let batch = {
-            let Ok(mut open) = self.open.lock() else {
-                return;
-            };
-            match open.get(&key) {
-                Some(o) if o.generation == generation => {
-                    let b = open.remove(&key);
-                    let n = b.as_ref().map_or(0, |b| b.items.len());
-                    self.pending.fetch_sub(n, Ordering::Relaxed);
-                    b
-                }
-                _ => None, // already sent: it filled up, or the window did
-            }
+        let Ok(mut batches) = self.batches.lock() else {
+            return;
         };
-        if let Some(batch) = batch {
-            self.send(key, batch.items, permit).await;
+        // Already gone if it filled up or the window sent it.
+        if let Some(b) = batches.open.get_mut(&key)
+            && b.generation == generation
+        {
+            b.ready_since = Some(Instant::now());
+            self.wake.notify_one();
         }
     }
 
@@ -309,7 +359,7 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
         &self,
         key: BatchKey,
         items: Vec<Waiter<P, O>>,
-        permit: Option<OwnedSemaphorePermit>,
+        slot: Option<Slot>,
     ) {
         self.metrics
             .pending_in_batches
@@ -345,7 +395,7 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
             let _ = tx.send(O::dropped());
         }
         if !mine.is_empty() {
-            self.send_split(&key, mine, permit).await;
+            self.send_split(&key, mine, slot).await;
         }
     }
 
@@ -353,7 +403,7 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
         &'a self,
         key: &'a BatchKey,
         items: Vec<Waiter<P, O>>,
-        permit: Option<OwnedSemaphorePermit>,
+        slot: Option<Slot>,
     ) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             let n = items.len();
@@ -368,9 +418,9 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
                 .as_deref()
                 .map(|s| appsecret_proof(s, &key.token));
             let answer = {
-                let _permit = match permit {
-                    Some(p) => Some(p),
-                    None => self.requests_in_flight.clone().acquire_owned().await.ok(),
+                let _slot = match slot {
+                    Some(s) => Some(s),
+                    None => self.slot().await,
                 };
                 self.client
                     .send_events(
@@ -452,6 +502,33 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
     }
 }
 
+/// Gives each free request slot to the ready batch that fills it best;
+/// until a slot frees, ready batches stay open and keep growing.
+async fn dispatch<P: Fenced + Send + 'static, O: Dropped + Send + 'static>(
+    batcher: Weak<Batcher<P, O>>,
+    wake: Arc<Notify>,
+) {
+    loop {
+        wake.notified().await;
+        let Some(me) = batcher.upgrade() else {
+            return;
+        };
+        while let Ok(permit) = me.requests_in_flight.clone().try_acquire_owned() {
+            let next = match me.batches.lock() {
+                Ok(mut b) => b.take_ready(me.max_linger),
+                Err(_) => return,
+            };
+            let Some((key, batch)) = next else {
+                drop(permit);
+                break;
+            };
+            let slot = me.wrap(permit);
+            let m = me.clone();
+            tokio::spawn(async move { m.send(key, batch.items, Some(slot)).await });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,5 +543,41 @@ mod tests {
         assert_eq!(linger_for(ms(60_000), linger, cap), cap);
         // A cap below the linger never shortens it.
         assert_eq!(linger_for(ms(60_000), linger, ms(50)), linger);
+    }
+
+    #[test]
+    fn a_free_slot_goes_to_the_fullest_ready_batch_unless_one_is_overdue() {
+        let key = |p: &str| BatchKey {
+            pixel_id: p.into(),
+            token: "t".into(),
+            app_secret: None,
+            test_event_code: None,
+        };
+        let batch = |n: usize, ready_for: Option<u64>| Open::<(), ()> {
+            generation: 0,
+            items: (0..n)
+                .map(|_| (Value::Null, (), oneshot::channel().0))
+                .collect(),
+            ready_since: ready_for.map(|ms| Instant::now() - Duration::from_millis(ms)),
+        };
+        let mut b = Batches {
+            open: HashMap::from([
+                (key("small"), batch(3, Some(10))),
+                (key("big"), batch(30, Some(10))),
+                (key("biggest-not-ready"), batch(90, None)),
+            ]),
+            pending: 123,
+        };
+        let overdue = Duration::from_secs(5);
+        let (k, taken) = b.take_ready(overdue).expect("a ready batch");
+        assert_eq!((k.pixel_id.as_str(), taken.items.len(), b.pending), ("big", 30, 93));
+        b.open.insert(key("old"), batch(1, Some(6_000)));
+        b.pending += 1;
+        let (k, _) = b.take_ready(overdue).expect("a ready batch");
+        assert_eq!(k.pixel_id, "old", "a batch ready past max_linger goes first");
+        let (k, _) = b.take_ready(overdue).expect("a ready batch");
+        assert_eq!(k.pixel_id, "small");
+        assert!(b.take_ready(overdue).is_none(), "the unready batch stays open");
+        assert_eq!(b.pending, 90);
     }
 }

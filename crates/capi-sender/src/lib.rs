@@ -12,7 +12,7 @@ mod metrics;
 pub use deliver::RetryPolicy;
 
 use anyhow::{Context, bail};
-use runtime::settings::parse_duration;
+use runtime::settings::{parse_duration, parse_schedule};
 use runtime::{CancellationToken, CommonSettings, Runtime};
 use serde::Deserialize;
 use std::{collections::HashMap, sync::Arc, sync::Mutex, time::Duration};
@@ -68,7 +68,7 @@ timeout_ms = 10000
 batch_size = 500
 linger_ms = 200
 max_linger_ms = 5000
-max_concurrent_requests = 16
+max_concurrent_requests = 6
 retry_schedule = "5s,30s,2m,10m,1h"
 retry_jitter = 0.2
 throttle_backoff = "15m"
@@ -93,13 +93,10 @@ impl Settings {
 
 impl MetaSettings {
     pub fn policy(&self) -> anyhow::Result<RetryPolicy> {
-        let schedule_ms = self
-            .retry_schedule
-            .split(',')
-            .filter(|p| !p.trim().is_empty())
-            .map(|p| parse_duration(p).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
-            .collect::<anyhow::Result<Vec<_>>>()
-            .context("invalid configuration: key `meta.retry_schedule`")?;
+        let schedule_ms = parse_schedule("meta.retry_schedule", &self.retry_schedule)?
+            .into_iter()
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .collect();
         if !(0.0..1.0).contains(&self.retry_jitter) {
             bail!("invalid configuration: key `meta.retry_jitter`: must be in [0, 1)");
         }

@@ -19,7 +19,7 @@ pub use bot::GENERIC_PROMPT;
 
 use anyhow::Context;
 use llm::{LlmClient, LlmSettings};
-use runtime::{CancellationToken, CommonSettings, Runtime, settings::parse_duration};
+use runtime::{CancellationToken, CommonSettings, Runtime, settings::{parse_duration, parse_schedule}};
 use serde::Deserialize;
 use std::{sync::Arc, time::Duration};
 
@@ -115,13 +115,7 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         takeover_window: chrono_duration("takeover_window", &b.takeover_window)?,
         max_message_age: chrono_duration("max_message_age", &b.max_message_age)?,
     };
-    let retry_schedule = b
-        .retry_schedule
-        .split(',')
-        .filter(|p| !p.trim().is_empty())
-        .map(parse_duration)
-        .collect::<anyhow::Result<Vec<Duration>>>()
-        .context("invalid configuration: key `bot.retry_schedule`")?;
+    let retry_schedule = parse_schedule("bot.retry_schedule", &b.retry_schedule)?;
     let mut runtime = Runtime::new("chatbot-service", &settings.common, stop)?;
     runtime.serve(&settings.common, |_| {})?;
     let buffer = Arc::new(buffer::Buffer {

@@ -136,8 +136,31 @@ pub fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
     })
 }
 
+/// "1s,30s,2m" → the waits of a retry schedule (empty parts ignored); the
+/// error names the configuration `key`.
+pub fn parse_schedule(key: &str, value: &str) -> anyhow::Result<Vec<std::time::Duration>> {
+    use anyhow::Context;
+    value
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(parse_duration)
+        .collect::<anyhow::Result<Vec<_>>>()
+        .with_context(|| format!("invalid configuration: key `{key}`"))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn schedules_parse_and_name_their_key() {
+        use std::time::Duration;
+        assert_eq!(
+            super::parse_schedule("x.retry", "1s, 2m,").ok(),
+            Some(vec![Duration::from_secs(1), Duration::from_secs(120)])
+        );
+        let err = super::parse_schedule("x.retry", "1s,soon").err().map(|e| format!("{e:#}"));
+        assert!(err.is_some_and(|e| e.contains("`x.retry`")));
+    }
+
     #[test]
     fn durations_parse_with_units() {
         use std::time::Duration;
