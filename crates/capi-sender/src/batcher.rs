@@ -355,12 +355,7 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
         }
     }
 
-    async fn send(
-        &self,
-        key: BatchKey,
-        items: Vec<Waiter<P, O>>,
-        slot: Option<Slot>,
-    ) {
+    async fn send(&self, key: BatchKey, items: Vec<Waiter<P, O>>, slot: Option<Slot>) {
         self.metrics
             .pending_in_batches
             .dec_by(i64::try_from(items.len()).unwrap_or(0));
@@ -570,14 +565,23 @@ mod tests {
         };
         let overdue = Duration::from_secs(5);
         let (k, taken) = b.take_ready(overdue).expect("a ready batch");
-        assert_eq!((k.pixel_id.as_str(), taken.items.len(), b.pending), ("big", 30, 93));
+        assert_eq!(
+            (k.pixel_id.as_str(), taken.items.len(), b.pending),
+            ("big", 30, 93)
+        );
         b.open.insert(key("old"), batch(1, Some(6_000)));
         b.pending += 1;
         let (k, _) = b.take_ready(overdue).expect("a ready batch");
-        assert_eq!(k.pixel_id, "old", "a batch ready past max_linger goes first");
+        assert_eq!(
+            k.pixel_id, "old",
+            "a batch ready past max_linger goes first"
+        );
         let (k, _) = b.take_ready(overdue).expect("a ready batch");
         assert_eq!(k.pixel_id, "small");
-        assert!(b.take_ready(overdue).is_none(), "the unready batch stays open");
+        assert!(
+            b.take_ready(overdue).is_none(),
+            "the unready batch stays open"
+        );
         assert_eq!(b.pending, 90);
     }
 }

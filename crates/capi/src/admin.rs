@@ -10,7 +10,7 @@ use std::io::Read;
 use storage::directions::{self, DirectionCapiUpdate, NewDirection};
 use uuid::Uuid;
 
-async fn connect(url: &str) -> Result<AsyncPgConnection, Failure> {
+pub(crate) async fn connect(url: &str) -> Result<AsyncPgConnection, Failure> {
     AsyncPgConnection::establish(url)
         .await
         .map_err(|e| Failure {
@@ -19,7 +19,7 @@ async fn connect(url: &str) -> Result<AsyncPgConnection, Failure> {
         })
 }
 
-fn print_rows<T: Serialize>(rows: &[T]) -> Result<(), Failure> {
+pub(crate) fn print_rows<T: Serialize>(rows: &[T]) -> Result<(), Failure> {
     for r in rows {
         println!(
             "{}",
@@ -214,6 +214,10 @@ pub enum DirectionCommand {
         #[arg(long)]
         prompt: Option<String>,
     },
+    /// The direction's qualification prompt (levels 2 and 3): show, set,
+    /// clear, or generate it from a business description.
+    #[command(subcommand)]
+    QualificationPrompt(crate::qualification::PromptCommand),
     List,
 }
 
@@ -293,6 +297,10 @@ pub async fn direction(url: &str, c: DirectionCommand) -> Result<(), Failure> {
                 return Err(Failure::input(format!("no direction {id}")));
             }
             println!("{}", json!({"id": id, "updated": true}));
+        }
+        DirectionCommand::QualificationPrompt(c) => {
+            drop(conn);
+            crate::qualification::prompt(url, c).await?;
         }
         DirectionCommand::List => print_rows(&directions::list_directions(&mut conn).await?)?,
     }

@@ -4,6 +4,7 @@
 
 mod admin;
 mod inspect;
+mod qualification;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -60,6 +61,25 @@ enum Command {
     /// WhatsApp instances and the direction each belongs to.
     #[command(subcommand)]
     Instance(admin::InstanceCommand),
+    /// Model calls and tokens per direction, day and purpose.
+    Usage {
+        /// The last this many days (UTC).
+        #[arg(long, default_value_t = 7)]
+        days: i32,
+    },
+    /// Run a labeled set of conversations through the qualification request
+    /// (the model configured by CAPI_LLM__*) and print precision/recall per level.
+    EvalQualification {
+        /// The labeled set (JSON).
+        #[arg(long, default_value = "scripts/eval/qualification-set.json")]
+        set: String,
+        /// The qualification prompt to test (default: the generic one).
+        #[arg(long)]
+        prompt_file: Option<String>,
+        /// The business name the generic prompt uses.
+        #[arg(long, default_value = "the business")]
+        business: String,
+    },
 }
 
 /// An error with the exit code it deserves.
@@ -110,6 +130,12 @@ async fn main() -> ExitCode {
         Command::AdAccount(c) => admin::ad_account(&cli.database_url, c).await,
         Command::Direction(c) => admin::direction(&cli.database_url, c).await,
         Command::Instance(c) => admin::instance(&cli.database_url, c).await,
+        Command::Usage { days } => qualification::usage(&cli.database_url, days).await,
+        Command::EvalQualification {
+            set,
+            prompt_file,
+            business,
+        } => qualification::eval(&set, prompt_file, &business).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -201,14 +201,31 @@ impl Bot {
         }
         if let Ok(mut conn) = self.pool.get().await {
             // Not kept, the answer is only asked for again on a retry.
-            let _ = replies::set_generated(
-                &mut conn,
-                row.id,
-                &text,
-                c.prompt_tokens,
-                c.completion_tokens,
-            )
-            .await;
+            let tokens = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+            let _ = conn
+                .transaction::<_, storage::DbError, _>(async |conn| {
+                    replies::set_generated(
+                        conn,
+                        row.id,
+                        &text,
+                        c.prompt_tokens,
+                        c.completion_tokens,
+                    )
+                    .await?;
+                    if let Some(direction_id) = ctx.direction_id {
+                        storage::usage::add(
+                            conn,
+                            direction_id,
+                            storage::usage::Purpose::Reply,
+                            1,
+                            tokens(c.prompt_tokens),
+                            tokens(c.completion_tokens),
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+                .await;
         }
         Ok(text)
     }

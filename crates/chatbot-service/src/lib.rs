@@ -19,7 +19,10 @@ pub use bot::GENERIC_PROMPT;
 
 use anyhow::Context;
 use llm::{LlmClient, LlmSettings};
-use runtime::{CancellationToken, CommonSettings, Runtime, settings::{parse_duration, parse_schedule}};
+use runtime::{
+    CancellationToken, CommonSettings, Runtime,
+    settings::{parse_duration, parse_schedule},
+};
 use serde::Deserialize;
 use std::{sync::Arc, time::Duration};
 

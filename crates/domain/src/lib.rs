@@ -7,3 +7,4 @@ pub mod evolution;
 pub mod level;
 pub mod meta_errors;
 pub mod normalize;
+pub mod qualification;

@@ -138,6 +138,28 @@ pub struct PipelineOptions {
     pub partner_agent: String,
     /// The bot's model and Evolution API (a fake each); `None`: no bot replies.
     pub bot: Option<BotOptions>,
+    /// The qualification model (a fake); `None`: level 1 only.
+    pub qualification: Option<QualificationOptions>,
+}
+
+/// qualification-agent's model and timing.
+#[derive(Debug, Clone)]
+pub struct QualificationOptions {
+    pub llm_url: String,
+    pub quiet_period: String,
+    pub retry_schedule: String,
+    pub policy: qualification_agent::Policy,
+}
+
+impl QualificationOptions {
+    pub fn new(llm_url: &str) -> Self {
+        QualificationOptions {
+            llm_url: llm_url.to_owned(),
+            quiet_period: "0s".into(),
+            retry_schedule: "300ms".into(),
+            policy: qualification_agent::Policy::Economy,
+        }
+    }
 }
 
 /// Where the bot's outside services are, and its retry schedule.
@@ -196,6 +218,33 @@ impl PipelineOptions {
             retry_schedule: None,
             partner_agent: String::new(),
             bot: None,
+            qualification: None,
+        }
+    }
+
+    /// qualification-agent's settings for these options.
+    pub fn qualification_settings(
+        &self,
+        common: &runtime::CommonSettings,
+    ) -> qualification_agent::Settings {
+        let q = self.qualification.clone();
+        qualification_agent::Settings {
+            common: common.clone(),
+            qualification: qualification_agent::QualificationSettings {
+                policy: q
+                    .as_ref()
+                    .map_or(qualification_agent::Policy::Economy, |q| q.policy),
+                quiet_period: q
+                    .as_ref()
+                    .map_or_else(|| "0s".into(), |q| q.quiet_period.clone()),
+                max_wait: "10m".into(),
+                retry_schedule: q
+                    .as_ref()
+                    .map_or_else(|| "300ms".into(), |q| q.retry_schedule.clone()),
+                max_history_messages: 60,
+                max_history_chars: 16000,
+            },
+            llm: test_llm_settings(q.map(|q| q.llm_url).unwrap_or_default()),
         }
     }
 
@@ -223,14 +272,19 @@ impl PipelineOptions {
                     .map(|b| b.retry_schedule.clone())
                     .unwrap_or_default(),
             },
-            llm: llm::LlmSettings {
-                base_url: bot.map(|b| b.llm_url).unwrap_or_default(),
-                model: "gpt-4o-mini".into(),
-                api_key: "sk-test-key".to_owned().into(),
-                timeout_ms: 2000,
-                max_tokens: 300,
-            },
+            llm: test_llm_settings(bot.map(|b| b.llm_url).unwrap_or_default()),
         }
+    }
+}
+
+/// The model settings tests use: a fake at `base_url` (empty: none).
+pub fn test_llm_settings(base_url: String) -> llm::LlmSettings {
+    llm::LlmSettings {
+        base_url,
+        model: "gpt-4o-mini".into(),
+        api_key: "sk-test-key".to_owned().into(),
+        timeout_ms: 2000,
+        max_tokens: 300,
     }
 }
 
@@ -270,14 +324,10 @@ impl Pipeline {
                 .await
                 .expect("chatbot starts");
             tasks.push(tokio::spawn(chatbot.run_until_stopped()));
-            let agent = qualification_agent::build(
-                qualification_agent::Settings {
-                    common: common.clone(),
-                },
-                stop.clone(),
-            )
-            .await
-            .expect("qualification starts");
+            let agent =
+                qualification_agent::build(opts.qualification_settings(&common), stop.clone())
+                    .await
+                    .expect("qualification starts");
             tasks.push(tokio::spawn(agent.run_until_stopped()));
             let sender = capi_sender::build(
                 capi_sender::Settings {

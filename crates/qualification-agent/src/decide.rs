@@ -1,29 +1,14 @@
-use bus::{
-    Incoming, Outcome,
-    messages::{BusMessage, CapiEventQueued, DialogReady, decode, encode},
-};
-use chrono::Utc;
-use diesel_async::AsyncConnection;
-use domain::{
-    capi::event_id,
-    level::{CapiSource, Level, reaches_interest},
-};
-use std::{sync::Arc, time::Duration};
-use storage::{
-    DbPool, capi,
-    conversations::{self, DialogForQualification},
-};
-use tokio::sync::Notify;
+//! The rules: which dialogs get events at all, and when a dialog is worth a
+//! model call. Pure functions of what the database says, unit-tested.
 
-const RETRY_AFTER: Duration = Duration::from_secs(5);
-
-pub(crate) struct Agent {
-    pub pool: DbPool,
-    pub outbox_wake: Arc<Notify>,
-}
+use chrono::{DateTime, Utc};
+use domain::level::{CapiSource, Level};
+use serde::Deserialize;
+use std::time::Duration;
+use storage::qualification::DialogForQualification;
 
 /// Why a dialog gets no event (logged, so an operator can see it).
-fn not_eligible(d: &DialogForQualification) -> Option<&'static str> {
+pub fn not_eligible(d: &DialogForQualification) -> Option<&'static str> {
     if d.direction_id.is_none() {
         return Some("dialog has no direction (instance not mapped)");
     }
@@ -43,70 +28,187 @@ fn not_eligible(d: &DialogForQualification) -> Option<&'static str> {
     None
 }
 
-impl Agent {
-    pub async fn handle(&self, m: Incoming) -> Outcome {
-        let ready: DialogReady = match decode(&m.payload) {
-            Ok(r) => r,
-            Err(e) => return Outcome::DeadLetter(e.to_string()),
+/// When to ask the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// Once the customer has gone quiet after a burst, only when something
+    /// new can be learnt (the default).
+    Economy,
+    /// One analysis per customer message, every time (the spec's naive way;
+    /// kept as the benchmark's baseline).
+    PerMessage,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    pub policy: Policy,
+    /// After a burst, wait this long for more before analysing (0: at once).
+    pub quiet_period: Duration,
+    /// Analyse anyway once the oldest unread customer message is this old.
+    pub max_wait: Duration,
+}
+
+/// What to do about the model for one `dialog.ready`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// No call; the reason is logged.
+    Skip(&'static str),
+    /// Come back after this long (a newer burst may still come).
+    Defer(Duration),
+    /// Analyse the conversation up to this customer message.
+    Analyze(i64),
+    /// Analyse after each customer message since the last analysis.
+    AnalyzeEach,
+}
+
+impl Rules {
+    /// `seq` is the burst this `dialog.ready` was sent for; `attempt` 1 is
+    /// its first delivery.
+    pub fn plan(
+        &self,
+        d: &DialogForQualification,
+        seq: i64,
+        attempt: u32,
+        now: DateTime<Utc>,
+    ) -> Plan {
+        let Some(last) = d.last_customer_message_id else {
+            return Plan::Skip("no customer message");
         };
-        match self.qualify(&ready).await {
-            Ok(()) => Outcome::Ack,
-            Err(e) => {
-                tracing::warn!(dialog_id = %ready.dialog_id, error = format!("{e:#}"), "qualification failed; retrying");
-                Outcome::Retry(RETRY_AFTER)
-            }
+        let read = d.analyzed_message_id.unwrap_or(0);
+        if self.policy == Policy::PerMessage {
+            return if last > read {
+                Plan::AnalyzeEach
+            } else {
+                Plan::Skip("no new customer message since the last analysis")
+            };
+        }
+        if !domain::level::reaches_interest(d.customer_messages) {
+            return Plan::Skip("no analysis before the customer's second message");
+        }
+        let claimed = |l: Level| d.claimed_levels.contains(&l.number());
+        if claimed(Level::Qualified) && claimed(Level::Scheduled) {
+            return Plan::Skip("levels 2 and 3 already claimed");
+        }
+        if last <= read {
+            return Plan::Skip("no new customer message since the last analysis");
+        }
+        if seq < d.buffer_flushed_seq {
+            return Plan::Skip("a newer burst will be analysed");
+        }
+        let waited = d
+            .first_unanalyzed_at
+            .and_then(|t| (now - t).to_std().ok())
+            .unwrap_or_default();
+        if attempt <= 1 && !self.quiet_period.is_zero() && waited < self.max_wait {
+            return Plan::Defer(self.quiet_period);
+        }
+        Plan::Analyze(last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn dialog() -> DialogForQualification {
+        DialogForQualification {
+            dialog_id: Uuid::nil(),
+            direction_id: Some(Uuid::nil()),
+            direction_name: Some("Clinic".into()),
+            capi_enabled: Some(true),
+            capi_source: Some("whatsapp".into()),
+            pixel_id: Some("1".into()),
+            qualification_prompt: None,
+            customer_messages: 3,
+            second_customer_message_at: None,
+            last_customer_message_id: Some(30),
+            last_customer_message_at: None,
+            first_unanalyzed_at: Some(Utc::now()),
+            analyzed_message_id: Some(10),
+            buffer_flushed_seq: 5,
+            claimed_levels: vec![1],
         }
     }
 
-    async fn qualify(&self, ready: &DialogReady) -> anyhow::Result<()> {
-        let mut conn = self.pool.get().await?;
-        let Some(dialog) =
-            conversations::dialog_for_qualification(&mut conn, ready.dialog_id).await?
-        else {
-            tracing::warn!(dialog_id = %ready.dialog_id, "dialog not found; nothing to qualify");
-            return Ok(());
+    fn economy() -> Rules {
+        Rules {
+            policy: Policy::Economy,
+            quiet_period: Duration::from_secs(60),
+            max_wait: Duration::from_secs(600),
+        }
+    }
+
+    #[test]
+    fn a_fresh_burst_waits_for_quiet_then_the_newest_burst_is_analysed() {
+        let (d, now) = (dialog(), Utc::now());
+        assert_eq!(
+            economy().plan(&d, 5, 1, now),
+            Plan::Defer(Duration::from_secs(60))
+        );
+        assert_eq!(economy().plan(&d, 5, 2, now), Plan::Analyze(30));
+        assert_eq!(
+            economy().plan(&d, 4, 2, now),
+            Plan::Skip("a newer burst will be analysed")
+        );
+    }
+
+    #[test]
+    fn a_long_conversation_is_analysed_at_least_every_max_wait() {
+        let mut d = dialog();
+        d.first_unanalyzed_at = Some(Utc::now() - chrono::Duration::minutes(11));
+        assert_eq!(economy().plan(&d, 5, 1, Utc::now()), Plan::Analyze(30));
+    }
+
+    #[test]
+    fn nothing_new_both_levels_claimed_or_one_message_means_no_call() {
+        let now = Utc::now();
+        let mut d = dialog();
+        d.analyzed_message_id = Some(30);
+        assert_eq!(
+            economy().plan(&d, 5, 2, now),
+            Plan::Skip("no new customer message since the last analysis")
+        );
+        let mut d = dialog();
+        d.claimed_levels = vec![1, 2, 3];
+        assert_eq!(
+            economy().plan(&d, 5, 2, now),
+            Plan::Skip("levels 2 and 3 already claimed")
+        );
+        let mut d = dialog();
+        d.customer_messages = 1;
+        assert_eq!(
+            economy().plan(&d, 5, 2, now),
+            Plan::Skip("no analysis before the customer's second message")
+        );
+    }
+
+    #[test]
+    fn the_per_message_policy_analyses_every_new_customer_message() {
+        let rules = Rules {
+            policy: Policy::PerMessage,
+            ..economy()
         };
-        if let Some(reason) = not_eligible(&dialog) {
-            tracing::info!(dialog_id = %dialog.dialog_id, direction_id = ?dialog.direction_id, reason, "no CAPI event");
-            return Ok(());
-        }
-        if !reaches_interest(dialog.customer_messages) {
-            tracing::debug!(dialog_id = %dialog.dialog_id, customer_messages = dialog.customer_messages, "level 1 not reached yet");
-            return Ok(());
-        }
-        let level = Level::Interest;
-        let reached_at = dialog
-            .second_customer_message_at
-            .unwrap_or_else(Utc::now)
-            .min(Utc::now());
-        let event_id = event_id(dialog.dialog_id, level);
-        let claimed = conn
-            .transaction::<_, storage::DbError, _>(async |conn| {
-                let claimed =
-                    capi::claim_level(conn, dialog.dialog_id, level, &event_id, reached_at).await?;
-                if claimed {
-                    let queued = CapiEventQueued {
-                        dialog_id: dialog.dialog_id,
-                        level,
-                        event_id: event_id.clone(),
-                    };
-                    storage::outbox::enqueue(
-                        conn,
-                        CapiEventQueued::ROUTING_KEY,
-                        &encode(&queued),
-                        0,
-                    )
-                    .await?;
-                }
-                Ok(claimed)
-            })
-            .await?;
-        if claimed {
-            self.outbox_wake.notify_one();
-            tracing::info!(dialog_id = %dialog.dialog_id, direction_id = ?dialog.direction_id, %level, %event_id, "level reached; event queued");
-        } else {
-            tracing::debug!(dialog_id = %dialog.dialog_id, %level, "level already claimed");
-        }
-        Ok(())
+        let mut d = dialog();
+        d.customer_messages = 1;
+        d.claimed_levels = vec![1, 2, 3];
+        assert_eq!(rules.plan(&d, 1, 1, Utc::now()), Plan::AnalyzeEach);
+        d.analyzed_message_id = Some(30);
+        assert!(matches!(rules.plan(&d, 1, 1, Utc::now()), Plan::Skip(_)));
+    }
+
+    #[test]
+    fn only_whatsapp_directions_with_capi_and_a_pixel_are_eligible() {
+        assert_eq!(not_eligible(&dialog()), None);
+        let mut d = dialog();
+        d.capi_source = Some("crm".into());
+        assert_eq!(
+            not_eligible(&d),
+            Some("the direction's CAPI source is not whatsapp")
+        );
+        let mut d = dialog();
+        d.pixel_id = Some(" ".into());
+        assert_eq!(not_eligible(&d), Some("the direction has no pixel"));
     }
 }

@@ -1,37 +1,122 @@
-//! qualification-agent: decides a dialog's conversion levels and claims each
-//! level exactly once (a unique row per dialog and level, written with the
-//! outbox message for capi-sender in one transaction), so replicas racing on
-//! the same dialog queue one event.
+//! qualification-agent: decides a dialog's conversion levels — level 1 by
+//! the two-message rule, levels 2 and 3 by a model reading the conversation
+//! (WhatsApp directions) — and claims each level exactly once (a unique row
+//! per dialog and level, written with the outbox message for capi-sender in
+//! one transaction), so replicas racing on the same dialog queue one event.
+//!
+//! The model is asked only when something new can be learnt: after the
+//! customer has gone quiet, about new customer messages, while a level is
+//! still open (`decide.rs`).
 
+mod agent;
+pub mod analyze;
 mod decide;
+pub mod onboarding;
 
-use runtime::{CancellationToken, CommonSettings, Runtime};
+pub use decide::Policy;
+
+use anyhow::Context;
+use llm::{LlmClient, LlmSettings};
+use runtime::{
+    CancellationToken, CommonSettings, Runtime,
+    settings::{parse_duration, parse_schedule},
+};
+use serde::Deserialize;
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub common: CommonSettings,
+    pub qualification: QualificationSettings,
+    pub llm: LlmSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualificationSettings {
+    /// `economy`, or `per_message` (one analysis per customer message: the
+    /// naive baseline, for comparison only).
+    pub policy: Policy,
+    /// After a burst, wait this long for the customer to go quiet before
+    /// analysing (a newer burst starts the wait again); "0s": at once.
+    pub quiet_period: String,
+    /// Analyse anyway once the oldest unread customer message is this old.
+    pub max_wait: String,
+    /// Waits while the model is unavailable, e.g. "30s,2m,10m,30m"; the last
+    /// repeats until it is back (a dialog is never dropped).
+    pub retry_schedule: String,
+    /// The conversation sent to the model: at most this many messages…
+    pub max_history_messages: usize,
+    /// …and this many characters (about 4 per token), oldest dropped first.
+    pub max_history_chars: usize,
 }
 
 const DEFAULTS: &str = r#"
 [http]
 port = 8082
+
+[qualification]
+policy = "economy"
+quiet_period = "60s"
+max_wait = "10m"
+retry_schedule = "30s,2m,10m,30m"
+max_history_messages = 60
+max_history_chars = 16000
 "#;
 
 impl Settings {
     pub fn load() -> anyhow::Result<Settings> {
-        let (common, _) = runtime::load_settings::<serde::de::IgnoredAny>(DEFAULTS, None)?;
-        Ok(Settings { common })
+        #[derive(Deserialize)]
+        struct Own {
+            qualification: QualificationSettings,
+            llm: LlmSettings,
+        }
+        let defaults = format!("{DEFAULTS}\n{}", llm::DEFAULTS);
+        let (common, own) = runtime::load_settings::<Own>(&defaults, None)?;
+        Ok(Settings {
+            common,
+            qualification: own.qualification,
+            llm: own.llm,
+        })
     }
 }
 
 /// Builds the service: it runs until `stop` is cancelled (`Runtime::run_until_stopped`).
 pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Result<Runtime> {
+    let s = &settings.qualification;
+    let duration = |key: &str, value: &str| {
+        parse_duration(value)
+            .with_context(|| format!("invalid configuration: key `qualification.{key}`"))
+    };
+    let rules = decide::Rules {
+        policy: s.policy,
+        quiet_period: duration("quiet_period", &s.quiet_period)?,
+        max_wait: duration("max_wait", &s.max_wait)?,
+    };
+    let retry_schedule = parse_schedule("qualification.retry_schedule", &s.retry_schedule)?;
+    if rules.policy == Policy::PerMessage {
+        tracing::warn!(
+            "qualification.policy = per_message: one model call per customer message (the naive baseline)"
+        );
+    }
     let mut runtime = Runtime::new("qualification-agent", &settings.common, stop)?;
     runtime.serve(&settings.common, |_| {})?;
-    let agent = Arc::new(decide::Agent {
+    let analyzer = if settings.llm.base_url.trim().is_empty() {
+        tracing::warn!("levels 2 and 3 are off: llm.base_url is not set (level 1 only)");
+        None
+    } else {
+        Some(analyze::Analyzer {
+            llm: LlmClient::new(&settings.llm).context("the LLM client")?,
+            max_history_messages: s.max_history_messages.max(1),
+            max_history_chars: s.max_history_chars.max(1),
+        })
+    };
+    let agent = Arc::new(agent::Agent {
         pool: runtime.pool.clone(),
         outbox_wake: runtime.outbox_wake.clone(),
+        rules,
+        analyzer,
+        retry_schedule,
     });
     let work = bus::consume(
         runtime.bus.clone(),

@@ -157,7 +157,9 @@ mod tests {
             super::parse_schedule("x.retry", "1s, 2m,").ok(),
             Some(vec![Duration::from_secs(1), Duration::from_secs(120)])
         );
-        let err = super::parse_schedule("x.retry", "1s,soon").err().map(|e| format!("{e:#}"));
+        let err = super::parse_schedule("x.retry", "1s,soon")
+            .err()
+            .map(|e| format!("{e:#}"));
         assert!(err.is_some_and(|e| e.contains("`x.retry`")));
     }
 

@@ -1,6 +1,6 @@
 //! The sandbox's stand-ins for the bot's two outside services: an
 //! OpenAI-compatible `POST /v1/chat/completions` that answers
-//! deterministically, and Evolution API's `POST /message/sendText/{instance}`
+//! deterministically (replies, and qualification by `qualify.rs`), and Evolution API's `POST /message/sendText/{instance}`
 //! that records what would have reached WhatsApp.
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -117,7 +117,16 @@ async fn chat(body: web::Json<Value>, a: web::Data<crate::Sandbox>) -> HttpRespo
     {
         return error(400, "'model' is required");
     }
-    let content = answer(messages);
+    // Structured requests get their schema's answer: qualification
+    // (keyword rules) or an onboarding prompt draft.
+    let schema = body
+        .pointer("/response_format/json_schema/name")
+        .and_then(Value::as_str);
+    let content = match schema {
+        Some("qualification") => crate::qualify::analysis(messages).to_string(),
+        Some("qualification_prompt") => crate::qualify::draft(messages).to_string(),
+        _ => answer(messages),
+    };
     let prompt_chars: usize = messages
         .iter()
         .filter_map(|m| m.get("content").and_then(Value::as_str))

@@ -16,6 +16,7 @@
 //! - `GET|PUT /sandbox/llm/faults` — the model's latency, failures to inject
 
 pub mod assistant;
+mod qualify;
 mod validate;
 
 pub use validate::{MAX_EVENTS, validate};

@@ -8,8 +8,10 @@ pub mod directions;
 pub mod migrations;
 pub mod outbox;
 mod pool;
+pub mod qualification;
 pub mod replies;
 mod schema;
+pub mod usage;
 
 pub use diesel_async::AsyncPgConnection;
 pub use pool::{DbPool, connect_pool, ping};

@@ -1,0 +1,242 @@
+//! Handles `dialog.ready`: level 1 by the rule, levels 2 and 3 by the model
+//! when the rules say a call is worth it. Every level is claimed once (a
+//! unique row per dialog and level) with its outbox message in the same
+//! transaction as the analysis record, so a redelivered message or a racing
+//! replica never queues an event twice.
+
+use crate::{
+    analyze::{self, Analyzer, Unavailable},
+    decide::{Plan, Rules, not_eligible},
+};
+use bus::{
+    Incoming, Outcome,
+    messages::{BusMessage, CapiEventQueued, DialogReady, decode, encode},
+};
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncConnection;
+use domain::{
+    capi::event_id,
+    level::{Level, reaches_interest},
+};
+use std::{sync::Arc, time::Duration};
+use storage::{
+    AsyncPgConnection, DbPool, capi,
+    qualification::{self as q, DialogForQualification},
+};
+use tokio::sync::Notify;
+
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+pub(crate) struct Agent {
+    pub pool: DbPool,
+    pub outbox_wake: Arc<Notify>,
+    pub rules: Rules,
+    /// `None`: no model configured, level 1 only.
+    pub analyzer: Option<Analyzer>,
+    /// Waits while the model is unavailable; the last one repeats.
+    pub retry_schedule: Vec<Duration>,
+}
+
+/// Claims `levels` (each once ever) and queues their events; inside the caller's transaction.
+async fn claim(
+    conn: &mut AsyncPgConnection,
+    dialog_id: uuid::Uuid,
+    levels: &[Level],
+    reached_at: DateTime<Utc>,
+) -> Result<Vec<Level>, storage::DbError> {
+    let mut claimed = Vec::new();
+    for &level in levels {
+        let event_id = event_id(dialog_id, level);
+        if capi::claim_level(conn, dialog_id, level, &event_id, reached_at).await? {
+            let queued = CapiEventQueued {
+                dialog_id,
+                level,
+                event_id,
+            };
+            storage::outbox::enqueue(conn, CapiEventQueued::ROUTING_KEY, &encode(&queued), 0)
+                .await?;
+            claimed.push(level);
+        }
+    }
+    Ok(claimed)
+}
+
+impl Agent {
+    pub async fn handle(&self, m: Incoming) -> Outcome {
+        let ready: DialogReady = match decode(&m.payload) {
+            Ok(r) => r,
+            Err(e) => return Outcome::DeadLetter(e.to_string()),
+        };
+        match self.qualify(&ready, m.attempt).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                tracing::warn!(dialog_id = %ready.dialog_id, error = format!("{e:#}"), "qualification failed; retrying");
+                Outcome::Retry(RETRY_AFTER)
+            }
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let i = usize::try_from(attempt)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(1);
+        self.retry_schedule
+            .get(i)
+            .or(self.retry_schedule.last())
+            .copied()
+            .unwrap_or(RETRY_AFTER)
+    }
+
+    async fn qualify(&self, ready: &DialogReady, attempt: u32) -> anyhow::Result<Outcome> {
+        let mut conn = self.pool.get().await?;
+        let Some(d) = q::dialog_for_qualification(&mut conn, ready.dialog_id).await? else {
+            tracing::warn!(dialog_id = %ready.dialog_id, "dialog not found; nothing to qualify");
+            return Ok(Outcome::Ack);
+        };
+        if let Some(reason) = not_eligible(&d) {
+            tracing::info!(dialog_id = %d.dialog_id, direction_id = ?d.direction_id, reason, "no CAPI event");
+            return Ok(Outcome::Ack);
+        }
+        if reaches_interest(d.customer_messages) && !d.claimed_levels.contains(&1) {
+            let reached_at = d
+                .second_customer_message_at
+                .unwrap_or_else(Utc::now)
+                .min(Utc::now());
+            let claimed = conn
+                .transaction::<_, storage::DbError, _>(async |c| {
+                    claim(c, d.dialog_id, &[Level::Interest], reached_at).await
+                })
+                .await?;
+            self.queued(&d, &claimed, "two customer messages");
+        }
+        drop(conn);
+        let Some(analyzer) = &self.analyzer else {
+            return Ok(Outcome::Ack);
+        };
+        let through = match self.rules.plan(&d, ready.seq, attempt, Utc::now()) {
+            Plan::Skip(reason) => {
+                tracing::debug!(dialog_id = %d.dialog_id, reason, "no analysis");
+                return Ok(Outcome::Ack);
+            }
+            Plan::Defer(wait) => {
+                tracing::debug!(dialog_id = %d.dialog_id, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "analysis after the customer goes quiet");
+                return Ok(Outcome::Retry(wait));
+            }
+            Plan::Analyze(through) => vec![through],
+            Plan::AnalyzeEach => {
+                let mut conn = self.pool.get().await?;
+                q::customer_messages_after(
+                    &mut conn,
+                    d.dialog_id,
+                    d.analyzed_message_id.unwrap_or(0),
+                )
+                .await?
+            }
+        };
+        for id in through {
+            if let Err(Unavailable(e)) = self.analyze(analyzer, &d, id).await? {
+                let wait = self.backoff(attempt);
+                tracing::warn!(dialog_id = %d.dialog_id, error = %e, retry_in_s = wait.as_secs(), "the model is unavailable; the dialog will be analysed later");
+                return Ok(Outcome::Retry(wait));
+            }
+        }
+        Ok(Outcome::Ack)
+    }
+
+    /// Analyses the conversation up to message `through` and records it, with
+    /// the levels it reached, in one transaction.
+    async fn analyze(
+        &self,
+        analyzer: &Analyzer,
+        d: &DialogForQualification,
+        through: i64,
+    ) -> anyhow::Result<Result<(), Unavailable>> {
+        let history = {
+            let mut conn = self.pool.get().await?;
+            let limit = i64::try_from(analyzer.max_history_messages).unwrap_or(i64::MAX);
+            q::transcript(&mut conn, d.dialog_id, through, limit).await?
+        };
+        let own_prompt = d
+            .qualification_prompt
+            .as_deref()
+            .filter(|p| !p.trim().is_empty());
+        if own_prompt.is_none() {
+            tracing::info!(direction_id = ?d.direction_id, "the direction has no qualification prompt; using the generic one");
+        }
+        let business = d.direction_name.as_deref().unwrap_or("the business");
+        let messages = analyzer.messages(own_prompt, business, &history);
+        let out = match analyzer.analyze(&messages).await {
+            Ok(out) => out,
+            Err(u) => return Ok(Err(u)),
+        };
+        let reached = out.analysis.as_ref().ok().and_then(|a| a.reached());
+        let reached_at = history
+            .iter()
+            .rev()
+            .find(|m| m.id == through)
+            .map_or_else(Utc::now, |m| m.sent_at)
+            .min(Utc::now());
+        let levels: Vec<Level> = reached.into_iter().flat_map(Level::with_lower).collect();
+        let run = run_record(d, through, analyzer.llm.model(), &out, reached);
+        let claimed = {
+            let mut conn = self.pool.get().await?;
+            conn.transaction::<_, storage::DbError, _>(async |c| {
+                q::record_run(c, &run).await?;
+                claim(c, d.dialog_id, &levels, reached_at).await
+            })
+            .await?
+        };
+        match &out.analysis {
+            Ok(a) => {
+                tracing::info!(dialog_id = %d.dialog_id, is_interested = a.is_interested, is_qualified = a.is_qualified,
+                is_scheduled = a.is_scheduled, interest_level = a.interest_level.as_str(), funnel_stage = a.funnel_stage.as_str(),
+                calls = out.calls, prompt_tokens = out.prompt_tokens, completion_tokens = out.completion_tokens, "qualification analysis complete")
+            }
+            Err(e) => {
+                tracing::error!(dialog_id = %d.dialog_id, error = %e, calls = out.calls, "qualification analysis failed; nothing sent")
+            }
+        }
+        self.queued(d, &claimed, "analysis");
+        Ok(Ok(()))
+    }
+
+    fn queued(&self, d: &DialogForQualification, claimed: &[Level], by: &str) {
+        if claimed.is_empty() {
+            return;
+        }
+        self.outbox_wake.notify_one();
+        for level in claimed {
+            tracing::info!(dialog_id = %d.dialog_id, direction_id = ?d.direction_id, %level, by, "level reached; event queued");
+        }
+    }
+}
+
+fn run_record<'a>(
+    d: &DialogForQualification,
+    through: i64,
+    model: &'a str,
+    out: &'a analyze::Outcome,
+    reached: Option<Level>,
+) -> q::Run<'a> {
+    let clamp = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+    q::Run {
+        dialog_id: d.dialog_id,
+        direction_id: d.direction_id,
+        through_message_id: through,
+        model,
+        result: out.raw.as_ref(),
+        error: out.analysis.as_ref().err().map(String::as_str),
+        reached_level: reached.map(Level::number),
+        judgement: out.analysis.as_ref().ok().map(|a| {
+            (
+                a.interest_level.as_str(),
+                a.funnel_stage.as_str(),
+                a.reason.as_str(),
+            )
+        }),
+        llm_calls: clamp(out.calls),
+        prompt_tokens: clamp(out.prompt_tokens),
+        completion_tokens: clamp(out.completion_tokens),
+        duration_ms: i32::try_from(out.duration_ms).unwrap_or(i32::MAX),
+    }
+}

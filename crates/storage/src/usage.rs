@@ -1,0 +1,89 @@
+//! Model (LLM) calls and tokens per direction, day (UTC) and purpose, so the
+//! model's cost is visible without scanning the per-dialog records.
+
+use diesel::{
+    QueryableByName,
+    sql_types::{BigInt, Int4, Text, Uuid as SqlUuid},
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+/// What a model call was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Qualification,
+    Reply,
+    Onboarding,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Qualification => "qualification",
+            Purpose::Reply => "reply",
+            Purpose::Onboarding => "onboarding",
+        }
+    }
+}
+
+/// Adds model calls and tokens to the direction's counters for today (UTC).
+pub async fn add(
+    conn: &mut AsyncPgConnection,
+    direction_id: Uuid,
+    purpose: Purpose,
+    calls: i32,
+    prompt_tokens: i32,
+    completion_tokens: i32,
+) -> Result<(), diesel::result::Error> {
+    diesel::sql_query(
+        "INSERT INTO llm_usage_daily AS u (direction_id, day, purpose, calls, prompt_tokens, completion_tokens) \
+         VALUES ($1, (now() AT TIME ZONE 'UTC')::date, $2, $3, $4, $5) \
+         ON CONFLICT (direction_id, day, purpose) DO UPDATE SET \
+           calls = u.calls + EXCLUDED.calls, prompt_tokens = u.prompt_tokens + EXCLUDED.prompt_tokens, \
+           completion_tokens = u.completion_tokens + EXCLUDED.completion_tokens",
+    )
+    .bind::<SqlUuid, _>(direction_id)
+    .bind::<Text, _>(purpose.as_str())
+    .bind::<BigInt, _>(i64::from(calls))
+    .bind::<BigInt, _>(i64::from(prompt_tokens))
+    .bind::<BigInt, _>(i64::from(completion_tokens))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A row of `capi usage`.
+#[derive(Debug, Clone, QueryableByName, serde::Serialize)]
+pub struct UsageRow {
+    #[diesel(sql_type = SqlUuid)]
+    pub direction_id: Uuid,
+    #[diesel(sql_type = Text)]
+    pub direction: String,
+    #[diesel(sql_type = Text)]
+    pub day: String,
+    #[diesel(sql_type = Text)]
+    pub purpose: String,
+    #[diesel(sql_type = BigInt)]
+    pub calls: i64,
+    #[diesel(sql_type = BigInt)]
+    pub prompt_tokens: i64,
+    #[diesel(sql_type = BigInt)]
+    pub completion_tokens: i64,
+}
+
+/// Model usage of the last `days` days, newest first.
+pub async fn daily(
+    conn: &mut AsyncPgConnection,
+    days: i32,
+) -> Result<Vec<UsageRow>, diesel::result::Error> {
+    diesel::sql_query(
+        "SELECT u.direction_id, ad.name AS direction, u.day::text AS day, u.purpose, u.calls, \
+           u.prompt_tokens, u.completion_tokens \
+         FROM llm_usage_daily u JOIN account_directions ad ON ad.id = u.direction_id \
+         WHERE u.day > (now() AT TIME ZONE 'UTC')::date - $1 \
+         ORDER BY u.day DESC, ad.name, u.purpose",
+    )
+    .bind::<Int4, _>(days)
+    .load(conn)
+    .await
+}
