@@ -54,7 +54,9 @@ fn llm_client() -> Result<LlmClient, Failure> {
     struct Own {
         llm: LlmSettings,
     }
-    let (_, own) = runtime::load_settings::<Own>(llm::DEFAULTS, None)
+    // The services' common sections need a port; the CLI serves nothing.
+    let defaults = format!("[http]\nport = 0\n{}", llm::DEFAULTS);
+    let (_, own) = runtime::load_settings::<Own>(&defaults, None)
         .map_err(|e| Failure::input(format!("{e}")))?;
     LlmClient::new(&own.llm).map_err(|e| Failure::from(anyhow::Error::from(e)))
 }

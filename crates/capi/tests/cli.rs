@@ -249,3 +249,150 @@ async fn an_operator_sets_up_a_direction_without_sql() {
     ]);
     assert_eq!(code, 2, "{err}");
 }
+
+/// `capi` with the model at `llm` (a fake) and the test database.
+fn capi_with_model(llm: &str, db: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_capi"))
+        .args(args)
+        .args(["--database-url", db])
+        .env("CAPI_LLM__BASE_URL", llm)
+        .env("CAPI_LLM__API_KEY", "sk-cli-test")
+        .output()
+        .expect("run capi");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_qualification_prompt_is_generated_shown_edited_and_cleared() {
+    use pipeline_tests::wiremock::{Mock, MockServer, ResponseTemplate, matchers};
+    let env = pipeline_tests::TestEnv::new().await;
+    let s = pipeline_tests::seed(&env, &pipeline_tests::SeedOptions::default()).await;
+    let dir = s.direction_id.to_string();
+    let llm = MockServer::start().await;
+    let draft = json!({
+        "business_context": "A dental clinic offering aligners.",
+        "questions": ["Who is the treatment for?", "What budget do you have?", "When can you start?"],
+        "good_answers": "An adult patient, 2000+ USD, within a month.",
+        "bad_answers": "Only the price, no time frame.",
+        "booking_signs": "A consultation date and time confirmed."
+    });
+    Mock::given(matchers::method("POST"))
+        .and(matchers::path("/v1/chat/completions"))
+        .and(matchers::header("authorization", "Bearer sk-cli-test"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": draft.to_string()}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 120, "completion_tokens": 90, "total_tokens": 210}
+        })))
+        .expect(1)
+        .mount(&llm)
+        .await;
+    let url = format!("{}/v1", llm.uri());
+    let run = |args: &[&str]| {
+        let (code, out, err) = capi_with_model(&url, &env.db_url, args);
+        assert_eq!(code, 0, "capi {args:?}: {err}");
+        serde_json::from_str::<Value>(out.trim()).expect("one JSON line")
+    };
+    let shown = run(&["direction", "qualification-prompt", "show", &dir]);
+    assert_eq!(shown["generic"], true);
+    assert!(
+        shown["prompt"]
+            .as_str()
+            .unwrap()
+            .starts_with("You qualify leads for Cosmetology")
+    );
+
+    let generated = run(&[
+        "direction",
+        "qualification-prompt",
+        "generate",
+        &dir,
+        "--sells",
+        "aligners and whitening",
+        "--good-customer",
+        "adults who can pay 2000 USD",
+        "--booking",
+        "a free consultation",
+    ]);
+    let prompt = "Business context: A dental clinic offering aligners.\n\nQualification questions:\n\
+        1. Who is the treatment for?\n2. What budget do you have?\n3. When can you start?\n\n\
+        Good answers: An adult patient, 2000+ USD, within a month.\n\nBad answers: Only the price, no time frame.\n\n\
+        Signs of a booking: A consultation date and time confirmed.";
+    assert_eq!(generated["prompt"], prompt);
+    assert_eq!(generated["stored"], true);
+    // What the model was asked: the onboarding instructions, the description, the strict schema.
+    let asked: Value =
+        serde_json::from_slice(&llm.received_requests().await.unwrap()[0].body).unwrap();
+    assert_eq!(asked["model"], "gpt-4o-mini");
+    assert_eq!(
+        asked["response_format"],
+        domain::qualification::onboarding_response_format()
+    );
+    assert_eq!(
+        asked["messages"][0]["content"],
+        domain::qualification::ONBOARDING_INSTRUCTIONS
+    );
+    assert_eq!(
+        asked["messages"][1]["content"],
+        "What the business sells: aligners and whitening\nWho the good customer is: adults who can pay 2000 USD\nHow booking works: a free consultation"
+    );
+    let shown = run(&["direction", "qualification-prompt", "show", &dir]);
+    assert_eq!(
+        (shown["generic"].clone(), shown["prompt"].clone()),
+        (json!(false), json!(prompt))
+    );
+    let usage = run(&["usage"]);
+    assert_eq!(
+        (
+            usage["purpose"].clone(),
+            usage["calls"].clone(),
+            usage["prompt_tokens"].clone(),
+            usage["completion_tokens"].clone()
+        ),
+        (json!("onboarding"), json!(1), json!(120), json!(90))
+    );
+
+    run(&[
+        "direction",
+        "qualification-prompt",
+        "set",
+        &dir,
+        "Ask for the budget. Booked = a date.",
+    ]);
+    let shown = run(&["direction", "qualification-prompt", "show", &dir]);
+    assert_eq!(shown["prompt"], "Ask for the budget. Booked = a date.");
+    let (code, _, err) = capi_with_model(
+        &url,
+        &env.db_url,
+        &["direction", "qualification-prompt", "set", &dir, "  "],
+    );
+    assert_eq!(
+        (code, err.trim()),
+        (
+            2,
+            "capi: the prompt is empty (use `clear` for the generic one)"
+        )
+    );
+    run(&["direction", "qualification-prompt", "clear", &dir]);
+    assert_eq!(
+        run(&["direction", "qualification-prompt", "show", &dir])["generic"],
+        true
+    );
+    let (code, _, err) = capi_with_model(
+        &url,
+        &env.db_url,
+        &[
+            "direction",
+            "qualification-prompt",
+            "show",
+            "00000000-0000-0000-0000-000000000000",
+        ],
+    );
+    assert_eq!(
+        (code, err.trim()),
+        (2, "capi: no direction 00000000-0000-0000-0000-000000000000")
+    );
+}
