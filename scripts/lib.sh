@@ -158,8 +158,9 @@ bench_env() {
   export CAPI_AMQP__URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/$name"
 }
 
-# Messages (ready + unacknowledged) in every queue of vhost $1.
+# Messages (ready + unacknowledged) in the queues of vhost $1 whose name
+# matches the regular expression $2 (default: every queue).
 vhost_messages() {
-  ( rmq_env; /usr/lib/rabbitmq/bin/rabbitmqctl -q -n "$RABBITMQ_NODENAME" list_queues -p "$1" messages 2>/dev/null ) \
-    | awk '$1 ~ /^[0-9]+$/ {n += $1} END {print n + 0}'
+  ( rmq_env; /usr/lib/rabbitmq/bin/rabbitmqctl -q -n "$RABBITMQ_NODENAME" list_queues -p "$1" name messages 2>/dev/null ) \
+    | awk -v re="${2:-.}" '$2 ~ /^[0-9]+$/ && $1 ~ re {n += $2} END {print n + 0}'
 }

@@ -13,7 +13,8 @@ use qualification_agent::analyze::Analyzer;
 use serde::Deserialize;
 use serde_json::json;
 use storage::{
-    qualification::{self as q, TranscriptMessage},
+    conversations::HistoryMessage,
+    qualification as q,
     usage::{self, Purpose},
 };
 use uuid::Uuid;
@@ -240,11 +241,11 @@ pub async fn eval(set: &str, prompt_file: Option<String>, business: &str) -> Res
     let (mut prompt_tokens, mut completion_tokens) = (0u64, 0u64);
     for item in &items {
         let expected = expected_level(&item.expect).map_err(Failure::input)?;
-        let history: Vec<TranscriptMessage> = item
+        let history: Vec<HistoryMessage> = item
             .messages
             .iter()
             .zip(0i64..)
-            .map(|(m, i)| TranscriptMessage {
+            .map(|(m, i)| HistoryMessage {
                 id: i + 1,
                 author: if m.from == "customer" {
                     "customer"

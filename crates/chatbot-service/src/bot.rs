@@ -24,7 +24,8 @@ use secrecy::SecretString;
 use std::time::Duration;
 use storage::{
     DbPool,
-    replies::{self, HistoryMessage, ReplyContext, ReplyRow, SentReply},
+    conversations::HistoryMessage,
+    replies::{self, ReplyContext, ReplyRow, SentReply},
 };
 
 /// The system prompt for a direction that has none of its own.
@@ -83,9 +84,10 @@ impl Bot {
         let Some(ctx) = replies::reply_context(&mut conn, dialog_id).await? else {
             return Ok(Outcome::DeadLetter(format!("no dialog {dialog_id}")));
         };
-        let history = replies::history(
+        let history = storage::conversations::history(
             &mut conn,
             dialog_id,
+            None,
             i64::try_from(self.max_history_messages).unwrap_or(i64::MAX),
         )
         .await?;

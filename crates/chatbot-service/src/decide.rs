@@ -1,7 +1,7 @@
 //! Whether the bot answers a flushed burst, from the dialog's history alone.
 
 use chrono::{DateTime, Duration, Utc};
-use storage::replies::HistoryMessage;
+use storage::conversations::HistoryMessage;
 
 /// The rules' settings.
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +48,7 @@ mod tests {
 
     fn at(secs_ago: i64, author: &str, now: DateTime<Utc>) -> HistoryMessage {
         HistoryMessage {
+            id: 0,
             author: author.into(),
             text: Some("…".into()),
             sent_at: now - Duration::seconds(secs_ago),

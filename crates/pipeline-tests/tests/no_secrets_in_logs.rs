@@ -99,6 +99,12 @@ async fn logs_hold_no_token_secret_or_phone() {
         &format!("{}/v1", llm.uri()),
         &evolution.uri(),
     ));
+    // Qualification asks the same model, whose chatty answer is no analysis:
+    // the malformed-answer path logs too.
+    opts.qualification = Some(pipeline_tests::QualificationOptions::new(&format!(
+        "{}/v1",
+        llm.uri()
+    )));
     let p = Pipeline::start(&env, &opts).await;
     let phone = "79161234567";
     let client = reqwest::Client::new();
@@ -144,6 +150,11 @@ async fn logs_hold_no_token_secret_or_phone() {
     pipeline_tests::eventually("the bot's reply", Duration::from_secs(30), || async {
         let sent = evolution.received_requests().await.unwrap_or_default();
         (sent.len() >= 2).then_some(())
+    })
+    .await;
+    pipeline_tests::eventually("the analysis recorded", Duration::from_secs(30), || async {
+        (pipeline_tests::count(&env, "SELECT count(*) AS n FROM qualification_runs").await == 1)
+            .then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;

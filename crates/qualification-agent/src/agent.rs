@@ -154,7 +154,7 @@ impl Agent {
         let history = {
             let mut conn = self.pool.get().await?;
             let limit = i64::try_from(analyzer.max_history_messages).unwrap_or(i64::MAX);
-            q::transcript(&mut conn, d.dialog_id, through, limit).await?
+            storage::conversations::history(&mut conn, d.dialog_id, Some(through), limit).await?
         };
         let own_prompt = d
             .qualification_prompt

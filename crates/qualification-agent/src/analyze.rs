@@ -8,7 +8,7 @@ use domain::qualification::{
 use llm::{ChatMessage, LlmClient, LlmError, Role};
 use serde_json::Value;
 use std::time::Instant;
-use storage::qualification::TranscriptMessage;
+use storage::conversations::HistoryMessage;
 
 /// Malformed answers tolerated before the analysis is an error.
 const MALFORMED_RETRIES: u32 = 1;
@@ -43,7 +43,7 @@ impl Analyzer {
         &self,
         direction_prompt: Option<&str>,
         business: &str,
-        history: &[TranscriptMessage],
+        history: &[HistoryMessage],
     ) -> Vec<ChatMessage> {
         let lines: Vec<Line> = history
             .iter()

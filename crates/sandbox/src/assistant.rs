@@ -38,16 +38,21 @@ pub struct Assistant {
     state: Mutex<State>,
 }
 
-/// The deterministic answer to a conversation: it quotes the customer's
-/// newest message, so a reader can see which message it answers.
-pub fn answer(messages: &[Value]) -> String {
-    let last = messages
+/// The newest `user` message's text ("" when there is none).
+pub(crate) fn last_user_content(messages: &[Value]) -> &str {
+    messages
         .iter()
         .rev()
         .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
         .and_then(|m| m.get("content"))
         .and_then(Value::as_str)
-        .unwrap_or("");
+        .unwrap_or("")
+}
+
+/// The deterministic answer to a conversation: it quotes the customer's
+/// newest message, so a reader can see which message it answers.
+pub fn answer(messages: &[Value]) -> String {
+    let last = last_user_content(messages);
     format!(
         "Thank you for your message (\u{201c}{}\u{201d}). A specialist will help you shortly. Would you like to book a consultation?",
         last.chars().take(200).collect::<String>()

@@ -118,13 +118,7 @@ pub fn analysis(messages: &[Value]) -> Value {
 
 /// A qualification prompt draft for the business described in the request.
 pub fn draft(messages: &[Value]) -> Value {
-    let description = messages
-        .iter()
-        .rev()
-        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-        .and_then(|m| m.get("content"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let description = crate::assistant::last_user_content(messages);
     let sells = description
         .lines()
         .find_map(|l| l.strip_prefix("What the business sells: "))

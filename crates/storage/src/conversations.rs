@@ -223,3 +223,39 @@ pub async fn claim_buffer_flush(
     .await?;
     Ok(n == 1)
 }
+
+/// One message of a dialog, as the bot and qualification read the history.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct HistoryMessage {
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    /// customer | operator | bot
+    #[diesel(sql_type = Text)]
+    pub author: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub text: Option<String>,
+    #[diesel(sql_type = Timestamptz)]
+    pub sent_at: DateTime<Utc>,
+}
+
+/// The dialog's newest `limit` messages (up to message `through`, when
+/// given), oldest first.
+pub async fn history(
+    conn: &mut AsyncPgConnection,
+    dialog_id: Uuid,
+    through: Option<i64>,
+    limit: i64,
+) -> Result<Vec<HistoryMessage>, diesel::result::Error> {
+    let mut newest: Vec<HistoryMessage> = diesel::sql_query(
+        "SELECT id, author, text, sent_at FROM dialog_messages \
+         WHERE dialog_id = $1 AND id <= coalesce($2, id) \
+         ORDER BY sent_at DESC, id DESC LIMIT $3",
+    )
+    .bind::<SqlUuid, _>(dialog_id)
+    .bind::<Nullable<BigInt>, _>(through)
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await?;
+    newest.reverse();
+    Ok(newest)
+}

@@ -80,41 +80,6 @@ pub async fn dialog_for_qualification(
     .optional()
 }
 
-/// One message of the transcript.
-#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
-pub struct TranscriptMessage {
-    #[diesel(sql_type = BigInt)]
-    pub id: i64,
-    /// customer | operator | bot
-    #[diesel(sql_type = Text)]
-    pub author: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub text: Option<String>,
-    #[diesel(sql_type = Timestamptz)]
-    pub sent_at: DateTime<Utc>,
-}
-
-/// The newest `limit` messages up to message `through` (inclusive), oldest first.
-pub async fn transcript(
-    conn: &mut AsyncPgConnection,
-    dialog_id: Uuid,
-    through: i64,
-    limit: i64,
-) -> Result<Vec<TranscriptMessage>, diesel::result::Error> {
-    let mut newest: Vec<TranscriptMessage> = diesel::sql_query(
-        "SELECT id, author, text, sent_at FROM dialog_messages \
-         WHERE dialog_id = $1 AND id <= $2 AND coalesce(text, '') <> '' \
-         ORDER BY sent_at DESC, id DESC LIMIT $3",
-    )
-    .bind::<SqlUuid, _>(dialog_id)
-    .bind::<BigInt, _>(through)
-    .bind::<BigInt, _>(limit)
-    .load(conn)
-    .await?;
-    newest.reverse();
-    Ok(newest)
-}
-
 #[derive(QueryableByName)]
 struct Id {
     #[diesel(sql_type = BigInt)]

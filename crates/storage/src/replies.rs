@@ -58,36 +58,6 @@ pub async fn reply_context(
     .optional()
 }
 
-/// One message of a dialog, as the bot reads the history.
-#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
-pub struct HistoryMessage {
-    /// customer | operator | bot
-    #[diesel(sql_type = Text)]
-    pub author: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub text: Option<String>,
-    #[diesel(sql_type = Timestamptz)]
-    pub sent_at: DateTime<Utc>,
-}
-
-/// The dialog's newest `limit` messages, oldest first.
-pub async fn history(
-    conn: &mut AsyncPgConnection,
-    dialog_id: Uuid,
-    limit: i64,
-) -> Result<Vec<HistoryMessage>, diesel::result::Error> {
-    let mut newest: Vec<HistoryMessage> = diesel::sql_query(
-        "SELECT author, text, sent_at FROM dialog_messages WHERE dialog_id = $1 \
-         ORDER BY sent_at DESC, id DESC LIMIT $2",
-    )
-    .bind::<SqlUuid, _>(dialog_id)
-    .bind::<BigInt, _>(limit)
-    .load(conn)
-    .await?;
-    newest.reverse();
-    Ok(newest)
-}
-
 /// Where a burst's reply stands.
 #[derive(Debug, Clone, QueryableByName)]
 pub struct ReplyRow {
