@@ -11,8 +11,8 @@ mod metrics;
 
 pub use deliver::RetryPolicy;
 
-use anyhow::{Context, bail};
-use runtime::settings::{parse_duration, parse_schedule};
+use anyhow::bail;
+use runtime::settings::{duration_setting, parse_schedule};
 use runtime::{CancellationToken, CommonSettings, Runtime};
 use serde::Deserialize;
 use std::{collections::HashMap, sync::Arc, sync::Mutex, time::Duration};
@@ -109,12 +109,9 @@ impl MetaSettings {
         Ok(RetryPolicy {
             schedule_ms,
             jitter: self.retry_jitter,
-            throttle_backoff: parse_duration(&self.throttle_backoff)
-                .context("invalid configuration: key `meta.throttle_backoff`")?,
+            throttle_backoff: duration_setting("meta.throttle_backoff", &self.throttle_backoff)?,
             age_margin_secs: i64::try_from(
-                parse_duration(&self.max_age_margin)
-                    .context("invalid configuration: key `meta.max_age_margin`")?
-                    .as_secs(),
+                duration_setting("meta.max_age_margin", &self.max_age_margin)?.as_secs(),
             )
             .unwrap_or(3600),
         })

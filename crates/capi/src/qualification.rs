@@ -55,9 +55,7 @@ fn llm_client() -> Result<LlmClient, Failure> {
     struct Own {
         llm: LlmSettings,
     }
-    // The services' common sections need a port; the CLI serves nothing.
-    let defaults = format!("[http]\nport = 0\n{}", llm::DEFAULTS);
-    let (_, own) = runtime::load_settings::<Own>(&defaults, None)
+    let own = runtime::settings::load_section::<Own>(llm::DEFAULTS)
         .map_err(|e| Failure::input(format!("{e}")))?;
     LlmClient::new(&own.llm).map_err(|e| Failure::from(anyhow::Error::from(e)))
 }

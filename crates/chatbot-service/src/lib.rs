@@ -21,7 +21,7 @@ use anyhow::Context;
 use llm::{LlmClient, LlmSettings};
 use runtime::{
     CancellationToken, CommonSettings, Runtime,
-    settings::{parse_duration, parse_schedule},
+    settings::{duration_setting, parse_schedule},
 };
 use serde::Deserialize;
 use std::{sync::Arc, time::Duration};
@@ -106,8 +106,7 @@ impl Settings {
 }
 
 fn chrono_duration(key: &str, value: &str) -> anyhow::Result<chrono::Duration> {
-    let d =
-        parse_duration(value).with_context(|| format!("invalid configuration: key `bot.{key}`"))?;
+    let d = duration_setting(&format!("bot.{key}"), value)?;
     chrono::Duration::from_std(d).with_context(|| format!("invalid configuration: key `bot.{key}`"))
 }
 

@@ -6,7 +6,7 @@
 use domain::{capi::appsecret_proof, normalize::sha256_hex};
 use pipeline_tests::{
     Pipeline, PipelineOptions, Seed, SeedOptions, TestEnv, count, customer_message, eventually,
-    log_rows, post_webhook, recent, seed,
+    log_rows, post_ok, recent, seed,
     wiremock::{Mock, MockServer, Request, ResponseTemplate, matchers},
 };
 use serde_json::{Value, json};
@@ -25,14 +25,7 @@ async fn converse(p: &Pipeline, s: &Seed, phone: &str, sent_at: i64) {
             clid,
             sent_at + i,
         );
-        let (status, resp) = post_webhook(
-            p.gateway_port,
-            &s.instance,
-            Some(&s.secret),
-            body.to_string().as_bytes(),
-        )
-        .await;
-        assert_eq!(status, 200, "{resp}");
+        post_ok(p, s, &body).await;
     }
 }
 

@@ -19,7 +19,7 @@ use anyhow::Context;
 use llm::{LlmClient, LlmSettings};
 use runtime::{
     CancellationToken, CommonSettings, Runtime,
-    settings::{parse_duration, parse_schedule},
+    settings::{duration_setting, parse_schedule},
 };
 use serde::Deserialize;
 use std::sync::Arc;
@@ -84,14 +84,10 @@ impl Settings {
 /// Builds the service: it runs until `stop` is cancelled (`Runtime::run_until_stopped`).
 pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Result<Runtime> {
     let s = &settings.qualification;
-    let duration = |key: &str, value: &str| {
-        parse_duration(value)
-            .with_context(|| format!("invalid configuration: key `qualification.{key}`"))
-    };
     let rules = decide::Rules {
         policy: s.policy,
-        quiet_period: duration("quiet_period", &s.quiet_period)?,
-        max_wait: duration("max_wait", &s.max_wait)?,
+        quiet_period: duration_setting("qualification.quiet_period", &s.quiet_period)?,
+        max_wait: duration_setting("qualification.max_wait", &s.max_wait)?,
     };
     let retry_schedule = parse_schedule("qualification.retry_schedule", &s.retry_schedule)?;
     if rules.policy == Policy::PerMessage {

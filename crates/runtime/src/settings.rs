@@ -90,11 +90,27 @@ pub fn load_settings<T: DeserializeOwned>(
     load_from(service_defaults, file, Environment::with_prefix("CAPI"))
 }
 
+/// Loads only the part `T` (e.g. `[llm]`) from `defaults`, `CAPI_CONFIG` and
+/// the environment, for tools that run no service (the `capi` CLI).
+pub fn load_section<T: DeserializeOwned>(defaults: &str) -> Result<T, SettingsError> {
+    let root = load_root(defaults, None, Environment::with_prefix("CAPI"))?;
+    with_path(&root)
+}
+
 fn load_from<T: DeserializeOwned>(
     service_defaults: &str,
     file: Option<&Path>,
     env: Environment,
 ) -> Result<(CommonSettings, T), SettingsError> {
+    let root = load_root(service_defaults, file, env)?;
+    Ok((with_path(&root)?, with_path(&root)?))
+}
+
+fn load_root(
+    service_defaults: &str,
+    file: Option<&Path>,
+    env: Environment,
+) -> Result<serde_json::Value, SettingsError> {
     let file = file
         .map(Path::to_path_buf)
         .or_else(|| std::env::var_os("CAPI_CONFIG").map(Into::into));
@@ -108,7 +124,7 @@ fn load_from<T: DeserializeOwned>(
         .add_source(env.prefix_separator("_").separator("__").try_parsing(true))
         .build()?
         .try_deserialize()?;
-    Ok((with_path(&root)?, with_path(&root)?))
+    Ok(root)
 }
 
 /// Deserializes with the failing key's path in the error.
@@ -139,13 +155,17 @@ pub fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
 /// "1s,30s,2m" → the waits of a retry schedule (empty parts ignored); the
 /// error names the configuration `key`.
 pub fn parse_schedule(key: &str, value: &str) -> anyhow::Result<Vec<std::time::Duration>> {
-    use anyhow::Context;
     value
         .split(',')
         .filter(|p| !p.trim().is_empty())
-        .map(parse_duration)
-        .collect::<anyhow::Result<Vec<_>>>()
-        .with_context(|| format!("invalid configuration: key `{key}`"))
+        .map(|p| duration_setting(key, p))
+        .collect()
+}
+
+/// A duration setting; the error names the configuration `key`.
+pub fn duration_setting(key: &str, value: &str) -> anyhow::Result<std::time::Duration> {
+    use anyhow::Context;
+    parse_duration(value).with_context(|| format!("invalid configuration: key `{key}`"))
 }
 
 #[cfg(test)]
