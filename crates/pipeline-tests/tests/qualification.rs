@@ -338,5 +338,20 @@ async fn the_analysis_waits_for_the_customer_to_go_quiet_and_reads_both_bursts_o
         "{transcript}"
     );
     assert_eq!(meta_event_names(&f.meta).await, ["Lead"]);
+
+    // Levels 2 and 3 are still open, but with no new customer message a
+    // replayed `dialog.ready` (newest burst or later) costs no call.
+    let dialog = dialog_ids(&env).await[0];
+    let bus = env.bus();
+    for seq in [3, 4] {
+        bus.publish_message(&bus::messages::DialogReady {
+            dialog_id: dialog,
+            seq,
+        })
+        .await
+        .expect("publish");
+    }
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(model_requests(&f.llm).await.len(), 1, "no second analysis");
     p.stop().await;
 }

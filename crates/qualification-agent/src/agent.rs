@@ -97,7 +97,9 @@ impl Agent {
             tracing::info!(dialog_id = %d.dialog_id, direction_id = ?d.direction_id, reason, "no CAPI event");
             return Ok(Outcome::Ack);
         }
-        if reaches_interest(d.customer_messages) && !d.claimed_levels.contains(&Level::Interest.number()) {
+        if reaches_interest(d.customer_messages)
+            && !d.claimed_levels.contains(&Level::Interest.number())
+        {
             let reached_at = d
                 .second_customer_message_at
                 .unwrap_or_else(Utc::now)
