@@ -55,6 +55,11 @@ pub fn decode<M: BusMessage>(bytes: &[u8]) -> Result<M, DecodeError> {
 pub struct MessageReceived {
     pub dialog_id: Uuid,
     pub seq: i64,
+    /// When the gateway took the message (Unix milliseconds): the buffer
+    /// delay runs from here, not from when the buffer heard of it. Absent in
+    /// messages queued by earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_at_ms: Option<i64>,
 }
 
 impl BusMessage for MessageReceived {
@@ -84,7 +89,9 @@ impl BusMessage for DialogReady {
 }
 
 /// The buffer flushed: the bot may answer the dialog's unanswered messages
-/// up to `seq`.
+/// up to `seq`. The replica that flushed answers at once; this message is the
+/// durable path (queued with a delay, it finds the reply done, or takes it
+/// over after a crash) and carries the retries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplyDue {
     pub dialog_id: Uuid,

@@ -1,32 +1,42 @@
-//! The bot's turn for a flushed burst (`reply.due`): decide, ask the model,
-//! send the answer through Evolution API, store it as the dialog's outgoing
-//! message. Qualification never waits on any of it: the flush handed the
-//! dialog on in its own transaction.
+//! The bot's turn for a flushed burst: decide, ask the model, send the
+//! answer through Evolution API, store it as the dialog's outgoing message.
+//! Qualification never waits on any of it: the flush handed the dialog on in
+//! its own transaction.
+//!
+//! The replica that flushed the burst answers at once (`answer_now`); the
+//! flush also queued `reply.due`, delayed by the lease, as the durable path:
+//! it finds the reply done, or takes it over after a crash. Retries travel
+//! as `reply.due` too.
 //!
 //! One `bot_replies` row per (dialog, seq) makes redelivery harmless: a
-//! finished reply is not redone, and a generated answer is kept, so a retry
-//! after an Evolution failure resends the same text without a second model
-//! call. The one window for a double answer is a crash after Evolution
-//! accepted the message and before it is recorded.
+//! finished reply is not redone; a lease lets one handler at a time work on
+//! it; tries are counted on the row, so the retry limit holds whichever path
+//! runs them; a generated answer is kept, so a retry after an Evolution
+//! failure resends the same text without a second model call. The one window
+//! for a double answer is a crash after Evolution accepted the message and
+//! before it is recorded (or a turn outliving its lease).
 
 use crate::{
     decide::{Decision, Rules, decide},
     evolution::{ApiVersion, Evolution, SendError},
 };
 use bus::{
-    Incoming, Outcome,
-    messages::{ReplyDue, decode},
+    Bus, Incoming, Outcome, Queue,
+    messages::{ReplyDue, decode, encode},
 };
 use chrono::Utc;
 use diesel_async::AsyncConnection;
 use llm::{ChatMessage, LlmClient, LlmError, Role, newest_within};
 use secrecy::SecretString;
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 use storage::{
     DbPool,
     conversations::HistoryMessage,
-    replies::{self, ReplyContext, ReplyRow, SentReply},
+    replies::{self, Claim, ReplyContext, ReplyRow, SentReply},
 };
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
 
 /// The system prompt for a direction that has none of its own.
 pub const GENERIC_PROMPT: &str = "You are the WhatsApp assistant of {business}. Answer the customer's \
@@ -36,6 +46,7 @@ not given; offer to have a specialist follow up instead.";
 
 pub(crate) struct Bot {
     pub pool: DbPool,
+    pub bus: Arc<Bus>,
     pub llm: LlmClient,
     pub evolution: Evolution,
     pub rules: Rules,
@@ -43,26 +54,68 @@ pub(crate) struct Bot {
     pub retry_schedule: Vec<Duration>,
     pub max_history_messages: usize,
     pub max_history_chars: usize,
+    /// How long one turn may hold a reply: the model's and Evolution API's
+    /// timeouts and some slack. The durable `reply.due` waits this long.
+    pub lease: Duration,
+    /// Turns running at once (both paths), so a backlog cannot flood the model.
+    pub turns: Semaphore,
+    /// Turns started by `answer_now`, waited for on shutdown.
+    pub tracker: TaskTracker,
 }
 
 impl Bot {
+    /// A queued `reply.due`: the durable path and the retries.
     pub async fn handle(&self, m: Incoming) -> Outcome {
         let due: ReplyDue = match decode(&m.payload) {
             Ok(d) => d,
             Err(e) => return Outcome::DeadLetter(e.to_string()),
         };
-        match self.turn(&due, m.attempt).await {
+        self.guarded_turn(&due, m.attempt).await
+    }
+
+    /// The burst was just flushed here: answer it now, without waiting for
+    /// the broker. A retry is queued as `reply.due`; if this process dies,
+    /// the `reply.due` the flush queued takes over when the lease ends.
+    pub fn answer_now(self: &Arc<Self>, due: ReplyDue) {
+        let bot = self.clone();
+        self.tracker.spawn(async move {
+            match bot.guarded_turn(&due, 1).await {
+                Outcome::Ack => {}
+                Outcome::Retry(wait) => bot.queue_retry(&due, wait).await,
+                Outcome::DeadLetter(reason) => {
+                    // The queued copy meets the same and is dead-lettered.
+                    tracing::error!(dialog_id = %due.dialog_id, seq = due.seq, %reason, "bot turn impossible");
+                }
+            }
+        });
+    }
+
+    async fn queue_retry(&self, due: &ReplyDue, wait: Duration) {
+        let queued = async {
+            let payload = serde_json::to_vec(&encode(due))?;
+            self.bus
+                .publish_delayed(Queue::ChatbotReplies, wait, Uuid::new_v4(), &payload, 2)
+                .await
+        };
+        if let Err(e) = queued.await {
+            tracing::warn!(dialog_id = %due.dialog_id, seq = due.seq, error = format!("{e:#}"), "could not queue the retry; the queued reply.due takes over after the lease");
+        }
+    }
+
+    async fn guarded_turn(&self, due: &ReplyDue, attempt: u32) -> Outcome {
+        let Ok(_permit) = self.turns.acquire().await else {
+            return Outcome::Retry(Duration::from_secs(5));
+        };
+        match self.turn(due).await {
             Ok(outcome) => outcome,
             Err(e) => {
                 tracing::warn!(dialog_id = %due.dialog_id, error = format!("{e:#}"), "bot turn failed; retrying");
-                Outcome::Retry(
-                    self.retry_after(m.attempt)
-                        .unwrap_or(Duration::from_secs(5)),
-                )
+                Outcome::Retry(self.retry_after(attempt).unwrap_or(Duration::from_secs(5)))
             }
         }
     }
 
+    /// The wait before the next try after try number `attempt`, if any is left.
     fn retry_after(&self, attempt: u32) -> Option<Duration> {
         self.retry_schedule
             .get(
@@ -73,14 +126,26 @@ impl Bot {
             .copied()
     }
 
-    async fn turn(&self, due: &ReplyDue, attempt: u32) -> anyhow::Result<Outcome> {
+    fn lease_ms(&self) -> i64 {
+        i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    async fn turn(&self, due: &ReplyDue) -> anyhow::Result<Outcome> {
         let dialog_id = due.dialog_id;
         let mut conn = self.pool.get().await?;
-        let row = replies::claim(&mut conn, dialog_id, due.seq).await?;
-        if matches!(row.status.as_str(), "sent" | "skipped" | "failed") {
-            tracing::debug!(%dialog_id, seq = due.seq, status = %row.status, "reply already done");
-            return Ok(Outcome::Ack);
-        }
+        let row = match replies::claim(&mut conn, dialog_id, due.seq, self.lease_ms()).await? {
+            Claim::Taken(row) => row,
+            Claim::Done(status) => {
+                tracing::debug!(%dialog_id, seq = due.seq, %status, "reply already done");
+                return Ok(Outcome::Ack);
+            }
+            Claim::Leased(until) => {
+                let left = (until - Utc::now()).to_std().unwrap_or_default();
+                tracing::debug!(%dialog_id, seq = due.seq, "another turn holds the reply; looking again when its lease ends");
+                return Ok(Outcome::Retry(left + Duration::from_millis(500)));
+            }
+        };
+        let attempt = u32::try_from(row.attempts).unwrap_or(1);
         let Some(ctx) = replies::reply_context(&mut conn, dialog_id).await? else {
             return Ok(Outcome::DeadLetter(format!("no dialog {dialog_id}")));
         };
@@ -119,70 +184,61 @@ impl Bot {
         let Some(number) = recipient(&ctx) else {
             return skip("no_recipient").await;
         };
-        let text = match self.answer(&row, &ctx, &history).await {
-            Ok(text) => text,
+        let answer = match self.answer(&row, &ctx, &history).await {
+            Ok(answer) => answer,
             Err(e) => return self.model_failed(&row, due, attempt, e).await,
         };
+        let text = answer.text.as_str();
         let version = ApiVersion::parse(ctx.evolution_api_version.as_deref());
         let key = SecretString::from(api_key);
-        match self
+        // Nothing is written between the model and Evolution API: the reply
+        // goes out first, its record (and the model's usage) right after.
+        let sent = self
             .evolution
-            .send_text(&ctx.instance_name, &key, version, &number, &text)
-            .await
-        {
+            .send_text(&ctx.instance_name, &key, version, &number, text)
+            .await;
+        let settle = match sent {
             Ok(message_id) => {
                 let sent_at = Utc::now();
                 let message_id =
                     message_id.unwrap_or_else(|| format!("bot-{dialog_id}-{}", due.seq));
                 let response_ms = (sent_at - unanswered_since).num_milliseconds();
-                let sent = SentReply {
-                    reply_id: row.id,
-                    dialog_id,
-                    instance_name: &ctx.instance_name,
-                    message_id: &message_id,
-                    text: &text,
-                    sent_at,
-                    response_ms,
-                };
-                let mut conn = self.pool.get().await?;
-                conn.transaction::<_, storage::DbError, _>(async |c| {
-                    replies::record_sent(c, &sent).await
-                })
+                self.settle(
+                    &row,
+                    &ctx,
+                    &answer,
+                    Settle::Sent(SentReply {
+                        reply_id: row.id,
+                        dialog_id,
+                        instance_name: &ctx.instance_name,
+                        message_id: &message_id,
+                        text,
+                        sent_at,
+                        response_ms,
+                    }),
+                )
                 .await?;
                 tracing::info!(%dialog_id, seq = due.seq, response_ms, "bot replied");
-                Ok(Outcome::Ack)
+                return Ok(Outcome::Ack);
             }
             Err(SendError::Rejected { status, message }) => {
                 tracing::warn!(%dialog_id, seq = due.seq, status, message = %message, "Evolution API rejected the reply; not retrying");
-                let mut conn = self.pool.get().await?;
-                replies::close(
-                    &mut conn,
-                    row.id,
-                    "failed",
-                    &format!("evolution HTTP {status}: {message}"),
-                )
-                .await?;
-                Ok(Outcome::Ack)
+                Settle::Failed(format!("evolution HTTP {status}: {message}"))
             }
             Err(SendError::Unavailable(why)) => match self.retry_after(attempt) {
                 Some(wait) => {
                     tracing::warn!(%dialog_id, seq = due.seq, error = %why, retry_in_ms = wait.as_millis() as u64, "Evolution API unavailable; will retry");
-                    Ok(Outcome::Retry(wait))
+                    self.settle(&row, &ctx, &answer, Settle::Generated).await?;
+                    return self.retry(row.id, wait).await;
                 }
                 None => {
                     tracing::error!(%dialog_id, seq = due.seq, error = %why, "Evolution API unavailable; giving up on this reply");
-                    let mut conn = self.pool.get().await?;
-                    replies::close(
-                        &mut conn,
-                        row.id,
-                        "failed",
-                        &format!("evolution unavailable: {why}"),
-                    )
-                    .await?;
-                    Ok(Outcome::Ack)
+                    Settle::Failed(format!("evolution unavailable: {why}"))
                 }
             },
-        }
+        };
+        self.settle(&row, &ctx, &answer, settle).await?;
+        Ok(Outcome::Ack)
     }
 
     /// The model's answer: kept from an earlier try, or asked for now.
@@ -191,9 +247,12 @@ impl Bot {
         row: &ReplyRow,
         ctx: &ReplyContext,
         history: &[HistoryMessage],
-    ) -> Result<String, LlmError> {
+    ) -> Result<Answer, LlmError> {
         if let (Some(text), "generated") = (&row.reply_text, row.status.as_str()) {
-            return Ok(text.clone());
+            return Ok(Answer {
+                text: text.clone(),
+                tokens: None,
+            });
         }
         let messages = self.prompt(ctx, history);
         let c = self.llm.chat(&messages, None).await?;
@@ -201,35 +260,49 @@ impl Bot {
         if text.is_empty() {
             return Err(LlmError::Malformed("an empty answer".into()));
         }
-        if let Ok(mut conn) = self.pool.get().await {
-            // Not kept, the answer is only asked for again on a retry.
-            let tokens = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
-            let _ = conn
-                .transaction::<_, storage::DbError, _>(async |conn| {
-                    replies::set_generated(
-                        conn,
-                        row.id,
-                        &text,
-                        c.prompt_tokens,
-                        c.completion_tokens,
+        let tokens = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+        Ok(Answer {
+            text,
+            tokens: Some((tokens(c.prompt_tokens), tokens(c.completion_tokens))),
+        })
+    }
+
+    /// Records where the reply ended up, and the model call that made its
+    /// answer (on the reply and in the direction's daily usage), in one
+    /// transaction. The usage counter is one row per direction and day that
+    /// every reply updates, so it goes last: its lock is held only to commit.
+    async fn settle(
+        &self,
+        row: &ReplyRow,
+        ctx: &ReplyContext,
+        answer: &Answer,
+        settle: Settle<'_>,
+    ) -> anyhow::Result<()> {
+        let mut conn = self.pool.get().await?;
+        conn.transaction::<_, storage::DbError, _>(async |c| {
+            match &settle {
+                Settle::Sent(sent) => replies::record_sent(c, sent).await?,
+                Settle::Failed(reason) => replies::close(c, row.id, "failed", reason).await?,
+                Settle::Generated => replies::set_generated(c, row.id, &answer.text).await?,
+            }
+            if let Some((prompt, completion)) = answer.tokens {
+                replies::add_tokens(c, row.id, prompt, completion).await?;
+                if let Some(direction_id) = ctx.direction_id {
+                    storage::usage::add(
+                        c,
+                        direction_id,
+                        storage::usage::Purpose::Reply,
+                        1,
+                        prompt,
+                        completion,
                     )
                     .await?;
-                    if let Some(direction_id) = ctx.direction_id {
-                        storage::usage::add(
-                            conn,
-                            direction_id,
-                            storage::usage::Purpose::Reply,
-                            1,
-                            tokens(c.prompt_tokens),
-                            tokens(c.completion_tokens),
-                        )
-                        .await?;
-                    }
-                    Ok(())
-                })
-                .await;
-        }
-        Ok(text)
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(())
     }
 
     /// The system prompt, then the conversation within the budget.
@@ -267,6 +340,13 @@ impl Bot {
         messages
     }
 
+    /// Gives the lease up so the retry, queued to come after `wait`, can take it.
+    async fn retry(&self, reply_id: i64, wait: Duration) -> anyhow::Result<Outcome> {
+        let mut conn = self.pool.get().await?;
+        replies::release(&mut conn, reply_id).await?;
+        Ok(Outcome::Retry(wait))
+    }
+
     async fn model_failed(
         &self,
         row: &ReplyRow,
@@ -277,13 +357,27 @@ impl Bot {
         let dialog_id = due.dialog_id;
         if let (LlmError::Unavailable(_), Some(wait)) = (&e, self.retry_after(attempt)) {
             tracing::warn!(%dialog_id, seq = due.seq, error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "the model is unavailable; will retry");
-            return Ok(Outcome::Retry(wait));
+            return self.retry(row.id, wait).await;
         }
         tracing::error!(%dialog_id, seq = due.seq, error = %e, attempt, "no bot reply: giving up on the model");
         let mut conn = self.pool.get().await?;
         replies::close(&mut conn, row.id, "failed", &e.to_string()).await?;
         Ok(Outcome::Ack)
     }
+}
+
+/// The text to send, and the model call's tokens when it was asked this try.
+struct Answer {
+    text: String,
+    tokens: Option<(i32, i32)>,
+}
+
+/// How a turn that got an answer ends.
+enum Settle<'a> {
+    Sent(SentReply<'a>),
+    Failed(String),
+    /// Kept for a retry (Evolution API unavailable).
+    Generated,
 }
 
 /// Why the bot may not answer this dialog at all, if it may not.

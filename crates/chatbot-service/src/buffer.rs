@@ -1,11 +1,18 @@
 use bus::{
-    Bus, Incoming, Outcome, Queue,
+    Incoming, Outcome, Queue,
     messages::{BufferFlush, BusMessage, DialogReady, MessageReceived, ReplyDue, decode, encode},
 };
-use diesel_async::AsyncConnection;
+use crate::bot::Bot;
 use runtime::Runtime;
-use std::{sync::Arc, time::Duration};
-use storage::{DbPool, conversations};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use storage::{
+    DbPool,
+    conversations::{self, Queued},
+};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -14,9 +21,13 @@ const RETRY_AFTER: Duration = Duration::from_secs(2);
 
 pub(crate) struct Buffer {
     pub pool: DbPool,
-    pub bus: Arc<Bus>,
     pub outbox_wake: Arc<Notify>,
     pub delay: Duration,
+    /// Answers flushed bursts; `None` when replies are switched off.
+    pub bot: Option<Arc<Bot>>,
+    /// The newest buffer seq of each dialog with a message held here: an
+    /// older one's flush is known stale without asking the database.
+    pub held: Mutex<HashMap<Uuid, i64>>,
 }
 
 pub(crate) fn spawn(runtime: &mut Runtime, buffer: Arc<Buffer>) {
@@ -28,94 +39,133 @@ pub(crate) fn spawn(runtime: &mut Runtime, buffer: Arc<Buffer>) {
         stop.clone(),
         move |m| {
             let b = b.clone();
-            async move { b.schedule_flush(m).await }
+            async move { b.hold(m).await }
         },
     ));
+    // Flushes queued by earlier versions, which scheduled them through the
+    // broker.
     runtime.spawn_worker(bus::consume(bus, Queue::ChatbotFlush, stop, move |m| {
         let b = buffer.clone();
-        async move { b.flush(m).await }
+        async move {
+            match decode::<BufferFlush>(&m.payload) {
+                Ok(f) => b.flush(f.dialog_id, f.seq).await,
+                Err(e) => Outcome::DeadLetter(e.to_string()),
+            }
+        }
     }));
 }
 
 impl Buffer {
-    /// A customer message arrived: flush its dialog after the delay.
-    async fn schedule_flush(&self, m: Incoming) -> Outcome {
+    /// A customer message arrived: hold it (unacknowledged) until the delay
+    /// has passed since the gateway took it, then flush its dialog. If this
+    /// process dies meanwhile, the broker hands the message to another
+    /// replica, which finds the delay over and flushes at once.
+    async fn hold(&self, m: Incoming) -> Outcome {
         let received: MessageReceived = match decode(&m.payload) {
             Ok(r) => r,
             Err(e) => return Outcome::DeadLetter(e.to_string()),
         };
-        let flush = BufferFlush {
-            dialog_id: received.dialog_id,
-            seq: received.seq,
+        let delay = remaining_delay(
+            self.delay,
+            received.received_at_ms,
+            chrono::Utc::now().timestamp_millis(),
+        );
+        let (dialog_id, seq) = (received.dialog_id, received.seq);
+        self.note_held(dialog_id, seq);
+        tokio::time::sleep(delay).await;
+        if self.newer_held(dialog_id, seq) {
+            tracing::debug!(%dialog_id, seq, "stale flush: a newer message is held here");
+            return Outcome::Ack;
+        }
+        self.flush(dialog_id, seq).await
+    }
+
+    fn note_held(&self, dialog_id: Uuid, seq: i64) {
+        if let Ok(mut held) = self.held.lock() {
+            let newest = held.entry(dialog_id).or_insert(seq);
+            *newest = (*newest).max(seq);
+        }
+    }
+
+    /// Whether a newer message of the dialog is held here; forgets the
+    /// dialog when `seq` is its newest.
+    fn newer_held(&self, dialog_id: Uuid, seq: i64) -> bool {
+        let Ok(mut held) = self.held.lock() else {
+            return false;
         };
-        let payload = match serde_json::to_vec(&encode(&flush)) {
-            Ok(p) => p,
-            Err(e) => return Outcome::DeadLetter(e.to_string()),
-        };
-        match self
-            .bus
-            .publish_delayed(Queue::ChatbotFlush, self.delay, Uuid::new_v4(), &payload, 1)
-            .await
-        {
-            Ok(()) => Outcome::Ack,
-            Err(e) => {
-                tracing::warn!(dialog_id = %flush.dialog_id, error = format!("{e:#}"), "could not schedule the buffer flush");
-                Outcome::Retry(RETRY_AFTER)
+        match held.get(&dialog_id) {
+            Some(&newest) if newest > seq => true,
+            _ => {
+                held.remove(&dialog_id);
+                false
             }
         }
     }
 
     /// The delay passed: hand the dialog on if no newer message came in.
-    async fn flush(&self, m: Incoming) -> Outcome {
-        let flush: BufferFlush = match decode(&m.payload) {
-            Ok(f) => f,
-            Err(e) => return Outcome::DeadLetter(e.to_string()),
-        };
-        let claimed = async {
+    async fn flush(&self, dialog_id: Uuid, seq: i64) -> Outcome {
+        let mut then = vec![Queued {
+            routing_key: DialogReady::ROUTING_KEY,
+            payload: encode(&DialogReady { dialog_id, seq }),
+            delay_ms: 0,
+        }];
+        if let Some(bot) = &self.bot {
+            // The durable path: this replica answers now; this copy comes
+            // when that turn's lease is over and finds it done (or not).
+            then.push(Queued {
+                routing_key: ReplyDue::ROUTING_KEY,
+                payload: encode(&ReplyDue { dialog_id, seq }),
+                delay_ms: i64::try_from(bot.lease.as_millis()).unwrap_or(i64::MAX),
+            });
+        }
+        let flushed = async {
             let mut conn = self.pool.get().await?;
-            let claimed = conn
-                .transaction::<_, storage::DbError, _>(async |conn| {
-                    let claimed =
-                        conversations::claim_buffer_flush(conn, flush.dialog_id, flush.seq).await?;
-                    if claimed {
-                        let ready = DialogReady {
-                            dialog_id: flush.dialog_id,
-                            seq: flush.seq,
-                        };
-                        storage::outbox::enqueue(
-                            conn,
-                            DialogReady::ROUTING_KEY,
-                            &encode(&ready),
-                            0,
-                        )
-                        .await?;
-                        let reply = ReplyDue {
-                            dialog_id: flush.dialog_id,
-                            seq: flush.seq,
-                        };
-                        storage::outbox::enqueue(conn, ReplyDue::ROUTING_KEY, &encode(&reply), 0)
-                            .await?;
-                    }
-                    Ok(claimed)
-                })
-                .await?;
-            anyhow::Ok(claimed)
+            anyhow::Ok(conversations::flush_buffer(&mut conn, dialog_id, seq, &then).await?)
         }
         .await;
-        match claimed {
+        match flushed {
             Ok(true) => {
                 self.outbox_wake.notify_one();
-                tracing::info!(dialog_id = %flush.dialog_id, seq = flush.seq, "buffer flushed; dialog handed to qualification and the bot");
+                if let Some(bot) = &self.bot {
+                    bot.answer_now(ReplyDue { dialog_id, seq });
+                }
+                tracing::info!(%dialog_id, seq, "buffer flushed; dialog handed to qualification and the bot");
                 Outcome::Ack
             }
             Ok(false) => {
-                tracing::debug!(dialog_id = %flush.dialog_id, seq = flush.seq, "stale flush: a newer message or replica took it");
+                tracing::debug!(%dialog_id, seq, "stale flush: a newer message or replica took it");
                 Outcome::Ack
             }
             Err(e) => {
-                tracing::warn!(dialog_id = %flush.dialog_id, error = format!("{e:#}"), "buffer flush failed; retrying");
+                tracing::warn!(%dialog_id, error = format!("{e:#}"), "buffer flush failed; retrying");
                 Outcome::Retry(RETRY_AFTER)
             }
         }
+    }
+}
+
+/// What is left of the buffer delay for a message the gateway took at
+/// `received_at_ms` (all of it for messages that do not say, or from a clock
+/// ahead of ours).
+fn remaining_delay(delay: Duration, received_at_ms: Option<i64>, now_ms: i64) -> Duration {
+    let waited = received_at_ms
+        .and_then(|at| u64::try_from(now_ms.saturating_sub(at)).ok())
+        .map(Duration::from_millis)
+        .unwrap_or_default();
+    delay.saturating_sub(waited)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_delay_runs_from_when_the_gateway_took_the_message() {
+        let five = Duration::from_secs(5);
+        assert_eq!(remaining_delay(five, Some(1_000), 1_700), Duration::from_millis(4_300));
+        assert_eq!(remaining_delay(five, Some(1_000), 9_000), Duration::ZERO);
+        assert_eq!(remaining_delay(five, None, 9_000), five);
+        // A gateway clock ahead of ours: the whole delay, never more.
+        assert_eq!(remaining_delay(five, Some(9_000), 1_000), five);
     }
 }

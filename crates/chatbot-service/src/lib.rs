@@ -25,6 +25,11 @@ use runtime::{
 };
 use serde::Deserialize;
 use std::{sync::Arc, time::Duration};
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+
+/// A reply's lease is the model's and Evolution API's timeouts and this.
+const LEASE_SLACK: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -62,6 +67,8 @@ pub struct BotSettings {
     /// Waits before each retry when the model or Evolution API is
     /// unavailable, e.g. "1s,3s"; after the last, this reply is given up.
     pub retry_schedule: String,
+    /// Replies being worked on at once per process (model calls in flight).
+    pub max_concurrent_replies: usize,
 }
 
 const DEFAULTS: &str = r#"
@@ -69,8 +76,15 @@ const DEFAULTS: &str = r#"
 port = 8081
 
 [amqp]
-# Replies wait on the model for hundreds of milliseconds: many at once.
+# Each customer message is held for the buffer delay (5 s) and replies wait
+# on the model: many at once, spread over channels (2,048 per queue).
 prefetch = 256
+channels = 8
+
+[database]
+# Flushes, outbox relays and replies share it; a reply holds a connection
+# only between its statements, never while it waits on the model.
+pool_size = 16
 
 [chatbot]
 buffer_delay_ms = 5000
@@ -84,6 +98,7 @@ max_message_age = "10m"
 max_history_messages = 30
 max_history_chars = 12000
 retry_schedule = "1s,3s"
+max_concurrent_replies = 256
 "#;
 
 impl Settings {
@@ -120,42 +135,58 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
     let retry_schedule = parse_schedule("bot.retry_schedule", &b.retry_schedule)?;
     let mut runtime = Runtime::new("chatbot-service", &settings.common, stop)?;
     runtime.serve(&settings.common, |_| {})?;
-    let buffer = Arc::new(buffer::Buffer {
-        pool: runtime.pool.clone(),
-        bus: runtime.bus.clone(),
-        outbox_wake: runtime.outbox_wake.clone(),
-        delay: Duration::from_millis(settings.chatbot.buffer_delay_ms),
-    });
-    buffer::spawn(&mut runtime, buffer);
-    if !b.enabled {
+    let bot = if !b.enabled {
         tracing::warn!("bot replies are switched off (bot.enabled = false)");
+        None
     } else if b.evolution_base_url.trim().is_empty() {
         tracing::warn!("bot replies are off: bot.evolution_base_url is not set");
+        None
     } else {
-        let bot = Arc::new(bot::Bot {
+        let evolution_timeout = Duration::from_millis(b.evolution_timeout_ms);
+        Some(Arc::new(bot::Bot {
             pool: runtime.pool.clone(),
+            bus: runtime.bus.clone(),
             llm: LlmClient::new(&settings.llm).context("the LLM client")?,
-            evolution: evolution::Evolution::new(
-                &b.evolution_base_url,
-                Duration::from_millis(b.evolution_timeout_ms),
-            )
-            .context("the Evolution API client")?,
+            evolution: evolution::Evolution::new(&b.evolution_base_url, evolution_timeout)
+                .context("the Evolution API client")?,
             rules,
             retry_schedule,
             max_history_messages: b.max_history_messages.max(1),
             max_history_chars: b.max_history_chars.max(1),
-        });
-        let (bus, stop) = (runtime.bus.clone(), runtime.stop.clone());
+            lease: Duration::from_millis(settings.llm.timeout_ms)
+                + evolution_timeout
+                + LEASE_SLACK,
+            turns: Semaphore::new(b.max_concurrent_replies.max(1)),
+            tracker: TaskTracker::new(),
+        }))
+    };
+    if let Some(bot) = &bot {
+        let (bus, stop, b) = (runtime.bus.clone(), runtime.stop.clone(), bot.clone());
         runtime.spawn_worker(bus::consume(
             bus,
             bus::Queue::ChatbotReplies,
-            stop,
+            stop.clone(),
             move |m| {
-                let bot = bot.clone();
+                let bot = b.clone();
                 async move { bot.handle(m).await }
             },
         ));
+        // Shutdown waits for the replies this process started.
+        let tracker = bot.tracker.clone();
+        runtime.spawn_worker(async move {
+            stop.cancelled().await;
+            tracker.close();
+            tracker.wait().await;
+        });
     }
+    let buffer = Arc::new(buffer::Buffer {
+        pool: runtime.pool.clone(),
+        outbox_wake: runtime.outbox_wake.clone(),
+        delay: Duration::from_millis(settings.chatbot.buffer_delay_ms),
+        bot,
+        held: Default::default(),
+    });
+    buffer::spawn(&mut runtime, buffer);
     runtime.spawn_outbox_relay();
     Ok(runtime)
 }

@@ -14,8 +14,12 @@
 //! - `POST /v1/chat/completions` — an OpenAI-compatible model with fixed answers
 //! - `POST /message/sendText/{instance}` — Evolution API's send; `GET /sandbox/whatsapp/sent`
 //! - `GET|PUT /sandbox/llm/faults` — the model's latency, failures to inject
+//!
+//! `sandbox customers` (`customers.rs`) plays the other side: WhatsApp
+//! customers writing in, posted to webhook-gateway as Evolution API would.
 
 pub mod assistant;
+pub mod customers;
 mod qualify;
 mod validate;
 

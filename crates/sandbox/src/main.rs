@@ -1,7 +1,7 @@
 //! `sandbox`: a local Meta Conversions API for development and tests.
 
-use clap::Parser;
-use sandbox::{Faults, Sandbox};
+use clap::{Parser, Subcommand};
+use sandbox::{Faults, Sandbox, customers::Crowd};
 
 #[derive(Parser)]
 #[command(
@@ -25,11 +25,68 @@ struct Args {
     /// Milliseconds added to every chat completion (the bot's model).
     #[arg(long, env = "SANDBOX_LLM_LATENCY_MS", default_value_t = 0)]
     llm_latency_ms: u64,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Play WhatsApp customers: post their messages to webhook-gateway as
+    /// Evolution API would, then print (JSON) when each dialog's last message
+    /// was accepted. The load for benchmarks.
+    Customers {
+        /// webhook-gateway's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        gateway: String,
+        /// Evolution instances, comma-separated; dialogs are spread over them.
+        #[arg(long, value_delimiter = ',', required = true)]
+        instances: Vec<String>,
+        /// The instances' webhook secret.
+        #[arg(long, env = "SANDBOX_WEBHOOK_SECRET")]
+        secret: String,
+        #[arg(long, default_value_t = 1000)]
+        dialogs: usize,
+        /// Messages per dialog, sent one after another.
+        #[arg(long, default_value_t = 3)]
+        messages: usize,
+        /// Dialogs being written at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Phones are this prefix and the dialog's number (7 digits).
+        #[arg(long, default_value = "7900")]
+        phone_prefix: String,
+    },
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let a = Args::parse();
+    if let Some(Command::Customers {
+        gateway,
+        instances,
+        secret,
+        dialogs,
+        messages,
+        concurrency,
+        phone_prefix,
+    }) = a.command
+    {
+        let crowd = Crowd {
+            gateway,
+            instances,
+            secret,
+            dialogs,
+            messages,
+            concurrency,
+            phone_prefix,
+        };
+        let run = async {
+            let posted = sandbox::customers::post(&crowd).await?;
+            println!("{}", serde_json::to_string(&posted)?);
+            anyhow::Ok(())
+        };
+        return runtime::exit_code("sandbox customers", run.await);
+    }
     runtime::telemetry::init(&runtime::settings::LogSettings {
         format: runtime::settings::LogFormat::Pretty,
         filter: "info".into(),

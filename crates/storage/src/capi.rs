@@ -7,6 +7,7 @@ use diesel::{
     sql_types::{Array, BigInt, Bool, Int2, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use crate::PreparedExt;
 use domain::level::Level;
 use serde_json::Value;
 use uuid::Uuid;
@@ -35,6 +36,7 @@ pub async fn claim_level(
     .bind::<Int2, _>(level.number())
     .bind::<Text, _>(event_id)
     .bind::<Timestamptz, _>(event_time)
+    .prepared()
     .get_result(conn)
     .await
     .optional()?;
@@ -160,6 +162,7 @@ pub async fn delivery_contexts(
     )
     .bind::<Array<SqlUuid>, _>(&dialogs)
     .bind::<Array<Int2>, _>(&levels)
+    .prepared()
     .load(conn)
     .await
 }
@@ -187,6 +190,7 @@ pub async fn lease_many(
     )
     .bind::<Array<BigInt>, _>(delivery_ids)
     .bind::<diesel::sql_types::Double, _>(lease_secs as f64)
+    .prepared()
     .load(conn)
     .await?;
     Ok(rows.into_iter().map(|r| (r.id, r.attempts)).collect())
@@ -216,6 +220,7 @@ pub async fn refresh_leases(
     .bind::<Array<BigInt>, _>(&ids)
     .bind::<Array<Int4>, _>(&attempts)
     .bind::<diesel::sql_types::Double, _>(lease_secs as f64)
+    .prepared()
     .load(conn)
     .await?;
     Ok(rows.into_iter().map(|r| r.id).collect())
@@ -379,6 +384,7 @@ pub async fn finish_many(
     .bind::<Array<diesel::sql_types::SmallInt>, _>(&levels)
     .bind::<Array<Text>, _>(&event_ids)
     .bind::<Text, _>(status.as_str())
+    .prepared()
     .execute(conn)
     .await?;
     Ok(())
@@ -396,6 +402,7 @@ pub async fn release_many(
         "UPDATE capi_deliveries SET lease_until = NULL WHERE id = ANY($1) AND status = 'pending'",
     )
     .bind::<Array<BigInt>, _>(delivery_ids)
+    .prepared()
     .execute(conn)
     .await?;
     Ok(())
@@ -445,6 +452,7 @@ pub async fn sent_flags(
          FROM dialog_analysis WHERE id = $1",
     )
     .bind::<SqlUuid, _>(dialog_id)
+    .prepared()
     .get_result(conn)
     .await
     .optional()

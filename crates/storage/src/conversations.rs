@@ -7,6 +7,7 @@ use diesel::{
     sql_types::{BigInt, Bool, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use crate::PreparedExt;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -99,6 +100,7 @@ pub async fn record_message(
     .bind::<Nullable<Text>, _>(m.text)
     .bind::<Nullable<Text>, _>(m.message_type)
     .bind::<Timestamptz, _>(m.sent_at)
+    .prepared()
     .get_result::<Seq>(conn)
     .await
     .optional()?
@@ -127,6 +129,7 @@ pub async fn record_message(
     .bind::<Bool, _>(m.from_ad)
     .bind::<Nullable<Jsonb>, _>(m.ad_context)
     .bind::<Bool, _>(bumps_buffer)
+    .prepared()
     .get_result(conn)
     .await?;
     let lead: Id = diesel::sql_query(
@@ -146,6 +149,7 @@ pub async fn record_message(
     .bind::<Nullable<Text>, _>(m.contact_lid)
     .bind::<Nullable<Text>, _>(m.contact_name.filter(|_| !m.from_me))
     .bind::<Nullable<Text>, _>(m.ctwa_clid)
+    .prepared()
     .get_result(conn)
     .await?;
     diesel::sql_query(
@@ -153,6 +157,7 @@ pub async fn record_message(
     )
     .bind::<SqlUuid, _>(dialog.id)
     .bind::<SqlUuid, _>(lead.id)
+    .prepared()
     .execute(conn)
     .await?;
     Ok(Recorded::Stored {
@@ -181,6 +186,7 @@ async fn resolve_dialog(
         .bind::<Text, _>(lid)
         .bind::<Nullable<Text>, _>(m.contact_phone)
         .bind::<Nullable<Text>, _>(name)
+        .prepared()
         .get_result(conn)
         .await
         .optional()?;
@@ -202,26 +208,60 @@ async fn resolve_dialog(
     .bind::<Nullable<Text>, _>(m.contact_phone)
     .bind::<Nullable<Text>, _>(m.contact_lid)
     .bind::<Nullable<Text>, _>(name)
+    .prepared()
     .get_result(conn)
     .await
 }
 
-/// Marks the buffer flushed up to `seq` if no newer customer message came in
-/// and no other replica flushed it first. True for exactly one caller.
-pub async fn claim_buffer_flush(
+/// A message to queue through the outbox.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub routing_key: &'static str,
+    pub payload: Value,
+    pub delay_ms: i64,
+}
+
+/// Flushes the dialog's buffer at `seq` if `seq` is still its newest burst
+/// and nobody flushed it yet, and queues `then` (through the outbox) in the
+/// same statement; false when the flush is stale or already done. One round
+/// trip: two of every three flushes of a burst are stale.
+pub async fn flush_buffer(
     conn: &mut AsyncPgConnection,
     dialog_id: Uuid,
     seq: i64,
+    then: &[Queued],
 ) -> Result<bool, diesel::result::Error> {
-    let n = diesel::sql_query(
-        "UPDATE dialog_analysis SET buffer_flushed_seq = $2 \
-         WHERE id = $1 AND buffer_seq = $2 AND buffer_flushed_seq < $2",
+    use diesel::sql_types::Array;
+    #[derive(QueryableByName)]
+    struct Flushed {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let ids: Vec<Uuid> = then.iter().map(|_| Uuid::new_v4()).collect();
+    let keys: Vec<&str> = then.iter().map(|q| q.routing_key).collect();
+    let payloads: Vec<&Value> = then.iter().map(|q| &q.payload).collect();
+    let delays: Vec<i64> = then.iter().map(|q| q.delay_ms).collect();
+    let flushed: Flushed = diesel::sql_query(
+        "WITH flushed AS ( \
+           UPDATE dialog_analysis SET buffer_flushed_seq = $2 \
+           WHERE id = $1 AND buffer_seq = $2 AND buffer_flushed_seq < $2 RETURNING id \
+         ), queued AS ( \
+           INSERT INTO outbox (message_id, routing_key, payload, delay_ms) \
+           SELECT m.id, m.key, m.payload, m.delay_ms FROM flushed \
+           CROSS JOIN unnest($3::uuid[], $4::text[], $5::jsonb[], $6::bigint[]) AS m(id, key, payload, delay_ms) \
+           RETURNING 1 \
+         ) SELECT count(*) AS n FROM flushed",
     )
     .bind::<SqlUuid, _>(dialog_id)
     .bind::<BigInt, _>(seq)
-    .execute(conn)
+    .bind::<Array<SqlUuid>, _>(ids)
+    .bind::<Array<Text>, _>(keys)
+    .bind::<Array<Jsonb>, _>(payloads)
+    .bind::<Array<BigInt>, _>(delays)
+    .prepared()
+    .get_result(conn)
     .await?;
-    Ok(n == 1)
+    Ok(flushed.n == 1)
 }
 
 /// One message of a dialog, as the bot and qualification read the history.
@@ -254,6 +294,7 @@ pub async fn history(
     .bind::<SqlUuid, _>(dialog_id)
     .bind::<Nullable<BigInt>, _>(through)
     .bind::<BigInt, _>(limit)
+    .prepared()
     .load(conn)
     .await?;
     newest.reverse();

@@ -6,6 +6,7 @@ use diesel::{
     sql_types::{Bool, Nullable, Text, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use crate::PreparedExt;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -36,6 +37,7 @@ pub async fn instance(
 ) -> Result<Option<Instance>, diesel::result::Error> {
     diesel::sql_query("SELECT instance_name, direction_id, webhook_secret FROM whatsapp_phone_numbers WHERE instance_name = $1")
         .bind::<Text, _>(name)
+        .prepared()
         .get_result(conn)
         .await
         .optional()
@@ -57,6 +59,7 @@ pub async fn create_user_account(
     )
     .bind::<Text, _>(name)
     .bind::<Nullable<Text>, _>(access_token)
+    .prepared()
     .get_result(conn)
     .await?;
     Ok(r.id)
@@ -72,6 +75,7 @@ pub async fn set_ad_account_app_secret(
     let n = diesel::sql_query("UPDATE ad_accounts SET app_secret = $2 WHERE id = $1")
         .bind::<SqlUuid, _>(id)
         .bind::<Nullable<Text>, _>(app_secret)
+        .prepared()
         .execute(conn)
         .await?;
     Ok(n == 1)
@@ -91,6 +95,7 @@ pub async fn create_ad_account(
     .bind::<Text, _>(name)
     .bind::<Nullable<Text>, _>(meta_ad_account_id)
     .bind::<Nullable<Text>, _>(access_token)
+    .prepared()
     .get_result(conn)
     .await?;
     Ok(r.id)
@@ -123,6 +128,7 @@ pub async fn create_direction(
     .bind::<Text, _>(d.capi_source)
     .bind::<Nullable<Text>, _>(d.pixel_id)
     .bind::<Nullable<Text>, _>(d.waba_id)
+    .prepared()
     .get_result(conn)
     .await?;
     Ok(r.id)
@@ -147,11 +153,13 @@ pub async fn map_instance(
     .bind::<SqlUuid, _>(direction_id)
     .bind::<Text, _>(webhook_secret)
     .bind::<Nullable<Text>, _>(phone_number)
+    .prepared()
     .execute(conn)
     .await?;
     // The trigger refills direction_id from the new mapping.
     diesel::sql_query("UPDATE dialog_analysis SET direction_id = NULL WHERE instance_name = $1")
         .bind::<Text, _>(instance_name)
+        .prepared()
         .execute(conn)
         .await?;
     Ok(())
@@ -173,6 +181,7 @@ pub async fn list_user_accounts(
     diesel::sql_query(
         "SELECT id, name, COALESCE(access_token, '') <> '' AS has_token FROM user_accounts ORDER BY created_at, name",
     )
+    .prepared()
     .load(conn)
     .await
 }
@@ -198,6 +207,7 @@ pub async fn list_ad_accounts(
         "SELECT id, user_account_id, name, meta_ad_account_id, COALESCE(access_token, '') <> '' AS has_token \
          FROM ad_accounts ORDER BY created_at, name",
     )
+    .prepared()
     .load(conn)
     .await
 }
@@ -249,6 +259,7 @@ pub async fn list_directions(
               WHERE w.direction_id = d.id) AS instances \
          FROM account_directions d ORDER BY d.created_at, d.name",
     )
+    .prepared()
     .load(conn)
     .await
 }
@@ -300,6 +311,7 @@ pub async fn update_direction_capi(
     .bind::<Nullable<Bool>, _>(u.ldu_enabled)
     .bind::<Nullable<diesel::sql_types::Int4>, _>(u.ldu_country)
     .bind::<Nullable<diesel::sql_types::Int4>, _>(u.ldu_state)
+    .prepared()
     .execute(conn)
     .await?;
     Ok(n == 1)
@@ -319,6 +331,7 @@ pub async fn list_instances(
     conn: &mut AsyncPgConnection,
 ) -> Result<Vec<InstanceRow>, diesel::result::Error> {
     diesel::sql_query("SELECT instance_name, direction_id, phone_number FROM whatsapp_phone_numbers ORDER BY instance_name")
+        .prepared()
         .load(conn)
         .await
 }
@@ -339,6 +352,7 @@ pub async fn set_direction_bot(
     .bind::<SqlUuid, _>(id)
     .bind::<Nullable<Bool>, _>(enabled)
     .bind::<Nullable<Text>, _>(prompt)
+    .prepared()
     .execute(conn)
     .await?;
     Ok(n == 1)
@@ -361,6 +375,7 @@ pub async fn set_instance_bot(
     .bind::<Nullable<Text>, _>(evolution_api_key)
     .bind::<Nullable<Text>, _>(evolution_api_version)
     .bind::<Nullable<Bool>, _>(bot_enabled)
+    .prepared()
     .execute(conn)
     .await?;
     Ok(n == 1)

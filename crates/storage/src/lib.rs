@@ -8,6 +8,7 @@ pub mod directions;
 pub mod migrations;
 pub mod outbox;
 mod pool;
+mod prepared;
 pub mod qualification;
 pub mod replies;
 mod schema;
@@ -15,6 +16,7 @@ pub mod usage;
 
 pub use diesel_async::AsyncPgConnection;
 pub use pool::{DbPool, connect_pool, ping};
+pub use prepared::{Prepared, PreparedExt};
 
 /// Errors from the database layer.
 pub type DbError = diesel::result::Error;

@@ -6,6 +6,7 @@ use diesel::{
     sql_types::{Array, BigInt, Jsonb, Text, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use crate::PreparedExt;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -38,6 +39,7 @@ pub async fn enqueue(
     .bind::<Text, _>(routing_key)
     .bind::<Jsonb, _>(payload)
     .bind::<BigInt, _>(delay_ms)
+    .prepared()
     .execute(conn)
     .await?;
     Ok(message_id)
@@ -54,6 +56,7 @@ pub async fn lock_batch(
          ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
     )
     .bind::<BigInt, _>(limit)
+    .prepared()
     .load(conn)
     .await
 }
@@ -64,6 +67,7 @@ pub async fn delete(
 ) -> Result<usize, diesel::result::Error> {
     diesel::sql_query("DELETE FROM outbox WHERE id = ANY($1)")
         .bind::<Array<BigInt>, _>(ids)
+        .prepared()
         .execute(conn)
         .await
 }

@@ -10,6 +10,7 @@ use diesel::{
     },
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use crate::PreparedExt;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -75,6 +76,7 @@ pub async fn dialog_for_qualification(
          WHERE d.id = $1",
     )
     .bind::<SqlUuid, _>(dialog_id)
+    .prepared()
     .get_result(conn)
     .await
     .optional()
@@ -98,6 +100,7 @@ pub async fn customer_messages_after(
     )
     .bind::<SqlUuid, _>(dialog_id)
     .bind::<BigInt, _>(after)
+    .prepared()
     .load(conn)
     .await?;
     Ok(rows.into_iter().map(|r| r.id).collect())
@@ -147,6 +150,7 @@ pub async fn record_run(
     .bind::<Int4, _>(r.prompt_tokens)
     .bind::<Int4, _>(r.completion_tokens)
     .bind::<Int4, _>(r.duration_ms)
+    .prepared()
     .execute(conn)
     .await?;
     let (interest, stage, reason) = match r.judgement {
@@ -176,6 +180,7 @@ pub async fn record_run(
     .bind::<Int4, _>(r.llm_calls)
     .bind::<BigInt, _>(i64::from(r.prompt_tokens))
     .bind::<BigInt, _>(i64::from(r.completion_tokens))
+    .prepared()
     .execute(conn)
     .await?;
     if let Some(direction_id) = r.direction_id {
@@ -204,6 +209,7 @@ pub async fn set_prompt(
     )
     .bind::<SqlUuid, _>(direction_id)
     .bind::<Nullable<Text>, _>(prompt)
+    .prepared()
     .execute(conn)
     .await?;
     Ok(n == 1)
@@ -226,6 +232,7 @@ pub async fn prompt(
         "SELECT name, qualification_prompt FROM account_directions WHERE id = $1",
     )
     .bind::<SqlUuid, _>(direction_id)
+    .prepared()
     .get_result(conn)
     .await
     .optional()?;

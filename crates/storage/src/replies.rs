@@ -8,6 +8,7 @@ use diesel::{
     sql_types::{BigInt, Bool, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use crate::PreparedExt;
 use uuid::Uuid;
 
 /// Everything about a dialog the bot's decision depends on.
@@ -53,6 +54,7 @@ pub async fn reply_context(
          WHERE d.id = $1",
     )
     .bind::<SqlUuid, _>(dialog_id)
+    .prepared()
     .get_result(conn)
     .await
     .optional()
@@ -68,42 +70,118 @@ pub struct ReplyRow {
     pub status: String,
     #[diesel(sql_type = Nullable<Text>)]
     pub reply_text: Option<String>,
+    /// Tries so far, this one included.
+    #[diesel(sql_type = Int4)]
+    pub attempts: i32,
 }
 
-/// The reply record for (dialog, seq), created on first sight.
+/// What claiming a burst's reply found.
+#[derive(Debug, Clone)]
+pub enum Claim {
+    /// Ours until the lease ends: answer it.
+    Taken(ReplyRow),
+    /// Finished earlier: `sent`, `skipped` or `failed`.
+    Done(String),
+    /// Another handler holds it until then.
+    Leased(DateTime<Utc>),
+}
+
+/// Takes the reply for (dialog, seq) for `lease_ms`, creating it on first
+/// sight and counting the try, unless it is finished or another handler's
+/// lease is still running.
 pub async fn claim(
     conn: &mut AsyncPgConnection,
     dialog_id: Uuid,
     seq: i64,
-) -> Result<ReplyRow, diesel::result::Error> {
-    diesel::sql_query(
-        "INSERT INTO bot_replies (dialog_id, seq) VALUES ($1, $2) \
-         ON CONFLICT (dialog_id, seq) DO UPDATE SET updated_at = now() \
-         RETURNING id, status, reply_text",
+    lease_ms: i64,
+) -> Result<Claim, diesel::result::Error> {
+    use diesel::OptionalExtension;
+    let taken: Option<ReplyRow> = diesel::sql_query(
+        "INSERT INTO bot_replies (dialog_id, seq, lease_until, attempts) \
+         VALUES ($1, $2, now() + make_interval(secs => $3 / 1000.0), 1) \
+         ON CONFLICT (dialog_id, seq) DO UPDATE \
+           SET lease_until = EXCLUDED.lease_until, attempts = bot_replies.attempts + 1, updated_at = now() \
+           WHERE bot_replies.status IN ('pending', 'generated') \
+             AND (bot_replies.lease_until IS NULL OR bot_replies.lease_until <= now()) \
+         RETURNING id, status, reply_text, attempts",
     )
     .bind::<SqlUuid, _>(dialog_id)
     .bind::<BigInt, _>(seq)
+    .bind::<BigInt, _>(lease_ms)
+    .prepared()
     .get_result(conn)
     .await
+    .optional()?;
+    if let Some(row) = taken {
+        return Ok(Claim::Taken(row));
+    }
+    #[derive(QueryableByName)]
+    struct Held {
+        #[diesel(sql_type = Text)]
+        status: String,
+        #[diesel(sql_type = Nullable<Timestamptz>)]
+        lease_until: Option<DateTime<Utc>>,
+    }
+    let held: Held = diesel::sql_query(
+        "SELECT status, lease_until FROM bot_replies WHERE dialog_id = $1 AND seq = $2",
+    )
+    .bind::<SqlUuid, _>(dialog_id)
+    .bind::<BigInt, _>(seq)
+    .prepared()
+    .get_result(conn)
+    .await?;
+    Ok(match (held.status.as_str(), held.lease_until) {
+        ("pending" | "generated", Some(until)) => Claim::Leased(until),
+        // Finished, or the lease ended between the two statements.
+        ("pending" | "generated", None) => Claim::Leased(Utc::now()),
+        _ => Claim::Done(held.status),
+    })
 }
 
-/// Keeps the model's answer (and its token counts) before it is sent.
+/// Gives the lease up: the reply will be tried again (by a queued retry).
+pub async fn release(conn: &mut AsyncPgConnection, id: i64) -> Result<(), diesel::result::Error> {
+    diesel::sql_query("UPDATE bot_replies SET lease_until = NULL WHERE id = $1")
+        .bind::<BigInt, _>(id)
+        .prepared()
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Keeps the model's answer for a retry that must not ask the model again
+/// (Evolution API was unavailable).
 pub async fn set_generated(
     conn: &mut AsyncPgConnection,
     id: i64,
     text: &str,
-    prompt_tokens: u32,
-    completion_tokens: u32,
 ) -> Result<(), diesel::result::Error> {
     diesel::sql_query(
-        "UPDATE bot_replies SET status = 'generated', reply_text = $2, \
-           prompt_tokens = prompt_tokens + $3, completion_tokens = completion_tokens + $4, updated_at = now() \
+        "UPDATE bot_replies SET status = 'generated', reply_text = $2, updated_at = now() \
          WHERE id = $1 AND status = 'pending'",
     )
     .bind::<BigInt, _>(id)
     .bind::<Text, _>(text)
-    .bind::<Int4, _>(i32::try_from(prompt_tokens).unwrap_or(i32::MAX))
-    .bind::<Int4, _>(i32::try_from(completion_tokens).unwrap_or(i32::MAX))
+    .prepared()
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Adds a model call's tokens to the reply.
+pub async fn add_tokens(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    prompt_tokens: i32,
+    completion_tokens: i32,
+) -> Result<(), diesel::result::Error> {
+    diesel::sql_query(
+        "UPDATE bot_replies SET prompt_tokens = prompt_tokens + $2, \
+           completion_tokens = completion_tokens + $3 WHERE id = $1",
+    )
+    .bind::<BigInt, _>(id)
+    .bind::<Int4, _>(prompt_tokens)
+    .bind::<Int4, _>(completion_tokens)
+    .prepared()
     .execute(conn)
     .await?;
     Ok(())
@@ -123,6 +201,7 @@ pub async fn close(
     .bind::<BigInt, _>(id)
     .bind::<Text, _>(status)
     .bind::<Text, _>(reason)
+    .prepared()
     .execute(conn)
     .await?;
     Ok(())
@@ -166,6 +245,7 @@ pub async fn record_sent(
     .bind::<Text, _>(r.text)
     .bind::<Timestamptz, _>(r.sent_at)
     .bind::<Int4, _>(response_ms)
+    .prepared()
     .get_result(conn)
     .await?;
     if row.inserted {
@@ -175,6 +255,7 @@ pub async fn record_sent(
         )
         .bind::<SqlUuid, _>(r.dialog_id)
         .bind::<Timestamptz, _>(r.sent_at)
+        .prepared()
         .execute(conn)
         .await?;
     }
@@ -184,6 +265,7 @@ pub async fn record_sent(
     .bind::<BigInt, _>(r.reply_id)
     .bind::<Text, _>(r.message_id)
     .bind::<Int4, _>(response_ms)
+    .prepared()
     .execute(conn)
     .await?;
     Ok(())

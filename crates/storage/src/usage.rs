@@ -6,6 +6,7 @@ use diesel::{
     sql_types::{BigInt, Int4, Text, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use crate::PreparedExt;
 use uuid::Uuid;
 
 /// What a model call was for.
@@ -26,6 +27,10 @@ impl Purpose {
     }
 }
 
+/// Counter rows per (direction, day, purpose): concurrent writers mostly
+/// land on different rows instead of queueing on one row's lock.
+const SHARDS: i32 = 16;
+
 /// Adds model calls and tokens to the direction's counters for today (UTC).
 pub async fn add(
     conn: &mut AsyncPgConnection,
@@ -36,9 +41,9 @@ pub async fn add(
     completion_tokens: i32,
 ) -> Result<(), diesel::result::Error> {
     diesel::sql_query(
-        "INSERT INTO llm_usage_daily AS u (direction_id, day, purpose, calls, prompt_tokens, completion_tokens) \
-         VALUES ($1, (now() AT TIME ZONE 'UTC')::date, $2, $3, $4, $5) \
-         ON CONFLICT (direction_id, day, purpose) DO UPDATE SET \
+        "INSERT INTO llm_usage_daily AS u (direction_id, day, purpose, shard, calls, prompt_tokens, completion_tokens) \
+         VALUES ($1, (now() AT TIME ZONE 'UTC')::date, $2, pg_backend_pid() % $6, $3, $4, $5) \
+         ON CONFLICT (direction_id, day, purpose, shard) DO UPDATE SET \
            calls = u.calls + EXCLUDED.calls, prompt_tokens = u.prompt_tokens + EXCLUDED.prompt_tokens, \
            completion_tokens = u.completion_tokens + EXCLUDED.completion_tokens",
     )
@@ -47,6 +52,8 @@ pub async fn add(
     .bind::<BigInt, _>(i64::from(calls))
     .bind::<BigInt, _>(i64::from(prompt_tokens))
     .bind::<BigInt, _>(i64::from(completion_tokens))
+    .bind::<Int4, _>(SHARDS)
+    .prepared()
     .execute(conn)
     .await?;
     Ok(())
@@ -77,13 +84,16 @@ pub async fn daily(
     days: i32,
 ) -> Result<Vec<UsageRow>, diesel::result::Error> {
     diesel::sql_query(
-        "SELECT u.direction_id, ad.name AS direction, u.day::text AS day, u.purpose, u.calls, \
-           u.prompt_tokens, u.completion_tokens \
+        "SELECT u.direction_id, ad.name AS direction, u.day::text AS day, u.purpose, \
+           sum(u.calls)::bigint AS calls, sum(u.prompt_tokens)::bigint AS prompt_tokens, \
+           sum(u.completion_tokens)::bigint AS completion_tokens \
          FROM llm_usage_daily u JOIN account_directions ad ON ad.id = u.direction_id \
          WHERE u.day > (now() AT TIME ZONE 'UTC')::date - $1 \
+         GROUP BY u.direction_id, ad.name, u.day, u.purpose \
          ORDER BY u.day DESC, ad.name, u.purpose",
     )
     .bind::<Int4, _>(days)
+    .prepared()
     .load(conn)
     .await
 }

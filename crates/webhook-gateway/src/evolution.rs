@@ -173,6 +173,7 @@ async fn store(
         from_ad: m.from_ad,
         ad_context: m.ad_context.as_ref(),
     };
+    let received_at_ms = Some(chrono::Utc::now().timestamp_millis());
     let mut conn = state.pool.get().await.map_err(ApiError::unavailable)?;
     let recorded = conn
         .transaction::<_, storage::DbError, _>(async |conn| {
@@ -182,7 +183,11 @@ async fn store(
                 buffer_seq: Some(seq),
             } = recorded
             {
-                let msg = MessageReceived { dialog_id, seq };
+                let msg = MessageReceived {
+                    dialog_id,
+                    seq,
+                    received_at_ms,
+                };
                 storage::outbox::enqueue(conn, MessageReceived::ROUTING_KEY, &encode(&msg), 0)
                     .await?;
             }
