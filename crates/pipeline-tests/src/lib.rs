@@ -271,6 +271,7 @@ impl PipelineOptions {
                     .as_ref()
                     .map(|b| b.retry_schedule.clone())
                     .unwrap_or_default(),
+                max_concurrent_replies: 256,
             },
             llm: test_llm_settings(bot.map(|b| b.llm_url).unwrap_or_default()),
         }

@@ -430,3 +430,104 @@ async fn evolution_rejections_are_not_retried_and_its_outages_are() {
     assert_eq!(requests(&f.llm).await.len(), 2, "one model call per burst");
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queued_reply_due_leaves_an_answered_burst_alone_and_answers_one_nobody_did() {
+    use bus::messages::{BusMessage, ReplyDue, encode};
+    use storage::conversations::{self, Author, NewMessage, Queued, Recorded};
+    let env = TestEnv::new().await;
+    let f = fakes().await;
+    respond(&f.llm, completion(ANSWER)).await;
+    respond(&f.evolution, sent("R1")).await;
+    let (s, p) = start(&env, &f, 1).await;
+    post_ok(
+        &p,
+        &s,
+        &customer_message(&s.instance, "M1", PHONE, "Oi", None, recent(2)),
+    )
+    .await;
+    eventually("the reply is sent", WAIT, || async {
+        (!requests(&f.evolution).await.is_empty()).then_some(())
+    })
+    .await;
+    let dialog = pipeline_tests::dialog_ids(&env).await[0];
+
+    // The durable copy of the answered burst (and a redelivery of it) changes nothing.
+    let bus = env.bus();
+    for _ in 0..2 {
+        bus.publish_message(&ReplyDue { dialog_id: dialog, seq: 1 })
+            .await
+            .expect("publish");
+    }
+    settle().await;
+    assert_eq!(requests(&f.llm).await.len(), 1);
+    assert_eq!(requests(&f.evolution).await.len(), 1);
+
+    // A burst flushed by a process that died before it answered: only the
+    // reply.due that the flush queued is left, and it answers.
+    let mut conn = env.conn().await;
+    let recorded = conversations::record_message(
+        &mut conn,
+        &NewMessage {
+            instance_name: &s.instance,
+            message_id: "M2",
+            from_me: false,
+            author: Author::Customer,
+            contact_key: PHONE,
+            contact_phone: Some(PHONE),
+            contact_lid: None,
+            contact_name: None,
+            text: Some("Tem horário amanhã?"),
+            message_type: Some("conversation"),
+            sent_at: chrono::Utc::now(),
+            ctwa_clid: None,
+            from_ad: false,
+            ad_context: None,
+        },
+    )
+    .await
+    .expect("stored");
+    assert_eq!(
+        recorded,
+        Recorded::Stored {
+            dialog_id: dialog,
+            buffer_seq: Some(2)
+        }
+    );
+    let due = ReplyDue {
+        dialog_id: dialog,
+        seq: 2,
+    };
+    let queued = Queued {
+        routing_key: ReplyDue::ROUTING_KEY,
+        payload: encode(&due),
+        delay_ms: 0,
+    };
+    assert!(
+        conversations::flush_buffer(&mut conn, dialog, 2, &[queued])
+            .await
+            .expect("flush")
+    );
+    eventually("the queued reply.due answers", WAIT, || async {
+        (requests(&f.evolution).await.len() == 2).then_some(())
+    })
+    .await;
+    settle().await;
+    let calls = bodies(&f.llm).await;
+    assert_eq!(calls.len(), 2);
+    let last = calls[1]["messages"].as_array().unwrap();
+    assert_eq!(
+        last.last().unwrap(),
+        &json!({"role": "user", "content": "Tem horário amanhã?"})
+    );
+    assert_eq!(requests(&f.evolution).await.len(), 2);
+    assert_eq!(
+        count(
+            &env,
+            "SELECT count(*) AS n FROM bot_replies WHERE status = 'sent' AND attempts = 1"
+        )
+        .await,
+        2
+    );
+    p.stop().await;
+}

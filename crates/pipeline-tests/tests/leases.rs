@@ -98,3 +98,55 @@ async fn a_sender_whose_lease_was_taken_over_can_no_longer_send() {
     assert!(flags.capi_interest_sent);
     assert_eq!(flags.capi_interest_event_id.as_deref(), Some("e-1"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_reply_is_held_by_one_turn_at_a_time_and_its_tries_are_counted() {
+    use storage::replies::{self, Claim};
+    let env = TestEnv::new().await;
+    let s = seed(&env, &SeedOptions::default()).await;
+    let mut conn = env.conn().await;
+    {
+        use diesel_async::RunQueryDsl;
+        diesel::sql_query(
+            "INSERT INTO dialog_analysis (instance_name, contact_key) VALUES ($1, '5511999999999')",
+        )
+        .bind::<diesel::sql_types::Text, _>(&s.instance)
+        .execute(&mut conn)
+        .await
+        .expect("dialog");
+    }
+    let dialog = dialog_ids(&env).await[0];
+    let claim = |lease_ms| {
+        let env = &env;
+        async move {
+            let mut conn = env.conn().await;
+            replies::claim(&mut conn, dialog, 1, lease_ms)
+                .await
+                .expect("claim")
+        }
+    };
+    // The flushing process takes it; the queued copy finds it held.
+    let Claim::Taken(first) = claim(60_000).await else {
+        panic!("the first claim takes the reply");
+    };
+    assert_eq!((first.status.as_str(), first.attempts), ("pending", 1));
+    let Claim::Leased(until) = claim(60_000).await else {
+        panic!("a live lease keeps a second turn out");
+    };
+    assert!(until > Utc::now() + chrono::Duration::seconds(50));
+    // The turn gives up for now (model unavailable): the retry takes it.
+    replies::release(&mut conn, first.id).await.expect("release");
+    let Claim::Taken(second) = claim(60_000).await else {
+        panic!("a released reply is taken again");
+    };
+    assert_eq!((second.id, second.attempts), (first.id, 2));
+    // A turn that died: its lease runs out and the next one takes over.
+    replies::release(&mut conn, first.id).await.expect("release");
+    assert!(matches!(claim(0).await, Claim::Taken(r) if r.attempts == 3));
+    assert!(matches!(claim(60_000).await, Claim::Taken(r) if r.attempts == 4));
+    // Finished: nobody takes it again.
+    replies::close(&mut conn, first.id, "skipped", "superseded")
+        .await
+        .expect("close");
+    assert!(matches!(claim(60_000).await, Claim::Done(status) if status == "skipped"));
+}
