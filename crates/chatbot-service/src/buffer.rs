@@ -1,8 +1,8 @@
+use crate::bot::Bot;
 use bus::{
     Incoming, Outcome, Queue,
     messages::{BufferFlush, BusMessage, DialogReady, MessageReceived, ReplyDue, decode, encode},
 };
-use crate::bot::Bot;
 use runtime::Runtime;
 use std::{
     collections::HashMap,
@@ -162,7 +162,10 @@ mod tests {
     #[test]
     fn the_delay_runs_from_when_the_gateway_took_the_message() {
         let five = Duration::from_secs(5);
-        assert_eq!(remaining_delay(five, Some(1_000), 1_700), Duration::from_millis(4_300));
+        assert_eq!(
+            remaining_delay(five, Some(1_000), 1_700),
+            Duration::from_millis(4_300)
+        );
         assert_eq!(remaining_delay(five, Some(1_000), 9_000), Duration::ZERO);
         assert_eq!(remaining_delay(five, None, 9_000), five);
         // A gateway clock ahead of ours: the whole delay, never more.

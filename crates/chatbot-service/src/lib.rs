@@ -153,9 +153,7 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
             retry_schedule,
             max_history_messages: b.max_history_messages.max(1),
             max_history_chars: b.max_history_chars.max(1),
-            lease: Duration::from_millis(settings.llm.timeout_ms)
-                + evolution_timeout
-                + LEASE_SLACK,
+            lease: Duration::from_millis(settings.llm.timeout_ms) + evolution_timeout + LEASE_SLACK,
             turns: Semaphore::new(b.max_concurrent_replies.max(1)),
             tracker: TaskTracker::new(),
         }))

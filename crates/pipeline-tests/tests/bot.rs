@@ -455,9 +455,12 @@ async fn the_queued_reply_due_leaves_an_answered_burst_alone_and_answers_one_nob
     // The durable copy of the answered burst (and a redelivery of it) changes nothing.
     let bus = env.bus();
     for _ in 0..2 {
-        bus.publish_message(&ReplyDue { dialog_id: dialog, seq: 1 })
-            .await
-            .expect("publish");
+        bus.publish_message(&ReplyDue {
+            dialog_id: dialog,
+            seq: 1,
+        })
+        .await
+        .expect("publish");
     }
     settle().await;
     assert_eq!(requests(&f.llm).await.len(), 1);

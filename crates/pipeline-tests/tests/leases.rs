@@ -135,13 +135,17 @@ async fn a_bot_reply_is_held_by_one_turn_at_a_time_and_its_tries_are_counted() {
     };
     assert!(until > Utc::now() + chrono::Duration::seconds(50));
     // The turn gives up for now (model unavailable): the retry takes it.
-    replies::release(&mut conn, first.id).await.expect("release");
+    replies::release(&mut conn, first.id)
+        .await
+        .expect("release");
     let Claim::Taken(second) = claim(60_000).await else {
         panic!("a released reply is taken again");
     };
     assert_eq!((second.id, second.attempts), (first.id, 2));
     // A turn that died: its lease runs out and the next one takes over.
-    replies::release(&mut conn, first.id).await.expect("release");
+    replies::release(&mut conn, first.id)
+        .await
+        .expect("release");
     assert!(matches!(claim(0).await, Claim::Taken(r) if r.attempts == 3));
     assert!(matches!(claim(60_000).await, Claim::Taken(r) if r.attempts == 4));
     // Finished: nobody takes it again.

@@ -1,13 +1,13 @@
 //! CAPI deliveries: claiming a level once, leasing it for a send, and
 //! recording every attempt in `capi_events_log`.
 
+use crate::PreparedExt;
 use chrono::{DateTime, Utc};
 use diesel::{
     OptionalExtension, QueryableByName,
     sql_types::{Array, BigInt, Bool, Int2, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use crate::PreparedExt;
 use domain::level::Level;
 use serde_json::Value;
 use uuid::Uuid;

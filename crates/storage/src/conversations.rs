@@ -1,13 +1,13 @@
 //! Dialogs and their messages, as the webhook gateway records them and the
 //! buffer and qualification read them.
 
+use crate::PreparedExt;
 use chrono::{DateTime, Utc};
 use diesel::{
     OptionalExtension, QueryableByName,
     sql_types::{BigInt, Bool, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use crate::PreparedExt;
 use serde_json::Value;
 use uuid::Uuid;
 

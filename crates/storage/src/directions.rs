@@ -1,12 +1,12 @@
 //! Tenancy and configuration: user accounts, ad accounts (Meta tokens),
 //! directions with their CAPI settings, and WhatsApp instances.
 
+use crate::PreparedExt;
 use diesel::{
     OptionalExtension, QueryableByName,
     sql_types::{Bool, Nullable, Text, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use crate::PreparedExt;
 use serde::Serialize;
 use uuid::Uuid;
 

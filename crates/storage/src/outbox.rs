@@ -1,12 +1,12 @@
 //! The transactional outbox: a row written in the same transaction as the
 //! change it announces, later published to RabbitMQ by the relay.
 
+use crate::PreparedExt;
 use diesel::{
     QueryableByName,
     sql_types::{Array, BigInt, Jsonb, Text, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use crate::PreparedExt;
 use serde_json::Value;
 use uuid::Uuid;
 

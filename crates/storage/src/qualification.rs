@@ -2,6 +2,7 @@
 //! model, and the record of each analysis: the audit row, the dialog's
 //! stored judgement and token counters, and model usage per direction/day.
 
+use crate::PreparedExt;
 use chrono::{DateTime, Utc};
 use diesel::{
     OptionalExtension, QueryableByName,
@@ -10,7 +11,6 @@ use diesel::{
     },
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use crate::PreparedExt;
 use serde_json::Value;
 use uuid::Uuid;
 

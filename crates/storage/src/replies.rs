@@ -2,13 +2,13 @@
 //! record that makes a redelivered request harmless, and the outgoing
 //! message it sent.
 
+use crate::PreparedExt;
 use chrono::{DateTime, Utc};
 use diesel::{
     QueryableByName,
     sql_types::{BigInt, Bool, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use crate::PreparedExt;
 use uuid::Uuid;
 
 /// Everything about a dialog the bot's decision depends on.

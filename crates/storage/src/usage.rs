@@ -1,12 +1,12 @@
 //! Model (LLM) calls and tokens per direction, day (UTC) and purpose, so the
 //! model's cost is visible without scanning the per-dialog records.
 
+use crate::PreparedExt;
 use diesel::{
     QueryableByName,
     sql_types::{BigInt, Int4, Text, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use crate::PreparedExt;
 use uuid::Uuid;
 
 /// What a model call was for.

@@ -81,19 +81,19 @@ async fn handle(
     presented: Option<String>,
     body: web::Bytes,
 ) -> Result<serde_json::Value, ApiError> {
-    let instance = {
-        let mut conn = state.pool.get().await.map_err(ApiError::unavailable)?;
-        storage::directions::instance(&mut conn, &instance_name)
-            .await
-            .map_err(ApiError::unavailable)?
-    }
-    .ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_instance",
-            format!("no WhatsApp instance named '{instance_name}'"),
-        )
-    })?;
+    // One connection for the lookup and the message(s): a webhook costs one
+    // checkout from the pool.
+    let mut conn = state.pool.get().await.map_err(ApiError::unavailable)?;
+    let instance = storage::directions::instance(&mut conn, &instance_name)
+        .await
+        .map_err(ApiError::unavailable)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_instance",
+                format!("no WhatsApp instance named '{instance_name}'"),
+            )
+        })?;
     let authorized = presented
         .is_some_and(|p| bool::from(p.as_bytes().ct_eq(instance.webhook_secret.as_bytes())));
     if !authorized {
@@ -130,7 +130,7 @@ async fn handle(
                 results.push(json!({"status": "ignored", "reason": reason.as_str()}))
             }
             Parsed::Message(m) => {
-                let status = store(&state, &instance_name, &m).await?;
+                let status = store(&state, &mut conn, &instance_name, &m).await?;
                 results.push(json!({"status": status, "message_id": m.message_id}));
             }
         }
@@ -150,6 +150,7 @@ fn sent_at(m: &InboundMessage) -> DateTime<Utc> {
 /// Stores one message and queues the buffer step in the same transaction.
 async fn store(
     state: &State,
+    conn: &mut storage::AsyncPgConnection,
     instance_name: &str,
     m: &InboundMessage,
 ) -> Result<&'static str, ApiError> {
@@ -174,7 +175,6 @@ async fn store(
         ad_context: m.ad_context.as_ref(),
     };
     let received_at_ms = Some(chrono::Utc::now().timestamp_millis());
-    let mut conn = state.pool.get().await.map_err(ApiError::unavailable)?;
     let recorded = conn
         .transaction::<_, storage::DbError, _>(async |conn| {
             let recorded = conversations::record_message(conn, &new).await?;
