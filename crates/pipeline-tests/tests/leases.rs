@@ -7,22 +7,25 @@ use domain::level::Level;
 use pipeline_tests::{SeedOptions, TestEnv, dialog_ids, seed};
 use storage::capi;
 
+/// A seeded instance with one dialog; its id.
+async fn one_dialog(env: &TestEnv) -> uuid::Uuid {
+    use diesel_async::RunQueryDsl;
+    let s = seed(env, &SeedOptions::default()).await;
+    diesel::sql_query(
+        "INSERT INTO dialog_analysis (instance_name, contact_key) VALUES ($1, '5511999999999')",
+    )
+    .bind::<diesel::sql_types::Text, _>(&s.instance)
+    .execute(&mut env.conn().await)
+    .await
+    .expect("dialog");
+    dialog_ids(env).await[0]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sender_whose_lease_was_taken_over_can_no_longer_send() {
     let env = TestEnv::new().await;
-    let s = seed(&env, &SeedOptions::default()).await;
     let mut conn = env.conn().await;
-    {
-        use diesel_async::RunQueryDsl;
-        diesel::sql_query(
-            "INSERT INTO dialog_analysis (instance_name, contact_key) VALUES ($1, '5511999999999')",
-        )
-        .bind::<diesel::sql_types::Text, _>(&s.instance)
-        .execute(&mut conn)
-        .await
-        .expect("dialog");
-    }
-    let dialog = dialog_ids(&env).await[0];
+    let dialog = one_dialog(&env).await;
     assert!(
         capi::claim_level(&mut conn, dialog, Level::Interest, "e-1", Utc::now())
             .await
@@ -103,19 +106,8 @@ async fn a_sender_whose_lease_was_taken_over_can_no_longer_send() {
 async fn a_bot_reply_is_held_by_one_turn_at_a_time_and_its_tries_are_counted() {
     use storage::replies::{self, Claim};
     let env = TestEnv::new().await;
-    let s = seed(&env, &SeedOptions::default()).await;
     let mut conn = env.conn().await;
-    {
-        use diesel_async::RunQueryDsl;
-        diesel::sql_query(
-            "INSERT INTO dialog_analysis (instance_name, contact_key) VALUES ($1, '5511999999999')",
-        )
-        .bind::<diesel::sql_types::Text, _>(&s.instance)
-        .execute(&mut conn)
-        .await
-        .expect("dialog");
-    }
-    let dialog = dialog_ids(&env).await[0];
+    let dialog = one_dialog(&env).await;
     let claim = |lease_ms| {
         let env = &env;
         async move {

@@ -14,20 +14,27 @@ use std::{
 };
 
 /// Who writes, where to, and how fast.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Crowd {
-    /// webhook-gateway's base URL, e.g. `http://127.0.0.1:8080`.
+    /// webhook-gateway's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub gateway: String,
-    /// The Evolution instances the dialogs are spread over (round robin).
+    /// Evolution instances, comma-separated; dialogs are spread over them.
+    #[arg(long, value_delimiter = ',', required = true)]
     pub instances: Vec<String>,
     /// The instances' webhook secret.
+    #[arg(long, env = "SANDBOX_WEBHOOK_SECRET")]
     pub secret: String,
+    #[arg(long, default_value_t = 1000)]
     pub dialogs: usize,
     /// Messages per dialog, sent one after another.
+    #[arg(long, default_value_t = 3)]
     pub messages: usize,
     /// Dialogs being written at once.
+    #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
     /// Phones are this prefix and the dialog's number, zero-padded to 7 digits.
+    #[arg(long, default_value = "7900")]
     pub phone_prefix: String,
 }
 

@@ -34,52 +34,13 @@ enum Command {
     /// Play WhatsApp customers: post their messages to webhook-gateway as
     /// Evolution API would, then print (JSON) when each dialog's last message
     /// was accepted. The load for benchmarks.
-    Customers {
-        /// webhook-gateway's base URL.
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        gateway: String,
-        /// Evolution instances, comma-separated; dialogs are spread over them.
-        #[arg(long, value_delimiter = ',', required = true)]
-        instances: Vec<String>,
-        /// The instances' webhook secret.
-        #[arg(long, env = "SANDBOX_WEBHOOK_SECRET")]
-        secret: String,
-        #[arg(long, default_value_t = 1000)]
-        dialogs: usize,
-        /// Messages per dialog, sent one after another.
-        #[arg(long, default_value_t = 3)]
-        messages: usize,
-        /// Dialogs being written at once.
-        #[arg(long, default_value_t = 64)]
-        concurrency: usize,
-        /// Phones are this prefix and the dialog's number (7 digits).
-        #[arg(long, default_value = "7900")]
-        phone_prefix: String,
-    },
+    Customers(Crowd),
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let a = Args::parse();
-    if let Some(Command::Customers {
-        gateway,
-        instances,
-        secret,
-        dialogs,
-        messages,
-        concurrency,
-        phone_prefix,
-    }) = a.command
-    {
-        let crowd = Crowd {
-            gateway,
-            instances,
-            secret,
-            dialogs,
-            messages,
-            concurrency,
-            phone_prefix,
-        };
+    if let Some(Command::Customers(crowd)) = a.command {
         let run = async {
             let posted = sandbox::customers::post(&crowd).await?;
             println!("{}", serde_json::to_string(&posted)?);
