@@ -132,7 +132,7 @@ pub async fn claim(
     .await?;
     Ok(match (held.status.as_str(), held.lease_until) {
         ("pending" | "generated", Some(until)) => Claim::Leased(until),
-        // Finished, or the lease ended between the two statements.
+        // Released between the two statements: look again shortly.
         ("pending" | "generated", None) => Claim::Leased(Utc::now()),
         _ => Claim::Done(held.status),
     })
