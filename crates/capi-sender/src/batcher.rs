@@ -18,7 +18,7 @@ use crate::{
     metrics::{Metrics, OutcomeLabel},
 };
 use domain::{
-    capi::{appsecret_proof, build_request},
+    capi_event::{appsecret_proof, build_request},
     meta_errors::{MetaError, Verdict, verdict},
 };
 use futures_util::future::BoxFuture;
@@ -70,6 +70,8 @@ pub struct EventResult {
     pub batch_id: Uuid,
     pub batch_size: usize,
     pub duration: Duration,
+    /// Meta's `Retry-After`, when it sent one.
+    pub retry_after: Option<Duration>,
 }
 
 /// An event waiting in a batch: its JSON, what the caller attached, and where its outcome goes.
@@ -493,6 +495,7 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
             batch_id: Uuid::new_v4(),
             batch_size: n,
             duration: answer.duration,
+            retry_after: answer.retry_after,
         }
     }
 }

@@ -20,7 +20,8 @@ use bus::{
 };
 use chrono::Utc;
 use domain::{
-    capi::{EventFacts, EventTime, Ldu, build_event, build_request, check_event_time},
+    capi_event::{EventFacts, EventTime, Ldu, build_event, build_request, check_event_time},
+    delivery::AttemptStatus,
     meta_errors::{Verdict, retry_delay_ms},
 };
 use serde_json::Value;
@@ -30,7 +31,7 @@ use std::{
 };
 use storage::{
     DbPool,
-    capi::{self, DeliveryContext, Finished, LogEntry, LogStatus},
+    deliveries::{self, DeliveryContext, Finished, LogEntry},
 };
 
 /// When to try again.
@@ -131,13 +132,14 @@ impl Deliverer {
                     &ctx,
                     &queued,
                     attempt,
-                    LogStatus::Skipped,
+                    AttemptStatus::Skipped,
                     Some(reason),
                     None,
                     None,
                 );
                 let done = [finished(&ctx, &queued)];
-                match Box::pin(self.record(&[entry], &[(LogStatus::Skipped, &done[..])], &[])).await
+                match Box::pin(self.record(&[entry], &[(AttemptStatus::Skipped, &done[..])], &[]))
+                    .await
                 {
                     Ok(()) => Outcome::Ack,
                     Err(_) => retry_soon,
@@ -262,7 +264,7 @@ impl Deliverer {
         let lease_secs = i64::try_from(self.lease.as_secs()).unwrap_or(60);
         let owned = async {
             let mut conn = self.pool.get().await?;
-            anyhow::Ok(capi::refresh_leases(&mut conn, &tokens, lease_secs).await?)
+            anyhow::Ok(deliveries::refresh_leases(&mut conn, &tokens, lease_secs).await?)
         }
         .await
         .map_err(|e| format!("{e:#}"))?;
@@ -295,7 +297,7 @@ impl Deliverer {
                 (request, p)
             })
             .unzip();
-        let outcomes: Vec<(Outcome, LogStatus, Option<String>)> =
+        let outcomes: Vec<(Outcome, AttemptStatus, Option<String>)> =
             items.iter().map(|p| self.decide(&r, p)).collect();
         let mut entries = Vec::with_capacity(items.len());
         let (mut ok, mut failed, mut retry) = (Vec::new(), Vec::new(), Vec::new());
@@ -317,14 +319,14 @@ impl Deliverer {
                 Some(&r),
             ));
             match (status, outcome) {
-                (LogStatus::Success, _) => ok.push(finished(&p.ctx, &p.queued)),
+                (AttemptStatus::Success, _) => ok.push(finished(&p.ctx, &p.queued)),
                 (_, Outcome::Retry(_)) => retry.push(p.ctx.delivery_id),
                 _ => failed.push(finished(&p.ctx, &p.queued)),
             }
         }
         let closes = [
-            (LogStatus::Success, &ok[..]),
-            (LogStatus::Error, &failed[..]),
+            (AttemptStatus::Success, &ok[..]),
+            (AttemptStatus::Error, &failed[..]),
         ];
         match self.record(&entries, &closes, &retry).await {
             Ok(()) => outcomes.into_iter().map(|(o, _, _)| o).collect(),
@@ -340,13 +342,13 @@ impl Deliverer {
         }
     }
 
-    fn decide(&self, r: &EventResult, p: &Pending) -> (Outcome, LogStatus, Option<String>) {
+    fn decide(&self, r: &EventResult, p: &Pending) -> (Outcome, AttemptStatus, Option<String>) {
         let (ctx, q) = (&p.ctx, &p.queued);
         match r.verdict {
             Verdict::Accepted => {
                 tracing::info!(dialog_id = %q.dialog_id, level = %q.level, event_id = %ctx.event_id, pixel_id = ?ctx.pixel_id, batch_size = r.batch_size, "CAPI event sent");
                 self.metrics.event("sent");
-                (Outcome::Ack, LogStatus::Success, None)
+                (Outcome::Ack, AttemptStatus::Success, None)
             }
             Verdict::Invalid | Verdict::Permanent => {
                 tracing::error!(dialog_id = %q.dialog_id, level = %q.level, event_id = %ctx.event_id, verdict = ?r.verdict,
@@ -357,7 +359,7 @@ impl Deliverer {
                 } else {
                     "permanent"
                 };
-                (Outcome::Ack, LogStatus::Error, Some(reason.to_owned()))
+                (Outcome::Ack, AttemptStatus::Error, Some(reason.to_owned()))
             }
             Verdict::Transient | Verdict::Throttled => {
                 let label = if r.verdict == Verdict::Throttled {
@@ -378,17 +380,19 @@ impl Deliverer {
                     let why = format!("gave up after {} attempts", p.attempt);
                     return (
                         Outcome::DeadLetter(why.clone()),
-                        LogStatus::Error,
+                        AttemptStatus::Error,
                         Some(format!("{label} ({why})")),
                     );
                 };
                 if r.verdict == Verdict::Throttled {
-                    wait = wait.max(self.policy.throttle_backoff);
+                    // Meta's own Retry-After, when longer than ours, wins.
+                    let backoff = self
+                        .policy
+                        .throttle_backoff
+                        .max(r.retry_after.unwrap_or_default());
+                    wait = wait.max(backoff);
                     if let Ok(mut t) = self.throttled.lock() {
-                        t.insert(
-                            p.throttle_key.clone(),
-                            Instant::now() + self.policy.throttle_backoff,
-                        );
+                        t.insert(p.throttle_key.clone(), Instant::now() + backoff);
                     }
                 }
                 tracing::warn!(dialog_id = %q.dialog_id, level = %q.level, event_id = %ctx.event_id, attempt = p.attempt, verdict = label,
@@ -396,7 +400,7 @@ impl Deliverer {
                 self.metrics.retries.inc();
                 (
                     Outcome::Retry(wait),
-                    LogStatus::Error,
+                    AttemptStatus::Error,
                     Some(format!("{label}; will retry")),
                 )
             }
@@ -409,7 +413,7 @@ impl Deliverer {
     async fn record(
         &self,
         entries: &[LogEntry<'_>],
-        closes: &[(LogStatus, &[Finished<'_>])],
+        closes: &[(AttemptStatus, &[Finished<'_>])],
         released: &[i64],
     ) -> anyhow::Result<()> {
         use diesel_async::AsyncConnection;
@@ -420,11 +424,11 @@ impl Deliverer {
             let result = async {
                 let mut conn = self.pool.get().await?;
                 conn.transaction::<_, storage::DbError, _>(async |conn| {
-                    capi::insert_logs(conn, entries).await?;
+                    deliveries::insert_logs(conn, entries).await?;
                     for (status, done) in closes {
-                        capi::finish_many(conn, done, *status).await?;
+                        deliveries::finish_many(conn, done, *status).await?;
                     }
-                    capi::release_many(conn, released).await?;
+                    deliveries::release_many(conn, released).await?;
                     Ok(())
                 })
                 .await?;
@@ -460,7 +464,7 @@ fn log_entry<'a>(
     ctx: &'a DeliveryContext,
     q: &CapiEventQueued,
     attempt: i32,
-    status: LogStatus,
+    status: AttemptStatus,
     reason: Option<&'a str>,
     request: Option<&'a Value>,
     r: Option<&'a EventResult>,
@@ -481,7 +485,7 @@ fn log_entry<'a>(
         http_status: r.and_then(|r| r.http_status).map(i32::from),
         error_message: r
             .and_then(|r| r.error_message.as_deref())
-            .filter(|_| status != LogStatus::Success),
+            .filter(|_| status != AttemptStatus::Success),
         duration_ms: r.map(|r| i32::try_from(r.duration.as_millis()).unwrap_or(i32::MAX)),
         batch_id: r.map(|r| r.batch_id),
         batch_size: r.map(|r| i32::try_from(r.batch_size).unwrap_or(i32::MAX)),

@@ -3,13 +3,14 @@
 //! (one context query, one lease update) instead of two per event.
 
 use chrono::Utc;
+use domain::delivery::DeliveryStatus;
 use domain::level::Level;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
-use storage::{DbPool, capi::DeliveryContext};
+use storage::{DbPool, deliveries::DeliveryContext};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -25,7 +26,7 @@ pub enum Loaded {
     /// No claim for this (dialog, level): the message is not ours to send.
     Missing,
     /// Finished already (a redelivered or replayed message).
-    Finished(String),
+    Finished(DeliveryStatus),
     /// Its ad account is throttled: try again after this long, no attempt used.
     Throttled(Duration),
     /// Another sender holds the lease: look again after this long.
@@ -128,8 +129,8 @@ async fn serve(
 ) -> anyhow::Result<std::collections::VecDeque<Loaded>> {
     let mut conn = pool.get().await?;
     let keys: Vec<(Uuid, Level)> = round.iter().map(|(k, _)| *k).collect();
-    let contexts = storage::capi::delivery_contexts(&mut conn, &keys).await?;
-    let mut by_key: HashMap<(Uuid, i16), DeliveryContext> = contexts
+    let contexts = storage::deliveries::delivery_contexts(&mut conn, &keys).await?;
+    let mut by_key: HashMap<(Uuid, Level), DeliveryContext> = contexts
         .into_iter()
         .map(|c| ((c.dialog_id, c.event_level), c))
         .collect();
@@ -141,8 +142,8 @@ async fn serve(
     };
     let mut to_lease = Vec::new();
     for (k, _) in round {
-        if let Some(c) = by_key.get(&(k.0, k.1.number()))
-            && c.status == "pending"
+        if let Some(c) = by_key.get(k)
+            && c.status == DeliveryStatus::Pending
             && throttled_until(c).is_none()
         {
             to_lease.push(c.delivery_id);
@@ -152,16 +153,17 @@ async fn serve(
     to_lease.dedup();
     let lease_secs = i64::try_from(lease.as_secs()).unwrap_or(60);
     let taken_at = Instant::now();
-    let leased: HashMap<i64, i32> = storage::capi::lease_many(&mut conn, &to_lease, lease_secs)
-        .await?
-        .into_iter()
-        .collect();
+    let leased: HashMap<i64, i32> =
+        storage::deliveries::lease_many(&mut conn, &to_lease, lease_secs)
+            .await?
+            .into_iter()
+            .collect();
     let mut out = std::collections::VecDeque::with_capacity(round.len());
     for (k, _) in round {
-        let key = (k.0, k.1.number());
+        let key = *k;
         let loaded = match by_key.get(&key) {
             None => Loaded::Missing,
-            Some(c) if c.status != "pending" => Loaded::Finished(c.status.clone()),
+            Some(c) if c.status != DeliveryStatus::Pending => Loaded::Finished(c.status),
             Some(c) => match (throttled_until(c), leased.get(&c.delivery_id)) {
                 (Some(wait), _) => Loaded::Throttled(wait),
                 (None, Some(attempt)) => match by_key.remove(&key) {

@@ -18,17 +18,15 @@ pub struct Answer {
     pub status: Option<u16>,
     pub body: Option<Value>,
     pub transport_error: Option<String>,
+    /// The wait Meta's `Retry-After` asked for, if it sent one.
+    pub retry_after: Option<Duration>,
     pub duration: Duration,
 }
 
 impl MetaClient {
     pub fn new(base_url: &str, version: &str, timeout: Duration) -> anyhow::Result<MetaClient> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .pool_max_idle_per_host(64)
-            .build()?;
         Ok(MetaClient {
-            http,
+            http: outbound::client(timeout)?,
             base_url: base_url.trim_end_matches('/').to_owned(),
             version: version.to_owned(),
         })
@@ -54,22 +52,23 @@ impl MetaClient {
             Err(e) => Answer {
                 status: None,
                 body: None,
-                // reqwest's message names the URL (no token there: it travels in the body).
-                transport_error: Some(if e.is_timeout() {
-                    format!("timed out waiting for Meta: {e}")
-                } else {
-                    format!("could not reach Meta: {e}")
-                }),
+                transport_error: Some(format!(
+                    "Meta did not answer: {}",
+                    outbound::transport_error(e)
+                )),
+                retry_after: None,
                 duration: started.elapsed(),
             },
             Ok(resp) => {
                 let status = resp.status().as_u16();
+                let retry_after = outbound::retry_after(&resp);
                 let text = resp.text().await.unwrap_or_default();
                 let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
                 Answer {
                     status: Some(status),
                     body: Some(body),
                     transport_error: None,
+                    retry_after,
                     duration: started.elapsed(),
                 }
             }

@@ -4,6 +4,7 @@
 use crate::Failure;
 use clap::Subcommand;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
+use domain::{evolution::ApiVersion, level::CapiSource};
 use serde::Serialize;
 use serde_json::json;
 use std::io::Read;
@@ -139,11 +140,11 @@ pub enum Source {
     Crm,
 }
 
-impl Source {
-    fn as_str(self) -> &'static str {
-        match self {
-            Source::Whatsapp => "whatsapp",
-            Source::Crm => "crm",
+impl From<Source> for CapiSource {
+    fn from(s: Source) -> Self {
+        match s {
+            Source::Whatsapp => CapiSource::Whatsapp,
+            Source::Crm => CapiSource::Crm,
         }
     }
 }
@@ -238,7 +239,7 @@ pub async fn direction(url: &str, c: DirectionCommand) -> Result<(), Failure> {
                 ad_account_id: ad_account,
                 name: &name,
                 capi_enabled,
-                capi_source: source.as_str(),
+                capi_source: source.into(),
                 pixel_id: pixel.as_deref(),
                 waba_id: waba.as_deref(),
             };
@@ -273,7 +274,7 @@ pub async fn direction(url: &str, c: DirectionCommand) -> Result<(), Failure> {
             }
             let u = DirectionCapiUpdate {
                 capi_enabled,
-                capi_source: source.map(Source::as_str),
+                capi_source: source.map(CapiSource::from),
                 pixel_id: pixel.as_deref(),
                 waba_id: waba.as_deref(),
                 ad_account_id: ad_account,
@@ -328,8 +329,8 @@ pub enum InstanceCommand {
         instance: String,
         #[arg(long)]
         evolution_api_key: Option<String>,
-        #[arg(long, value_parser = ["v1", "v2"])]
-        evolution_api_version: Option<String>,
+        #[arg(long, value_parser = |s: &str| s.parse::<ApiVersion>())]
+        evolution_api_version: Option<ApiVersion>,
         #[arg(long)]
         enabled: Option<bool>,
     },
@@ -375,7 +376,7 @@ pub async fn instance(url: &str, c: InstanceCommand) -> Result<(), Failure> {
                 &mut conn,
                 &instance,
                 evolution_api_key.as_deref(),
-                evolution_api_version.as_deref(),
+                evolution_api_version,
                 enabled,
             )
             .await?;

@@ -7,13 +7,14 @@
 use crate::{Failure, admin::connect};
 use chrono::{Duration, TimeZone, Utc};
 use clap::Subcommand;
-use domain::qualification::BusinessDescription;
-use llm::{LlmClient, LlmSettings};
-use qualification_agent::analyze::Analyzer;
+use domain::{
+    conversation::{Author, Message},
+    qualification::BusinessDescription,
+};
+use llm::{LlmClient, LlmSettings, analysis::Analyzer};
 use serde::Deserialize;
 use serde_json::json;
 use storage::{
-    conversations::HistoryMessage,
     qualification as q,
     usage::{self, Purpose},
 };
@@ -134,7 +135,9 @@ pub async fn prompt(url: &str, c: PromptCommand) -> Result<(), Failure> {
                     "--sells, --good-customer and --booking must not be empty",
                 ));
             }
-            let g = qualification_agent::onboarding::generate(&llm_client()?, &d).await?;
+            let g = llm::onboarding::generate(&llm_client()?, &d)
+                .await
+                .map_err(anyhow::Error::from)?;
             let as_i32 = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
             usage::add(
                 &mut conn,
@@ -179,9 +182,16 @@ struct Labeled {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LabeledMessage {
-    /// customer | business
-    from: String,
+    from: Speaker,
     text: String,
+}
+
+/// Who wrote a message of the labeled set.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Speaker {
+    Customer,
+    Business,
 }
 
 /// The highest level (0, 2 or 3) a label stands for.
@@ -239,18 +249,16 @@ pub async fn eval(set: &str, prompt_file: Option<String>, business: &str) -> Res
     let (mut prompt_tokens, mut completion_tokens) = (0u64, 0u64);
     for item in &items {
         let expected = expected_level(&item.expect).map_err(Failure::input)?;
-        let history: Vec<HistoryMessage> = item
+        let history: Vec<Message> = item
             .messages
             .iter()
             .zip(0i64..)
-            .map(|(m, i)| HistoryMessage {
+            .map(|(m, i)| Message {
                 id: i + 1,
-                author: if m.from == "customer" {
-                    "customer"
-                } else {
-                    "operator"
-                }
-                .to_owned(),
+                author: match m.from {
+                    Speaker::Customer => Author::Customer,
+                    Speaker::Business => Author::Operator,
+                },
                 text: Some(m.text.clone()),
                 sent_at: start + Duration::minutes(2 * i),
             })

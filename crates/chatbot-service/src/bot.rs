@@ -18,7 +18,7 @@
 
 use crate::{
     decide::{Decision, Rules, decide},
-    evolution::{ApiVersion, Evolution, SendError},
+    evolution::{Evolution, SendError},
 };
 use bus::{
     Bus, Incoming, Outcome, Queue,
@@ -26,13 +26,17 @@ use bus::{
 };
 use chrono::Utc;
 use diesel_async::AsyncConnection;
+use domain::{
+    conversation::{Author, Message, ReplyStatus},
+    evolution::ApiVersion,
+    usage::Purpose,
+};
 use llm::{ChatMessage, LlmClient, LlmError, Role, newest_within};
 use secrecy::SecretString;
 use std::{sync::Arc, time::Duration};
 use storage::{
     DbPool,
-    conversations::HistoryMessage,
-    replies::{self, Claim, ReplyContext, ReplyRow, SentReply},
+    replies::{self, Claim, ReplyContext, ReplyRow, SentReply, Unsent},
 };
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
@@ -160,7 +164,7 @@ impl Bot {
         let skip = |reason: &'static str| async move {
             tracing::info!(%dialog_id, seq = due.seq, reason, "no bot reply");
             let mut conn = self.pool.get().await?;
-            replies::close(&mut conn, row.id, "skipped", reason).await?;
+            replies::close(&mut conn, row.id, Unsent::Skipped, reason).await?;
             anyhow::Ok(Outcome::Ack)
         };
         if let Some(reason) = switched_off(&ctx) {
@@ -189,7 +193,7 @@ impl Bot {
             Err(e) => return self.model_failed(&row, due, attempt, e).await,
         };
         let text = answer.text.as_str();
-        let version = ApiVersion::parse(ctx.evolution_api_version.as_deref());
+        let version = ctx.evolution_api_version.unwrap_or(ApiVersion::V2);
         let key = SecretString::from(api_key);
         // Nothing is written between the model and Evolution API: the reply
         // goes out first, its record (and the model's usage) right after.
@@ -246,9 +250,9 @@ impl Bot {
         &self,
         row: &ReplyRow,
         ctx: &ReplyContext,
-        history: &[HistoryMessage],
+        history: &[Message],
     ) -> Result<Answer, LlmError> {
-        if let (Some(text), "generated") = (&row.reply_text, row.status.as_str()) {
+        if let (Some(text), ReplyStatus::Generated) = (&row.reply_text, row.status) {
             return Ok(Answer {
                 text: text.clone(),
                 tokens: None,
@@ -282,21 +286,14 @@ impl Bot {
         conn.transaction::<_, storage::DbError, _>(async |c| {
             match &settle {
                 Settle::Sent(sent) => replies::record_sent(c, sent).await?,
-                Settle::Failed(reason) => replies::close(c, row.id, "failed", reason).await?,
+                Settle::Failed(reason) => replies::close(c, row.id, Unsent::Failed, reason).await?,
                 Settle::Generated => replies::set_generated(c, row.id, &answer.text).await?,
             }
             if let Some((prompt, completion)) = answer.tokens {
                 replies::add_tokens(c, row.id, prompt, completion).await?;
                 if let Some(direction_id) = ctx.direction_id {
-                    storage::usage::add(
-                        c,
-                        direction_id,
-                        storage::usage::Purpose::Reply,
-                        1,
-                        prompt,
-                        completion,
-                    )
-                    .await?;
+                    storage::usage::add(c, direction_id, Purpose::Reply, 1, prompt, completion)
+                        .await?;
                 }
             }
             Ok(())
@@ -306,7 +303,7 @@ impl Bot {
     }
 
     /// The system prompt, then the conversation within the budget.
-    pub fn prompt(&self, ctx: &ReplyContext, history: &[HistoryMessage]) -> Vec<ChatMessage> {
+    pub fn prompt(&self, ctx: &ReplyContext, history: &[Message]) -> Vec<ChatMessage> {
         let system = match ctx
             .bot_prompt
             .as_deref()
@@ -323,7 +320,7 @@ impl Bot {
             .iter()
             .filter_map(|m| {
                 let text = m.text.as_deref().map(str::trim).filter(|t| !t.is_empty())?;
-                let role = if m.author == "customer" {
+                let role = if m.author == Author::Customer {
                     Role::User
                 } else {
                     Role::Assistant
@@ -361,7 +358,7 @@ impl Bot {
         }
         tracing::error!(%dialog_id, seq = due.seq, error = %e, attempt, "no bot reply: giving up on the model");
         let mut conn = self.pool.get().await?;
-        replies::close(&mut conn, row.id, "failed", &e.to_string()).await?;
+        replies::close(&mut conn, row.id, Unsent::Failed, &e.to_string()).await?;
         Ok(Outcome::Ack)
     }
 }

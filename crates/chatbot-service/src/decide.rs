@@ -1,7 +1,7 @@
 //! Whether the bot answers a flushed burst, from the dialog's history alone.
 
 use chrono::{DateTime, Duration, Utc};
-use storage::conversations::HistoryMessage;
+use domain::conversation::{Author, Message};
 
 /// The rules' settings.
 #[derive(Debug, Clone, Copy)]
@@ -22,10 +22,10 @@ pub enum Decision {
 }
 
 /// `history` is oldest first.
-pub fn decide(history: &[HistoryMessage], now: DateTime<Utc>, rules: &Rules) -> Decision {
-    let last_outgoing = history.iter().rposition(|m| m.author != "customer");
+pub fn decide(history: &[Message], now: DateTime<Utc>, rules: &Rules) -> Decision {
+    let last_outgoing = history.iter().rposition(|m| m.author != Author::Customer);
     if let Some(i) = last_outgoing
-        && history[i].author == "operator"
+        && history[i].author == Author::Operator
         && now - history[i].sent_at < rules.takeover_window
     {
         return Decision::Skip("operator_takeover");
@@ -46,10 +46,10 @@ pub fn decide(history: &[HistoryMessage], now: DateTime<Utc>, rules: &Rules) -> 
 mod tests {
     use super::*;
 
-    fn at(secs_ago: i64, author: &str, now: DateTime<Utc>) -> HistoryMessage {
-        HistoryMessage {
+    fn at(secs_ago: i64, author: Author, now: DateTime<Utc>) -> Message {
+        Message {
             id: 0,
-            author: author.into(),
+            author,
             text: Some("…".into()),
             sent_at: now - Duration::seconds(secs_ago),
         }
@@ -64,10 +64,10 @@ mod tests {
     fn answers_the_customer_messages_after_the_last_reply() {
         let now = Utc::now();
         let h = [
-            at(300, "customer", now),
-            at(290, "bot", now),
-            at(20, "customer", now),
-            at(10, "customer", now),
+            at(300, Author::Customer, now),
+            at(290, Author::Bot, now),
+            at(20, Author::Customer, now),
+            at(10, Author::Customer, now),
         ];
         assert_eq!(
             decide(&h, now, &RULES),
@@ -81,12 +81,15 @@ mod tests {
     fn an_operator_within_the_window_takes_over_and_after_it_the_bot_resumes() {
         let now = Utc::now();
         let h = [
-            at(120, "customer", now),
-            at(60, "operator", now),
-            at(5, "customer", now),
+            at(120, Author::Customer, now),
+            at(60, Author::Operator, now),
+            at(5, Author::Customer, now),
         ];
         assert_eq!(decide(&h, now, &RULES), Decision::Skip("operator_takeover"));
-        let h = [at(3600, "operator", now), at(5, "customer", now)];
+        let h = [
+            at(3600, Author::Operator, now),
+            at(5, Author::Customer, now),
+        ];
         assert!(matches!(decide(&h, now, &RULES), Decision::Reply { .. }));
     }
 
@@ -97,12 +100,12 @@ mod tests {
             decide(&[], now, &RULES),
             Decision::Skip("nothing_unanswered")
         );
-        let h = [at(30, "customer", now), at(10, "bot", now)];
+        let h = [at(30, Author::Customer, now), at(10, Author::Bot, now)];
         assert_eq!(
             decide(&h, now, &RULES),
             Decision::Skip("nothing_unanswered")
         );
-        let h = [at(3600, "customer", now)];
+        let h = [at(3600, Author::Customer, now)];
         assert_eq!(decide(&h, now, &RULES), Decision::Skip("too_old"));
     }
 }

@@ -2,31 +2,19 @@
 //! instance's `apikey` header; the v2 body by default, the v1 body for
 //! instances configured so (research/evolution-api-and-whatsapp-webhooks.md §3).
 
+use outbound::Class;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ApiVersion {
-    V1,
-    V2,
-}
-
-impl ApiVersion {
-    pub fn parse(s: Option<&str>) -> ApiVersion {
-        match s {
-            Some("v1") => ApiVersion::V1,
-            _ => ApiVersion::V2,
-        }
-    }
-}
+pub use domain::evolution::ApiVersion;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SendError {
-    /// Not reached, timed out, or HTTP 5xx/429: worth retrying.
+    /// Not reached, timed out, or HTTP 5xx/408/429: worth retrying.
     #[error("Evolution API unavailable: {0}")]
     Unavailable(String),
-    /// HTTP 4xx: the request itself is wrong (unknown number, bad key, …).
+    /// Any other HTTP 4xx: the request itself is wrong (unknown number, bad key, …).
     #[error("Evolution API rejected the message (HTTP {status}): {message}")]
     Rejected { status: u16, message: String },
 }
@@ -52,10 +40,7 @@ pub fn send_text_body(version: ApiVersion, number: &str, text: &str) -> Value {
 impl Evolution {
     pub fn new(base_url: &str, timeout: Duration) -> Result<Evolution, reqwest::Error> {
         Ok(Evolution {
-            http: reqwest::Client::builder()
-                .timeout(timeout)
-                .pool_max_idle_per_host(64)
-                .build()?,
+            http: outbound::client(timeout)?,
             base_url: base_url.trim_end_matches('/').to_owned(),
         })
     }
@@ -77,10 +62,11 @@ impl Evolution {
             .json(&send_text_body(version, number, text))
             .send()
             .await
-            .map_err(|e| SendError::Unavailable(llm::transport_error(e)))?;
+            .map_err(|e| SendError::Unavailable(outbound::transport_error(e)))?;
         let status = resp.status().as_u16();
+        let class = outbound::classify(status);
         let body: Option<Value> = resp.json().await.ok();
-        if (200..300).contains(&status) {
+        if class == Class::Success {
             return Ok(body
                 .as_ref()
                 .and_then(|b| b.pointer("/key/id"))
@@ -102,7 +88,7 @@ impl Evolution {
                     .unwrap_or_else(|| b.to_string())
             })
             .unwrap_or_else(|| format!("HTTP {status}"));
-        Err(if status == 429 || status >= 500 {
+        Err(if class.is_retryable() {
             SendError::Unavailable(format!("HTTP {status}: {message}"))
         } else {
             SendError::Rejected { status, message }

@@ -354,6 +354,15 @@ fn ad_context(ctx: &Value) -> Value {
     Value::Object(out)
 }
 
+crate::text_enum! {
+    /// Which Evolution API an instance runs (`whatsapp_phone_numbers.evolution_api_version`):
+    /// the sendText body differs.
+    pub enum ApiVersion {
+        V1 = "v1",
+        V2 = "v2",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

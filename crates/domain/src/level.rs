@@ -6,6 +6,11 @@ use std::{fmt, str::FromStr};
 /// How far a customer got. Levels are cumulative: reaching N implies every
 /// lower level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "diesel",
+    derive(diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)
+)]
+#[cfg_attr(feature = "diesel", diesel(sql_type = diesel::sql_types::SmallInt))]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
     /// 1: the customer sent 2+ messages (WhatsApp) or a CRM field matched.
@@ -71,30 +76,43 @@ impl FromStr for Level {
     }
 }
 
-/// Where a direction's levels come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CapiSource {
-    Whatsapp,
-    Crm,
-}
-
-impl CapiSource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CapiSource::Whatsapp => "whatsapp",
-            CapiSource::Crm => "crm",
-        }
+crate::text_enum! {
+    /// Where a direction's levels come from (`account_directions.capi_source`).
+    pub enum CapiSource {
+        Whatsapp = "whatsapp",
+        Crm = "crm",
     }
 }
 
-impl FromStr for CapiSource {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "whatsapp" => Ok(CapiSource::Whatsapp),
-            "crm" => Ok(CapiSource::Crm),
-            other => Err(format!("unknown CAPI source '{other}' (whatsapp, crm)")),
+crate::text_enum! {
+    /// Which CRM a direction's CRM source is (`capi_crm_type`, `crm_connections.crm_type`).
+    pub enum CrmType {
+        AmoCrm = "amocrm",
+        Bitrix24 = "bitrix24",
+    }
+}
+
+/// Stored as its number (`event_level SMALLINT`, checked 1..3).
+#[cfg(feature = "diesel")]
+mod sql {
+    use super::Level;
+    use diesel::{
+        deserialize::{self, FromSql},
+        pg::{Pg, PgValue},
+        serialize::{self, Output, ToSql},
+        sql_types::SmallInt,
+    };
+
+    impl ToSql<SmallInt, Pg> for Level {
+        fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+            ToSql::<SmallInt, Pg>::to_sql(&self.number(), &mut out.reborrow())
+        }
+    }
+
+    impl FromSql<SmallInt, Pg> for Level {
+        fn from_sql(bytes: PgValue<'_>) -> deserialize::Result<Self> {
+            let n = <i16 as FromSql<SmallInt, Pg>>::from_sql(bytes)?;
+            Level::from_number(n).ok_or_else(|| format!("no level {n}").into())
         }
     }
 }

@@ -2,9 +2,16 @@
 //! conversion levels, Meta's normalization and hashing, Evolution API webhook
 //! parsing, and the CAPI event payload. No I/O lives here.
 
-pub mod capi;
+#[macro_use]
+mod text_enum;
+
+pub mod capi_event;
+pub mod conversation;
+pub mod delivery;
 pub mod evolution;
+pub mod http_policy;
 pub mod level;
 pub mod meta_errors;
 pub mod normalize;
 pub mod qualification;
+pub mod usage;

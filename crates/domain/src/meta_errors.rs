@@ -1,5 +1,6 @@
 //! How to react to Meta's answers (research §2.6).
 
+use crate::http_policy::Class;
 use serde_json::Value;
 
 /// Meta's error object (`{"error": {...}}`).
@@ -39,7 +40,7 @@ impl MetaError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Accepted,
-    /// Try again on the retry schedule: 5xx, timeouts, codes 1, 2, 341, 368, 21009, `is_transient`.
+    /// Try again on the retry schedule: 5xx, 408, timeouts, codes 1, 2, 341, 368, 21009, `is_transient`.
     Transient,
     /// Rate limited (4, 17, 613, 80000–80014): back off longer, for this ad account only.
     Throttled,
@@ -64,11 +65,13 @@ pub fn verdict(http_status: Option<u16>, error: Option<&MetaError>) -> Verdict {
             _ => {}
         }
     }
-    match status {
-        200..=299 if error.is_none() => Verdict::Accepted,
-        429 => Verdict::Throttled,
-        500..=599 => Verdict::Transient,
-        _ => Verdict::Invalid,
+    match crate::http_policy::classify(status) {
+        Class::Success if error.is_none() => Verdict::Accepted,
+        Class::Throttled => Verdict::Throttled,
+        Class::Transient => Verdict::Transient,
+        // Meta names token and permission problems by code (above); a bare
+        // 4xx, or a 2xx carrying an error, is an invalid request.
+        Class::Success | Class::Permanent | Class::Auth => Verdict::Invalid,
     }
 }
 

@@ -26,57 +26,59 @@ has not cancelled it (\"I'll think about it\" is not a booking). \
 interest_level: hot (ready to buy or book), warm (interested, undecided) or cold (not interested). \
 funnel_stage: the furthest stage reached. reason: one short sentence in English quoting the evidence.";
 
-/// The customer's temperature, stored as `dialog_analysis.interest_level`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InterestLevel {
-    Hot,
-    Warm,
-    Cold,
-}
-
-impl InterestLevel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            InterestLevel::Hot => "hot",
-            InterestLevel::Warm => "warm",
-            InterestLevel::Cold => "cold",
-        }
+crate::text_enum! {
+    /// The customer's temperature, stored as `dialog_analysis.interest_level`.
+    pub enum InterestLevel {
+        Hot = "hot",
+        Warm = "warm",
+        Cold = "cold",
     }
 }
 
-/// Where the conversation stands, stored as `dialog_analysis.funnel_stage`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FunnelStage {
-    FirstContact,
-    Interested,
-    Qualifying,
-    Qualified,
-    Scheduled,
-    NotInterested,
+crate::text_enum! {
+    /// Where the conversation stands, stored as `dialog_analysis.funnel_stage`.
+    pub enum FunnelStage {
+        FirstContact = "first_contact",
+        Interested = "interested",
+        Qualifying = "qualifying",
+        Qualified = "qualified",
+        Scheduled = "scheduled",
+        NotInterested = "not_interested",
+    }
 }
 
-impl FunnelStage {
-    pub const ALL: [FunnelStage; 6] = [
-        FunnelStage::FirstContact,
-        FunnelStage::Interested,
-        FunnelStage::Qualifying,
-        FunnelStage::Qualified,
-        FunnelStage::Scheduled,
-        FunnelStage::NotInterested,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FunnelStage::FirstContact => "first_contact",
-            FunnelStage::Interested => "interested",
-            FunnelStage::Qualifying => "qualifying",
-            FunnelStage::Qualified => "qualified",
-            FunnelStage::Scheduled => "scheduled",
-            FunnelStage::NotInterested => "not_interested",
-        }
+crate::text_enum! {
+    /// How an analysis ended (`qualification_runs.status`, `dialog_analysis.analysis_status`).
+    pub enum AnalysisStatus {
+        Ok = "ok",
+        Error = "error",
     }
+}
+
+/// A dialog as qualification judges it, with its direction's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialogForQualification {
+    pub dialog_id: uuid::Uuid,
+    pub direction_id: Option<uuid::Uuid>,
+    pub direction_name: Option<String>,
+    pub capi_enabled: Option<bool>,
+    pub capi_source: Option<crate::level::CapiSource>,
+    pub pixel_id: Option<String>,
+    pub qualification_prompt: Option<String>,
+    pub customer_messages: i64,
+    /// When the customer's second message was sent: the moment level 1 was reached.
+    pub second_customer_message_at: Option<DateTime<Utc>>,
+    /// The newest customer message (id and time).
+    pub last_customer_message_id: Option<i64>,
+    pub last_customer_message_at: Option<DateTime<Utc>>,
+    /// The oldest customer message no analysis has read yet.
+    pub first_unanalyzed_at: Option<DateTime<Utc>>,
+    /// The newest customer message the last analysis read.
+    pub analyzed_message_id: Option<i64>,
+    /// The newest flushed buffer: a `dialog.ready` with a lower seq is stale.
+    pub buffer_flushed_seq: i64,
+    /// Levels claimed so far.
+    pub claimed_levels: Vec<Level>,
 }
 
 /// The model's judgement of a conversation: exactly these fields, nothing else.

@@ -2,10 +2,13 @@
 //! with a bearer key (none for servers that need none, such as Ollama). One
 //! client for every stage that asks a model anything.
 //!
-//! Failures come back classified, so callers decide what to retry: a timeout,
-//! a connection error, HTTP 429 or 5xx is [`LlmError::Unavailable`]; any other
-//! 4xx is [`LlmError::Rejected`]; a 2xx without a usable answer is
+//! Failures come back classified by the `outbound` policy, so callers decide
+//! what to retry: a timeout, a connection error, HTTP 429, 408 or 5xx is
+//! [`LlmError::Unavailable`]; any other 4xx is [`LlmError::Rejected`]; a 2xx without a usable answer is
 //! [`LlmError::Malformed`]. No error ever carries the API key.
+
+pub mod analysis;
+pub mod onboarding;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -103,10 +106,7 @@ pub struct LlmClient {
 
 impl LlmClient {
     pub fn new(s: &LlmSettings) -> Result<LlmClient, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(s.timeout_ms.max(1)))
-            .pool_max_idle_per_host(64)
-            .build()?;
+        let http = outbound::client(Duration::from_millis(s.timeout_ms))?;
         Ok(LlmClient {
             http,
             url: format!("{}/chat/completions", s.base_url.trim_end_matches('/')),
@@ -152,15 +152,16 @@ impl LlmClient {
         let resp = req
             .send()
             .await
-            .map_err(|e| LlmError::Unavailable(transport_error(e)))?;
+            .map_err(|e| LlmError::Unavailable(outbound::transport_error(e)))?;
         let status = resp.status().as_u16();
+        let class = outbound::classify(status);
         let body: Option<Value> = resp.json().await.ok();
         tracing::debug!(
             status,
             elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "chat completion"
         );
-        if !(200..300).contains(&status) {
+        if class != outbound::Class::Success {
             let message = body
                 .as_ref()
                 .and_then(|b| b.pointer("/error/message").or_else(|| b.get("error")))
@@ -170,7 +171,7 @@ impl LlmClient {
                         .or_else(|| Some(m.to_string()))
                 })
                 .unwrap_or_else(|| format!("HTTP {status}"));
-            return Err(if status == 429 || status >= 500 {
+            return Err(if class.is_retryable() {
                 LlmError::Unavailable(format!("HTTP {status}: {message}"))
             } else {
                 LlmError::Rejected { status, message }
@@ -192,16 +193,6 @@ impl LlmClient {
             prompt_tokens: tokens("prompt_tokens"),
             completion_tokens: tokens("completion_tokens"),
         })
-    }
-}
-
-/// Why an HTTP request got no answer, without its URL (configuration, and
-/// some URLs carry keys). For every client of an outside HTTP service.
-pub fn transport_error(e: reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timed out".to_owned()
-    } else {
-        format!("request failed: {}", e.without_url())
     }
 }
 

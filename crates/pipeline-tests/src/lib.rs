@@ -42,46 +42,124 @@ pub fn init_logs() {
     });
 }
 
-/// One test's private database (migrated) and queue prefix.
+/// One test's private database (migrated) and queue prefix. The database
+/// is dropped when the test ends.
 pub struct TestEnv {
     pub db_url: String,
     pub amqp_prefix: String,
     pub pool: DbPool,
+    db_name: String,
+}
+
+/// Serialises the first tests of a run building the template database.
+const TEMPLATE_LOCK_KEY: i64 = 0x4341_5049_5445_4d50; // "CAPITEMP"
+
+/// The migrated template every test database is cloned from: named after
+/// the migrations it holds, built once per run (`scripts/test` drops the
+/// `test_` databases of earlier runs, so an edited migration is picked up).
+fn template_name() -> String {
+    let versions = storage::migrations::embedded_versions().expect("embedded migrations");
+    let last = versions.last().map(String::as_str).unwrap_or("none");
+    format!("test_template_{}_{last}", versions.len())
+}
+
+fn database_url(name: &str) -> String {
+    match admin_url().rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => panic!("admin url has no database part"),
+    }
+}
+
+async fn admin_conn() -> AsyncPgConnection {
+    let admin = admin_url();
+    AsyncPgConnection::establish(&admin)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL for tests at {admin} ({e}); start it with scripts/test")
+        })
+}
+
+async fn database_exists(conn: &mut AsyncPgConnection, name: &str) -> bool {
+    #[derive(diesel::QueryableByName)]
+    struct Found {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let found: Found =
+        diesel::sql_query("SELECT count(*) AS n FROM pg_database WHERE datname = $1")
+            .bind::<diesel::sql_types::Text, _>(name)
+            .get_result(conn)
+            .await
+            .expect("look up the template database");
+    found.n > 0
+}
+
+/// Builds the template once (whichever test process gets here first; the
+/// others wait on the advisory lock and then find it).
+async fn ensure_template(admin: &mut AsyncPgConnection) -> String {
+    let template = template_name();
+    diesel::sql_query(format!("SELECT pg_advisory_lock({TEMPLATE_LOCK_KEY})"))
+        .execute(admin)
+        .await
+        .expect("template lock");
+    if !database_exists(admin, &template).await {
+        // Built under another name and renamed, so a crash halfway leaves
+        // no half-migrated template behind.
+        let building = format!("{template}_building");
+        diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{building}\""))
+            .execute(admin)
+            .await
+            .expect("drop a half-built template");
+        diesel::sql_query(format!("CREATE DATABASE \"{building}\""))
+            .execute(admin)
+            .await
+            .expect("create the template database");
+        storage::migrations::run_pending(&database_url(&building))
+            .await
+            .expect("migrate the template database");
+        diesel::sql_query(format!(
+            "ALTER DATABASE \"{building}\" RENAME TO \"{template}\""
+        ))
+        .execute(admin)
+        .await
+        .expect("name the template database");
+    }
+    diesel::sql_query(format!("SELECT pg_advisory_unlock({TEMPLATE_LOCK_KEY})"))
+        .execute(admin)
+        .await
+        .expect("template unlock");
+    template
 }
 
 impl TestEnv {
+    /// A fresh database with the whole schema: a copy of the run's template.
     pub async fn new() -> TestEnv {
-        let env = TestEnv::unmigrated().await;
-        storage::migrations::run_pending(&env.db_url)
-            .await
-            .expect("migrate test database");
-        env
+        let mut admin = admin_conn().await;
+        let template = ensure_template(&mut admin).await;
+        TestEnv::create(&mut admin, Some(&template)).await
     }
 
     /// A fresh database with no schema at all.
     pub async fn unmigrated() -> TestEnv {
+        TestEnv::create(&mut admin_conn().await, None).await
+    }
+
+    async fn create(admin: &mut AsyncPgConnection, template: Option<&str>) -> TestEnv {
         init_logs();
         let id = Uuid::new_v4().simple().to_string();
         let name = format!("test_{id}");
-        let admin = admin_url();
-        let mut conn = AsyncPgConnection::establish(&admin)
-            .await
-            .unwrap_or_else(|e| {
-                panic!("PostgreSQL for tests at {admin} ({e}); start it with scripts/test")
-            });
-        diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
-            .execute(&mut conn)
+        let from = template.map_or_else(String::new, |t| format!(" TEMPLATE \"{t}\""));
+        diesel::sql_query(format!("CREATE DATABASE \"{name}\"{from}"))
+            .execute(admin)
             .await
             .expect("create test database");
-        let db_url = match admin.rsplit_once('/') {
-            Some((base, _)) => format!("{base}/{name}"),
-            None => panic!("admin url has no database part"),
-        };
+        let db_url = database_url(&name);
         let pool = storage::connect_pool(&db_url, 4).expect("pool");
         TestEnv {
             db_url,
             amqp_prefix: format!("t{}", &id[..12]),
             pool,
+            db_name: name,
         }
     }
 
@@ -117,6 +195,32 @@ impl TestEnv {
     /// A bus on this test's prefix (to publish or inspect directly).
     pub fn bus(&self) -> bus::Bus {
         bus::Bus::new(self.common().amqp)
+    }
+}
+
+impl Drop for TestEnv {
+    /// Drops the test's database (closing whatever connections the test's
+    /// services still hold), on a thread of its own: `drop` cannot await.
+    fn drop(&mut self) {
+        let name = std::mem::take(&mut self.db_name);
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let mut admin = AsyncPgConnection::establish(&admin_url()).await.ok()?;
+                diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+        // A database left behind is dropped by the next `scripts/test`.
+        if !matches!(dropped, Ok(Some(_))) {
+            eprintln!("test database not dropped; scripts/test drops it next run");
+        }
     }
 }
 
@@ -407,7 +511,7 @@ pub async fn seed(env: &TestEnv, o: &SeedOptions<'_>) -> Seed {
             ad_account_id: Some(ad),
             name: "Cosmetology",
             capi_enabled: o.capi_enabled,
-            capi_source: "whatsapp",
+            capi_source: domain::level::CapiSource::Whatsapp,
             pixel_id: o.pixel,
             waba_id: o.waba,
         },

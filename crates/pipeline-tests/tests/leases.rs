@@ -5,7 +5,7 @@
 use chrono::Utc;
 use domain::level::Level;
 use pipeline_tests::{SeedOptions, TestEnv, dialog_ids, seed};
-use storage::capi;
+use storage::deliveries;
 
 /// A seeded instance with one dialog; its id.
 async fn one_dialog(env: &TestEnv) -> uuid::Uuid {
@@ -27,37 +27,37 @@ async fn a_sender_whose_lease_was_taken_over_can_no_longer_send() {
     let mut conn = env.conn().await;
     let dialog = one_dialog(&env).await;
     assert!(
-        capi::claim_level(&mut conn, dialog, Level::Interest, "e-1", Utc::now())
+        deliveries::claim_level(&mut conn, dialog, Level::Interest, "e-1", Utc::now())
             .await
             .expect("claim")
     );
     assert!(
-        !capi::claim_level(&mut conn, dialog, Level::Interest, "e-1", Utc::now())
+        !deliveries::claim_level(&mut conn, dialog, Level::Interest, "e-1", Utc::now())
             .await
             .expect("claim"),
         "claimed once"
     );
-    let ctx = capi::delivery_context(&mut conn, dialog, Level::Interest)
+    let ctx = deliveries::delivery_context(&mut conn, dialog, Level::Interest)
         .await
         .expect("query")
         .expect("delivery");
 
     // Sender A leases it, but its lease runs out (0 s) while the event waits in a batch.
     assert_eq!(
-        capi::lease_many(&mut conn, &[ctx.delivery_id], 0)
+        deliveries::lease_many(&mut conn, &[ctx.delivery_id], 0)
             .await
             .expect("lease"),
         vec![(ctx.delivery_id, 1)]
     );
     // Sender B (a redelivered copy) takes it over; a live lease keeps out a third.
     assert_eq!(
-        capi::lease_many(&mut conn, &[ctx.delivery_id], 60)
+        deliveries::lease_many(&mut conn, &[ctx.delivery_id], 60)
             .await
             .expect("lease"),
         vec![(ctx.delivery_id, 2)]
     );
     assert!(
-        capi::lease_many(&mut conn, &[ctx.delivery_id], 60)
+        deliveries::lease_many(&mut conn, &[ctx.delivery_id], 60)
             .await
             .expect("lease")
             .is_empty(),
@@ -65,36 +65,36 @@ async fn a_sender_whose_lease_was_taken_over_can_no_longer_send() {
     );
     // Just before sending, only the current owner's token still holds.
     assert!(
-        capi::refresh_leases(&mut conn, &[(ctx.delivery_id, 1)], 60)
+        deliveries::refresh_leases(&mut conn, &[(ctx.delivery_id, 1)], 60)
             .await
             .expect("fence")
             .is_empty(),
         "A must not send"
     );
     assert_eq!(
-        capi::refresh_leases(&mut conn, &[(ctx.delivery_id, 2)], 60)
+        deliveries::refresh_leases(&mut conn, &[(ctx.delivery_id, 2)], 60)
             .await
             .expect("fence"),
         vec![ctx.delivery_id]
     );
     // Once finished, nobody owns it any more.
-    capi::finish(
+    deliveries::finish(
         &mut conn,
         ctx.delivery_id,
         dialog,
         Level::Interest,
         "e-1",
-        capi::LogStatus::Success,
+        domain::delivery::AttemptStatus::Success,
     )
     .await
     .expect("finish");
     assert!(
-        capi::refresh_leases(&mut conn, &[(ctx.delivery_id, 2)], 60)
+        deliveries::refresh_leases(&mut conn, &[(ctx.delivery_id, 2)], 60)
             .await
             .expect("fence")
             .is_empty()
     );
-    let flags = capi::sent_flags(&mut conn, dialog)
+    let flags = deliveries::sent_flags(&mut conn, dialog)
         .await
         .expect("query")
         .expect("dialog");
@@ -141,8 +141,10 @@ async fn a_bot_reply_is_held_by_one_turn_at_a_time_and_its_tries_are_counted() {
     assert!(matches!(claim(0).await, Claim::Taken(r) if r.attempts == 3));
     assert!(matches!(claim(60_000).await, Claim::Taken(r) if r.attempts == 4));
     // Finished: nobody takes it again.
-    replies::close(&mut conn, first.id, "skipped", "superseded")
+    replies::close(&mut conn, first.id, replies::Unsent::Skipped, "superseded")
         .await
         .expect("close");
-    assert!(matches!(claim(60_000).await, Claim::Done(status) if status == "skipped"));
+    assert!(
+        matches!(claim(60_000).await, Claim::Done(status) if status == domain::conversation::ReplyStatus::Skipped)
+    );
 }

@@ -3,7 +3,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
 
-use domain::{capi::event_id, level::Level, normalize::sha256_hex};
+use domain::{capi_event::event_id, level::Level, normalize::sha256_hex};
 use pipeline_tests::{
     Pipeline, PipelineOptions, SeedOptions, TestEnv, count, customer_message, dialog_ids,
     eventually, log_rows, meta_accepts, post_ok, seed, successes,
@@ -92,7 +92,7 @@ async fn an_ad_click_and_a_second_message_send_one_lead_exactly_as_specified() {
     );
 
     let mut conn = env.conn().await;
-    let flags = storage::capi::sent_flags(&mut conn, dialog)
+    let flags = storage::deliveries::sent_flags(&mut conn, dialog)
         .await
         .expect("query")
         .expect("dialog");
@@ -236,7 +236,7 @@ async fn a_meta_error_is_logged_with_its_message_and_sets_no_flag() {
     assert_eq!(rows[0]["response"], error);
     let dialog = dialog_ids(&env).await[0];
     let mut conn = env.conn().await;
-    let flags = storage::capi::sent_flags(&mut conn, dialog)
+    let flags = storage::deliveries::sent_flags(&mut conn, dialog)
         .await
         .expect("query")
         .expect("dialog");

@@ -108,7 +108,7 @@ async fn the_sandbox_answers_as_the_bots_model_and_records_its_whatsapp_messages
         &mut conn,
         &s.instance,
         Some("evo-key"),
-        Some("v1"),
+        Some(domain::evolution::ApiVersion::V1),
         None,
     )
     .await

@@ -3,7 +3,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
 
-use domain::{capi::appsecret_proof, normalize::sha256_hex};
+use domain::{capi_event::appsecret_proof, normalize::sha256_hex};
 use pipeline_tests::{
     Pipeline, PipelineOptions, Seed, SeedOptions, TestEnv, count, customer_message, eventually,
     log_rows, post_ok, recent, seed,

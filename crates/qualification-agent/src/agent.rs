@@ -4,10 +4,7 @@
 //! transaction as the analysis record, so a redelivered message or a racing
 //! replica never queues an event twice.
 
-use crate::{
-    analyze::{self, Analyzer, Unavailable},
-    decide::{Plan, Rules, not_eligible},
-};
+use crate::decide::{Plan, Rules, not_eligible};
 use bus::{
     Incoming, Outcome,
     messages::{BusMessage, CapiEventQueued, DialogReady, decode, encode},
@@ -15,12 +12,13 @@ use bus::{
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
 use domain::{
-    capi::event_id,
+    capi_event::event_id,
     level::{Level, reaches_interest},
 };
+use llm::analysis::{self, Analyzer, Unavailable};
 use std::{sync::Arc, time::Duration};
 use storage::{
-    AsyncPgConnection, DbPool, capi,
+    AsyncPgConnection, DbPool, deliveries,
     qualification::{self as q, DialogForQualification},
 };
 use tokio::sync::Notify;
@@ -47,7 +45,7 @@ async fn claim(
     let mut claimed = Vec::new();
     for &level in levels {
         let event_id = event_id(dialog_id, level);
-        if capi::claim_level(conn, dialog_id, level, &event_id, reached_at).await? {
+        if deliveries::claim_level(conn, dialog_id, level, &event_id, reached_at).await? {
             let queued = CapiEventQueued {
                 dialog_id,
                 level,
@@ -97,9 +95,7 @@ impl Agent {
             tracing::info!(dialog_id = %d.dialog_id, direction_id = ?d.direction_id, reason, "no CAPI event");
             return Ok(Outcome::Ack);
         }
-        if reaches_interest(d.customer_messages)
-            && !d.claimed_levels.contains(&Level::Interest.number())
-        {
+        if reaches_interest(d.customer_messages) && !d.claimed_levels.contains(&Level::Interest) {
             let reached_at = d
                 .second_customer_message_at
                 .unwrap_or_else(Utc::now)
@@ -217,7 +213,7 @@ fn run_record<'a>(
     d: &DialogForQualification,
     through: i64,
     model: &'a str,
-    out: &'a analyze::Outcome,
+    out: &'a analysis::Outcome,
     reached: Option<Level>,
 ) -> q::Run<'a> {
     let clamp = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
@@ -228,14 +224,12 @@ fn run_record<'a>(
         model,
         result: out.raw.as_ref(),
         error: out.analysis.as_ref().err().map(String::as_str),
-        reached_level: reached.map(Level::number),
-        judgement: out.analysis.as_ref().ok().map(|a| {
-            (
-                a.interest_level.as_str(),
-                a.funnel_stage.as_str(),
-                a.reason.as_str(),
-            )
-        }),
+        reached_level: reached,
+        judgement: out
+            .analysis
+            .as_ref()
+            .ok()
+            .map(|a| (a.interest_level, a.funnel_stage, a.reason.as_str())),
         llm_calls: clamp(out.calls),
         prompt_tokens: clamp(out.prompt_tokens),
         completion_tokens: clamp(out.completion_tokens),

@@ -3,9 +3,9 @@
 
 use chrono::{DateTime, Utc};
 use domain::level::{CapiSource, Level};
+use domain::qualification::DialogForQualification;
 use serde::Deserialize;
 use std::time::Duration;
-use storage::qualification::DialogForQualification;
 
 /// Why a dialog gets no event (logged, so an operator can see it).
 pub fn not_eligible(d: &DialogForQualification) -> Option<&'static str> {
@@ -15,11 +15,7 @@ pub fn not_eligible(d: &DialogForQualification) -> Option<&'static str> {
     if d.capi_enabled != Some(true) {
         return Some("CAPI is disabled for the direction");
     }
-    if d.capi_source
-        .as_deref()
-        .and_then(|s| s.parse::<CapiSource>().ok())
-        != Some(CapiSource::Whatsapp)
-    {
+    if d.capi_source != Some(CapiSource::Whatsapp) {
         return Some("the direction's CAPI source is not whatsapp");
     }
     if d.pixel_id.as_deref().is_none_or(|p| p.trim().is_empty()) {
@@ -86,7 +82,7 @@ impl Rules {
         if !domain::level::reaches_interest(d.customer_messages) {
             return Plan::Skip("no analysis before the customer's second message");
         }
-        let claimed = |l: Level| d.claimed_levels.contains(&l.number());
+        let claimed = |l: Level| d.claimed_levels.contains(&l);
         if claimed(Level::Qualified) && claimed(Level::Scheduled) {
             return Plan::Skip("levels 2 and 3 already claimed");
         }
@@ -118,7 +114,7 @@ mod tests {
             direction_id: Some(Uuid::nil()),
             direction_name: Some("Clinic".into()),
             capi_enabled: Some(true),
-            capi_source: Some("whatsapp".into()),
+            capi_source: Some(CapiSource::Whatsapp),
             pixel_id: Some("1".into()),
             qualification_prompt: None,
             customer_messages: 3,
@@ -128,7 +124,7 @@ mod tests {
             first_unanalyzed_at: Some(Utc::now()),
             analyzed_message_id: Some(10),
             buffer_flushed_seq: 5,
-            claimed_levels: vec![1],
+            claimed_levels: vec![Level::Interest],
         }
     }
 
@@ -171,7 +167,7 @@ mod tests {
             Plan::Skip("no new customer message since the last analysis")
         );
         let mut d = dialog();
-        d.claimed_levels = vec![1, 2, 3];
+        d.claimed_levels = Level::ALL.to_vec();
         assert_eq!(
             economy().plan(&d, 5, 2, now),
             Plan::Skip("levels 2 and 3 already claimed")
@@ -192,7 +188,7 @@ mod tests {
         };
         let mut d = dialog();
         d.customer_messages = 1;
-        d.claimed_levels = vec![1, 2, 3];
+        d.claimed_levels = Level::ALL.to_vec();
         assert_eq!(rules.plan(&d, 1, 1, Utc::now()), Plan::AnalyzeEach);
         d.analyzed_message_id = Some(30);
         assert!(matches!(rules.plan(&d, 1, 1, Utc::now()), Plan::Skip(_)));
@@ -202,7 +198,7 @@ mod tests {
     fn only_whatsapp_directions_with_capi_and_a_pixel_are_eligible() {
         assert_eq!(not_eligible(&dialog()), None);
         let mut d = dialog();
-        d.capi_source = Some("crm".into());
+        d.capi_source = Some(CapiSource::Crm);
         assert_eq!(
             not_eligible(&d),
             Some("the direction's CAPI source is not whatsapp")

@@ -9,9 +9,7 @@
 //! still open (`decide.rs`).
 
 mod agent;
-pub mod analyze;
 mod decide;
-pub mod onboarding;
 
 pub use decide::Policy;
 
@@ -101,7 +99,7 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         tracing::warn!("levels 2 and 3 are off: llm.base_url is not set (level 1 only)");
         None
     } else {
-        Some(analyze::Analyzer {
+        Some(llm::analysis::Analyzer {
             llm: LlmClient::new(&settings.llm).context("the LLM client")?,
             max_history_messages: s.max_history_messages.max(1),
             max_history_chars: s.max_history_chars.max(1),

@@ -1,34 +1,20 @@
 //! Dialogs and their messages, as the webhook gateway records them and the
 //! buffer and qualification read them.
 
-use crate::PreparedExt;
+use crate::{
+    PreparedExt,
+    schema::{dialog_analysis, dialog_messages},
+};
 use chrono::{DateTime, Utc};
 use diesel::{
-    OptionalExtension, QueryableByName,
+    ExpressionMethods, OptionalExtension, PgExpressionMethods, QueryDsl, QueryableByName,
+    Selectable, SelectableHelper,
     sql_types::{BigInt, Bool, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+pub use domain::conversation::{Author, Message};
 use serde_json::Value;
 use uuid::Uuid;
-
-/// Who wrote a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Author {
-    Customer,
-    /// A human at the business, writing from the phone or WhatsApp Web.
-    Operator,
-    Bot,
-}
-
-impl Author {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Author::Customer => "customer",
-            Author::Operator => "operator",
-            Author::Bot => "bot",
-        }
-    }
-}
 
 /// A message to record, already parsed and attributed.
 #[derive(Debug, Clone)]
@@ -86,25 +72,25 @@ pub async fn record_message(
     conn: &mut AsyncPgConnection,
     m: &NewMessage<'_>,
 ) -> Result<Recorded, diesel::result::Error> {
+    use dialog_messages::dsl as msg;
     let dialog = resolve_dialog(conn, m).await?;
-    let inserted: Option<i64> = diesel::sql_query(
-        "INSERT INTO dialog_messages (dialog_id, instance_name, message_id, from_me, author, text, message_type, sent_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-         ON CONFLICT (instance_name, message_id, from_me) DO NOTHING RETURNING id AS buffer_seq",
-    )
-    .bind::<SqlUuid, _>(dialog.id)
-    .bind::<Text, _>(m.instance_name)
-    .bind::<Text, _>(m.message_id)
-    .bind::<Bool, _>(m.from_me)
-    .bind::<Text, _>(m.author.as_str())
-    .bind::<Nullable<Text>, _>(m.text)
-    .bind::<Nullable<Text>, _>(m.message_type)
-    .bind::<Timestamptz, _>(m.sent_at)
-    .prepared()
-    .get_result::<Seq>(conn)
-    .await
-    .optional()?
-    .map(|s| s.buffer_seq);
+    let inserted: Option<i64> = diesel::insert_into(msg::dialog_messages)
+        .values((
+            msg::dialog_id.eq(dialog.id),
+            msg::instance_name.eq(m.instance_name),
+            msg::message_id.eq(m.message_id),
+            msg::from_me.eq(m.from_me),
+            msg::author.eq(m.author),
+            msg::text.eq(m.text),
+            msg::message_type.eq(m.message_type),
+            msg::sent_at.eq(m.sent_at),
+        ))
+        .on_conflict((msg::instance_name, msg::message_id, msg::from_me))
+        .do_nothing()
+        .returning(msg::id)
+        .get_result(conn)
+        .await
+        .optional()?;
     if inserted.is_none() {
         return Ok(Recorded::Duplicate);
     }
@@ -152,12 +138,13 @@ pub async fn record_message(
     .prepared()
     .get_result(conn)
     .await?;
-    diesel::sql_query(
-        "UPDATE dialog_analysis SET lead_id = $2 WHERE id = $1 AND lead_id IS DISTINCT FROM $2",
+    use dialog_analysis::dsl as d;
+    diesel::update(
+        d::dialog_analysis
+            .find(dialog.id)
+            .filter(d::lead_id.is_distinct_from(lead.id)),
     )
-    .bind::<SqlUuid, _>(dialog.id)
-    .bind::<SqlUuid, _>(lead.id)
-    .prepared()
+    .set(d::lead_id.eq(lead.id))
     .execute(conn)
     .await?;
     Ok(Recorded::Stored {
@@ -264,18 +251,24 @@ pub async fn flush_buffer(
     Ok(flushed.n == 1)
 }
 
-/// One message of a dialog, as the bot and qualification read the history.
-#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
-pub struct HistoryMessage {
-    #[diesel(sql_type = BigInt)]
-    pub id: i64,
-    /// customer | operator | bot
-    #[diesel(sql_type = Text)]
-    pub author: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub text: Option<String>,
-    #[diesel(sql_type = Timestamptz)]
-    pub sent_at: DateTime<Utc>,
+#[derive(diesel::Queryable, Selectable)]
+#[diesel(table_name = dialog_messages, check_for_backend(diesel::pg::Pg))]
+struct MessageRow {
+    id: i64,
+    author: Author,
+    text: Option<String>,
+    sent_at: DateTime<Utc>,
+}
+
+impl From<MessageRow> for Message {
+    fn from(r: MessageRow) -> Self {
+        Message {
+            id: r.id,
+            author: r.author,
+            text: r.text,
+            sent_at: r.sent_at,
+        }
+    }
 }
 
 /// The dialog's newest `limit` messages (up to message `through`, when
@@ -285,18 +278,15 @@ pub async fn history(
     dialog_id: Uuid,
     through: Option<i64>,
     limit: i64,
-) -> Result<Vec<HistoryMessage>, diesel::result::Error> {
-    let mut newest: Vec<HistoryMessage> = diesel::sql_query(
-        "SELECT id, author, text, sent_at FROM dialog_messages \
-         WHERE dialog_id = $1 AND id <= coalesce($2, id) \
-         ORDER BY sent_at DESC, id DESC LIMIT $3",
-    )
-    .bind::<SqlUuid, _>(dialog_id)
-    .bind::<Nullable<BigInt>, _>(through)
-    .bind::<BigInt, _>(limit)
-    .prepared()
-    .load(conn)
-    .await?;
-    newest.reverse();
-    Ok(newest)
+) -> Result<Vec<Message>, diesel::result::Error> {
+    use dialog_messages::dsl as msg;
+    let newest: Vec<MessageRow> = msg::dialog_messages
+        .filter(msg::dialog_id.eq(dialog_id))
+        .filter(msg::id.le(through.unwrap_or(i64::MAX)))
+        .order((msg::sent_at.desc(), msg::id.desc()))
+        .limit(limit)
+        .select(MessageRow::as_select())
+        .load(conn)
+        .await?;
+    Ok(newest.into_iter().rev().map(Message::from).collect())
 }

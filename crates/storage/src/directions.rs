@@ -1,23 +1,24 @@
 //! Tenancy and configuration: user accounts, ad accounts (Meta tokens),
 //! directions with their CAPI settings, and WhatsApp instances.
 
-use crate::PreparedExt;
+use crate::schema::{
+    account_directions, ad_accounts, dialog_analysis, user_accounts, whatsapp_phone_numbers,
+};
 use diesel::{
-    OptionalExtension, QueryableByName,
-    sql_types::{Bool, Nullable, Text, Uuid as SqlUuid},
+    AsChangeset, BoolExpressionMethods, ExpressionMethods, Insertable, NullableExpressionMethods,
+    OptionalExtension, QueryDsl, Queryable, Selectable, SelectableHelper,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::{evolution::ApiVersion, level::CapiSource};
 use serde::Serialize;
 use uuid::Uuid;
 
 /// A WhatsApp instance as the webhook gateway needs it.
-#[derive(Clone, QueryableByName)]
+#[derive(Clone, Queryable, Selectable)]
+#[diesel(table_name = whatsapp_phone_numbers, check_for_backend(diesel::pg::Pg))]
 pub struct Instance {
-    #[diesel(sql_type = Text)]
     pub instance_name: String,
-    #[diesel(sql_type = Nullable<SqlUuid>)]
     pub direction_id: Option<Uuid>,
-    #[diesel(sql_type = Text)]
     pub webhook_secret: String,
 }
 
@@ -35,18 +36,13 @@ pub async fn instance(
     conn: &mut AsyncPgConnection,
     name: &str,
 ) -> Result<Option<Instance>, diesel::result::Error> {
-    diesel::sql_query("SELECT instance_name, direction_id, webhook_secret FROM whatsapp_phone_numbers WHERE instance_name = $1")
-        .bind::<Text, _>(name)
-        .prepared()
+    use whatsapp_phone_numbers::dsl as w;
+    w::whatsapp_phone_numbers
+        .filter(w::instance_name.eq(name))
+        .select(Instance::as_select())
         .get_result(conn)
         .await
         .optional()
-}
-
-#[derive(QueryableByName)]
-struct Id {
-    #[diesel(sql_type = SqlUuid)]
-    id: Uuid,
 }
 
 pub async fn create_user_account(
@@ -54,15 +50,12 @@ pub async fn create_user_account(
     name: &str,
     access_token: Option<&str>,
 ) -> Result<Uuid, diesel::result::Error> {
-    let r: Id = diesel::sql_query(
-        "INSERT INTO user_accounts (name, access_token) VALUES ($1, $2) RETURNING id",
-    )
-    .bind::<Text, _>(name)
-    .bind::<Nullable<Text>, _>(access_token)
-    .prepared()
-    .get_result(conn)
-    .await?;
-    Ok(r.id)
+    use user_accounts::dsl as u;
+    diesel::insert_into(u::user_accounts)
+        .values((u::name.eq(name), u::access_token.eq(access_token)))
+        .returning(u::id)
+        .get_result(conn)
+        .await
 }
 
 /// Sets (or with `None` clears) the secret of the Meta app behind an ad
@@ -72,10 +65,9 @@ pub async fn set_ad_account_app_secret(
     id: Uuid,
     app_secret: Option<&str>,
 ) -> Result<bool, diesel::result::Error> {
-    let n = diesel::sql_query("UPDATE ad_accounts SET app_secret = $2 WHERE id = $1")
-        .bind::<SqlUuid, _>(id)
-        .bind::<Nullable<Text>, _>(app_secret)
-        .prepared()
+    use ad_accounts::dsl as a;
+    let n = diesel::update(a::ad_accounts.find(id))
+        .set(a::app_secret.eq(app_secret))
         .execute(conn)
         .await?;
     Ok(n == 1)
@@ -88,28 +80,30 @@ pub async fn create_ad_account(
     meta_ad_account_id: Option<&str>,
     access_token: Option<&str>,
 ) -> Result<Uuid, diesel::result::Error> {
-    let r: Id = diesel::sql_query(
-        "INSERT INTO ad_accounts (user_account_id, name, meta_ad_account_id, access_token) VALUES ($1, $2, $3, $4) RETURNING id",
-    )
-    .bind::<SqlUuid, _>(user_account_id)
-    .bind::<Text, _>(name)
-    .bind::<Nullable<Text>, _>(meta_ad_account_id)
-    .bind::<Nullable<Text>, _>(access_token)
-    .prepared()
-    .get_result(conn)
-    .await?;
-    Ok(r.id)
+    use ad_accounts::dsl as a;
+    diesel::insert_into(a::ad_accounts)
+        .values((
+            a::user_account_id.eq(user_account_id),
+            a::name.eq(name),
+            a::meta_ad_account_id.eq(meta_ad_account_id),
+            a::access_token.eq(access_token),
+        ))
+        .returning(a::id)
+        .get_result(conn)
+        .await
 }
 
 /// A direction's CAPI settings as an operator sets them.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = account_directions)]
 pub struct NewDirection<'a> {
     pub user_account_id: Uuid,
     pub ad_account_id: Option<Uuid>,
     pub name: &'a str,
     pub capi_enabled: bool,
-    pub capi_source: &'a str,
+    pub capi_source: CapiSource,
     pub pixel_id: Option<&'a str>,
+    #[diesel(column_name = whatsapp_business_account_id)]
     pub waba_id: Option<&'a str>,
 }
 
@@ -117,21 +111,21 @@ pub async fn create_direction(
     conn: &mut AsyncPgConnection,
     d: &NewDirection<'_>,
 ) -> Result<Uuid, diesel::result::Error> {
-    let r: Id = diesel::sql_query(
-        "INSERT INTO account_directions (user_account_id, ad_account_id, name, capi_enabled, capi_source, pixel_id, \
-           whatsapp_business_account_id) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-    )
-    .bind::<SqlUuid, _>(d.user_account_id)
-    .bind::<Nullable<SqlUuid>, _>(d.ad_account_id)
-    .bind::<Text, _>(d.name)
-    .bind::<Bool, _>(d.capi_enabled)
-    .bind::<Text, _>(d.capi_source)
-    .bind::<Nullable<Text>, _>(d.pixel_id)
-    .bind::<Nullable<Text>, _>(d.waba_id)
-    .prepared()
-    .get_result(conn)
-    .await?;
-    Ok(r.id)
+    diesel::insert_into(account_directions::table)
+        .values(d)
+        .returning(account_directions::id)
+        .get_result(conn)
+        .await
+}
+
+#[derive(Insertable, AsChangeset)]
+#[diesel(table_name = whatsapp_phone_numbers)]
+struct InstanceMapping<'a> {
+    instance_name: &'a str,
+    direction_id: Uuid,
+    webhook_secret: &'a str,
+    /// `None` keeps the number already known.
+    phone_number: Option<&'a str>,
 }
 
 /// Maps a WhatsApp instance to a direction (creating or updating it), and
@@ -143,132 +137,163 @@ pub async fn map_instance(
     webhook_secret: &str,
     phone_number: Option<&str>,
 ) -> Result<(), diesel::result::Error> {
-    diesel::sql_query(
-        "INSERT INTO whatsapp_phone_numbers (instance_name, direction_id, webhook_secret, phone_number) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT (instance_name) DO UPDATE SET \
-           direction_id = EXCLUDED.direction_id, webhook_secret = EXCLUDED.webhook_secret, \
-           phone_number = COALESCE(EXCLUDED.phone_number, whatsapp_phone_numbers.phone_number)",
-    )
-    .bind::<Text, _>(instance_name)
-    .bind::<SqlUuid, _>(direction_id)
-    .bind::<Text, _>(webhook_secret)
-    .bind::<Nullable<Text>, _>(phone_number)
-    .prepared()
-    .execute(conn)
-    .await?;
+    use whatsapp_phone_numbers::dsl as w;
+    let mapping = InstanceMapping {
+        instance_name,
+        direction_id,
+        webhook_secret,
+        phone_number,
+    };
+    diesel::insert_into(w::whatsapp_phone_numbers)
+        .values(&mapping)
+        .on_conflict(w::instance_name)
+        .do_update()
+        .set(&mapping)
+        .execute(conn)
+        .await?;
     // The trigger refills direction_id from the new mapping.
-    diesel::sql_query("UPDATE dialog_analysis SET direction_id = NULL WHERE instance_name = $1")
-        .bind::<Text, _>(instance_name)
-        .prepared()
+    diesel::update(dialog_analysis::table.filter(dialog_analysis::instance_name.eq(instance_name)))
+        .set(dialog_analysis::direction_id.eq(None::<Uuid>))
         .execute(conn)
         .await?;
     Ok(())
 }
 
-#[derive(Debug, Clone, Serialize, QueryableByName)]
+#[derive(Debug, Clone, Serialize)]
 pub struct UserAccountRow {
-    #[diesel(sql_type = SqlUuid)]
     pub id: Uuid,
-    #[diesel(sql_type = Text)]
     pub name: String,
-    #[diesel(sql_type = Bool)]
     pub has_token: bool,
 }
 
 pub async fn list_user_accounts(
     conn: &mut AsyncPgConnection,
 ) -> Result<Vec<UserAccountRow>, diesel::result::Error> {
-    diesel::sql_query(
-        "SELECT id, name, COALESCE(access_token, '') <> '' AS has_token FROM user_accounts ORDER BY created_at, name",
-    )
-    .prepared()
-    .load(conn)
-    .await
+    use user_accounts::dsl as u;
+    let rows: Vec<(Uuid, String, Option<bool>)> = u::user_accounts
+        .order((u::created_at, u::name))
+        .select((
+            u::id,
+            u::name,
+            u::access_token
+                .is_not_null()
+                .and(u::access_token.ne(""))
+                .nullable(),
+        ))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, name, has_token)| UserAccountRow {
+            id,
+            name,
+            has_token: has_token.unwrap_or(false),
+        })
+        .collect())
 }
 
-#[derive(Debug, Clone, Serialize, QueryableByName)]
+#[derive(Debug, Clone, Serialize)]
 pub struct AdAccountRow {
-    #[diesel(sql_type = SqlUuid)]
     pub id: Uuid,
-    #[diesel(sql_type = SqlUuid)]
     pub user_account_id: Uuid,
-    #[diesel(sql_type = Text)]
     pub name: String,
-    #[diesel(sql_type = Nullable<Text>)]
     pub meta_ad_account_id: Option<String>,
-    #[diesel(sql_type = Bool)]
     pub has_token: bool,
 }
 
 pub async fn list_ad_accounts(
     conn: &mut AsyncPgConnection,
 ) -> Result<Vec<AdAccountRow>, diesel::result::Error> {
-    diesel::sql_query(
-        "SELECT id, user_account_id, name, meta_ad_account_id, COALESCE(access_token, '') <> '' AS has_token \
-         FROM ad_accounts ORDER BY created_at, name",
-    )
-    .prepared()
-    .load(conn)
-    .await
+    use ad_accounts::dsl as a;
+    type Row = (Uuid, Uuid, String, Option<String>, Option<bool>);
+    let rows: Vec<Row> = a::ad_accounts
+        .order((a::created_at, a::name))
+        .select((
+            a::id,
+            a::user_account_id,
+            a::name,
+            a::meta_ad_account_id,
+            a::access_token
+                .is_not_null()
+                .and(a::access_token.ne(""))
+                .nullable(),
+        ))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, user_account_id, name, meta_ad_account_id, has_token)| AdAccountRow {
+                id,
+                user_account_id,
+                name,
+                meta_ad_account_id,
+                has_token: has_token.unwrap_or(false),
+            },
+        )
+        .collect())
 }
 
-#[derive(Debug, Clone, Serialize, QueryableByName)]
+#[derive(Debug, Clone, Serialize)]
 pub struct DirectionRow {
-    #[diesel(sql_type = SqlUuid)]
-    pub id: Uuid,
-    #[diesel(sql_type = SqlUuid)]
-    pub user_account_id: Uuid,
-    #[diesel(sql_type = Nullable<SqlUuid>)]
-    pub ad_account_id: Option<Uuid>,
-    #[diesel(sql_type = Text)]
-    pub name: String,
-    #[diesel(sql_type = Bool)]
-    pub capi_enabled: bool,
-    #[diesel(sql_type = Text)]
-    pub capi_source: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub pixel_id: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub waba_id: Option<String>,
-    #[diesel(sql_type = Text)]
-    pub event_name_interest: String,
-    #[diesel(sql_type = Text)]
-    pub event_name_qualified: String,
-    #[diesel(sql_type = Text)]
-    pub event_name_scheduled: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub test_event_code: Option<String>,
-    #[diesel(sql_type = Bool)]
-    pub ldu_enabled: bool,
-    #[diesel(sql_type = diesel::sql_types::Int4)]
-    pub ldu_country: i32,
-    #[diesel(sql_type = diesel::sql_types::Int4)]
-    pub ldu_state: i32,
-    #[diesel(sql_type = Nullable<Text>)]
+    #[serde(flatten)]
+    pub settings: DirectionSettings,
+    /// The direction's instances, comma-separated.
     pub instances: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Queryable, Selectable)]
+#[diesel(table_name = account_directions, check_for_backend(diesel::pg::Pg))]
+pub struct DirectionSettings {
+    pub id: Uuid,
+    pub user_account_id: Uuid,
+    pub ad_account_id: Option<Uuid>,
+    pub name: String,
+    pub capi_enabled: bool,
+    pub capi_source: CapiSource,
+    pub pixel_id: Option<String>,
+    #[diesel(column_name = whatsapp_business_account_id)]
+    pub waba_id: Option<String>,
+    pub event_name_interest: String,
+    pub event_name_qualified: String,
+    pub event_name_scheduled: String,
+    pub test_event_code: Option<String>,
+    pub ldu_enabled: bool,
+    pub ldu_country: i32,
+    pub ldu_state: i32,
 }
 
 pub async fn list_directions(
     conn: &mut AsyncPgConnection,
 ) -> Result<Vec<DirectionRow>, diesel::result::Error> {
-    diesel::sql_query(
-        "SELECT d.id, d.user_account_id, d.ad_account_id, d.name, d.capi_enabled, d.capi_source, d.pixel_id, \
-           d.whatsapp_business_account_id AS waba_id, d.event_name_interest, d.event_name_qualified, \
-           d.event_name_scheduled, d.test_event_code, d.ldu_enabled, d.ldu_country, d.ldu_state, \
-           (SELECT string_agg(w.instance_name, ',' ORDER BY w.instance_name) FROM whatsapp_phone_numbers w \
-              WHERE w.direction_id = d.id) AS instances \
-         FROM account_directions d ORDER BY d.created_at, d.name",
-    )
-    .prepared()
-    .load(conn)
-    .await
+    use account_directions::dsl as d;
+    let directions: Vec<DirectionSettings> = d::account_directions
+        .order((d::created_at, d::name))
+        .select(DirectionSettings::as_select())
+        .load(conn)
+        .await?;
+    let instances = list_instances(conn).await?;
+    Ok(directions
+        .into_iter()
+        .map(|settings| {
+            let names: Vec<&str> = instances
+                .iter()
+                .filter(|i| i.direction_id == Some(settings.id))
+                .map(|i| i.instance_name.as_str())
+                .collect();
+            DirectionRow {
+                settings,
+                instances: (!names.is_empty()).then(|| names.join(",")),
+            }
+        })
+        .collect())
 }
 
 /// Changes a direction's CAPI settings; `None` leaves a setting as it is.
 #[derive(Debug, Clone, Default)]
 pub struct DirectionCapiUpdate<'a> {
     pub capi_enabled: Option<bool>,
-    pub capi_source: Option<&'a str>,
+    pub capi_source: Option<CapiSource>,
     pub pixel_id: Option<&'a str>,
     pub waba_id: Option<&'a str>,
     pub ad_account_id: Option<Uuid>,
@@ -281,57 +306,83 @@ pub struct DirectionCapiUpdate<'a> {
     pub ldu_state: Option<i32>,
 }
 
+/// The columns an update touches (`None` leaves one alone; for
+/// `test_event_code`, `Some(None)` clears it).
+#[derive(Default, AsChangeset)]
+#[diesel(table_name = account_directions)]
+struct DirectionChanges<'a> {
+    capi_enabled: Option<bool>,
+    capi_source: Option<CapiSource>,
+    pixel_id: Option<&'a str>,
+    whatsapp_business_account_id: Option<&'a str>,
+    ad_account_id: Option<Uuid>,
+    event_name_interest: Option<&'a str>,
+    event_name_qualified: Option<&'a str>,
+    event_name_scheduled: Option<&'a str>,
+    test_event_code: Option<Option<&'a str>>,
+    ldu_enabled: Option<bool>,
+    ldu_country: Option<i32>,
+    ldu_state: Option<i32>,
+    bot_enabled: Option<bool>,
+    bot_prompt: Option<Option<&'a str>>,
+}
+
+/// `Some("")` → clear (NULL), `Some(x)` → x, `None` → leave as it is.
+fn clearing(v: Option<&str>) -> Option<Option<&str>> {
+    v.map(|s| Some(s).filter(|s| !s.is_empty()))
+}
+
+async fn update_direction(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    changes: &DirectionChanges<'_>,
+) -> Result<bool, diesel::result::Error> {
+    let n = diesel::update(account_directions::table.find(id))
+        .set((changes, account_directions::updated_at.eq(diesel::dsl::now)))
+        .execute(conn)
+        .await?;
+    Ok(n == 1)
+}
+
 pub async fn update_direction_capi(
     conn: &mut AsyncPgConnection,
     id: Uuid,
     u: &DirectionCapiUpdate<'_>,
 ) -> Result<bool, diesel::result::Error> {
-    let n = diesel::sql_query(
-        "UPDATE account_directions SET capi_enabled = COALESCE($2, capi_enabled), \
-           capi_source = COALESCE($3, capi_source), pixel_id = COALESCE($4, pixel_id), \
-           whatsapp_business_account_id = COALESCE($5, whatsapp_business_account_id), \
-           ad_account_id = COALESCE($6, ad_account_id), \
-           event_name_interest = COALESCE($7, event_name_interest), \
-           event_name_qualified = COALESCE($8, event_name_qualified), \
-           event_name_scheduled = COALESCE($9, event_name_scheduled), \
-           test_event_code = CASE WHEN $10::text IS NULL THEN test_event_code ELSE NULLIF($10, '') END, \
-           ldu_enabled = COALESCE($11, ldu_enabled), ldu_country = COALESCE($12, ldu_country), \
-           ldu_state = COALESCE($13, ldu_state), updated_at = now() WHERE id = $1",
-    )
-    .bind::<SqlUuid, _>(id)
-    .bind::<Nullable<Bool>, _>(u.capi_enabled)
-    .bind::<Nullable<Text>, _>(u.capi_source)
-    .bind::<Nullable<Text>, _>(u.pixel_id)
-    .bind::<Nullable<Text>, _>(u.waba_id)
-    .bind::<Nullable<SqlUuid>, _>(u.ad_account_id)
-    .bind::<Nullable<Text>, _>(u.event_names[0])
-    .bind::<Nullable<Text>, _>(u.event_names[1])
-    .bind::<Nullable<Text>, _>(u.event_names[2])
-    .bind::<Nullable<Text>, _>(u.test_event_code)
-    .bind::<Nullable<Bool>, _>(u.ldu_enabled)
-    .bind::<Nullable<diesel::sql_types::Int4>, _>(u.ldu_country)
-    .bind::<Nullable<diesel::sql_types::Int4>, _>(u.ldu_state)
-    .prepared()
-    .execute(conn)
-    .await?;
-    Ok(n == 1)
+    let [interest, qualified, scheduled] = u.event_names;
+    let changes = DirectionChanges {
+        capi_enabled: u.capi_enabled,
+        capi_source: u.capi_source,
+        pixel_id: u.pixel_id,
+        whatsapp_business_account_id: u.waba_id,
+        ad_account_id: u.ad_account_id,
+        event_name_interest: interest,
+        event_name_qualified: qualified,
+        event_name_scheduled: scheduled,
+        test_event_code: clearing(u.test_event_code),
+        ldu_enabled: u.ldu_enabled,
+        ldu_country: u.ldu_country,
+        ldu_state: u.ldu_state,
+        ..DirectionChanges::default()
+    };
+    update_direction(conn, id, &changes).await
 }
 
-#[derive(Debug, Clone, Serialize, QueryableByName)]
+#[derive(Debug, Clone, Serialize, Queryable, Selectable)]
+#[diesel(table_name = whatsapp_phone_numbers, check_for_backend(diesel::pg::Pg))]
 pub struct InstanceRow {
-    #[diesel(sql_type = Text)]
     pub instance_name: String,
-    #[diesel(sql_type = Nullable<SqlUuid>)]
     pub direction_id: Option<Uuid>,
-    #[diesel(sql_type = Nullable<Text>)]
     pub phone_number: Option<String>,
 }
 
 pub async fn list_instances(
     conn: &mut AsyncPgConnection,
 ) -> Result<Vec<InstanceRow>, diesel::result::Error> {
-    diesel::sql_query("SELECT instance_name, direction_id, phone_number FROM whatsapp_phone_numbers ORDER BY instance_name")
-        .prepared()
+    use whatsapp_phone_numbers::dsl as w;
+    w::whatsapp_phone_numbers
+        .order(w::instance_name)
+        .select(InstanceRow::as_select())
         .load(conn)
         .await
 }
@@ -344,39 +395,44 @@ pub async fn set_direction_bot(
     enabled: Option<bool>,
     prompt: Option<&str>,
 ) -> Result<bool, diesel::result::Error> {
-    let n = diesel::sql_query(
-        "UPDATE account_directions SET bot_enabled = COALESCE($2, bot_enabled), \
-           bot_prompt = CASE WHEN $3::text IS NULL THEN bot_prompt ELSE NULLIF($3, '') END, \
-           updated_at = now() WHERE id = $1",
-    )
-    .bind::<SqlUuid, _>(id)
-    .bind::<Nullable<Bool>, _>(enabled)
-    .bind::<Nullable<Text>, _>(prompt)
-    .prepared()
-    .execute(conn)
-    .await?;
-    Ok(n == 1)
+    let changes = DirectionChanges {
+        bot_enabled: enabled,
+        bot_prompt: clearing(prompt),
+        ..DirectionChanges::default()
+    };
+    update_direction(conn, id, &changes).await
+}
+
+#[derive(AsChangeset)]
+#[diesel(table_name = whatsapp_phone_numbers)]
+struct InstanceBotChanges<'a> {
+    evolution_api_key: Option<&'a str>,
+    evolution_api_version: Option<ApiVersion>,
+    bot_enabled: Option<bool>,
 }
 
 /// How the bot reaches an instance's Evolution API, and whether it may.
+/// `evolution_api_version` is `v1` or `v2`.
 pub async fn set_instance_bot(
     conn: &mut AsyncPgConnection,
     instance_name: &str,
     evolution_api_key: Option<&str>,
-    evolution_api_version: Option<&str>,
+    evolution_api_version: Option<ApiVersion>,
     bot_enabled: Option<bool>,
 ) -> Result<bool, diesel::result::Error> {
-    let n = diesel::sql_query(
-        "UPDATE whatsapp_phone_numbers SET evolution_api_key = COALESCE($2, evolution_api_key), \
-           evolution_api_version = COALESCE($3, evolution_api_version), \
-           bot_enabled = COALESCE($4, bot_enabled) WHERE instance_name = $1",
-    )
-    .bind::<Text, _>(instance_name)
-    .bind::<Nullable<Text>, _>(evolution_api_key)
-    .bind::<Nullable<Text>, _>(evolution_api_version)
-    .bind::<Nullable<Bool>, _>(bot_enabled)
-    .prepared()
-    .execute(conn)
-    .await?;
+    use whatsapp_phone_numbers::dsl as w;
+    let changes = InstanceBotChanges {
+        evolution_api_key,
+        evolution_api_version,
+        bot_enabled,
+    };
+    if evolution_api_key.is_none() && evolution_api_version.is_none() && bot_enabled.is_none() {
+        // Nothing to change: say whether the instance exists.
+        return Ok(instance(conn, instance_name).await?.is_some());
+    }
+    let n = diesel::update(w::whatsapp_phone_numbers.filter(w::instance_name.eq(instance_name)))
+        .set(&changes)
+        .execute(conn)
+        .await?;
     Ok(n == 1)
 }

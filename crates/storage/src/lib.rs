@@ -2,8 +2,8 @@
 //! services run. Queries take `&mut AsyncPgConnection` so they compose inside
 //! one transaction.
 
-pub mod capi;
 pub mod conversations;
+pub mod deliveries;
 pub mod directions;
 pub mod migrations;
 pub mod outbox;

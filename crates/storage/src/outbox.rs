@@ -1,26 +1,19 @@
 //! The transactional outbox: a row written in the same transaction as the
 //! change it announces, later published to RabbitMQ by the relay.
 
-use crate::PreparedExt;
-use diesel::{
-    QueryableByName,
-    sql_types::{Array, BigInt, Jsonb, Text, Uuid as SqlUuid},
-};
+use crate::schema::outbox;
+use diesel::{ExpressionMethods, QueryDsl, Queryable, Selectable, SelectableHelper};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, QueryableByName)]
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = outbox, check_for_backend(diesel::pg::Pg))]
 pub struct OutboxRow {
-    #[diesel(sql_type = BigInt)]
     pub id: i64,
-    #[diesel(sql_type = SqlUuid)]
     pub message_id: Uuid,
-    #[diesel(sql_type = Text)]
     pub routing_key: String,
-    #[diesel(sql_type = Jsonb)]
     pub payload: Value,
-    #[diesel(sql_type = BigInt)]
     pub delay_ms: i64,
 }
 
@@ -31,17 +24,17 @@ pub async fn enqueue(
     payload: &Value,
     delay_ms: i64,
 ) -> Result<Uuid, diesel::result::Error> {
+    use outbox::dsl as o;
     let message_id = Uuid::new_v4();
-    diesel::sql_query(
-        "INSERT INTO outbox (message_id, routing_key, payload, delay_ms) VALUES ($1, $2, $3, $4)",
-    )
-    .bind::<SqlUuid, _>(message_id)
-    .bind::<Text, _>(routing_key)
-    .bind::<Jsonb, _>(payload)
-    .bind::<BigInt, _>(delay_ms)
-    .prepared()
-    .execute(conn)
-    .await?;
+    diesel::insert_into(o::outbox)
+        .values((
+            o::message_id.eq(message_id),
+            o::routing_key.eq(routing_key),
+            o::payload.eq(payload),
+            o::delay_ms.eq(delay_ms),
+        ))
+        .execute(conn)
+        .await?;
     Ok(message_id)
 }
 
@@ -51,23 +44,21 @@ pub async fn lock_batch(
     conn: &mut AsyncPgConnection,
     limit: i64,
 ) -> Result<Vec<OutboxRow>, diesel::result::Error> {
-    diesel::sql_query(
-        "SELECT id, message_id, routing_key, payload, delay_ms FROM outbox \
-         ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-    )
-    .bind::<BigInt, _>(limit)
-    .prepared()
-    .load(conn)
-    .await
+    outbox::table
+        .order(outbox::id)
+        .limit(limit)
+        .select(OutboxRow::as_select())
+        .for_update()
+        .skip_locked()
+        .load(conn)
+        .await
 }
 
 pub async fn delete(
     conn: &mut AsyncPgConnection,
     ids: &[i64],
 ) -> Result<usize, diesel::result::Error> {
-    diesel::sql_query("DELETE FROM outbox WHERE id = ANY($1)")
-        .bind::<Array<BigInt>, _>(ids)
-        .prepared()
+    diesel::delete(outbox::table.filter(outbox::id.eq_any(ids)))
         .execute(conn)
         .await
 }

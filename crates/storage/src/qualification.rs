@@ -2,57 +2,85 @@
 //! model, and the record of each analysis: the audit row, the dialog's
 //! stored judgement and token counters, and model usage per direction/day.
 
-use crate::PreparedExt;
+use crate::{
+    PreparedExt,
+    schema::{account_directions, dialog_messages, qualification_runs},
+};
 use chrono::{DateTime, Utc};
 use diesel::{
-    OptionalExtension, QueryableByName,
-    sql_types::{
-        Array, BigInt, Bool, Int2, Int4, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
-    },
+    ExpressionMethods, OptionalExtension, QueryDsl, QueryableByName,
+    sql_types::{Array, BigInt, Bool, Int2, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+pub use domain::qualification::DialogForQualification;
+use domain::{
+    conversation::Author,
+    level::{CapiSource, Level},
+    qualification::{AnalysisStatus, FunnelStage, InterestLevel},
+};
 use serde_json::Value;
 use uuid::Uuid;
 
-/// A dialog as qualification sees it, with its direction's settings.
-#[derive(Debug, Clone, QueryableByName)]
-pub struct DialogForQualification {
+#[derive(QueryableByName)]
+struct DialogRow {
     #[diesel(sql_type = SqlUuid)]
-    pub dialog_id: Uuid,
+    dialog_id: Uuid,
     #[diesel(sql_type = Nullable<SqlUuid>)]
-    pub direction_id: Option<Uuid>,
+    direction_id: Option<Uuid>,
     #[diesel(sql_type = Nullable<Text>)]
-    pub direction_name: Option<String>,
+    direction_name: Option<String>,
     #[diesel(sql_type = Nullable<Bool>)]
-    pub capi_enabled: Option<bool>,
+    capi_enabled: Option<bool>,
     #[diesel(sql_type = Nullable<Text>)]
-    pub capi_source: Option<String>,
+    capi_source: Option<CapiSource>,
     #[diesel(sql_type = Nullable<Text>)]
-    pub pixel_id: Option<String>,
+    pixel_id: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
-    pub qualification_prompt: Option<String>,
+    qualification_prompt: Option<String>,
     #[diesel(sql_type = BigInt)]
-    pub customer_messages: i64,
+    customer_messages: i64,
     /// When the customer's second message was sent: the moment level 1 was reached.
     #[diesel(sql_type = Nullable<Timestamptz>)]
-    pub second_customer_message_at: Option<DateTime<Utc>>,
+    second_customer_message_at: Option<DateTime<Utc>>,
     /// The newest customer message (id and time).
     #[diesel(sql_type = Nullable<BigInt>)]
-    pub last_customer_message_id: Option<i64>,
+    last_customer_message_id: Option<i64>,
     #[diesel(sql_type = Nullable<Timestamptz>)]
-    pub last_customer_message_at: Option<DateTime<Utc>>,
+    last_customer_message_at: Option<DateTime<Utc>>,
     /// The oldest customer message no analysis has read yet.
     #[diesel(sql_type = Nullable<Timestamptz>)]
-    pub first_unanalyzed_at: Option<DateTime<Utc>>,
+    first_unanalyzed_at: Option<DateTime<Utc>>,
     /// The newest customer message the last analysis read.
     #[diesel(sql_type = Nullable<BigInt>)]
-    pub analyzed_message_id: Option<i64>,
+    analyzed_message_id: Option<i64>,
     /// The newest flushed buffer: a `dialog.ready` with a lower seq is stale.
     #[diesel(sql_type = BigInt)]
-    pub buffer_flushed_seq: i64,
-    /// Levels claimed so far (1, 2, 3).
+    buffer_flushed_seq: i64,
+    /// Levels claimed so far.
     #[diesel(sql_type = Array<Int2>)]
-    pub claimed_levels: Vec<i16>,
+    claimed_levels: Vec<Level>,
+}
+
+impl From<DialogRow> for DialogForQualification {
+    fn from(r: DialogRow) -> Self {
+        DialogForQualification {
+            dialog_id: r.dialog_id,
+            direction_id: r.direction_id,
+            direction_name: r.direction_name,
+            capi_enabled: r.capi_enabled,
+            capi_source: r.capi_source,
+            pixel_id: r.pixel_id,
+            qualification_prompt: r.qualification_prompt,
+            customer_messages: r.customer_messages,
+            second_customer_message_at: r.second_customer_message_at,
+            last_customer_message_id: r.last_customer_message_id,
+            last_customer_message_at: r.last_customer_message_at,
+            first_unanalyzed_at: r.first_unanalyzed_at,
+            analyzed_message_id: r.analyzed_message_id,
+            buffer_flushed_seq: r.buffer_flushed_seq,
+            claimed_levels: r.claimed_levels,
+        }
+    }
 }
 
 pub async fn dialog_for_qualification(
@@ -77,15 +105,10 @@ pub async fn dialog_for_qualification(
     )
     .bind::<SqlUuid, _>(dialog_id)
     .prepared()
-    .get_result(conn)
+    .get_result::<DialogRow>(conn)
     .await
     .optional()
-}
-
-#[derive(QueryableByName)]
-struct Id {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
+    .map(|row| row.map(DialogForQualification::from))
 }
 
 /// Customer messages after `after`, oldest first (the per-message policy
@@ -95,15 +118,15 @@ pub async fn customer_messages_after(
     dialog_id: Uuid,
     after: i64,
 ) -> Result<Vec<i64>, diesel::result::Error> {
-    let rows: Vec<Id> = diesel::sql_query(
-        "SELECT id FROM dialog_messages WHERE dialog_id = $1 AND author = 'customer' AND id > $2 ORDER BY id",
-    )
-    .bind::<SqlUuid, _>(dialog_id)
-    .bind::<BigInt, _>(after)
-    .prepared()
-    .load(conn)
-    .await?;
-    Ok(rows.into_iter().map(|r| r.id).collect())
+    use dialog_messages::dsl as m;
+    m::dialog_messages
+        .filter(m::dialog_id.eq(dialog_id))
+        .filter(m::author.eq(Author::Customer))
+        .filter(m::id.gt(after))
+        .order(m::id)
+        .select(m::id)
+        .load(conn)
+        .await
 }
 
 /// One analysis, as recorded.
@@ -116,9 +139,9 @@ pub struct Run<'a> {
     /// The model's answer, when it was usable.
     pub result: Option<&'a Value>,
     pub error: Option<&'a str>,
-    pub reached_level: Option<i16>,
+    pub reached_level: Option<Level>,
     /// What the answer sets on the dialog: interest level, funnel stage, reason.
-    pub judgement: Option<(&'a str, &'a str, &'a str)>,
+    pub judgement: Option<(InterestLevel, FunnelStage, &'a str)>,
     pub llm_calls: i32,
     pub prompt_tokens: i32,
     pub completion_tokens: i32,
@@ -132,27 +155,29 @@ pub async fn record_run(
     conn: &mut AsyncPgConnection,
     r: &Run<'_>,
 ) -> Result<(), diesel::result::Error> {
-    let status = if r.error.is_none() { "ok" } else { "error" };
-    diesel::sql_query(
-        "INSERT INTO qualification_runs (dialog_id, direction_id, through_message_id, model, status, error, \
-           result, reached_level, llm_calls, prompt_tokens, completion_tokens, duration_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind::<SqlUuid, _>(r.dialog_id)
-    .bind::<Nullable<SqlUuid>, _>(r.direction_id)
-    .bind::<BigInt, _>(r.through_message_id)
-    .bind::<Text, _>(r.model)
-    .bind::<Text, _>(status)
-    .bind::<Nullable<Text>, _>(r.error)
-    .bind::<Nullable<Jsonb>, _>(r.result)
-    .bind::<Nullable<Int2>, _>(r.reached_level)
-    .bind::<Int4, _>(r.llm_calls)
-    .bind::<Int4, _>(r.prompt_tokens)
-    .bind::<Int4, _>(r.completion_tokens)
-    .bind::<Int4, _>(r.duration_ms)
-    .prepared()
-    .execute(conn)
-    .await?;
+    use qualification_runs::dsl as q;
+    let status = if r.error.is_none() {
+        AnalysisStatus::Ok
+    } else {
+        AnalysisStatus::Error
+    };
+    diesel::insert_into(q::qualification_runs)
+        .values((
+            q::dialog_id.eq(r.dialog_id),
+            q::direction_id.eq(r.direction_id),
+            q::through_message_id.eq(r.through_message_id),
+            q::model.eq(r.model),
+            q::status.eq(status),
+            q::error.eq(r.error),
+            q::result.eq(r.result),
+            q::reached_level.eq(r.reached_level),
+            q::llm_calls.eq(r.llm_calls),
+            q::prompt_tokens.eq(r.prompt_tokens),
+            q::completion_tokens.eq(r.completion_tokens),
+            q::duration_ms.eq(r.duration_ms),
+        ))
+        .execute(conn)
+        .await?;
     let (interest, stage, reason) = match r.judgement {
         Some((i, s, why)) => (Some(i), Some(s), Some(why)),
         None => (None, None, None),
@@ -204,23 +229,15 @@ pub async fn set_prompt(
     direction_id: Uuid,
     prompt: Option<&str>,
 ) -> Result<bool, diesel::result::Error> {
-    let n = diesel::sql_query(
-        "UPDATE account_directions SET qualification_prompt = $2, updated_at = now() WHERE id = $1",
-    )
-    .bind::<SqlUuid, _>(direction_id)
-    .bind::<Nullable<Text>, _>(prompt)
-    .prepared()
-    .execute(conn)
-    .await?;
+    use account_directions::dsl as d;
+    let n = diesel::update(d::account_directions.find(direction_id))
+        .set((
+            d::qualification_prompt.eq(prompt),
+            d::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
     Ok(n == 1)
-}
-
-#[derive(QueryableByName)]
-struct PromptRow {
-    #[diesel(sql_type = Text)]
-    name: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    qualification_prompt: Option<String>,
 }
 
 /// A direction's name and qualification prompt; `None` if there is no such direction.
@@ -228,13 +245,11 @@ pub async fn prompt(
     conn: &mut AsyncPgConnection,
     direction_id: Uuid,
 ) -> Result<Option<(String, Option<String>)>, diesel::result::Error> {
-    let row: Option<PromptRow> = diesel::sql_query(
-        "SELECT name, qualification_prompt FROM account_directions WHERE id = $1",
-    )
-    .bind::<SqlUuid, _>(direction_id)
-    .prepared()
-    .get_result(conn)
-    .await
-    .optional()?;
-    Ok(row.map(|r| (r.name, r.qualification_prompt)))
+    use account_directions::dsl as d;
+    d::account_directions
+        .find(direction_id)
+        .select((d::name, d::qualification_prompt))
+        .get_result(conn)
+        .await
+        .optional()
 }

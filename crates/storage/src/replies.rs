@@ -2,62 +2,65 @@
 //! record that makes a redelivered request harmless, and the outgoing
 //! message it sent.
 
-use crate::PreparedExt;
+use crate::{
+    PreparedExt,
+    schema::{account_directions, bot_replies, dialog_analysis, whatsapp_phone_numbers},
+};
 use chrono::{DateTime, Utc};
 use diesel::{
+    ExpressionMethods, JoinOnDsl, NullableExpressionMethods, OptionalExtension, QueryDsl,
     QueryableByName,
     sql_types::{BigInt, Bool, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::{conversation::ReplyStatus, evolution::ApiVersion};
 use uuid::Uuid;
 
 /// Everything about a dialog the bot's decision depends on.
-#[derive(Debug, Clone, QueryableByName)]
+#[derive(Debug, Clone, diesel::Queryable)]
 pub struct ReplyContext {
-    #[diesel(sql_type = Text)]
     pub instance_name: String,
-    #[diesel(sql_type = Nullable<Text>)]
     pub contact_phone: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
     pub contact_lid: Option<String>,
     /// The dialog's newest buffered burst (a newer one supersedes this reply).
-    #[diesel(sql_type = BigInt)]
     pub buffer_seq: i64,
-    #[diesel(sql_type = Nullable<SqlUuid>)]
     pub direction_id: Option<Uuid>,
-    #[diesel(sql_type = Nullable<Text>)]
     pub direction_name: Option<String>,
-    #[diesel(sql_type = Nullable<Bool>)]
     pub direction_bot_enabled: Option<bool>,
-    #[diesel(sql_type = Nullable<Text>)]
     pub bot_prompt: Option<String>,
-    #[diesel(sql_type = Nullable<Bool>)]
     pub instance_bot_enabled: Option<bool>,
-    #[diesel(sql_type = Nullable<Text>)]
     pub evolution_api_key: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub evolution_api_version: Option<String>,
+    /// `None` when the instance is not mapped.
+    pub evolution_api_version: Option<ApiVersion>,
 }
 
 pub async fn reply_context(
     conn: &mut AsyncPgConnection,
     dialog_id: Uuid,
 ) -> Result<Option<ReplyContext>, diesel::result::Error> {
-    use diesel::OptionalExtension;
-    diesel::sql_query(
-        "SELECT d.instance_name, d.contact_phone, d.contact_lid, d.buffer_seq, d.direction_id, \
-           ad.name AS direction_name, ad.bot_enabled AS direction_bot_enabled, ad.bot_prompt, \
-           w.bot_enabled AS instance_bot_enabled, w.evolution_api_key, w.evolution_api_version \
-         FROM dialog_analysis d \
-         LEFT JOIN account_directions ad ON ad.id = d.direction_id \
-         LEFT JOIN whatsapp_phone_numbers w ON w.instance_name = d.instance_name \
-         WHERE d.id = $1",
-    )
-    .bind::<SqlUuid, _>(dialog_id)
-    .prepared()
-    .get_result(conn)
-    .await
-    .optional()
+    use account_directions::dsl as ad;
+    use dialog_analysis::dsl as d;
+    use whatsapp_phone_numbers::dsl as w;
+    d::dialog_analysis
+        .left_join(ad::account_directions.on(ad::id.nullable().eq(d::direction_id)))
+        .left_join(w::whatsapp_phone_numbers.on(w::instance_name.eq(d::instance_name)))
+        .filter(d::id.eq(dialog_id))
+        .select((
+            d::instance_name,
+            d::contact_phone,
+            d::contact_lid,
+            d::buffer_seq,
+            d::direction_id,
+            ad::name.nullable(),
+            ad::bot_enabled.nullable(),
+            ad::bot_prompt.nullable(),
+            w::bot_enabled.nullable(),
+            w::evolution_api_key.nullable(),
+            w::evolution_api_version.nullable(),
+        ))
+        .get_result(conn)
+        .await
+        .optional()
 }
 
 /// Where a burst's reply stands.
@@ -65,9 +68,8 @@ pub async fn reply_context(
 pub struct ReplyRow {
     #[diesel(sql_type = BigInt)]
     pub id: i64,
-    /// pending | generated | sent | skipped | failed
     #[diesel(sql_type = Text)]
-    pub status: String,
+    pub status: ReplyStatus,
     #[diesel(sql_type = Nullable<Text>)]
     pub reply_text: Option<String>,
     /// Tries so far, this one included.
@@ -81,7 +83,7 @@ pub enum Claim {
     /// Ours until the lease ends: answer it.
     Taken(ReplyRow),
     /// Finished earlier: `sent`, `skipped` or `failed`.
-    Done(String),
+    Done(ReplyStatus),
     /// Another handler holds it until then.
     Leased(DateTime<Utc>),
 }
@@ -95,7 +97,6 @@ pub async fn claim(
     seq: i64,
     lease_ms: i64,
 ) -> Result<Claim, diesel::result::Error> {
-    use diesel::OptionalExtension;
     let taken: Option<ReplyRow> = diesel::sql_query(
         "INSERT INTO bot_replies (dialog_id, seq, lease_until, attempts) \
          VALUES ($1, $2, now() + make_interval(secs => $3 / 1000.0), 1) \
@@ -115,34 +116,26 @@ pub async fn claim(
     if let Some(row) = taken {
         return Ok(Claim::Taken(row));
     }
-    #[derive(QueryableByName)]
-    struct Held {
-        #[diesel(sql_type = Text)]
-        status: String,
-        #[diesel(sql_type = Nullable<Timestamptz>)]
-        lease_until: Option<DateTime<Utc>>,
-    }
-    let held: Held = diesel::sql_query(
-        "SELECT status, lease_until FROM bot_replies WHERE dialog_id = $1 AND seq = $2",
-    )
-    .bind::<SqlUuid, _>(dialog_id)
-    .bind::<BigInt, _>(seq)
-    .prepared()
-    .get_result(conn)
-    .await?;
-    Ok(match (held.status.as_str(), held.lease_until) {
-        ("pending" | "generated", Some(until)) => Claim::Leased(until),
+    use bot_replies::dsl as r;
+    let (status, lease_until): (ReplyStatus, Option<DateTime<Utc>>) = r::bot_replies
+        .filter(r::dialog_id.eq(dialog_id))
+        .filter(r::seq.eq(seq))
+        .select((r::status, r::lease_until))
+        .get_result(conn)
+        .await?;
+    Ok(match (status.is_open(), lease_until) {
+        (true, Some(until)) => Claim::Leased(until),
         // Released between the two statements: look again shortly.
-        ("pending" | "generated", None) => Claim::Leased(Utc::now()),
-        _ => Claim::Done(held.status),
+        (true, None) => Claim::Leased(Utc::now()),
+        (false, _) => Claim::Done(status),
     })
 }
 
 /// Gives the lease up: the reply will be tried again (by a queued retry).
 pub async fn release(conn: &mut AsyncPgConnection, id: i64) -> Result<(), diesel::result::Error> {
-    diesel::sql_query("UPDATE bot_replies SET lease_until = NULL WHERE id = $1")
-        .bind::<BigInt, _>(id)
-        .prepared()
+    use bot_replies::dsl as r;
+    diesel::update(r::bot_replies.find(id))
+        .set(r::lease_until.eq(None::<DateTime<Utc>>))
         .execute(conn)
         .await?;
     Ok(())
@@ -155,13 +148,17 @@ pub async fn set_generated(
     id: i64,
     text: &str,
 ) -> Result<(), diesel::result::Error> {
-    diesel::sql_query(
-        "UPDATE bot_replies SET status = 'generated', reply_text = $2, updated_at = now() \
-         WHERE id = $1 AND status = 'pending'",
+    use bot_replies::dsl as r;
+    diesel::update(
+        r::bot_replies
+            .find(id)
+            .filter(r::status.eq(ReplyStatus::Pending)),
     )
-    .bind::<BigInt, _>(id)
-    .bind::<Text, _>(text)
-    .prepared()
+    .set((
+        r::status.eq(ReplyStatus::Generated),
+        r::reply_text.eq(text),
+        r::updated_at.eq(diesel::dsl::now),
+    ))
     .execute(conn)
     .await?;
     Ok(())
@@ -174,34 +171,47 @@ pub async fn add_tokens(
     prompt_tokens: i32,
     completion_tokens: i32,
 ) -> Result<(), diesel::result::Error> {
-    diesel::sql_query(
-        "UPDATE bot_replies SET prompt_tokens = prompt_tokens + $2, \
-           completion_tokens = completion_tokens + $3 WHERE id = $1",
-    )
-    .bind::<BigInt, _>(id)
-    .bind::<Int4, _>(prompt_tokens)
-    .bind::<Int4, _>(completion_tokens)
-    .prepared()
-    .execute(conn)
-    .await?;
+    use bot_replies::dsl as r;
+    diesel::update(r::bot_replies.find(id))
+        .set((
+            r::prompt_tokens.eq(r::prompt_tokens + prompt_tokens),
+            r::completion_tokens.eq(r::completion_tokens + completion_tokens),
+        ))
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
-/// Closes a reply that was not sent: `skipped` (a rule said no) or `failed`.
+/// How a reply that was not sent ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsent {
+    /// A rule said not to answer.
+    Skipped,
+    Failed,
+}
+
+/// Closes a reply that was not sent, with the reason.
 pub async fn close(
     conn: &mut AsyncPgConnection,
     id: i64,
-    status: &str,
+    how: Unsent,
     reason: &str,
 ) -> Result<(), diesel::result::Error> {
-    diesel::sql_query(
-        "UPDATE bot_replies SET status = $2, reason = $3, updated_at = now() \
-         WHERE id = $1 AND status IN ('pending', 'generated')",
+    use bot_replies::dsl as r;
+    let status = match how {
+        Unsent::Skipped => ReplyStatus::Skipped,
+        Unsent::Failed => ReplyStatus::Failed,
+    };
+    diesel::update(
+        r::bot_replies
+            .find(id)
+            .filter(r::status.eq_any([ReplyStatus::Pending, ReplyStatus::Generated])),
     )
-    .bind::<BigInt, _>(id)
-    .bind::<Text, _>(status)
-    .bind::<Text, _>(reason)
-    .prepared()
+    .set((
+        r::status.eq(status),
+        r::reason.eq(reason),
+        r::updated_at.eq(diesel::dsl::now),
+    ))
     .execute(conn)
     .await?;
     Ok(())
@@ -259,14 +269,15 @@ pub async fn record_sent(
         .execute(conn)
         .await?;
     }
-    diesel::sql_query(
-        "UPDATE bot_replies SET status = 'sent', message_id = $2, response_ms = $3, updated_at = now() WHERE id = $1",
-    )
-    .bind::<BigInt, _>(r.reply_id)
-    .bind::<Text, _>(r.message_id)
-    .bind::<Int4, _>(response_ms)
-    .prepared()
-    .execute(conn)
-    .await?;
+    use bot_replies::dsl as b;
+    diesel::update(b::bot_replies.find(r.reply_id))
+        .set((
+            b::status.eq(ReplyStatus::Sent),
+            b::message_id.eq(r.message_id),
+            b::response_ms.eq(response_ms),
+            b::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
     Ok(())
 }

@@ -9,23 +9,7 @@ use diesel::{
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-/// What a model call was for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
-    Qualification,
-    Reply,
-    Onboarding,
-}
-
-impl Purpose {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Purpose::Qualification => "qualification",
-            Purpose::Reply => "reply",
-            Purpose::Onboarding => "onboarding",
-        }
-    }
-}
+pub use domain::usage::Purpose;
 
 /// Counter rows per (direction, day, purpose): concurrent writers mostly
 /// land on different rows instead of queueing on one row's lock.
@@ -48,7 +32,7 @@ pub async fn add(
            completion_tokens = u.completion_tokens + EXCLUDED.completion_tokens",
     )
     .bind::<SqlUuid, _>(direction_id)
-    .bind::<Text, _>(purpose.as_str())
+    .bind::<Text, _>(purpose)
     .bind::<BigInt, _>(i64::from(calls))
     .bind::<BigInt, _>(i64::from(prompt_tokens))
     .bind::<BigInt, _>(i64::from(completion_tokens))
@@ -69,7 +53,7 @@ pub struct UsageRow {
     #[diesel(sql_type = Text)]
     pub day: String,
     #[diesel(sql_type = Text)]
-    pub purpose: String,
+    pub purpose: Purpose,
     #[diesel(sql_type = BigInt)]
     pub calls: i64,
     #[diesel(sql_type = BigInt)]

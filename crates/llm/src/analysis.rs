@@ -2,13 +2,15 @@
 //! its answer read by that schema. A malformed answer is asked for once more;
 //! a second one is an error (recorded, nothing sent).
 
-use domain::qualification::{
-    Analysis, Line, Speaker, parse_analysis, response_format, system_prompt, transcript,
+use crate::{ChatMessage, LlmClient, LlmError, Role};
+use domain::{
+    conversation::{Author, Message},
+    qualification::{
+        Analysis, Line, Speaker, parse_analysis, response_format, system_prompt, transcript,
+    },
 };
-use llm::{ChatMessage, LlmClient, LlmError, Role};
 use serde_json::Value;
 use std::time::Instant;
-use storage::conversations::HistoryMessage;
 
 /// Malformed answers tolerated before the analysis is an error.
 const MALFORMED_RETRIES: u32 = 1;
@@ -43,14 +45,14 @@ impl Analyzer {
         &self,
         direction_prompt: Option<&str>,
         business: &str,
-        history: &[HistoryMessage],
+        history: &[Message],
     ) -> Vec<ChatMessage> {
         let lines: Vec<Line> = history
             .iter()
             .filter_map(|m| {
                 let text = m.text.as_deref().map(str::trim).filter(|t| !t.is_empty())?;
                 Some(Line {
-                    speaker: if m.author == "customer" {
+                    speaker: if m.author == Author::Customer {
                         Speaker::Customer
                     } else {
                         Speaker::Business

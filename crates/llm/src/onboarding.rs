@@ -3,11 +3,11 @@
 //! context, 3–5 qualification questions, good and bad answers and the signs
 //! of a booking, rendered into plain text an operator can read and edit.
 
+use crate::{ChatMessage, LlmClient, LlmError, Role};
 use domain::qualification::{
     BusinessDescription, ONBOARDING_INSTRUCTIONS, onboarding_request, onboarding_response_format,
     parse_draft, render_prompt,
 };
-use llm::{ChatMessage, LlmClient, Role};
 
 /// A generated prompt and what it cost.
 #[derive(Debug, Clone)]
@@ -18,8 +18,19 @@ pub struct Generated {
     pub completion_tokens: u32,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum OnboardingError {
+    #[error(transparent)]
+    Model(#[from] LlmError),
+    #[error("the model's draft is unusable: {0}")]
+    Unusable(String),
+}
+
 /// Asks the model for a draft; an unusable draft is asked for once more.
-pub async fn generate(llm: &LlmClient, d: &BusinessDescription) -> anyhow::Result<Generated> {
+pub async fn generate(
+    llm: &LlmClient,
+    d: &BusinessDescription,
+) -> Result<Generated, OnboardingError> {
     let messages = [
         ChatMessage::new(Role::System, ONBOARDING_INSTRUCTIONS),
         ChatMessage::new(Role::User, onboarding_request(d)),
@@ -40,7 +51,7 @@ pub async fn generate(llm: &LlmClient, d: &BusinessDescription) -> anyhow::Resul
                     completion_tokens,
                 });
             }
-            Err(e) if calls >= 2 => anyhow::bail!("the model's draft is unusable: {e}"),
+            Err(e) if calls >= 2 => return Err(OnboardingError::Unusable(e)),
             Err(e) => tracing::warn!(error = %e, "the model's draft is unusable; asking once more"),
         }
     }

@@ -1,23 +1,19 @@
 //! CAPI deliveries: claiming a level once, leasing it for a send, and
 //! recording every attempt in `capi_events_log`.
 
-use crate::PreparedExt;
+use crate::{PreparedExt, schema::capi_deliveries, schema::dialog_analysis};
 use chrono::{DateTime, Utc};
 use diesel::{
-    OptionalExtension, QueryableByName,
+    ExpressionMethods, OptionalExtension, QueryDsl, QueryableByName, Selectable, SelectableHelper,
     sql_types::{Array, BigInt, Bool, Int2, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use domain::level::Level;
+use domain::{
+    delivery::{AttemptStatus, DeliveryStatus},
+    level::Level,
+};
 use serde_json::Value;
 use uuid::Uuid;
-
-#[derive(QueryableByName)]
-struct Claimed {
-    #[diesel(sql_type = BigInt)]
-    #[allow(dead_code)]
-    id: i64,
-}
 
 /// Claims `level` for a dialog. True for exactly one caller however many
 /// replicas race; the caller queues the event in the same transaction.
@@ -28,18 +24,20 @@ pub async fn claim_level(
     event_id: &str,
     event_time: DateTime<Utc>,
 ) -> Result<bool, diesel::result::Error> {
-    let claimed: Option<Claimed> = diesel::sql_query(
-        "INSERT INTO capi_deliveries (dialog_id, event_level, event_id, event_time) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (dialog_id, event_level) DO NOTHING RETURNING id",
-    )
-    .bind::<SqlUuid, _>(dialog_id)
-    .bind::<Int2, _>(level.number())
-    .bind::<Text, _>(event_id)
-    .bind::<Timestamptz, _>(event_time)
-    .prepared()
-    .get_result(conn)
-    .await
-    .optional()?;
+    use capi_deliveries::dsl as d;
+    let claimed: Option<i64> = diesel::insert_into(d::capi_deliveries)
+        .values((
+            d::dialog_id.eq(dialog_id),
+            d::event_level.eq(level),
+            d::event_id.eq(event_id),
+            d::event_time.eq(event_time),
+        ))
+        .on_conflict((d::dialog_id, d::event_level))
+        .do_nothing()
+        .returning(d::id)
+        .get_result(conn)
+        .await
+        .optional()?;
     Ok(claimed.is_some())
 }
 
@@ -50,7 +48,7 @@ pub struct DeliveryContext {
     #[diesel(sql_type = BigInt)]
     pub delivery_id: i64,
     #[diesel(sql_type = Text)]
-    pub status: String,
+    pub status: DeliveryStatus,
     #[diesel(sql_type = Text)]
     pub event_id: String,
     #[diesel(sql_type = Timestamptz)]
@@ -58,7 +56,7 @@ pub struct DeliveryContext {
     #[diesel(sql_type = Int4)]
     pub attempts: i32,
     #[diesel(sql_type = Int2)]
-    pub event_level: i16,
+    pub event_level: Level,
     #[diesel(sql_type = Nullable<Timestamptz>)]
     pub lease_until: Option<DateTime<Utc>>,
     #[diesel(sql_type = SqlUuid)]
@@ -226,24 +224,6 @@ pub async fn refresh_leases(
     Ok(rows.into_iter().map(|r| r.id).collect())
 }
 
-/// How an attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogStatus {
-    Success,
-    Error,
-    Skipped,
-}
-
-impl LogStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogStatus::Success => "success",
-            LogStatus::Error => "error",
-            LogStatus::Skipped => "skipped",
-        }
-    }
-}
-
 /// One row of `capi_events_log`. `request` must not contain the token.
 #[derive(Debug, Clone)]
 pub struct LogEntry<'a> {
@@ -254,7 +234,7 @@ pub struct LogEntry<'a> {
     pub event_name: &'a str,
     pub event_id: &'a str,
     pub pixel_id: Option<&'a str>,
-    pub status: LogStatus,
+    pub status: AttemptStatus,
     pub attempt: i32,
     pub reason: Option<&'a str>,
     pub request: Option<&'a Value>,
@@ -273,11 +253,11 @@ struct NewLogRow<'a> {
     dialog_id: Option<Uuid>,
     direction_id: Option<Uuid>,
     user_account_id: Option<Uuid>,
-    event_level: i16,
+    event_level: Level,
     event_name: &'a str,
     event_id: &'a str,
     pixel_id: Option<&'a str>,
-    status: &'a str,
+    status: AttemptStatus,
     attempt: i32,
     reason: Option<&'a str>,
     request: Option<&'a Value>,
@@ -296,11 +276,11 @@ impl<'a> From<&'a LogEntry<'a>> for NewLogRow<'a> {
             dialog_id: Some(e.dialog_id),
             direction_id: e.direction_id,
             user_account_id: e.user_account_id,
-            event_level: e.level.number(),
+            event_level: e.level,
             event_name: e.event_name,
             event_id: e.event_id,
             pixel_id: e.pixel_id,
-            status: e.status.as_str(),
+            status: e.status,
             attempt: e.attempt,
             reason: e.reason,
             request: e.request,
@@ -346,14 +326,14 @@ pub struct Finished<'a> {
 pub async fn finish_many(
     conn: &mut AsyncPgConnection,
     done: &[Finished<'_>],
-    status: LogStatus,
+    status: AttemptStatus,
 ) -> Result<(), diesel::result::Error> {
     if done.is_empty() {
         return Ok(());
     }
     let ids: Vec<i64> = done.iter().map(|d| d.delivery_id).collect();
     let dialogs: Vec<Uuid> = done.iter().map(|d| d.dialog_id).collect();
-    let levels: Vec<i16> = done.iter().map(|d| d.level.number()).collect();
+    let levels: Vec<Level> = done.iter().map(|d| d.level).collect();
     let event_ids: Vec<&str> = done.iter().map(|d| d.event_id).collect();
     // A dialog may appear with several levels in one batch: one row per
     // dialog, each level's event id in its own column.
@@ -381,9 +361,9 @@ pub async fn finish_many(
     )
     .bind::<Array<BigInt>, _>(&ids)
     .bind::<Array<SqlUuid>, _>(&dialogs)
-    .bind::<Array<diesel::sql_types::SmallInt>, _>(&levels)
+    .bind::<Array<Int2>, _>(&levels)
     .bind::<Array<Text>, _>(&event_ids)
-    .bind::<Text, _>(status.as_str())
+    .bind::<Text, _>(DeliveryStatus::from(status))
     .prepared()
     .execute(conn)
     .await?;
@@ -398,11 +378,13 @@ pub async fn release_many(
     if delivery_ids.is_empty() {
         return Ok(());
     }
-    diesel::sql_query(
-        "UPDATE capi_deliveries SET lease_until = NULL WHERE id = ANY($1) AND status = 'pending'",
+    use capi_deliveries::dsl as d;
+    diesel::update(
+        d::capi_deliveries
+            .filter(d::id.eq_any(delivery_ids))
+            .filter(d::status.eq(DeliveryStatus::Pending)),
     )
-    .bind::<Array<BigInt>, _>(delivery_ids)
-    .prepared()
+    .set(d::lease_until.eq(None::<DateTime<Utc>>))
     .execute(conn)
     .await?;
     Ok(())
@@ -415,7 +397,7 @@ pub async fn finish(
     dialog_id: Uuid,
     level: Level,
     event_id: &str,
-    status: LogStatus,
+    status: AttemptStatus,
 ) -> Result<(), diesel::result::Error> {
     finish_many(
         conn,
@@ -431,15 +413,12 @@ pub async fn finish(
 }
 
 /// The three sent flags of a dialog (for operators and tests).
-#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+#[derive(Debug, Clone, PartialEq, Eq, diesel::Queryable, Selectable)]
+#[diesel(table_name = dialog_analysis, check_for_backend(diesel::pg::Pg))]
 pub struct SentFlags {
-    #[diesel(sql_type = Bool)]
     pub capi_interest_sent: bool,
-    #[diesel(sql_type = Bool)]
     pub capi_qualified_sent: bool,
-    #[diesel(sql_type = Bool)]
     pub capi_scheduled_sent: bool,
-    #[diesel(sql_type = Nullable<Text>)]
     pub capi_interest_event_id: Option<String>,
 }
 
@@ -447,13 +426,10 @@ pub async fn sent_flags(
     conn: &mut AsyncPgConnection,
     dialog_id: Uuid,
 ) -> Result<Option<SentFlags>, diesel::result::Error> {
-    diesel::sql_query(
-        "SELECT capi_interest_sent, capi_qualified_sent, capi_scheduled_sent, capi_interest_event_id \
-         FROM dialog_analysis WHERE id = $1",
-    )
-    .bind::<SqlUuid, _>(dialog_id)
-    .prepared()
-    .get_result(conn)
-    .await
-    .optional()
+    dialog_analysis::table
+        .find(dialog_id)
+        .select(SentFlags::as_select())
+        .get_result(conn)
+        .await
+        .optional()
 }
