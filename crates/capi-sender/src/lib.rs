@@ -28,13 +28,17 @@ pub struct Settings {
 pub struct MetaSettings {
     pub graph_base_url: String,
     pub graph_version: String,
-    pub timeout_ms: u64,
+    /// A request to Meta ends after this long, e.g. "10s".
+    #[serde(deserialize_with = "domain::duration::deserialize")]
+    pub timeout: Duration,
     /// Events per request (Meta's limit is 1000).
     pub batch_size: usize,
     /// How long a batch of fresh events waits to fill before it is sent.
-    pub linger_ms: u64,
+    #[serde(deserialize_with = "domain::duration::deserialize")]
+    pub linger: Duration,
     /// Under a backlog a batch waits half its first event's age, up to this.
-    pub max_linger_ms: u64,
+    #[serde(deserialize_with = "domain::duration::deserialize")]
+    pub max_linger: Duration,
     /// Requests to Meta in flight at once, per replica.
     pub max_concurrent_requests: usize,
     /// Waits before each retry, e.g. "5s,30s,2m,10m,1h"; after the last, the event is dead-lettered.
@@ -46,7 +50,8 @@ pub struct MetaSettings {
     /// Safety margin before Meta's 7-day limit, e.g. "1h".
     pub max_age_margin: String,
     /// How long a sender owns an event while its request is in flight.
-    pub lease_secs: u64,
+    #[serde(deserialize_with = "domain::duration::deserialize")]
+    pub lease: Duration,
     /// `partner_agent` sent with every request (empty: none).
     pub partner_agent: String,
 }
@@ -64,16 +69,16 @@ channels = 64
 [meta]
 graph_base_url = "https://graph.facebook.com"
 graph_version = "v26.0"
-timeout_ms = 10000
+timeout = "10s"
 batch_size = 500
-linger_ms = 200
-max_linger_ms = 5000
+linger = "200ms"
+max_linger = "5s"
 max_concurrent_requests = 6
 retry_schedule = "5s,30s,2m,10m,1h"
 retry_jitter = 0.2
 throttle_backoff = "15m"
 max_age_margin = "1h"
-lease_secs = 60
+lease = "60s"
 partner_agent = ""
 "#;
 
@@ -128,19 +133,15 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
     runtime.serve(&settings.common, move |cfg| {
         metrics::routes(cfg, for_routes.clone())
     })?;
-    let client = meta::MetaClient::new(
-        &m.graph_base_url,
-        &m.graph_version,
-        Duration::from_millis(m.timeout_ms),
-    )?;
+    let client = meta::MetaClient::new(&m.graph_base_url, &m.graph_version, m.timeout)?;
     let partner_agent = Some(m.partner_agent.clone()).filter(|a| !a.trim().is_empty());
-    let lease = Duration::from_secs(m.lease_secs.max(1));
+    let lease = m.lease.max(Duration::from_secs(1));
     let throttled: loader::Throttled = Arc::new(Mutex::new(HashMap::new()));
     let deliverer = Arc::new(deliver::Deliverer {
         pool: runtime.pool.clone(),
         policy,
         lease,
-        request_timeout: Duration::from_millis(m.timeout_ms),
+        request_timeout: m.timeout,
         metrics: metrics.clone(),
         loader: loader::Loader::start(runtime.pool.clone(), lease, throttled.clone()),
         throttled,
@@ -155,8 +156,8 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         client,
         batcher::BatcherConfig {
             batch_size: m.batch_size,
-            linger: Duration::from_millis(m.linger_ms),
-            max_linger: Duration::from_millis(m.max_linger_ms),
+            linger: m.linger,
+            max_linger: m.max_linger,
             max_pending: usize::from(settings.common.amqp.prefetch.max(1))
                 * usize::from(settings.common.amqp.channels.max(1)),
             max_concurrent_requests: m.max_concurrent_requests,

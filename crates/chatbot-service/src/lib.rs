@@ -42,8 +42,9 @@ pub struct Settings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChatbotSettings {
-    /// How long after a customer's last message the dialog is handed on.
-    pub buffer_delay_ms: u64,
+    /// How long after a customer's last message the dialog is handed on, e.g. "5s".
+    #[serde(deserialize_with = "domain::duration::deserialize")]
+    pub buffer_delay: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -53,7 +54,9 @@ pub struct BotSettings {
     pub enabled: bool,
     /// Evolution API, e.g. `https://evolution.example.com` (empty: no replies).
     pub evolution_base_url: String,
-    pub evolution_timeout_ms: u64,
+    /// A sendText request ends after this long, e.g. "10s".
+    #[serde(deserialize_with = "domain::duration::deserialize")]
+    pub evolution_timeout: Duration,
     /// A human who wrote from the business phone this recently (e.g. "30m")
     /// owns the conversation: the bot stays quiet.
     pub takeover_window: String,
@@ -87,12 +90,12 @@ channels = 8
 pool_size = 16
 
 [chatbot]
-buffer_delay_ms = 5000
+buffer_delay = "5s"
 
 [bot]
 enabled = true
 evolution_base_url = ""
-evolution_timeout_ms = 10000
+evolution_timeout = "10s"
 takeover_window = "30m"
 max_message_age = "10m"
 max_history_messages = 30
@@ -142,7 +145,7 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         tracing::warn!("bot replies are off: bot.evolution_base_url is not set");
         None
     } else {
-        let evolution_timeout = Duration::from_millis(b.evolution_timeout_ms);
+        let evolution_timeout = b.evolution_timeout;
         Some(Arc::new(bot::Bot {
             pool: runtime.pool.clone(),
             bus: runtime.bus.clone(),
@@ -153,7 +156,7 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
             retry_schedule,
             max_history_messages: b.max_history_messages.max(1),
             max_history_chars: b.max_history_chars.max(1),
-            lease: Duration::from_millis(settings.llm.timeout_ms) + evolution_timeout + LEASE_SLACK,
+            lease: settings.llm.timeout + evolution_timeout + LEASE_SLACK,
             turns: Semaphore::new(b.max_concurrent_replies.max(1)),
             tracker: TaskTracker::new(),
         }))
@@ -180,7 +183,7 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
     let buffer = Arc::new(buffer::Buffer {
         pool: runtime.pool.clone(),
         outbox_wake: runtime.outbox_wake.clone(),
-        delay: Duration::from_millis(settings.chatbot.buffer_delay_ms),
+        delay: settings.chatbot.buffer_delay,
         bot,
         held: Default::default(),
     });

@@ -8,6 +8,7 @@ mod text_enum;
 pub mod capi_event;
 pub mod conversation;
 pub mod delivery;
+pub mod duration;
 pub mod evolution;
 pub mod http_policy;
 pub mod level;

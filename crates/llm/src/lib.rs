@@ -24,7 +24,9 @@ pub struct LlmSettings {
     pub model: String,
     /// Sent as `Authorization: Bearer …`; empty sends none. Never printed.
     pub api_key: SecretString,
-    pub timeout_ms: u64,
+    /// A request ends after this long, e.g. "20s".
+    #[serde(deserialize_with = "domain::duration::deserialize")]
+    pub timeout: Duration,
     pub max_tokens: u32,
 }
 
@@ -34,7 +36,7 @@ impl std::fmt::Debug for LlmSettings {
             .field("base_url", &self.base_url)
             .field("model", &self.model)
             .field("api_key", &"[redacted]")
-            .field("timeout_ms", &self.timeout_ms)
+            .field("timeout", &self.timeout)
             .field("max_tokens", &self.max_tokens)
             .finish()
     }
@@ -46,7 +48,7 @@ pub const DEFAULTS: &str = r#"
 base_url = "https://api.openai.com/v1"
 model = "gpt-4o-mini"
 api_key = ""
-timeout_ms = 20000
+timeout = "20s"
 max_tokens = 400
 "#;
 
@@ -106,7 +108,7 @@ pub struct LlmClient {
 
 impl LlmClient {
     pub fn new(s: &LlmSettings) -> Result<LlmClient, reqwest::Error> {
-        let http = outbound::client(Duration::from_millis(s.timeout_ms))?;
+        let http = outbound::client(s.timeout)?;
         Ok(LlmClient {
             http,
             url: format!("{}/chat/completions", s.base_url.trim_end_matches('/')),
@@ -231,7 +233,7 @@ mod tests {
             base_url: format!("{base}/v1"),
             model: "gpt-4o-mini".into(),
             api_key: SecretString::from(key.to_owned()),
-            timeout_ms: 500,
+            timeout: Duration::from_millis(500),
             max_tokens: 100,
         }
     }

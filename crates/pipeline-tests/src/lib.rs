@@ -291,11 +291,11 @@ impl PipelineOptions {
         capi_sender::MetaSettings {
             graph_base_url: self.meta_url.clone(),
             graph_version: "v26.0".into(),
-            timeout_ms: 2000,
+            timeout: Duration::from_secs(2),
             batch_size: self.batch_size,
-            linger_ms: self.linger_ms,
+            linger: Duration::from_millis(self.linger_ms),
             // Tests time batches exactly: no longer linger under a backlog.
-            max_linger_ms: self.linger_ms,
+            max_linger: Duration::from_millis(self.linger_ms),
             max_concurrent_requests: 8,
             retry_schedule: self
                 .retry_schedule
@@ -304,7 +304,7 @@ impl PipelineOptions {
             retry_jitter: 0.0,
             throttle_backoff: self.throttle_backoff.clone(),
             max_age_margin: "1h".into(),
-            lease_secs: 30,
+            lease: Duration::from_secs(30),
             partner_agent: self.partner_agent.clone(),
         }
     }
@@ -358,7 +358,7 @@ impl PipelineOptions {
         chatbot_service::Settings {
             common: common.clone(),
             chatbot: chatbot_service::ChatbotSettings {
-                buffer_delay_ms: self.buffer_delay_ms,
+                buffer_delay: Duration::from_millis(self.buffer_delay_ms),
             },
             bot: chatbot_service::BotSettings {
                 enabled: bot.is_some(),
@@ -366,7 +366,7 @@ impl PipelineOptions {
                     .as_ref()
                     .map(|b| b.evolution_url.clone())
                     .unwrap_or_default(),
-                evolution_timeout_ms: 2000,
+                evolution_timeout: Duration::from_secs(2),
                 takeover_window: "30m".into(),
                 max_message_age: "10m".into(),
                 max_history_messages: 30,
@@ -388,7 +388,7 @@ pub fn test_llm_settings(base_url: String) -> llm::LlmSettings {
         base_url,
         model: "gpt-4o-mini".into(),
         api_key: "sk-test-key".to_owned().into(),
-        timeout_ms: 2000,
+        timeout: Duration::from_secs(2),
         max_tokens: 300,
     }
 }

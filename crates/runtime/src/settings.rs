@@ -117,14 +117,114 @@ fn load_root(
     let mut builder = Config::builder()
         .add_source(File::from_str(COMMON_DEFAULTS, FileFormat::Toml))
         .add_source(File::from_str(service_defaults, FileFormat::Toml));
-    if let Some(path) = file {
-        builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
+    if let Some(path) = &file {
+        builder = builder.add_source(
+            File::from(path.as_path())
+                .format(FileFormat::Toml)
+                .required(true),
+        );
     }
-    let root: serde_json::Value = builder
+    let mut root: serde_json::Value = builder
         .add_source(env.prefix_separator("_").separator("__").try_parsing(true))
         .build()?
         .try_deserialize()?;
+    if let Some(path) = &file {
+        let own: serde_json::Value = Config::builder()
+            .add_source(File::from(path.as_path()).format(FileFormat::Toml))
+            .build()?
+            .try_deserialize()?;
+        reject_unknown_sections(&own, |_| true)?;
+    }
+    // Variables such as CAPI_CONFIG are not sections; CAPI_<SECTION>__<KEY> are.
+    reject_unknown_sections(&root, serde_json::Value::is_object)?;
+    rename_deprecated(&mut root);
     Ok(root)
+}
+
+/// Every section any service reads. One configuration file may serve every
+/// service, so a section another service reads is fine; any other name is
+/// a mistake (a misspelled section would otherwise be silently ignored).
+pub const KNOWN_SECTIONS: &[&str] = &[
+    "database",
+    "amqp",
+    "http",
+    "log",
+    "gateway",
+    "chatbot",
+    "bot",
+    "llm",
+    "qualification",
+    "meta",
+];
+
+fn reject_unknown_sections(
+    root: &serde_json::Value,
+    is_section: impl Fn(&serde_json::Value) -> bool,
+) -> Result<(), SettingsError> {
+    let Some(top) = root.as_object() else {
+        return Ok(());
+    };
+    match top
+        .iter()
+        .find(|(k, v)| is_section(v) && !KNOWN_SECTIONS.contains(&k.as_str()))
+    {
+        Some((name, _)) => Err(SettingsError::Key {
+            path: name.clone(),
+            message: format!("unknown section (known: {})", KNOWN_SECTIONS.join(", ")),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Settings that were numbers of a unit and are now humane durations:
+/// (section, old key, new key, the old number's unit). The old keys are
+/// still read, with a warning, for one release.
+const RENAMED_DURATIONS: &[(&str, &str, &str, &str)] = &[
+    ("meta", "timeout_ms", "timeout", "ms"),
+    ("meta", "linger_ms", "linger", "ms"),
+    ("meta", "max_linger_ms", "max_linger", "ms"),
+    ("meta", "lease_secs", "lease", "s"),
+    ("chatbot", "buffer_delay_ms", "buffer_delay", "ms"),
+    ("bot", "evolution_timeout_ms", "evolution_timeout", "ms"),
+    ("llm", "timeout_ms", "timeout", "ms"),
+];
+
+static DEPRECATIONS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// A deprecated key that was set overrides its new key's default (the
+/// defaults only ever name new keys, so an old key was set on purpose).
+fn rename_deprecated(root: &mut serde_json::Value) {
+    for (section, old, new, unit) in RENAMED_DURATIONS {
+        let Some(table) = root.get_mut(*section).and_then(|v| v.as_object_mut()) else {
+            continue;
+        };
+        let Some(value) = table.remove(*old) else {
+            continue;
+        };
+        let number = match &value {
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::String(s) => s.trim().to_owned(),
+            other => other.to_string(),
+        };
+        let humane = format!("{number}{unit}");
+        let note = format!(
+            "setting `{section}.{old}` is deprecated and will be removed in the next release: \
+             use `{section}.{new} = \"{humane}\"` (read as that now)"
+        );
+        table.insert((*new).to_owned(), serde_json::Value::String(humane));
+        if let Ok(mut notes) = DEPRECATIONS.lock() {
+            notes.push(note);
+        }
+    }
+}
+
+/// The deprecation warnings of the settings loaded so far (each once);
+/// logged once logging is set up.
+pub fn take_deprecations() -> Vec<String> {
+    DEPRECATIONS
+        .lock()
+        .map(|mut notes| std::mem::take(&mut *notes))
+        .unwrap_or_default()
 }
 
 /// Deserializes with the failing key's path in the error.
@@ -137,19 +237,7 @@ fn with_path<T: DeserializeOwned>(root: &serde_json::Value) -> Result<T, Setting
 
 /// "500ms", "5s", "2m", "1h" → duration.
 pub fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| anyhow::anyhow!("'{s}' does not start with a number"))?;
-    Ok(match unit {
-        "ms" => std::time::Duration::from_millis(n),
-        "s" | "" => std::time::Duration::from_secs(n),
-        "m" => std::time::Duration::from_secs(n * 60),
-        "h" => std::time::Duration::from_secs(n * 3600),
-        other => anyhow::bail!("'{s}': unknown unit '{other}' (ms, s, m, h)"),
-    })
+    domain::duration::parse(s).map_err(|e| anyhow::anyhow!(e))
 }
 
 /// "1s,30s,2m" → the waits of a retry schedule (empty parts ignored); the
@@ -202,16 +290,16 @@ mod tests {
 
     #[derive(Debug, Deserialize)]
     struct Example {
-        sender: SenderPart,
+        meta: MetaPart,
     }
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
-    struct SenderPart {
+    struct MetaPart {
         graph_version: String,
     }
 
-    const DEFAULTS: &str = "[http]\nport = 8083\n[sender]\ngraph_version = \"v26.0\"\n";
+    const DEFAULTS: &str = "[http]\nport = 8083\n[meta]\ngraph_version = \"v26.0\"\n";
 
     fn load(vars: &[(&str, &str)]) -> Result<(CommonSettings, Example), SettingsError> {
         let source: HashMap<String, String> = vars
@@ -229,11 +317,11 @@ mod tests {
     fn environment_overrides_defaults() {
         let (common, s) = load(&[
             ("CAPI_HTTP__PORT", "9999"),
-            ("CAPI_SENDER__GRAPH_VERSION", "v27.0"),
+            ("CAPI_META__GRAPH_VERSION", "v27.0"),
         ])
         .expect("loads");
         assert_eq!(common.http.port, 9999);
-        assert_eq!(s.sender.graph_version, "v27.0");
+        assert_eq!(s.meta.graph_version, "v27.0");
         assert_eq!(common.amqp.prefix, "capi");
     }
 
@@ -250,8 +338,66 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_section_is_rejected_and_a_known_one_of_another_service_is_not() {
+        let err = load(&[("CAPI_MTEA__GRAPH_VERSION", "v1")])
+            .expect_err("must fail")
+            .to_string();
+        assert!(
+            err.contains("`mtea`") && err.contains("unknown section"),
+            "{err}"
+        );
+        // A shared file or environment may carry every service's sections.
+        assert!(load(&[("CAPI_LLM__MODEL", "m"), ("CAPI_CONFIG_DIR", "/x")]).is_ok());
+        let dir = std::env::temp_dir().join(format!("capi-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("capi.toml");
+        std::fs::write(
+            &path,
+            "[meta]\ngraph_version = \"v1\"\n[qualificaton]\nmax_wait = \"1m\"\n",
+        )
+        .expect("write");
+        let err =
+            load_from::<Example>(DEFAULTS, Some(&path), Environment::with_prefix("CAPI_NONE"))
+                .expect_err("must fail")
+                .to_string();
+        assert!(err.contains("`qualificaton`"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn an_old_millisecond_key_is_read_as_its_humane_key_with_a_warning() {
+        #[derive(Debug, Deserialize)]
+        struct Own {
+            meta: Meta,
+        }
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Meta {
+            #[serde(deserialize_with = "domain::duration::deserialize")]
+            timeout: std::time::Duration,
+        }
+        let source: HashMap<String, String> =
+            [("CAPI_META__TIMEOUT_MS".to_owned(), "2500".to_owned())].into();
+        let (_, own) = load_from::<Own>(
+            "[http]\nport = 1\n[meta]\ntimeout = \"10s\"\n",
+            None,
+            Environment::with_prefix("CAPI").source(Some(source)),
+        )
+        .expect("loads");
+        assert_eq!(own.meta.timeout, std::time::Duration::from_millis(2500));
+        let notes = take_deprecations();
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("`meta.timeout_ms` is deprecated")
+                    && n.contains("`meta.timeout = \"2500ms\"`")),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
     fn unknown_keys_in_a_section_are_rejected() {
-        let err = load(&[("CAPI_SENDER__GRAPH_VERSON", "v1")])
+        let err = load(&[("CAPI_META__GRAPH_VERSON", "v1")])
             .expect_err("must fail")
             .to_string();
         assert!(err.contains("graph_verson"), "{err}");

@@ -4,7 +4,8 @@ use crate::settings::{LogFormat, LogSettings};
 use std::io::IsTerminal;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
-/// Installs the global subscriber (once; later calls are no-ops).
+/// Installs the global subscriber (once; later calls are no-ops), then logs
+/// the settings' deprecation warnings.
 pub fn init(settings: &LogSettings) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.filter))
@@ -27,4 +28,7 @@ pub fn init(settings: &LogSettings) {
             )
             .try_init(),
     };
+    for note in crate::settings::take_deprecations() {
+        tracing::warn!("{note}");
+    }
 }

@@ -1,0 +1,48 @@
+//! Durations as people write them in settings: "250ms", "5s", "2m", "1h".
+
+use std::time::Duration;
+
+/// "500ms", "5s", "2m", "1h" → duration (a bare number is seconds).
+pub fn parse(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("'{s}' does not start with a number"))?;
+    let secs = |factor: u64| {
+        n.checked_mul(factor)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("'{s}' is too long"))
+    };
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" | "" => secs(1),
+        "m" => secs(60),
+        "h" => secs(3600),
+        other => Err(format!("'{s}': unknown unit '{other}' (ms, s, m, h)")),
+    }
+}
+
+/// For settings fields: `#[serde(deserialize_with = "domain::duration::deserialize")]`
+/// reads "10s"-style text.
+pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = <String as serde::Deserialize>::deserialize(d)?;
+    parse(&text).map_err(serde::de::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_scale_and_overflow_is_an_error() {
+        assert_eq!(parse("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse(" 90s "), Ok(Duration::from_secs(90)));
+        assert_eq!(parse("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse("7"), Ok(Duration::from_secs(7)));
+        assert!(parse("99999999999999999h").is_err());
+        assert!(parse("5 days").is_err());
+    }
+}
