@@ -3,13 +3,16 @@
 
 use crate::{
     PreparedExt,
-    schema::{dialog_analysis, dialog_messages},
+    schema::{dialog_analysis, dialog_messages, leads},
+    sql_functions::{coalesce, greatest, least},
 };
 use chrono::{DateTime, Utc};
 use diesel::{
-    ExpressionMethods, OptionalExtension, PgExpressionMethods, QueryDsl, QueryableByName,
-    Selectable, SelectableHelper,
-    sql_types::{BigInt, Bool, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid},
+    BoolExpressionMethods, ExpressionMethods, IntoSql, OptionalExtension, PgExpressionMethods,
+    QueryDsl, QueryableByName, Selectable, SelectableHelper,
+    dsl::now,
+    sql_types::{BigInt, Bool, Jsonb, Text, Uuid as SqlUuid},
+    upsert::excluded,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 pub use domain::conversation::{Author, Message};
@@ -46,24 +49,10 @@ pub enum Recorded {
     },
 }
 
-#[derive(QueryableByName)]
+#[derive(diesel::Queryable)]
 struct DialogKey {
-    #[diesel(sql_type = SqlUuid)]
     id: Uuid,
-    #[diesel(sql_type = Text)]
     contact_key: String,
-}
-
-#[derive(QueryableByName)]
-struct Seq {
-    #[diesel(sql_type = BigInt)]
-    buffer_seq: i64,
-}
-
-#[derive(QueryableByName)]
-struct Id {
-    #[diesel(sql_type = SqlUuid)]
-    id: Uuid,
 }
 
 /// Stores a message once and updates its dialog and lead. Call inside a
@@ -95,61 +84,58 @@ pub async fn record_message(
         return Ok(Recorded::Duplicate);
     }
     let bumps_buffer = m.author == Author::Customer;
-    let seq: Seq = diesel::sql_query(
-        "UPDATE dialog_analysis SET \
-           incoming_count = incoming_count + CASE WHEN $2 THEN 0 ELSE 1 END, \
-           outgoing_count = outgoing_count + CASE WHEN $2 THEN 1 ELSE 0 END, \
-           first_message = LEAST(first_message, $3), \
-           last_message = GREATEST(last_message, $3), \
-           ctwa_clid = COALESCE($4, ctwa_clid), \
-           from_ad = from_ad OR $5, \
-           ad_context = COALESCE($6, ad_context), \
-           buffer_seq = buffer_seq + CASE WHEN $7 THEN 1 ELSE 0 END, \
-           updated_at = now() \
-         WHERE id = $1 RETURNING buffer_seq",
-    )
-    .bind::<SqlUuid, _>(dialog.id)
-    .bind::<Bool, _>(m.from_me)
-    .bind::<Timestamptz, _>(m.sent_at)
-    .bind::<Nullable<Text>, _>(m.ctwa_clid)
-    .bind::<Bool, _>(m.from_ad)
-    .bind::<Nullable<Jsonb>, _>(m.ad_context)
-    .bind::<Bool, _>(bumps_buffer)
-    .prepared()
-    .get_result(conn)
-    .await?;
-    let lead: Id = diesel::sql_query(
-        "INSERT INTO leads (instance_name, contact_key, contact_phone, contact_lid, name, ctwa_clid) \
-         VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (instance_name, contact_key) DO UPDATE SET \
-           contact_phone = COALESCE(EXCLUDED.contact_phone, leads.contact_phone), \
-           contact_lid = COALESCE(EXCLUDED.contact_lid, leads.contact_lid), \
-           name = COALESCE(leads.name, EXCLUDED.name), \
-           ctwa_clid = COALESCE(EXCLUDED.ctwa_clid, leads.ctwa_clid), \
-           updated_at = now() \
-         RETURNING id",
-    )
-    .bind::<Text, _>(m.instance_name)
-    .bind::<Text, _>(&dialog.contact_key)
-    .bind::<Nullable<Text>, _>(m.contact_phone)
-    .bind::<Nullable<Text>, _>(m.contact_lid)
-    .bind::<Nullable<Text>, _>(m.contact_name.filter(|_| !m.from_me))
-    .bind::<Nullable<Text>, _>(m.ctwa_clid)
-    .prepared()
-    .get_result(conn)
-    .await?;
+    // The message folded into its dialog's counters and click data (a later
+    // message never erases the click id or ad context a first one brought).
     use dialog_analysis::dsl as d;
+    let (incoming, outgoing) = if m.from_me { (0, 1) } else { (1, 0) };
+    let buffer_seq: i64 = diesel::update(d::dialog_analysis.find(dialog.id))
+        .set((
+            d::incoming_count.eq(d::incoming_count + incoming),
+            d::outgoing_count.eq(d::outgoing_count + outgoing),
+            d::first_message.eq(least(d::first_message, Some(m.sent_at))),
+            d::last_message.eq(greatest(d::last_message, Some(m.sent_at))),
+            d::ctwa_clid.eq(coalesce(m.ctwa_clid, d::ctwa_clid)),
+            d::from_ad.eq(d::from_ad.or(m.from_ad.into_sql::<Bool>())),
+            d::ad_context.eq(coalesce(m.ad_context, d::ad_context)),
+            d::buffer_seq.eq(d::buffer_seq + i64::from(bumps_buffer)),
+            d::updated_at.eq(now),
+        ))
+        .returning(d::buffer_seq)
+        .get_result(conn)
+        .await?;
+    use leads::dsl as l;
+    let lead_id: Uuid = diesel::insert_into(l::leads)
+        .values((
+            l::instance_name.eq(m.instance_name),
+            l::contact_key.eq(&dialog.contact_key),
+            l::contact_phone.eq(m.contact_phone),
+            l::contact_lid.eq(m.contact_lid),
+            l::name.eq(m.contact_name.filter(|_| !m.from_me)),
+            l::ctwa_clid.eq(m.ctwa_clid),
+        ))
+        .on_conflict((l::instance_name, l::contact_key))
+        .do_update()
+        .set((
+            l::contact_phone.eq(coalesce(excluded(l::contact_phone), l::contact_phone)),
+            l::contact_lid.eq(coalesce(excluded(l::contact_lid), l::contact_lid)),
+            l::name.eq(coalesce(l::name, excluded(l::name))),
+            l::ctwa_clid.eq(coalesce(excluded(l::ctwa_clid), l::ctwa_clid)),
+            l::updated_at.eq(now),
+        ))
+        .returning(l::id)
+        .get_result(conn)
+        .await?;
     diesel::update(
         d::dialog_analysis
             .find(dialog.id)
-            .filter(d::lead_id.is_distinct_from(lead.id)),
+            .filter(d::lead_id.is_distinct_from(lead_id)),
     )
-    .set(d::lead_id.eq(lead.id))
+    .set(d::lead_id.eq(lead_id))
     .execute(conn)
     .await?;
     Ok(Recorded::Stored {
         dialog_id: dialog.id,
-        buffer_seq: bumps_buffer.then_some(seq.buffer_seq),
+        buffer_seq: bumps_buffer.then_some(buffer_seq),
     })
 }
 
@@ -160,44 +146,48 @@ async fn resolve_dialog(
     conn: &mut AsyncPgConnection,
     m: &NewMessage<'_>,
 ) -> Result<DialogKey, diesel::result::Error> {
+    use dialog_analysis::dsl as d;
     let name = m.contact_name.filter(|_| !m.from_me);
     if let Some(lid) = m.contact_lid {
-        let by_lid: Option<DialogKey> = diesel::sql_query(
-            "UPDATE dialog_analysis SET contact_phone = COALESCE(contact_phone, $3), \
-               contact_name = COALESCE(contact_name, $4) \
-             WHERE id = (SELECT id FROM dialog_analysis WHERE instance_name = $1 AND contact_lid = $2 \
-                         ORDER BY created_at LIMIT 1) \
-             RETURNING id, contact_key",
-        )
-        .bind::<Text, _>(m.instance_name)
-        .bind::<Text, _>(lid)
-        .bind::<Nullable<Text>, _>(m.contact_phone)
-        .bind::<Nullable<Text>, _>(name)
-        .prepared()
-        .get_result(conn)
-        .await
-        .optional()?;
+        let known = diesel::alias!(dialog_analysis as known);
+        let oldest_with_lid = known
+            .filter(known.field(d::instance_name).eq(m.instance_name))
+            .filter(known.field(d::contact_lid).eq(lid))
+            .order(known.field(d::created_at))
+            .select(known.field(d::id))
+            .limit(1);
+        let by_lid: Option<DialogKey> = diesel::update(d::dialog_analysis)
+            .filter(d::id.eq_any(oldest_with_lid))
+            .set((
+                d::contact_phone.eq(coalesce(d::contact_phone, m.contact_phone)),
+                d::contact_name.eq(coalesce(d::contact_name, name)),
+            ))
+            .returning((d::id, d::contact_key))
+            .get_result(conn)
+            .await
+            .optional()?;
         if let Some(d) = by_lid {
             return Ok(d);
         }
     }
-    diesel::sql_query(
-        "INSERT INTO dialog_analysis (instance_name, contact_key, contact_phone, contact_lid, contact_name) \
-         VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (instance_name, contact_key) DO UPDATE SET \
-           contact_phone = COALESCE(dialog_analysis.contact_phone, EXCLUDED.contact_phone), \
-           contact_lid = COALESCE(dialog_analysis.contact_lid, EXCLUDED.contact_lid), \
-           contact_name = COALESCE(dialog_analysis.contact_name, EXCLUDED.contact_name) \
-         RETURNING id, contact_key",
-    )
-    .bind::<Text, _>(m.instance_name)
-    .bind::<Text, _>(m.contact_key)
-    .bind::<Nullable<Text>, _>(m.contact_phone)
-    .bind::<Nullable<Text>, _>(m.contact_lid)
-    .bind::<Nullable<Text>, _>(name)
-    .prepared()
-    .get_result(conn)
-    .await
+    diesel::insert_into(d::dialog_analysis)
+        .values((
+            d::instance_name.eq(m.instance_name),
+            d::contact_key.eq(m.contact_key),
+            d::contact_phone.eq(m.contact_phone),
+            d::contact_lid.eq(m.contact_lid),
+            d::contact_name.eq(name),
+        ))
+        .on_conflict((d::instance_name, d::contact_key))
+        .do_update()
+        .set((
+            d::contact_phone.eq(coalesce(d::contact_phone, excluded(d::contact_phone))),
+            d::contact_lid.eq(coalesce(d::contact_lid, excluded(d::contact_lid))),
+            d::contact_name.eq(coalesce(d::contact_name, excluded(d::contact_name))),
+        ))
+        .returning((d::id, d::contact_key))
+        .get_result(conn)
+        .await
 }
 
 /// A message to queue through the outbox.
@@ -228,6 +218,7 @@ pub async fn flush_buffer(
     let keys: Vec<&str> = then.iter().map(|q| q.routing_key).collect();
     let payloads: Vec<&Value> = then.iter().map(|q| &q.payload).collect();
     let delays: Vec<i64> = then.iter().map(|q| q.delay_ms).collect();
+    // SQL: a CTE: the conditional flush and its outbox rows (`unnest` of the messages) in one round trip.
     let flushed: Flushed = diesel::sql_query(
         "WITH flushed AS ( \
            UPDATE dialog_analysis SET buffer_flushed_seq = $2 \

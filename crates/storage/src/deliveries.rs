@@ -143,6 +143,7 @@ pub async fn delivery_contexts(
 ) -> Result<Vec<DeliveryContext>, diesel::result::Error> {
     let dialogs: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
     let levels: Vec<i16> = keys.iter().map(|k| k.1.number()).collect();
+    // SQL: the (dialog, level) pairs arrive as two arrays joined with `unnest`, so a batch's deliveries load in one statement with their direction, ad account and token.
     diesel::sql_query(
         "SELECT cd.id AS delivery_id, cd.status, cd.event_id, cd.event_time, cd.attempts, cd.event_level, cd.lease_until, \
            d.id AS dialog_id, d.contact_phone, d.ctwa_clid, d.direction_id, ad.user_account_id, ad.pixel_id, \
@@ -181,6 +182,7 @@ pub async fn lease_many(
     delivery_ids: &[i64],
     lease_secs: i64,
 ) -> Result<Vec<(i64, i32)>, diesel::result::Error> {
+    // SQL: a lease on the database clock (`now() + make_interval`), taken only where none runs, for many rows, returning the fencing token.
     let rows: Vec<Leased> = diesel::sql_query(
         "UPDATE capi_deliveries SET lease_until = now() + make_interval(secs => $2), attempts = attempts + 1 \
          WHERE id = ANY($1) AND status = 'pending' AND (lease_until IS NULL OR lease_until < now()) \
@@ -210,6 +212,7 @@ pub async fn refresh_leases(
     }
     let ids: Vec<i64> = owned.iter().map(|o| o.0).collect();
     let attempts: Vec<i32> = owned.iter().map(|o| o.1).collect();
+    // SQL: fencing: `UPDATE … FROM unnest(ids, attempts)` renews only the leases whose attempt is still ours.
     let rows: Vec<Id> = diesel::sql_query(
         "UPDATE capi_deliveries cd SET lease_until = now() + make_interval(secs => $3) \
          FROM unnest($1::bigint[], $2::int4[]) AS x(id, attempts) \
@@ -337,6 +340,7 @@ pub async fn finish_many(
     let event_ids: Vec<&str> = done.iter().map(|d| d.event_id).collect();
     // A dialog may appear with several levels in one batch: one row per
     // dialog, each level's event id in its own column.
+    // SQL: a CTE over `unnest` closes the deliveries and folds each dialog's levels into its sent flags in one statement.
     diesel::sql_query(
         "WITH x AS (SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::int2[], $4::text[]) AS x(id, dialog_id, level, event_id)), \
          closed AS (UPDATE capi_deliveries cd SET status = $5, finished_at = now(), lease_until = NULL \

@@ -12,6 +12,7 @@ mod prepared;
 pub mod qualification;
 pub mod replies;
 mod schema;
+mod sql_functions;
 pub mod usage;
 
 pub use diesel_async::AsyncPgConnection;

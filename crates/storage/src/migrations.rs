@@ -31,6 +31,7 @@ pub async fn run_pending(database_url: &str) -> anyhow::Result<Vec<String>> {
     let mut conn = AsyncPgConnection::establish(database_url)
         .await
         .context("connecting to PostgreSQL to migrate")?;
+    // SQL: a session advisory lock is a function call on no table.
     diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
         .execute(&mut conn)
         .await?;
@@ -42,6 +43,7 @@ pub async fn run_pending(database_url: &str) -> anyhow::Result<Vec<String>> {
             .map_err(|e| anyhow::anyhow!("applying migrations: {e}"))
     });
     let mut conn = harness.into_inner();
+    // SQL: a session advisory lock is a function call on no table.
     diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
         .execute(&mut conn)
         .await?;
@@ -57,6 +59,7 @@ struct Version {
 /// Embedded migrations not yet applied to the database.
 pub async fn pending(conn: &mut AsyncPgConnection) -> anyhow::Result<Vec<String>> {
     let applied: Vec<Version> =
+        // SQL: diesel's own bookkeeping table, which may not exist yet (not in schema.rs).
         match diesel::sql_query("SELECT version FROM __diesel_schema_migrations")
             .load(conn)
             .await

@@ -22,6 +22,7 @@ pub fn connect_pool(url: &str, max_size: usize) -> anyhow::Result<DbPool> {
 /// `SELECT 1` on a pooled connection.
 pub async fn ping(pool: &DbPool) -> anyhow::Result<()> {
     let mut conn = pool.get().await?;
+    // SQL: `SELECT 1` reads no table.
     diesel::sql_query("SELECT 1").execute(&mut conn).await?;
     Ok(())
 }

@@ -4,12 +4,14 @@
 
 use crate::{
     PreparedExt,
-    schema::{account_directions, dialog_messages, qualification_runs},
+    schema::{account_directions, dialog_analysis, dialog_messages, qualification_runs},
+    sql_functions::{coalesce, greatest},
 };
 use chrono::{DateTime, Utc};
 use diesel::{
     ExpressionMethods, OptionalExtension, QueryDsl, QueryableByName,
-    sql_types::{Array, BigInt, Bool, Int2, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid},
+    dsl::now,
+    sql_types::{Array, BigInt, Bool, Int2, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 pub use domain::qualification::DialogForQualification;
@@ -87,6 +89,7 @@ pub async fn dialog_for_qualification(
     conn: &mut AsyncPgConnection,
     dialog_id: Uuid,
 ) -> Result<Option<DialogForQualification>, diesel::result::Error> {
+    // SQL: a LATERAL aggregate and correlated subqueries (second customer message, first unread one, claimed levels as an ARRAY) in one read.
     diesel::sql_query(
         "SELECT d.id AS dialog_id, d.direction_id, ad.name AS direction_name, ad.capi_enabled, \
            ad.capi_source, ad.pixel_id, ad.qualification_prompt, \
@@ -182,32 +185,27 @@ pub async fn record_run(
         Some((i, s, why)) => (Some(i), Some(s), Some(why)),
         None => (None, None, None),
     };
-    diesel::sql_query(
-        "UPDATE dialog_analysis SET \
-           analyzed_message_id = greatest(coalesce(analyzed_message_id, 0), $2), \
-           analysis_status = $3, \
-           interest_level = coalesce($4, interest_level), \
-           funnel_stage = coalesce($5, funnel_stage), \
-           qualification_reason = coalesce($6, qualification_reason), \
-           analyzed_at = now(), \
-           llm_calls = llm_calls + $7, \
-           llm_prompt_tokens = llm_prompt_tokens + $8, \
-           llm_completion_tokens = llm_completion_tokens + $9, \
-           updated_at = now() \
-         WHERE id = $1",
-    )
-    .bind::<SqlUuid, _>(r.dialog_id)
-    .bind::<BigInt, _>(r.through_message_id)
-    .bind::<Text, _>(status)
-    .bind::<Nullable<Text>, _>(interest)
-    .bind::<Nullable<Text>, _>(stage)
-    .bind::<Nullable<Text>, _>(reason)
-    .bind::<Int4, _>(r.llm_calls)
-    .bind::<BigInt, _>(i64::from(r.prompt_tokens))
-    .bind::<BigInt, _>(i64::from(r.completion_tokens))
-    .prepared()
-    .execute(conn)
-    .await?;
+    // The analysed mark only moves forward; a failed analysis keeps the
+    // last judgement.
+    use dialog_analysis::dsl as d;
+    diesel::update(d::dialog_analysis.find(r.dialog_id))
+        .set((
+            d::analyzed_message_id.eq(greatest(
+                coalesce(d::analyzed_message_id, Some(0)),
+                Some(r.through_message_id),
+            )),
+            d::analysis_status.eq(status),
+            d::interest_level.eq(coalesce(interest, d::interest_level)),
+            d::funnel_stage.eq(coalesce(stage, d::funnel_stage)),
+            d::qualification_reason.eq(coalesce(reason, d::qualification_reason)),
+            d::analyzed_at.eq(now),
+            d::llm_calls.eq(d::llm_calls + r.llm_calls),
+            d::llm_prompt_tokens.eq(d::llm_prompt_tokens + i64::from(r.prompt_tokens)),
+            d::llm_completion_tokens.eq(d::llm_completion_tokens + i64::from(r.completion_tokens)),
+            d::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .await?;
     if let Some(direction_id) = r.direction_id {
         crate::usage::add(
             conn,

@@ -5,6 +5,7 @@
 use crate::{
     PreparedExt,
     schema::{account_directions, bot_replies, dialog_analysis, whatsapp_phone_numbers},
+    sql_functions::greatest,
 };
 use chrono::{DateTime, Utc};
 use diesel::{
@@ -97,6 +98,7 @@ pub async fn claim(
     seq: i64,
     lease_ms: i64,
 ) -> Result<Claim, diesel::result::Error> {
+    // SQL: `ON CONFLICT … DO UPDATE … WHERE`: the reply is taken only while it is open and no lease runs.
     let taken: Option<ReplyRow> = diesel::sql_query(
         "INSERT INTO bot_replies (dialog_id, seq, lease_until, attempts) \
          VALUES ($1, $2, now() + make_interval(secs => $3 / 1000.0), 1) \
@@ -243,6 +245,7 @@ pub async fn record_sent(
         inserted: bool,
     }
     let response_ms = i32::try_from(r.response_ms.max(0)).unwrap_or(i32::MAX);
+    // SQL: `RETURNING (xmax = 0)` tells a fresh insert from the webhook's row taken over.
     let row: Inserted = diesel::sql_query(
         "INSERT INTO dialog_messages (dialog_id, instance_name, message_id, from_me, author, text, message_type, sent_at, response_ms) \
          VALUES ($1, $2, $3, true, 'bot', $4, 'conversation', $5, $6) \
@@ -259,15 +262,15 @@ pub async fn record_sent(
     .get_result(conn)
     .await?;
     if row.inserted {
-        diesel::sql_query(
-            "UPDATE dialog_analysis SET outgoing_count = outgoing_count + 1, \
-               last_message = GREATEST(last_message, $2), updated_at = now() WHERE id = $1",
-        )
-        .bind::<SqlUuid, _>(r.dialog_id)
-        .bind::<Timestamptz, _>(r.sent_at)
-        .prepared()
-        .execute(conn)
-        .await?;
+        use dialog_analysis::dsl as d;
+        diesel::update(d::dialog_analysis.find(r.dialog_id))
+            .set((
+                d::outgoing_count.eq(d::outgoing_count + 1),
+                d::last_message.eq(greatest(d::last_message, Some(r.sent_at))),
+                d::updated_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
+            .await?;
     }
     use bot_replies::dsl as b;
     diesel::update(b::bot_replies.find(r.reply_id))

@@ -24,6 +24,7 @@ pub async fn add(
     prompt_tokens: i32,
     completion_tokens: i32,
 ) -> Result<(), diesel::result::Error> {
+    // SQL: an adding upsert into the shard `pg_backend_pid() % 16`, chosen by the database per connection.
     diesel::sql_query(
         "INSERT INTO llm_usage_daily AS u (direction_id, day, purpose, shard, calls, prompt_tokens, completion_tokens) \
          VALUES ($1, (now() AT TIME ZONE 'UTC')::date, $2, pg_backend_pid() % $6, $3, $4, $5) \
@@ -67,6 +68,7 @@ pub async fn daily(
     conn: &mut AsyncPgConnection,
     days: i32,
 ) -> Result<Vec<UsageRow>, diesel::result::Error> {
+    // SQL: sums over the shards kept BIGINT (diesel's `sum` of BIGINT is NUMERIC) and the day as text.
     diesel::sql_query(
         "SELECT u.direction_id, ad.name AS direction, u.day::text AS day, u.purpose, \
            sum(u.calls)::bigint AS calls, sum(u.prompt_tokens)::bigint AS prompt_tokens, \
