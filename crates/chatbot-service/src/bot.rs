@@ -32,7 +32,6 @@ use domain::{
     usage::Purpose,
 };
 use llm::{ChatMessage, LlmClient, LlmError, Role, newest_within};
-use secrecy::SecretString;
 use std::{sync::Arc, time::Duration};
 use storage::{
     DbPool,
@@ -167,7 +166,7 @@ impl Bot {
             replies::close(&mut conn, row.id, Unsent::Skipped, reason).await?;
             anyhow::Ok(Outcome::Ack)
         };
-        if let Some(reason) = switched_off(&ctx) {
+        if let Some(reason) = ctx.target.switched_off() {
             return skip(reason).await;
         }
         if ctx.buffer_seq > due.seq {
@@ -178,14 +177,10 @@ impl Bot {
             Decision::Reply { unanswered_since } => unanswered_since,
             Decision::Skip(reason) => return skip(reason).await,
         };
-        let Some(api_key) = ctx
-            .evolution_api_key
-            .clone()
-            .filter(|k| !k.trim().is_empty())
-        else {
+        let Some(key) = ctx.evolution_api_key.clone() else {
             return skip("no_evolution_api_key").await;
         };
-        let Some(number) = recipient(&ctx) else {
+        let Some(number) = ctx.target.recipient() else {
             return skip("no_recipient").await;
         };
         let answer = match self.answer(&row, &ctx, &history).await {
@@ -194,7 +189,6 @@ impl Bot {
         };
         let text = answer.text.as_str();
         let version = ctx.evolution_api_version.unwrap_or(ApiVersion::V2);
-        let key = SecretString::from(api_key);
         // Nothing is written between the model and Evolution API: the reply
         // goes out first, its record (and the model's usage) right after.
         let sent = self
@@ -291,7 +285,7 @@ impl Bot {
             }
             if let Some((prompt, completion)) = answer.tokens {
                 replies::add_tokens(c, row.id, prompt, completion).await?;
-                if let Some(direction_id) = ctx.direction_id {
+                if let Some(direction_id) = ctx.target.direction_id {
                     storage::usage::add(c, direction_id, Purpose::Reply, 1, prompt, completion)
                         .await?;
                 }
@@ -375,39 +369,4 @@ enum Settle<'a> {
     Failed(String),
     /// Kept for a retry (Evolution API unavailable).
     Generated,
-}
-
-/// Why the bot may not answer this dialog at all, if it may not.
-fn switched_off(ctx: &ReplyContext) -> Option<&'static str> {
-    if ctx.direction_id.is_none() {
-        return Some("no_direction");
-    }
-    if ctx.direction_bot_enabled == Some(false) {
-        return Some("bot_disabled_for_direction");
-    }
-    if ctx.instance_bot_enabled == Some(false) {
-        return Some("bot_disabled_for_instance");
-    }
-    None
-}
-
-/// The number to send to: the phone's digits, else the contact's LID JID.
-fn recipient(ctx: &ReplyContext) -> Option<String> {
-    let phone = ctx
-        .contact_phone
-        .as_deref()
-        .map(|p| p.chars().filter(char::is_ascii_digit).collect::<String>())
-        .filter(|p| !p.is_empty());
-    phone.or_else(|| {
-        ctx.contact_lid
-            .as_deref()
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                if l.contains('@') {
-                    l.to_owned()
-                } else {
-                    format!("{l}@lid")
-                }
-            })
-    })
 }

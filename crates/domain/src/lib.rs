@@ -5,6 +5,7 @@
 #[macro_use]
 mod text_enum;
 
+pub mod account;
 pub mod capi_event;
 pub mod conversation;
 pub mod delivery;

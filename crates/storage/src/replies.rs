@@ -14,26 +14,42 @@ use diesel::{
     sql_types::{BigInt, Bool, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use domain::{conversation::ReplyStatus, evolution::ApiVersion};
+use domain::{
+    conversation::{BotTarget, ReplyStatus},
+    evolution::ApiVersion,
+};
+use secrecy::SecretString;
 use uuid::Uuid;
 
 /// Everything about a dialog the bot's decision depends on.
-#[derive(Debug, Clone, diesel::Queryable)]
+#[derive(Debug, Clone)]
 pub struct ReplyContext {
     pub instance_name: String,
-    pub contact_phone: Option<String>,
-    pub contact_lid: Option<String>,
     /// The dialog's newest buffered burst (a newer one supersedes this reply).
     pub buffer_seq: i64,
-    pub direction_id: Option<Uuid>,
     pub direction_name: Option<String>,
-    pub direction_bot_enabled: Option<bool>,
     pub bot_prompt: Option<String>,
-    pub instance_bot_enabled: Option<bool>,
-    pub evolution_api_key: Option<String>,
+    /// Whom to answer, and whether the bot may.
+    pub target: BotTarget,
+    /// The instance's Evolution API key; `None` when it has none (or no instance).
+    pub evolution_api_key: Option<SecretString>,
     /// `None` when the instance is not mapped.
     pub evolution_api_version: Option<ApiVersion>,
 }
+
+type ReplyContextRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    Option<Uuid>,
+    Option<String>,
+    Option<bool>,
+    Option<String>,
+    Option<bool>,
+    Option<String>,
+    Option<ApiVersion>,
+);
 
 pub async fn reply_context(
     conn: &mut AsyncPgConnection,
@@ -42,7 +58,7 @@ pub async fn reply_context(
     use account_directions::dsl as ad;
     use dialog_analysis::dsl as d;
     use whatsapp_phone_numbers::dsl as w;
-    d::dialog_analysis
+    let row: Option<ReplyContextRow> = d::dialog_analysis
         .left_join(ad::account_directions.on(ad::id.nullable().eq(d::direction_id)))
         .left_join(w::whatsapp_phone_numbers.on(w::instance_name.eq(d::instance_name)))
         .filter(d::id.eq(dialog_id))
@@ -61,7 +77,38 @@ pub async fn reply_context(
         ))
         .get_result(conn)
         .await
-        .optional()
+        .optional()?;
+    Ok(row.map(
+        |(
+            instance_name,
+            contact_phone,
+            contact_lid,
+            buffer_seq,
+            direction_id,
+            direction_name,
+            direction_bot_enabled,
+            bot_prompt,
+            instance_bot_enabled,
+            evolution_api_key,
+            evolution_api_version,
+        )| ReplyContext {
+            instance_name,
+            buffer_seq,
+            direction_name,
+            bot_prompt,
+            target: BotTarget {
+                direction_id,
+                direction_bot_enabled,
+                instance_bot_enabled,
+                contact_phone,
+                contact_lid,
+            },
+            evolution_api_key: evolution_api_key
+                .filter(|k| !k.trim().is_empty())
+                .map(SecretString::from),
+            evolution_api_version,
+        },
+    ))
 }
 
 /// Where a burst's reply stands.

@@ -1,0 +1,3 @@
+ALTER TABLE qualification_runs DROP CONSTRAINT qualification_runs_reached_level_check;
+ALTER TABLE capi_events_log DROP CONSTRAINT capi_events_log_event_level_check;
+ALTER TABLE dialog_analysis DROP CONSTRAINT dialog_analysis_funnel_stage_check;
