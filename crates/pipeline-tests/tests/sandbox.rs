@@ -161,10 +161,17 @@ async fn the_sandbox_answers_as_the_bots_model_and_records_its_whatsapp_messages
             serde_json::json!({"role": "user", "content": "Quero marcar uma avaliação"})
         ])
     );
-    assert_eq!(
-        count(&env, "SELECT count(*) AS n FROM dialog_messages WHERE author = 'bot' AND message_id LIKE 'SB%'").await,
-        1
-    );
+    // The reply is recorded right after Evolution API took it, not before:
+    // give that transaction its moment.
+    const BOT_ROWS: &str =
+        "SELECT count(*) AS n FROM dialog_messages WHERE author = 'bot' AND message_id LIKE 'SB%'";
+    pipeline_tests::eventually(
+        "the bot's message is stored",
+        Duration::from_secs(10),
+        || async { (count(&env, BOT_ROWS).await >= 1).then_some(()) },
+    )
+    .await;
+    assert_eq!(count(&env, BOT_ROWS).await, 1);
     // Evolution's rules: no apikey → 401; no text → 400.
     let client = reqwest::Client::new();
     let url = format!("{base}/message/sendText/{}", s.instance);

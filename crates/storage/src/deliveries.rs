@@ -1,7 +1,10 @@
 //! CAPI deliveries: claiming a level once, leasing it for a send, and
 //! recording every attempt in `capi_events_log`.
 
-use crate::{PreparedExt, schema::capi_deliveries, schema::dialog_analysis};
+use crate::{
+    PreparedExt,
+    schema::{capi_deliveries, dialog_analysis},
+};
 use chrono::{DateTime, Utc};
 use diesel::{
     ExpressionMethods, OptionalExtension, QueryDsl, QueryableByName, Selectable, SelectableHelper,
@@ -142,7 +145,7 @@ pub async fn delivery_contexts(
     keys: &[(Uuid, Level)],
 ) -> Result<Vec<DeliveryContext>, diesel::result::Error> {
     let dialogs: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-    let levels: Vec<i16> = keys.iter().map(|k| k.1.number()).collect();
+    let levels: Vec<Level> = keys.iter().map(|k| k.1).collect();
     // SQL: the (dialog, level) pairs arrive as two arrays joined with `unnest`, so a batch's deliveries load in one statement with their direction, ad account and token.
     diesel::sql_query(
         "SELECT cd.id AS delivery_id, cd.status, cd.event_id, cd.event_time, cd.attempts, cd.event_level, cd.lease_until, \
