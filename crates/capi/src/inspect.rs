@@ -1,8 +1,11 @@
-//! Commands that need no database: `normalize` and `parse-webhook`.
+//! Commands that need no database: `normalize`, `parse-webhook` and
+//! `crm-match`.
 
 use crate::Failure;
 use domain::{
+    crm::{amocrm, bitrix24, mapping},
     evolution::{self, ParseError, Parsed},
+    level::CrmType,
     normalize::{NormalizeOptions, UserDataKey, normalize as normalize_value, sha256_hex},
 };
 use serde_json::{Value, json};
@@ -38,6 +41,10 @@ pub fn normalize(
 pub enum WebhookSource {
     /// Evolution API `messages.upsert`.
     Evolution,
+    /// An amoCRM/Kommo account webhook (form-urlencoded).
+    Amocrm,
+    /// A Bitrix24 event call (form-urlencoded, or the JSON its docs show).
+    Bitrix24,
 }
 
 fn read_input(file: &str) -> Result<String, Failure> {
@@ -53,10 +60,28 @@ fn read_input(file: &str) -> Result<String, Failure> {
     Ok(text)
 }
 
+/// One JSON line from a serializable value (its keys in declared order).
+fn print_line<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
+    let line = serde_json::to_string(value).map_err(|e| Failure::from(anyhow::Error::from(e)))?;
+    println!("{line}");
+    Ok(())
+}
+
 pub fn parse_webhook(source: WebhookSource, file: &str) -> Result<(), Failure> {
-    let WebhookSource::Evolution = source;
     let text = read_input(file)?;
-    let body: Value = serde_json::from_str(&text)
+    match source {
+        WebhookSource::Evolution => parse_evolution(file, &text),
+        WebhookSource::Amocrm => print_line(
+            &amocrm::parse_webhook(&text).map_err(|e| Failure::input(format!("{file}: {e}")))?,
+        ),
+        WebhookSource::Bitrix24 => print_line(
+            &bitrix24::parse_event(&text).map_err(|e| Failure::input(format!("{file}: {e}")))?,
+        ),
+    }
+}
+
+fn parse_evolution(file: &str, text: &str) -> Result<(), Failure> {
+    let body: Value = serde_json::from_str(text)
         .map_err(|e| Failure::input(format!("{file}: not valid JSON: {e}")))?;
     let parsed = match evolution::parse_messages_upsert(&body) {
         Ok(p) => p,
@@ -77,4 +102,45 @@ pub fn parse_webhook(source: WebhookSource, file: &str) -> Result<(), Failure> {
         println!("{line}");
     }
     Ok(())
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Crm {
+    Amocrm,
+    Bitrix24,
+}
+
+impl From<Crm> for CrmType {
+    fn from(c: Crm) -> Self {
+        match c {
+            Crm::Amocrm => CrmType::AmoCrm,
+            Crm::Bitrix24 => CrmType::Bitrix24,
+        }
+    }
+}
+
+fn read_json(file: &str, what: &str) -> Result<Value, Failure> {
+    serde_json::from_str(&read_input(file)?)
+        .map_err(|e| Failure::input(format!("{file}: not a JSON {what}: {e}")))
+}
+
+/// `capi crm-match`: the levels an entity (the CRM API's answer) reaches
+/// under a mapping `{"interest":[…],"qualified":[…],"scheduled":[…]}`.
+pub fn crm_match(
+    crm: Crm,
+    entity_type: &str,
+    entity_file: &str,
+    mapping_file: &str,
+) -> Result<(), Failure> {
+    let entity = read_json(entity_file, "entity")?;
+    if !entity.is_object() {
+        return Err(Failure::input(format!(
+            "{entity_file}: the entity must be a JSON object"
+        )));
+    }
+    let mapping: mapping::LevelMapping =
+        serde_json::from_value(read_json(mapping_file, "mapping")?)
+            .map_err(|e| Failure::input(format!("{mapping_file}: not a mapping: {e}")))?;
+    let levels = mapping::matched_levels(crm.into(), entity_type, &entity, &mapping);
+    print_line(&json!({ "levels": levels }))
 }

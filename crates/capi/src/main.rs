@@ -49,6 +49,20 @@ enum Command {
         /// The body, or - for standard input.
         file: String,
     },
+    /// The levels a CRM entity reaches under a direction's field rules.
+    CrmMatch {
+        #[arg(long, value_enum)]
+        crm: inspect::Crm,
+        /// lead, deal or contact.
+        #[arg(long)]
+        entity_type: String,
+        /// The CRM API's answer for the entity (amoCRM v4 object; Bitrix24 `{"result":{…}}` or the object).
+        #[arg(long)]
+        entity: String,
+        /// `{"interest":[…],"qualified":[…],"scheduled":[…]}`.
+        #[arg(long)]
+        mapping: String,
+    },
     /// User accounts (the customers of this product).
     #[command(subcommand)]
     Account(admin::AccountCommand),
@@ -126,6 +140,12 @@ async fn main() -> ExitCode {
             default_country_code,
         } => inspect::normalize(&key, &value, default_country_code),
         Command::ParseWebhook { source, file } => inspect::parse_webhook(source, &file),
+        Command::CrmMatch {
+            crm,
+            entity_type,
+            entity,
+            mapping,
+        } => inspect::crm_match(crm, &entity_type, &entity, &mapping),
         Command::Account(c) => admin::account(&cli.database_url, c).await,
         Command::AdAccount(c) => admin::ad_account(&cli.database_url, c).await,
         Command::Direction(c) => admin::direction(&cli.database_url, c).await,

@@ -396,3 +396,296 @@ async fn the_qualification_prompt_is_generated_shown_edited_and_cleared() {
         (2, "capi: no direction 00000000-0000-0000-0000-000000000000")
     );
 }
+
+fn crm_fixture(crm: &str, name: &str) -> String {
+    let p: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "fixtures", crm, name]
+        .iter()
+        .collect();
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Runs `capi` on `body` written to a file of its own.
+fn capi_on_body(args: &[&str], body: &str, tag: &str) -> (i32, String, String) {
+    let path = std::env::temp_dir().join(format!("capi-{tag}-{}.txt", std::process::id()));
+    std::fs::write(&path, body).expect("write body");
+    let path = path.to_string_lossy().into_owned();
+    let mut all: Vec<&str> = args.to_vec();
+    all.push(&path);
+    let out = capi(&all);
+    std::fs::remove_file(&path).ok();
+    out
+}
+
+fn parsed_line(out: (i32, String, String), what: &str) -> Value {
+    let (code, out, err) = out;
+    assert_eq!(code, 0, "{what}: {err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "{what}: one JSON line: {out}");
+    serde_json::from_str(lines[0]).expect("JSON line")
+}
+
+/// The amoCRM webhook bodies in the captures: raw bodies as they are; the
+/// yandex capture's decoded body; each curl replay rebuilt as it went on the
+/// wire (its keys already encoded, its values encoded by --data-urlencode).
+fn amocrm_bodies() -> Vec<(String, String)> {
+    let mut bodies = vec![
+        (
+            "unirock".to_owned(),
+            crm_fixture("amocrm", "webhook_leads_update_2021_unirock.urlencoded"),
+        ),
+        (
+            "apfitness".to_owned(),
+            crm_fixture("amocrm", "webhook_leads_status_2018_apfitness.raw.txt"),
+        ),
+    ];
+    let dp: Value = serde_json::from_str(&crm_fixture(
+        "amocrm",
+        "webhook_digital_pipeline_status_2023_yandexcloud.json",
+    ))
+    .expect("json");
+    bodies.push((
+        "digital pipeline".to_owned(),
+        dp["body_decoded"].as_str().expect("body").to_owned(),
+    ));
+    let http = crm_fixture(
+        "amocrm",
+        "webhook_captured_with_headers_2025_etesttask.http",
+    );
+    for section in http.split("\n### ").skip(1) {
+        let title = section.lines().next().unwrap_or_default().to_owned();
+        let parts: Vec<String> = section
+            .lines()
+            .filter_map(|l| {
+                l.trim()
+                    .trim_end_matches('\\')
+                    .trim_end()
+                    .strip_prefix("--data-urlencode '")?
+                    .strip_suffix('\'')
+            })
+            .map(|arg| {
+                let (key, value) = arg.split_once('=').unwrap_or((arg, ""));
+                let value: String = form_urlencoded::byte_serialize(value.as_bytes()).collect();
+                format!("{key}={value}")
+            })
+            .collect();
+        bodies.push((title, parts.join("&")));
+    }
+    bodies
+}
+
+#[test]
+fn every_amocrm_webhook_capture_parses_as_the_contract_says() {
+    let bodies = amocrm_bodies();
+    assert_eq!(bodies.len(), 7, "three bodies and four curl replays");
+    for (what, body) in &bodies {
+        let v = parsed_line(
+            capi_on_body(&["parse-webhook", "amocrm"], body, "amo"),
+            what,
+        );
+        let changes = v["changes"].as_array().expect("changes");
+        assert!(!changes.is_empty(), "{what}");
+        let (_, raw, _) = capi_on_body(&["parse-webhook", "amocrm"], body, "amo-raw");
+        let changes_text = &raw[raw.find("\"changes\":").unwrap_or(0)..];
+        let at = |key: &str| {
+            changes_text
+                .find(&format!("\"{key}\":"))
+                .unwrap_or(usize::MAX)
+        };
+        let order = [
+            "entity",
+            "action",
+            "id",
+            "status_id",
+            "pipeline_id",
+            "fields",
+        ]
+        .map(at);
+        assert!(
+            order.windows(2).all(|w| w[0] < w[1]),
+            "{what}: keys out of order: {raw}"
+        );
+        for c in changes {
+            assert_eq!(c.as_object().map(|o| o.len()), Some(6), "{what}: {c}");
+            assert!(c["id"].is_string(), "{what}: {c}");
+        }
+        if let Some(section) = what.strip_suffix(')').or(Some(what)) {
+            // The replays are titled by their key, e.g. "contacts[update]  (…".
+            if let Some((entity, rest)) = section.split_once('[') {
+                let action = rest.split(']').next().unwrap_or_default();
+                assert_eq!(changes[0]["action"], action, "{what}");
+                assert_eq!(changes[0]["entity"], entity.trim_end_matches('s'), "{what}");
+                assert_eq!(
+                    v["account"],
+                    json!({"subdomain": "etesttask", "id": "32427762"})
+                );
+            }
+        }
+    }
+    let dp = parsed_line(
+        capi_on_body(&["parse-webhook", "amocrm"], &bodies[2].1, "amo-dp"),
+        "digital pipeline",
+    );
+    assert_eq!(
+        dp,
+        json!({"account": {"subdomain": "anyor", "id": "30307558"},
+               "changes": [{"entity": "lead", "action": "status", "id": "10754147", "status_id": "54423922",
+                            "pipeline_id": "6344290", "fields": []}]})
+    );
+    let unirock = parsed_line(
+        capi_on_body(&["parse-webhook", "amocrm"], &bodies[0].1, "amo-u"),
+        "unirock",
+    );
+    assert_eq!(
+        unirock["account"],
+        json!({"subdomain": "unirock", "id": "16700680"})
+    );
+    let fields = unirock["changes"][0]["fields"].as_array().expect("fields");
+    // Fields present with no values, and a select with its enum id.
+    assert_eq!(
+        fields[0],
+        json!({"id": "436799", "code": "UTM_MEDIUM", "values": []})
+    );
+    assert!(
+        fields.iter().any(|f| f["values"][0]["enum_id"] == "960551"),
+        "{fields:?}"
+    );
+    let apfitness = parsed_line(
+        capi_on_body(&["parse-webhook", "amocrm"], &bodies[1].1, "amo-a"),
+        "apfitness",
+    );
+    // A date arrives as a bare `values[0]`, without `[value]`.
+    assert_eq!(
+        apfitness["changes"][0]["fields"][2],
+        json!({"id": "72333", "code": null, "values": [{"value": "1542067200", "enum_id": null}]})
+    );
+}
+
+#[test]
+fn bitrix24_events_parse_and_never_print_the_application_token() {
+    let mut bodies: Vec<String> = vec![
+        // The real form body quoted in the research (2024-02-12).
+        "event=ONCRMDEALUPDATE&data[FIELDS][ID]=39&ts=1707749333&auth[domain]=b24-3tmral.bitrix24.ru\
+         &auth[client_endpoint]=https://b24-3tmral.bitrix24.ru/rest/&auth[server_endpoint]=https://oauth.bitrix.info/rest/\
+         &auth[member_id]=51e2&auth[application_token]=e57xsecret"
+            .to_owned(),
+    ];
+    for doc in [
+        "doc_ONCRMDEALUPDATE_payload.json.md",
+        "doc_event_payloads_app_vs_outgoing_webhook.md",
+    ] {
+        let text = crm_fixture("bitrix24", doc);
+        for block in text.split("```json").skip(1) {
+            let json = block.split("```").next().unwrap_or_default();
+            if json.contains("\"event\"") {
+                bodies.push(json.to_owned());
+            }
+        }
+    }
+    assert_eq!(bodies.len(), 4);
+    let got: Vec<Value> = bodies
+        .iter()
+        .map(|b| {
+            let out = capi_on_body(&["parse-webhook", "bitrix24"], b, "b24");
+            for token in [
+                "e57xsecret",
+                "51856fefc120afa4b628cc82d3935cce",
+                "jvh9y1ulvt2m6k5or90v9mg8nn32ozas",
+            ] {
+                assert!(
+                    !out.1.contains(token) && !out.2.contains(token),
+                    "token printed: {}",
+                    out.1
+                );
+            }
+            parsed_line(out, b)
+        })
+        .collect();
+    assert_eq!(
+        got[0],
+        json!({"event": "ONCRMDEALUPDATE", "entity": "deal", "action": "update", "id": "39",
+               "domain": "b24-3tmral.bitrix24.ru", "member_id": "51e2", "ts": "1707749333"})
+    );
+    assert_eq!(
+        got[1],
+        json!({"event": "ONCRMDEALUPDATE", "entity": "deal", "action": "update", "id": "759",
+               "domain": "some-domain.bitrix24.com", "member_id": "a223c6b3710f85df22e9377d6c4f7553", "ts": "1736405807"})
+    );
+    assert_eq!(
+        (&got[2]["entity"], &got[2]["action"], &got[2]["id"]),
+        (&json!("deal"), &json!("add"), &json!("7405"))
+    );
+    let (code, _, err) = capi_on_body(
+        &["parse-webhook", "bitrix24"],
+        "data[FIELDS][ID]=1",
+        "b24-bad",
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("no `event`"), "{err}");
+    let (code, _, err) = capi_on_body(
+        &["parse-webhook", "amocrm"],
+        "leads[add]x[0][id]=1",
+        "amo-bad",
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("malformed key"), "{err}");
+}
+
+#[test]
+fn crm_match_prints_the_levels_an_entity_reaches() {
+    let lead = crm_fixture(
+        "amocrm",
+        "api_v4_lead_get_with_contacts_2024_auladisermx.json",
+    );
+    let deal_doc = crm_fixture("bitrix24", "doc_crm.deal.get_response.md");
+    let deal = deal_doc
+        .split("```json")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("deal JSON");
+    let run = |crm: &str, entity_type: &str, entity: &str, mapping: &Value| {
+        let dir = std::env::temp_dir();
+        let e = dir.join(format!("capi-entity-{}-{crm}.json", std::process::id()));
+        let m = dir.join(format!("capi-mapping-{}-{crm}.json", std::process::id()));
+        std::fs::write(&e, entity).expect("entity");
+        std::fs::write(&m, mapping.to_string()).expect("mapping");
+        let out = capi(&[
+            "crm-match",
+            "--crm",
+            crm,
+            "--entity-type",
+            entity_type,
+            "--entity",
+            &e.to_string_lossy(),
+            "--mapping",
+            &m.to_string_lossy(),
+        ]);
+        std::fs::remove_file(&e).ok();
+        std::fs::remove_file(&m).ok();
+        out
+    };
+    let amo_mapping = json!({
+        "interest": [{"field_id": "926914"}],
+        "qualified": [{"field_id": "747664", "field_name": "Programa", "field_type": "select", "enum_id": 656296}],
+        "scheduled": [{"field_id": "status_id", "enum_id": "142"}]
+    });
+    assert_eq!(
+        parsed_line(run("amocrm", "lead", &lead, &amo_mapping), "amo"),
+        json!({"levels": ["interest", "qualified"]})
+    );
+    let b24_mapping = json!({
+        "interest": [{"field_id": "UF_CRM_1721244482250", "entity_type": "lead"}],
+        "qualified": [],
+        "scheduled": [{"field_id": "STAGE_ID", "enum_value": "preparation", "entity_type": "deal"}]
+    });
+    assert_eq!(
+        parsed_line(run("bitrix24", "deal", deal, &b24_mapping), "b24"),
+        json!({"levels": ["interest", "qualified", "scheduled"]})
+    );
+    assert_eq!(
+        parsed_line(run("bitrix24", "lead", deal, &b24_mapping), "b24 as a lead"),
+        json!({"levels": ["interest"]})
+    );
+    let (code, _, err) = run("amocrm", "lead", &lead, &json!({"intrest": []}));
+    assert_eq!(code, 2);
+    assert!(err.contains("not a mapping"), "{err}");
+}

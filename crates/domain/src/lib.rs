@@ -8,6 +8,7 @@ mod text_enum;
 pub mod account;
 pub mod capi_event;
 pub mod conversation;
+pub mod crm;
 pub mod delivery;
 pub mod duration;
 pub mod evolution;
