@@ -178,6 +178,9 @@ pub enum DirectionCommand {
         capi_enabled: Option<bool>,
         #[arg(long, value_enum)]
         source: Option<Source>,
+        /// The CRM a crm-source direction reads.
+        #[arg(long, value_enum)]
+        crm: Option<crate::inspect::Crm>,
         #[arg(long)]
         pixel: Option<String>,
         #[arg(long)]
@@ -219,6 +222,9 @@ pub enum DirectionCommand {
     /// clear, or generate it from a business description.
     #[command(subcommand)]
     QualificationPrompt(crate::qualification::PromptCommand),
+    /// The CRM field rules per level, for a direction whose source is crm.
+    #[command(subcommand)]
+    CrmFields(crate::crm::CrmFieldsCommand),
     List,
 }
 
@@ -250,6 +256,7 @@ pub async fn direction(url: &str, c: DirectionCommand) -> Result<(), Failure> {
             id,
             capi_enabled,
             source,
+            crm,
             pixel,
             waba,
             ad_account,
@@ -275,6 +282,7 @@ pub async fn direction(url: &str, c: DirectionCommand) -> Result<(), Failure> {
             let u = DirectionCapiUpdate {
                 capi_enabled,
                 capi_source: source.map(CapiSource::from),
+                capi_crm_type: crm.map(Into::into),
                 pixel_id: pixel.as_deref(),
                 waba_id: waba.as_deref(),
                 ad_account_id: ad_account,
@@ -302,6 +310,10 @@ pub async fn direction(url: &str, c: DirectionCommand) -> Result<(), Failure> {
         DirectionCommand::QualificationPrompt(c) => {
             drop(conn);
             crate::qualification::prompt(url, c).await?;
+        }
+        DirectionCommand::CrmFields(c) => {
+            drop(conn);
+            crate::crm::crm_fields(url, c).await?;
         }
         DirectionCommand::List => print_rows(&directions::list_directions(&mut conn).await?)?,
     }

@@ -3,6 +3,7 @@
 //! for bad input and 1 for everything else.
 
 mod admin;
+mod crm;
 mod inspect;
 mod qualification;
 

@@ -689,3 +689,125 @@ fn crm_match_prints_the_levels_an_entity_reaches() {
     assert_eq!(code, 2);
     assert!(err.contains("not a mapping"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_maps_crm_fields_per_level_and_bad_rules_store_nothing() {
+    let env = pipeline_tests::TestEnv::new().await;
+    let db = ["--database-url", env.db_url.as_str()];
+    let run = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend_from_slice(&db);
+        capi(&all)
+    };
+    let ok = |args: &[&str]| {
+        let (code, out, err) = run(args);
+        assert_eq!(code, 0, "capi {args:?}: {err}");
+        out
+    };
+    let user: Value =
+        serde_json::from_str(ok(&["account", "create", "--name", "Clinic"]).trim()).expect("json");
+    let user = user["id"].as_str().expect("id").to_owned();
+    let dir: Value = serde_json::from_str(
+        ok(&[
+            "direction",
+            "create",
+            "--user-account",
+            &user,
+            "--name",
+            "Deals",
+            "--source",
+            "crm",
+        ])
+        .trim(),
+    )
+    .expect("json");
+    let dir = dir["id"].as_str().expect("id").to_owned();
+    ok(&["direction", "set", &dir, "--crm", "bitrix24"]);
+    let listed: Value = serde_json::from_str(ok(&["direction", "list"]).trim()).expect("json");
+    assert_eq!(
+        (&listed["capi_source"], &listed["capi_crm_type"]),
+        (&json!("crm"), &json!("bitrix24"))
+    );
+
+    let rules = std::env::temp_dir().join(format!("capi-rules-{}.json", std::process::id()));
+    std::fs::write(
+        &rules,
+        r#"[{"field_id": "UF_CRM_LIST", "field_type": "enumeration", "enum_id": 81, "entity_type": "deal"},
+            {"field_id": "STAGE_ID", "enum_value": "WON"}]"#,
+    )
+    .expect("rules");
+    let rules_path = rules.to_string_lossy().into_owned();
+    ok(&[
+        "direction",
+        "crm-fields",
+        "set",
+        &dir,
+        "--level",
+        "qualified",
+        "--rules",
+        &rules_path,
+    ]);
+    let lines: Vec<Value> = ok(&["direction", "crm-fields", "list", &dir])
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            json!({"level": "interest", "rules": []}),
+            json!({"level": "qualified", "rules": [
+                {"field_id": "UF_CRM_LIST", "field_type": "enumeration", "enum_id": "81", "entity_type": "deal"},
+                {"field_id": "STAGE_ID", "enum_value": "WON"}]}),
+            json!({"level": "scheduled", "rules": []}),
+        ]
+    );
+    // A misspelled key, a rule without a field, an unknown level: exit 2, nothing changes.
+    for bad in [
+        r#"[{"field_id": "X", "enum_vaule": "Y"}]"#,
+        r#"[{"enum_id": 1}]"#,
+        r#"{"field_id": "X"}"#,
+    ] {
+        std::fs::write(&rules, bad).expect("rules");
+        let (code, _, err) = run(&[
+            "direction",
+            "crm-fields",
+            "set",
+            &dir,
+            "--level",
+            "qualified",
+            "--rules",
+            &rules_path,
+        ]);
+        assert_eq!(code, 2, "{bad}: {err}");
+        assert!(err.contains("not a list of rules"), "{err}");
+    }
+    let (code, _, err) = run(&[
+        "direction",
+        "crm-fields",
+        "clear",
+        &dir,
+        "--level",
+        "booked",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    let still = ok(&["direction", "crm-fields", "list", &dir]);
+    assert!(still.contains("UF_CRM_LIST"), "{still}");
+    ok(&[
+        "direction",
+        "crm-fields",
+        "clear",
+        &dir,
+        "--level",
+        "qualified",
+    ]);
+    assert!(!ok(&["direction", "crm-fields", "list", &dir]).contains("UF_CRM_LIST"));
+    let (code, _, err) = run(&[
+        "direction",
+        "crm-fields",
+        "list",
+        "00000000-0000-0000-0000-000000000000",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no direction"), "{err}");
+    std::fs::remove_file(&rules).ok();
+}

@@ -9,8 +9,13 @@ use diesel::{
     OptionalExtension, QueryDsl, Queryable, Selectable, SelectableHelper,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use domain::{evolution::ApiVersion, level::CapiSource};
+use domain::{
+    crm::mapping::{FieldRule, LevelMapping},
+    evolution::ApiVersion,
+    level::{CapiSource, CrmType, Level},
+};
 use serde::Serialize;
+use serde_json::Value;
 use uuid::Uuid;
 
 /// A WhatsApp instance as the webhook gateway needs it.
@@ -251,6 +256,7 @@ pub struct DirectionSettings {
     pub name: String,
     pub capi_enabled: bool,
     pub capi_source: CapiSource,
+    pub capi_crm_type: Option<CrmType>,
     pub pixel_id: Option<String>,
     #[diesel(column_name = whatsapp_business_account_id)]
     pub waba_id: Option<String>,
@@ -294,6 +300,7 @@ pub async fn list_directions(
 pub struct DirectionCapiUpdate<'a> {
     pub capi_enabled: Option<bool>,
     pub capi_source: Option<CapiSource>,
+    pub capi_crm_type: Option<CrmType>,
     pub pixel_id: Option<&'a str>,
     pub waba_id: Option<&'a str>,
     pub ad_account_id: Option<Uuid>,
@@ -313,6 +320,10 @@ pub struct DirectionCapiUpdate<'a> {
 struct DirectionChanges<'a> {
     capi_enabled: Option<bool>,
     capi_source: Option<CapiSource>,
+    capi_crm_type: Option<CrmType>,
+    capi_interest_fields: Option<Value>,
+    capi_qualified_fields: Option<Value>,
+    capi_scheduled_fields: Option<Value>,
     pixel_id: Option<&'a str>,
     whatsapp_business_account_id: Option<&'a str>,
     ad_account_id: Option<Uuid>,
@@ -353,6 +364,7 @@ pub async fn update_direction_capi(
     let changes = DirectionChanges {
         capi_enabled: u.capi_enabled,
         capi_source: u.capi_source,
+        capi_crm_type: u.capi_crm_type,
         pixel_id: u.pixel_id,
         whatsapp_business_account_id: u.waba_id,
         ad_account_id: u.ad_account_id,
@@ -435,4 +447,52 @@ pub async fn set_instance_bot(
         .execute(conn)
         .await?;
     Ok(n == 1)
+}
+
+/// A direction's CRM field rules per level; `None` if there is no such direction.
+pub async fn crm_fields(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> Result<Option<LevelMapping>, diesel::result::Error> {
+    use account_directions::dsl as d;
+    let row: Option<(Value, Value, Value)> = d::account_directions
+        .find(id)
+        .select((
+            d::capi_interest_fields,
+            d::capi_qualified_fields,
+            d::capi_scheduled_fields,
+        ))
+        .get_result(conn)
+        .await
+        .optional()?;
+    let Some((interest, qualified, scheduled)) = row else {
+        return Ok(None);
+    };
+    let rules = |v: Value| -> Result<Vec<FieldRule>, diesel::result::Error> {
+        serde_json::from_value(v).map_err(|e| diesel::result::Error::DeserializationError(e.into()))
+    };
+    Ok(Some(LevelMapping {
+        interest: rules(interest)?,
+        qualified: rules(qualified)?,
+        scheduled: rules(scheduled)?,
+    }))
+}
+
+/// Replaces one level's CRM field rules (an empty list clears them); false
+/// if there is no such direction.
+pub async fn set_crm_fields(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    level: Level,
+    rules: &[FieldRule],
+) -> Result<bool, diesel::result::Error> {
+    let value = serde_json::to_value(rules)
+        .map_err(|e| diesel::result::Error::SerializationError(e.into()))?;
+    let mut changes = DirectionChanges::default();
+    match level {
+        Level::Interest => changes.capi_interest_fields = Some(value),
+        Level::Qualified => changes.capi_qualified_fields = Some(value),
+        Level::Scheduled => changes.capi_scheduled_fields = Some(value),
+    }
+    update_direction(conn, id, &changes).await
 }

@@ -21,19 +21,24 @@ use serde_json::Value;
 
 /// One field condition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FieldRule {
     #[serde(deserialize_with = "id_text")]
     pub field_id: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field_name: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field_type: Option<String>,
-    #[serde(default, deserialize_with = "optional_id_text")]
+    #[serde(
+        default,
+        deserialize_with = "optional_id_text",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enum_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enum_value: Option<String>,
     /// Bitrix24: `deal`, `lead` or `contact`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entity_type: Option<String>,
 }
 

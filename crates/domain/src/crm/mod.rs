@@ -8,3 +8,4 @@ pub mod amocrm;
 pub mod bitrix24;
 pub mod form;
 pub mod mapping;
+pub mod phone;

@@ -1,0 +1,64 @@
+//! Joining a CRM contact to a WhatsApp dialog by phone. CRMs store phones
+//! as people typed them (`89031453455`, `+7 999 123-45-67`, `24981558600`
+//! without the country code); WhatsApp names a contact by its digits with
+//! the country code, and a Brazilian mobile may be known with or without
+//! its extra 9. Each CRM phone gives the digit strings a dialog's
+//! `contact_phone` may hold.
+
+use crate::normalize::{NormalizeOptions, UserDataKey, normalize};
+
+/// Fewer digits than this with the country code is no phone (`333`).
+const MIN_DIGITS: usize = 10;
+
+/// The dialog phones `raw` may stand for, the most likely first; none for
+/// junk. `default_cc` is the CRM account's country calling code ("7", "55").
+pub fn candidates(raw: &str, default_cc: Option<&str>) -> Vec<String> {
+    let opts = NormalizeOptions {
+        default_country_code: default_cc.map(str::to_owned),
+    };
+    let Some(digits) = normalize(UserDataKey::Phone, raw, &opts) else {
+        return Vec::new();
+    };
+    if digits.len() < MIN_DIGITS || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Vec::new();
+    }
+    let mut out = vec![digits.clone()];
+    if let Some(rest) = digits.strip_prefix("55") {
+        // 55 + 2-digit area code + 9 + 8 digits ⇄ the older 8-digit mobile.
+        let (area, number) = rest.split_at(rest.len().min(2));
+        match number.len() {
+            9 if number.starts_with('9') => out.push(format!("55{area}{}", &number[1..])),
+            8 if number.starts_with(['6', '7', '8', '9']) => out.push(format!("55{area}9{number}")),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_formats_crms_really_hold() {
+        assert_eq!(candidates("89031453455", Some("7")), ["79031453455"]);
+        assert_eq!(candidates("+7 999 123-45-67", Some("55")), ["79991234567"]);
+        assert_eq!(candidates("9991234567", Some("7")), ["79991234567"]);
+        assert_eq!(
+            candidates("5531987424967", Some("55")),
+            ["5531987424967", "553187424967"]
+        );
+        assert_eq!(
+            candidates("24981558600", Some("55")),
+            ["5524981558600", "552481558600"]
+        );
+        assert_eq!(
+            candidates("553187424967", None),
+            ["553187424967", "5531987424967"]
+        );
+        assert!(candidates("333", Some("7")).is_empty());
+        assert!(candidates("", Some("7")).is_empty());
+        assert!(candidates("no phone", Some("7")).is_empty());
+    }
+}
