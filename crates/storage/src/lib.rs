@@ -3,6 +3,7 @@
 //! one transaction.
 
 pub mod conversations;
+pub mod crm;
 pub mod deliveries;
 pub mod directions;
 pub mod migrations;

@@ -127,6 +127,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    crm_changes (id) {
+        id -> Int8,
+        connection_id -> Uuid,
+        entity -> Text,
+        action -> Text,
+        entity_id -> Text,
+        change_key -> Text,
+        change -> Jsonb,
+        received_at -> Timestamptz,
+        evaluated_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     crm_connections (id) {
         id -> Uuid,
         user_account_id -> Uuid,
@@ -136,6 +150,10 @@ diesel::table! {
         webhook_secret -> Nullable<Text>,
         default_region -> Text,
         created_at -> Timestamptz,
+        account_subdomain -> Nullable<Text>,
+        account_id -> Nullable<Text>,
+        member_id -> Nullable<Text>,
+        application_token -> Nullable<Text>,
     }
 }
 
@@ -291,6 +309,7 @@ diesel::joinable!(capi_events_log -> dialog_analysis (dialog_id));
 diesel::joinable!(capi_events_log -> user_accounts (user_account_id));
 diesel::joinable!(conversation_reports -> account_directions (capi_direction_id));
 diesel::joinable!(conversation_reports -> user_accounts (user_account_id));
+diesel::joinable!(crm_changes -> crm_connections (connection_id));
 diesel::joinable!(crm_connections -> user_accounts (user_account_id));
 diesel::joinable!(dialog_analysis -> account_directions (direction_id));
 diesel::joinable!(dialog_analysis -> leads (lead_id));
@@ -308,6 +327,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     capi_deliveries,
     capi_events_log,
     conversation_reports,
+    crm_changes,
     crm_connections,
     dialog_analysis,
     dialog_messages,

@@ -4,21 +4,17 @@
 //! sender passes in the `X-Webhook-Secret` header (set in Evolution's webhook
 //! `headers`) or, for senders that cannot set headers, as `?token=`.
 
-use crate::State;
+use crate::{State, body};
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use bus::messages::{BusMessage, MessageReceived, encode};
 use chrono::{DateTime, TimeZone, Utc};
 use diesel_async::AsyncConnection;
 use domain::evolution::{self, InboundMessage, Parsed};
-use futures_util::StreamExt;
 use runtime::ApiError;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 use storage::conversations::{self, Author, NewMessage, Recorded};
-use subtle::ConstantTimeEq;
-
-pub const SECRET_HEADER: &str = "x-webhook-secret";
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/webhooks/evolution/{instance}", web::post().to(receive));
@@ -29,47 +25,18 @@ struct TokenQuery {
     token: Option<String>,
 }
 
-fn too_large(limit: usize) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-        format!("body exceeds {limit} bytes"),
-    )
-}
-
 async fn receive(
     req: HttpRequest,
     path: web::Path<String>,
     query: web::Query<TokenQuery>,
-    mut payload: web::Payload,
+    payload: web::Payload,
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
     let instance_name = path.into_inner();
-    let limit = state.max_body_bytes;
-    let declared = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large(limit));
-    }
-    let presented = req
-        .headers()
-        .get(SECRET_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| query.into_inner().token);
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.to_string()))?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large(limit));
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let presented = body::presented_secret(&req, query.into_inner().token);
+    let body = body::read(&req, payload, state.max_body_bytes).await?;
     let main = state.main.clone();
-    let work = handle(state.into_inner(), instance_name, presented, body.freeze());
+    let work = handle(state.into_inner(), instance_name, presented, body);
     let answer = main.run(work).await.map_err(ApiError::unavailable)??;
     Ok(HttpResponse::Ok().json(answer))
 }
@@ -94,15 +61,12 @@ async fn handle(
                 format!("no WhatsApp instance named '{instance_name}'"),
             )
         })?;
-    let authorized = presented
-        .is_some_and(|p| bool::from(p.as_bytes().ct_eq(instance.webhook_secret.as_bytes())));
-    if !authorized {
+    if !body::secret_matches(presented.as_deref(), Some(&instance.webhook_secret)) {
         tracing::warn!(instance = %instance_name, "webhook rejected: missing or wrong secret");
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            format!("missing or wrong webhook secret (header {SECRET_HEADER} or ?token=)"),
-        ));
+        return Err(body::unauthorized(format!(
+            "missing or wrong webhook secret (header {} or ?token=)",
+            body::SECRET_HEADER
+        )));
     }
     let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(

@@ -1,7 +1,9 @@
-//! webhook-gateway: every inbound HTTP hook. Authenticates, parses, stores
+//! webhook-gateway: every inbound HTTP hook (Evolution API, amoCRM, Bitrix24). Authenticates, parses, stores
 //! the message and queues the follow-up work through the outbox, and answers
 //! fast.
 
+mod body;
+mod crm;
 mod evolution;
 
 use runtime::{CancellationToken, CommonSettings, Runtime};
@@ -62,7 +64,9 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         main: runtime.main.clone(),
     });
     runtime.serve(&settings.common, move |cfg| {
-        cfg.app_data(state.clone()).configure(evolution::routes);
+        cfg.app_data(state.clone())
+            .configure(evolution::routes)
+            .configure(crm::routes);
     })?;
     runtime.spawn_outbox_relay();
     Ok(runtime)

@@ -28,6 +28,18 @@ pub struct Change {
     pub status_id: Option<String>,
     pub pipeline_id: Option<String>,
     pub fields: Vec<Field>,
+    /// `last_modified` (or `updated_at`): two reports of one change share it.
+    #[serde(skip)]
+    pub modified_at: Option<String>,
+}
+
+impl Change {
+    /// The same for every delivery of this change (amoCRM retries), and
+    /// different for a later change of the entity.
+    pub fn key(&self) -> String {
+        let text = serde_json::json!([self, self.modified_at]).to_string();
+        crate::normalize::sha256_hex(&text)
+    }
 }
 
 /// A custom field as the webhook carries it (positions are not stable:
@@ -111,6 +123,9 @@ fn change(key: &str, action: &str, item: &Node) -> Change {
         status_id: item.text_at(&["status_id"]),
         pipeline_id: item.text_at(&["pipeline_id"]),
         fields,
+        modified_at: item
+            .text_at(&["last_modified"])
+            .or_else(|| item.text_at(&["updated_at"])),
     }
 }
 
@@ -207,6 +222,37 @@ mod tests {
         );
         assert_eq!(singular("catalogs"), "catalog");
         assert_eq!(singular("unsorted"), "unsorted");
+    }
+
+    #[test]
+    fn a_redelivered_change_has_the_same_key_and_a_later_one_another() {
+        let key = |body: &str| {
+            parse_webhook(body)
+                .ok()
+                .and_then(|w| w.changes.first().map(Change::key))
+        };
+        let first = key(
+            "leads[update][0][id]=1&leads[update][0][status_id]=5&leads[update][0][last_modified]=100",
+        );
+        assert!(first.is_some());
+        assert_eq!(
+            first,
+            key(
+                "leads%5Bupdate%5D%5B0%5D%5Bid%5D=1&leads%5Bupdate%5D%5B0%5D%5Bstatus_id%5D=5&leads%5Bupdate%5D%5B0%5D%5Blast_modified%5D=100"
+            )
+        );
+        assert_ne!(
+            first,
+            key(
+                "leads[update][0][id]=1&leads[update][0][status_id]=5&leads[update][0][last_modified]=101"
+            )
+        );
+        assert_ne!(
+            first,
+            key(
+                "leads[status][0][id]=1&leads[status][0][status_id]=5&leads[status][0][last_modified]=100"
+            )
+        );
     }
 
     #[test]

@@ -34,6 +34,14 @@ impl std::fmt::Debug for Event {
     }
 }
 
+impl Event {
+    /// The same for every delivery of this call.
+    pub fn key(&self) -> String {
+        let text = serde_json::json!([self.event, self.id, self.ts]).to_string();
+        crate::normalize::sha256_hex(&text)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
     #[error(transparent)]

@@ -1,0 +1,262 @@
+//! The CRM webhook endpoints against real PostgreSQL: what a good hook
+//! stores (once, however often it is delivered), and what a forged or
+//! malformed one gets (with nothing stored).
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
+
+use domain::level::CrmType;
+use pipeline_tests::{Pipeline, PipelineOptions, SeedOptions, TestEnv, count, seed};
+use serde_json::Value;
+use storage::crm::NewConnection;
+use uuid::Uuid;
+
+const AMO_SECRET: &str = "amo-url-secret-0123456789";
+const B24_TOKEN: &str = "jvh9y1ulvt2m6k5or90v9mg8nn32ozas";
+
+async fn post(port: u16, path: &str, body: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}{path}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("gateway answers");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn changes(env: &TestEnv) -> i64 {
+    count(env, "SELECT count(*) AS n FROM crm_changes").await
+}
+
+async fn connections(env: &TestEnv) -> (Uuid, Uuid) {
+    let s = seed(env, &SeedOptions::default()).await;
+    let mut conn = env.conn().await;
+    let base = NewConnection {
+        user_account_id: s.user_account_id,
+        crm_type: CrmType::AmoCrm,
+        base_url: "https://unirock.amocrm.ru",
+        access_token: Some("amo-api-token"),
+        webhook_secret: Some(AMO_SECRET),
+        default_region: "RU",
+        account_subdomain: Some("unirock"),
+        account_id: Some("16700680"),
+        member_id: None,
+        application_token: None,
+    };
+    let amo = storage::crm::create_connection(&mut conn, &base)
+        .await
+        .expect("amo");
+    let b24 = storage::crm::create_connection(
+        &mut conn,
+        &NewConnection {
+            crm_type: CrmType::Bitrix24,
+            base_url: "https://b24-3tmral.bitrix24.ru/rest/1/incoming-secret/",
+            access_token: None,
+            webhook_secret: None,
+            account_subdomain: None,
+            account_id: None,
+            member_id: Some("d897063e1ce7c5eb9f04b9751eef5915"),
+            application_token: Some(B24_TOKEN),
+            ..base
+        },
+    )
+    .await
+    .expect("b24");
+    (amo, b24)
+}
+
+const AMO_BODY: &str = "leads%5Bupdate%5D%5B0%5D%5Bid%5D=23435433&leads%5Bupdate%5D%5B0%5D%5Bstatus_id%5D=17965459\
+    &leads%5Bupdate%5D%5B0%5D%5Bpipeline_id%5D=936736&leads%5Bupdate%5D%5B0%5D%5Blast_modified%5D=1627306719\
+    &leads%5Bupdate%5D%5B1%5D%5Bid%5D=23435434&leads%5Bupdate%5D%5B1%5D%5Blast_modified%5D=1627306719\
+    &account%5Bsubdomain%5D=unirock&account%5Bid%5D=16700680";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amocrm_changes_are_stored_once_and_forged_or_bad_hooks_store_nothing() {
+    let env = TestEnv::new().await;
+    let (amo, b24) = connections(&env).await;
+    let p = Pipeline::start(&env, &PipelineOptions::new("http://127.0.0.1:9")).await;
+    let path = format!("/webhooks/amocrm/{amo}?secret={AMO_SECRET}");
+
+    // Wrong or missing secret, another account, a Bitrix24 connection, a bad body: nothing stored.
+    for (url, body, status, code) in [
+        (
+            format!("/webhooks/amocrm/{amo}?secret=wrong"),
+            AMO_BODY.to_owned(),
+            401,
+            "unauthorized",
+        ),
+        (
+            format!("/webhooks/amocrm/{amo}"),
+            AMO_BODY.to_owned(),
+            401,
+            "unauthorized",
+        ),
+        (
+            path.clone(),
+            AMO_BODY.replace("=unirock", "=someone-else"),
+            401,
+            "unauthorized",
+        ),
+        (
+            format!("/webhooks/amocrm/{b24}?secret={AMO_SECRET}"),
+            AMO_BODY.to_owned(),
+            404,
+            "unknown_connection",
+        ),
+        (
+            format!("/webhooks/amocrm/not-a-uuid?secret={AMO_SECRET}"),
+            AMO_BODY.to_owned(),
+            404,
+            "unknown_connection",
+        ),
+        (
+            path.clone(),
+            "leads[add]x[0][id]=1".to_owned(),
+            400,
+            "invalid_body",
+        ),
+        (
+            path.clone(),
+            "account[subdomain]=unirock".to_owned(),
+            400,
+            "invalid_body",
+        ),
+    ] {
+        let (got, answer) = post(p.gateway_port, &url, &body).await;
+        assert_eq!(
+            (got, answer["code"].as_str()),
+            (status, Some(code)),
+            "{url}: {answer}"
+        );
+        assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(
+            !answer.to_string().contains(AMO_SECRET),
+            "the secret is not echoed"
+        );
+    }
+    assert_eq!(changes(&env).await, 0);
+
+    // Delivered three times (amoCRM retries): two changes, stored once.
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        let (status, answer) = post(p.gateway_port, &path, AMO_BODY).await;
+        assert_eq!(status, 200, "{answer}");
+        answers.push(answer["new"].as_i64());
+    }
+    assert_eq!(answers, [Some(2), Some(0), Some(0)]);
+    assert_eq!(changes(&env).await, 2);
+    assert_eq!(
+        count(&env, "SELECT count(*) AS n FROM crm_changes WHERE entity = 'lead' AND action = 'update' \
+                     AND entity_id IN ('23435433', '23435434') AND change->>'status_id' IS NOT DISTINCT FROM NULL").await,
+        1,
+        "the second lead carries no status"
+    );
+    // A later change of the same lead is a new change.
+    let later = AMO_BODY.replace("1627306719", "1627306800");
+    let (_, answer) = post(p.gateway_port, &path, &later).await;
+    assert_eq!(answer["new"].as_i64(), Some(2));
+    let mut conn = env.conn().await;
+    let waiting = storage::crm::unevaluated(&mut conn, amo)
+        .await
+        .expect("changes");
+    assert_eq!(waiting.len(), 4);
+    assert_eq!(
+        waiting[0],
+        ("lead".into(), "update".into(), "23435433".into())
+    );
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitrix24_events_need_the_application_token_and_the_portal() {
+    let env = TestEnv::new().await;
+    let (amo, b24) = connections(&env).await;
+    let p = Pipeline::start(&env, &PipelineOptions::new("http://127.0.0.1:9")).await;
+    let path = format!("/webhooks/bitrix24/{b24}");
+    let event = |token: &str, member: &str| {
+        format!(
+            "event=ONCRMDEALUPDATE&event_handler_id=975&data%5BFIELDS%5D%5BID%5D=7405&ts=1766047124\
+             &auth%5Bdomain%5D=some-domain.bitrix24.com&auth%5Bmember_id%5D={member}&auth%5Bapplication_token%5D={token}"
+        )
+    };
+    let good = event(B24_TOKEN, "d897063e1ce7c5eb9f04b9751eef5915");
+    for (url, body, status, code) in [
+        (
+            path.clone(),
+            event("spoofed-token", "d897063e1ce7c5eb9f04b9751eef5915"),
+            401,
+            "unauthorized",
+        ),
+        (
+            path.clone(),
+            event("", "d897063e1ce7c5eb9f04b9751eef5915"),
+            401,
+            "unauthorized",
+        ),
+        (
+            path.clone(),
+            event(B24_TOKEN, "another-portal"),
+            401,
+            "unauthorized",
+        ),
+        (
+            format!("/webhooks/bitrix24/{amo}"),
+            good.clone(),
+            404,
+            "unknown_connection",
+        ),
+        (
+            path.clone(),
+            "data[FIELDS][ID]=1".to_owned(),
+            400,
+            "invalid_body",
+        ),
+    ] {
+        let (got, answer) = post(p.gateway_port, &url, &body).await;
+        assert_eq!(
+            (got, answer["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {answer}"
+        );
+        assert!(
+            !answer.to_string().contains(B24_TOKEN),
+            "the token is not echoed"
+        );
+    }
+    assert_eq!(changes(&env).await, 0);
+    // Bitrix24 never retries, but a duplicate delivery still stores one change.
+    for expected_new in [1, 0] {
+        let (status, answer) = post(p.gateway_port, &path, &good).await;
+        assert_eq!(
+            (status, answer["new"].as_i64()),
+            (200, Some(expected_new)),
+            "{answer}"
+        );
+    }
+    let (status, answer) = post(p.gateway_port, &path, &format!("event=ONAPPINSTALL&auth%5Bapplication_token%5D={B24_TOKEN}&auth%5Bmember_id%5D=d897063e1ce7c5eb9f04b9751eef5915")).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("ignored")),
+        "{answer}"
+    );
+    let mut conn = env.conn().await;
+    assert_eq!(
+        storage::crm::unevaluated(&mut conn, b24)
+            .await
+            .expect("changes"),
+        [("deal".to_owned(), "update".to_owned(), "7405".to_owned())]
+    );
+    assert_eq!(
+        count(
+            &env,
+            &format!(
+                "SELECT count(*) AS n FROM crm_changes WHERE change::text LIKE '%{B24_TOKEN}%'"
+            )
+        )
+        .await,
+        0,
+        "the application token is not stored with the change"
+    );
+    p.stop().await;
+}

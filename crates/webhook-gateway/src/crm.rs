@@ -1,0 +1,191 @@
+//! `POST /webhooks/amocrm/{connection}` and `POST /webhooks/bitrix24/{connection}`:
+//! CRM change webhooks. Each reported change is stored once (a redelivery is
+//! recognised by its key) and the answer goes back at once: no CRM is
+//! called inside the request (amoCRM waits 2 s at most and disables a hook
+//! that fails too often). The changes wait in `crm_changes` to be evaluated.
+//!
+//! amoCRM signs nothing: the connection's secret travels in the URL
+//! (`?secret=`, or the `X-Webhook-Secret` header), and the body must name the
+//! connection's account. Bitrix24 sends `auth[application_token]`, compared
+//! in constant time, and `auth[member_id]`, which must be the connection's.
+
+use crate::{State, body};
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
+use domain::{
+    crm::{amocrm, bitrix24},
+    level::CrmType,
+};
+use runtime::ApiError;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use storage::crm::{Connection, NewChange};
+use uuid::Uuid;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/webhooks/amocrm/{connection}", web::post().to(amocrm_hook))
+        .route(
+            "/webhooks/bitrix24/{connection}",
+            web::post().to(bitrix24_hook),
+        );
+}
+
+#[derive(Deserialize)]
+struct SecretQuery {
+    secret: Option<String>,
+}
+
+fn invalid_body(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string())
+}
+
+async fn amocrm_hook(
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<SecretQuery>,
+    payload: web::Payload,
+    state: web::Data<State>,
+) -> Result<HttpResponse, ApiError> {
+    let presented = body::presented_secret(&req, query.into_inner().secret);
+    let body = body::read(&req, payload, state.max_body_bytes).await?;
+    let main = state.main.clone();
+    let work = amocrm_changes(state.into_inner(), path.into_inner(), presented, body);
+    Ok(HttpResponse::Ok().json(main.run(work).await.map_err(ApiError::unavailable)??))
+}
+
+async fn bitrix24_hook(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<State>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body::read(&req, payload, state.max_body_bytes).await?;
+    let main = state.main.clone();
+    let work = bitrix24_change(state.into_inner(), path.into_inner(), body);
+    Ok(HttpResponse::Ok().json(main.run(work).await.map_err(ApiError::unavailable)??))
+}
+
+/// The connection named in the URL, if it is one of `crm`.
+async fn connection(
+    conn: &mut storage::AsyncPgConnection,
+    id: &str,
+    crm: CrmType,
+) -> Result<Connection, ApiError> {
+    let unknown = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_connection",
+            format!("no {crm} connection '{id}'"),
+        )
+    };
+    let id: Uuid = id.parse().map_err(|_| unknown())?;
+    storage::crm::connection(conn, id)
+        .await
+        .map_err(ApiError::unavailable)?
+        .filter(|c| c.crm_type == crm)
+        .ok_or_else(unknown)
+}
+
+fn text(body: &web::Bytes) -> Result<&str, ApiError> {
+    std::str::from_utf8(body).map_err(|_| invalid_body("the body is not UTF-8 text"))
+}
+
+async fn amocrm_changes(
+    state: Arc<State>,
+    connection_id: String,
+    presented: Option<String>,
+    body: web::Bytes,
+) -> Result<Value, ApiError> {
+    let mut conn = state.pool.get().await.map_err(ApiError::unavailable)?;
+    let c = connection(&mut conn, &connection_id, CrmType::AmoCrm).await?;
+    if !body::secret_matches(presented.as_deref(), c.webhook_secret.as_deref()) {
+        tracing::warn!(connection = %c.id, "amoCRM webhook rejected: missing or wrong secret");
+        return Err(body::unauthorized(
+            "missing or wrong webhook secret (?secret= in the webhook URL)",
+        ));
+    }
+    let hook = amocrm::parse_webhook(text(&body)?).map_err(invalid_body)?;
+    // What the connection expects must be what the body says (nothing
+    // expected: anything goes).
+    let same = |expected: &Option<String>, said: &Option<String>| {
+        expected
+            .as_ref()
+            .is_none_or(|e| said.as_ref().is_some_and(|s| e.eq_ignore_ascii_case(s)))
+    };
+    if !same(&c.account_subdomain, &hook.account.subdomain)
+        || (hook.account.id.is_some() && !same(&c.account_id, &hook.account.id))
+    {
+        tracing::warn!(connection = %c.id, subdomain = ?hook.account.subdomain, "amoCRM webhook rejected: another account");
+        return Err(body::unauthorized(
+            "the webhook is from another amoCRM account than the connection's",
+        ));
+    }
+    let stored: Vec<(Value, String)> = hook
+        .changes
+        .iter()
+        .map(|ch| (json!(ch), ch.key()))
+        .collect();
+    let changes: Vec<NewChange<'_>> = hook
+        .changes
+        .iter()
+        .zip(&stored)
+        .filter_map(|(ch, (value, key))| {
+            Some(NewChange {
+                entity: &ch.entity,
+                action: &ch.action,
+                entity_id: ch.id.as_deref()?,
+                key,
+                change: value,
+            })
+        })
+        .collect();
+    let new = storage::crm::record_changes(&mut conn, c.id, &changes)
+        .await
+        .map_err(ApiError::unavailable)?;
+    tracing::info!(connection = %c.id, changes = changes.len(), new, "amoCRM changes stored");
+    Ok(json!({"status": "stored", "changes": changes.len(), "new": new}))
+}
+
+async fn bitrix24_change(
+    state: Arc<State>,
+    connection_id: String,
+    body: web::Bytes,
+) -> Result<Value, ApiError> {
+    let mut conn = state.pool.get().await.map_err(ApiError::unavailable)?;
+    let c = connection(&mut conn, &connection_id, CrmType::Bitrix24).await?;
+    let event = bitrix24::parse_event(text(&body)?).map_err(invalid_body)?;
+    let member_ok = c.member_id.is_none() || c.member_id == event.member_id;
+    if !body::secret_matches(
+        event.application_token.as_deref(),
+        c.application_token.as_deref(),
+    ) || !member_ok
+    {
+        tracing::warn!(connection = %c.id, domain = ?event.domain, "Bitrix24 event rejected: wrong application token or portal");
+        return Err(body::unauthorized(
+            "wrong auth[application_token] or auth[member_id] for this connection",
+        ));
+    }
+    let (Some(entity), Some(action)) = (&event.entity, &event.action) else {
+        return Ok(
+            json!({"status": "ignored", "reason": format!("event {} is not a CRM change", event.event)}),
+        );
+    };
+    let id = event
+        .id
+        .as_deref()
+        .ok_or_else(|| invalid_body("no data[FIELDS][ID] in the event"))?;
+    let value = json!(event);
+    let key = event.key();
+    let change = NewChange {
+        entity,
+        action,
+        entity_id: id,
+        key: &key,
+        change: &value,
+    };
+    let new = storage::crm::record_changes(&mut conn, c.id, &[change])
+        .await
+        .map_err(ApiError::unavailable)?;
+    tracing::info!(connection = %c.id, %entity, %action, new, "Bitrix24 change stored");
+    Ok(json!({"status": "stored", "changes": 1, "new": new}))
+}
