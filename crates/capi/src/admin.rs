@@ -349,7 +349,7 @@ pub enum InstanceCommand {
     List,
 }
 
-fn generate_secret() -> String {
+pub(crate) fn generate_secret() -> String {
     format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple())
 }
 

@@ -1,12 +1,20 @@
-//! A direction's CRM field rules (`capi_interest_fields`,
-//! `capi_qualified_fields`, `capi_scheduled_fields`): list, set, clear.
-//! The rules are checked before they are stored.
+//! CRM connections (`capi crm connect`) and a direction's CRM field rules
+//! (`capi direction crm-fields`: `capi_interest_fields`,
+//! `capi_qualified_fields`, `capi_scheduled_fields`; checked before they
+//! are stored). Secrets are read from standard input, never from arguments.
 
-use crate::{Failure, admin::connect, admin::print_rows};
+use crate::{
+    Failure,
+    admin::{connect, generate_secret, print_rows},
+};
 use clap::Subcommand;
-use domain::{crm::mapping::FieldRule, level::Level};
+use domain::{
+    crm::mapping::FieldRule,
+    level::{CrmType, Level},
+};
 use serde_json::json;
 use std::io::Read;
+use storage::crm::NewConnection;
 use uuid::Uuid;
 
 #[derive(Subcommand)]
@@ -80,6 +88,144 @@ pub async fn crm_fields(url: &str, c: CrmFieldsCommand) -> Result<(), Failure> {
                 return Err(missing(direction));
             }
             println!("{}", json!({"id": direction, "level": level, "rules": 0}));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum CrmCommand {
+    /// Connect an amoCRM/Kommo account. Standard input: the API token
+    /// (long-lived token). Prints the connection id and the webhook URL to
+    /// paste into amoCRM (Settings → Integrations → Web hooks).
+    ConnectAmocrm {
+        #[arg(long)]
+        user_account: Uuid,
+        /// The account's address, e.g. https://clinic.amocrm.ru or https://clinic.kommo.com.
+        #[arg(long)]
+        base_url: String,
+        /// The account's subdomain (the webhooks' account[subdomain]).
+        #[arg(long)]
+        subdomain: String,
+        /// The account's id (the webhooks' account[id]), when known.
+        #[arg(long)]
+        account_id: Option<String>,
+        /// Region for phones written without a country code.
+        #[arg(long, default_value = "RU")]
+        default_region: String,
+        /// Where webhook-gateway is reachable from the CRM.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        gateway_url: String,
+    },
+    /// Connect a Bitrix24 portal. Standard input, two lines: the incoming
+    /// webhook URL (https://{portal}/rest/{user}/{secret}/) and the outgoing
+    /// webhook's application token. Prints the handler URL for the outgoing webhook.
+    ConnectBitrix24 {
+        #[arg(long)]
+        user_account: Uuid,
+        /// The portal's member id (the events' auth[member_id]), when known.
+        #[arg(long)]
+        member_id: Option<String>,
+        #[arg(long, default_value = "RU")]
+        default_region: String,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        gateway_url: String,
+    },
+}
+
+/// The non-empty lines of standard input.
+fn stdin_lines(what: &str) -> Result<Vec<String>, Failure> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|e| Failure::input(format!("reading {what} from standard input: {e}")))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+pub async fn crm(url: &str, c: CrmCommand) -> Result<(), Failure> {
+    match c {
+        CrmCommand::ConnectAmocrm {
+            user_account,
+            base_url,
+            subdomain,
+            account_id,
+            default_region,
+            gateway_url,
+        } => {
+            let [token] = <[String; 1]>::try_from(stdin_lines("the API token")?).map_err(|_| {
+                Failure::input("standard input must hold the amoCRM API token, one line")
+            })?;
+            if !base_url.starts_with("https://") && !base_url.starts_with("http://") {
+                return Err(Failure::input("--base-url must be an http(s) URL"));
+            }
+            let secret = generate_secret();
+            let mut conn = connect(url).await?;
+            let id = storage::crm::create_connection(
+                &mut conn,
+                &NewConnection {
+                    user_account_id: user_account,
+                    crm_type: CrmType::AmoCrm,
+                    base_url: base_url.trim_end_matches('/'),
+                    access_token: Some(&token),
+                    webhook_secret: Some(&secret),
+                    default_region: &default_region,
+                    account_subdomain: Some(&subdomain),
+                    account_id: account_id.as_deref(),
+                    member_id: None,
+                    application_token: None,
+                },
+            )
+            .await?;
+            let hook = format!(
+                "{}/webhooks/amocrm/{id}?secret={secret}",
+                gateway_url.trim_end_matches('/')
+            );
+            println!("{}", json!({"id": id, "webhook_url": hook}));
+        }
+        CrmCommand::ConnectBitrix24 {
+            user_account,
+            member_id,
+            default_region,
+            gateway_url,
+        } => {
+            let [rest_url, application_token] =
+                <[String; 2]>::try_from(stdin_lines("the webhook URL and token")?).map_err(|_| {
+                    Failure::input(
+                        "standard input must hold two lines: the incoming webhook URL, then the application token",
+                    )
+                })?;
+            if !rest_url.starts_with("https://") && !rest_url.starts_with("http://") {
+                return Err(Failure::input(
+                    "the first line must be the incoming webhook URL (https://{portal}/rest/{user}/{secret}/)",
+                ));
+            }
+            let mut conn = connect(url).await?;
+            let id = storage::crm::create_connection(
+                &mut conn,
+                &NewConnection {
+                    user_account_id: user_account,
+                    crm_type: CrmType::Bitrix24,
+                    base_url: &rest_url,
+                    access_token: None,
+                    webhook_secret: None,
+                    default_region: &default_region,
+                    account_subdomain: None,
+                    account_id: None,
+                    member_id: member_id.as_deref(),
+                    application_token: Some(&application_token),
+                },
+            )
+            .await?;
+            let hook = format!(
+                "{}/webhooks/bitrix24/{id}",
+                gateway_url.trim_end_matches('/')
+            );
+            println!("{}", json!({"id": id, "webhook_url": hook}));
         }
     }
     Ok(())

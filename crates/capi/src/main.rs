@@ -50,6 +50,9 @@ enum Command {
         /// The body, or - for standard input.
         file: String,
     },
+    /// CRM connections (amoCRM/Kommo, Bitrix24).
+    #[command(subcommand)]
+    Crm(crm::CrmCommand),
     /// The levels a CRM entity reaches under a direction's field rules.
     CrmMatch {
         #[arg(long, value_enum)]
@@ -141,6 +144,7 @@ async fn main() -> ExitCode {
             default_country_code,
         } => inspect::normalize(&key, &value, default_country_code),
         Command::ParseWebhook { source, file } => inspect::parse_webhook(source, &file),
+        Command::Crm(c) => crm::crm(&cli.database_url, c).await,
         Command::CrmMatch {
             crm,
             entity_type,

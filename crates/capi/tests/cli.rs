@@ -811,3 +811,140 @@ async fn an_operator_maps_crm_fields_per_level_and_bad_rules_store_nothing() {
     assert!(err.contains("no direction"), "{err}");
     std::fs::remove_file(&rules).ok();
 }
+
+/// `capi` with `input` on its standard input.
+fn capi_stdin(args: &[&str], input: &str) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_capi"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run capi");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("capi output");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crm_connections_take_their_secrets_from_stdin_and_print_the_webhook_url() {
+    let env = pipeline_tests::TestEnv::new().await;
+    let db = env.db_url.as_str();
+    let (_, out, _) = capi(&[
+        "account",
+        "create",
+        "--name",
+        "Clinic",
+        "--database-url",
+        db,
+    ]);
+    let user: Value = serde_json::from_str(out.trim()).expect("json");
+    let user = user["id"].as_str().expect("id");
+    let (code, out, err) = capi_stdin(
+        &[
+            "crm",
+            "connect-amocrm",
+            "--user-account",
+            user,
+            "--base-url",
+            "https://clinic.amocrm.ru/",
+            "--subdomain",
+            "clinic",
+            "--gateway-url",
+            "https://hooks.example.com",
+            "--database-url",
+            db,
+        ],
+        "amo-long-lived-token\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("amo-long-lived-token") && !err.contains("amo-long-lived-token"));
+    let amo: Value = serde_json::from_str(out.trim()).expect("json");
+    let hook = amo["webhook_url"].as_str().expect("url");
+    let id = amo["id"].as_str().expect("id");
+    assert!(
+        hook.starts_with(&format!(
+            "https://hooks.example.com/webhooks/amocrm/{id}?secret="
+        )),
+        "{hook}"
+    );
+    let mut conn = env.conn().await;
+    let c = storage::crm::connection(&mut conn, id.parse().expect("uuid"))
+        .await
+        .expect("query")
+        .expect("connection");
+    assert_eq!(c.account_subdomain.as_deref(), Some("clinic"));
+    assert_eq!(
+        hook.rsplit_once("secret=").map(|(_, s)| s),
+        c.webhook_secret.as_deref()
+    );
+
+    let (code, out, err) = capi_stdin(
+        &[
+            "crm",
+            "connect-bitrix24",
+            "--user-account",
+            user,
+            "--member-id",
+            "m-1",
+            "--database-url",
+            db,
+        ],
+        "https://b24.example.com/rest/1/incoming-secret/\napp-token-secret\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !out.contains("incoming-secret") && !out.contains("app-token-secret"),
+        "{out}"
+    );
+    let b24: Value = serde_json::from_str(out.trim()).expect("json");
+    assert!(
+        b24["webhook_url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with(&format!(
+                "/webhooks/bitrix24/{}",
+                b24["id"].as_str().unwrap_or("?")
+            )))
+    );
+    // One line where two are needed, or no token at all: exit 2, nothing stored.
+    let (code, _, err) = capi_stdin(
+        &[
+            "crm",
+            "connect-bitrix24",
+            "--user-account",
+            user,
+            "--database-url",
+            db,
+        ],
+        "https://b24.example.com/rest/1/x/\n",
+    );
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = capi_stdin(
+        &[
+            "crm",
+            "connect-amocrm",
+            "--user-account",
+            user,
+            "--base-url",
+            "https://c.amocrm.ru",
+            "--subdomain",
+            "c",
+            "--database-url",
+            db,
+        ],
+        "",
+    );
+    assert_eq!(code, 2, "{err}");
+    let n = pipeline_tests::count(&env, "SELECT count(*) AS n FROM crm_connections").await;
+    assert_eq!(n, 2);
+}
