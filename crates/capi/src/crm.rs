@@ -6,6 +6,7 @@
 use crate::{
     Failure,
     admin::{connect, generate_secret, print_rows},
+    inspect::read_input,
 };
 use clap::Subcommand;
 use domain::{
@@ -13,7 +14,6 @@ use domain::{
     level::{CrmType, Level},
 };
 use serde_json::json;
-use std::io::Read;
 use storage::crm::NewConnection;
 use uuid::Uuid;
 
@@ -39,15 +39,7 @@ pub enum CrmFieldsCommand {
 }
 
 fn read_rules(file: &str) -> Result<Vec<FieldRule>, Failure> {
-    let mut text = String::new();
-    if file == "-" {
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| Failure::input(format!("reading standard input: {e}")))?;
-    } else {
-        text = std::fs::read_to_string(file)
-            .map_err(|e| Failure::input(format!("reading {file}: {e}")))?;
-    }
+    let text = read_input(file)?;
     serde_json::from_str(&text).map_err(|e| {
         Failure::input(format!(
             "{file}: not a list of rules (field_id, enum_id or enum_value, entity_type): {e}"
@@ -134,12 +126,8 @@ pub enum CrmCommand {
 }
 
 /// The non-empty lines of standard input.
-fn stdin_lines(what: &str) -> Result<Vec<String>, Failure> {
-    let mut text = String::new();
-    std::io::stdin()
-        .read_to_string(&mut text)
-        .map_err(|e| Failure::input(format!("reading {what} from standard input: {e}")))?;
-    Ok(text
+fn stdin_lines() -> Result<Vec<String>, Failure> {
+    Ok(read_input("-")?
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
@@ -157,7 +145,7 @@ pub async fn crm(url: &str, c: CrmCommand) -> Result<(), Failure> {
             default_region,
             gateway_url,
         } => {
-            let [token] = <[String; 1]>::try_from(stdin_lines("the API token")?).map_err(|_| {
+            let [token] = <[String; 1]>::try_from(stdin_lines()?).map_err(|_| {
                 Failure::input("standard input must hold the amoCRM API token, one line")
             })?;
             if !base_url.starts_with("https://") && !base_url.starts_with("http://") {
@@ -194,7 +182,7 @@ pub async fn crm(url: &str, c: CrmCommand) -> Result<(), Failure> {
             gateway_url,
         } => {
             let [rest_url, application_token] =
-                <[String; 2]>::try_from(stdin_lines("the webhook URL and token")?).map_err(|_| {
+                <[String; 2]>::try_from(stdin_lines()?).map_err(|_| {
                     Failure::input(
                         "standard input must hold two lines: the incoming webhook URL, then the application token",
                     )

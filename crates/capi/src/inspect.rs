@@ -47,7 +47,8 @@ pub enum WebhookSource {
     Bitrix24,
 }
 
-fn read_input(file: &str) -> Result<String, Failure> {
+/// A file's text, or standard input's for `-`.
+pub(crate) fn read_input(file: &str) -> Result<String, Failure> {
     let mut text = String::new();
     if file == "-" {
         std::io::stdin()

@@ -122,6 +122,12 @@ async fn amocrm_changes_are_stored_once_and_forged_or_bad_hooks_store_nothing() 
             400,
             "invalid_body",
         ),
+        (
+            path.clone(),
+            "leads[add][0][name]=no-id&account[subdomain]=unirock".to_owned(),
+            400,
+            "invalid_body",
+        ),
     ] {
         let (got, answer) = post(p.gateway_port, &url, &body).await;
         assert_eq!(

@@ -97,6 +97,9 @@ pub async fn record_changes(
     changes: &[NewChange<'_>],
 ) -> Result<usize, diesel::result::Error> {
     use crm_changes::dsl as c;
+    if changes.is_empty() {
+        return Ok(0);
+    }
     let rows: Vec<_> = changes
         .iter()
         .map(|ch| {

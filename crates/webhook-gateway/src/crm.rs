@@ -139,6 +139,9 @@ async fn amocrm_changes(
             })
         })
         .collect();
+    if changes.is_empty() {
+        return Err(invalid_body("no change in the body carries an [id]"));
+    }
     let new = storage::crm::record_changes(&mut conn, c.id, &changes)
         .await
         .map_err(ApiError::unavailable)?;
