@@ -6,6 +6,39 @@
 //! `contact_phone` may hold.
 
 use crate::normalize::{NormalizeOptions, UserDataKey, normalize};
+use serde_json::Value;
+
+/// The phones of an amoCRM contact (API v4): the values of its field
+/// whose `field_code` is `PHONE`.
+pub fn amocrm_phones(contact: &Value) -> Vec<String> {
+    contact
+        .get("custom_fields_values")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|f| f.get("field_code").and_then(Value::as_str) == Some("PHONE"))
+        .flat_map(|f| {
+            f.get("values")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|v| v.get("value").and_then(Value::as_str).map(str::to_owned))
+        .collect()
+}
+
+/// The phones of a Bitrix24 lead or contact (`PHONE: [{VALUE, VALUE_TYPE}]`),
+/// from the method's `{"result": …}` or the object.
+pub fn bitrix24_phones(entity: &Value) -> Vec<String> {
+    let entity = entity.get("result").unwrap_or(entity);
+    entity
+        .get("PHONE")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.get("VALUE").and_then(Value::as_str).map(str::to_owned))
+        .collect()
+}
 
 /// Fewer digits than this with the country code is no phone (`333`).
 const MIN_DIGITS: usize = 10;
@@ -39,6 +72,20 @@ pub fn candidates(raw: &str, default_cc: Option<&str>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn phones_are_read_from_each_crms_contact() {
+        let amo = json!({"custom_fields_values": [
+            {"field_id": 1859198, "field_code": "PHONE", "field_type": "multitext",
+             "values": [{"value": "5531987424967", "enum_id": 1325512, "enum_code": "WORK"}, {"value": "+7 999 000-11-22"}]},
+            {"field_id": 7, "field_code": "EMAIL", "values": [{"value": "a@b.c"}]}]});
+        assert_eq!(amocrm_phones(&amo), ["5531987424967", "+7 999 000-11-22"]);
+        assert!(amocrm_phones(&json!({"custom_fields_values": null})).is_empty());
+        let b24 = json!({"result": {"PHONE": [{"ID": "1", "VALUE_TYPE": "WORK", "VALUE": "+13333333555", "TYPE_ID": "PHONE"}]}});
+        assert_eq!(bitrix24_phones(&b24), ["+13333333555"]);
+        assert!(bitrix24_phones(&json!({"ID": "1"})).is_empty());
+    }
 
     #[test]
     fn the_formats_crms_really_hold() {
