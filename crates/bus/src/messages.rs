@@ -114,6 +114,16 @@ impl BusMessage for CapiEventQueued {
     const ROUTING_KEY: &'static str = "capi.event";
 }
 
+/// A CRM webhook reported a change (a `crm_changes` row) to evaluate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CrmChanged {
+    pub change_id: i64,
+}
+
+impl BusMessage for CrmChanged {
+    const ROUTING_KEY: &'static str = "crm.changed";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@
 //! ```
 
 use crate::messages::{
-    BufferFlush, BusMessage, CapiEventQueued, DialogReady, MessageReceived, ReplyDue,
+    BufferFlush, BusMessage, CapiEventQueued, CrmChanged, DialogReady, MessageReceived, ReplyDue,
 };
 use lapin::{
     Channel, ExchangeKind,
@@ -25,15 +25,17 @@ pub enum Queue {
     ChatbotFlush,
     ChatbotReplies,
     QualificationDialogs,
+    QualificationCrmChanges,
     CapiEvents,
 }
 
 impl Queue {
-    pub const ALL: [Queue; 5] = [
+    pub const ALL: [Queue; 6] = [
         Queue::ChatbotMessages,
         Queue::ChatbotFlush,
         Queue::ChatbotReplies,
         Queue::QualificationDialogs,
+        Queue::QualificationCrmChanges,
         Queue::CapiEvents,
     ];
 
@@ -43,6 +45,7 @@ impl Queue {
             Queue::ChatbotFlush => "chatbot.flush",
             Queue::ChatbotReplies => "chatbot.replies",
             Queue::QualificationDialogs => "qualification.dialogs",
+            Queue::QualificationCrmChanges => "qualification.crm",
             Queue::CapiEvents => "capi.events",
         }
     }
@@ -53,6 +56,7 @@ impl Queue {
             Queue::ChatbotFlush => BufferFlush::ROUTING_KEY,
             Queue::ChatbotReplies => ReplyDue::ROUTING_KEY,
             Queue::QualificationDialogs => DialogReady::ROUTING_KEY,
+            Queue::QualificationCrmChanges => CrmChanged::ROUTING_KEY,
             Queue::CapiEvents => CapiEventQueued::ROUTING_KEY,
         }
     }

@@ -36,7 +36,7 @@ pub(crate) struct Agent {
 }
 
 /// Claims `levels` (each once ever) and queues their events; inside the caller's transaction.
-async fn claim(
+pub(crate) async fn claim(
     conn: &mut AsyncPgConnection,
     dialog_id: uuid::Uuid,
     levels: &[Level],

@@ -9,6 +9,7 @@
 //! still open (`decide.rs`).
 
 mod agent;
+mod crm;
 mod decide;
 
 pub use decide::Policy;
@@ -21,6 +22,9 @@ use runtime::{
 };
 use serde::Deserialize;
 use std::sync::Arc;
+
+/// A CRM read ends after this long (amoCRM's own SDK waits 20 s).
+const CRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -105,6 +109,12 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
             max_history_chars: s.max_history_chars.max(1),
         })
     };
+    let evaluator = Arc::new(crm::CrmEvaluator {
+        pool: runtime.pool.clone(),
+        outbox_wake: runtime.outbox_wake.clone(),
+        timeout: CRM_TIMEOUT,
+        retry_schedule: retry_schedule.clone(),
+    });
     let agent = Arc::new(agent::Agent {
         pool: runtime.pool.clone(),
         outbox_wake: runtime.outbox_wake.clone(),
@@ -122,6 +132,16 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         },
     );
     runtime.spawn_worker(work);
+    let crm_work = bus::consume(
+        runtime.bus.clone(),
+        bus::Queue::QualificationCrmChanges,
+        runtime.stop.clone(),
+        move |m| {
+            let evaluator = evaluator.clone();
+            async move { evaluator.handle(m).await }
+        },
+    );
+    runtime.spawn_worker(crm_work);
     runtime.spawn_outbox_relay();
     Ok(runtime)
 }

@@ -281,3 +281,25 @@ pub async fn history(
         .await?;
     Ok(newest.into_iter().rev().map(Message::from).collect())
 }
+
+/// The direction's dialog with one of these phones (digits with the country
+/// code), the most recently active first.
+pub async fn dialog_by_phones(
+    conn: &mut AsyncPgConnection,
+    direction_id: Uuid,
+    phones: &[String],
+) -> Result<Option<Uuid>, diesel::result::Error> {
+    use dialog_analysis::dsl as d;
+    use diesel::PgSortExpressionMethods;
+    if phones.is_empty() {
+        return Ok(None);
+    }
+    d::dialog_analysis
+        .filter(d::direction_id.eq(direction_id))
+        .filter(d::contact_phone.eq_any(phones))
+        .order(d::last_message.desc().nulls_last())
+        .select(d::id)
+        .first(conn)
+        .await
+        .optional()
+}

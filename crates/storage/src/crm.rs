@@ -2,13 +2,17 @@
 //! its webhooks must present) and the changes their webhooks report,
 //! each stored once until it is evaluated.
 
-use crate::schema::{crm_changes, crm_connections};
+use crate::schema::{account_directions, crm_changes, crm_connections};
 use diesel::{
     ExpressionMethods, Insertable, OptionalExtension, QueryDsl, Queryable, Selectable,
     SelectableHelper,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use domain::level::CrmType;
+use domain::{
+    crm::mapping::{FieldRule, LevelMapping},
+    level::{CapiSource, CrmType},
+};
+use secrecy::SecretString;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -90,15 +94,15 @@ pub struct NewChange<'a> {
     pub change: &'a Value,
 }
 
-/// Stores changes, each (connection, key) once; returns how many were new.
+/// Stores changes, each (connection, key) once; returns the new rows' ids.
 pub async fn record_changes(
     conn: &mut AsyncPgConnection,
     connection_id: Uuid,
     changes: &[NewChange<'_>],
-) -> Result<usize, diesel::result::Error> {
+) -> Result<Vec<i64>, diesel::result::Error> {
     use crm_changes::dsl as c;
     if changes.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     let rows: Vec<_> = changes
         .iter()
@@ -117,7 +121,8 @@ pub async fn record_changes(
         .values(&rows)
         .on_conflict((c::connection_id, c::change_key))
         .do_nothing()
-        .execute(conn)
+        .returning(c::id)
+        .load(conn)
         .await
 }
 
@@ -134,4 +139,162 @@ pub async fn unevaluated(
         .select((c::entity, c::action, c::entity_id))
         .load(conn)
         .await
+}
+
+/// A stored change with what reading its entity needs.
+#[derive(Debug, Clone)]
+pub struct ChangeToEvaluate {
+    pub id: i64,
+    pub connection_id: Uuid,
+    pub user_account_id: Uuid,
+    pub crm_type: CrmType,
+    pub entity: String,
+    pub action: String,
+    pub entity_id: String,
+    pub evaluated: bool,
+    /// amoCRM: the account's address; Bitrix24: the incoming webhook URL (a secret).
+    pub base_url: SecretString,
+    pub access_token: Option<SecretString>,
+    pub default_region: String,
+}
+
+pub async fn change_to_evaluate(
+    conn: &mut AsyncPgConnection,
+    change_id: i64,
+) -> Result<Option<ChangeToEvaluate>, diesel::result::Error> {
+    use crm_changes::dsl as c;
+    use crm_connections::dsl as k;
+    type Row = (
+        i64,
+        Uuid,
+        Uuid,
+        CrmType,
+        String,
+        String,
+        String,
+        bool,
+        String,
+        Option<String>,
+        String,
+    );
+    let row: Option<Row> = c::crm_changes
+        .inner_join(k::crm_connections)
+        .filter(c::id.eq(change_id))
+        .select((
+            c::id,
+            c::connection_id,
+            k::user_account_id,
+            k::crm_type,
+            c::entity,
+            c::action,
+            c::entity_id,
+            c::evaluated_at.is_not_null(),
+            k::base_url,
+            k::access_token,
+            k::default_region,
+        ))
+        .get_result(conn)
+        .await
+        .optional()?;
+    Ok(row.map(
+        |(
+            id,
+            connection_id,
+            user_account_id,
+            crm_type,
+            entity,
+            action,
+            entity_id,
+            evaluated,
+            base_url,
+            token,
+            default_region,
+        )| {
+            ChangeToEvaluate {
+                id,
+                connection_id,
+                user_account_id,
+                crm_type,
+                entity,
+                action,
+                entity_id,
+                evaluated,
+                base_url: SecretString::from(base_url),
+                access_token: token
+                    .filter(|t| !t.trim().is_empty())
+                    .map(SecretString::from),
+                default_region,
+            }
+        },
+    ))
+}
+
+pub async fn mark_evaluated(
+    conn: &mut AsyncPgConnection,
+    change_id: i64,
+) -> Result<(), diesel::result::Error> {
+    use crm_changes::dsl as c;
+    diesel::update(
+        c::crm_changes
+            .find(change_id)
+            .filter(c::evaluated_at.is_null()),
+    )
+    .set(c::evaluated_at.eq(diesel::dsl::now))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A direction whose levels come from this CRM.
+#[derive(Debug, Clone)]
+pub struct CrmDirection {
+    pub id: Uuid,
+    pub mapping: LevelMapping,
+}
+
+/// The user account's directions with CAPI on, source `crm` and this CRM.
+pub async fn crm_directions(
+    conn: &mut AsyncPgConnection,
+    user_account_id: Uuid,
+    crm_type: CrmType,
+) -> Result<Vec<CrmDirection>, diesel::result::Error> {
+    use account_directions::dsl as d;
+    let rows: Vec<(Uuid, Value, Value, Value)> = d::account_directions
+        .filter(d::user_account_id.eq(user_account_id))
+        .filter(d::capi_enabled.eq(true))
+        .filter(d::capi_source.eq(CapiSource::Crm))
+        .filter(d::capi_crm_type.eq(crm_type))
+        .order(d::created_at)
+        .select((
+            d::id,
+            d::capi_interest_fields,
+            d::capi_qualified_fields,
+            d::capi_scheduled_fields,
+        ))
+        .load(conn)
+        .await?;
+    rows.into_iter()
+        .map(|(id, interest, qualified, scheduled)| {
+            Ok(CrmDirection {
+                id,
+                mapping: level_mapping(interest, qualified, scheduled)?,
+            })
+        })
+        .collect()
+}
+
+/// A direction's three stored rule lists as a mapping.
+pub(crate) fn level_mapping(
+    interest: Value,
+    qualified: Value,
+    scheduled: Value,
+) -> Result<LevelMapping, diesel::result::Error> {
+    let rules = |v: Value| -> Result<Vec<FieldRule>, diesel::result::Error> {
+        serde_json::from_value(v).map_err(|e| diesel::result::Error::DeserializationError(e.into()))
+    };
+    Ok(LevelMapping {
+        interest: rules(interest)?,
+        qualified: rules(qualified)?,
+        scheduled: rules(scheduled)?,
+    })
 }

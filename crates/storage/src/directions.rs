@@ -468,14 +468,9 @@ pub async fn crm_fields(
     let Some((interest, qualified, scheduled)) = row else {
         return Ok(None);
     };
-    let rules = |v: Value| -> Result<Vec<FieldRule>, diesel::result::Error> {
-        serde_json::from_value(v).map_err(|e| diesel::result::Error::DeserializationError(e.into()))
-    };
-    Ok(Some(LevelMapping {
-        interest: rules(interest)?,
-        qualified: rules(qualified)?,
-        scheduled: rules(scheduled)?,
-    }))
+    Ok(Some(crate::crm::level_mapping(
+        interest, qualified, scheduled,
+    )?))
 }
 
 /// Replaces one level's CRM field rules (an empty list clears them); false

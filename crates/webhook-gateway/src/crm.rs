@@ -2,7 +2,8 @@
 //! CRM change webhooks. Each reported change is stored once (a redelivery is
 //! recognised by its key) and the answer goes back at once: no CRM is
 //! called inside the request (amoCRM waits 2 s at most and disables a hook
-//! that fails too often). The changes wait in `crm_changes` to be evaluated.
+//! that fails too often). Each new change is queued (`crm.changed`, through
+//! the outbox, in the same transaction) for qualification-agent to evaluate.
 //!
 //! amoCRM signs nothing: the connection's secret travels in the URL
 //! (`?secret=`, or the `X-Webhook-Secret` header), and the body must name the
@@ -11,6 +12,8 @@
 
 use crate::{State, body};
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
+use bus::messages::{BusMessage, CrmChanged, encode};
+use diesel_async::AsyncConnection;
 use domain::{
     crm::{amocrm, bitrix24},
     level::CrmType,
@@ -142,11 +145,36 @@ async fn amocrm_changes(
     if changes.is_empty() {
         return Err(invalid_body("no change in the body carries an [id]"));
     }
-    let new = storage::crm::record_changes(&mut conn, c.id, &changes)
-        .await
-        .map_err(ApiError::unavailable)?;
+    let new = store(&state, &mut conn, c.id, &changes).await?;
     tracing::info!(connection = %c.id, changes = changes.len(), new, "amoCRM changes stored");
     Ok(json!({"status": "stored", "changes": changes.len(), "new": new}))
+}
+
+/// Stores the changes and queues each new one for evaluation, in one
+/// transaction; returns how many were new.
+async fn store(
+    state: &State,
+    conn: &mut storage::AsyncPgConnection,
+    connection_id: Uuid,
+    changes: &[NewChange<'_>],
+) -> Result<usize, ApiError> {
+    let new = conn
+        .transaction::<_, storage::DbError, _>(async |c| {
+            let ids = storage::crm::record_changes(c, connection_id, changes).await?;
+            for change_id in &ids {
+                let msg = CrmChanged {
+                    change_id: *change_id,
+                };
+                storage::outbox::enqueue(c, CrmChanged::ROUTING_KEY, &encode(&msg), 0).await?;
+            }
+            Ok(ids.len())
+        })
+        .await
+        .map_err(ApiError::unavailable)?;
+    if new > 0 {
+        state.outbox_wake.notify_one();
+    }
+    Ok(new)
 }
 
 async fn bitrix24_change(
@@ -186,9 +214,7 @@ async fn bitrix24_change(
         key: &key,
         change: &value,
     };
-    let new = storage::crm::record_changes(&mut conn, c.id, &[change])
-        .await
-        .map_err(ApiError::unavailable)?;
+    let new = store(&state, &mut conn, c.id, &[change]).await?;
     tracing::info!(connection = %c.id, %entity, %action, new, "Bitrix24 change stored");
     Ok(json!({"status": "stored", "changes": 1, "new": new}))
 }

@@ -40,6 +40,44 @@ pub fn bitrix24_phones(entity: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The country calling code of a region (ISO 3166 alpha-2) a CRM account
+/// names as its default: for phones written without one.
+pub fn calling_code(region: &str) -> Option<&'static str> {
+    const CODES: &[(&str, &str)] = &[
+        ("RU", "7"),
+        ("KZ", "7"),
+        ("BY", "375"),
+        ("UA", "380"),
+        ("UZ", "998"),
+        ("KG", "996"),
+        ("AM", "374"),
+        ("GE", "995"),
+        ("AZ", "994"),
+        ("BR", "55"),
+        ("MX", "52"),
+        ("AR", "54"),
+        ("CO", "57"),
+        ("CL", "56"),
+        ("PE", "51"),
+        ("US", "1"),
+        ("CA", "1"),
+        ("GB", "44"),
+        ("DE", "49"),
+        ("FR", "33"),
+        ("ES", "34"),
+        ("IT", "39"),
+        ("PT", "351"),
+        ("TR", "90"),
+        ("IN", "91"),
+        ("ID", "62"),
+        ("AE", "971"),
+        ("IL", "972"),
+        ("PL", "48"),
+    ];
+    let region = region.trim().to_ascii_uppercase();
+    CODES.iter().find(|(r, _)| *r == region).map(|(_, c)| *c)
+}
+
 /// Fewer digits than this with the country code is no phone (`333`).
 const MIN_DIGITS: usize = 10;
 
@@ -73,6 +111,13 @@ pub fn candidates(raw: &str, default_cc: Option<&str>) -> Vec<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn regions_name_their_calling_codes() {
+        assert_eq!(calling_code("RU"), Some("7"));
+        assert_eq!(calling_code(" br "), Some("55"));
+        assert_eq!(calling_code("XX"), None);
+    }
 
     #[test]
     fn phones_are_read_from_each_crms_contact() {
