@@ -35,6 +35,19 @@ pub(crate) struct Agent {
     pub retry_schedule: Vec<Duration>,
 }
 
+/// The wait before delivery `attempt + 1` (attempt counts from 1) while an
+/// outside service is unavailable: the schedule's step, the last repeating.
+pub(crate) fn backoff(schedule: &[Duration], attempt: u32) -> Duration {
+    let i = usize::try_from(attempt)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(1);
+    schedule
+        .get(i)
+        .or(schedule.last())
+        .copied()
+        .unwrap_or(RETRY_AFTER)
+}
+
 /// Claims `levels` (each once ever) and queues their events; inside the caller's transaction.
 pub(crate) async fn claim(
     conn: &mut AsyncPgConnection,
@@ -75,14 +88,7 @@ impl Agent {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        let i = usize::try_from(attempt)
-            .unwrap_or(usize::MAX)
-            .saturating_sub(1);
-        self.retry_schedule
-            .get(i)
-            .or(self.retry_schedule.last())
-            .copied()
-            .unwrap_or(RETRY_AFTER)
+        backoff(&self.retry_schedule, attempt)
     }
 
     async fn qualify(&self, ready: &DialogReady, attempt: u32) -> anyhow::Result<Outcome> {

@@ -7,7 +7,7 @@
 //! rate limiting or down delays the change through the broker; nothing is
 //! dropped.
 
-use crate::agent::claim;
+use crate::agent::{backoff, claim};
 use bus::{
     Incoming, Outcome,
     messages::{CrmChanged, decode},
@@ -60,17 +60,6 @@ impl CrmEvaluator {
         }
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
-        let i = usize::try_from(attempt)
-            .unwrap_or(usize::MAX)
-            .saturating_sub(1);
-        self.retry_schedule
-            .get(i)
-            .or(self.retry_schedule.last())
-            .copied()
-            .unwrap_or(RETRY_AFTER)
-    }
-
     async fn evaluate(&self, change_id: i64, attempt: u32) -> anyhow::Result<Outcome> {
         let mut conn = self.pool.get().await?;
         let Some(ch) = storage::crm::change_to_evaluate(&mut conn, change_id).await? else {
@@ -97,7 +86,7 @@ impl CrmEvaluator {
                 return Ok(Outcome::Retry(retry_after));
             }
             Err(e @ (CrmError::Unavailable(_) | CrmError::Auth(_))) => {
-                let wait = self.backoff(attempt);
+                let wait = backoff(&self.retry_schedule, attempt);
                 tracing::warn!(change_id, connection = %ch.connection_id, error = %e, retry_in_s = wait.as_secs(), "the CRM cannot be read now; the change waits");
                 return Ok(Outcome::Retry(wait));
             }

@@ -126,21 +126,6 @@ pub async fn record_changes(
         .await
 }
 
-/// The changes of a connection not yet evaluated, oldest first.
-pub async fn unevaluated(
-    conn: &mut AsyncPgConnection,
-    connection_id: Uuid,
-) -> Result<Vec<(String, String, String)>, diesel::result::Error> {
-    use crm_changes::dsl as c;
-    c::crm_changes
-        .filter(c::connection_id.eq(connection_id))
-        .filter(c::evaluated_at.is_null())
-        .order(c::id)
-        .select((c::entity, c::action, c::entity_id))
-        .load(conn)
-        .await
-}
-
 /// A stored change with what reading its entity needs.
 #[derive(Debug, Clone)]
 pub struct ChangeToEvaluate {
