@@ -87,6 +87,14 @@ pub async fn crm_fields(url: &str, c: CrmFieldsCommand) -> Result<(), Failure> {
 
 #[derive(Subcommand)]
 pub enum CrmCommand {
+    /// A connection's newest changes, one JSON line each, with what their
+    /// evaluation found (levels reached, the dialog joined, or why none:
+    /// `no_dialog`, `no_levels`, `no_crm_direction`, `unreadable`).
+    Changes {
+        connection: Uuid,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
     /// Connect an amoCRM/Kommo account. Standard input: the API token
     /// (long-lived token). Prints the connection id and the webhook URL to
     /// paste into amoCRM (Settings → Integrations → Web hooks).
@@ -137,6 +145,12 @@ fn stdin_lines() -> Result<Vec<String>, Failure> {
 
 pub async fn crm(url: &str, c: CrmCommand) -> Result<(), Failure> {
     match c {
+        CrmCommand::Changes { connection, limit } => {
+            let mut conn = connect(url).await?;
+            let rows =
+                storage::crm::recent_changes(&mut conn, connection, limit.clamp(1, 1000)).await?;
+            print_rows(&rows)?;
+        }
         CrmCommand::ConnectAmocrm {
             user_account,
             base_url,

@@ -947,4 +947,32 @@ async fn crm_connections_take_their_secrets_from_stdin_and_print_the_webhook_url
     assert_eq!(code, 2, "{err}");
     let n = pipeline_tests::count(&env, "SELECT count(*) AS n FROM crm_connections").await;
     assert_eq!(n, 2);
+
+    // What became of each change, newest first.
+    let change = json!({"entity": "lead", "action": "status", "id": "99"});
+    let ids = storage::crm::record_changes(
+        &mut conn,
+        c.id,
+        &[storage::crm::NewChange {
+            entity: "lead",
+            action: "status",
+            entity_id: "99",
+            key: "k-99",
+            change: &change,
+        }],
+    )
+    .await
+    .expect("change");
+    let outcome = json!({"result": "evaluated", "directions": [{"levels": ["interest"], "reason": "no_dialog"}]});
+    storage::crm::mark_evaluated(&mut conn, ids[0], &outcome)
+        .await
+        .expect("evaluated");
+    let (code, out, err) = capi(&["crm", "changes", id, "--database-url", db]);
+    assert_eq!(code, 0, "{err}");
+    let line: Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!(
+        (&line["entity_id"], &line["outcome"]),
+        (&json!("99"), &outcome)
+    );
+    assert!(line["evaluated_at"].is_string());
 }

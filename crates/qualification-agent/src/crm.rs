@@ -19,7 +19,7 @@ use domain::{
     crm::{mapping::matched_levels, phone},
     level::CrmType,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::{sync::Arc, time::Duration};
 use storage::{DbPool, crm::ChangeToEvaluate};
 use tokio::sync::Notify;
@@ -73,13 +73,17 @@ impl CrmEvaluator {
         drop(conn);
         if directions.is_empty() {
             tracing::info!(change_id, connection = %ch.connection_id, "no direction takes its levels from this CRM");
-            return self.done(change_id).await;
+            return self
+                .done(change_id, json!({"result": "no_crm_direction"}))
+                .await;
         }
         let read = match self.read(&ch).await {
             Ok(Some(read)) => read,
             Ok(None) => {
                 tracing::debug!(change_id, entity = %ch.entity, "not an entity levels come from");
-                return self.done(change_id).await;
+                return self
+                    .done(change_id, json!({"result": "ignored_entity"}))
+                    .await;
             }
             Err(CrmError::Throttled { retry_after }) => {
                 tracing::warn!(change_id, connection = %ch.connection_id, retry_in_s = retry_after.as_secs(), "the CRM is rate limiting; the change waits");
@@ -92,7 +96,12 @@ impl CrmEvaluator {
             }
             Err(e @ (CrmError::NotFound | CrmError::Rejected { .. })) => {
                 tracing::warn!(change_id, connection = %ch.connection_id, entity = %ch.entity, error = %e, "the entity cannot be read; nothing to evaluate");
-                return self.done(change_id).await;
+                return self
+                    .done(
+                        change_id,
+                        json!({"result": "unreadable", "error": e.to_string()}),
+                    )
+                    .await;
             }
         };
         let cc = phone::calling_code(&ch.default_region);
@@ -102,9 +111,11 @@ impl CrmEvaluator {
             .flat_map(|p| phone::candidates(p, cc))
             .collect();
         let mut conn = self.pool.get().await?;
+        let mut found = Vec::with_capacity(directions.len());
         for d in &directions {
             let levels = matched_levels(ch.crm_type, &ch.entity, &read.entity, &d.mapping);
             if levels.is_empty() {
+                found.push(json!({"direction_id": d.id, "levels": [], "reason": "no_levels"}));
                 continue;
             }
             let Some(dialog_id) =
@@ -112,6 +123,10 @@ impl CrmEvaluator {
             else {
                 tracing::info!(change_id, direction_id = %d.id, entity = %ch.entity, reason = "no_dialog",
                     "levels reached in the CRM, but no WhatsApp dialog of the direction has the contact's phone");
+                found.push(
+                    json!({"direction_id": d.id, "levels": levels, "reason": "no_dialog",
+                                  "phones": read.phones.len()}),
+                );
                 continue;
             };
             let now = Utc::now();
@@ -123,17 +138,25 @@ impl CrmEvaluator {
             if !claimed.is_empty() {
                 self.outbox_wake.notify_one();
             }
-            for level in claimed {
+            for level in &claimed {
                 tracing::info!(%dialog_id, direction_id = %d.id, %level, by = "crm", "level reached; event queued");
             }
+            found.push(
+                json!({"direction_id": d.id, "levels": levels, "dialog_id": dialog_id,
+                              "claimed": claimed}),
+            );
         }
         drop(conn);
-        self.done(change_id).await
+        self.done(
+            change_id,
+            json!({"result": "evaluated", "directions": found}),
+        )
+        .await
     }
 
-    async fn done(&self, change_id: i64) -> anyhow::Result<Outcome> {
+    async fn done(&self, change_id: i64, outcome: Value) -> anyhow::Result<Outcome> {
         let mut conn = self.pool.get().await?;
-        storage::crm::mark_evaluated(&mut conn, change_id).await?;
+        storage::crm::mark_evaluated(&mut conn, change_id, &outcome).await?;
         Ok(Outcome::Ack)
     }
 

@@ -214,9 +214,11 @@ pub async fn change_to_evaluate(
     ))
 }
 
+/// Closes a change with what its evaluation found.
 pub async fn mark_evaluated(
     conn: &mut AsyncPgConnection,
     change_id: i64,
+    outcome: &Value,
 ) -> Result<(), diesel::result::Error> {
     use crm_changes::dsl as c;
     diesel::update(
@@ -224,10 +226,39 @@ pub async fn mark_evaluated(
             .find(change_id)
             .filter(c::evaluated_at.is_null()),
     )
-    .set(c::evaluated_at.eq(diesel::dsl::now))
+    .set((c::evaluated_at.eq(diesel::dsl::now), c::outcome.eq(outcome)))
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// A change as `capi crm changes` shows it.
+#[derive(Debug, Clone, serde::Serialize, Queryable, Selectable)]
+#[diesel(table_name = crm_changes, check_for_backend(diesel::pg::Pg))]
+pub struct ChangeRow {
+    pub id: i64,
+    pub entity: String,
+    pub action: String,
+    pub entity_id: String,
+    pub received_at: chrono::DateTime<chrono::Utc>,
+    pub evaluated_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub outcome: Option<Value>,
+}
+
+/// A connection's newest changes, newest first.
+pub async fn recent_changes(
+    conn: &mut AsyncPgConnection,
+    connection_id: Uuid,
+    limit: i64,
+) -> Result<Vec<ChangeRow>, diesel::result::Error> {
+    use crm_changes::dsl as c;
+    c::crm_changes
+        .filter(c::connection_id.eq(connection_id))
+        .order(c::id.desc())
+        .limit(limit)
+        .select(ChangeRow::as_select())
+        .load(conn)
+        .await
 }
 
 /// A direction whose levels come from this CRM.

@@ -137,6 +137,7 @@ diesel::table! {
         change -> Jsonb,
         received_at -> Timestamptz,
         evaluated_at -> Nullable<Timestamptz>,
+        outcome -> Nullable<Jsonb>,
     }
 }
 

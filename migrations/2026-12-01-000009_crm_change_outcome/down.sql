@@ -1,0 +1,1 @@
+ALTER TABLE crm_changes DROP COLUMN outcome;
