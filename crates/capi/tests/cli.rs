@@ -6,15 +6,7 @@ use serde_json::{Value, json};
 use std::{path::PathBuf, process::Command};
 
 fn capi(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_capi"))
-        .args(args)
-        .output()
-        .expect("run capi");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    capi_stdin(args, "")
 }
 
 fn fixture(name: &str) -> String {

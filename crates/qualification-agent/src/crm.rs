@@ -178,18 +178,7 @@ impl CrmEvaluator {
                 match ch.entity.as_str() {
                     "lead" => {
                         let lead = client.lead(&ch.entity_id).await?;
-                        let contacts = lead
-                            .pointer("/_embedded/contacts")
-                            .and_then(Value::as_array)
-                            .cloned()
-                            .unwrap_or_default();
-                        let main = contacts
-                            .iter()
-                            .find(|c| c.get("is_main").and_then(Value::as_bool) == Some(true))
-                            .or(contacts.first())
-                            .and_then(|c| c.get("id"))
-                            .map(|id| id.to_string().trim_matches('"').to_owned());
-                        let phones = match main {
+                        let phones = match phone::amocrm_main_contact(&lead) {
                             Some(id) => phone::amocrm_phones(&client.contact(&id).await?),
                             None => Vec::new(),
                         };
@@ -216,14 +205,7 @@ impl CrmEvaluator {
                     "deal" => {
                         let deal = client.entity("deal", &ch.entity_id).await?;
                         let items = client.deal_contacts(&ch.entity_id).await?;
-                        let items = items.as_array().cloned().unwrap_or_default();
-                        let primary = items
-                            .iter()
-                            .find(|c| c.get("IS_PRIMARY").and_then(Value::as_str) == Some("Y"))
-                            .or(items.first())
-                            .and_then(|c| c.get("CONTACT_ID"))
-                            .map(|id| id.to_string().trim_matches('"').to_owned());
-                        let phones = match primary {
+                        let phones = match phone::bitrix24_primary_contact(&items) {
                             Some(id) => {
                                 phone::bitrix24_phones(&client.entity("contact", &id).await?)
                             }

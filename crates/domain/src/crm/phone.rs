@@ -8,6 +8,41 @@
 use crate::normalize::{NormalizeOptions, UserDataKey, normalize};
 use serde_json::Value;
 
+/// The contact whose phones join an entity to a dialog: the one `is_chosen`
+/// marks, else the first; its id as text.
+fn chosen_contact(
+    items: Option<&Value>,
+    is_chosen: impl Fn(&Value) -> bool,
+    id_key: &str,
+) -> Option<String> {
+    let items = items?.as_array()?;
+    items
+        .iter()
+        .find(|c| is_chosen(c))
+        .or(items.first())
+        .and_then(|c| c.get(id_key))
+        .and_then(super::mapping::scalar_text)
+        .filter(|id| !id.is_empty())
+}
+
+/// An amoCRM lead's main contact (`_embedded.contacts[].is_main`).
+pub fn amocrm_main_contact(lead: &Value) -> Option<String> {
+    chosen_contact(
+        lead.pointer("/_embedded/contacts"),
+        |c| c.get("is_main").and_then(Value::as_bool) == Some(true),
+        "id",
+    )
+}
+
+/// A Bitrix24 deal's primary contact, from `crm.deal.contact.items.get`.
+pub fn bitrix24_primary_contact(items: &Value) -> Option<String> {
+    chosen_contact(
+        Some(items.get("result").unwrap_or(items)),
+        |c| c.get("IS_PRIMARY").and_then(Value::as_str) == Some("Y"),
+        "CONTACT_ID",
+    )
+}
+
 /// The phones of an amoCRM contact (API v4): the values of its field
 /// whose `field_code` is `PHONE`.
 pub fn amocrm_phones(contact: &Value) -> Vec<String> {
@@ -111,6 +146,25 @@ pub fn candidates(raw: &str, default_cc: Option<&str>) -> Vec<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_contact_to_read_phones_from() {
+        let lead = json!({"_embedded": {"contacts": [{"id": 1, "is_main": false}, {"id": 7140816, "is_main": true}]}});
+        assert_eq!(amocrm_main_contact(&lead).as_deref(), Some("7140816"));
+        let lead = json!({"_embedded": {"contacts": [{"id": 3, "is_main": false}]}});
+        assert_eq!(amocrm_main_contact(&lead).as_deref(), Some("3"));
+        assert_eq!(
+            amocrm_main_contact(&json!({"_embedded": {"contacts": []}})),
+            None
+        );
+        let items =
+            json!([{"CONTACT_ID": 84, "IS_PRIMARY": "N"}, {"CONTACT_ID": "85", "IS_PRIMARY": "Y"}]);
+        assert_eq!(bitrix24_primary_contact(&items).as_deref(), Some("85"));
+        assert_eq!(
+            bitrix24_primary_contact(&json!({"result": [{"CONTACT_ID": 84}]})).as_deref(),
+            Some("84")
+        );
+    }
 
     #[test]
     fn regions_name_their_calling_codes() {
