@@ -8,12 +8,13 @@ use crate::{
     admin::{connect, generate_secret, print_rows},
     inspect::read_input,
 };
+use ::crm::session::{CrmPolicy, CrmSettings, Session};
 use clap::Subcommand;
 use domain::{
     crm::mapping::FieldRule,
     level::{CrmType, Level},
 };
-use serde_json::json;
+use serde_json::{Value, json};
 use storage::crm::NewConnection;
 use uuid::Uuid;
 
@@ -95,10 +96,27 @@ pub enum CrmCommand {
         #[arg(long, default_value_t = 20)]
         limit: i64,
     },
-    /// Connect an amoCRM/Kommo account. Standard input: the API token
-    /// (long-lived token). Prints the connection id and the webhook URL to
-    /// paste into amoCRM (Settings → Integrations → Web hooks).
-    ConnectAmocrm {
+    /// Connect a CRM account; prints the connection id and the webhook URL
+    /// to paste into the CRM. Secrets come from standard input.
+    #[command(subcommand)]
+    Connect(ConnectCommand),
+    /// The CRM's own fields, one JSON line each with its enum ids, to pick
+    /// rules from (amoCRM: custom fields page by page, and for leads the
+    /// pipelines' statuses as `status_id`; Bitrix24: `crm.{entity}.fields`).
+    Fields {
+        connection: Uuid,
+        /// amoCRM: leads (default), contacts, companies; Bitrix24: deal (default), lead, contact.
+        #[arg(long)]
+        entity_type: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ConnectCommand {
+    /// amoCRM/Kommo. Standard input: the long-lived token, one line; with
+    /// --oauth three lines: access token, refresh token, client secret.
+    /// Paste the printed URL in amoCRM (Settings → Integrations → Web hooks).
+    Amocrm {
         #[arg(long)]
         user_account: Uuid,
         /// The account's address, e.g. https://clinic.amocrm.ru or https://clinic.kommo.com.
@@ -110,37 +128,82 @@ pub enum CrmCommand {
         /// The account's id (the webhooks' account[id]), when known.
         #[arg(long)]
         account_id: Option<String>,
-        /// Region for phones written without a country code.
-        #[arg(long, default_value = "RU")]
-        default_region: String,
-        /// Where webhook-gateway is reachable from the CRM.
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        gateway_url: String,
-    },
-    /// Connect a Bitrix24 portal. Standard input, two lines: the incoming
-    /// webhook URL (https://{portal}/rest/{user}/{secret}/) and the outgoing
-    /// webhook's application token. Prints the handler URL for the outgoing webhook.
-    ConnectBitrix24 {
+        #[command(flatten)]
+        oauth: OAuthArgs,
+        /// The integration's redirect URI (amoCRM asks for it on refresh).
         #[arg(long)]
-        user_account: Uuid,
+        redirect_uri: Option<String>,
+        #[command(flatten)]
+        common: ConnectArgs,
+    },
+    /// Bitrix24. Standard input: the incoming webhook URL
+    /// (https://{portal}/rest/{user}/{secret}/) and the outgoing webhook's
+    /// application token, a line each; with --oauth four lines: access
+    /// token, refresh token, client secret, application token. Paste the
+    /// printed URL as the outgoing webhook's handler.
+    Bitrix24 {
         /// The portal's member id (the events' auth[member_id]), when known.
         #[arg(long)]
         member_id: Option<String>,
-        #[arg(long, default_value = "RU")]
-        default_region: String,
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        gateway_url: String,
+        #[command(flatten)]
+        oauth: OAuthArgs,
+        /// OAuth: the app's client endpoint, https://{portal}/rest/.
+        #[arg(long)]
+        client_endpoint: Option<String>,
+        #[arg(long)]
+        user_account: Uuid,
+        #[command(flatten)]
+        common: ConnectArgs,
     },
 }
 
-/// The non-empty lines of standard input.
-fn stdin_lines() -> Result<Vec<String>, Failure> {
-    Ok(read_input("-")?
+#[derive(clap::Args)]
+pub struct OAuthArgs {
+    /// Tokens of an OAuth integration/app (refreshed before they expire).
+    #[arg(long, requires = "client_id")]
+    oauth: bool,
+    /// The integration's/app's client id.
+    #[arg(long, requires = "oauth")]
+    client_id: Option<String>,
+    /// Seconds the access token has left (unknown: refreshed when refused).
+    #[arg(long, requires = "oauth")]
+    expires_in: Option<i64>,
+}
+
+#[derive(clap::Args)]
+pub struct ConnectArgs {
+    /// Region for phones written without a country code.
+    #[arg(long, default_value = "RU")]
+    default_region: String,
+    /// Where webhook-gateway is reachable from the CRM.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    gateway_url: String,
+}
+
+/// The non-empty lines of standard input: exactly `names.len()` of them.
+fn stdin_lines(names: &[&str]) -> Result<Vec<String>, Failure> {
+    let lines: Vec<String> = read_input("-")?
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .map(str::to_owned)
-        .collect())
+        .collect();
+    if lines.len() != names.len() {
+        return Err(Failure::input(format!(
+            "standard input must hold {} line(s): {}",
+            names.len(),
+            names.join(", ")
+        )));
+    }
+    Ok(lines)
+}
+
+fn http_url(what: &str, url: &str) -> Result<(), Failure> {
+    if url.starts_with("https://") || url.starts_with("http://") {
+        Ok(())
+    } else {
+        Err(Failure::input(format!("{what} must be an http(s) URL")))
+    }
 }
 
 pub async fn crm(url: &str, c: CrmCommand) -> Result<(), Failure> {
@@ -151,84 +214,257 @@ pub async fn crm(url: &str, c: CrmCommand) -> Result<(), Failure> {
                 storage::crm::recent_changes(&mut conn, connection, limit.clamp(1, 1000)).await?;
             print_rows(&rows)?;
         }
-        CrmCommand::ConnectAmocrm {
+        CrmCommand::Connect(c) => connect_crm(url, c).await?,
+        CrmCommand::Fields {
+            connection,
+            entity_type,
+        } => fields(url, connection, entity_type).await?,
+    }
+    Ok(())
+}
+
+async fn connect_crm(url: &str, c: ConnectCommand) -> Result<(), Failure> {
+    let expires_at = |o: &OAuthArgs| {
+        o.expires_in
+            .map(|s| chrono::Utc::now() + chrono::Duration::seconds(s.max(0)))
+    };
+    let mut conn = connect(url).await?;
+    let (id, hook_path, gateway_url) = match c {
+        ConnectCommand::Amocrm {
             user_account,
             base_url,
             subdomain,
             account_id,
-            default_region,
-            gateway_url,
+            oauth,
+            redirect_uri,
+            common,
         } => {
-            let [token] = <[String; 1]>::try_from(stdin_lines()?).map_err(|_| {
-                Failure::input("standard input must hold the amoCRM API token, one line")
-            })?;
-            if !base_url.starts_with("https://") && !base_url.starts_with("http://") {
-                return Err(Failure::input("--base-url must be an http(s) URL"));
-            }
+            http_url("--base-url", &base_url)?;
+            let lines = if oauth.oauth {
+                stdin_lines(&["access token", "refresh token", "client secret"])?
+            } else {
+                stdin_lines(&["the amoCRM API token"])?
+            };
             let secret = generate_secret();
-            let mut conn = connect(url).await?;
             let id = storage::crm::create_connection(
                 &mut conn,
                 &NewConnection {
                     user_account_id: user_account,
                     crm_type: CrmType::AmoCrm,
                     base_url: base_url.trim_end_matches('/'),
-                    access_token: Some(&token),
+                    access_token: lines.first().map(String::as_str),
                     webhook_secret: Some(&secret),
-                    default_region: &default_region,
+                    default_region: &common.default_region,
                     account_subdomain: Some(&subdomain),
                     account_id: account_id.as_deref(),
                     member_id: None,
                     application_token: None,
+                    refresh_token: lines.get(1).map(String::as_str),
+                    token_expires_at: expires_at(&oauth),
+                    oauth_client_id: oauth.client_id.as_deref(),
+                    oauth_client_secret: lines.get(2).map(String::as_str),
+                    oauth_redirect_uri: redirect_uri.as_deref(),
                 },
             )
             .await?;
-            let hook = format!(
-                "{}/webhooks/amocrm/{id}?secret={secret}",
-                gateway_url.trim_end_matches('/')
-            );
-            println!("{}", json!({"id": id, "webhook_url": hook}));
+            (
+                id,
+                format!("/webhooks/amocrm/{id}?secret={secret}"),
+                common.gateway_url,
+            )
         }
-        CrmCommand::ConnectBitrix24 {
-            user_account,
+        ConnectCommand::Bitrix24 {
             member_id,
-            default_region,
-            gateway_url,
+            oauth,
+            client_endpoint,
+            user_account,
+            common,
         } => {
-            let [rest_url, application_token] =
-                <[String; 2]>::try_from(stdin_lines()?).map_err(|_| {
-                    Failure::input(
-                        "standard input must hold two lines: the incoming webhook URL, then the application token",
-                    )
+            let (base_url, lines) = if oauth.oauth {
+                let endpoint = client_endpoint.ok_or_else(|| {
+                    Failure::input("--oauth needs --client-endpoint https://{portal}/rest/")
                 })?;
-            if !rest_url.starts_with("https://") && !rest_url.starts_with("http://") {
-                return Err(Failure::input(
-                    "the first line must be the incoming webhook URL (https://{portal}/rest/{user}/{secret}/)",
-                ));
-            }
-            let mut conn = connect(url).await?;
+                http_url("--client-endpoint", &endpoint)?;
+                let lines = stdin_lines(&[
+                    "access token",
+                    "refresh token",
+                    "client secret",
+                    "application token",
+                ])?;
+                (endpoint, lines)
+            } else {
+                let mut lines = stdin_lines(&[
+                    "the incoming webhook URL (https://{portal}/rest/{user}/{secret}/)",
+                    "the application token",
+                ])?;
+                let webhook = lines.remove(0);
+                http_url("the first line (the incoming webhook URL)", &webhook)?;
+                (webhook, lines)
+            };
+            let (access, refresh, client_secret, application_token) = match lines.as_slice() {
+                [a, r, s, t] => (
+                    Some(a.as_str()),
+                    Some(r.as_str()),
+                    Some(s.as_str()),
+                    t.as_str(),
+                ),
+                [t] => (None, None, None, t.as_str()),
+                _ => return Err(Failure::input("unexpected standard input")),
+            };
             let id = storage::crm::create_connection(
                 &mut conn,
                 &NewConnection {
                     user_account_id: user_account,
                     crm_type: CrmType::Bitrix24,
-                    base_url: &rest_url,
-                    access_token: None,
+                    base_url: &base_url,
+                    access_token: access,
                     webhook_secret: None,
-                    default_region: &default_region,
+                    default_region: &common.default_region,
                     account_subdomain: None,
                     account_id: None,
                     member_id: member_id.as_deref(),
-                    application_token: Some(&application_token),
+                    application_token: Some(application_token),
+                    refresh_token: refresh,
+                    token_expires_at: expires_at(&oauth),
+                    oauth_client_id: oauth.client_id.as_deref(),
+                    oauth_client_secret: client_secret,
+                    oauth_redirect_uri: None,
                 },
             )
             .await?;
-            let hook = format!(
-                "{}/webhooks/bitrix24/{id}",
-                gateway_url.trim_end_matches('/')
-            );
-            println!("{}", json!({"id": id, "webhook_url": hook}));
+            (id, format!("/webhooks/bitrix24/{id}"), common.gateway_url)
         }
-    }
+    };
+    let hook = format!("{}{hook_path}", gateway_url.trim_end_matches('/'));
+    println!("{}", json!({"id": id, "webhook_url": hook}));
     Ok(())
+}
+
+/// The `[crm]` settings (pace, OAuth, timeout) from the environment.
+fn crm_policy() -> Result<CrmPolicy, Failure> {
+    #[derive(serde::Deserialize)]
+    struct Own {
+        #[serde(default)]
+        crm: CrmSettings,
+    }
+    let own =
+        runtime::settings::load_section::<Own>("").map_err(|e| Failure::input(format!("{e}")))?;
+    CrmPolicy::new(&own.crm).map_err(|e| Failure::input(format!("{e:#}")))
+}
+
+fn crm_failure(e: ::crm::CrmError) -> Failure {
+    Failure::from(anyhow::Error::from(e))
+}
+
+async fn fields(url: &str, connection: Uuid, entity_type: Option<String>) -> Result<(), Failure> {
+    let pool = storage::connect_pool(url, 2)?;
+    let mut session = Session::open(pool, crm_policy()?, connection)
+        .await
+        .map_err(crm_failure)?
+        .ok_or_else(|| Failure::input(format!("no CRM connection {connection}")))?;
+    let lines = match session.access().crm_type {
+        CrmType::AmoCrm => {
+            let entity = entity_type.unwrap_or_else(|| "leads".into());
+            if !matches!(entity.as_str(), "leads" | "contacts" | "companies") {
+                return Err(Failure::input(
+                    "--entity-type for amoCRM: leads, contacts or companies",
+                ));
+            }
+            let mut lines = Vec::new();
+            if entity == "leads" {
+                let pipelines = session.amo_pipelines().await.or_else(|e| match e {
+                    ::crm::CrmError::NotFound => Ok(json!({})),
+                    e => Err(e),
+                });
+                lines.extend(amo_statuses(&pipelines.map_err(crm_failure)?));
+            }
+            let fields = session
+                .amo_custom_fields(&entity)
+                .await
+                .map_err(crm_failure)?;
+            lines.extend(fields.iter().map(amo_field));
+            lines
+        }
+        CrmType::Bitrix24 => {
+            let entity = entity_type.unwrap_or_else(|| "deal".into());
+            if !matches!(entity.as_str(), "deal" | "lead" | "contact") {
+                return Err(Failure::input(
+                    "--entity-type for Bitrix24: deal, lead or contact",
+                ));
+            }
+            let fields = session
+                .bitrix24_fields(&entity)
+                .await
+                .map_err(crm_failure)?;
+            bitrix24_fields(&fields)
+        }
+    };
+    print_rows(&lines)?;
+    Ok(())
+}
+
+fn text(v: &Value) -> Value {
+    domain::crm::mapping::scalar_text(v).map_or(Value::Null, Value::String)
+}
+
+/// amoCRM's pipelines as one `status_id` field whose enums are the statuses.
+fn amo_statuses(pipelines: &Value) -> Option<Value> {
+    let statuses: Vec<Value> = pipelines["_embedded"]["pipelines"]
+        .as_array()?
+        .iter()
+        .flat_map(|p| {
+            let pipeline = p["name"].as_str().unwrap_or_default().to_owned();
+            p["_embedded"]["statuses"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(move |s| {
+                    json!({"id": text(&s["id"]),
+                           "value": format!("{pipeline} / {}", s["name"].as_str().unwrap_or_default())})
+                })
+        })
+        .collect();
+    Some(
+        json!({"id": "status_id", "name": "Lead status (pipeline / status)",
+                "code": null, "type": "status", "enums": statuses}),
+    )
+}
+
+fn amo_field(f: &Value) -> Value {
+    let enums: Vec<Value> = f["enums"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .map(|o| json!({"id": text(&o["id"]), "value": text(&o["value"])}))
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({"id": text(&f["id"]), "name": text(&f["name"]), "code": text(&f["code"]),
+           "type": text(&f["type"]), "enums": enums})
+}
+
+/// `crm.{entity}.fields`: a line per field key, list items as enums.
+fn bitrix24_fields(fields: &Value) -> Vec<Value> {
+    let Some(map) = fields.as_object() else {
+        return Vec::new();
+    };
+    map.iter()
+        .map(|(key, f)| {
+            let name = ["listLabel", "formLabel", "title"]
+                .iter()
+                .find_map(|k| f[*k].as_str().filter(|s| !s.is_empty()))
+                .unwrap_or(key);
+            let items: Vec<Value> = f["items"]
+                .as_array()
+                .map(|i| {
+                    i.iter()
+                        .map(|o| json!({"id": text(&o["ID"]), "value": text(&o["VALUE"])}))
+                        .collect()
+                })
+                .unwrap_or_default();
+            json!({"id": key, "name": name, "type": text(&f["type"]),
+                   "multiple": f["isMultiple"].as_bool().unwrap_or(false), "enums": items})
+        })
+        .collect()
 }

@@ -845,7 +845,8 @@ async fn crm_connections_take_their_secrets_from_stdin_and_print_the_webhook_url
     let (code, out, err) = capi_stdin(
         &[
             "crm",
-            "connect-amocrm",
+            "connect",
+            "amocrm",
             "--user-account",
             user,
             "--base-url",
@@ -884,7 +885,8 @@ async fn crm_connections_take_their_secrets_from_stdin_and_print_the_webhook_url
     let (code, out, err) = capi_stdin(
         &[
             "crm",
-            "connect-bitrix24",
+            "connect",
+            "bitrix24",
             "--user-account",
             user,
             "--member-id",
@@ -912,7 +914,8 @@ async fn crm_connections_take_their_secrets_from_stdin_and_print_the_webhook_url
     let (code, _, err) = capi_stdin(
         &[
             "crm",
-            "connect-bitrix24",
+            "connect",
+            "bitrix24",
             "--user-account",
             user,
             "--database-url",
@@ -924,7 +927,8 @@ async fn crm_connections_take_their_secrets_from_stdin_and_print_the_webhook_url
     let (code, _, err) = capi_stdin(
         &[
             "crm",
-            "connect-amocrm",
+            "connect",
+            "amocrm",
             "--user-account",
             user,
             "--base-url",
@@ -967,4 +971,182 @@ async fn crm_connections_take_their_secrets_from_stdin_and_print_the_webhook_url
         (&json!("99"), &outcome)
     );
     assert!(line["evaluated_at"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crm_fields_lists_the_crms_own_fields_refreshing_an_oauth_token_first() {
+    let env = pipeline_tests::TestEnv::new().await;
+    let db = env.db_url.as_str();
+    let sb = pipeline_tests::SandboxServer::start().await;
+    let (_, out, _) = capi(&[
+        "account",
+        "create",
+        "--name",
+        "Clinic",
+        "--database-url",
+        db,
+    ]);
+    let user: Value = serde_json::from_str(out.trim()).expect("json");
+    let user = user["id"].as_str().expect("id");
+    // 260 lead fields: more than one page of 250.
+    let fields: Vec<Value> = (0..260)
+        .map(|i| {
+            json!({"id": 1000 + i, "name": format!("Field {i}"), "code": null, "type": "select",
+                   "enums": [{"id": 5000 + i, "value": "Yes", "sort": 1}]})
+        })
+        .collect();
+    sb.put("/sandbox/amocrm/custom_fields/leads", &json!(fields))
+        .await;
+    sb.put(
+        "/sandbox/amocrm/pipelines",
+        &json!([{"id": 936736, "name": "Sales", "_embedded": {"statuses": [
+            {"id": 142, "name": "Won"}, {"id": 143, "name": "Lost"}]}}]),
+    )
+    .await;
+    sb.put(
+        "/sandbox/amocrm/account",
+        &json!({"subdomain": "clinic", "id": "29", "access_token": "current-token",
+                "refresh_token": "refresh-1", "client_id": "integration-1",
+                "client_secret": "client-secret-1"}),
+    )
+    .await;
+    let (code, out, err) = capi_stdin(
+        &[
+            "crm",
+            "connect",
+            "amocrm",
+            "--user-account",
+            user,
+            "--base-url",
+            &sb.url,
+            "--subdomain",
+            "clinic",
+            "--oauth",
+            "--client-id",
+            "integration-1",
+            "--redirect-uri",
+            "https://example.com/oauth",
+            "--expires-in",
+            "60",
+            "--database-url",
+            db,
+        ],
+        "stale-access-token\nrefresh-1\nclient-secret-1\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !out.contains("refresh-1") && !out.contains("client-secret-1"),
+        "{out}"
+    );
+    let id = serde_json::from_str::<Value>(out.trim()).expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (code, out, err) = capi(&["crm", "fields", &id, "--database-url", db]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 261, "the statuses, then every field");
+    assert_eq!(
+        lines[0],
+        json!({"id": "status_id", "name": "Lead status (pipeline / status)", "code": null,
+               "type": "status", "enums": [{"id": "142", "value": "Sales / Won"},
+                                          {"id": "143", "value": "Sales / Lost"}]})
+    );
+    assert_eq!(
+        lines[260],
+        json!({"id": "1259", "name": "Field 259", "code": null, "type": "select",
+               "enums": [{"id": "5259", "value": "Yes"}]})
+    );
+    // The token was about to expire: refreshed once, before reading, and stored.
+    let amo = sb.crm_stats("amocrm").await;
+    assert_eq!(amo["refreshes"], 1, "{amo}");
+    assert_eq!(amo["unauthorized"], 0, "{amo}");
+    assert_eq!(
+        pipeline_tests::count(
+            &env,
+            "SELECT count(*) AS n FROM crm_connections WHERE access_token LIKE 'amo-access-%'"
+        )
+        .await,
+        1
+    );
+    assert!(!out.contains("amo-access-") && !err.contains("amo-access-"));
+
+    // Bitrix24 through its incoming webhook: crm.deal.fields, list items as enums.
+    sb.put(
+        "/sandbox/bitrix24/portal",
+        &json!({"domain": "x.bitrix24.ru", "member_id": "m-1", "application_token": "app-token",
+                "user_id": "1", "webhook_secret": "hook-secret"}),
+    )
+    .await;
+    sb.put(
+        "/sandbox/bitrix24/fields/deal",
+        &json!({"STAGE_ID": {"type": "crm_status", "isMultiple": false, "title": "Stage"},
+                "UF_CRM_SOURCE": {"type": "enumeration", "isMultiple": true, "title": "UF_CRM_SOURCE",
+                                  "listLabel": "Source", "items": [{"ID": "79", "VALUE": "Ads"}, {"ID": "81", "VALUE": "WhatsApp"}]}}),
+    )
+    .await;
+    let (code, out, err) = capi_stdin(
+        &[
+            "crm",
+            "connect",
+            "bitrix24",
+            "--user-account",
+            user,
+            "--member-id",
+            "m-1",
+            "--database-url",
+            db,
+        ],
+        &format!("{}/rest/1/hook-secret/\napp-token\n", sb.url),
+    );
+    assert_eq!(code, 0, "{err}");
+    let b24 = serde_json::from_str::<Value>(out.trim()).expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (code, out, err) = capi(&[
+        "crm",
+        "fields",
+        &b24,
+        "--entity-type",
+        "deal",
+        "--database-url",
+        db,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            json!({"id": "STAGE_ID", "name": "Stage", "type": "crm_status", "multiple": false, "enums": []}),
+            json!({"id": "UF_CRM_SOURCE", "name": "Source", "type": "enumeration", "multiple": true,
+                   "enums": [{"id": "79", "value": "Ads"}, {"id": "81", "value": "WhatsApp"}]}),
+        ]
+    );
+    // A wrong entity type for the CRM, an unknown connection: exit 2.
+    let (code, _, err) = capi(&[
+        "crm",
+        "fields",
+        &b24,
+        "--entity-type",
+        "leads",
+        "--database-url",
+        db,
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("deal, lead or contact"), "{err}");
+    let (code, _, err) = capi(&[
+        "crm",
+        "fields",
+        "00000000-0000-0000-0000-000000000000",
+        "--database-url",
+        db,
+    ]);
+    assert_eq!(code, 2, "{err}");
 }

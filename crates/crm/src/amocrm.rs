@@ -34,6 +34,39 @@ impl AmoClient {
         self.get(&format!("/api/v4/contacts/{id}"), &[]).await
     }
 
+    /// The lead pipelines with their statuses
+    /// (`_embedded.pipelines[] = {id, name, _embedded.statuses[] = {id, name}}`).
+    pub async fn pipelines(&self) -> Result<Value, CrmError> {
+        self.get("/api/v4/leads/pipelines", &[]).await
+    }
+
+    /// Every custom field of `entity` (`leads`, `contacts`, `companies`),
+    /// page after page (250 a page): `{id, name, code, type, enums: [{id, value}]}`.
+    pub async fn custom_fields(&self, entity: &str) -> Result<Vec<Value>, CrmError> {
+        let mut all = Vec::new();
+        for page in 1.. {
+            let page = page.to_string();
+            let answer = match self
+                .get(
+                    &format!("/api/v4/{entity}/custom_fields"),
+                    &[("page", &page), ("limit", "250")],
+                )
+                .await
+            {
+                // 204: past the last page.
+                Err(CrmError::NotFound) => break,
+                other => other?,
+            };
+            if let Some(items) = answer["_embedded"]["custom_fields"].as_array() {
+                all.extend(items.iter().cloned());
+            }
+            if answer["_links"]["next"].is_null() {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
     async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, CrmError> {
         let resp = self
             .http

@@ -1,7 +1,8 @@
-//! Bitrix24 REST through an incoming webhook (research §4):
-//! `POST https://{portal}/rest/{user}/{secret}/{method}.json` with a JSON
-//! body, answers `{"result": …}` or `{"error", "error_description"}`. The
-//! URL holds a secret: it never appears in an error.
+//! Bitrix24 REST (research §4) through an incoming webhook,
+//! `POST https://{portal}/rest/{user}/{secret}/{method}.json`, or as an
+//! OAuth app, `POST {client_endpoint}{method}.json` with `auth` in the JSON
+//! body; answers `{"result": …}` or `{"error", "error_description"}`. The
+//! webhook URL holds a secret: it never appears in an error.
 
 use crate::{CrmError, DEFAULT_THROTTLE};
 use outbound::Class;
@@ -9,18 +10,36 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use std::time::Duration;
 
+/// How long a full bucket is left to drain when the portal does not say.
+pub const QUERY_LIMIT_WAIT: Duration = Duration::from_secs(2);
+
 #[derive(Clone)]
 pub struct Bitrix24Client {
     http: reqwest::Client,
     rest_url: SecretString,
+    /// OAuth: the access token sent as `auth`.
+    auth: Option<SecretString>,
 }
 
 impl Bitrix24Client {
-    pub fn new(rest_url: SecretString, timeout: Duration) -> reqwest::Result<Self> {
+    /// `rest_url`: the incoming webhook URL, or an OAuth app's
+    /// `client_endpoint` (`https://{portal}/rest/`) with `auth` its access token.
+    pub fn new(
+        rest_url: SecretString,
+        auth: Option<SecretString>,
+        timeout: Duration,
+    ) -> reqwest::Result<Self> {
         Ok(Bitrix24Client {
             http: outbound::client(timeout)?,
             rest_url,
+            auth,
         })
+    }
+
+    /// `crm.{entity}.fields`: every field of the entity type, by its key
+    /// (`{"UF_CRM_…": {type, isMultiple, title, listLabel, items: [{ID, VALUE}]}}`).
+    pub async fn fields(&self, entity: &str) -> Result<Value, CrmError> {
+        self.call(&format!("crm.{entity}.fields"), &json!({})).await
     }
 
     /// `crm.deal.get`, `crm.lead.get` or `crm.contact.get` for `entity`.
@@ -38,10 +57,17 @@ impl Bitrix24Client {
     /// One method call; its `result`.
     pub async fn call(&self, method: &str, params: &Value) -> Result<Value, CrmError> {
         let base = self.rest_url.expose_secret().trim_end_matches('/');
+        let mut params = params.clone();
+        if let (Some(token), Some(p)) = (&self.auth, params.as_object_mut()) {
+            p.insert(
+                "auth".into(),
+                Value::String(token.expose_secret().to_owned()),
+            );
+        }
         let resp = self
             .http
             .post(format!("{base}/{method}.json"))
-            .json(params)
+            .json(&params)
             .send()
             .await
             .map_err(|e| CrmError::Unavailable(outbound::transport_error(e)))?;
@@ -64,13 +90,17 @@ impl Bitrix24Client {
                 .collect::<Vec<_>>()
                 .join(": ")
         };
-        // 503 QUERY_LIMIT_EXCEEDED is the leaky bucket, not an outage.
-        if matches!(
-            code.as_str(),
-            "QUERY_LIMIT_EXCEEDED" | "OPERATION_TIME_LIMIT" | "OVERLOAD_LIMIT"
-        ) {
+        // 503 QUERY_LIMIT_EXCEEDED is the leaky bucket (it drains 2
+        // requests/s: a moment's wait), not an outage; the per-method time
+        // budget (OPERATION_TIME_LIMIT) and OVERLOAD_LIMIT take longer.
+        let wait = match code.as_str() {
+            "QUERY_LIMIT_EXCEEDED" => Some(QUERY_LIMIT_WAIT),
+            "OPERATION_TIME_LIMIT" | "OVERLOAD_LIMIT" => Some(DEFAULT_THROTTLE),
+            _ => None,
+        };
+        if let Some(wait) = wait {
             return Err(CrmError::Throttled {
-                retry_after: header_wait.unwrap_or(DEFAULT_THROTTLE),
+                retry_after: header_wait.unwrap_or(wait),
             });
         }
         match outbound::classify(status) {
@@ -113,7 +143,7 @@ mod tests {
 
     fn client(server: &MockServer) -> Bitrix24Client {
         let url = format!("{}/rest/1/hook-secret/", server.uri());
-        Bitrix24Client::new(SecretString::from(url), Duration::from_secs(2))
+        Bitrix24Client::new(SecretString::from(url), None, Duration::from_secs(2))
             .unwrap_or_else(|e| panic!("client: {e}"))
     }
 
@@ -169,7 +199,7 @@ mod tests {
         assert_eq!(
             c.entity("lead", "1").await,
             Err(CrmError::Throttled {
-                retry_after: DEFAULT_THROTTLE
+                retry_after: QUERY_LIMIT_WAIT
             })
         );
         assert!(
@@ -181,6 +211,7 @@ mod tests {
         // Nothing reached: the error names no URL (it holds the webhook's secret).
         let gone = Bitrix24Client::new(
             SecretString::from("http://127.0.0.1:9/rest/1/hook-secret/".to_owned()),
+            None,
             Duration::from_secs(1),
         )
         .unwrap_or_else(|e| panic!("client: {e}"));

@@ -6,9 +6,14 @@
 //! Failures come back classified (the `outbound` policy plus each CRM's own
 //! signals) so the caller knows whether to wait, retry or give up; no error
 //! carries a token or the Bitrix24 webhook URL (it holds a secret).
+//!
+//! `session.rs` is how the services call them: per connection, paced
+//! across replicas and with OAuth tokens refreshed (`oauth.rs`) once.
 
 pub mod amocrm;
 pub mod bitrix24;
+pub mod oauth;
+pub mod session;
 
 use std::time::Duration;
 

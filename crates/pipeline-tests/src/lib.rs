@@ -244,6 +244,8 @@ pub struct PipelineOptions {
     pub bot: Option<BotOptions>,
     /// The qualification model (a fake); `None`: level 1 only.
     pub qualification: Option<QualificationOptions>,
+    /// qualification-agent's `[crm]`.
+    pub crm: crm::session::CrmSettings,
 }
 
 /// qualification-agent's model and timing.
@@ -323,6 +325,10 @@ impl PipelineOptions {
             partner_agent: String::new(),
             bot: None,
             qualification: None,
+            crm: crm::session::CrmSettings {
+                timeout: "2s".into(),
+                ..Default::default()
+            },
         }
     }
 
@@ -349,6 +355,7 @@ impl PipelineOptions {
                 max_history_chars: 16000,
             },
             llm: test_llm_settings(q.map(|q| q.llm_url).unwrap_or_default()),
+            crm: self.crm.clone(),
         }
     }
 
@@ -770,4 +777,66 @@ pub async fn wait_for_successes(env: &TestEnv, n: i64, timeout: Duration) {
         (successes(env).await == n).then_some(())
     })
     .await;
+}
+
+/// The sandbox (fake Meta, model, Evolution API, amoCRM and Bitrix24)
+/// served in-process on a free port until the test ends.
+pub struct SandboxServer {
+    pub url: String,
+    client: reqwest::Client,
+}
+
+impl SandboxServer {
+    pub async fn start() -> SandboxServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = sandbox::serve(
+            listener,
+            actix_web::web::Data::new(sandbox::Sandbox::new(sandbox::Faults::default())),
+        )
+        .expect("sandbox");
+        tokio::spawn(server);
+        SandboxServer {
+            url: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// `PUT {path}` with a JSON body (sandbox set-up); the answer's JSON, if any.
+    pub async fn put(&self, path: &str, body: &Value) -> Value {
+        let resp = self
+            .client
+            .put(format!("{}{path}", self.url))
+            .json(body)
+            .send()
+            .await
+            .expect("sandbox answers");
+        assert!(resp.status().is_success(), "PUT {path}: {}", resp.status());
+        resp.json().await.unwrap_or(Value::Null)
+    }
+
+    pub async fn post(&self, path: &str) -> Value {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("sandbox answers");
+        assert!(resp.status().is_success(), "POST {path}: {}", resp.status());
+        resp.json().await.unwrap_or(Value::Null)
+    }
+
+    /// `GET /sandbox/crm/stats` for one CRM (`amocrm`, `bitrix24`).
+    pub async fn crm_stats(&self, crm: &str) -> Value {
+        let stats: Value = self
+            .client
+            .get(format!("{}/sandbox/crm/stats", self.url))
+            .send()
+            .await
+            .expect("sandbox answers")
+            .json()
+            .await
+            .expect("stats are JSON");
+        stats[crm].clone()
+    }
 }

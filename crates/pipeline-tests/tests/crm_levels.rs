@@ -1,7 +1,8 @@
 //! A `crm` direction end to end: a CRM webhook → the entity read again
 //! through the (fake) CRM API → the direction's rules → the WhatsApp dialog
 //! with the contact's phone → events at (fake) Meta with that dialog's click
-//! id. Real PostgreSQL and RabbitMQ; fakes only for amoCRM, Bitrix24 and Meta.
+//! id. Real PostgreSQL and RabbitMQ; amoCRM and Bitrix24 are the sandbox's
+//! fakes (their auth, limits, OAuth and webhooks), Meta a wiremock fake.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
 
@@ -10,12 +11,8 @@ use domain::{
     level::{CapiSource, CrmType, Level},
 };
 use pipeline_tests::{
-    Pipeline, PipelineOptions, Seed, SeedOptions, TestEnv, customer_message, eventually,
-    meta_accepts, post_ok, recent, seed,
-    wiremock::{
-        Mock, MockServer, ResponseTemplate,
-        matchers::{header, method, path, query_param},
-    },
+    Pipeline, PipelineOptions, SandboxServer, Seed, SeedOptions, TestEnv, customer_message,
+    eventually, meta_accepts, post_ok, recent, seed, wiremock::MockServer,
 };
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -57,31 +54,137 @@ async fn crm_direction(env: &TestEnv, s: &Seed, crm: CrmType, level: Level, rule
         .expect("rules");
 }
 
-/// The customer who clicked the ad writes once (stored by the gateway).
-async fn customer_writes(env: &TestEnv, p: &Pipeline, s: &Seed, phone: &str) {
-    post_ok(
-        p,
-        s,
-        &customer_message(&s.instance, "M1", phone, "Oi", Some(CLID), recent(30)),
-    )
-    .await;
-    eventually("the dialog is stored", WAIT, || async {
-        (pipeline_tests::count(env, "SELECT count(*) AS n FROM dialog_analysis").await == 1)
+/// Customers who clicked the ad write once each (stored by the gateway);
+/// the click id is `CLID` then `CLID-1`, `CLID-2`… in `phones` order.
+async fn customers_write(env: &TestEnv, p: &Pipeline, s: &Seed, phones: &[&str]) {
+    for (i, phone) in phones.iter().enumerate() {
+        let clid = click(i);
+        post_ok(
+            p,
+            s,
+            &customer_message(
+                &s.instance,
+                &format!("M{i}"),
+                phone,
+                "Oi",
+                Some(&clid),
+                recent(30),
+            ),
+        )
+        .await;
+    }
+    eventually("the dialogs are stored", WAIT, || async {
+        (pipeline_tests::count(env, "SELECT count(*) AS n FROM dialog_analysis").await
+            == phones.len() as i64)
             .then_some(())
     })
     .await;
 }
 
-async fn post_form(port: u16, path: &str, body: &str) -> u16 {
-    reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}{path}"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body.to_owned())
-        .send()
-        .await
-        .expect("gateway answers")
-        .status()
-        .as_u16()
+fn click(i: usize) -> String {
+    if i == 0 {
+        CLID.to_owned()
+    } else {
+        format!("{CLID}-{i}")
+    }
+}
+
+/// Meta's events once `n` have come and nothing more came for a while.
+async fn settled_events(meta: &MockServer, n: usize, wait: Duration) -> Vec<Value> {
+    eventually("the events at Meta", wait, || async {
+        (meta_events(meta).await.len() >= n).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    meta_events(meta).await
+}
+
+/// Event names per click id, sorted.
+fn by_click(events: &[Value]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["user_data"]["ctwa_clid"]
+                    .as_str()
+                    .unwrap_or("-")
+                    .to_owned(),
+                e["event_name"].as_str().unwrap_or("-").to_owned(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// An amoCRM connection to the sandbox's account (long-lived token, or
+/// OAuth when `oauth` names the stale access token and the refresh token).
+async fn amo_connection(
+    env: &TestEnv,
+    s: &Seed,
+    sb: &SandboxServer,
+    oauth: Option<(&str, &str)>,
+) -> Uuid {
+    let mut conn = env.conn().await;
+    storage::crm::create_connection(
+        &mut conn,
+        &NewConnection {
+            access_token: Some(oauth.map_or("amo-token", |o| o.0)),
+            webhook_secret: Some("amo-secret"),
+            account_subdomain: Some("clinic"),
+            account_id: Some("29"),
+            refresh_token: oauth.map(|o| o.1),
+            oauth_client_id: oauth.map(|_| "integration-1"),
+            oauth_client_secret: oauth.map(|_| "amo-client-secret"),
+            oauth_redirect_uri: oauth.map(|_| "https://example.com/oauth"),
+            ..NewConnection::new(s.user_account_id, CrmType::AmoCrm, &sb.url)
+        },
+    )
+    .await
+    .expect("connection")
+}
+
+/// The sandbox's amoCRM account, posting its webhooks to the gateway.
+async fn amo_account(
+    sb: &SandboxServer,
+    p: &Pipeline,
+    connection: Uuid,
+    access: &str,
+    refresh: &str,
+) {
+    sb.put(
+        "/sandbox/amocrm/account",
+        &json!({"subdomain": "clinic", "id": "29", "access_token": access,
+                "refresh_token": refresh, "client_id": "integration-1",
+                "client_secret": "amo-client-secret",
+                "webhook_url": format!("http://127.0.0.1:{}/webhooks/amocrm/{connection}?secret=amo-secret", p.gateway_port)}),
+    )
+    .await;
+}
+
+/// A contact with a phone, and a lead in `status` whose main contact it is;
+/// putting the lead fires the status webhook. Returns the gateway's answer.
+async fn amo_lead(sb: &SandboxServer, lead: u64, contact: u64, phone: &str, status: u64) -> Value {
+    sb.put(
+        &format!("/sandbox/amocrm/contacts/{contact}"),
+        &json!({"name": "Customer", "custom_fields_values": [{"field_id": 1, "field_code": "PHONE",
+                "field_type": "multitext", "values": [{"value": phone, "enum_code": "WORK"}]}]}),
+    )
+    .await;
+    sb.put(
+        &format!("/sandbox/amocrm/leads/{lead}"),
+        &json!({"status_id": status, "pipeline_id": 936736, "custom_fields_values": null,
+                "contacts": [{"id": contact, "is_main": true}]}),
+    )
+    .await
+}
+
+async fn evaluated(env: &TestEnv) -> i64 {
+    pipeline_tests::count(
+        env,
+        "SELECT count(*) AS n FROM crm_changes WHERE outcome->>'result' = 'evaluated'",
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,89 +199,36 @@ async fn an_amocrm_lead_in_the_qualified_stage_sends_lead_and_registration_once_
         json!([{"field_id": "status_id", "enum_id": "142"}]),
     )
     .await;
-    let amo = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/api/v4/leads/23435433"))
-        .and(query_param("with", "contacts"))
-        .and(header("authorization", "Bearer amo-token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "id": 23435433, "status_id": 142, "pipeline_id": 936736, "custom_fields_values": null,
-            "_embedded": {"contacts": [{"id": 7140816, "is_main": true}]}})))
-        .mount(&amo)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/api/v4/contacts/7140816"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "id": 7140816, "custom_fields_values": [{"field_id": 1, "field_code": "PHONE",
-              "values": [{"value": "8 (916) 123-45-67", "enum_code": "WORK"}]}]})))
-        .mount(&amo)
-        .await;
-    let connection = {
-        let mut conn = env.conn().await;
-        storage::crm::create_connection(
-            &mut conn,
-            &NewConnection {
-                user_account_id: s.user_account_id,
-                crm_type: CrmType::AmoCrm,
-                base_url: &amo.uri(),
-                access_token: Some("amo-token"),
-                webhook_secret: Some("amo-secret"),
-                default_region: "RU",
-                account_subdomain: Some("clinic"),
-                account_id: None,
-                member_id: None,
-                application_token: None,
-            },
-        )
-        .await
-        .expect("connection")
-    };
+    let sb = SandboxServer::start().await;
+    let connection = amo_connection(&env, &s, &sb, None).await;
     let meta = MockServer::start().await;
     meta_accepts(&meta).await;
     let p = Pipeline::start(&env, &PipelineOptions::new(&meta.uri())).await;
-    customer_writes(&env, &p, &s, "79161234567").await;
-
-    let hook = format!("/webhooks/amocrm/{connection}?secret=amo-secret");
-    let body = "leads%5Bstatus%5D%5B0%5D%5Bid%5D=23435433&leads%5Bstatus%5D%5B0%5D%5Bstatus_id%5D=142\
-        &leads%5Bstatus%5D%5B0%5D%5Bpipeline_id%5D=936736&leads%5Bstatus%5D%5B0%5D%5Blast_modified%5D=1627306719\
-        &account%5Bsubdomain%5D=clinic";
-    for _ in 0..3 {
-        assert_eq!(post_form(p.gateway_port, &hook, body).await, 200);
+    amo_account(&sb, &p, connection, "amo-token", "").await;
+    customers_write(&env, &p, &s, &["79161234567"]).await;
+    // The CRM knows the customer by a Russian 8-prefixed number.
+    let fired = amo_lead(&sb, 23435433, 7140816, "8 (916) 123-45-67", 142).await;
+    assert_eq!(fired["webhook_status"], 200, "{fired}");
+    for _ in 0..2 {
+        let again = sb.post("/sandbox/amocrm/leads/23435433/redeliver").await;
+        assert_eq!(again["webhook_status"], 200, "{again}");
     }
-    let events = eventually("Lead and CompleteRegistration at Meta", WAIT, || async {
-        let events = meta_events(&meta).await;
-        (events.len() >= 2).then_some(events)
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let events = if meta_events(&meta).await.len() > events.len() {
-        meta_events(&meta).await
-    } else {
-        events
-    };
-    let mut names: Vec<&str> = events
-        .iter()
-        .filter_map(|e| e["event_name"].as_str())
-        .collect();
-    names.sort_unstable();
+    let events = settled_events(&meta, 2, WAIT).await;
     assert_eq!(
-        names,
-        ["CompleteRegistration", "Lead"],
+        by_click(&events),
+        [
+            (CLID.to_owned(), "CompleteRegistration".to_owned()),
+            (CLID.to_owned(), "Lead".to_owned())
+        ],
         "each once: {events:?}"
     );
     for e in &events {
-        assert_eq!(e["user_data"]["ctwa_clid"], CLID, "{e}");
         assert_eq!(e["action_source"], "business_messaging");
     }
-    assert_eq!(
-        pipeline_tests::count(
-            &env,
-            "SELECT count(*) AS n FROM crm_changes WHERE evaluated_at IS NOT NULL"
-        )
-        .await,
-        1,
-        "three deliveries, one change, evaluated"
-    );
+    assert_eq!(evaluated(&env).await, 1, "three deliveries, one change");
+    let amo = sb.crm_stats("amocrm").await;
+    assert_eq!(amo["requests"], 2, "the lead, then its main contact: {amo}");
+    assert_eq!(amo["throttled"], 0, "{amo}");
     p.stop().await;
 }
 
@@ -194,50 +244,20 @@ async fn a_bitrix24_deal_with_a_list_field_set_sends_its_level_and_a_limited_crm
         json!([{"field_id": "UF_CRM_SOURCE", "enum_id": 81, "entity_type": "deal"}]),
     )
     .await;
-    let b24 = MockServer::start().await;
-    // The portal is over its limit for the first two reads.
-    Mock::given(method("POST"))
-        .and(path("/rest/1/hook-secret/crm.deal.get.json"))
-        .respond_with(ResponseTemplate::new(503).set_body_json(json!({"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"}))
-            .insert_header("Retry-After", "1"))
-        .up_to_n_times(2)
-        .mount(&b24)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/rest/1/hook-secret/crm.deal.get.json"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(
-            json!({"result": {"ID": "7405", "STAGE_ID": "NEW", "UF_CRM_SOURCE": ["79", "81"]}}),
-        ))
-        .mount(&b24)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/rest/1/hook-secret/crm.deal.contact.items.get.json"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"result": [{"CONTACT_ID": 84, "IS_PRIMARY": "Y"}]})),
-        )
-        .mount(&b24)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/rest/1/hook-secret/crm.contact.get.json"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": {"ID": "84", "PHONE": [{"VALUE": "+55 31 98742-4967", "VALUE_TYPE": "WORK"}]}})))
-        .mount(&b24)
-        .await;
+    let sb = SandboxServer::start().await;
     let connection: Uuid = {
         let mut conn = env.conn().await;
         storage::crm::create_connection(
             &mut conn,
             &NewConnection {
-                user_account_id: s.user_account_id,
-                crm_type: CrmType::Bitrix24,
-                base_url: &format!("{}/rest/1/hook-secret/", b24.uri()),
-                access_token: None,
-                webhook_secret: None,
                 default_region: "BR",
-                account_subdomain: None,
-                account_id: None,
                 member_id: Some("member-1"),
                 application_token: Some("app-token"),
+                ..NewConnection::new(
+                    s.user_account_id,
+                    CrmType::Bitrix24,
+                    &format!("{}/rest/1/hook-secret/", sb.url),
+                )
             },
         )
         .await
@@ -246,34 +266,169 @@ async fn a_bitrix24_deal_with_a_list_field_set_sends_its_level_and_a_limited_crm
     let meta = MockServer::start().await;
     meta_accepts(&meta).await;
     let p = Pipeline::start(&env, &PipelineOptions::new(&meta.uri())).await;
-    // WhatsApp knows this customer without the extra 9.
-    customer_writes(&env, &p, &s, "553187424967").await;
-    let body = "event=ONCRMDEALUPDATE&data%5BFIELDS%5D%5BID%5D=7405&ts=1766047124\
-        &auth%5Bdomain%5D=x.bitrix24.com.br&auth%5Bmember_id%5D=member-1&auth%5Bapplication_token%5D=app-token";
-    assert_eq!(
-        post_form(
-            p.gateway_port,
-            &format!("/webhooks/bitrix24/{connection}"),
-            body
-        )
-        .await,
-        200
-    );
-    let events = eventually("the Lead at Meta", WAIT, || async {
-        let events = meta_events(&meta).await;
-        (!events.is_empty()).then_some(events)
-    })
+    sb.put(
+        "/sandbox/bitrix24/portal",
+        &json!({"domain": "x.bitrix24.com.br", "member_id": "member-1",
+                "application_token": "app-token", "user_id": "1", "webhook_secret": "hook-secret",
+                "handler_url": format!("http://127.0.0.1:{}/webhooks/bitrix24/{connection}", p.gateway_port)}),
+    )
     .await;
-    assert_eq!(events.len(), 1, "{events:?}");
-    assert_eq!(events[0]["event_name"], "Lead");
-    assert_eq!(events[0]["user_data"]["ctwa_clid"], CLID);
-    let deal_reads = b24
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .iter()
-        .filter(|r| r.url.path().ends_with("crm.deal.get.json"))
-        .count();
-    assert_eq!(deal_reads, 3, "two refused while limited, then read");
+    // WhatsApp knows this customer without Brazil's extra 9.
+    customers_write(&env, &p, &s, &["553187424967"]).await;
+    sb.put(
+        "/sandbox/bitrix24/contact/84",
+        &json!({"fields": {"NAME": "Ana", "PHONE": [{"VALUE": "+55 31 98742-4967", "VALUE_TYPE": "WORK"}]}}),
+    )
+    .await;
+    // The portal is over its limit for a while: reads are refused, then go through.
+    sb.put(
+        "/sandbox/crm/faults/bitrix24",
+        &json!({"throttle_for_ms": 1500}),
+    )
+    .await;
+    let fired = sb
+        .put(
+            "/sandbox/bitrix24/deal/7405",
+            &json!({"fields": {"STAGE_ID": "NEW", "UF_CRM_SOURCE": ["79", "81"]},
+                    "contacts": [{"CONTACT_ID": 84, "SORT": 10, "IS_PRIMARY": "Y"}]}),
+        )
+        .await;
+    assert_eq!(fired["webhook_status"], 200, "{fired}");
+    let events = settled_events(&meta, 1, WAIT).await;
+    assert_eq!(
+        by_click(&events),
+        [(CLID.to_owned(), "Lead".to_owned())],
+        "{events:?}"
+    );
+    let b24 = sb.crm_stats("bitrix24").await;
+    assert!(
+        b24["throttled"].as_u64() >= Some(1),
+        "refused while limited: {b24}"
+    );
+    // The contact's update event and the deal's (only the deal has levels).
+    assert_eq!(evaluated(&env).await, 2);
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_oauth_token_is_refreshed_once_by_two_replicas() {
+    let env = TestEnv::new().await;
+    let s = seed(&env, &SeedOptions::default()).await;
+    crm_direction(
+        &env,
+        &s,
+        CrmType::AmoCrm,
+        Level::Qualified,
+        json!([{"field_id": "status_id", "enum_id": "142"}]),
+    )
+    .await;
+    let sb = SandboxServer::start().await;
+    // We hold an access token the CRM no longer takes, and the refresh token.
+    let connection = amo_connection(&env, &s, &sb, Some(("expired-token", "refresh-1"))).await;
+    let meta = MockServer::start().await;
+    meta_accepts(&meta).await;
+    let mut opts = PipelineOptions::new(&meta.uri());
+    opts.replicas = 2;
+    let p = Pipeline::start(&env, &opts).await;
+    amo_account(&sb, &p, connection, "current-token", "refresh-1").await;
+    // A slow refresh: the other replica is refused the old token meanwhile.
+    sb.put(
+        "/sandbox/crm/faults/amocrm",
+        &json!({"refresh_latency_ms": 500}),
+    )
+    .await;
+    let phones = ["79161230001", "79161230002", "79161230003", "79161230004"];
+    customers_write(&env, &p, &s, &phones).await;
+    for (i, phone) in phones.iter().enumerate() {
+        let n = i as u64;
+        let fired = amo_lead(&sb, 500 + n, 700 + n, phone, 142).await;
+        assert_eq!(fired["webhook_status"], 200, "{fired}");
+    }
+    let events = settled_events(&meta, 8, Duration::from_secs(60)).await;
+    let expected: Vec<(String, String)> = (0..phones.len())
+        .flat_map(|i| {
+            [
+                (click(i), "CompleteRegistration".to_owned()),
+                (click(i), "Lead".to_owned()),
+            ]
+        })
+        .collect();
+    let mut expected = expected;
+    expected.sort();
+    assert_eq!(by_click(&events), expected);
+    let amo = sb.crm_stats("amocrm").await;
+    assert_eq!(amo["refreshes"], 1, "one refresh for everyone: {amo}");
+    assert_eq!(
+        amo["refused_refreshes"], 0,
+        "no spent refresh token was used: {amo}"
+    );
+    assert!(
+        amo["unauthorized"].as_u64() >= Some(2),
+        "more than one read met the expired token: {amo}"
+    );
+    assert_eq!(evaluated(&env).await, 4);
+    let refreshed = pipeline_tests::count(
+        &env,
+        "SELECT count(*) AS n FROM crm_connections WHERE access_token LIKE 'amo-access-%' \
+         AND refresh_token LIKE 'amo-refresh-%' AND token_refreshed_at IS NOT NULL",
+    )
+    .await;
+    assert_eq!(refreshed, 1, "the new pair is stored");
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_amocrm_answering_429_for_a_minute_delays_the_events_and_loses_none() {
+    let env = TestEnv::new().await;
+    let s = seed(&env, &SeedOptions::default()).await;
+    crm_direction(
+        &env,
+        &s,
+        CrmType::AmoCrm,
+        Level::Qualified,
+        json!([{"field_id": "status_id", "enum_id": "142"}]),
+    )
+    .await;
+    let sb = SandboxServer::start().await;
+    let connection = amo_connection(&env, &s, &sb, None).await;
+    let meta = MockServer::start().await;
+    meta_accepts(&meta).await;
+    let p = Pipeline::start(&env, &PipelineOptions::new(&meta.uri())).await;
+    amo_account(&sb, &p, connection, "amo-token", "").await;
+    let phones = ["79161240001", "79161240002", "79161240003"];
+    customers_write(&env, &p, &s, &phones).await;
+    let started = std::time::Instant::now();
+    sb.put(
+        "/sandbox/crm/faults/amocrm",
+        &json!({"throttle_for_ms": 60_000, "retry_after_s": 5}),
+    )
+    .await;
+    for (i, phone) in phones.iter().enumerate() {
+        let n = i as u64;
+        let fired = amo_lead(&sb, 600 + n, 800 + n, phone, 142).await;
+        assert_eq!(fired["webhook_status"], 200, "{fired}");
+    }
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(
+        meta_events(&meta).await.is_empty(),
+        "nothing while the CRM refuses"
+    );
+    let events = settled_events(&meta, 6, Duration::from_secs(90)).await;
+    assert!(started.elapsed() >= Duration::from_secs(60));
+    let mut expected: Vec<(String, String)> = (0..phones.len())
+        .flat_map(|i| {
+            [
+                (click(i), "CompleteRegistration".to_owned()),
+                (click(i), "Lead".to_owned()),
+            ]
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(by_click(&events), expected, "every event once");
+    assert_eq!(evaluated(&env).await, 3);
+    let amo = sb.crm_stats("amocrm").await;
+    let throttled = amo["throttled"].as_u64().unwrap_or(0);
+    // Every replica holds back for retry_after: a few refusals, not a storm.
+    assert!((1..=40).contains(&throttled), "{amo}");
     p.stop().await;
 }

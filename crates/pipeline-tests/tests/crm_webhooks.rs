@@ -33,16 +33,15 @@ async fn connections(env: &TestEnv) -> (Uuid, Uuid) {
     let s = seed(env, &SeedOptions::default()).await;
     let mut conn = env.conn().await;
     let base = NewConnection {
-        user_account_id: s.user_account_id,
-        crm_type: CrmType::AmoCrm,
-        base_url: "https://unirock.amocrm.ru",
         access_token: Some("amo-api-token"),
         webhook_secret: Some(AMO_SECRET),
-        default_region: "RU",
         account_subdomain: Some("unirock"),
         account_id: Some("16700680"),
-        member_id: None,
-        application_token: None,
+        ..NewConnection::new(
+            s.user_account_id,
+            CrmType::AmoCrm,
+            "https://unirock.amocrm.ru",
+        )
     };
     let amo = storage::crm::create_connection(&mut conn, &base)
         .await

@@ -13,7 +13,10 @@ use bus::{
     messages::{CrmChanged, decode},
 };
 use chrono::Utc;
-use crm::{CrmError, amocrm::AmoClient, bitrix24::Bitrix24Client};
+use crm::{
+    CrmError,
+    session::{CrmPolicy, Session},
+};
 use diesel_async::AsyncConnection;
 use domain::{
     crm::{mapping::matched_levels, phone},
@@ -21,7 +24,7 @@ use domain::{
 };
 use serde_json::{Value, json};
 use std::{sync::Arc, time::Duration};
-use storage::{DbPool, crm::ChangeToEvaluate};
+use storage::{DbPool, crm::StoredChange};
 use tokio::sync::Notify;
 
 const RETRY_AFTER: Duration = Duration::from_secs(5);
@@ -29,8 +32,8 @@ const RETRY_AFTER: Duration = Duration::from_secs(5);
 pub(crate) struct CrmEvaluator {
     pub pool: DbPool,
     pub outbox_wake: Arc<Notify>,
-    /// Each CRM request ends after this long.
-    pub timeout: Duration,
+    /// How each CRM is called (pace, OAuth, timeout).
+    pub policy: CrmPolicy,
     /// Waits while the CRM is unavailable; the last one repeats.
     pub retry_schedule: Vec<Duration>,
 }
@@ -62,14 +65,25 @@ impl CrmEvaluator {
 
     async fn evaluate(&self, change_id: i64, attempt: u32) -> anyhow::Result<Outcome> {
         let mut conn = self.pool.get().await?;
-        let Some(ch) = storage::crm::change_to_evaluate(&mut conn, change_id).await? else {
+        let Some(ch) = storage::crm::change(&mut conn, change_id).await? else {
             return Ok(Outcome::DeadLetter(format!("no CRM change {change_id}")));
         };
-        if ch.evaluated {
+        if ch.evaluated_at.is_some() {
             return Ok(Outcome::Ack);
         }
-        let directions =
-            storage::crm::crm_directions(&mut conn, ch.user_account_id, ch.crm_type).await?;
+        drop(conn);
+        let Some(mut session) =
+            Session::open(self.pool.clone(), self.policy.clone(), ch.connection_id).await?
+        else {
+            return Ok(Outcome::DeadLetter(format!(
+                "no CRM connection {}",
+                ch.connection_id
+            )));
+        };
+        let (user_account_id, crm_type) =
+            (session.access().user_account_id, session.access().crm_type);
+        let mut conn = self.pool.get().await?;
+        let directions = storage::crm::crm_directions(&mut conn, user_account_id, crm_type).await?;
         drop(conn);
         if directions.is_empty() {
             tracing::info!(change_id, connection = %ch.connection_id, "no direction takes its levels from this CRM");
@@ -77,7 +91,7 @@ impl CrmEvaluator {
                 .done(change_id, json!({"result": "no_crm_direction"}))
                 .await;
         }
-        let read = match self.read(&ch).await {
+        let read = match read(&mut session, &ch).await {
             Ok(Some(read)) => read,
             Ok(None) => {
                 tracing::debug!(change_id, entity = %ch.entity, "not an entity levels come from");
@@ -104,7 +118,7 @@ impl CrmEvaluator {
                     .await;
             }
         };
-        let cc = phone::calling_code(&ch.default_region);
+        let cc = phone::calling_code(&session.access().default_region);
         let candidates: Vec<String> = read
             .phones
             .iter()
@@ -113,7 +127,7 @@ impl CrmEvaluator {
         let mut conn = self.pool.get().await?;
         let mut found = Vec::with_capacity(directions.len());
         for d in &directions {
-            let levels = matched_levels(ch.crm_type, &ch.entity, &read.entity, &d.mapping);
+            let levels = matched_levels(crm_type, &ch.entity, &read.entity, &d.mapping);
             if levels.is_empty() {
                 found.push(json!({"direction_id": d.id, "levels": [], "reason": "no_levels"}));
                 continue;
@@ -159,71 +173,51 @@ impl CrmEvaluator {
         storage::crm::mark_evaluated(&mut conn, change_id, &outcome).await?;
         Ok(Outcome::Ack)
     }
+}
 
-    /// The entity and its phones, or `None` for entities levels do not come from.
-    async fn read(&self, ch: &ChangeToEvaluate) -> Result<Option<Read>, CrmError> {
-        let build = |e: reqwest::Error| CrmError::Unavailable(e.to_string());
-        match ch.crm_type {
-            CrmType::AmoCrm => {
-                let token = ch
-                    .access_token
-                    .clone()
-                    .ok_or_else(|| CrmError::Auth("the connection has no API token".into()))?;
-                let client = AmoClient::new(
-                    secrecy::ExposeSecret::expose_secret(&ch.base_url),
-                    token,
-                    self.timeout,
-                )
-                .map_err(build)?;
-                match ch.entity.as_str() {
-                    "lead" => {
-                        let lead = client.lead(&ch.entity_id).await?;
-                        let phones = match phone::amocrm_main_contact(&lead) {
-                            Some(id) => phone::amocrm_phones(&client.contact(&id).await?),
-                            None => Vec::new(),
-                        };
-                        Ok(Some(Read {
-                            entity: lead,
-                            phones,
-                        }))
-                    }
-                    "contact" => {
-                        let contact = client.contact(&ch.entity_id).await?;
-                        let phones = phone::amocrm_phones(&contact);
-                        Ok(Some(Read {
-                            entity: contact,
-                            phones,
-                        }))
-                    }
-                    _ => Ok(None),
-                }
-            }
-            CrmType::Bitrix24 => {
-                let client =
-                    Bitrix24Client::new(ch.base_url.clone(), self.timeout).map_err(build)?;
-                match ch.entity.as_str() {
-                    "deal" => {
-                        let deal = client.entity("deal", &ch.entity_id).await?;
-                        let items = client.deal_contacts(&ch.entity_id).await?;
-                        let phones = match phone::bitrix24_primary_contact(&items) {
-                            Some(id) => {
-                                phone::bitrix24_phones(&client.entity("contact", &id).await?)
-                            }
-                            None => Vec::new(),
-                        };
-                        Ok(Some(Read {
-                            entity: deal,
-                            phones,
-                        }))
-                    }
-                    "lead" | "contact" => {
-                        let entity = client.entity(&ch.entity, &ch.entity_id).await?;
-                        let phones = phone::bitrix24_phones(&entity);
-                        Ok(Some(Read { entity, phones }))
-                    }
-                    _ => Ok(None),
-                }
+/// The entity and its phones, or `None` for entities levels do not come from.
+async fn read(session: &mut Session, ch: &StoredChange) -> Result<Option<Read>, CrmError> {
+    let id = ch.entity_id.as_str();
+    let read = match (session.access().crm_type, ch.entity.as_str()) {
+        (CrmType::AmoCrm, "lead") => {
+            let lead = session.amo_lead(id).await?;
+            let phones = match phone::amocrm_main_contact(&lead) {
+                Some(contact) => phone::amocrm_phones(&session.amo_contact(&contact).await?),
+                None => Vec::new(),
+            };
+            Read {
+                entity: lead,
+                phones,
             }
         }
-    }
+        (CrmType::AmoCrm, "contact") => {
+            let contact = session.amo_contact(id).await?;
+            let phones = phone::amocrm_phones(&contact);
+            Read {
+                entity: contact,
+                phones,
+            }
+        }
+        (CrmType::Bitrix24, "deal") => {
+            let deal = session.bitrix24_entity("deal", id).await?;
+            let items = session.bitrix24_deal_contacts(id).await?;
+            let phones = match phone::bitrix24_primary_contact(&items) {
+                Some(contact) => {
+                    phone::bitrix24_phones(&session.bitrix24_entity("contact", &contact).await?)
+                }
+                None => Vec::new(),
+            };
+            Read {
+                entity: deal,
+                phones,
+            }
+        }
+        (CrmType::Bitrix24, entity @ ("lead" | "contact")) => {
+            let entity = session.bitrix24_entity(entity, id).await?;
+            let phones = phone::bitrix24_phones(&entity);
+            Read { entity, phones }
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(read))
 }

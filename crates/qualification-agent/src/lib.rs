@@ -23,14 +23,13 @@ use runtime::{
 use serde::Deserialize;
 use std::sync::Arc;
 
-/// A CRM read ends after this long (amoCRM's own SDK waits 20 s).
-const CRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
-
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub common: CommonSettings,
     pub qualification: QualificationSettings,
     pub llm: LlmSettings,
+    /// `[crm]`: CRM pace, OAuth refresh and timeout.
+    pub crm: ::crm::session::CrmSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -72,6 +71,8 @@ impl Settings {
         struct Own {
             qualification: QualificationSettings,
             llm: LlmSettings,
+            #[serde(default)]
+            crm: ::crm::session::CrmSettings,
         }
         let defaults = format!("{DEFAULTS}\n{}", llm::DEFAULTS);
         let (common, own) = runtime::load_settings::<Own>(&defaults, None)?;
@@ -79,6 +80,7 @@ impl Settings {
             common,
             qualification: own.qualification,
             llm: own.llm,
+            crm: own.crm,
         })
     }
 }
@@ -112,7 +114,7 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
     let evaluator = Arc::new(crm::CrmEvaluator {
         pool: runtime.pool.clone(),
         outbox_wake: runtime.outbox_wake.clone(),
-        timeout: CRM_TIMEOUT,
+        policy: ::crm::session::CrmPolicy::new(&settings.crm)?,
         retry_schedule: retry_schedule.clone(),
     });
     let agent = Arc::new(agent::Agent {

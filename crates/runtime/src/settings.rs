@@ -154,6 +154,7 @@ pub const KNOWN_SECTIONS: &[&str] = &[
     "bot",
     "llm",
     "qualification",
+    "crm",
     "meta",
 ];
 

@@ -15,10 +15,13 @@
 //! - `POST /message/sendText/{instance}` — Evolution API's send; `GET /sandbox/whatsapp/sent`
 //! - `GET|PUT /sandbox/llm/faults` — the model's latency, failures to inject
 //!
+//! - amoCRM and Bitrix24 APIs, OAuth, rate limits and webhooks (`crm/`), `GET /sandbox/crm/stats`
+//!
 //! `sandbox customers` (`customers.rs`) plays the other side: WhatsApp
 //! customers writing in, posted to webhook-gateway as Evolution API would.
 
 pub mod assistant;
+pub mod crm;
 pub mod customers;
 mod qualify;
 mod validate;
@@ -287,14 +290,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/{version}/{pixel_id}/events", web::post().to(post_events));
 }
 
-/// Serves the sandbox on `listener` until the returned server stops.
+/// Serves the sandbox (Meta, the model, Evolution API and the CRMs) on `listener` until the returned server stops.
 pub fn serve(
     listener: std::net::TcpListener,
     sandbox: web::Data<Sandbox>,
 ) -> std::io::Result<actix_web::dev::Server> {
+    let crms = web::Data::new(crm::Crms::default());
     Ok(actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(sandbox.clone())
+            .app_data(crms.clone())
+            .configure(crm::routes)
             .configure(routes)
     })
     .workers(2)

@@ -2,10 +2,11 @@
 //! its webhooks must present) and the changes their webhooks report,
 //! each stored once until it is evaluated.
 
+use crate::PreparedExt;
 use crate::schema::{account_directions, crm_changes, crm_connections};
 use diesel::{
-    ExpressionMethods, Insertable, OptionalExtension, QueryDsl, Queryable, Selectable,
-    SelectableHelper,
+    ExpressionMethods, Insertable, OptionalExtension, QueryDsl, Queryable, QueryableByName,
+    Selectable, SelectableHelper,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::{
@@ -70,6 +71,36 @@ pub struct NewConnection<'a> {
     pub account_id: Option<&'a str>,
     pub member_id: Option<&'a str>,
     pub application_token: Option<&'a str>,
+    /// OAuth: the refresh token, when the access token expires, and the app.
+    pub refresh_token: Option<&'a str>,
+    pub token_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub oauth_client_id: Option<&'a str>,
+    pub oauth_client_secret: Option<&'a str>,
+    pub oauth_redirect_uri: Option<&'a str>,
+}
+
+impl<'a> NewConnection<'a> {
+    /// A connection with nothing but its account, CRM and base URL (phones
+    /// without a country code read as Russian); fill in the rest.
+    pub fn new(user_account_id: Uuid, crm_type: CrmType, base_url: &'a str) -> Self {
+        NewConnection {
+            user_account_id,
+            crm_type,
+            base_url,
+            access_token: None,
+            webhook_secret: None,
+            default_region: "RU",
+            account_subdomain: None,
+            account_id: None,
+            member_id: None,
+            application_token: None,
+            refresh_token: None,
+            token_expires_at: None,
+            oauth_client_id: None,
+            oauth_client_secret: None,
+            oauth_redirect_uri: None,
+        }
+    }
 }
 
 pub async fn create_connection(
@@ -126,92 +157,213 @@ pub async fn record_changes(
         .await
 }
 
-/// A stored change with what reading its entity needs.
-#[derive(Debug, Clone)]
-pub struct ChangeToEvaluate {
+/// A stored change.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = crm_changes, check_for_backend(diesel::pg::Pg))]
+pub struct StoredChange {
     pub id: i64,
     pub connection_id: Uuid,
-    pub user_account_id: Uuid,
-    pub crm_type: CrmType,
     pub entity: String,
     pub action: String,
     pub entity_id: String,
-    pub evaluated: bool,
-    /// amoCRM: the account's address; Bitrix24: the incoming webhook URL (a secret).
+    pub evaluated_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+pub async fn change(
+    conn: &mut AsyncPgConnection,
+    change_id: i64,
+) -> Result<Option<StoredChange>, diesel::result::Error> {
+    crm_changes::table
+        .find(change_id)
+        .select(StoredChange::as_select())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// An OAuth integration/application.
+#[derive(Clone)]
+pub struct OAuthClient {
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub redirect_uri: Option<String>,
+}
+
+/// What calling a connection's CRM needs. Secrets never print.
+#[derive(Clone)]
+pub struct Access {
+    pub connection_id: Uuid,
+    pub user_account_id: Uuid,
+    pub crm_type: CrmType,
+    /// amoCRM: the account's address; Bitrix24: the incoming webhook URL (a
+    /// secret) or the OAuth app's client endpoint.
     pub base_url: SecretString,
     pub access_token: Option<SecretString>,
+    pub refresh_token: Option<SecretString>,
+    pub token_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Set for OAuth connections (they can refresh their token).
+    pub oauth: Option<OAuthClient>,
     pub default_region: String,
 }
 
-pub async fn change_to_evaluate(
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("connection_id", &self.connection_id)
+            .field("crm_type", &self.crm_type)
+            .field("oauth", &self.oauth.is_some())
+            .field("token_expires_at", &self.token_expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = crm_connections, check_for_backend(diesel::pg::Pg))]
+struct AccessRow {
+    id: Uuid,
+    user_account_id: Uuid,
+    crm_type: CrmType,
+    base_url: String,
+    access_token: Option<String>,
+    refresh_token: Option<String>,
+    token_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    oauth_client_id: Option<String>,
+    oauth_client_secret: Option<String>,
+    oauth_redirect_uri: Option<String>,
+    default_region: String,
+}
+
+impl From<AccessRow> for Access {
+    fn from(r: AccessRow) -> Access {
+        let secret = |s: Option<String>| s.filter(|t| !t.trim().is_empty()).map(SecretString::from);
+        let oauth = match (r.oauth_client_id, secret(r.oauth_client_secret)) {
+            (Some(client_id), Some(client_secret)) if !client_id.is_empty() => Some(OAuthClient {
+                client_id,
+                client_secret,
+                redirect_uri: r.oauth_redirect_uri,
+            }),
+            _ => None,
+        };
+        Access {
+            connection_id: r.id,
+            user_account_id: r.user_account_id,
+            crm_type: r.crm_type,
+            base_url: SecretString::from(r.base_url),
+            access_token: secret(r.access_token),
+            refresh_token: secret(r.refresh_token),
+            token_expires_at: r.token_expires_at,
+            oauth,
+            default_region: r.default_region,
+        }
+    }
+}
+
+/// How to call the connection's CRM.
+pub async fn access(
     conn: &mut AsyncPgConnection,
-    change_id: i64,
-) -> Result<Option<ChangeToEvaluate>, diesel::result::Error> {
-    use crm_changes::dsl as c;
-    use crm_connections::dsl as k;
-    type Row = (
-        i64,
-        Uuid,
-        Uuid,
-        CrmType,
-        String,
-        String,
-        String,
-        bool,
-        String,
-        Option<String>,
-        String,
-    );
-    let row: Option<Row> = c::crm_changes
-        .inner_join(k::crm_connections)
-        .filter(c::id.eq(change_id))
-        .select((
-            c::id,
-            c::connection_id,
-            k::user_account_id,
-            k::crm_type,
-            c::entity,
-            c::action,
-            c::entity_id,
-            c::evaluated_at.is_not_null(),
-            k::base_url,
-            k::access_token,
-            k::default_region,
-        ))
+    connection_id: Uuid,
+) -> Result<Option<Access>, diesel::result::Error> {
+    let row: Option<AccessRow> = crm_connections::table
+        .find(connection_id)
+        .select(AccessRow::as_select())
         .get_result(conn)
         .await
         .optional()?;
-    Ok(row.map(
-        |(
-            id,
-            connection_id,
-            user_account_id,
-            crm_type,
-            entity,
-            action,
-            entity_id,
-            evaluated,
-            base_url,
-            token,
-            default_region,
-        )| {
-            ChangeToEvaluate {
-                id,
-                connection_id,
-                user_account_id,
-                crm_type,
-                entity,
-                action,
-                entity_id,
-                evaluated,
-                base_url: SecretString::from(base_url),
-                access_token: token
-                    .filter(|t| !t.trim().is_empty())
-                    .map(SecretString::from),
-                default_region,
-            }
-        },
+    Ok(row.map(Access::from))
+}
+
+/// The same, with the connection's row locked until the transaction ends:
+/// whoever holds it is the one who may refresh the token.
+pub async fn lock_access(
+    conn: &mut AsyncPgConnection,
+    connection_id: Uuid,
+) -> Result<Option<Access>, diesel::result::Error> {
+    let row: Option<AccessRow> = crm_connections::table
+        .find(connection_id)
+        .select(AccessRow::as_select())
+        .for_update()
+        .get_result(conn)
+        .await
+        .optional()?;
+    Ok(row.map(Access::from))
+}
+
+/// Stores a refreshed token pair (inside the transaction holding the lock).
+pub async fn store_tokens(
+    conn: &mut AsyncPgConnection,
+    connection_id: Uuid,
+    access_token: &str,
+    refresh_token: &str,
+    expires_at: chrono::DateTime<chrono::Utc>,
+) -> Result<(), diesel::result::Error> {
+    use crm_connections::dsl as k;
+    diesel::update(k::crm_connections.find(connection_id))
+        .set((
+            k::access_token.eq(access_token),
+            k::refresh_token.eq(refresh_token),
+            k::token_expires_at.eq(expires_at),
+            k::token_refreshed_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct Wait {
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    wait_ms: f64,
+}
+
+/// Reserves the connection's next request moment (shared by every replica:
+/// the generic cell rate algorithm on one row): requests `interval` apart,
+/// up to `burst` at once. Returns how long to wait before sending.
+pub async fn reserve_request(
+    conn: &mut AsyncPgConnection,
+    connection_id: Uuid,
+    interval: std::time::Duration,
+    burst: u32,
+) -> Result<std::time::Duration, diesel::result::Error> {
+    use diesel::sql_types::{Double, Uuid as SqlUuid};
+    let t = interval.as_secs_f64();
+    let w: Wait = diesel::sql_query(
+        "INSERT INTO crm_request_pace AS p (connection_id, next_at) \
+         VALUES ($1, now() + make_interval(secs => $2)) \
+         ON CONFLICT (connection_id) DO UPDATE \
+           SET next_at = greatest(p.next_at, now()) + make_interval(secs => $2) \
+         RETURNING extract(epoch FROM greatest(p.next_at - make_interval(secs => $3), now()) - now())::float8 * 1000 AS wait_ms",
+    )
+    .bind::<SqlUuid, _>(connection_id)
+    .bind::<Double, _>(t)
+    .bind::<Double, _>(t * f64::from(burst.max(1)))
+    .prepared()
+    .get_result(conn)
+    .await?;
+    Ok(std::time::Duration::from_secs_f64(
+        w.wait_ms.max(0.0) / 1000.0,
     ))
+}
+
+/// The CRM said to wait: no replica sends to it for `wait` (plus the
+/// burst, which would otherwise go at once when the wait ends).
+pub async fn hold_requests(
+    conn: &mut AsyncPgConnection,
+    connection_id: Uuid,
+    wait: std::time::Duration,
+) -> Result<(), diesel::result::Error> {
+    use diesel::sql_types::{Double, Uuid as SqlUuid};
+    diesel::sql_query(
+        "INSERT INTO crm_request_pace AS p (connection_id, next_at) \
+         VALUES ($1, now() + make_interval(secs => $2)) \
+         ON CONFLICT (connection_id) DO UPDATE \
+           SET next_at = greatest(p.next_at, now() + make_interval(secs => $2))",
+    )
+    .bind::<SqlUuid, _>(connection_id)
+    .bind::<Double, _>(wait.as_secs_f64())
+    .prepared()
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Closes a change with what its evaluation found.

@@ -155,6 +155,19 @@ diesel::table! {
         account_id -> Nullable<Text>,
         member_id -> Nullable<Text>,
         application_token -> Nullable<Text>,
+        refresh_token -> Nullable<Text>,
+        token_expires_at -> Nullable<Timestamptz>,
+        oauth_client_id -> Nullable<Text>,
+        oauth_client_secret -> Nullable<Text>,
+        oauth_redirect_uri -> Nullable<Text>,
+        token_refreshed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    crm_request_pace (connection_id) {
+        connection_id -> Uuid,
+        next_at -> Timestamptz,
     }
 }
 
@@ -312,6 +325,7 @@ diesel::joinable!(conversation_reports -> account_directions (capi_direction_id)
 diesel::joinable!(conversation_reports -> user_accounts (user_account_id));
 diesel::joinable!(crm_changes -> crm_connections (connection_id));
 diesel::joinable!(crm_connections -> user_accounts (user_account_id));
+diesel::joinable!(crm_request_pace -> crm_connections (connection_id));
 diesel::joinable!(dialog_analysis -> account_directions (direction_id));
 diesel::joinable!(dialog_analysis -> leads (lead_id));
 diesel::joinable!(dialog_messages -> dialog_analysis (dialog_id));
@@ -330,6 +344,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     conversation_reports,
     crm_changes,
     crm_connections,
+    crm_request_pace,
     dialog_analysis,
     dialog_messages,
     leads,

@@ -74,7 +74,7 @@ fn optional_id_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D
 }
 
 /// A scalar as trimmed text; `None` for null, arrays and objects.
-pub(crate) fn scalar_text(v: &Value) -> Option<String> {
+pub fn scalar_text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.trim().to_owned()),
         Value::Number(n) => Some(n.to_string()),
