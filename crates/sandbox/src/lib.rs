@@ -18,10 +18,12 @@
 //! - amoCRM and Bitrix24 APIs, OAuth, rate limits and webhooks (`crm/`), `GET /sandbox/crm/stats`
 //!
 //! `sandbox customers` (`customers.rs`) plays the other side: WhatsApp
-//! customers writing in, posted to webhook-gateway as Evolution API would.
+//! customers writing in, posted to webhook-gateway as Evolution API would;
+//! `sandbox crm-burst` (`crm_burst.rs`) an amoCRM mass update's webhooks.
 
 pub mod assistant;
 pub mod crm;
+pub mod crm_burst;
 pub mod customers;
 mod qualify;
 mod validate;

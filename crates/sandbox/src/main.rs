@@ -6,7 +6,7 @@ use sandbox::{Faults, Sandbox, customers::Crowd};
 #[derive(Parser)]
 #[command(
     name = "sandbox",
-    about = "A local stand-in for Meta's Conversions API, an OpenAI-compatible model and Evolution API (not for production)"
+    about = "A local stand-in for Meta's Conversions API, an OpenAI-compatible model, Evolution API, amoCRM and Bitrix24 (not for production)"
 )]
 struct Args {
     #[arg(long, env = "SANDBOX_HOST", default_value = "127.0.0.1")]
@@ -35,18 +35,32 @@ enum Command {
     /// Evolution API would, then print (JSON) when each dialog's last message
     /// was accepted. The load for benchmarks.
     Customers(Crowd),
+    /// Put N amoCRM leads into a running sandbox and post all their status
+    /// webhooks to webhook-gateway at once; print (JSON) the answer times.
+    CrmBurst(sandbox::crm_burst::Burst),
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let a = Args::parse();
-    if let Some(Command::Customers(crowd)) = a.command {
-        let run = async {
-            let posted = sandbox::customers::post(&crowd).await?;
-            println!("{}", serde_json::to_string(&posted)?);
-            anyhow::Ok(())
-        };
-        return runtime::exit_code("sandbox customers", run.await);
+    match a.command {
+        Some(Command::Customers(crowd)) => {
+            let run = async {
+                let posted = sandbox::customers::post(&crowd).await?;
+                println!("{}", serde_json::to_string(&posted)?);
+                anyhow::Ok(())
+            };
+            return runtime::exit_code("sandbox customers", run.await);
+        }
+        Some(Command::CrmBurst(burst)) => {
+            let run = async {
+                let result = sandbox::crm_burst::run(&burst).await?;
+                println!("{}", serde_json::to_string(&result)?);
+                anyhow::Ok(())
+            };
+            return runtime::exit_code("sandbox crm-burst", run.await);
+        }
+        None => {}
     }
     runtime::telemetry::init(&runtime::settings::LogSettings {
         format: runtime::settings::LogFormat::Pretty,

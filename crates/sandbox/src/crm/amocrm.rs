@@ -313,7 +313,12 @@ async fn put_account(a: web::Json<Account>, amo: web::Data<crate::crm::Crms>) ->
 }
 
 /// The status webhook amoCRM posts when a lead moves (`leads[status]`).
-fn status_webhook(account: &Account, id: &str, lead: &Value, old_status: Option<&Value>) -> String {
+pub(crate) fn status_webhook(
+    account: &Account,
+    id: &str,
+    lead: &Value,
+    old_status: Option<&Value>,
+) -> String {
     let text = |v: Option<&Value>| match v {
         Some(Value::String(s)) => s.clone(),
         Some(v @ Value::Number(_)) => v.to_string(),

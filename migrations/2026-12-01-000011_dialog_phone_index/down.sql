@@ -1,0 +1,1 @@
+DROP INDEX dialog_analysis_direction_phone_idx;
