@@ -470,7 +470,7 @@ fn log_entry<'a>(
     r: Option<&'a EventResult>,
 ) -> LogEntry<'a> {
     LogEntry {
-        dialog_id: q.dialog_id,
+        dialog_id: Some(q.dialog_id),
         direction_id: ctx.direction_id,
         user_account_id: ctx.user_account_id,
         level: q.level,

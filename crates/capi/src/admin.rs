@@ -4,7 +4,10 @@
 use crate::Failure;
 use clap::Subcommand;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use domain::{evolution::ApiVersion, level::CapiSource};
+use domain::{
+    evolution::ApiVersion,
+    level::{CapiSource, NoDialog},
+};
 use serde::Serialize;
 use serde_json::json;
 use std::io::Read;
@@ -181,6 +184,11 @@ pub enum DirectionCommand {
         /// The CRM a crm-source direction reads.
         #[arg(long, value_enum)]
         crm: Option<crate::inspect::Crm>,
+        /// When a CRM entity reaches a level but no WhatsApp dialog has the
+        /// contact's phone: skip (record it as skipped, reason no_dialog) or
+        /// phone-only (send with the hashed phone only, no click id).
+        #[arg(long, value_enum)]
+        crm_no_dialog: Option<NoDialogArg>,
         #[arg(long)]
         pixel: Option<String>,
         #[arg(long)]
@@ -228,6 +236,12 @@ pub enum DirectionCommand {
     List,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum NoDialogArg {
+    Skip,
+    PhoneOnly,
+}
+
 pub async fn direction(url: &str, c: DirectionCommand) -> Result<(), Failure> {
     let mut conn = connect(url).await?;
     match c {
@@ -257,6 +271,7 @@ pub async fn direction(url: &str, c: DirectionCommand) -> Result<(), Failure> {
             capi_enabled,
             source,
             crm,
+            crm_no_dialog,
             pixel,
             waba,
             ad_account,
@@ -283,6 +298,10 @@ pub async fn direction(url: &str, c: DirectionCommand) -> Result<(), Failure> {
                 capi_enabled,
                 capi_source: source.map(CapiSource::from),
                 capi_crm_type: crm.map(Into::into),
+                capi_crm_no_dialog: crm_no_dialog.map(|n| match n {
+                    NoDialogArg::Skip => NoDialog::Skip,
+                    NoDialogArg::PhoneOnly => NoDialog::PhoneOnly,
+                }),
                 pixel_id: pixel.as_deref(),
                 waba_id: waba.as_deref(),
                 ad_account_id: ad_account,

@@ -85,6 +85,19 @@ crate::text_enum! {
 }
 
 crate::text_enum! {
+    /// What a crm direction does when a CRM entity reaches a level but no
+    /// WhatsApp dialog of the direction has the contact's phone
+    /// (`account_directions.capi_crm_no_dialog`).
+    pub enum NoDialog {
+        /// Send nothing; the audit log says `skipped`, reason `no_dialog`.
+        Skip = "skip",
+        /// Send the event with the contact's hashed phone only (no click id,
+        /// `action_source: other`): Meta can still match the person.
+        PhoneOnly = "phone_only",
+    }
+}
+
+crate::text_enum! {
     /// Which CRM a direction's CRM source is (`capi_crm_type`, `crm_connections.crm_type`).
     pub enum CrmType {
         AmoCrm = "amocrm",

@@ -11,7 +11,7 @@ use domain::{
     conversation::{Author, ReplyStatus},
     delivery::{AttemptStatus, DeliveryStatus},
     evolution::ApiVersion,
-    level::{CapiSource, CrmType, Level},
+    level::{CapiSource, CrmType, Level, NoDialog},
     qualification::{AnalysisStatus, FunnelStage, InterestLevel},
     usage::Purpose,
 };
@@ -100,6 +100,7 @@ async fn every_closed_set_is_its_columns_check_and_round_trips() {
     closed_set!(conn, FunnelStage, "dialog_analysis", "funnel_stage");
     closed_set!(conn, CapiSource, "account_directions", "capi_source");
     closed_set!(conn, CrmType, "account_directions", "capi_crm_type");
+    closed_set!(conn, NoDialog, "account_directions", "capi_crm_no_dialog");
     closed_set!(conn, CrmType, "crm_connections", "crm_type");
     closed_set!(conn, Purpose, "llm_usage_daily", "purpose");
     closed_set!(

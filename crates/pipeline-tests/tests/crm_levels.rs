@@ -8,7 +8,7 @@
 
 use domain::{
     crm::mapping::FieldRule,
-    level::{CapiSource, CrmType, Level},
+    level::{CapiSource, CrmType, Level, NoDialog},
 };
 use pipeline_tests::{
     Pipeline, PipelineOptions, SandboxServer, Seed, SeedOptions, TestEnv, customer_message,
@@ -430,5 +430,101 @@ async fn an_amocrm_answering_429_for_a_minute_delays_the_events_and_loses_none()
     let throttled = amo["throttled"].as_u64().unwrap_or(0);
     // Every replica holds back for retry_after: a few refusals, not a storm.
     assert!((1..=40).contains(&throttled), "{amo}");
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_who_never_wrote_is_skipped_or_sent_with_the_hashed_phone_only() {
+    let env = TestEnv::new().await;
+    let s = seed(&env, &SeedOptions::default()).await;
+    crm_direction(
+        &env,
+        &s,
+        CrmType::AmoCrm,
+        Level::Qualified,
+        json!([{"field_id": "status_id", "enum_id": "142"}]),
+    )
+    .await;
+    let sb = SandboxServer::start().await;
+    let connection = amo_connection(&env, &s, &sb, None).await;
+    let meta = MockServer::start().await;
+    meta_accepts(&meta).await;
+    let p = Pipeline::start(&env, &PipelineOptions::new(&meta.uri())).await;
+    amo_account(&sb, &p, connection, "amo-token", "").await;
+
+    // The default: nothing sent; the audit log says why, per level.
+    amo_lead(&sb, 901, 9001, "+7 916 555-00-01", 142).await;
+    eventually("the change is evaluated", WAIT, || async {
+        (evaluated(&env).await == 1).then_some(())
+    })
+    .await;
+    let skipped = pipeline_tests::count(
+        &env,
+        &format!(
+            "SELECT count(*) AS n FROM capi_events_log WHERE status = 'skipped' AND reason = 'no_dialog' \
+             AND dialog_id IS NULL AND direction_id = '{}' AND event_name IN ('Lead', 'CompleteRegistration')",
+            s.direction_id
+        ),
+    )
+    .await;
+    assert_eq!(skipped, 2, "one skipped row per level reached");
+
+    // phone_only: the events go with the hashed phone and no click id.
+    {
+        let mut conn = env.conn().await;
+        let update = DirectionCapiUpdate {
+            capi_crm_no_dialog: Some(NoDialog::PhoneOnly),
+            ..Default::default()
+        };
+        assert!(
+            storage::directions::update_direction_capi(&mut conn, s.direction_id, &update)
+                .await
+                .expect("update")
+        );
+    }
+    amo_lead(&sb, 902, 9002, "8 916 555-00-02", 142).await;
+    let events = settled_events(&meta, 2, WAIT).await;
+    let mut names: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["event_name"].as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["CompleteRegistration", "Lead"], "{events:?}");
+    let hashed = domain::normalize::sha256_hex("79165550002");
+    for e in &events {
+        assert_eq!(e["action_source"], "other", "{e}");
+        assert!(e["user_data"].get("ctwa_clid").is_none(), "{e}");
+        assert_eq!(e["user_data"]["ph"], json!([hashed]), "{e}");
+    }
+    // When that customer writes on WhatsApp later, it is the same dialog:
+    // nothing is sent again.
+    post_ok(
+        &p,
+        &s,
+        &customer_message(
+            &s.instance,
+            "LATE",
+            "79165550002",
+            "Oi",
+            Some(CLID),
+            recent(5),
+        ),
+    )
+    .await;
+    eventually("the message is stored", WAIT, || async {
+        (pipeline_tests::count(&env, "SELECT count(*) AS n FROM dialog_messages").await == 1)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        pipeline_tests::count(
+            &env,
+            "SELECT count(*) AS n FROM dialog_analysis WHERE contact_phone = '79165550002'"
+        )
+        .await,
+        1
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(meta_events(&meta).await.len(), 2, "no second Lead");
     p.stop().await;
 }

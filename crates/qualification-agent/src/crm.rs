@@ -20,11 +20,16 @@ use crm::{
 use diesel_async::AsyncConnection;
 use domain::{
     crm::{mapping::matched_levels, phone},
-    level::CrmType,
+    delivery::AttemptStatus,
+    level::{CrmType, Level, NoDialog},
 };
 use serde_json::{Value, json};
 use std::{sync::Arc, time::Duration};
-use storage::{DbPool, crm::StoredChange};
+use storage::{
+    DbPool,
+    crm::{CrmDirection, StoredChange},
+    deliveries::LogEntry,
+};
 use tokio::sync::Notify;
 
 const RETRY_AFTER: Duration = Duration::from_secs(5);
@@ -126,22 +131,40 @@ impl CrmEvaluator {
             .collect();
         let mut conn = self.pool.get().await?;
         let mut found = Vec::with_capacity(directions.len());
+        // Levels reached that nothing will be sent for: audit rows.
+        let mut skipped: Vec<(&CrmDirection, Level, &str)> = Vec::new();
         for d in &directions {
             let levels = matched_levels(crm_type, &ch.entity, &read.entity, &d.mapping);
             if levels.is_empty() {
                 found.push(json!({"direction_id": d.id, "levels": [], "reason": "no_levels"}));
                 continue;
             }
-            let Some(dialog_id) =
-                storage::conversations::dialog_by_phones(&mut conn, d.id, &candidates).await?
-            else {
-                tracing::info!(change_id, direction_id = %d.id, entity = %ch.entity, reason = "no_dialog",
-                    "levels reached in the CRM, but no WhatsApp dialog of the direction has the contact's phone");
-                found.push(
-                    json!({"direction_id": d.id, "levels": levels, "reason": "no_dialog",
-                                  "phones": read.phones.len()}),
-                );
-                continue;
+            let joined =
+                storage::conversations::dialog_by_phones(&mut conn, d.id, &candidates).await?;
+            let (dialog_id, phone_only) = match (joined, d.no_dialog, candidates.first()) {
+                (Some(id), _, _) => (id, false),
+                (None, NoDialog::PhoneOnly, Some(phone)) => {
+                    match storage::conversations::crm_contact_dialog(&mut conn, d.id, phone).await?
+                    {
+                        Some(id) => (id, true),
+                        None => {
+                            skipped.extend(levels.iter().map(|l| (d, *l, "no_dialog")));
+                            found.push(json!({"direction_id": d.id, "levels": levels,
+                                "reason": "no_dialog", "note": "the direction has no WhatsApp instance"}));
+                            continue;
+                        }
+                    }
+                }
+                (None, _, _) => {
+                    tracing::info!(change_id, direction_id = %d.id, entity = %ch.entity, reason = "no_dialog",
+                        "levels reached in the CRM, but no WhatsApp dialog of the direction has the contact's phone");
+                    skipped.extend(levels.iter().map(|l| (d, *l, "no_dialog")));
+                    found.push(
+                        json!({"direction_id": d.id, "levels": levels, "reason": "no_dialog",
+                                      "phones": read.phones.len()}),
+                    );
+                    continue;
+                }
             };
             let now = Utc::now();
             let claimed = conn
@@ -155,17 +178,54 @@ impl CrmEvaluator {
             for level in &claimed {
                 tracing::info!(%dialog_id, direction_id = %d.id, %level, by = "crm", "level reached; event queued");
             }
-            found.push(
-                json!({"direction_id": d.id, "levels": levels, "dialog_id": dialog_id,
-                              "claimed": claimed}),
-            );
+            let mut outcome = json!({"direction_id": d.id, "levels": levels,
+                                     "dialog_id": dialog_id, "claimed": claimed});
+            if phone_only {
+                // No click id: the events go with the hashed phone only.
+                outcome["reason"] = json!("no_dialog");
+                outcome["sent"] = json!("phone_only");
+            }
+            found.push(outcome);
         }
-        drop(conn);
-        self.done(
-            change_id,
-            json!({"result": "evaluated", "directions": found}),
-        )
-        .await
+        let outcome = json!({"result": "evaluated", "directions": found});
+        let event_ids: Vec<String> = skipped
+            .iter()
+            .map(|(_, level, _)| format!("crm:{change_id}:{}", level.number()))
+            .collect();
+        let logs: Vec<LogEntry<'_>> = skipped
+            .iter()
+            .zip(&event_ids)
+            .map(|((d, level, reason), event_id)| LogEntry {
+                dialog_id: None,
+                direction_id: Some(d.id),
+                user_account_id: Some(user_account_id),
+                level: *level,
+                event_name: d.event_name(*level),
+                event_id,
+                pixel_id: d.pixel_id.as_deref(),
+                status: AttemptStatus::Skipped,
+                attempt: 0,
+                reason: Some(reason),
+                request: None,
+                response: None,
+                http_status: None,
+                error_message: None,
+                duration_ms: None,
+                batch_id: None,
+                batch_size: None,
+                fbtrace_id: None,
+            })
+            .collect();
+        // The audit rows and the change's close in one transaction: a
+        // redelivered change finds it evaluated and logs nothing twice.
+        conn.transaction::<_, storage::DbError, _>(async |c| {
+            if storage::crm::mark_evaluated(c, change_id, &outcome).await? {
+                storage::deliveries::insert_logs(c, &logs).await?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(Outcome::Ack)
     }
 
     async fn done(&self, change_id: i64, outcome: Value) -> anyhow::Result<Outcome> {

@@ -284,6 +284,43 @@ pub async fn history(
 
 /// The direction's dialog with one of these phones (digits with the country
 /// code), the most recently active first.
+/// A dialog for a CRM contact no WhatsApp dialog has (a crm direction set
+/// to `phone_only`): on the direction's first instance, keyed by the phone
+/// as WhatsApp would key it — so if the customer writes later, it is the
+/// same dialog and no level is sent twice. `None` when the direction has no
+/// instance.
+pub async fn crm_contact_dialog(
+    conn: &mut AsyncPgConnection,
+    direction_id: Uuid,
+    phone: &str,
+) -> Result<Option<Uuid>, diesel::result::Error> {
+    use crate::schema::whatsapp_phone_numbers::dsl as w;
+    use dialog_analysis::dsl as d;
+    let Some(instance): Option<String> = w::whatsapp_phone_numbers
+        .filter(w::direction_id.eq(direction_id))
+        .order(w::instance_name)
+        .select(w::instance_name)
+        .first(conn)
+        .await
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    diesel::insert_into(d::dialog_analysis)
+        .values((
+            d::instance_name.eq(&instance),
+            d::contact_key.eq(phone),
+            d::contact_phone.eq(phone),
+        ))
+        .on_conflict((d::instance_name, d::contact_key))
+        .do_update()
+        .set(d::updated_at.eq(diesel::dsl::now))
+        .returning(d::id)
+        .get_result(conn)
+        .await
+        .map(Some)
+}
+
 pub async fn dialog_by_phones(
     conn: &mut AsyncPgConnection,
     direction_id: Uuid,

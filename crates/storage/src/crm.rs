@@ -11,7 +11,7 @@ use diesel::{
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::{
     crm::mapping::{FieldRule, LevelMapping},
-    level::{CapiSource, CrmType},
+    level::{CapiSource, CrmType, NoDialog},
 };
 use secrecy::SecretString;
 use serde_json::Value;
@@ -366,14 +366,15 @@ pub async fn hold_requests(
     Ok(())
 }
 
-/// Closes a change with what its evaluation found.
+/// Closes a change with what its evaluation found; `false` when it was
+/// already closed (by another replica).
 pub async fn mark_evaluated(
     conn: &mut AsyncPgConnection,
     change_id: i64,
     outcome: &Value,
-) -> Result<(), diesel::result::Error> {
+) -> Result<bool, diesel::result::Error> {
     use crm_changes::dsl as c;
-    diesel::update(
+    let n = diesel::update(
         c::crm_changes
             .find(change_id)
             .filter(c::evaluated_at.is_null()),
@@ -381,7 +382,7 @@ pub async fn mark_evaluated(
     .set((c::evaluated_at.eq(diesel::dsl::now), c::outcome.eq(outcome)))
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(n == 1)
 }
 
 /// A change as `capi crm changes` shows it.
@@ -418,6 +419,37 @@ pub async fn recent_changes(
 pub struct CrmDirection {
     pub id: Uuid,
     pub mapping: LevelMapping,
+    /// When no dialog has the contact's phone.
+    pub no_dialog: NoDialog,
+    pub pixel_id: Option<String>,
+    /// Meta event names per level (interest, qualified, scheduled).
+    pub event_names: [String; 3],
+}
+
+impl CrmDirection {
+    /// The Meta event name the direction uses for `level`.
+    pub fn event_name(&self, level: domain::level::Level) -> &str {
+        let i = usize::try_from(level.number() - 1).unwrap_or(0);
+        self.event_names
+            .get(i)
+            .map(String::as_str)
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or(level.default_event_name())
+    }
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = account_directions, check_for_backend(diesel::pg::Pg))]
+struct CrmDirectionRow {
+    id: Uuid,
+    capi_interest_fields: Value,
+    capi_qualified_fields: Value,
+    capi_scheduled_fields: Value,
+    capi_crm_no_dialog: NoDialog,
+    pixel_id: Option<String>,
+    event_name_interest: String,
+    event_name_qualified: String,
+    event_name_scheduled: String,
 }
 
 /// The user account's directions with CAPI on, source `crm` and this CRM.
@@ -427,25 +459,31 @@ pub async fn crm_directions(
     crm_type: CrmType,
 ) -> Result<Vec<CrmDirection>, diesel::result::Error> {
     use account_directions::dsl as d;
-    let rows: Vec<(Uuid, Value, Value, Value)> = d::account_directions
+    let rows: Vec<CrmDirectionRow> = d::account_directions
         .filter(d::user_account_id.eq(user_account_id))
         .filter(d::capi_enabled.eq(true))
         .filter(d::capi_source.eq(CapiSource::Crm))
         .filter(d::capi_crm_type.eq(crm_type))
         .order(d::created_at)
-        .select((
-            d::id,
-            d::capi_interest_fields,
-            d::capi_qualified_fields,
-            d::capi_scheduled_fields,
-        ))
+        .select(CrmDirectionRow::as_select())
         .load(conn)
         .await?;
     rows.into_iter()
-        .map(|(id, interest, qualified, scheduled)| {
+        .map(|r| {
             Ok(CrmDirection {
-                id,
-                mapping: level_mapping(interest, qualified, scheduled)?,
+                id: r.id,
+                mapping: level_mapping(
+                    r.capi_interest_fields,
+                    r.capi_qualified_fields,
+                    r.capi_scheduled_fields,
+                )?,
+                no_dialog: r.capi_crm_no_dialog,
+                pixel_id: r.pixel_id,
+                event_names: [
+                    r.event_name_interest,
+                    r.event_name_qualified,
+                    r.event_name_scheduled,
+                ],
             })
         })
         .collect()

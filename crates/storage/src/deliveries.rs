@@ -233,7 +233,8 @@ pub async fn refresh_leases(
 /// One row of `capi_events_log`. `request` must not contain the token.
 #[derive(Debug, Clone)]
 pub struct LogEntry<'a> {
-    pub dialog_id: Uuid,
+    /// `None` for a level reached in a CRM that no dialog could be joined to.
+    pub dialog_id: Option<Uuid>,
     pub direction_id: Option<Uuid>,
     pub user_account_id: Option<Uuid>,
     pub level: Level,
@@ -279,7 +280,7 @@ struct NewLogRow<'a> {
 impl<'a> From<&'a LogEntry<'a>> for NewLogRow<'a> {
     fn from(e: &'a LogEntry<'a>) -> Self {
         NewLogRow {
-            dialog_id: Some(e.dialog_id),
+            dialog_id: e.dialog_id,
             direction_id: e.direction_id,
             user_account_id: e.user_account_id,
             event_level: e.level,

@@ -12,7 +12,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::{
     crm::mapping::{FieldRule, LevelMapping},
     evolution::ApiVersion,
-    level::{CapiSource, CrmType, Level},
+    level::{CapiSource, CrmType, Level, NoDialog},
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -257,6 +257,7 @@ pub struct DirectionSettings {
     pub capi_enabled: bool,
     pub capi_source: CapiSource,
     pub capi_crm_type: Option<CrmType>,
+    pub capi_crm_no_dialog: NoDialog,
     pub pixel_id: Option<String>,
     #[diesel(column_name = whatsapp_business_account_id)]
     pub waba_id: Option<String>,
@@ -301,6 +302,7 @@ pub struct DirectionCapiUpdate<'a> {
     pub capi_enabled: Option<bool>,
     pub capi_source: Option<CapiSource>,
     pub capi_crm_type: Option<CrmType>,
+    pub capi_crm_no_dialog: Option<NoDialog>,
     pub pixel_id: Option<&'a str>,
     pub waba_id: Option<&'a str>,
     pub ad_account_id: Option<Uuid>,
@@ -321,6 +323,7 @@ struct DirectionChanges<'a> {
     capi_enabled: Option<bool>,
     capi_source: Option<CapiSource>,
     capi_crm_type: Option<CrmType>,
+    capi_crm_no_dialog: Option<NoDialog>,
     capi_interest_fields: Option<Value>,
     capi_qualified_fields: Option<Value>,
     capi_scheduled_fields: Option<Value>,
@@ -365,6 +368,7 @@ pub async fn update_direction_capi(
         capi_enabled: u.capi_enabled,
         capi_source: u.capi_source,
         capi_crm_type: u.capi_crm_type,
+        capi_crm_no_dialog: u.capi_crm_no_dialog,
         pixel_id: u.pixel_id,
         whatsapp_business_account_id: u.waba_id,
         ad_account_id: u.ad_account_id,

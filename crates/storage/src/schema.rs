@@ -26,6 +26,7 @@ diesel::table! {
         ldu_enabled -> Bool,
         ldu_country -> Int4,
         ldu_state -> Int4,
+        capi_crm_no_dialog -> Text,
     }
 }
 
