@@ -948,19 +948,21 @@ async fn crm_connections_take_their_secrets_from_stdin_and_print_the_webhook_url
     let change = json!({"entity": "lead", "action": "status", "id": "99"});
     let ids = storage::crm::record_changes(
         &mut conn,
-        c.id,
-        &[storage::crm::NewChange {
-            entity: "lead",
-            action: "status",
-            entity_id: "99",
-            key: "k-99",
-            change: &change,
-        }],
+        &[(
+            c.id,
+            storage::crm::NewChange {
+                entity: "lead",
+                action: "status",
+                entity_id: "99",
+                key: "k-99",
+                change: &change,
+            },
+        )],
     )
     .await
     .expect("change");
     let outcome = json!({"result": "evaluated", "directions": [{"levels": ["interest"], "reason": "no_dialog"}]});
-    storage::crm::mark_evaluated(&mut conn, ids[0], &outcome)
+    storage::crm::mark_evaluated(&mut conn, ids[0].0, &outcome)
         .await
         .expect("evaluated");
     let (code, out, err) = capi(&["crm", "changes", id, "--database-url", db]);

@@ -178,6 +178,7 @@ impl TestEnv {
             http: HttpSettings {
                 host: "127.0.0.1".into(),
                 port: 0,
+                workers: 2,
             },
             log: LogSettings {
                 format: LogFormat::Pretty,

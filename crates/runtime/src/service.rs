@@ -6,7 +6,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use bus::Bus;
 use secrecy::ExposeSecret;
-use std::{future::Future, net::TcpListener, sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 use storage::DbPool;
 use tokio::{sync::Notify, task::JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -48,6 +48,9 @@ impl MainRuntime {
     }
 }
 
+/// Pending connections the kernel may hold for the HTTP server.
+const BACKLOG: u32 = 4096;
+
 /// Outbox relay loops per process.
 const OUTBOX_RELAYS: usize = 3;
 
@@ -62,6 +65,8 @@ impl Runtime {
             common.database.pool_size,
         )
         .context("database.url")?;
+        let warming = pool.clone();
+        tokio::spawn(async move { storage::warm(&warming).await });
         Ok(Runtime {
             pool,
             bus: Arc::new(Bus::new(common.amqp.clone())),
@@ -79,9 +84,6 @@ impl Runtime {
     where
         F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
     {
-        let listener = TcpListener::bind((common.http.host.as_str(), common.http.port))
-            .with_context(|| format!("binding http {}:{}", common.http.host, common.http.port))?;
-        let port = listener.local_addr()?.port();
         let readiness = web::Data::new(Readiness {
             pool: self.pool.clone(),
             bus: self.bus.clone(),
@@ -96,11 +98,20 @@ impl Runtime {
                 .configure(health::routes)
                 .configure(routes.clone())
         })
-        .workers(2)
+        .workers(common.http.workers.max(1))
+        // A burst of webhooks (a CRM's mass update: a thousand at once)
+        // waits in the accept queue instead of having its SYNs dropped.
+        .backlog(BACKLOG)
         .shutdown_timeout(10)
         .shutdown_signal(self.stop.clone().cancelled_owned())
-        .listen(listener)?
-        .run();
+        .bind((common.http.host.as_str(), common.http.port))
+        .with_context(|| format!("binding http {}:{}", common.http.host, common.http.port))?;
+        let port = server
+            .addrs()
+            .first()
+            .map(std::net::SocketAddr::port)
+            .context("the http server bound no address")?;
+        let server = server.run();
         self.tasks.spawn(async move {
             if let Err(e) = server.await {
                 tracing::error!(error = %e, "http server failed");

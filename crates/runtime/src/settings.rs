@@ -32,6 +32,8 @@ pub struct HttpSettings {
     pub host: String,
     /// 0 picks a free port (tests).
     pub port: u16,
+    /// HTTP worker threads (webhook-gateway takes 4: bursts of webhooks).
+    pub workers: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -66,6 +68,7 @@ channels = 1
 
 [http]
 host = "127.0.0.1"
+workers = 2
 
 [log]
 format = "pretty"

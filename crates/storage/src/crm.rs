@@ -125,21 +125,22 @@ pub struct NewChange<'a> {
     pub change: &'a Value,
 }
 
-/// Stores changes, each (connection, key) once; returns the new rows' ids.
+/// Stores changes of any connections, each (connection, key) once, in one
+/// statement; returns the new rows as (id, connection, key). A change twice
+/// in `changes` is stored once.
 pub async fn record_changes(
     conn: &mut AsyncPgConnection,
-    connection_id: Uuid,
-    changes: &[NewChange<'_>],
-) -> Result<Vec<i64>, diesel::result::Error> {
+    changes: &[(Uuid, NewChange<'_>)],
+) -> Result<Vec<(i64, Uuid, String)>, diesel::result::Error> {
     use crm_changes::dsl as c;
     if changes.is_empty() {
         return Ok(Vec::new());
     }
     let rows: Vec<_> = changes
         .iter()
-        .map(|ch| {
+        .map(|(connection_id, ch)| {
             (
-                c::connection_id.eq(connection_id),
+                c::connection_id.eq(*connection_id),
                 c::entity.eq(ch.entity),
                 c::action.eq(ch.action),
                 c::entity_id.eq(ch.entity_id),
@@ -152,7 +153,7 @@ pub async fn record_changes(
         .values(&rows)
         .on_conflict((c::connection_id, c::change_key))
         .do_nothing()
-        .returning(c::id)
+        .returning((c::id, c::connection_id, c::change_key))
         .load(conn)
         .await
 }

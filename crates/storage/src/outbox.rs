@@ -38,6 +38,34 @@ pub async fn enqueue(
     Ok(message_id)
 }
 
+/// Many messages with one routing key and no delay, in one statement.
+pub async fn enqueue_many(
+    conn: &mut AsyncPgConnection,
+    routing_key: &str,
+    payloads: &[Value],
+) -> Result<(), diesel::result::Error> {
+    use outbox::dsl as o;
+    if payloads.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<_> = payloads
+        .iter()
+        .map(|p| {
+            (
+                o::message_id.eq(Uuid::new_v4()),
+                o::routing_key.eq(routing_key),
+                o::payload.eq(p),
+                o::delay_ms.eq(0_i64),
+            )
+        })
+        .collect();
+    diesel::insert_into(o::outbox)
+        .values(&rows)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Locks up to `limit` unpublished rows, oldest first, skipping rows another
 /// relay holds. Call inside a transaction and delete what was published.
 pub async fn lock_batch(

@@ -3,17 +3,16 @@
 //! recognised by its key) and the answer goes back at once: no CRM is
 //! called inside the request (amoCRM waits 2 s at most and disables a hook
 //! that fails too often). Each new change is queued (`crm.changed`, through
-//! the outbox, in the same transaction) for qualification-agent to evaluate.
+//! the outbox, in the same transaction) for qualification-agent to evaluate;
+//! webhooks arriving together share that transaction (`crm_store.rs`).
 //!
 //! amoCRM signs nothing: the connection's secret travels in the URL
 //! (`?secret=`, or the `X-Webhook-Secret` header), and the body must name the
 //! connection's account. Bitrix24 sends `auth[application_token]`, compared
 //! in constant time, and `auth[member_id]`, which must be the connection's.
 
-use crate::{State, body};
+use crate::{State, body, crm_store::Change};
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
-use bus::messages::{BusMessage, CrmChanged, encode};
-use diesel_async::AsyncConnection;
 use domain::{
     crm::{amocrm, bitrix24},
     level::CrmType,
@@ -21,8 +20,7 @@ use domain::{
 use runtime::ApiError;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::sync::Arc;
-use storage::crm::{Connection, NewChange};
+use storage::crm::Connection;
 use uuid::Uuid;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -51,9 +49,8 @@ async fn amocrm_hook(
 ) -> Result<HttpResponse, ApiError> {
     let presented = body::presented_secret(&req, query.into_inner().secret);
     let body = body::read(&req, payload, state.max_body_bytes).await?;
-    let main = state.main.clone();
-    let work = amocrm_changes(state.into_inner(), path.into_inner(), presented, body);
-    Ok(HttpResponse::Ok().json(main.run(work).await.map_err(ApiError::unavailable)??))
+    let answer = amocrm_changes(&state, &path.into_inner(), presented, body).await?;
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 async fn bitrix24_hook(
@@ -63,17 +60,13 @@ async fn bitrix24_hook(
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body::read(&req, payload, state.max_body_bytes).await?;
-    let main = state.main.clone();
-    let work = bitrix24_change(state.into_inner(), path.into_inner(), body);
-    Ok(HttpResponse::Ok().json(main.run(work).await.map_err(ApiError::unavailable)??))
+    let answer = bitrix24_change(&state, &path.into_inner(), body).await?;
+    Ok(HttpResponse::Ok().json(answer))
 }
 
-/// The connection named in the URL, if it is one of `crm`.
-async fn connection(
-    conn: &mut storage::AsyncPgConnection,
-    id: &str,
-    crm: CrmType,
-) -> Result<Connection, ApiError> {
+/// The connection named in the URL, if it is one of `crm` (looked up once
+/// per few seconds: a burst of webhooks reads it once).
+async fn connection(state: &State, id: &str, crm: CrmType) -> Result<Connection, ApiError> {
     let unknown = || {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -82,11 +75,35 @@ async fn connection(
         )
     };
     let id: Uuid = id.parse().map_err(|_| unknown())?;
-    storage::crm::connection(conn, id)
-        .await
-        .map_err(ApiError::unavailable)?
-        .filter(|c| c.crm_type == crm)
-        .ok_or_else(unknown)
+    let found = match state.changes.cached(id) {
+        Some(c) => Some(c),
+        None => {
+            // One reader at a time: whoever waited finds it cached.
+            let _one_at_a_time = state.changes.lookup.lock().await;
+            match state.changes.cached(id) {
+                Some(c) => Some(c),
+                None => {
+                    let pool = state.pool.clone();
+                    let read = async move {
+                        let mut conn = pool.get().await.map_err(ApiError::unavailable)?;
+                        storage::crm::connection(&mut conn, id)
+                            .await
+                            .map_err(ApiError::unavailable)
+                    };
+                    let found = state
+                        .main
+                        .run(read)
+                        .await
+                        .map_err(ApiError::unavailable)??;
+                    if let Some(c) = &found {
+                        state.changes.remember(c);
+                    }
+                    found
+                }
+            }
+        }
+    };
+    found.filter(|c| c.crm_type == crm).ok_or_else(unknown)
 }
 
 fn text(body: &web::Bytes) -> Result<&str, ApiError> {
@@ -94,13 +111,12 @@ fn text(body: &web::Bytes) -> Result<&str, ApiError> {
 }
 
 async fn amocrm_changes(
-    state: Arc<State>,
-    connection_id: String,
+    state: &State,
+    connection_id: &str,
     presented: Option<String>,
     body: web::Bytes,
 ) -> Result<Value, ApiError> {
-    let mut conn = state.pool.get().await.map_err(ApiError::unavailable)?;
-    let c = connection(&mut conn, &connection_id, CrmType::AmoCrm).await?;
+    let c = connection(state, connection_id, CrmType::AmoCrm).await?;
     if !body::secret_matches(presented.as_deref(), c.webhook_secret.as_deref()) {
         tracing::warn!(connection = %c.id, "amoCRM webhook rejected: missing or wrong secret");
         return Err(body::unauthorized(
@@ -123,67 +139,48 @@ async fn amocrm_changes(
             "the webhook is from another amoCRM account than the connection's",
         ));
     }
-    let stored: Vec<(Value, String)> = hook
+    let changes: Vec<Change> = hook
         .changes
         .iter()
-        .map(|ch| (json!(ch), ch.key()))
-        .collect();
-    let changes: Vec<NewChange<'_>> = hook
-        .changes
-        .iter()
-        .zip(&stored)
-        .filter_map(|(ch, (value, key))| {
-            Some(NewChange {
-                entity: &ch.entity,
-                action: &ch.action,
-                entity_id: ch.id.as_deref()?,
-                key,
-                change: value,
+        .filter_map(|ch| {
+            Some(Change {
+                entity: ch.entity.clone(),
+                action: ch.action.clone(),
+                entity_id: ch.id.clone()?,
+                key: ch.key(),
+                change: json!(ch),
             })
         })
         .collect();
     if changes.is_empty() {
         return Err(invalid_body("no change in the body carries an [id]"));
     }
-    let new = store(&state, &mut conn, c.id, &changes).await?;
-    tracing::info!(connection = %c.id, changes = changes.len(), new, "amoCRM changes stored");
-    Ok(json!({"status": "stored", "changes": changes.len(), "new": new}))
+    let n = changes.len();
+    let new = store(state, c.id, changes).await?;
+    tracing::info!(connection = %c.id, changes = n, new, "amoCRM changes stored");
+    Ok(json!({"status": "stored", "changes": n, "new": new}))
 }
-
-/// Stores the changes and queues each new one for evaluation, in one
-/// transaction; returns how many were new.
+/// Stores the changes and queues each new one for evaluation (one
+/// transaction, shared with whatever other webhooks came meanwhile); how
+/// many were new.
 async fn store(
     state: &State,
-    conn: &mut storage::AsyncPgConnection,
     connection_id: Uuid,
-    changes: &[NewChange<'_>],
+    changes: Vec<Change>,
 ) -> Result<usize, ApiError> {
-    let new = conn
-        .transaction::<_, storage::DbError, _>(async |c| {
-            let ids = storage::crm::record_changes(c, connection_id, changes).await?;
-            for change_id in &ids {
-                let msg = CrmChanged {
-                    change_id: *change_id,
-                };
-                storage::outbox::enqueue(c, CrmChanged::ROUTING_KEY, &encode(&msg), 0).await?;
-            }
-            Ok(ids.len())
-        })
+    state
+        .changes
+        .store(connection_id, changes)
         .await
-        .map_err(ApiError::unavailable)?;
-    if new > 0 {
-        state.outbox_wake.notify_one();
-    }
-    Ok(new)
+        .map_err(ApiError::unavailable)
 }
 
 async fn bitrix24_change(
-    state: Arc<State>,
-    connection_id: String,
+    state: &State,
+    connection_id: &str,
     body: web::Bytes,
 ) -> Result<Value, ApiError> {
-    let mut conn = state.pool.get().await.map_err(ApiError::unavailable)?;
-    let c = connection(&mut conn, &connection_id, CrmType::Bitrix24).await?;
+    let c = connection(state, connection_id, CrmType::Bitrix24).await?;
     let event = bitrix24::parse_event(text(&body)?).map_err(invalid_body)?;
     let member_ok = c.member_id.is_none() || c.member_id == event.member_id;
     if !body::secret_matches(
@@ -205,16 +202,14 @@ async fn bitrix24_change(
         .id
         .as_deref()
         .ok_or_else(|| invalid_body("no data[FIELDS][ID] in the event"))?;
-    let value = json!(event);
-    let key = event.key();
-    let change = NewChange {
-        entity,
-        action,
-        entity_id: id,
-        key: &key,
-        change: &value,
+    let change = Change {
+        entity: entity.clone(),
+        action: action.clone(),
+        entity_id: id.to_owned(),
+        key: event.key(),
+        change: json!(event),
     };
-    let new = store(&state, &mut conn, c.id, &[change]).await?;
+    let new = store(state, c.id, vec![change]).await?;
     tracing::info!(connection = %c.id, %entity, %action, new, "Bitrix24 change stored");
     Ok(json!({"status": "stored", "changes": 1, "new": new}))
 }

@@ -4,6 +4,7 @@
 
 mod body;
 mod crm;
+mod crm_store;
 mod evolution;
 
 use runtime::{CancellationToken, CommonSettings, Runtime};
@@ -27,6 +28,8 @@ pub struct GatewaySettings {
 const DEFAULTS: &str = r#"
 [http]
 port = 8080
+# Bursts of webhooks (a CRM's mass update) are answered side by side.
+workers = 4
 
 [gateway]
 max_body_bytes = 1048576
@@ -52,6 +55,8 @@ pub(crate) struct State {
     pub outbox_wake: Arc<Notify>,
     pub max_body_bytes: usize,
     pub main: runtime::MainRuntime,
+    /// Stores CRM changes, many webhooks per transaction.
+    pub changes: crm_store::ChangeStore,
 }
 
 /// Builds the service: it runs until `stop` is cancelled (`Runtime::run_until_stopped`).
@@ -62,6 +67,7 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         outbox_wake: runtime.outbox_wake.clone(),
         max_body_bytes: settings.gateway.max_body_bytes,
         main: runtime.main.clone(),
+        changes: crm_store::ChangeStore::start(runtime.pool.clone(), runtime.outbox_wake.clone()),
     });
     runtime.serve(&settings.common, move |cfg| {
         cfg.app_data(state.clone())

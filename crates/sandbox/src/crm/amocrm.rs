@@ -331,6 +331,10 @@ pub(crate) fn status_webhook(
         (p("pipeline_id"), text(lead.get("pipeline_id"))),
         (p("old_status_id"), text(old_status)),
         (p("modified_user_id"), "0".into()),
+        (
+            p("last_modified"),
+            chrono::Utc::now().timestamp().to_string(),
+        ),
     ];
     pairs.push(("account[id]".into(), account.id.clone()));
     pairs.push(("account[subdomain]".into(), account.subdomain.clone()));

@@ -1,0 +1,190 @@
+//! Storing CRM changes fast when a CRM fires many webhooks at once (a mass
+//! update in amoCRM posts one per lead, all together): requests hand their
+//! changes to a few writer tasks, and each writer stores whatever has
+//! gathered meanwhile in one transaction — one multi-row insert of the
+//! changes, one of their `crm.changed` outbox rows, one commit — then
+//! answers every request in it. Nothing is answered before its commit.
+//!
+//! The connection a webhook names is looked up once per `CONNECTION_TTL`
+//! (a changed secret applies within that time).
+
+use bus::messages::{BusMessage, CrmChanged, encode};
+use diesel_async::AsyncConnection;
+use serde_json::Value;
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+use storage::crm::{Connection, NewChange};
+use tokio::sync::{Notify, mpsc, oneshot};
+use uuid::Uuid;
+
+/// Writers storing batches side by side.
+const WRITERS: usize = 4;
+/// Changes one transaction stores at most.
+const MAX_BATCH: usize = 500;
+const CONNECTION_TTL: Duration = Duration::from_secs(10);
+
+/// A change as the request parsed it.
+pub(crate) struct Change {
+    pub entity: String,
+    pub action: String,
+    pub entity_id: String,
+    /// The same for every delivery of the change.
+    pub key: String,
+    pub change: Value,
+}
+
+struct Job {
+    connection_id: Uuid,
+    changes: Vec<Change>,
+    /// How many of the job's changes were new, or why storing failed.
+    reply: oneshot::Sender<Result<usize, String>>,
+}
+
+pub(crate) struct ChangeStore {
+    jobs: mpsc::Sender<Job>,
+    connections: Mutex<HashMap<Uuid, (Connection, Instant)>>,
+    /// Held while a connection is read from the database, so a burst of
+    /// webhooks for a connection not in the cache reads it once.
+    pub lookup: tokio::sync::Mutex<()>,
+}
+
+impl ChangeStore {
+    /// Starts the writers on the current (the service's main) runtime.
+    pub fn start(pool: storage::DbPool, outbox_wake: Arc<Notify>) -> ChangeStore {
+        let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        for _ in 0..WRITERS {
+            tokio::spawn(write_batches(rx.clone(), pool.clone(), outbox_wake.clone()));
+        }
+        ChangeStore {
+            jobs,
+            connections: Mutex::new(HashMap::new()),
+            lookup: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Stores the changes (each once per connection) with their queue
+    /// messages; how many were new.
+    pub async fn store(&self, connection_id: Uuid, changes: Vec<Change>) -> Result<usize, String> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job {
+                connection_id,
+                changes,
+                reply,
+            })
+            .await
+            .map_err(|_| "the change store has stopped".to_owned())?;
+        answer
+            .await
+            .map_err(|_| "the change store has stopped".to_owned())?
+    }
+
+    pub fn cached(&self, id: Uuid) -> Option<Connection> {
+        let map = self.connections.lock().ok()?;
+        map.get(&id)
+            .filter(|(_, at)| at.elapsed() < CONNECTION_TTL)
+            .map(|(c, _)| c.clone())
+    }
+
+    pub fn remember(&self, c: &Connection) {
+        if let Ok(mut map) = self.connections.lock() {
+            map.retain(|_, (_, at)| at.elapsed() < CONNECTION_TTL);
+            map.insert(c.id, (c.clone(), Instant::now()));
+        }
+    }
+}
+
+async fn write_batches(
+    jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
+    pool: storage::DbPool,
+    outbox_wake: Arc<Notify>,
+) {
+    loop {
+        let mut batch = Vec::new();
+        {
+            let mut rx = jobs.lock().await;
+            let Some(first) = rx.recv().await else {
+                return;
+            };
+            let mut n = first.changes.len();
+            batch.push(first);
+            while n < MAX_BATCH {
+                let Ok(job) = rx.try_recv() else { break };
+                n += job.changes.len();
+                batch.push(job);
+            }
+        }
+        match write(&pool, &batch).await {
+            Ok(new) => {
+                if new.iter().any(|n| *n > 0) {
+                    outbox_wake.notify_one();
+                }
+                for (job, n) in batch.into_iter().zip(new) {
+                    let _ = job.reply.send(Ok(n));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, jobs = batch.len(), "could not store CRM changes");
+                for job in batch {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// One transaction for the batch; per job, how many of its changes were new.
+async fn write(pool: &storage::DbPool, batch: &[Job]) -> Result<Vec<usize>, String> {
+    let rows: Vec<(Uuid, NewChange<'_>)> = batch
+        .iter()
+        .flat_map(|job| {
+            job.changes.iter().map(|c| {
+                (
+                    job.connection_id,
+                    NewChange {
+                        entity: &c.entity,
+                        action: &c.action,
+                        entity_id: &c.entity_id,
+                        key: &c.key,
+                        change: &c.change,
+                    },
+                )
+            })
+        })
+        .collect();
+    let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+    let stored = conn
+        .transaction::<_, storage::DbError, _>(async |c| {
+            let stored = storage::crm::record_changes(c, &rows).await?;
+            let messages: Vec<Value> = stored
+                .iter()
+                .map(|(change_id, _, _)| {
+                    encode(&CrmChanged {
+                        change_id: *change_id,
+                    })
+                })
+                .collect();
+            storage::outbox::enqueue_many(c, CrmChanged::ROUTING_KEY, &messages).await?;
+            Ok(stored)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    // A change is new for the first job that brought it.
+    let mut new: HashSet<(Uuid, &str)> = stored
+        .iter()
+        .map(|(_, connection, key)| (*connection, key.as_str()))
+        .collect();
+    Ok(batch
+        .iter()
+        .map(|job| {
+            job.changes
+                .iter()
+                .filter(|c| new.remove(&(job.connection_id, c.key.as_str())))
+                .count()
+        })
+        .collect())
+}
