@@ -327,6 +327,7 @@ pub async fn reserve_request(
 ) -> Result<std::time::Duration, diesel::result::Error> {
     use diesel::sql_types::{Double, Uuid as SqlUuid};
     let t = interval.as_secs_f64();
+    // SQL: an upsert that moves the pace on by the database clock (`greatest(next_at, now())`) and returns the wait in one round trip.
     let w: Wait = diesel::sql_query(
         "INSERT INTO crm_request_pace AS p (connection_id, next_at) \
          VALUES ($1, now() + make_interval(secs => $2)) \
@@ -345,14 +346,15 @@ pub async fn reserve_request(
     ))
 }
 
-/// The CRM said to wait: no replica sends to it for `wait` (plus the
-/// burst, which would otherwise go at once when the wait ends).
+/// The CRM said to wait: no replica sends to it for `wait` (callers add
+/// the burst window, which would otherwise go at once when the wait ends).
 pub async fn hold_requests(
     conn: &mut AsyncPgConnection,
     connection_id: Uuid,
     wait: std::time::Duration,
 ) -> Result<(), diesel::result::Error> {
     use diesel::sql_types::{Double, Uuid as SqlUuid};
+    // SQL: the same upsert on the database clock, never moving the pace back.
     diesel::sql_query(
         "INSERT INTO crm_request_pace AS p (connection_id, next_at) \
          VALUES ($1, now() + make_interval(secs => $2)) \
