@@ -179,16 +179,18 @@ async fn amo_lead(sb: &SandboxServer, lead: u64, contact: u64, phone: &str, stat
     .await
 }
 
-async fn evaluated(env: &TestEnv) -> i64 {
-    pipeline_tests::count(
-        env,
-        "SELECT count(*) AS n FROM crm_changes WHERE outcome->>'result' = 'evaluated'",
-    )
-    .await
+/// A running pipeline whose seeded direction takes its levels from the
+/// sandbox's amoCRM (qualified = status 142), connected by a long-lived
+/// token or, with `oauth` (stale access token, refresh token), by OAuth.
+struct AmoWorld {
+    env: TestEnv,
+    s: Seed,
+    sb: SandboxServer,
+    meta: MockServer,
+    p: Pipeline,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_amocrm_lead_in_the_qualified_stage_sends_lead_and_registration_once_with_the_click() {
+async fn amo_world(replicas: usize, oauth: Option<(&str, &str)>) -> AmoWorld {
     let env = TestEnv::new().await;
     let s = seed(&env, &SeedOptions::default()).await;
     crm_direction(
@@ -200,11 +202,41 @@ async fn an_amocrm_lead_in_the_qualified_stage_sends_lead_and_registration_once_
     )
     .await;
     let sb = SandboxServer::start().await;
-    let connection = amo_connection(&env, &s, &sb, None).await;
+    let connection = amo_connection(&env, &s, &sb, oauth).await;
     let meta = MockServer::start().await;
     meta_accepts(&meta).await;
-    let p = Pipeline::start(&env, &PipelineOptions::new(&meta.uri())).await;
-    amo_account(&sb, &p, connection, "amo-token", "").await;
+    let mut opts = PipelineOptions::new(&meta.uri());
+    opts.replicas = replicas;
+    let p = Pipeline::start(&env, &opts).await;
+    // The CRM takes another access token than the one we hold when `oauth`.
+    let (access, refresh) = oauth.map_or(("amo-token", ""), |o| ("current-token", o.1));
+    amo_account(&sb, &p, connection, access, refresh).await;
+    AmoWorld {
+        env,
+        s,
+        sb,
+        meta,
+        p,
+    }
+}
+
+async fn evaluated(env: &TestEnv) -> i64 {
+    pipeline_tests::count(
+        env,
+        "SELECT count(*) AS n FROM crm_changes WHERE outcome->>'result' = 'evaluated'",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_amocrm_lead_in_the_qualified_stage_sends_lead_and_registration_once_with_the_click() {
+    let AmoWorld {
+        env,
+        s,
+        sb,
+        meta,
+        p,
+    } = amo_world(1, None).await;
     customers_write(&env, &p, &s, &["79161234567"]).await;
     // The CRM knows the customer by a Russian 8-prefixed number.
     let fired = amo_lead(&sb, 23435433, 7140816, "8 (916) 123-45-67", 142).await;
@@ -312,25 +344,14 @@ async fn a_bitrix24_deal_with_a_list_field_set_sends_its_level_and_a_limited_crm
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_oauth_token_is_refreshed_once_by_two_replicas() {
-    let env = TestEnv::new().await;
-    let s = seed(&env, &SeedOptions::default()).await;
-    crm_direction(
-        &env,
-        &s,
-        CrmType::AmoCrm,
-        Level::Qualified,
-        json!([{"field_id": "status_id", "enum_id": "142"}]),
-    )
-    .await;
-    let sb = SandboxServer::start().await;
-    // We hold an access token the CRM no longer takes, and the refresh token.
-    let connection = amo_connection(&env, &s, &sb, Some(("expired-token", "refresh-1"))).await;
-    let meta = MockServer::start().await;
-    meta_accepts(&meta).await;
-    let mut opts = PipelineOptions::new(&meta.uri());
-    opts.replicas = 2;
-    let p = Pipeline::start(&env, &opts).await;
-    amo_account(&sb, &p, connection, "current-token", "refresh-1").await;
+    // Two replicas; we hold an access token the CRM no longer takes, and the refresh token.
+    let AmoWorld {
+        env,
+        s,
+        sb,
+        meta,
+        p,
+    } = amo_world(2, Some(("expired-token", "refresh-1"))).await;
     // A slow refresh: the other replica is refused the old token meanwhile.
     sb.put(
         "/sandbox/crm/faults/amocrm",
@@ -379,22 +400,13 @@ async fn an_expired_oauth_token_is_refreshed_once_by_two_replicas() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_amocrm_answering_429_for_a_minute_delays_the_events_and_loses_none() {
-    let env = TestEnv::new().await;
-    let s = seed(&env, &SeedOptions::default()).await;
-    crm_direction(
-        &env,
-        &s,
-        CrmType::AmoCrm,
-        Level::Qualified,
-        json!([{"field_id": "status_id", "enum_id": "142"}]),
-    )
-    .await;
-    let sb = SandboxServer::start().await;
-    let connection = amo_connection(&env, &s, &sb, None).await;
-    let meta = MockServer::start().await;
-    meta_accepts(&meta).await;
-    let p = Pipeline::start(&env, &PipelineOptions::new(&meta.uri())).await;
-    amo_account(&sb, &p, connection, "amo-token", "").await;
+    let AmoWorld {
+        env,
+        s,
+        sb,
+        meta,
+        p,
+    } = amo_world(1, None).await;
     let phones = ["79161240001", "79161240002", "79161240003"];
     customers_write(&env, &p, &s, &phones).await;
     let started = std::time::Instant::now();
@@ -435,22 +447,13 @@ async fn an_amocrm_answering_429_for_a_minute_delays_the_events_and_loses_none()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_contact_who_never_wrote_is_skipped_or_sent_with_the_hashed_phone_only() {
-    let env = TestEnv::new().await;
-    let s = seed(&env, &SeedOptions::default()).await;
-    crm_direction(
-        &env,
-        &s,
-        CrmType::AmoCrm,
-        Level::Qualified,
-        json!([{"field_id": "status_id", "enum_id": "142"}]),
-    )
-    .await;
-    let sb = SandboxServer::start().await;
-    let connection = amo_connection(&env, &s, &sb, None).await;
-    let meta = MockServer::start().await;
-    meta_accepts(&meta).await;
-    let p = Pipeline::start(&env, &PipelineOptions::new(&meta.uri())).await;
-    amo_account(&sb, &p, connection, "amo-token", "").await;
+    let AmoWorld {
+        env,
+        s,
+        sb,
+        meta,
+        p,
+    } = amo_world(1, None).await;
 
     // The default: nothing sent; the audit log says why, per level.
     amo_lead(&sb, 901, 9001, "+7 916 555-00-01", 142).await;

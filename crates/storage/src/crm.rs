@@ -279,14 +279,17 @@ pub async fn lock_access(
     conn: &mut AsyncPgConnection,
     connection_id: Uuid,
 ) -> Result<Option<Access>, diesel::result::Error> {
-    let row: Option<AccessRow> = crm_connections::table
+    let locked: Option<Uuid> = crm_connections::table
         .find(connection_id)
-        .select(AccessRow::as_select())
+        .select(crm_connections::id)
         .for_update()
         .get_result(conn)
         .await
         .optional()?;
-    Ok(row.map(Access::from))
+    match locked {
+        Some(_) => access(conn, connection_id).await,
+        None => Ok(None),
+    }
 }
 
 /// Stores a refreshed token pair (inside the transaction holding the lock).
