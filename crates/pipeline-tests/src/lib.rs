@@ -235,6 +235,8 @@ pub struct PipelineOptions {
     pub retry_delay_ms: u64,
     /// Connect the services to RabbitMQ through this URL (e.g. a [`FlakyProxy`]).
     pub amqp_url: Option<String>,
+    /// Connect the services to PostgreSQL through this URL (e.g. a [`FlakyProxy`]).
+    pub database_url: Option<String>,
     pub batch_size: usize,
     pub linger_ms: u64,
     pub throttle_backoff: String,
@@ -319,6 +321,7 @@ impl PipelineOptions {
             buffer_delay_ms: 300,
             retry_delay_ms: 400,
             amqp_url: None,
+            database_url: None,
             batch_size: 500,
             linger_ms: 50,
             throttle_backoff: "30s".into(),
@@ -416,6 +419,9 @@ impl Pipeline {
         let mut common = env.common();
         if let Some(url) = &opts.amqp_url {
             common.amqp.url = url.clone();
+        }
+        if let Some(url) = &opts.database_url {
+            common.database.url = url.clone().into();
         }
         let mut tasks = Vec::new();
         let mut sender_ports = Vec::new();
@@ -670,15 +676,27 @@ pub struct FlakyProxy {
     up: tokio::sync::watch::Sender<bool>,
 }
 
+/// `host:port` of a `scheme://user@host:port/…` URL.
+fn host_port(url: &str) -> String {
+    url.split('@')
+        .next_back()
+        .and_then(|rest| rest.split('/').next())
+        .expect("the url has host:port")
+        .to_owned()
+}
+
 impl FlakyProxy {
+    /// A proxy to RabbitMQ.
     pub async fn start() -> FlakyProxy {
-        let target = amqp_url();
-        let hostport = target
-            .split('@')
-            .next_back()
-            .and_then(|rest| rest.split('/').next())
-            .expect("amqp url has host:port")
-            .to_owned();
+        FlakyProxy::to(host_port(&amqp_url())).await
+    }
+
+    /// A proxy to PostgreSQL.
+    pub async fn to_postgres() -> FlakyProxy {
+        FlakyProxy::to(host_port(&database_url("postgres"))).await
+    }
+
+    async fn to(hostport: String) -> FlakyProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind proxy");
@@ -703,6 +721,15 @@ impl FlakyProxy {
             }
         });
         FlakyProxy { port, up }
+    }
+
+    /// `env`'s database URL through this proxy.
+    pub fn database_url(&self, env: &TestEnv) -> String {
+        env.db_url.replacen(
+            &host_port(&env.db_url),
+            &format!("127.0.0.1:{}", self.port),
+            1,
+        )
     }
 
     /// The AMQP URL through this proxy, on the tests' vhost.

@@ -11,6 +11,7 @@ use storage::crm::NewConnection;
 use uuid::Uuid;
 
 const AMO_SECRET: &str = "amo-url-secret-0123456789";
+const WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 const B24_TOKEN: &str = "jvh9y1ulvt2m6k5or90v9mg8nn32ozas";
 
 async fn post(port: u16, path: &str, body: &str) -> (u16, Value) {
@@ -281,5 +282,42 @@ async fn bitrix24_events_need_the_application_token_and_the_portal() {
         0,
         "the application token is not stored with the change"
     );
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_database_is_down_a_hook_gets_503_and_its_retry_is_stored_once() {
+    let env = TestEnv::new().await;
+    let (amo, _) = connections(&env).await;
+    let db = pipeline_tests::FlakyProxy::to_postgres().await;
+    let mut opts = PipelineOptions::new("http://127.0.0.1:9");
+    opts.database_url = Some(db.database_url(&env));
+    let p = Pipeline::start(&env, &opts).await;
+    let path = format!("/webhooks/amocrm/{amo}?secret={AMO_SECRET}");
+    let first = AMO_BODY.replace("1627306719", "1627306700");
+    let (status, body) = post(p.gateway_port, &path, &first).await;
+    assert_eq!((status, body["new"].as_u64()), (200, Some(2)), "{body}");
+
+    // The database goes away: the CRM is told to come back (503 with a
+    // reason), and nothing is half-stored.
+    db.set_up(false);
+    let (status, body) = post(p.gateway_port, &path, AMO_BODY).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "unavailable", "{body}");
+    assert!(body["message"].is_string(), "{body}");
+    assert!(!body.to_string().contains(AMO_SECRET));
+    assert_eq!(changes(&env).await, 2);
+
+    // Back: the CRM's retry is stored, once however often it comes.
+    db.set_up(true);
+    let stored = pipeline_tests::eventually("the retry is stored", WAIT, || async {
+        let (status, body) = post(p.gateway_port, &path, AMO_BODY).await;
+        (status == 200).then_some(body)
+    })
+    .await;
+    assert_eq!(stored["new"], 2, "{stored}");
+    let (status, again) = post(p.gateway_port, &path, AMO_BODY).await;
+    assert_eq!((status, again["new"].as_u64()), (200, Some(0)), "{again}");
+    assert_eq!(changes(&env).await, 4);
     p.stop().await;
 }
