@@ -99,6 +99,12 @@ async fn amocrm_changes_are_stored_once_and_forged_or_bad_hooks_store_nothing() 
             "unauthorized",
         ),
         (
+            path.clone(),
+            AMO_BODY.replace("=23435434", "=23435434%00"),
+            400,
+            "invalid_body",
+        ),
+        (
             format!("/webhooks/amocrm/{b24}?secret={AMO_SECRET}"),
             AMO_BODY.to_owned(),
             404,

@@ -119,21 +119,36 @@ async fn write_batches(
             }
         }
         match write(&pool, &batch).await {
-            Ok(new) => {
-                if new.iter().any(|n| *n > 0) {
-                    outbox_wake.notify_one();
-                }
-                for (job, n) in batch.into_iter().zip(new) {
-                    let _ = job.reply.send(Ok(n));
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, jobs = batch.len(), "could not store CRM changes");
+            Ok(new) => answer(batch, new, &outbox_wake),
+            // One job's changes may be what the database refused: each job
+            // alone, so the others are not turned away with it.
+            Err(_) if batch.len() > 1 => {
                 for job in batch {
-                    let _ = job.reply.send(Err(e.clone()));
+                    let one = [job];
+                    match write(&pool, &one).await {
+                        Ok(new) => answer(one, new, &outbox_wake),
+                        Err(e) => refuse(one, &e),
+                    }
                 }
             }
+            Err(e) => refuse(batch, &e),
         }
+    }
+}
+
+fn answer(jobs: impl IntoIterator<Item = Job>, new: Vec<usize>, outbox_wake: &Notify) {
+    if new.iter().any(|n| *n > 0) {
+        outbox_wake.notify_one();
+    }
+    for (job, n) in jobs.into_iter().zip(new) {
+        let _ = job.reply.send(Ok(n));
+    }
+}
+
+fn refuse(jobs: impl IntoIterator<Item = Job>, e: &str) {
+    tracing::warn!(error = %e, "could not store CRM changes");
+    for job in jobs {
+        let _ = job.reply.send(Err(e.to_owned()));
     }
 }
 

@@ -21,6 +21,9 @@ pub enum FormError {
     MalformedKey(String),
     #[error("the body is neither a form nor a JSON object: {0}")]
     NotJson(String),
+    /// PostgreSQL stores no NUL in text: refused here, not half-way.
+    #[error("the body contains a NUL character")]
+    Nul,
 }
 
 impl Node {
@@ -79,10 +82,16 @@ pub fn parse(body: &str) -> Result<Node, FormError> {
     if body.starts_with('{') {
         let value: Value =
             serde_json::from_str(body).map_err(|e| FormError::NotJson(e.to_string()))?;
+        if has_nul(&value) {
+            return Err(FormError::Nul);
+        }
         return Ok(from_json(&value));
     }
     let mut root = Node::Branch(Vec::new());
     for (key, value) in form_urlencoded::parse(body.as_bytes()) {
+        if key.contains('\0') || value.contains('\0') {
+            return Err(FormError::Nul);
+        }
         if key.is_empty() {
             continue;
         }
@@ -138,6 +147,15 @@ fn insert(node: &mut Node, path: &[String], value: String) {
     insert(&mut children[i].1, rest, value);
 }
 
+fn has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
 fn from_json(value: &Value) -> Node {
     match value {
         Value::Object(map) => {
@@ -182,6 +200,13 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(l, ["a", "b", "c"]);
         assert_eq!(root.text_at(&["m", "1"]).as_deref(), Some("y"));
+    }
+
+    #[test]
+    fn a_nul_anywhere_is_refused() {
+        assert_eq!(parse("leads[status][0][id]=1%00"), Err(FormError::Nul));
+        assert_eq!(parse("leads%00[status][0][id]=1"), Err(FormError::Nul));
+        assert_eq!(parse(r#"{"event": "X\u0000"}"#), Err(FormError::Nul));
     }
 
     #[test]
