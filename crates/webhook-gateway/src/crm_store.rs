@@ -22,6 +22,12 @@ use uuid::Uuid;
 
 /// Writers storing batches side by side.
 const WRITERS: usize = 4;
+/// The outbox relay is woken once webhooks have been quiet this long (at
+/// most `RELAY_MAX_DEFER` after the first commit): publishing a mass
+/// update's messages would otherwise take the CPU its answers need. A CRM
+/// change is read back at the CRM's pace anyway; nothing waits on this.
+const RELAY_QUIET: Duration = Duration::from_millis(50);
+const RELAY_MAX_DEFER: Duration = Duration::from_millis(300);
 /// Changes one transaction stores at most.
 const MAX_BATCH: usize = 500;
 const CONNECTION_TTL: Duration = Duration::from_secs(10);
@@ -56,8 +62,10 @@ impl ChangeStore {
     pub fn start(pool: storage::DbPool, outbox_wake: Arc<Notify>) -> ChangeStore {
         let (jobs, rx) = mpsc::channel(4 * MAX_BATCH);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let committed = Arc::new(Notify::new());
+        tokio::spawn(wake_relay_when_quiet(committed.clone(), outbox_wake));
         for _ in 0..WRITERS {
-            tokio::spawn(write_batches(rx.clone(), pool.clone(), outbox_wake.clone()));
+            tokio::spawn(write_batches(rx.clone(), pool.clone(), committed.clone()));
         }
         ChangeStore {
             jobs,
@@ -95,6 +103,20 @@ impl ChangeStore {
             map.retain(|_, (_, at)| at.elapsed() < CONNECTION_TTL);
             map.insert(c.id, (c.clone(), Instant::now()));
         }
+    }
+}
+
+/// Wakes the outbox relay once commits of new changes have paused.
+async fn wake_relay_when_quiet(committed: Arc<Notify>, outbox_wake: Arc<Notify>) {
+    loop {
+        committed.notified().await;
+        let first = Instant::now();
+        while first.elapsed() < RELAY_MAX_DEFER
+            && tokio::time::timeout(RELAY_QUIET, committed.notified())
+                .await
+                .is_ok()
+        {}
+        outbox_wake.notify_one();
     }
 }
 
