@@ -9,6 +9,28 @@ fn capi(args: &[&str]) -> (i32, String, String) {
     capi_stdin(args, "")
 }
 
+/// `capi ARGS --database-url DB`.
+fn capi_on(db: &str, args: &[&str]) -> (i32, String, String) {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend_from_slice(&["--database-url", db]);
+    capi(&all)
+}
+
+/// `capi_on` that must succeed; its standard output.
+fn capi_ok(db: &str, args: &[&str]) -> String {
+    let (code, out, err) = capi_on(db, args);
+    assert_eq!(code, 0, "capi {args:?}: {err}");
+    out
+}
+
+/// The `id` of a one-line JSON answer.
+fn id_of(out: &str) -> String {
+    serde_json::from_str::<Value>(out.trim()).expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
+
 fn fixture(name: &str) -> String {
     let p: PathBuf = [
         env!("CARGO_MANIFEST_DIR"),
@@ -153,20 +175,8 @@ fn normalize_prints_one_json_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_sets_up_a_direction_without_sql() {
     let env = pipeline_tests::TestEnv::new().await;
-    let db = ["--database-url", env.db_url.as_str()];
-    let run = |args: &[&str]| {
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend_from_slice(&db);
-        let (code, out, err) = capi(&all);
-        assert_eq!(code, 0, "capi {args:?}: {err}");
-        out
-    };
-    let id = |out: String| -> String {
-        serde_json::from_str::<Value>(out.trim()).expect("json")["id"]
-            .as_str()
-            .expect("id")
-            .to_owned()
-    };
+    let run = |args: &[&str]| capi_ok(&env.db_url, args);
+    let id = |out: String| id_of(&out);
     assert_eq!(run(&["migrate"]).trim(), r#"{"applied":[]}"#);
     let user = id(run(&["account", "create", "--name", "Clinic"]));
     let ad = id(run(&[
@@ -685,17 +695,8 @@ fn crm_match_prints_the_levels_an_entity_reaches() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_maps_crm_fields_per_level_and_bad_rules_store_nothing() {
     let env = pipeline_tests::TestEnv::new().await;
-    let db = ["--database-url", env.db_url.as_str()];
-    let run = |args: &[&str]| {
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend_from_slice(&db);
-        capi(&all)
-    };
-    let ok = |args: &[&str]| {
-        let (code, out, err) = run(args);
-        assert_eq!(code, 0, "capi {args:?}: {err}");
-        out
-    };
+    let run = |args: &[&str]| capi_on(&env.db_url, args);
+    let ok = |args: &[&str]| capi_ok(&env.db_url, args);
     let user: Value =
         serde_json::from_str(ok(&["account", "create", "--name", "Clinic"]).trim()).expect("json");
     let user = user["id"].as_str().expect("id").to_owned();
@@ -980,16 +981,8 @@ async fn crm_fields_lists_the_crms_own_fields_refreshing_an_oauth_token_first() 
     let env = pipeline_tests::TestEnv::new().await;
     let db = env.db_url.as_str();
     let sb = pipeline_tests::SandboxServer::start().await;
-    let (_, out, _) = capi(&[
-        "account",
-        "create",
-        "--name",
-        "Clinic",
-        "--database-url",
-        db,
-    ]);
-    let user: Value = serde_json::from_str(out.trim()).expect("json");
-    let user = user["id"].as_str().expect("id");
+    let user = id_of(&capi_ok(db, &["account", "create", "--name", "Clinic"]));
+    let user = user.as_str();
     // 260 lead fields: more than one page of 250.
     let fields: Vec<Value> = (0..260)
         .map(|i| {
@@ -1040,11 +1033,8 @@ async fn crm_fields_lists_the_crms_own_fields_refreshing_an_oauth_token_first() 
         !out.contains("refresh-1") && !out.contains("client-secret-1"),
         "{out}"
     );
-    let id = serde_json::from_str::<Value>(out.trim()).expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let (code, out, err) = capi(&["crm", "fields", &id, "--database-url", db]);
+    let id = id_of(&out);
+    let (code, out, err) = capi_on(db, &["crm", "fields", &id]);
     assert_eq!(code, 0, "{err}");
     let lines: Vec<Value> = out
         .lines()
@@ -1105,19 +1095,8 @@ async fn crm_fields_lists_the_crms_own_fields_refreshing_an_oauth_token_first() 
         &format!("{}/rest/1/hook-secret/\napp-token\n", sb.url),
     );
     assert_eq!(code, 0, "{err}");
-    let b24 = serde_json::from_str::<Value>(out.trim()).expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let (code, out, err) = capi(&[
-        "crm",
-        "fields",
-        &b24,
-        "--entity-type",
-        "deal",
-        "--database-url",
-        db,
-    ]);
+    let b24 = id_of(&out);
+    let (code, out, err) = capi_on(db, &["crm", "fields", &b24, "--entity-type", "deal"]);
     assert_eq!(code, 0, "{err}");
     let lines: Vec<Value> = out
         .lines()
@@ -1132,23 +1111,12 @@ async fn crm_fields_lists_the_crms_own_fields_refreshing_an_oauth_token_first() 
         ]
     );
     // A wrong entity type for the CRM, an unknown connection: exit 2.
-    let (code, _, err) = capi(&[
-        "crm",
-        "fields",
-        &b24,
-        "--entity-type",
-        "leads",
-        "--database-url",
-        db,
-    ]);
+    let (code, _, err) = capi_on(db, &["crm", "fields", &b24, "--entity-type", "leads"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("deal, lead or contact"), "{err}");
-    let (code, _, err) = capi(&[
-        "crm",
-        "fields",
-        "00000000-0000-0000-0000-000000000000",
-        "--database-url",
+    let (code, _, err) = capi_on(
         db,
-    ]);
+        &["crm", "fields", "00000000-0000-0000-0000-000000000000"],
+    );
     assert_eq!(code, 2, "{err}");
 }

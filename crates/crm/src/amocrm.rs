@@ -15,13 +15,14 @@ pub struct AmoClient {
 }
 
 impl AmoClient {
-    /// `base_url` is the account's address (`https://x.amocrm.ru`).
-    pub fn new(base_url: &str, token: SecretString, timeout: Duration) -> reqwest::Result<Self> {
-        Ok(AmoClient {
-            http: outbound::client(timeout)?,
+    /// `base_url` is the account's address (`https://x.amocrm.ru`); `http`
+    /// an `outbound::client`, shared.
+    pub fn new(http: reqwest::Client, base_url: &str, token: SecretString) -> Self {
+        AmoClient {
+            http,
             base_url: base_url.trim_end_matches('/').to_owned(),
             token,
-        })
+        }
     }
 
     /// A lead with its contacts' ids (`_embedded.contacts[] = {id, is_main}`).
@@ -128,12 +129,9 @@ mod tests {
     };
 
     fn client(server: &MockServer) -> AmoClient {
-        AmoClient::new(
-            &server.uri(),
-            SecretString::from("amo-token"),
-            Duration::from_secs(2),
-        )
-        .unwrap_or_else(|e| panic!("client: {e}"))
+        let http =
+            outbound::client(Duration::from_secs(2)).unwrap_or_else(|e| panic!("client: {e}"));
+        AmoClient::new(http, &server.uri(), SecretString::from("amo-token"))
     }
 
     #[tokio::test]

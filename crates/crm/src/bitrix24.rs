@@ -24,16 +24,12 @@ pub struct Bitrix24Client {
 impl Bitrix24Client {
     /// `rest_url`: the incoming webhook URL, or an OAuth app's
     /// `client_endpoint` (`https://{portal}/rest/`) with `auth` its access token.
-    pub fn new(
-        rest_url: SecretString,
-        auth: Option<SecretString>,
-        timeout: Duration,
-    ) -> reqwest::Result<Self> {
-        Ok(Bitrix24Client {
-            http: outbound::client(timeout)?,
+    pub fn new(http: reqwest::Client, rest_url: SecretString, auth: Option<SecretString>) -> Self {
+        Bitrix24Client {
+            http,
             rest_url,
             auth,
-        })
+        }
     }
 
     /// `crm.{entity}.fields`: every field of the entity type, by its key
@@ -141,10 +137,13 @@ mod tests {
         matchers::{body_json, method, path},
     };
 
+    fn http(timeout: Duration) -> reqwest::Client {
+        outbound::client(timeout).unwrap_or_else(|e| panic!("client: {e}"))
+    }
+
     fn client(server: &MockServer) -> Bitrix24Client {
         let url = format!("{}/rest/1/hook-secret/", server.uri());
-        Bitrix24Client::new(SecretString::from(url), None, Duration::from_secs(2))
-            .unwrap_or_else(|e| panic!("client: {e}"))
+        Bitrix24Client::new(http(Duration::from_secs(2)), SecretString::from(url), None)
     }
 
     #[tokio::test]
@@ -210,11 +209,10 @@ mod tests {
         assert!(matches!(&err, Err(CrmError::Unavailable(_))), "{err:?}");
         // Nothing reached: the error names no URL (it holds the webhook's secret).
         let gone = Bitrix24Client::new(
+            http(Duration::from_secs(1)),
             SecretString::from("http://127.0.0.1:9/rest/1/hook-secret/".to_owned()),
             None,
-            Duration::from_secs(1),
-        )
-        .unwrap_or_else(|e| panic!("client: {e}"));
+        );
         let err = gone
             .entity("deal", "1")
             .await

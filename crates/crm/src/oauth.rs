@@ -37,12 +37,11 @@ struct Answer {
 
 /// amoCRM: a new pair for `refresh_token`.
 pub async fn refresh_amocrm(
+    http: &reqwest::Client,
     base_url: &str,
     app: &OAuthApp,
     refresh_token: &SecretString,
-    timeout: Duration,
 ) -> Result<TokenPair, CrmError> {
-    let http = outbound::client(timeout).map_err(|e| CrmError::Unavailable(e.to_string()))?;
     let resp = http
         .post(format!(
             "{}/oauth2/access_token",
@@ -63,12 +62,11 @@ pub async fn refresh_amocrm(
 /// Bitrix24: a new pair for `refresh_token` from the OAuth server at
 /// `oauth_url` (`https://oauth.bitrix.info/oauth/token/`).
 pub async fn refresh_bitrix24(
+    http: &reqwest::Client,
     oauth_url: &str,
     app: &OAuthApp,
     refresh_token: &SecretString,
-    timeout: Duration,
 ) -> Result<TokenPair, CrmError> {
-    let http = outbound::client(timeout).map_err(|e| CrmError::Unavailable(e.to_string()))?;
     let resp = http
         .get(oauth_url)
         .query(&[

@@ -60,7 +60,9 @@ pub struct CrmPolicy {
     bitrix24_burst: u32,
     bitrix24_oauth_url: String,
     refresh_before: chrono::Duration,
-    timeout: Duration,
+    /// Every CRM request and token refresh goes through this one client
+    /// (its connection pool and TLS set-up are shared).
+    http: reqwest::Client,
 }
 
 impl CrmPolicy {
@@ -87,7 +89,10 @@ impl CrmPolicy {
             bitrix24_oauth_url: s.bitrix24_oauth_url.clone(),
             refresh_before: chrono::Duration::from_std(refresh_before)
                 .unwrap_or_else(|_| chrono::Duration::minutes(5)),
-            timeout: runtime::settings::duration_setting("crm.timeout", &s.timeout)?,
+            http: outbound::client(runtime::settings::duration_setting(
+                "crm.timeout",
+                &s.timeout,
+            )?)?,
         })
     }
 
@@ -167,8 +172,7 @@ impl Session {
     }
 
     fn client(&self) -> Result<Client, CrmError> {
-        let build = |e: reqwest::Error| CrmError::Unavailable(e.to_string());
-        let timeout = self.policy.timeout;
+        let http = self.policy.http.clone();
         match self.access.crm_type {
             CrmType::AmoCrm => {
                 let token = self
@@ -176,9 +180,11 @@ impl Session {
                     .access_token
                     .clone()
                     .ok_or_else(|| CrmError::Auth("the connection has no API token".into()))?;
-                AmoClient::new(self.access.base_url.expose_secret(), token, timeout)
-                    .map(Client::Amo)
-                    .map_err(build)
+                Ok(Client::Amo(AmoClient::new(
+                    http,
+                    self.access.base_url.expose_secret(),
+                    token,
+                )))
             }
             CrmType::Bitrix24 => {
                 // OAuth apps send their token; an incoming webhook's URL is its own key.
@@ -187,9 +193,11 @@ impl Session {
                     .oauth
                     .as_ref()
                     .and(self.access.access_token.clone());
-                Bitrix24Client::new(self.access.base_url.clone(), auth, timeout)
-                    .map(Client::Bitrix24)
-                    .map_err(build)
+                Ok(Client::Bitrix24(Bitrix24Client::new(
+                    http,
+                    self.access.base_url.clone(),
+                    auth,
+                )))
             }
         }
     }
@@ -334,19 +342,19 @@ impl Session {
                 let pair = match current.crm_type {
                     CrmType::AmoCrm => {
                         oauth::refresh_amocrm(
+                            &policy.http,
                             current.base_url.expose_secret(),
                             &app,
                             refresh_token,
-                            policy.timeout,
                         )
                         .await?
                     }
                     CrmType::Bitrix24 => {
                         oauth::refresh_bitrix24(
+                            &policy.http,
                             &policy.bitrix24_oauth_url,
                             &app,
                             refresh_token,
-                            policy.timeout,
                         )
                         .await?
                     }

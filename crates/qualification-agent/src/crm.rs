@@ -31,6 +31,7 @@ use storage::{
     deliveries::LogEntry,
 };
 use tokio::sync::Notify;
+use uuid::Uuid;
 
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 
@@ -132,39 +133,24 @@ impl CrmEvaluator {
         let mut conn = self.pool.get().await?;
         let mut found = Vec::with_capacity(directions.len());
         // Levels reached that nothing will be sent for: audit rows.
-        let mut skipped: Vec<(&CrmDirection, Level, &str)> = Vec::new();
+        let mut skipped: Vec<(&CrmDirection, Level)> = Vec::new();
         for d in &directions {
             let levels = matched_levels(crm_type, &ch.entity, &read.entity, &d.mapping);
             if levels.is_empty() {
                 found.push(json!({"direction_id": d.id, "levels": [], "reason": "no_levels"}));
                 continue;
             }
-            let joined =
-                storage::conversations::dialog_by_phones(&mut conn, d.id, &candidates).await?;
-            let (dialog_id, phone_only) = match (joined, d.no_dialog, candidates.first()) {
-                (Some(id), _, _) => (id, false),
-                (None, NoDialog::PhoneOnly, Some(phone)) => {
-                    match storage::conversations::crm_contact_dialog(&mut conn, d.id, phone).await?
-                    {
-                        Some(id) => (id, true),
-                        None => {
-                            skipped.extend(levels.iter().map(|l| (d, *l, "no_dialog")));
-                            found.push(json!({"direction_id": d.id, "levels": levels,
-                                "reason": "no_dialog", "note": "the direction has no WhatsApp instance"}));
-                            continue;
-                        }
-                    }
+            let Some((dialog_id, phone_only)) = join(&mut conn, d, &candidates).await? else {
+                tracing::info!(change_id, direction_id = %d.id, entity = %ch.entity, reason = NO_DIALOG,
+                    "levels reached in the CRM, but no WhatsApp dialog of the direction has the contact's phone");
+                skipped.extend(levels.iter().map(|l| (d, *l)));
+                let mut outcome = json!({"direction_id": d.id, "levels": levels,
+                                         "reason": NO_DIALOG, "phones": read.phones.len()});
+                if d.no_dialog == NoDialog::PhoneOnly && !candidates.is_empty() {
+                    outcome["note"] = json!("the direction has no WhatsApp instance");
                 }
-                (None, _, _) => {
-                    tracing::info!(change_id, direction_id = %d.id, entity = %ch.entity, reason = "no_dialog",
-                        "levels reached in the CRM, but no WhatsApp dialog of the direction has the contact's phone");
-                    skipped.extend(levels.iter().map(|l| (d, *l, "no_dialog")));
-                    found.push(
-                        json!({"direction_id": d.id, "levels": levels, "reason": "no_dialog",
-                                      "phones": read.phones.len()}),
-                    );
-                    continue;
-                }
+                found.push(outcome);
+                continue;
             };
             let now = Utc::now();
             let claimed = conn
@@ -182,20 +168,44 @@ impl CrmEvaluator {
                                      "dialog_id": dialog_id, "claimed": claimed});
             if phone_only {
                 // No click id: the events go with the hashed phone only.
-                outcome["reason"] = json!("no_dialog");
+                outcome["reason"] = json!(NO_DIALOG);
                 outcome["sent"] = json!("phone_only");
             }
             found.push(outcome);
         }
+        drop(conn);
         let outcome = json!({"result": "evaluated", "directions": found});
+        self.close(change_id, outcome, user_account_id, &skipped)
+            .await
+    }
+
+    /// Closes a change whose evaluation reached no direction's levels.
+    async fn done(&self, change_id: i64, outcome: Value) -> anyhow::Result<Outcome> {
+        let mut conn = self.pool.get().await?;
+        storage::crm::mark_evaluated(&mut conn, change_id, &outcome).await?;
+        Ok(Outcome::Ack)
+    }
+
+    /// Marks the change evaluated with its outcome and, in the same
+    /// transaction, writes a `skipped`/`no_dialog` audit row per level
+    /// nothing is sent for: a redelivered change finds it evaluated and
+    /// logs nothing twice.
+    async fn close(
+        &self,
+        change_id: i64,
+        outcome: Value,
+        user_account_id: Uuid,
+        skipped: &[(&CrmDirection, Level)],
+    ) -> anyhow::Result<Outcome> {
+        // No event was built: the row names the change and the level.
         let event_ids: Vec<String> = skipped
             .iter()
-            .map(|(_, level, _)| format!("crm:{change_id}:{}", level.number()))
+            .map(|(_, level)| format!("crm:{change_id}:{}", level.number()))
             .collect();
         let logs: Vec<LogEntry<'_>> = skipped
             .iter()
             .zip(&event_ids)
-            .map(|((d, level, reason), event_id)| LogEntry {
+            .map(|((d, level), event_id)| LogEntry {
                 dialog_id: None,
                 direction_id: Some(d.id),
                 user_account_id: Some(user_account_id),
@@ -205,7 +215,7 @@ impl CrmEvaluator {
                 pixel_id: d.pixel_id.as_deref(),
                 status: AttemptStatus::Skipped,
                 attempt: 0,
-                reason: Some(reason),
+                reason: Some(NO_DIALOG),
                 request: None,
                 response: None,
                 http_status: None,
@@ -216,8 +226,7 @@ impl CrmEvaluator {
                 fbtrace_id: None,
             })
             .collect();
-        // The audit rows and the change's close in one transaction: a
-        // redelivered change finds it evaluated and logs nothing twice.
+        let mut conn = self.pool.get().await?;
         conn.transaction::<_, storage::DbError, _>(async |c| {
             if storage::crm::mark_evaluated(c, change_id, &outcome).await? {
                 storage::deliveries::insert_logs(c, &logs).await?;
@@ -227,11 +236,27 @@ impl CrmEvaluator {
         .await?;
         Ok(Outcome::Ack)
     }
+}
 
-    async fn done(&self, change_id: i64, outcome: Value) -> anyhow::Result<Outcome> {
-        let mut conn = self.pool.get().await?;
-        storage::crm::mark_evaluated(&mut conn, change_id, &outcome).await?;
-        Ok(Outcome::Ack)
+const NO_DIALOG: &str = "no_dialog";
+
+/// The direction's dialog for the contact's phones, and whether it is one
+/// made for a `phone_only` direction (no click id); `None`: no dialog.
+async fn join(
+    conn: &mut storage::AsyncPgConnection,
+    d: &CrmDirection,
+    candidates: &[String],
+) -> Result<Option<(Uuid, bool)>, storage::DbError> {
+    if let Some(id) = storage::conversations::dialog_by_phones(conn, d.id, candidates).await? {
+        return Ok(Some((id, false)));
+    }
+    match (d.no_dialog, candidates.first()) {
+        (NoDialog::PhoneOnly, Some(phone)) => Ok(storage::conversations::crm_contact_dialog(
+            conn, d.id, phone,
+        )
+        .await?
+        .map(|id| (id, true))),
+        _ => Ok(None),
     }
 }
 

@@ -65,8 +65,6 @@ impl Runtime {
             common.database.pool_size,
         )
         .context("database.url")?;
-        let warming = pool.clone();
-        tokio::spawn(async move { storage::warm(&warming).await });
         Ok(Runtime {
             pool,
             bus: Arc::new(Bus::new(common.amqp.clone())),

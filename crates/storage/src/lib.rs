@@ -17,7 +17,7 @@ mod sql_functions;
 pub mod usage;
 
 pub use diesel_async::AsyncPgConnection;
-pub use pool::{DbPool, connect_pool, ping, warm};
+pub use pool::{DbPool, connect_pool, ping};
 pub use prepared::{Prepared, PreparedExt};
 
 /// Errors from the database layer.

@@ -19,18 +19,6 @@ pub fn connect_pool(url: &str, max_size: usize) -> anyhow::Result<DbPool> {
         .build()?)
 }
 
-/// Opens every connection the pool may hold, so the first burst of work
-/// after a start does not wait for them; best effort (a database that is
-/// down is retried by the pool when work comes).
-pub async fn warm(pool: &DbPool) {
-    let size = pool.status().max_size;
-    let opened = futures_util::future::join_all((0..size).map(|_| pool.get())).await;
-    let failed = opened.iter().filter(|c| c.is_err()).count();
-    if failed > 0 {
-        tracing::debug!(failed, "could not open every pooled connection yet");
-    }
-}
-
 /// `SELECT 1` on a pooled connection.
 pub async fn ping(pool: &DbPool) -> anyhow::Result<()> {
     let mut conn = pool.get().await?;

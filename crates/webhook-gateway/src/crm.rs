@@ -75,34 +75,11 @@ async fn connection(state: &State, id: &str, crm: CrmType) -> Result<Connection,
         )
     };
     let id: Uuid = id.parse().map_err(|_| unknown())?;
-    let found = match state.changes.cached(id) {
-        Some(c) => Some(c),
-        None => {
-            // One reader at a time: whoever waited finds it cached.
-            let _one_at_a_time = state.changes.lookup.lock().await;
-            match state.changes.cached(id) {
-                Some(c) => Some(c),
-                None => {
-                    let pool = state.pool.clone();
-                    let read = async move {
-                        let mut conn = pool.get().await.map_err(ApiError::unavailable)?;
-                        storage::crm::connection(&mut conn, id)
-                            .await
-                            .map_err(ApiError::unavailable)
-                    };
-                    let found = state
-                        .main
-                        .run(read)
-                        .await
-                        .map_err(ApiError::unavailable)??;
-                    if let Some(c) = &found {
-                        state.changes.remember(c);
-                    }
-                    found
-                }
-            }
-        }
-    };
+    let found = state
+        .changes
+        .connection(id)
+        .await
+        .map_err(ApiError::unavailable)?;
     found.filter(|c| c.crm_type == crm).ok_or_else(unknown)
 }
 

@@ -51,10 +51,13 @@ struct Job {
 
 pub(crate) struct ChangeStore {
     jobs: mpsc::Sender<Job>,
+    pool: storage::DbPool,
+    /// Pooled connections are used on the service's main runtime.
+    main: runtime::MainRuntime,
     connections: Mutex<HashMap<Uuid, (Connection, Instant)>>,
     /// Held while a connection is read from the database, so a burst of
     /// webhooks for a connection not in the cache reads it once.
-    pub lookup: tokio::sync::Mutex<()>,
+    lookup: tokio::sync::Mutex<()>,
 }
 
 impl ChangeStore {
@@ -69,6 +72,8 @@ impl ChangeStore {
         }
         ChangeStore {
             jobs,
+            pool,
+            main: runtime::MainRuntime::current(),
             connections: Mutex::new(HashMap::new()),
             lookup: tokio::sync::Mutex::new(()),
         }
@@ -91,14 +96,38 @@ impl ChangeStore {
             .map_err(|_| "the change store has stopped".to_owned())?
     }
 
-    pub fn cached(&self, id: Uuid) -> Option<Connection> {
+    /// The connection `id`, from the cache or (one reader at a time:
+    /// whoever waited finds it cached) the database.
+    pub async fn connection(&self, id: Uuid) -> Result<Option<Connection>, String> {
+        if let Some(c) = self.cached(id) {
+            return Ok(Some(c));
+        }
+        let _one_at_a_time = self.lookup.lock().await;
+        if let Some(c) = self.cached(id) {
+            return Ok(Some(c));
+        }
+        let pool = self.pool.clone();
+        let read = async move {
+            let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+            storage::crm::connection(&mut conn, id)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        let found = self.main.run(read).await.map_err(|e| e.to_string())??;
+        if let Some(c) = &found {
+            self.remember(c);
+        }
+        Ok(found)
+    }
+
+    fn cached(&self, id: Uuid) -> Option<Connection> {
         let map = self.connections.lock().ok()?;
         map.get(&id)
             .filter(|(_, at)| at.elapsed() < CONNECTION_TTL)
             .map(|(c, _)| c.clone())
     }
 
-    pub fn remember(&self, c: &Connection) {
+    fn remember(&self, c: &Connection) {
         if let Ok(mut map) = self.connections.lock() {
             map.retain(|_, (_, at)| at.elapsed() < CONNECTION_TTL);
             map.insert(c.id, (c.clone(), Instant::now()));
@@ -106,7 +135,6 @@ impl ChangeStore {
     }
 }
 
-/// Wakes the outbox relay once commits of new changes have paused.
 async fn wake_relay_when_quiet(committed: Arc<Notify>, outbox_wake: Arc<Notify>) {
     loop {
         committed.notified().await;
