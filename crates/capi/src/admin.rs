@@ -34,7 +34,7 @@ pub(crate) fn print_rows<T: Serialize>(rows: &[T]) -> Result<(), Failure> {
 }
 
 /// `-` reads the token from standard input, so it stays out of shell history.
-fn token_arg(t: Option<String>) -> Result<Option<String>, Failure> {
+pub(crate) fn token_arg(t: Option<String>) -> Result<Option<String>, Failure> {
     match t.as_deref() {
         Some("-") => {
             let mut s = String::new();
@@ -64,6 +64,22 @@ pub enum AccountCommand {
         #[arg(long)]
         access_token: Option<String>,
     },
+    /// The daily report's settings: time zone (IANA, e.g. Europe/Moscow),
+    /// language, and the Telegram chat it goes to.
+    Set {
+        id: Uuid,
+        #[arg(long)]
+        timezone: Option<String>,
+        /// ru or en.
+        #[arg(long, value_parser = |s: &str| s.parse::<domain::report::Language>())]
+        report_language: Option<domain::report::Language>,
+        /// The chat (or channel) id the bot posts to; "" clears it.
+        #[arg(long)]
+        telegram_chat_id: Option<String>,
+        /// The bot's token: `-` reads it from standard input; "" clears it.
+        #[arg(long)]
+        telegram_bot_token: Option<String>,
+    },
     List,
 }
 
@@ -74,6 +90,36 @@ pub async fn account(url: &str, c: AccountCommand) -> Result<(), Failure> {
             let token = token_arg(access_token)?;
             let id = directions::create_user_account(&mut conn, &name, token.as_deref()).await?;
             println!("{}", json!({"id": id}));
+        }
+        AccountCommand::Set {
+            id,
+            timezone,
+            report_language,
+            telegram_chat_id,
+            telegram_bot_token,
+        } => {
+            if let Some(tz) = &timezone
+                && !storage::reports::is_time_zone(&mut conn, tz).await?
+            {
+                return Err(Failure::input(format!(
+                    "--timezone: {tz:?} is not a time zone PostgreSQL knows (e.g. Europe/Moscow, UTC)"
+                )));
+            }
+            let token = match telegram_bot_token {
+                Some(t) if t.is_empty() => Some(None),
+                Some(t) => Some(token_arg(Some(t))?),
+                None => None,
+            };
+            let settings = storage::reports::AccountSettings {
+                timezone: timezone.as_deref(),
+                language: report_language,
+                telegram_chat_id: telegram_chat_id.as_deref().map(|c| (!c.is_empty()).then_some(c)),
+                telegram_bot_token: token.as_ref().map(Option::as_deref),
+            };
+            if !storage::reports::set_account(&mut conn, id, &settings).await? {
+                return Err(Failure::input(format!("no user account {id}")));
+            }
+            println!("{}", json!({"id": id, "updated": true}));
         }
         AccountCommand::List => print_rows(&directions::list_user_accounts(&mut conn).await?)?,
     }

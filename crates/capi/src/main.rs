@@ -6,6 +6,7 @@ mod admin;
 mod crm;
 mod inspect;
 mod qualification;
+mod reports;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -79,6 +80,21 @@ enum Command {
     /// WhatsApp instances and the direction each belongs to.
     #[command(subcommand)]
     Instance(admin::InstanceCommand),
+    /// Daily conversation reports.
+    #[command(subcommand)]
+    Report(reports::ReportCommand),
+    /// Ad spend (for accounts without insights API access).
+    #[command(subcommand)]
+    Spend(reports::SpendCommand),
+    /// API keys of the reports API.
+    #[command(subcommand)]
+    ApiKey(reports::ApiKeyCommand),
+    /// Print a short-lived sign-in link to an account's dashboard
+    /// (reports.dashboard_secret must match the reports service's).
+    DashboardLink {
+        #[arg(long)]
+        user_account: uuid::Uuid,
+    },
     /// Model calls and tokens per direction, day and purpose.
     Usage {
         /// The last this many days (UTC).
@@ -155,6 +171,12 @@ async fn main() -> ExitCode {
         Command::AdAccount(c) => admin::ad_account(&cli.database_url, c).await,
         Command::Direction(c) => admin::direction(&cli.database_url, c).await,
         Command::Instance(c) => admin::instance(&cli.database_url, c).await,
+        Command::Report(c) => reports::report(&cli.database_url, c).await,
+        Command::Spend(c) => reports::spend(&cli.database_url, c).await,
+        Command::ApiKey(c) => reports::api_key(&cli.database_url, c).await,
+        Command::DashboardLink { user_account } => {
+            reports::dashboard_link(&cli.database_url, user_account).await
+        }
         Command::Usage { days } => qualification::usage(&cli.database_url, days).await,
         Command::EvalQualification {
             set,

@@ -6,6 +6,8 @@
 mod text_enum;
 
 pub mod account;
+pub mod analytics;
+pub mod api_key;
 pub mod capi_event;
 pub mod conversation;
 pub mod crm;
@@ -17,4 +19,5 @@ pub mod level;
 pub mod meta_errors;
 pub mod normalize;
 pub mod qualification;
+pub mod report;
 pub mod usage;

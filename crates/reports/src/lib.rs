@@ -1,28 +1,182 @@
-//! reports: daily conversation reports, the analytics/ROI API and the
-//! dashboard. For now it serves only `/health` and `/ready`.
+//! reports: what the marketer and the business owner look at. The daily
+//! conversation report (generated once per account and local day by a
+//! schedule that any number of replicas may run, sent to Telegram), the
+//! daily ad-spend sync from Meta's insights, the analytics/ROI HTTP API
+//! (API keys per account) and the server-rendered dashboard.
 
-use runtime::{CancellationToken, CommonSettings, Runtime};
+mod api;
+mod dashboard;
+mod daily;
+mod html;
+mod spend_sync;
+mod stats;
+mod telegram;
+
+pub use api::API_PATHS;
+
+use anyhow::Context;
+use runtime::{CancellationToken, CommonSettings, Runtime, settings::duration_setting};
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::{sync::Arc, time::Duration};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub common: CommonSettings,
+    pub reports: ReportSettings,
 }
 
-const DEFAULTS: &str = r#"
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSettings {
+    /// Local time (account's zone) after which yesterday's report is made, "HH:MM".
+    pub daily_at: String,
+    /// How often the schedule, the Telegram sender and the spend sync look for work.
+    pub tick: String,
+    /// Telegram Bot API base URL.
+    pub telegram_url: String,
+    /// Meta Graph API base URL and version (insights).
+    pub graph_url: String,
+    pub graph_version: String,
+    /// Days of spend fetched by each daily sync (Meta revises recent days).
+    pub spend_days: u32,
+    /// Outbound request timeout (Telegram, Meta).
+    pub timeout: String,
+    /// Signs dashboard links and session cookies; the dashboard is off
+    /// while empty. `capi dashboard-link` needs the same value.
+    pub dashboard_secret: SecretString,
+    /// How the dashboard is reached from a browser (printed links).
+    pub public_url: String,
+    /// How long a dashboard link and a dashboard session last.
+    pub link_ttl: String,
+    pub session_ttl: String,
+}
+
+/// `[reports]` defaults; `capi` reads the same section.
+pub const DEFAULTS: &str = r#"
 [http]
 port = 8084
+
+[reports]
+daily_at = "09:00"
+tick = "30s"
+telegram_url = "https://api.telegram.org"
+graph_url = "https://graph.facebook.com"
+graph_version = "v26.0"
+spend_days = 7
+timeout = "20s"
+dashboard_secret = ""
+public_url = "http://127.0.0.1:8084"
+link_ttl = "15m"
+session_ttl = "12h"
 "#;
 
 impl Settings {
     pub fn load() -> anyhow::Result<Settings> {
-        let (common, _) = runtime::load_settings::<serde::de::IgnoredAny>(DEFAULTS, None)?;
-        Ok(Settings { common })
+        #[derive(Deserialize)]
+        struct Own {
+            reports: ReportSettings,
+        }
+        let (common, own) = runtime::load_settings::<Own>(DEFAULTS, None)?;
+        Ok(Settings {
+            common,
+            reports: own.reports,
+        })
     }
+}
+
+impl ReportSettings {
+    /// `[reports]` as the `capi` CLI sees it (defaults, `CAPI_CONFIG`, `CAPI_REPORTS__*`).
+    pub fn load() -> anyhow::Result<ReportSettings> {
+        #[derive(Deserialize)]
+        struct Own {
+            reports: ReportSettings,
+        }
+        Ok(runtime::settings::load_section::<Own>(DEFAULTS)?.reports)
+    }
+
+    /// A sign-in link to the account's dashboard, valid for `link_ttl`;
+    /// with its expiry (Unix seconds).
+    pub fn dashboard_link(&self, account: uuid::Uuid) -> anyhow::Result<(String, i64)> {
+        use secrecy::ExposeSecret;
+        let secret = self.dashboard_secret.expose_secret().trim();
+        anyhow::ensure!(
+            !secret.is_empty(),
+            "reports.dashboard_secret is not set (CAPI_REPORTS__DASHBOARD_SECRET): the dashboard is off"
+        );
+        let ttl = duration_setting("reports.link_ttl", &self.link_ttl)?;
+        Ok(dashboard::link(self.public_url.trim_end_matches('/'), secret.as_bytes(), account, ttl))
+    }
+}
+
+/// The settings the workers and handlers run on, parsed once.
+pub(crate) struct Config {
+    pub daily_at_minutes: i32,
+    pub tick: Duration,
+    pub spend_days: u32,
+    pub dashboard_secret: Option<Vec<u8>>,
+    pub public_url: String,
+    pub session_ttl: Duration,
+}
+
+/// "HH:MM" → minutes after midnight.
+pub fn parse_daily_at(s: &str) -> anyhow::Result<i32> {
+    let bad = || anyhow::anyhow!("reports.daily_at: expected HH:MM (00:00-23:59), got {s:?}");
+    let (h, m) = s.trim().split_once(':').ok_or_else(bad)?;
+    let (h, m): (i32, i32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if !(0..24).contains(&h) || !(0..60).contains(&m) {
+        return Err(bad());
+    }
+    Ok(h * 60 + m)
+}
+
+impl Config {
+    fn from(s: &ReportSettings) -> anyhow::Result<Config> {
+        use secrecy::ExposeSecret;
+        let secret = s.dashboard_secret.expose_secret().trim();
+        Ok(Config {
+            daily_at_minutes: parse_daily_at(&s.daily_at)?,
+            tick: duration_setting("reports.tick", &s.tick)?,
+            spend_days: s.spend_days.clamp(1, 90),
+            dashboard_secret: (!secret.is_empty()).then(|| secret.as_bytes().to_vec()),
+            public_url: s.public_url.trim_end_matches('/').to_owned(),
+            session_ttl: duration_setting("reports.session_ttl", &s.session_ttl)?,
+        })
+    }
+}
+
+/// Shared by the request handlers.
+pub(crate) struct State {
+    pub pool: storage::DbPool,
+    pub main: runtime::MainRuntime,
+    pub config: Arc<Config>,
 }
 
 /// Builds the service: it runs until `stop` is cancelled (`Runtime::run_until_stopped`).
 pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Result<Runtime> {
+    let s = &settings.reports;
+    let config = Arc::new(Config::from(s)?);
+    let timeout = duration_setting("reports.timeout", &s.timeout)?;
+    if config.dashboard_secret.is_none() {
+        tracing::warn!("the dashboard is off: set reports.dashboard_secret");
+    }
     let mut runtime = Runtime::new("reports", &settings.common, stop)?;
-    runtime.serve(&settings.common, |_| {})?;
+    let state = actix_web::web::Data::new(State {
+        pool: runtime.pool.clone(),
+        main: runtime.main.clone(),
+        config: config.clone(),
+    });
+    runtime.serve(&settings.common, move |cfg| {
+        cfg.app_data(state.clone())
+            .configure(api::routes)
+            .configure(dashboard::routes);
+    })?;
+    let telegram = telegram::Telegram::new(&s.telegram_url, timeout).context("the Telegram client")?;
+    let insights = spend_sync::Insights::new(&s.graph_url, &s.graph_version, timeout)
+        .context("the Meta insights client")?;
+    let (pool, stop) = (runtime.pool.clone(), runtime.stop.clone());
+    runtime.spawn_worker(daily::run(pool.clone(), config.clone(), stop.clone()));
+    runtime.spawn_worker(telegram::run(pool.clone(), telegram, config.clone(), stop.clone()));
+    runtime.spawn_worker(spend_sync::run(pool, insights, config, stop));
     Ok(runtime)
 }

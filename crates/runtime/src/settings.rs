@@ -153,6 +153,7 @@ pub const KNOWN_SECTIONS: &[&str] = &[
     "http",
     "log",
     "gateway",
+    "reports",
     "chatbot",
     "bot",
     "llm",

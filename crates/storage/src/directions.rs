@@ -156,6 +156,17 @@ pub async fn map_instance(
         .set(&mapping)
         .execute(conn)
         .await?;
+    // The instance belongs to the direction's account (and stays its
+    // account's if the direction goes).
+    diesel::update(w::whatsapp_phone_numbers.filter(w::instance_name.eq(instance_name)))
+        .set(
+            w::user_account_id.eq(account_directions::table
+                .filter(account_directions::id.eq(direction_id))
+                .select(account_directions::user_account_id)
+                .single_value()),
+        )
+        .execute(conn)
+        .await?;
     // The trigger refills direction_id from the new mapping.
     diesel::update(dialog_analysis::table.filter(dialog_analysis::instance_name.eq(instance_name)))
         .set(dialog_analysis::direction_id.eq(None::<Uuid>))

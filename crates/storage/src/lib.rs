@@ -2,6 +2,8 @@
 //! services run. Queries take `&mut AsyncPgConnection` so they compose inside
 //! one transaction.
 
+pub mod analytics;
+pub mod api_keys;
 pub mod conversations;
 pub mod crm;
 pub mod deliveries;
@@ -12,12 +14,14 @@ mod pool;
 mod prepared;
 pub mod qualification;
 pub mod replies;
+pub mod reports;
 mod schema;
 mod sql_functions;
+pub mod spend;
 pub mod usage;
 
 pub use diesel_async::AsyncPgConnection;
-pub use pool::{DbPool, connect_pool, ping};
+pub use pool::{DbPool, PooledConn, connect_pool, ping};
 pub use prepared::{Prepared, PreparedExt};
 
 /// Errors from the database layer.

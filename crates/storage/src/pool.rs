@@ -26,3 +26,6 @@ pub async fn ping(pool: &DbPool) -> anyhow::Result<()> {
     diesel::sql_query("SELECT 1").execute(&mut conn).await?;
     Ok(())
 }
+
+/// A connection taken from the pool (returned when dropped).
+pub type PooledConn = diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>;

@@ -50,6 +50,36 @@ diesel::table! {
         spend -> Numeric,
         currency -> Text,
         synced_at -> Timestamptz,
+        campaign_id -> Text,
+        campaign_name -> Nullable<Text>,
+        source -> Text,
+    }
+}
+
+diesel::table! {
+    ad_spend_syncs (ad_account_id, sync_date) {
+        ad_account_id -> Uuid,
+        sync_date -> Date,
+        status -> Text,
+        attempts -> Int4,
+        lease_until -> Nullable<Timestamptz>,
+        next_at -> Nullable<Timestamptz>,
+        rows_synced -> Nullable<Int4>,
+        error -> Nullable<Text>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    api_keys (id) {
+        id -> Uuid,
+        user_account_id -> Uuid,
+        name -> Text,
+        key_hash -> Text,
+        key_prefix -> Text,
+        created_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
+        last_used_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -124,6 +154,15 @@ diesel::table! {
         capi_source_used -> Nullable<Bool>,
         capi_direction_id -> Nullable<Uuid>,
         created_at -> Timestamptz,
+        language -> Text,
+        telegram_status -> Text,
+        telegram_parts_sent -> Int4,
+        telegram_attempts -> Int4,
+        telegram_next_at -> Timestamptz,
+        telegram_lease_until -> Nullable<Timestamptz>,
+        telegram_error -> Nullable<Text>,
+        telegram_sent_at -> Nullable<Timestamptz>,
+        updated_at -> Timestamptz,
     }
 }
 
@@ -296,6 +335,8 @@ diesel::table! {
         timezone -> Text,
         created_at -> Timestamptz,
         app_secret -> Nullable<Text>,
+        telegram_bot_token -> Nullable<Text>,
+        telegram_chat_id -> Nullable<Text>,
     }
 }
 
@@ -310,6 +351,7 @@ diesel::table! {
         evolution_api_version -> Text,
         created_at -> Timestamptz,
         bot_enabled -> Bool,
+        user_account_id -> Nullable<Uuid>,
     }
 }
 
@@ -317,6 +359,8 @@ diesel::joinable!(account_directions -> ad_accounts (ad_account_id));
 diesel::joinable!(account_directions -> user_accounts (user_account_id));
 diesel::joinable!(ad_accounts -> user_accounts (user_account_id));
 diesel::joinable!(ad_spend -> ad_accounts (ad_account_id));
+diesel::joinable!(ad_spend_syncs -> ad_accounts (ad_account_id));
+diesel::joinable!(api_keys -> user_accounts (user_account_id));
 diesel::joinable!(bot_replies -> dialog_analysis (dialog_id));
 diesel::joinable!(capi_deliveries -> dialog_analysis (dialog_id));
 diesel::joinable!(capi_events_log -> account_directions (direction_id));
@@ -334,11 +378,14 @@ diesel::joinable!(llm_usage_daily -> account_directions (direction_id));
 diesel::joinable!(qualification_runs -> account_directions (direction_id));
 diesel::joinable!(qualification_runs -> dialog_analysis (dialog_id));
 diesel::joinable!(whatsapp_phone_numbers -> account_directions (direction_id));
+diesel::joinable!(whatsapp_phone_numbers -> user_accounts (user_account_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     account_directions,
     ad_accounts,
     ad_spend,
+    ad_spend_syncs,
+    api_keys,
     bot_replies,
     capi_deliveries,
     capi_events_log,

@@ -1,0 +1,501 @@
+//! The daily conversation report: its per-direction data (the spec's
+//! `DirectionReportData`, stored as `conversation_reports.directions_data`)
+//! and its text as sent to Telegram, in Russian or English.
+//!
+//! Rules of the text: the general block always; a section per direction
+//! with dialogs or CAPI events that day, most dialogs first, "No direction"
+//! last; inside a section the CAPI funnel only when the direction has CAPI
+//! on and events that day, the conversion (qualified ÷ interest) only when
+//! interest > 0, the interest line only when some dialog has a level, the
+//! response time only when some reply was timed.
+
+use chrono::{Datelike, NaiveDate};
+use serde::{Deserialize, Serialize};
+
+text_enum! {
+    /// The report's language (`user_accounts.report_language`).
+    pub enum Language {
+        Ru = "ru",
+        En = "en",
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapiDistribution {
+    pub interest: i64,
+    pub qualified: i64,
+    pub scheduled: i64,
+}
+
+impl CapiDistribution {
+    pub fn any(&self) -> bool {
+        self.interest + self.qualified + self.scheduled > 0
+    }
+
+    pub fn add(&mut self, o: &CapiDistribution) {
+        self.interest += o.interest;
+        self.qualified += o.qualified;
+        self.scheduled += o.scheduled;
+    }
+
+    /// qualified ÷ interest, in whole percent; `None` without interest.
+    pub fn conversion_pct(&self) -> Option<i64> {
+        (self.interest > 0).then(|| {
+            (self.qualified as f64 * 100.0 / self.interest as f64).round() as i64
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterestDistribution {
+    pub hot: i64,
+    pub warm: i64,
+    pub cold: i64,
+}
+
+impl InterestDistribution {
+    pub fn any(&self) -> bool {
+        self.hot + self.warm + self.cold > 0
+    }
+}
+
+/// One section of the report. `direction_id` is `null` for the dialogs that
+/// belong to no direction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DirectionReportData {
+    pub direction_id: Option<String>,
+    pub direction_name: String,
+    pub total_dialogs: i64,
+    pub new_dialogs: i64,
+    pub capi_enabled: bool,
+    pub capi_has_data: bool,
+    pub capi_distribution: CapiDistribution,
+    pub interest_distribution: InterestDistribution,
+    pub incoming_messages: i64,
+    pub outgoing_messages: i64,
+    pub avg_response_time_minutes: Option<f64>,
+}
+
+/// What one group of dialogs (a direction, or none) did during the day, as
+/// counted by the database.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GroupCounts {
+    pub total_dialogs: i64,
+    pub new_dialogs: i64,
+    pub interest: InterestDistribution,
+    pub incoming_messages: i64,
+    pub outgoing_messages: i64,
+    /// Sum and count of the timed replies (ms).
+    pub response_ms_sum: i64,
+    pub responses: i64,
+}
+
+/// A direction of the account, with its day.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirectionDay {
+    pub id: Option<uuid::Uuid>,
+    pub name: String,
+    pub capi_enabled: bool,
+    pub counts: GroupCounts,
+    pub capi: CapiDistribution,
+}
+
+impl DirectionDay {
+    fn has_data(&self) -> bool {
+        self.counts.total_dialogs > 0 || self.capi.any()
+    }
+
+    pub fn data(&self) -> DirectionReportData {
+        let c = &self.counts;
+        DirectionReportData {
+            direction_id: self.id.map(|id| id.to_string()),
+            direction_name: self.name.clone(),
+            total_dialogs: c.total_dialogs,
+            new_dialogs: c.new_dialogs,
+            capi_enabled: self.capi_enabled,
+            capi_has_data: self.capi.any(),
+            capi_distribution: self.capi,
+            interest_distribution: c.interest,
+            incoming_messages: c.incoming_messages,
+            outgoing_messages: c.outgoing_messages,
+            avg_response_time_minutes: (c.responses > 0).then(|| {
+                let minutes = c.response_ms_sum as f64 / c.responses as f64 / 60_000.0;
+                (minutes * 100.0).round() / 100.0
+            }),
+        }
+    }
+}
+
+/// The report of one account's day, ready to store and send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DailyReport {
+    pub date: NaiveDate,
+    pub language: Language,
+    pub directions: Vec<DirectionReportData>,
+    pub totals: Totals,
+    /// Legacy fields (spec "Обратная совместимость").
+    pub capi_distribution: Option<CapiDistribution>,
+    pub capi_source_used: bool,
+    pub capi_direction_id: Option<uuid::Uuid>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    pub total_dialogs: i64,
+    pub new_dialogs: i64,
+    pub incoming_messages: i64,
+    pub outgoing_messages: i64,
+}
+
+/// Builds the report from the account's directions (every one, in any
+/// order; the group without a direction has `id: None`).
+pub fn build(date: NaiveDate, language: Language, mut days: Vec<DirectionDay>) -> DailyReport {
+    let mut totals = Totals::default();
+    for d in &days {
+        totals.total_dialogs += d.counts.total_dialogs;
+        totals.new_dialogs += d.counts.new_dialogs;
+        totals.incoming_messages += d.counts.incoming_messages;
+        totals.outgoing_messages += d.counts.outgoing_messages;
+    }
+    // The first CAPI direction by name, for the legacy field.
+    let mut capi_dirs: Vec<&DirectionDay> =
+        days.iter().filter(|d| d.capi_enabled && d.id.is_some()).collect();
+    capi_dirs.sort_by(|a, b| a.name.cmp(&b.name));
+    let capi_direction_id = capi_dirs.first().and_then(|d| d.id);
+    let capi_distribution = (!capi_dirs.is_empty()).then(|| {
+        let mut sum = CapiDistribution::default();
+        for d in &capi_dirs {
+            sum.add(&d.capi);
+        }
+        sum
+    });
+    let capi_source_used = capi_dirs.iter().any(|d| d.capi.any());
+    days.retain(DirectionDay::has_data);
+    days.sort_by(|a, b| {
+        (a.id.is_none(), -a.counts.total_dialogs, &a.name).cmp(&(
+            b.id.is_none(),
+            -b.counts.total_dialogs,
+            &b.name,
+        ))
+    });
+    DailyReport {
+        date,
+        language,
+        directions: days.iter().map(DirectionDay::data).collect(),
+        totals,
+        capi_distribution,
+        capi_source_used,
+        capi_direction_id,
+    }
+}
+
+/// The name of the group of dialogs without a direction.
+pub fn no_direction_name(language: Language) -> &'static str {
+    match language {
+        Language::Ru => "Без направления",
+        Language::En => "No direction",
+    }
+}
+
+const RULE: &str = "━━━━━━━━━━━━━━━━━━━━━━";
+
+struct Words {
+    title: &'static str,
+    general: &'static str,
+    total: &'static str,
+    new: &'static str,
+    messages: &'static str,
+    by_direction: &'static str,
+    dialogs: &'static str,
+    new_in: &'static str,
+    funnel: &'static str,
+    interest: &'static str,
+    qualified: &'static str,
+    scheduled: &'static str,
+    conversion: &'static str,
+    temperature: &'static str,
+    response: &'static str,
+    sec: &'static str,
+    min: &'static str,
+    hour: &'static str,
+}
+
+const RU: Words = Words {
+    title: "Отчёт по перепискам за",
+    general: "ОБЩАЯ СТАТИСТИКА",
+    total: "Всего диалогов",
+    new: "Новых",
+    messages: "Сообщений",
+    by_direction: "ПО НАПРАВЛЕНИЯМ",
+    dialogs: "Диалогов",
+    new_in: "новых",
+    funnel: "Воронка CAPI",
+    interest: "Интерес",
+    qualified: "Квалиф.",
+    scheduled: "Записался",
+    conversion: "Конверсия",
+    temperature: "Интерес",
+    response: "Среднее время ответа",
+    sec: "сек",
+    min: "мин",
+    hour: "ч",
+};
+
+const EN: Words = Words {
+    title: "Conversation report for",
+    general: "OVERALL",
+    total: "Dialogs",
+    new: "New",
+    messages: "Messages",
+    by_direction: "BY DIRECTION",
+    dialogs: "Dialogs",
+    new_in: "new",
+    funnel: "CAPI funnel",
+    interest: "Interest",
+    qualified: "Qualified",
+    scheduled: "Booked",
+    conversion: "Conversion",
+    temperature: "Interest",
+    response: "Average response time",
+    sec: "sec",
+    min: "min",
+    hour: "h",
+};
+
+const MONTHS_RU: [&str; 12] = [
+    "января", "февраля", "марта", "апреля", "мая", "июня", "июля", "августа", "сентября",
+    "октября", "ноября", "декабря",
+];
+const MONTHS_EN: [&str; 12] = [
+    "January", "February", "March", "April", "May", "June", "July", "August", "September",
+    "October", "November", "December",
+];
+
+fn long_date(date: NaiveDate, language: Language) -> String {
+    let months = match language {
+        Language::Ru => &MONTHS_RU,
+        Language::En => &MONTHS_EN,
+    };
+    let month = months[date.month0() as usize];
+    format!("{} {month} {}", date.day(), date.year())
+}
+
+/// Minutes as the report says them: "45 сек", "12 мин", "1 ч 5 мин".
+fn duration_words(minutes: f64, w: &Words) -> String {
+    let secs = (minutes * 60.0).round() as i64;
+    if secs < 60 {
+        return format!("{secs} {}", w.sec);
+    }
+    let mins = (minutes.round()) as i64;
+    if mins < 60 {
+        return format!("{mins} {}", w.min);
+    }
+    match mins % 60 {
+        0 => format!("{} {}", mins / 60, w.hour),
+        m => format!("{} {} {m} {}", mins / 60, w.hour, w.min),
+    }
+}
+
+/// The report's text, as sent to Telegram.
+pub fn render(r: &DailyReport) -> String {
+    let w = match r.language {
+        Language::Ru => &RU,
+        Language::En => &EN,
+    };
+    let t = &r.totals;
+    let mut out = format!(
+        "📊 {} {}\n{RULE}\n\n📈 {}\n• {}: {}\n• {}: {}\n• {}: 📥 {} / 📤 {}\n",
+        w.title,
+        long_date(r.date, r.language),
+        w.general,
+        w.total,
+        t.total_dialogs,
+        w.new,
+        t.new_dialogs,
+        w.messages,
+        t.incoming_messages,
+        t.outgoing_messages,
+    );
+    if r.directions.is_empty() {
+        return out;
+    }
+    out.push_str(&format!(
+        "\n{RULE}\n📁 {} ({})\n",
+        w.by_direction,
+        r.directions.len()
+    ));
+    for d in &r.directions {
+        out.push_str(&format!(
+            "\n📌 {}\n• {}: {} ({}: {})\n• {}: 📥 {} / 📤 {}\n",
+            d.direction_name,
+            w.dialogs,
+            d.total_dialogs,
+            w.new_in,
+            d.new_dialogs,
+            w.messages,
+            d.incoming_messages,
+            d.outgoing_messages,
+        ));
+        if d.capi_enabled && d.capi_has_data {
+            let c = &d.capi_distribution;
+            out.push_str(&format!(
+                "\n🎯 {}:\n  👋 {}: {}\n  ✅ {}: {}\n  📅 {}: {}\n",
+                w.funnel, w.interest, c.interest, w.qualified, c.qualified, w.scheduled, c.scheduled
+            ));
+            if let Some(pct) = c.conversion_pct() {
+                out.push_str(&format!("  📊 {}: {pct}%\n", w.conversion));
+            }
+        }
+        let i = &d.interest_distribution;
+        let extras = [
+            i.any().then(|| {
+                format!("🌡️ {}: 🔥{} ☀️{} ❄️{}\n", w.temperature, i.hot, i.warm, i.cold)
+            }),
+            d.avg_response_time_minutes
+                .map(|m| format!("⏱️ {}: {}\n", w.response, duration_words(m, w))),
+        ];
+        if extras.iter().any(Option::is_some) {
+            out.push('\n');
+            for line in extras.into_iter().flatten() {
+                out.push_str(&line);
+            }
+        }
+    }
+    out
+}
+
+/// Telegram's limit on one message, in UTF-16 code units.
+pub const TELEGRAM_LIMIT: usize = 4096;
+
+/// Splits a text into messages of at most `limit` UTF-16 units, at line
+/// breaks where possible (a longer line is cut at a character boundary).
+pub fn split_message(text: &str, limit: usize) -> Vec<String> {
+    let units = |s: &str| s.encode_utf16().count();
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    for line in text.split_inclusive('\n') {
+        if units(&current) + units(line) <= limit {
+            current.push_str(line);
+            continue;
+        }
+        if !current.is_empty() {
+            parts.push(std::mem::take(&mut current));
+        }
+        let mut rest = line;
+        while units(rest) > limit {
+            let mut n = 0;
+            let cut = rest
+                .char_indices()
+                .find(|(_, c)| {
+                    n += c.len_utf16();
+                    n > limit
+                })
+                .map_or(rest.len(), |(i, _)| i);
+            parts.push(rest[..cut].to_owned());
+            rest = &rest[cut..];
+        }
+        current.push_str(rest);
+    }
+    if !current.trim().is_empty() {
+        parts.push(current);
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(name: &str, capi: bool, counts: GroupCounts, c: CapiDistribution) -> DirectionDay {
+        DirectionDay {
+            id: Some(uuid::Uuid::new_v4()),
+            name: name.into(),
+            capi_enabled: capi,
+            counts,
+            capi: c,
+        }
+    }
+
+    /// The spec's example ("Формат отчёта"), number for number.
+    #[test]
+    fn renders_the_spec_example() {
+        let cosmetology = day(
+            "Косметология",
+            true,
+            GroupCounts {
+                total_dialogs: 85,
+                new_dialogs: 15,
+                incoming_messages: 240,
+                outgoing_messages: 200,
+                ..GroupCounts::default()
+            },
+            CapiDistribution { interest: 45, qualified: 12, scheduled: 5 },
+        );
+        let dentistry = day(
+            "Стоматология",
+            false,
+            GroupCounts {
+                total_dialogs: 65,
+                new_dialogs: 10,
+                interest: InterestDistribution { hot: 15, warm: 30, cold: 20 },
+                incoming_messages: 180,
+                outgoing_messages: 180,
+                response_ms_sum: 45_000 * 4,
+                responses: 4,
+            },
+            CapiDistribution::default(),
+        );
+        let date = NaiveDate::from_ymd_opt(2025, 12, 28).unwrap_or_default();
+        let r = build(date, Language::Ru, vec![dentistry, cosmetology]);
+        let expected = "📊 Отчёт по перепискам за 28 декабря 2025
+━━━━━━━━━━━━━━━━━━━━━━
+
+📈 ОБЩАЯ СТАТИСТИКА
+• Всего диалогов: 150
+• Новых: 25
+• Сообщений: 📥 420 / 📤 380
+
+━━━━━━━━━━━━━━━━━━━━━━
+📁 ПО НАПРАВЛЕНИЯМ (2)
+
+📌 Косметология
+• Диалогов: 85 (новых: 15)
+• Сообщений: 📥 240 / 📤 200
+
+🎯 Воронка CAPI:
+  👋 Интерес: 45
+  ✅ Квалиф.: 12
+  📅 Записался: 5
+  📊 Конверсия: 27%
+
+📌 Стоматология
+• Диалогов: 65 (новых: 10)
+• Сообщений: 📥 180 / 📤 180
+
+🌡️ Интерес: 🔥15 ☀️30 ❄️20
+⏱️ Среднее время ответа: 45 сек
+";
+        assert_eq!(render(&r), expected);
+        assert_eq!(r.directions[1].avg_response_time_minutes, Some(0.75));
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(duration_words(0.75, &RU), "45 сек");
+        assert_eq!(duration_words(12.4, &EN), "12 min");
+        assert_eq!(duration_words(65.0, &RU), "1 ч 5 мин");
+        assert_eq!(duration_words(120.0, &EN), "2 h");
+    }
+
+    #[test]
+    fn splits_at_lines_within_the_limit() {
+        let text = "🔥🔥🔥\nabc\n".repeat(10);
+        let parts = split_message(&text, 20);
+        assert!(parts.iter().all(|p| p.encode_utf16().count() <= 20));
+        assert_eq!(parts.concat(), text);
+        let long = "я".repeat(50);
+        let parts = split_message(&long, 16);
+        assert_eq!(parts.len(), 4);
+        assert_eq!(parts.concat(), long);
+    }
+}

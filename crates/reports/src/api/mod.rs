@@ -1,0 +1,240 @@
+//! The analytics/ROI HTTP API (JSON; errors `{code, message}`), described by
+//! `GET /openapi.json` (`crates/reports/openapi.json`, checked against
+//! [`API_PATHS`] by a test). Every call but the document carries an API
+//! key (`Authorization: Bearer capi_…`) and sees its own account only:
+//! another account, or its lead, is a 404 like one that does not exist.
+
+mod params;
+
+use crate::{State, stats};
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
+use params::{Params, Range, parse_uuid};
+use runtime::ApiError;
+use serde_json::{Value, json};
+use std::{collections::HashMap, future::Future};
+use storage::{AsyncPgConnection, reports::ReportAccount};
+use uuid::Uuid;
+
+/// The paths this module serves, as the OpenAPI document names them.
+pub const API_PATHS: &[&str] = &[
+    "/analytics/capi-stats",
+    "/analytics/optimisation",
+    "/api/capi-events",
+    "/api/capi-events/{lead_id}",
+    "/reports/daily",
+    "/openapi.json",
+];
+
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route(API_PATHS[0], web::get().to(capi_stats))
+        .route(API_PATHS[1], web::get().to(optimisation))
+        .route(API_PATHS[2], web::get().to(leads))
+        .route(API_PATHS[3], web::get().to(lead))
+        .route(API_PATHS[4], web::get().to(daily_report))
+        .route(API_PATHS[5], web::get().to(openapi));
+}
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(OPENAPI)
+}
+
+fn not_found(what: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no such {what}"))
+}
+
+/// The presented key: `Authorization: Bearer …` or `X-Api-Key`.
+fn presented_key(req: &HttpRequest) -> Result<String, ApiError> {
+    let h = req.headers();
+    let bearer = h
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+    let key = bearer.or_else(|| h.get("x-api-key").and_then(|v| v.to_str().ok()));
+    key.map(|k| k.trim().to_owned())
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "an API key is required: Authorization: Bearer <key> (capi api-key create)",
+            )
+        })
+}
+
+fn db_error(e: impl std::fmt::Display) -> ApiError {
+    ApiError::unavailable(e)
+}
+
+/// Runs database work on the service's main runtime (see `runtime::MainRuntime`).
+async fn on_main<T, F>(state: &State, work: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T, ApiError>> + Send + 'static,
+{
+    state.main.run(work).await.map_err(ApiError::unavailable)?
+}
+
+/// The key's account, when it is `account_id`; otherwise 401 (bad key) or 404.
+async fn authorize(
+    conn: &mut AsyncPgConnection,
+    key: &str,
+    account_id: Uuid,
+) -> Result<ReportAccount, ApiError> {
+    let owner = storage::api_keys::authenticate(conn, &domain::api_key::hash(key))
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the API key is unknown or revoked"))?;
+    if owner != account_id {
+        return Err(not_found("user account"));
+    }
+    storage::reports::account(conn, account_id)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| not_found("user account"))
+}
+
+struct Call {
+    key: String,
+    account: Uuid,
+    params: Params,
+    pool: storage::DbPool,
+}
+
+fn call(req: &HttpRequest, q: HashMap<String, String>, state: &State) -> Result<Call, ApiError> {
+    let key = presented_key(req)?;
+    let params = Params(q);
+    Ok(Call {
+        key,
+        account: params.uuid("user_account_id")?,
+        params,
+        pool: state.pool.clone(),
+    })
+}
+
+async fn connection(pool: &storage::DbPool) -> Result<storage::PooledConn, ApiError> {
+    pool.get().await.map_err(db_error)
+}
+
+async fn capi_stats(
+    req: HttpRequest,
+    q: web::Query<HashMap<String, String>>,
+    state: web::Data<State>,
+) -> Result<HttpResponse, ApiError> {
+    let c = call(&req, q.into_inner(), &state)?;
+    let range = Range::from(&c.params)?;
+    let started = std::time::Instant::now();
+    tracing::info!(user_account_id = %c.account, since = ?range.since, until = ?range.until, "[capi-stats] fetching");
+    let body = on_main(&state, async move {
+        let mut conn = connection(&c.pool).await?;
+        let account = authorize(&mut conn, &c.key, c.account).await?;
+        let today = storage::reports::local_today(&mut conn, &account.timezone).await.map_err(db_error)?;
+        let (since, until) = range.resolve(today)?;
+        stats::capi_stats(&mut conn, account.id, &account.timezone, since, until)
+            .await
+            .map_err(db_error)
+    })
+    .await?;
+    tracing::info!(
+        user_account_id = %body.user_account_id,
+        lead = body.totals.events.lead,
+        registration = body.totals.events.registration,
+        schedule = body.totals.events.schedule,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "[capi-stats] fetched"
+    );
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn optimisation(
+    req: HttpRequest,
+    q: web::Query<HashMap<String, String>>,
+    state: web::Data<State>,
+) -> Result<HttpResponse, ApiError> {
+    let c = call(&req, q.into_inner(), &state)?;
+    let body = on_main(&state, async move {
+        let mut conn = connection(&c.pool).await?;
+        let account = authorize(&mut conn, &c.key, c.account).await?;
+        let today = storage::reports::local_today(&mut conn, &account.timezone).await.map_err(db_error)?;
+        stats::optimisation(&mut conn, account.id, &account.timezone, today)
+            .await
+            .map_err(db_error)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn leads(
+    req: HttpRequest,
+    q: web::Query<HashMap<String, String>>,
+    state: web::Data<State>,
+) -> Result<HttpResponse, ApiError> {
+    let c = call(&req, q.into_inner(), &state)?;
+    let range = Range::from(&c.params)?;
+    let page = c.params.int("page", 1, 1, 1_000_000)?;
+    let per_page = c.params.int("per_page", 50, 1, 200)?;
+    let body = on_main(&state, async move {
+        let mut conn = connection(&c.pool).await?;
+        let account = authorize(&mut conn, &c.key, c.account).await?;
+        let today = storage::reports::local_today(&mut conn, &account.timezone).await.map_err(db_error)?;
+        let (since, until) = range.resolve(today)?;
+        let (leads, total) = storage::analytics::leads_page(
+            &mut conn,
+            account.id,
+            since,
+            until,
+            &account.timezone,
+            page,
+            per_page,
+        )
+        .await
+        .map_err(db_error)?;
+        Ok(json!({
+            "user_account_id": account.id, "since": since, "until": until,
+            "page": page, "per_page": per_page, "total": total, "leads": leads,
+        }))
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn lead(
+    req: HttpRequest,
+    path: web::Path<String>,
+    q: web::Query<HashMap<String, String>>,
+    state: web::Data<State>,
+) -> Result<HttpResponse, ApiError> {
+    let c = call(&req, q.into_inner(), &state)?;
+    let lead_id = parse_uuid("lead_id", &path.into_inner())?;
+    let body = on_main(&state, async move {
+        let mut conn = connection(&c.pool).await?;
+        let account = authorize(&mut conn, &c.key, c.account).await?;
+        storage::analytics::lead(&mut conn, account.id, lead_id)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| not_found("lead"))
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn daily_report(
+    req: HttpRequest,
+    q: web::Query<HashMap<String, String>>,
+    state: web::Data<State>,
+) -> Result<HttpResponse, ApiError> {
+    let c = call(&req, q.into_inner(), &state)?;
+    let date = c.params.required_date("date")?;
+    let body: Value = on_main(&state, async move {
+        let mut conn = connection(&c.pool).await?;
+        let account = authorize(&mut conn, &c.key, c.account).await?;
+        let report = storage::reports::get(&mut conn, account.id, date)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| not_found("report for that date"))?;
+        serde_json::to_value(report).map_err(db_error)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(body))
+}

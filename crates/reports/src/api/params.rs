@@ -1,0 +1,96 @@
+//! Query and path parameters, checked by hand so that every refusal is a
+//! 400 `{code: "bad_parameter", message}` whose message names the parameter.
+
+use actix_web::http::StatusCode;
+use chrono::NaiveDate;
+use runtime::ApiError;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// The longest range the API answers for.
+pub const MAX_RANGE_DAYS: i64 = 366;
+/// Days shown when no range is given: the last 30 including today.
+pub const DEFAULT_RANGE_DAYS: i64 = 30;
+
+pub fn bad(parameter: &str, why: &str) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "bad_parameter", format!("{parameter}: {why}"))
+}
+
+pub struct Params(pub HashMap<String, String>);
+
+impl Params {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    pub fn uuid(&self, name: &str) -> Result<Uuid, ApiError> {
+        let v = self.get(name).ok_or_else(|| bad(name, "required"))?;
+        parse_uuid(name, v)
+    }
+
+    pub fn date(&self, name: &str) -> Result<Option<NaiveDate>, ApiError> {
+        self.get(name)
+            .map(|v| NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| bad(name, "expected a date YYYY-MM-DD")))
+            .transpose()
+    }
+
+    pub fn required_date(&self, name: &str) -> Result<NaiveDate, ApiError> {
+        self.date(name)?.ok_or_else(|| bad(name, "required (YYYY-MM-DD)"))
+    }
+
+    pub fn int(&self, name: &str, default: i64, min: i64, max: i64) -> Result<i64, ApiError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| bad(name, &format!("expected a whole number from {min} to {max}"))),
+        }
+    }
+}
+
+pub fn parse_uuid(name: &str, v: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(v).map_err(|_| bad(name, "expected a UUID"))
+}
+
+/// A range as given (either end may be missing); checked before the
+/// defaults, which need the account's today, are filled in.
+#[derive(Debug, Clone, Copy)]
+pub struct Range {
+    pub since: Option<NaiveDate>,
+    pub until: Option<NaiveDate>,
+}
+
+impl Range {
+    pub fn from(p: &Params) -> Result<Range, ApiError> {
+        let r = Range {
+            since: p.date("since")?,
+            until: p.date("until")?,
+        };
+        if let (Some(s), Some(u)) = (r.since, r.until) {
+            check(s, u)?;
+        }
+        Ok(r)
+    }
+
+    /// Fills the missing ends: `until` today, `since` 29 days before `until`.
+    pub fn resolve(self, today: NaiveDate) -> Result<(NaiveDate, NaiveDate), ApiError> {
+        let until = self.until.unwrap_or(today);
+        let since = self
+            .since
+            .unwrap_or(until - chrono::Duration::days(DEFAULT_RANGE_DAYS - 1));
+        check(since, until)?;
+        Ok((since, until))
+    }
+}
+
+fn check(since: NaiveDate, until: NaiveDate) -> Result<(), ApiError> {
+    if until < since {
+        return Err(bad("until", "is before since"));
+    }
+    if (until - since).num_days() + 1 > MAX_RANGE_DAYS {
+        return Err(bad("since", &format!("the range since..until is longer than {MAX_RANGE_DAYS} days")));
+    }
+    Ok(())
+}

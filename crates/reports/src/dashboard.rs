@@ -1,0 +1,335 @@
+//! The dashboard: server-rendered pages for one account. Sign-in without
+//! passwords: `capi dashboard-link` prints a short-lived signed link;
+//! opening it sets an HttpOnly session cookie (signed, with its own
+//! expiry). The CAPI section (9 cards, funnel per direction, daily chart,
+//! optimisation advice) is left out when no direction has CAPI on, as the
+//! spec says; the leads table and a lead's three CAPI columns are always there.
+
+use crate::{
+    State,
+    html::{chart, esc, money, page, pct},
+    stats::{self, CapiStats, Optimisation},
+};
+use actix_web::{
+    HttpRequest, HttpResponse,
+    cookie::{Cookie, SameSite, time::Duration as CookieDuration},
+    http::{StatusCode, header},
+    web,
+};
+use chrono::{NaiveDate, Utc};
+use domain::api_key::{Purpose, sign, verify};
+use std::{collections::HashMap, fmt::Write};
+use storage::analytics::{LeadEvents, LevelColumn};
+use uuid::Uuid;
+
+const COOKIE: &str = "capi_session";
+const LEADS_PER_PAGE: i64 = 25;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/dashboard/login", web::get().to(login))
+        .route("/dashboard", web::get().to(dashboard))
+        .route("/dashboard/leads/{lead_id}", web::get().to(lead_view));
+}
+
+/// The link `capi dashboard-link` prints, and when it expires (Unix seconds).
+pub fn link(public_url: &str, secret: &[u8], account: Uuid, ttl: std::time::Duration) -> (String, i64) {
+    let expires = Utc::now().timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
+    let url = format!(
+        "{public_url}/dashboard/login?token={}",
+        sign(secret, account, expires, Purpose::Link)
+    );
+    (url, expires)
+}
+
+fn message_page(status: StatusCode, title: &str, text: &str) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .body(page(title, "", &format!("<section><p>{}</p></section>", esc(text))))
+}
+
+fn html(body: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(body)
+}
+
+fn secret(state: &State) -> Result<&[u8], HttpResponse> {
+    state.config.dashboard_secret.as_deref().ok_or_else(|| {
+        message_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Dashboard off",
+            "The dashboard is off: the operator has not set reports.dashboard_secret.",
+        )
+    })
+}
+
+async fn login(q: web::Query<HashMap<String, String>>, state: web::Data<State>) -> HttpResponse {
+    let secret = match secret(&state) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let now = Utc::now().timestamp();
+    let token = q.get("token").map(String::as_str).unwrap_or_default();
+    let Some(account) = verify(secret, token, now, Purpose::Link) else {
+        return message_page(
+            StatusCode::UNAUTHORIZED,
+            "Link expired",
+            "This sign-in link is invalid or has expired. Ask for a new one (capi dashboard-link).",
+        );
+    };
+    let ttl = state.config.session_ttl;
+    let session = sign(secret, account, now + ttl.as_secs() as i64, Purpose::Session);
+    let cookie = Cookie::build(COOKIE, session)
+        .path("/dashboard")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(state.config.public_url.starts_with("https://"))
+        .max_age(CookieDuration::seconds(ttl.as_secs() as i64))
+        .finish();
+    HttpResponse::SeeOther()
+        .cookie(cookie)
+        .insert_header((header::LOCATION, "/dashboard"))
+        .finish()
+}
+
+/// The signed-in account, or the page to answer with.
+fn session(req: &HttpRequest, state: &State) -> Result<Uuid, HttpResponse> {
+    let secret = secret(state)?;
+    req.cookie(COOKIE)
+        .and_then(|c| verify(secret, c.value(), Utc::now().timestamp(), Purpose::Session))
+        .ok_or_else(|| {
+            message_page(
+                StatusCode::UNAUTHORIZED,
+                "Sign in",
+                "Open a sign-in link to see this dashboard (the operator prints one with capi dashboard-link).",
+            )
+        })
+}
+
+fn date_param(q: &HashMap<String, String>, name: &str) -> Option<NaiveDate> {
+    q.get(name).and_then(|v| NaiveDate::parse_from_str(v, "%Y-%m-%d").ok())
+}
+
+struct DashboardData {
+    name: String,
+    stats: CapiStats,
+    advice: Optimisation,
+    leads: Vec<LeadEvents>,
+    total_leads: i64,
+    page: i64,
+}
+
+async fn dashboard(req: HttpRequest, q: web::Query<HashMap<String, String>>, state: web::Data<State>) -> HttpResponse {
+    let account = match session(&req, &state) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let (since, until) = (date_param(&q, "since"), date_param(&q, "until"));
+    let page_no = q.get("page").and_then(|p| p.parse::<i64>().ok()).unwrap_or(1).clamp(1, 1_000_000);
+    let pool = state.pool.clone();
+    let work = async move {
+        let mut conn = pool.get().await?;
+        let Some(a) = storage::reports::account(&mut conn, account).await? else {
+            return Ok::<_, anyhow::Error>(None);
+        };
+        let today = storage::reports::local_today(&mut conn, &a.timezone).await?;
+        let until = until.unwrap_or(today);
+        let mut since = since.unwrap_or(until - chrono::Duration::days(29));
+        if since > until || (until - since).num_days() >= 366 {
+            since = until - chrono::Duration::days(29);
+        }
+        let stats = stats::capi_stats(&mut conn, a.id, &a.timezone, since, until).await?;
+        let advice = stats::optimisation(&mut conn, a.id, &a.timezone, today).await?;
+        let (leads, total_leads) = storage::analytics::leads_page(
+            &mut conn, a.id, since, until, &a.timezone, page_no, LEADS_PER_PAGE,
+        )
+        .await?;
+        Ok(Some(DashboardData { name: a.name, stats, advice, leads, total_leads, page: page_no }))
+    };
+    match state.main.run(work).await {
+        Ok(Ok(Some(d))) => html(render_dashboard(&d)),
+        Ok(Ok(None)) => message_page(StatusCode::NOT_FOUND, "Not found", "This account no longer exists."),
+        Ok(Err(e)) | Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "dashboard");
+            message_page(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", "Temporarily unavailable, retry later.")
+        }
+    }
+}
+
+fn range_form(since: NaiveDate, until: NaiveDate) -> String {
+    format!(
+        "<form method=\"get\" action=\"/dashboard\"><label>From <input type=\"date\" name=\"since\" value=\"{since}\"></label>\
+         <label>to <input type=\"date\" name=\"until\" value=\"{until}\"></label><button type=\"submit\">Show</button></form>"
+    )
+}
+
+fn card(metric: &str, label: &str, value: &str) -> String {
+    format!(
+        "<div class=\"card\" data-metric=\"{metric}\"><div class=\"label\">{}</div><div class=\"value\">{}</div></div>",
+        esc(label),
+        esc(value)
+    )
+}
+
+fn render_dashboard(d: &DashboardData) -> String {
+    let s = &d.stats;
+    let t = &s.totals;
+    let currency = t.spend.as_ref().map(|x| x.currency.as_str());
+    let mut body = format!(
+        "<section id=\"summary\"><h2>Summary</h2><p>Leads (new dialogs in CAPI directions): <strong id=\"leads-count\">{}</strong> · \
+         Spend: <strong id=\"spend\">{}</strong> <span class=\"muted\">{} – {} ({})</span></p></section>",
+        t.leads,
+        money(t.spend.as_ref().map(|x| x.amount), currency),
+        s.since,
+        s.until,
+        esc(&s.timezone)
+    );
+    if s.capi_enabled {
+        let cards = [
+            card("lead", "CAPI Lead", &t.events.lead.to_string()),
+            card("registration", "CAPI Registration", &t.events.registration.to_string()),
+            card("schedule", "CAPI Schedule", &t.events.schedule.to_string()),
+            card("leads_to_lead_pct", "Leads → CAPI Lead", &pct(t.conversions.leads_to_lead_pct)),
+            card("lead_to_registration_pct", "Lead → Registration", &pct(t.conversions.lead_to_registration_pct)),
+            card("registration_to_schedule_pct", "Registration → Schedule", &pct(t.conversions.registration_to_schedule_pct)),
+            card("cost_per_lead", "Cost per Lead", &money(t.costs.cost_per_lead, currency)),
+            card("cost_per_registration", "Cost per Registration", &money(t.costs.cost_per_registration, currency)),
+            card("cost_per_schedule", "Cost per Schedule", &money(t.costs.cost_per_schedule, currency)),
+        ];
+        let _ = write!(
+            body,
+            "<section id=\"capi-section\"><h2>CAPI events</h2><div class=\"grid\">{}</div>",
+            cards.concat()
+        );
+        body.push_str(
+            "<h3>Funnel by direction</h3><table id=\"funnel\"><tr><th>Direction</th><th>CAPI</th><th>Leads</th><th>Lead</th>\
+             <th>Registration</th><th>Schedule</th><th>Leads → Lead</th><th>Lead → Reg.</th><th>Reg. → Schedule</th><th>Cost per Lead</th></tr>",
+        );
+        for r in &s.directions {
+            let f = &r.funnel;
+            let cur = f.spend.as_ref().map(|x| x.currency.as_str());
+            let _ = write!(
+                body,
+                "<tr data-direction=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td></tr>",
+                r.direction_id,
+                esc(&r.name),
+                if r.capi_enabled { "on" } else { "off" },
+                f.leads,
+                f.events.lead,
+                f.events.registration,
+                f.events.schedule,
+                pct(f.conversions.leads_to_lead_pct),
+                pct(f.conversions.lead_to_registration_pct),
+                pct(f.conversions.registration_to_schedule_pct),
+                money(f.costs.cost_per_lead, cur),
+                if r.spend_shared { " <span class=\"muted\">(shared ad account)</span>" } else { "" },
+            );
+        }
+        body.push_str("</table><h3>Events per day</h3>");
+        body.push_str(&chart(&s.daily));
+        let _ = write!(
+            body,
+            "<h3>What to optimise the ads for</h3><p class=\"muted\">Lead first; move up after {}+ events of the next level in the last 7 days ({} – {}) at a cost per event within ±{} % of the week before.</p>\
+             <table id=\"optimisation\"><tr><th>Direction</th><th>Optimise for</th><th>Why</th></tr>",
+            d.advice.min_events, d.advice.last_7_days[0], d.advice.last_7_days[1], d.advice.stable_within_pct
+        );
+        for a in &d.advice.directions {
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td><strong>{}</strong> <span class=\"muted\">({})</span></td><td>{}</td></tr>",
+                esc(&a.name),
+                a.advice.event,
+                esc(&a.event_name),
+                esc(&a.advice.reason)
+            );
+        }
+        body.push_str("</table></section>");
+    }
+    let _ = write!(
+        body,
+        "<section id=\"leads\"><h2>Leads ({})</h2><table><tr><th>Lead</th><th>Direction</th><th>First message</th><th>Interest</th><th>Qualified (CAPI)</th><th>Booked</th></tr>",
+        d.total_leads
+    );
+    for l in &d.leads {
+        let mark = |c: &LevelColumn| if c.sent { "<span class=\"yes\">✓</span>" } else { "<span class=\"no\">—</span>" };
+        let _ = write!(
+            body,
+            "<tr><td><a href=\"/dashboard/leads/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            l.lead_id,
+            esc(l.contact_name.as_deref().unwrap_or("(no name)")),
+            esc(l.direction_name.as_deref().unwrap_or("—")),
+            l.first_message.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default(),
+            mark(&l.interest),
+            mark(&l.qualified),
+            mark(&l.scheduled),
+        );
+    }
+    body.push_str("</table>");
+    let pages = (d.total_leads + LEADS_PER_PAGE - 1) / LEADS_PER_PAGE;
+    if pages > 1 {
+        let link = |p: i64, label: &str| {
+            format!("<a href=\"/dashboard?since={}&amp;until={}&amp;page={p}\">{label}</a>", s.since, s.until)
+        };
+        let _ = write!(body, "<p class=\"muted\">Page {} of {pages} ", d.page);
+        if d.page > 1 {
+            body.push_str(&link(d.page - 1, "← newer"));
+        }
+        if d.page < pages {
+            body.push(' ');
+            body.push_str(&link(d.page + 1, "older →"));
+        }
+        body.push_str("</p>");
+    }
+    body.push_str("</section>");
+    page(&d.name, &range_form(s.since, s.until), &body)
+}
+
+async fn lead_view(req: HttpRequest, path: web::Path<String>, state: web::Data<State>) -> HttpResponse {
+    let account = match session(&req, &state) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let Ok(lead_id) = Uuid::parse_str(&path.into_inner()) else {
+        return message_page(StatusCode::NOT_FOUND, "Not found", "No such lead.");
+    };
+    let pool = state.pool.clone();
+    let work = async move {
+        let mut conn = pool.get().await?;
+        Ok::<_, anyhow::Error>(storage::analytics::lead(&mut conn, account, lead_id).await?)
+    };
+    match state.main.run(work).await {
+        Ok(Ok(Some(l))) => html(render_lead(&l)),
+        Ok(Ok(None)) => message_page(StatusCode::NOT_FOUND, "Not found", "No such lead."),
+        Ok(Err(e)) | Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "dashboard lead");
+            message_page(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", "Temporarily unavailable, retry later.")
+        }
+    }
+}
+
+fn render_lead(l: &LeadEvents) -> String {
+    let column = |id: &str, title: &str, c: &LevelColumn| {
+        format!(
+            "<td id=\"col-{id}\" data-sent=\"{}\"><div class=\"label\">{}</div><div class=\"{}\">{}</div><div class=\"muted\">{}</div><div class=\"muted event-id\">{}</div></td>",
+            c.sent,
+            esc(title),
+            if c.sent { "yes" } else { "no" },
+            if c.sent { "✓ sent" } else { "— not sent" },
+            c.sent_at.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_default(),
+            esc(c.event_id.as_deref().unwrap_or("")),
+        )
+    };
+    let body = format!(
+        "<section id=\"lead\"><h2>{}</h2><p class=\"muted\">Direction: {} · first message {} · {}</p>\
+         <table id=\"capi-columns\"><tr>{}{}{}</tr></table><p><a href=\"/dashboard\">← Dashboard</a></p></section>",
+        esc(l.contact_name.as_deref().unwrap_or("(no name)")),
+        esc(l.direction_name.as_deref().unwrap_or("—")),
+        l.first_message.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default(),
+        if l.from_ad { "from an ad" } else { "not from an ad" },
+        column("interest", "Interest (CAPI Level 1)", &l.interest),
+        column("qualified", "Qualified (CAPI Level 2)", &l.qualified),
+        column("scheduled", "Booked (CAPI Level 3)", &l.scheduled),
+    );
+    page("Lead", "", &body)
+}

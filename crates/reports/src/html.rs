@@ -1,0 +1,129 @@
+//! Small pieces of server-rendered HTML: escaping, number formats, the page
+//! frame with its inline style (no external CDN), and the SVG chart.
+
+use crate::stats::DayStats;
+use std::fmt::Write;
+
+/// Escapes text for HTML element content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+pub fn pct(v: Option<f64>) -> String {
+    v.map_or_else(|| "—".to_owned(), |p| format!("{p:.1}%"))
+}
+
+pub fn money(v: Option<f64>, currency: Option<&str>) -> String {
+    match v {
+        Some(x) => format!("{x:.2} {}", currency.unwrap_or("")).trim_end().to_owned(),
+        None => "—".to_owned(),
+    }
+}
+
+const STYLE: &str = "
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f5f6f8;color:#1d2330}
+header{background:#1d2330;color:#fff;padding:14px 24px;display:flex;justify-content:space-between;align-items:center;flex-wrap:wrap;gap:12px}
+header h1{font-size:18px;margin:0}header form{display:flex;gap:8px;align-items:center}
+header input,header button{font:inherit;padding:4px 8px;border-radius:6px;border:1px solid #ccd}
+main{padding:20px 24px;max-width:1100px}section{background:#fff;border-radius:10px;padding:16px 20px;margin-bottom:18px;box-shadow:0 1px 2px rgba(0,0,0,.06)}
+h2{font-size:16px;margin:0 0 12px}h3{font-size:14px;margin:18px 0 8px;color:#4a5262}
+.grid{display:grid;grid-template-columns:repeat(3,1fr);gap:12px}
+.card{border:1px solid #e3e6ec;border-radius:8px;padding:12px 14px}
+.card .label{font-size:12px;color:#6a7282;text-transform:uppercase;letter-spacing:.03em}
+.card .value{font-size:24px;font-weight:600;margin-top:4px}
+table{border-collapse:collapse;width:100%;font-size:13px}th,td{text-align:left;padding:6px 8px;border-bottom:1px solid #eef0f4}
+th{color:#6a7282;font-weight:500}.yes{color:#1a7f37;font-weight:600}.no{color:#9aa1ad}
+.muted{color:#6a7282;font-size:12px}a{color:#2456c7}
+.legend span{display:inline-block;margin-right:14px;font-size:12px}.legend i{display:inline-block;width:10px;height:10px;margin-right:4px;border-radius:2px}
+";
+
+pub fn page(title: &str, header_right: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{t}</title><style>{STYLE}</style></head><body>\
+         <header><h1>{t}</h1>{header_right}</header><main>{body}</main></body></html>",
+        t = esc(title)
+    )
+}
+
+pub const LEVEL_COLOURS: [(&str, &str); 3] = [
+    ("Lead", "#4c7bd9"),
+    ("Registration", "#f0a030"),
+    ("Schedule", "#3aa676"),
+];
+
+/// Daily events by level as grouped bars.
+pub fn chart(days: &[DayStats]) -> String {
+    let (w, h, pad) = (760.0_f64, 200.0_f64, 24.0_f64);
+    let max = days
+        .iter()
+        .map(|d| d.events.lead.max(d.events.registration).max(d.events.schedule))
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let n = days.len().max(1) as f64;
+    let group = (w - pad) / n;
+    let bar = (group * 0.8 / 3.0).max(1.0);
+    let mut svg = format!(
+        "<svg id=\"events-chart\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {}\" width=\"100%\" role=\"img\" aria-label=\"CAPI events per day\">\
+         <line x1=\"{pad}\" y1=\"{h}\" x2=\"{w}\" y2=\"{h}\" stroke=\"#ccd\"/>\
+         <text x=\"0\" y=\"12\" font-size=\"11\" fill=\"#6a7282\">{max}</text>",
+        h + 18.0
+    );
+    for (i, d) in days.iter().enumerate() {
+        let x0 = pad + i as f64 * group + group * 0.1;
+        let values = [d.events.lead, d.events.registration, d.events.schedule];
+        for (j, v) in values.iter().enumerate() {
+            let bh = (*v as f64 / max) * (h - 16.0);
+            let (name, colour) = LEVEL_COLOURS[j];
+            let _ = write!(
+                svg,
+                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{bar:.1}\" height=\"{bh:.1}\" fill=\"{colour}\"><title>{} {name}: {v}</title></rect>",
+                x0 + j as f64 * bar,
+                h - bh,
+                d.date
+            );
+        }
+        if days.len() <= 16 || i % (days.len() / 8).max(1) == 0 {
+            let _ = write!(
+                svg,
+                "<text x=\"{:.1}\" y=\"{}\" font-size=\"10\" fill=\"#6a7282\">{}</text>",
+                x0,
+                h + 14.0,
+                d.date.format("%m-%d")
+            );
+        }
+    }
+    svg.push_str("</svg><div class=\"legend\">");
+    for (name, colour) in LEVEL_COLOURS {
+        let _ = write!(svg, "<span><i style=\"background:{colour}\"></i>{name}</span>");
+    }
+    svg.push_str("</div>");
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_and_formats() {
+        assert_eq!(esc("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(pct(Some(40.0)), "40.0%");
+        assert_eq!(pct(None), "—");
+        assert_eq!(money(Some(12.5), Some("USD")), "12.50 USD");
+        assert_eq!(money(None, Some("USD")), "—");
+    }
+}

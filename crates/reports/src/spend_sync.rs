@@ -1,0 +1,203 @@
+//! The daily ad-spend sync: once per ad account and UTC day (a claimed row
+//! in `ad_spend_syncs`, so replicas split the accounts), the last
+//! `reports.spend_days` complete days of spend per campaign from the
+//! Marketing API insights endpoint, every page followed, into `ad_spend`.
+//! Throttling (codes 4, 17, 613, 80000–80014, or 429) backs off for that ad
+//! account only, as in capi-sender; token problems end the day's sync as
+//! `failed` (visible in `capi spend syncs`).
+
+use crate::Config;
+use chrono::{NaiveDate, Utc};
+use domain::meta_errors::{MetaError, Verdict, verdict};
+use runtime::CancellationToken;
+use serde_json::Value;
+use std::{sync::Arc, time::Duration};
+use storage::{DbPool, spend};
+
+const LEASE_SECS: i32 = 600;
+/// At most this many pages per sync (500 rows each): a loop guard.
+const MAX_PAGES: usize = 200;
+const THROTTLED_BACKOFF_SECS: [i64; 3] = [900, 3600, 4 * 3600];
+const TRANSIENT_BACKOFF_SECS: [i64; 3] = [60, 600, 3600];
+const MAX_ATTEMPTS: i32 = 8;
+
+pub struct Insights {
+    http: reqwest::Client,
+    base_url: String,
+    version: String,
+}
+
+/// Why a fetch stopped.
+#[derive(Debug)]
+pub struct FetchError {
+    pub verdict: Verdict,
+    pub message: String,
+}
+
+impl Insights {
+    pub fn new(base_url: &str, version: &str, timeout: Duration) -> anyhow::Result<Insights> {
+        Ok(Insights {
+            http: outbound::client(timeout)?,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            version: version.to_owned(),
+        })
+    }
+
+    /// Spend per campaign and day from `since` to `until`, all pages.
+    pub async fn fetch(
+        &self,
+        meta_ad_account_id: &str,
+        token: &str,
+        since: NaiveDate,
+        until: NaiveDate,
+    ) -> Result<Vec<spend::SpendRow>, FetchError> {
+        let account = if meta_ad_account_id.starts_with("act_") {
+            meta_ad_account_id.to_owned()
+        } else {
+            format!("act_{meta_ad_account_id}")
+        };
+        let range = serde_json::json!({"since": since.to_string(), "until": until.to_string()}).to_string();
+        let first = reqwest::Url::parse_with_params(
+            &format!("{}/{}/{account}/insights", self.base_url, self.version),
+            &[
+                ("level", "campaign"),
+                ("time_increment", "1"),
+                ("fields", "campaign_id,campaign_name,spend,account_currency,date_start"),
+                ("time_range", range.as_str()),
+                ("limit", "500"),
+            ],
+        )
+        .map_err(|e| FetchError {
+            verdict: Verdict::Invalid,
+            message: format!("insights URL: {e}"),
+        })?;
+        let mut url = Some(first.to_string());
+        let mut rows = Vec::new();
+        let mut pages = 0;
+        while let Some(u) = url.take() {
+            pages += 1;
+            if pages > MAX_PAGES {
+                break;
+            }
+            let page = self.page(&u, token).await?;
+            for item in page["data"].as_array().into_iter().flatten() {
+                if let Some(row) = parse_row(item) {
+                    rows.push(row);
+                }
+            }
+            url = page["paging"]["next"].as_str().map(str::to_owned);
+        }
+        Ok(rows)
+    }
+
+    async fn page(&self, url: &str, token: &str) -> Result<Value, FetchError> {
+        let resp = self.http.get(url).bearer_auth(token).send().await.map_err(|e| FetchError {
+            verdict: Verdict::Transient,
+            message: format!("Meta did not answer: {}", outbound::transport_error(e)),
+        })?;
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        let error = MetaError::from_body(&body);
+        match verdict(Some(status), error.as_ref()) {
+            Verdict::Accepted => Ok(body),
+            v => Err(FetchError {
+                verdict: v,
+                message: format!(
+                    "Meta answered {status}: {}",
+                    error.map_or_else(|| "no error object".to_owned(), |e| e.message)
+                ),
+            }),
+        }
+    }
+}
+
+/// One insights row; rows without a date or a readable spend are skipped.
+fn parse_row(item: &Value) -> Option<spend::SpendRow> {
+    let date = NaiveDate::parse_from_str(item["date_start"].as_str()?, "%Y-%m-%d").ok()?;
+    let amount = match &item["spend"] {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    amount.parse::<f64>().ok().filter(|x| x.is_finite() && *x >= 0.0)?;
+    Some(spend::SpendRow {
+        date,
+        campaign_id: item["campaign_id"].as_str().unwrap_or_default().to_owned(),
+        campaign_name: item["campaign_name"].as_str().map(str::to_owned),
+        spend: amount,
+        currency: item["account_currency"].as_str().unwrap_or("USD").to_owned(),
+    })
+}
+
+pub async fn run(pool: DbPool, insights: Insights, config: Arc<Config>, stop: CancellationToken) {
+    loop {
+        if let Err(e) = sync_due(&pool, &insights, config.spend_days, &stop).await {
+            tracing::warn!(error = format!("{e:#}"), "spend sync: will retry");
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(config.tick) => {}
+        }
+    }
+}
+
+/// Runs every sync due; returns how many finished.
+pub async fn sync_due(
+    pool: &DbPool,
+    insights: &Insights,
+    days: u32,
+    stop: &CancellationToken,
+) -> anyhow::Result<usize> {
+    let mut done = 0;
+    while !stop.is_cancelled() {
+        let job = {
+            let mut conn = pool.get().await?;
+            spend::claim_sync(&mut conn, LEASE_SECS).await?
+        };
+        let Some(job) = job else { break };
+        let until = job.sync_date - chrono::Duration::days(1);
+        let since = job.sync_date - chrono::Duration::days(i64::from(days));
+        let fetched = insights.fetch(&job.meta_ad_account_id, &job.access_token, since, until).await;
+        let mut conn = pool.get().await?;
+        match fetched {
+            Ok(rows) => {
+                spend::upsert(&mut conn, job.ad_account_id, &rows, "api").await?;
+                let n = i32::try_from(rows.len()).unwrap_or(i32::MAX);
+                spend::finish_sync(&mut conn, &job, Ok(n)).await?;
+                tracing::info!(ad_account_id = %job.ad_account_id, rows = n, "ad spend synced");
+                done += 1;
+            }
+            Err(e) => {
+                let schedule = match e.verdict {
+                    Verdict::Throttled => Some(&THROTTLED_BACKOFF_SECS),
+                    Verdict::Transient => Some(&TRANSIENT_BACKOFF_SECS),
+                    _ => None,
+                };
+                let retry = schedule.filter(|_| job.attempts < MAX_ATTEMPTS).map(|s| {
+                    let i = usize::try_from(job.attempts - 1).unwrap_or(0).min(s.len() - 1);
+                    Utc::now() + chrono::Duration::seconds(s[i])
+                });
+                tracing::warn!(ad_account_id = %job.ad_account_id, error = %e.message, retry = retry.is_some(), "ad spend sync failed");
+                spend::finish_sync(&mut conn, &job, Err((&e.message, retry))).await?;
+            }
+        }
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_need_a_date_and_a_readable_amount() {
+        let ok = serde_json::json!({"campaign_id": "7", "campaign_name": "Spring", "spend": "12.30",
+                                    "account_currency": "EUR", "date_start": "2026-11-30"});
+        let row = parse_row(&ok);
+        assert_eq!(row.as_ref().map(|r| r.spend.as_str()), Some("12.30"));
+        assert_eq!(row.map(|r| r.currency), Some("EUR".to_owned()));
+        assert!(parse_row(&serde_json::json!({"spend": "1", "date_start": "x"})).is_none());
+        assert!(parse_row(&serde_json::json!({"spend": "-1", "date_start": "2026-11-30"})).is_none());
+        assert!(parse_row(&serde_json::json!({"spend": "NaN", "date_start": "2026-11-30"})).is_none());
+    }
+}

@@ -1,0 +1,335 @@
+//! The analytics API's reads: events Meta accepted per local day, direction
+//! and level; leads (new dialogs) per direction; ad spend per ad account;
+//! one lead's three CAPI columns and the ROI table's page of leads. Every
+//! read is scoped to one user account.
+
+use crate::PreparedExt;
+use chrono::{DateTime, NaiveDate, Utc};
+use diesel::{
+    OptionalExtension, QueryableByName,
+    sql_types::{BigInt, Bool, Date, Int2, Nullable, Text, Timestamptz, Uuid as SqlUuid},
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::analytics::Spend;
+use serde::Serialize;
+use uuid::Uuid;
+
+/// A direction of the account, with what the analytics need of it.
+#[derive(Debug, Clone, QueryableByName, Serialize)]
+pub struct DirectionInfo {
+    #[diesel(sql_type = SqlUuid)]
+    pub id: Uuid,
+    #[diesel(sql_type = Text)]
+    pub name: String,
+    #[diesel(sql_type = Bool)]
+    pub capi_enabled: bool,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    pub ad_account_id: Option<Uuid>,
+    #[diesel(sql_type = Text)]
+    pub event_name_interest: String,
+    #[diesel(sql_type = Text)]
+    pub event_name_qualified: String,
+    #[diesel(sql_type = Text)]
+    pub event_name_scheduled: String,
+}
+
+pub async fn directions(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+) -> Result<Vec<DirectionInfo>, diesel::result::Error> {
+    // SQL: a plain select kept beside its siblings so the row type is shared.
+    diesel::sql_query(
+        "SELECT id, name, capi_enabled, ad_account_id, event_name_interest, event_name_qualified, \
+                event_name_scheduled FROM account_directions WHERE user_account_id = $1 ORDER BY name, id",
+    )
+    .bind::<SqlUuid, _>(account_id)
+    .prepared()
+    .load(conn)
+    .await
+}
+
+/// Events accepted on one local day, for one direction and level.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct DayEvents {
+    #[diesel(sql_type = Date)]
+    pub day: NaiveDate,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    pub direction_id: Option<Uuid>,
+    #[diesel(sql_type = Int2)]
+    pub event_level: i16,
+    #[diesel(sql_type = BigInt)]
+    pub n: i64,
+}
+
+/// Successes in the audit log from `since` to `until` (local days, inclusive).
+pub async fn events_by_day(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    since: NaiveDate,
+    until: NaiveDate,
+    timezone: &str,
+) -> Result<Vec<DayEvents>, diesel::result::Error> {
+    // SQL: local days (AT TIME ZONE) over capi_events_log's (user_account_id, created_at) index.
+    diesel::sql_query(
+        "SELECT (created_at AT TIME ZONE $4)::date AS day, direction_id, event_level, \
+                count(DISTINCT event_id) AS n \
+         FROM capi_events_log \
+         WHERE user_account_id = $1 AND status = 'success' \
+           AND created_at >= ($2::date::timestamp AT TIME ZONE $4) \
+           AND created_at < (($3::date + 1)::timestamp AT TIME ZONE $4) \
+         GROUP BY 1, 2, 3 ORDER BY 1",
+    )
+    .bind::<SqlUuid, _>(account_id)
+    .bind::<Date, _>(since)
+    .bind::<Date, _>(until)
+    .bind::<Text, _>(timezone)
+    .prepared()
+    .load(conn)
+    .await
+}
+
+#[derive(QueryableByName)]
+struct DirectionCount {
+    #[diesel(sql_type = SqlUuid)]
+    direction_id: Uuid,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// New dialogs (leads) per direction: first message within the local days.
+pub async fn leads_by_direction(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    since: NaiveDate,
+    until: NaiveDate,
+    timezone: &str,
+) -> Result<Vec<(Uuid, i64)>, diesel::result::Error> {
+    // SQL: local days (AT TIME ZONE) over dialog_analysis' (direction_id, first_message) index.
+    let rows: Vec<DirectionCount> = diesel::sql_query(
+        "SELECT ad.id AS direction_id, count(da.id) AS n \
+         FROM account_directions ad JOIN dialog_analysis da ON da.direction_id = ad.id \
+         WHERE ad.user_account_id = $1 \
+           AND da.first_message >= ($2::date::timestamp AT TIME ZONE $4) \
+           AND da.first_message < (($3::date + 1)::timestamp AT TIME ZONE $4) \
+         GROUP BY ad.id",
+    )
+    .bind::<SqlUuid, _>(account_id)
+    .bind::<Date, _>(since)
+    .bind::<Date, _>(until)
+    .bind::<Text, _>(timezone)
+    .prepared()
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.direction_id, r.n)).collect())
+}
+
+#[derive(QueryableByName)]
+struct SpendRow {
+    #[diesel(sql_type = SqlUuid)]
+    ad_account_id: Uuid,
+    #[diesel(sql_type = Text)]
+    currency: String,
+    #[diesel(sql_type = BigInt)]
+    cents: i64,
+}
+
+/// Spend per ad account of the account over the days (the ad account's own days).
+pub async fn spend_by_ad_account(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    since: NaiveDate,
+    until: NaiveDate,
+) -> Result<Vec<(Uuid, Spend)>, diesel::result::Error> {
+    // SQL: NUMERIC summed and turned into integer cents in the database (no decimal type in Rust).
+    let rows: Vec<SpendRow> = diesel::sql_query(
+        "SELECT s.ad_account_id, s.currency, (sum(s.spend) * 100)::bigint AS cents \
+         FROM ad_accounts a JOIN ad_spend s ON s.ad_account_id = a.id \
+         WHERE a.user_account_id = $1 AND s.spend_date BETWEEN $2 AND $3 \
+         GROUP BY s.ad_account_id, s.currency",
+    )
+    .bind::<SqlUuid, _>(account_id)
+    .bind::<Date, _>(since)
+    .bind::<Date, _>(until)
+    .prepared()
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.ad_account_id,
+                Spend {
+                    cents: r.cents,
+                    currency: r.currency,
+                },
+            )
+        })
+        .collect())
+}
+
+/// One CAPI column of a lead.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LevelColumn {
+    pub sent: bool,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub event_id: Option<String>,
+}
+
+/// A lead with the ROI table's three CAPI columns.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LeadEvents {
+    pub lead_id: Uuid,
+    pub dialog_id: Uuid,
+    pub direction_id: Option<Uuid>,
+    pub direction_name: Option<String>,
+    pub contact_name: Option<String>,
+    pub first_message: Option<DateTime<Utc>>,
+    pub from_ad: bool,
+    pub interest: LevelColumn,
+    pub qualified: LevelColumn,
+    pub scheduled: LevelColumn,
+}
+
+#[derive(QueryableByName)]
+struct LeadRow {
+    #[diesel(sql_type = SqlUuid)]
+    lead_id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    dialog_id: Uuid,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    direction_id: Option<Uuid>,
+    #[diesel(sql_type = Nullable<Text>)]
+    direction_name: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    contact_name: Option<String>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    first_message: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Bool)]
+    from_ad: bool,
+    #[diesel(sql_type = Bool)]
+    i_sent: bool,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    i_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Text>)]
+    i_id: Option<String>,
+    #[diesel(sql_type = Bool)]
+    q_sent: bool,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    q_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Text>)]
+    q_id: Option<String>,
+    #[diesel(sql_type = Bool)]
+    s_sent: bool,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    s_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Text>)]
+    s_id: Option<String>,
+}
+
+impl From<LeadRow> for LeadEvents {
+    fn from(r: LeadRow) -> LeadEvents {
+        LeadEvents {
+            lead_id: r.lead_id,
+            dialog_id: r.dialog_id,
+            direction_id: r.direction_id,
+            direction_name: r.direction_name,
+            contact_name: r.contact_name,
+            first_message: r.first_message,
+            from_ad: r.from_ad,
+            interest: LevelColumn {
+                sent: r.i_sent,
+                sent_at: r.i_at,
+                event_id: r.i_id,
+            },
+            qualified: LevelColumn {
+                sent: r.q_sent,
+                sent_at: r.q_at,
+                event_id: r.q_id,
+            },
+            scheduled: LevelColumn {
+                sent: r.s_sent,
+                sent_at: r.s_at,
+                event_id: r.s_id,
+            },
+        }
+    }
+}
+
+/// The account of a dialog: its direction's, else its instance's.
+const LEAD_COLUMNS: &str = "da.lead_id, da.id AS dialog_id, coalesce(da.direction_id, w.direction_id) AS direction_id, \
+    ad.name AS direction_name, coalesce(da.contact_name, l.name) AS contact_name, da.first_message, da.from_ad, \
+    da.capi_interest_sent AS i_sent, da.capi_interest_sent_at AS i_at, da.capi_interest_event_id AS i_id, \
+    da.capi_qualified_sent AS q_sent, da.capi_qualified_sent_at AS q_at, da.capi_qualified_event_id AS q_id, \
+    da.capi_scheduled_sent AS s_sent, da.capi_scheduled_sent_at AS s_at, da.capi_scheduled_event_id AS s_id";
+
+/// One lead of the account; `None` when it does not exist or belongs to another account.
+pub async fn lead(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    lead_id: Uuid,
+) -> Result<Option<LeadEvents>, diesel::result::Error> {
+    // SQL: the account check follows the dialog's direction, else its
+    // instance (coalesce across two joins), in the same statement.
+    let row: Option<LeadRow> = diesel::sql_query(format!(
+        "SELECT {LEAD_COLUMNS} FROM dialog_analysis da \
+         JOIN leads l ON l.id = da.lead_id \
+         LEFT JOIN whatsapp_phone_numbers w ON w.instance_name = da.instance_name \
+         LEFT JOIN account_directions ad ON ad.id = coalesce(da.direction_id, w.direction_id) \
+         WHERE da.lead_id = $2 AND coalesce(ad.user_account_id, w.user_account_id) = $1 \
+         LIMIT 1"
+    ))
+    .bind::<SqlUuid, _>(account_id)
+    .bind::<SqlUuid, _>(lead_id)
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(row.map(LeadEvents::from))
+}
+
+/// A page of the account's leads whose first message falls in the local
+/// days, newest first, and how many there are in all.
+pub async fn leads_page(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    since: NaiveDate,
+    until: NaiveDate,
+    timezone: &str,
+    page: i64,
+    per_page: i64,
+) -> Result<(Vec<LeadEvents>, i64), diesel::result::Error> {
+    #[derive(QueryableByName)]
+    struct Total {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    // SQL: the account's dialogs (through its directions, and its instances
+    // for dialogs without one), local days via AT TIME ZONE.
+    const SCOPE: &str = "FROM dialog_analysis da \
+         JOIN leads l ON l.id = da.lead_id \
+         LEFT JOIN whatsapp_phone_numbers w ON w.instance_name = da.instance_name \
+         LEFT JOIN account_directions ad ON ad.id = coalesce(da.direction_id, w.direction_id) \
+         WHERE (da.direction_id IN (SELECT id FROM account_directions WHERE user_account_id = $1) \
+                OR (da.direction_id IS NULL AND da.instance_name IN \
+                    (SELECT instance_name FROM whatsapp_phone_numbers WHERE user_account_id = $1))) \
+           AND da.first_message >= ($2::date::timestamp AT TIME ZONE $4) \
+           AND da.first_message < (($3::date + 1)::timestamp AT TIME ZONE $4)";
+    let total: Total = diesel::sql_query(format!("SELECT count(*) AS n {SCOPE}"))
+        .bind::<SqlUuid, _>(account_id)
+        .bind::<Date, _>(since)
+        .bind::<Date, _>(until)
+        .bind::<Text, _>(timezone)
+        .get_result(conn)
+        .await?;
+    let rows: Vec<LeadRow> = diesel::sql_query(format!(
+        "SELECT {LEAD_COLUMNS} {SCOPE} ORDER BY da.first_message DESC, da.id LIMIT $5 OFFSET $6"
+    ))
+    .bind::<SqlUuid, _>(account_id)
+    .bind::<Date, _>(since)
+    .bind::<Date, _>(until)
+    .bind::<Text, _>(timezone)
+    .bind::<BigInt, _>(per_page)
+    .bind::<BigInt, _>((page - 1).max(0) * per_page)
+    .load(conn)
+    .await?;
+    Ok((rows.into_iter().map(LeadEvents::from).collect(), total.n))
+}
