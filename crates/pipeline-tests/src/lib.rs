@@ -868,3 +868,61 @@ impl SandboxServer {
         stats[crm].clone()
     }
 }
+
+/// The dashboard secret the tests' reports services sign with.
+pub const DASHBOARD_SECRET: &str = "test-dashboard-secret";
+
+/// `[reports]` for a test: everything outside (Telegram, Meta insights) at
+/// `outside_url`, ticks every 200 ms, reports due from local midnight.
+pub fn reports_settings(outside_url: &str) -> reports::ReportSettings {
+    reports::ReportSettings {
+        daily_at: "00:00".into(),
+        tick: "200ms".into(),
+        telegram_url: outside_url.into(),
+        graph_url: outside_url.into(),
+        graph_version: "v26.0".into(),
+        spend_days: 7,
+        timeout: "5s".into(),
+        dashboard_secret: DASHBOARD_SECRET.to_owned().into(),
+        public_url: "http://127.0.0.1".into(),
+        link_ttl: "15m".into(),
+        session_ttl: "1h".into(),
+    }
+}
+
+/// A reports service running in-process.
+pub struct ReportsService {
+    pub port: u16,
+    stop: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl ReportsService {
+    pub async fn start(env: &TestEnv, settings: reports::ReportSettings) -> ReportsService {
+        let stop = CancellationToken::new();
+        let service = reports::build(
+            reports::Settings {
+                common: env.common(),
+                reports: settings,
+            },
+            stop.clone(),
+        )
+        .await
+        .expect("reports starts");
+        let port = service.port().expect("reports serves http");
+        ReportsService {
+            port,
+            stop,
+            task: tokio::spawn(service.run_until_stopped()),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}

@@ -16,6 +16,7 @@
 //! - `GET|PUT /sandbox/llm/faults` — the model's latency, failures to inject
 //!
 //! - amoCRM and Bitrix24 APIs, OAuth, rate limits and webhooks (`crm/`), `GET /sandbox/crm/stats`
+//! - Telegram's `sendMessage` and Meta's ad insights, for the reports service (`marketing.rs`)
 //!
 //! `sandbox customers` (`customers.rs`) plays the other side: WhatsApp
 //! customers writing in, posted to webhook-gateway as Evolution API would;
@@ -25,6 +26,7 @@ pub mod assistant;
 pub mod crm;
 pub mod crm_burst;
 pub mod customers;
+pub mod marketing;
 mod qualify;
 mod validate;
 
@@ -298,11 +300,14 @@ pub fn serve(
     sandbox: web::Data<Sandbox>,
 ) -> std::io::Result<actix_web::dev::Server> {
     let crms = web::Data::new(crm::Crms::default());
+    let marketing = web::Data::new(marketing::Marketing::default());
     Ok(actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(sandbox.clone())
             .app_data(crms.clone())
+            .app_data(marketing.clone())
             .configure(crm::routes)
+            .configure(marketing::routes)
             .configure(routes)
     })
     .workers(2)
