@@ -16,6 +16,8 @@ use storage::DbPool;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+pub mod report_day;
+
 pub use wiremock;
 
 fn admin_url() -> String {
