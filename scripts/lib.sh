@@ -47,6 +47,16 @@ install_packages() {
   # are private, so those are not needed (and may not be running at all).
 }
 
+# Headless Chromium and its WebDriver, from Debian's packages, for the
+# dashboard's browser test (scripts/test installs them; running the system
+# does not need them).
+install_browser() {
+  command -v chromedriver >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1 && return 0
+  log "installing chromium and chromium-driver (the dashboard's browser test)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+}
+
 pg_bin() { ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1; }
 
 # Runs a PostgreSQL tool as the data directory's owner (PostgreSQL refuses root).

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 pub mod report_day;
+pub mod webdriver;
 
 pub use wiremock;
 

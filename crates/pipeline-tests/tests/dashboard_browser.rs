@@ -1,0 +1,133 @@
+//! The dashboard in a real browser: headless Chromium from Debian's
+//! packages (`chromium`, `chromium-driver`; `scripts/test` installs them)
+//! driven over WebDriver. The 9 cards show the API's numbers, the CAPI
+//! section is hidden for an account without CAPI, the lead view shows its
+//! three columns, the session cookie is HttpOnly. Screenshots go to
+//! `target/dashboard*.png` for a reviewer.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use diesel_async::SimpleAsyncConnection;
+use pipeline_tests::{ReportsService, SandboxServer, TestEnv, report_day, reports_settings, webdriver::Browser};
+use serde_json::Value;
+use std::path::PathBuf;
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+}
+
+fn link(service: &ReportsService, account: uuid::Uuid) -> String {
+    let (url, _) = reports_settings("http://unused").dashboard_link(account).unwrap();
+    url.replace("http://127.0.0.1", &service.url(""))
+}
+
+fn pct(v: &Value) -> String {
+    v.as_f64().map_or_else(|| "—".to_owned(), |p| format!("{p:.1}%"))
+}
+
+fn money(v: &Value, currency: &str) -> String {
+    v.as_f64().map_or_else(|| "—".to_owned(), |x| format!("{x:.2} {currency}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_the_apis_numbers_in_a_real_browser() {
+    let env = TestEnv::new().await;
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+    let f = report_day::seed_day(&env, day).await;
+    let plain = report_day::seed_day(&env, day).await;
+    env.conn()
+        .await
+        .batch_execute(&format!(
+            "INSERT INTO ad_spend (ad_account_id, spend_date, campaign_id, spend, currency)
+               VALUES ('{a}', '2026-11-20', 'c1', 30.00, 'USD'), ('{a}', '2026-11-21', 'c1', 15.00, 'USD');
+             UPDATE dialog_analysis SET capi_interest_sent = true, capi_interest_event_id = 'e1',
+               capi_interest_sent_at = '2026-11-20T05:02:00Z', capi_qualified_sent = true,
+               capi_qualified_event_id = 'e4', capi_qualified_sent_at = '2026-11-20T07:00:00Z' WHERE lead_id = '{l}';
+             UPDATE account_directions SET capi_enabled = false WHERE user_account_id = '{p}';",
+            a = f.ad_account,
+            l = f.leads[0],
+            p = plain.account
+        ))
+        .await
+        .unwrap();
+    let sandbox = SandboxServer::start().await;
+    let service = ReportsService::start(&env, reports_settings(&sandbox.url)).await;
+    let key = domain::api_key::generate();
+    storage::api_keys::create(&mut env.conn().await, f.account, "t", &domain::api_key::hash(&key), "capi_x")
+        .await
+        .unwrap();
+    let api: Value = reqwest::Client::new()
+        .get(service.url(&format!("/analytics/capi-stats?user_account_id={}&since=2026-11-19&until=2026-11-21", f.account)))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    let c = Browser::start().await;
+    // Without a session: the sign-in page, not the data.
+    c.goto(&service.url("/dashboard")).await;
+    assert!(c.text_of("main").await.contains("Open a sign-in link"));
+    // A forged link is refused.
+    c.goto(&service.url(&format!("/dashboard/login?token={}.9999999999.00", f.account.simple()))).await;
+    assert!(c.text_of("main").await.contains("invalid or has expired"));
+
+    c.goto(&link(&service, f.account)).await;
+    let cookies = c.cookies().await;
+    let session = cookies.iter().find(|k| k["name"] == "capi_session").expect("the session cookie");
+    assert_eq!(session["httpOnly"], true);
+    c.goto(&service.url("/dashboard?since=2026-11-19&until=2026-11-21")).await;
+    let currency = api["spend"]["currency"].as_str().unwrap();
+    let expected = [
+        ("lead", api["lead"].to_string()),
+        ("registration", api["registration"].to_string()),
+        ("schedule", api["schedule"].to_string()),
+        ("leads_to_lead_pct", pct(&api["conversions"]["leads_to_lead_pct"])),
+        ("lead_to_registration_pct", pct(&api["conversions"]["lead_to_registration_pct"])),
+        ("registration_to_schedule_pct", pct(&api["conversions"]["registration_to_schedule_pct"])),
+        ("cost_per_lead", money(&api["cost_per_lead"], currency)),
+        ("cost_per_registration", money(&api["cost_per_registration"], currency)),
+        ("cost_per_schedule", money(&api["cost_per_schedule"], currency)),
+    ];
+    let cards = c.find_all("#capi-section .grid .card").await;
+    assert_eq!(cards.len(), 9);
+    for (i, (metric, value)) in expected.iter().enumerate() {
+        assert_eq!(c.attr(&cards[i], "data-metric").await.as_deref(), Some(*metric), "card {i} in the 3×3 order");
+        assert_eq!(&c.text_of(&format!(".card[data-metric='{metric}'] .value")).await, value, "{metric}");
+    }
+    // The numbers themselves, as computed by hand for this fixture.
+    assert_eq!(expected[0].1, "4");
+    assert_eq!(expected[6].1, "11.25 USD");
+    assert!(c.text_of("#funnel").await.contains("Косметология"));
+    assert_eq!(c.find_all("#events-chart rect").await.len(), 9, "3 days × 3 levels");
+    assert!(c.text_of("#optimisation").await.contains("Lead"));
+    let png = c.screenshot().await;
+    std::fs::create_dir_all(target_dir()).unwrap();
+    std::fs::write(target_dir().join("dashboard.png"), &png).unwrap();
+    assert!(png.starts_with(b"\x89PNG"));
+
+    // The lead view: its three CAPI columns.
+    c.goto(&service.url(&format!("/dashboard/leads/{}", f.leads[0]))).await;
+    let interest = c.find("#col-interest").await.unwrap();
+    assert_eq!(c.attr(&interest, "data-sent").await.as_deref(), Some("true"));
+    assert!(c.text(&interest).await.contains("2026-11-20 05:02:00 UTC"));
+    assert!(c.text_of("#col-interest .event-id").await.contains("e1"));
+    assert!(c.text_of("#col-qualified").await.contains("✓ sent"));
+    assert!(c.text_of("#col-scheduled").await.contains("— not sent"));
+    std::fs::write(target_dir().join("dashboard-lead.png"), c.screenshot().await).unwrap();
+    // Another account's lead is not there for this session.
+    c.goto(&service.url(&format!("/dashboard/leads/{}", plain.leads[0]))).await;
+    assert!(c.text_of("main").await.contains("No such lead"));
+
+    // An account without CAPI: no CAPI section; its leads still listed.
+    c.goto(&link(&service, plain.account)).await;
+    c.goto(&service.url("/dashboard?since=2026-11-19&until=2026-11-21")).await;
+    assert!(c.find("#capi-section").await.is_err(), "hidden without CAPI");
+    assert!(c.text_of("#leads h2").await.contains("Leads (6)"));
+    std::fs::write(target_dir().join("dashboard-no-capi.png"), c.screenshot().await).unwrap();
+    service.stop().await;
+}
