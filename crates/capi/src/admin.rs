@@ -73,8 +73,9 @@ pub enum AccountCommand {
         /// ru or en.
         #[arg(long, value_parser = |s: &str| s.parse::<domain::report::Language>())]
         report_language: Option<domain::report::Language>,
-        /// The chat (or channel) id the bot posts to; "" clears it.
-        #[arg(long)]
+        /// The chat (or channel) id the bot posts to (groups are negative,
+        /// e.g. -1001234567890); "" clears it.
+        #[arg(long, allow_hyphen_values = true)]
         telegram_chat_id: Option<String>,
         /// The bot's token: `-` reads it from standard input; "" clears it.
         #[arg(long)]
