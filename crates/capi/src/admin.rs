@@ -71,8 +71,8 @@ pub enum AccountCommand {
         #[arg(long)]
         timezone: Option<String>,
         /// ru or en.
-        #[arg(long, value_parser = |s: &str| s.parse::<domain::report::Language>())]
-        report_language: Option<domain::report::Language>,
+        #[arg(long, value_parser = |s: &str| s.parse::<domain::account::ReportLanguage>())]
+        report_language: Option<domain::account::ReportLanguage>,
         /// The chat (or channel) id the bot posts to (groups are negative,
         /// e.g. -1001234567890); "" clears it.
         #[arg(long, allow_hyphen_values = true)]
@@ -114,7 +114,9 @@ pub async fn account(url: &str, c: AccountCommand) -> Result<(), Failure> {
             let settings = storage::reports::AccountSettings {
                 timezone: timezone.as_deref(),
                 language: report_language,
-                telegram_chat_id: telegram_chat_id.as_deref().map(|c| (!c.is_empty()).then_some(c)),
+                telegram_chat_id: telegram_chat_id
+                    .as_deref()
+                    .map(|c| (!c.is_empty()).then_some(c)),
                 telegram_bot_token: token.as_ref().map(Option::as_deref),
             };
             if !storage::reports::set_account(&mut conn, id, &settings).await? {

@@ -65,7 +65,10 @@ pub async fn report(url: &str, c: ReportCommand) -> Result<(), Failure> {
                 .ok_or_else(|| Failure::input(format!("no report of {user_account} for {date}")))?;
             print_rows(&[r])?;
         }
-        ReportCommand::List { user_account, limit } => {
+        ReportCommand::List {
+            user_account,
+            limit,
+        } => {
             print_rows(&reports::list(&mut conn, user_account, limit).await?)?;
         }
     }
@@ -89,7 +92,11 @@ pub enum SpendCommand {
 
 pub async fn spend(url: &str, c: SpendCommand) -> Result<(), Failure> {
     match c {
-        SpendCommand::Import { file, ad_account, currency } => {
+        SpendCommand::Import {
+            file,
+            ad_account,
+            currency,
+        } => {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| Failure::input(format!("{file}: {e}")))?;
             let rows = parse_spend_csv(&text, &currency).map_err(Failure::input)?;
@@ -97,7 +104,13 @@ pub async fn spend(url: &str, c: SpendCommand) -> Result<(), Failure> {
             if !spend::ad_account_exists(&mut conn, ad_account).await? {
                 return Err(Failure::input(format!("no ad account {ad_account}")));
             }
-            let n = spend::upsert(&mut conn, ad_account, &rows, "csv").await?;
+            let n = spend::upsert(
+                &mut conn,
+                ad_account,
+                &rows,
+                domain::analytics::SpendSource::Csv,
+            )
+            .await?;
             println!("{}", json!({"ad_account_id": ad_account, "rows": n}));
         }
     }
@@ -106,13 +119,19 @@ pub async fn spend(url: &str, c: SpendCommand) -> Result<(), Failure> {
 
 /// The rows of a spend CSV; the error names the line and the column.
 pub fn parse_spend_csv(text: &str, default_currency: &str) -> Result<Vec<spend::SpendRow>, String> {
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
-    let headers = reader.headers().map_err(|e| format!("the header line: {e}"))?.clone();
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let headers = reader
+        .headers()
+        .map_err(|e| format!("the header line: {e}"))?
+        .clone();
     let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
     let (Some(date_col), Some(spend_col)) = (col("date"), col("spend")) else {
         return Err("the header must name at least the columns date and spend".into());
     };
-    let (campaign_col, name_col, currency_col) = (col("campaign_id"), col("campaign_name"), col("currency"));
+    let (campaign_col, name_col, currency_col) =
+        (col("campaign_id"), col("campaign_name"), col("currency"));
     let mut rows = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let line = i + 2;
@@ -122,8 +141,13 @@ pub fn parse_spend_csv(text: &str, default_currency: &str) -> Result<Vec<spend::
             .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
             .ok_or_else(|| format!("line {line}: date: expected YYYY-MM-DD"))?;
         let amount = field(Some(spend_col))
-            .filter(|s| s.parse::<f64>().is_ok_and(|x| x.is_finite() && (0.0..1e12).contains(&x)))
-            .ok_or_else(|| format!("line {line}: spend: expected a non-negative amount like 12.30"))?;
+            .filter(|s| {
+                s.parse::<f64>()
+                    .is_ok_and(|x| x.is_finite() && (0.0..1e12).contains(&x))
+            })
+            .ok_or_else(|| {
+                format!("line {line}: spend: expected a non-negative amount like 12.30")
+            })?;
         let currency = field(currency_col).unwrap_or(default_currency);
         if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_alphabetic()) {
             return Err(format!("line {line}: currency: expected a 3-letter code"));
@@ -172,7 +196,10 @@ pub async fn api_key(url: &str, c: ApiKeyCommand) -> Result<(), Failure> {
                 &domain::api_key::display_prefix(&key),
             )
             .await?;
-            println!("{}", json!({"id": id, "user_account_id": user_account, "key": key}));
+            println!(
+                "{}",
+                json!({"id": id, "user_account_id": user_account, "key": key})
+            );
         }
         ApiKeyCommand::Revoke { id } => {
             if !api_keys::revoke(&mut conn, id).await? {
@@ -180,7 +207,9 @@ pub async fn api_key(url: &str, c: ApiKeyCommand) -> Result<(), Failure> {
             }
             println!("{}", json!({"id": id, "revoked": true}));
         }
-        ApiKeyCommand::List { user_account } => print_rows(&api_keys::list(&mut conn, user_account).await?)?,
+        ApiKeyCommand::List { user_account } => {
+            print_rows(&api_keys::list(&mut conn, user_account).await?)?
+        }
     }
     Ok(())
 }
@@ -192,8 +221,13 @@ pub async fn dashboard_link(url: &str, user_account: Uuid) -> Result<(), Failure
     if reports::account(&mut conn, user_account).await?.is_none() {
         return Err(Failure::input(format!("no user account {user_account}")));
     }
-    let (link, expires) = s.dashboard_link(user_account).map_err(|e| Failure::input(format!("{e:#}")))?;
-    println!("{}", json!({"user_account_id": user_account, "url": link, "expires_unix": expires}));
+    let (link, expires) = s
+        .dashboard_link(user_account)
+        .map_err(|e| Failure::input(format!("{e:#}")))?;
+    println!(
+        "{}",
+        json!({"user_account_id": user_account, "url": link, "expires_unix": expires})
+    );
     Ok(())
 }
 
@@ -214,11 +248,15 @@ mod tests {
         assert_eq!(rows[1].currency, "USD");
         assert_eq!(rows[1].campaign_id, "");
         assert_eq!(
-            parse_spend_csv("date,spend\n2026-11-30,abc\n", "USD").err().as_deref(),
+            parse_spend_csv("date,spend\n2026-11-30,abc\n", "USD")
+                .err()
+                .as_deref(),
             Some("line 2: spend: expected a non-negative amount like 12.30")
         );
         assert_eq!(
-            parse_spend_csv("date,spend\n30.11.2026,1\n", "USD").err().as_deref(),
+            parse_spend_csv("date,spend\n30.11.2026,1\n", "USD")
+                .err()
+                .as_deref(),
             Some("line 2: date: expected YYYY-MM-DD")
         );
         assert!(parse_spend_csv("day,amount\n", "USD").is_err());

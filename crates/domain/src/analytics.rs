@@ -4,6 +4,24 @@
 
 use serde::Serialize;
 
+text_enum! {
+    /// Where a spend row came from (`ad_spend.source`).
+    pub enum SpendSource {
+        Api = "api",
+        Csv = "csv",
+    }
+}
+
+text_enum! {
+    /// A daily spend sync (`ad_spend_syncs.status`).
+    pub enum SyncStatus {
+        /// Not done yet: running under a lease, or waiting to retry.
+        Pending = "pending",
+        Done = "done",
+        Failed = "failed",
+    }
+}
+
 /// Events Meta accepted, per level.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct LevelCounts {

@@ -12,11 +12,17 @@
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
+use crate::account::ReportLanguage;
+
 text_enum! {
-    /// The report's language (`user_accounts.report_language`).
-    pub enum Language {
-        Ru = "ru",
-        En = "en",
+    /// Where a report's delivery to Telegram stands (`conversation_reports.telegram_status`).
+    pub enum TelegramStatus {
+        Pending = "pending",
+        Sent = "sent",
+        /// Given up: an error retrying cannot fix, or too many attempts.
+        Failed = "failed",
+        /// The account has no Telegram chat: nothing to deliver.
+        NotConfigured = "not_configured",
     }
 }
 
@@ -40,9 +46,8 @@ impl CapiDistribution {
 
     /// qualified ÷ interest, in whole percent; `None` without interest.
     pub fn conversion_pct(&self) -> Option<i64> {
-        (self.interest > 0).then(|| {
-            (self.qualified as f64 * 100.0 / self.interest as f64).round() as i64
-        })
+        (self.interest > 0)
+            .then(|| (self.qualified as f64 * 100.0 / self.interest as f64).round() as i64)
     }
 }
 
@@ -130,7 +135,7 @@ impl DirectionDay {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DailyReport {
     pub date: NaiveDate,
-    pub language: Language,
+    pub language: ReportLanguage,
     pub directions: Vec<DirectionReportData>,
     pub totals: Totals,
     /// Legacy fields (spec "Обратная совместимость").
@@ -149,7 +154,11 @@ pub struct Totals {
 
 /// Builds the report from the account's directions (every one, in any
 /// order; the group without a direction has `id: None`).
-pub fn build(date: NaiveDate, language: Language, mut days: Vec<DirectionDay>) -> DailyReport {
+pub fn build(
+    date: NaiveDate,
+    language: ReportLanguage,
+    mut days: Vec<DirectionDay>,
+) -> DailyReport {
     let mut totals = Totals::default();
     for d in &days {
         totals.total_dialogs += d.counts.total_dialogs;
@@ -158,8 +167,10 @@ pub fn build(date: NaiveDate, language: Language, mut days: Vec<DirectionDay>) -
         totals.outgoing_messages += d.counts.outgoing_messages;
     }
     // The first CAPI direction by name, for the legacy field.
-    let mut capi_dirs: Vec<&DirectionDay> =
-        days.iter().filter(|d| d.capi_enabled && d.id.is_some()).collect();
+    let mut capi_dirs: Vec<&DirectionDay> = days
+        .iter()
+        .filter(|d| d.capi_enabled && d.id.is_some())
+        .collect();
     capi_dirs.sort_by(|a, b| a.name.cmp(&b.name));
     let capi_direction_id = capi_dirs.first().and_then(|d| d.id);
     let capi_distribution = (!capi_dirs.is_empty()).then(|| {
@@ -190,10 +201,10 @@ pub fn build(date: NaiveDate, language: Language, mut days: Vec<DirectionDay>) -
 }
 
 /// The name of the group of dialogs without a direction.
-pub fn no_direction_name(language: Language) -> &'static str {
+pub fn no_direction_name(language: ReportLanguage) -> &'static str {
     match language {
-        Language::Ru => "Без направления",
-        Language::En => "No direction",
+        ReportLanguage::Ru => "Без направления",
+        ReportLanguage::En => "No direction",
     }
 }
 
@@ -263,18 +274,38 @@ const EN: Words = Words {
 };
 
 const MONTHS_RU: [&str; 12] = [
-    "января", "февраля", "марта", "апреля", "мая", "июня", "июля", "августа", "сентября",
-    "октября", "ноября", "декабря",
+    "января",
+    "февраля",
+    "марта",
+    "апреля",
+    "мая",
+    "июня",
+    "июля",
+    "августа",
+    "сентября",
+    "октября",
+    "ноября",
+    "декабря",
 ];
 const MONTHS_EN: [&str; 12] = [
-    "January", "February", "March", "April", "May", "June", "July", "August", "September",
-    "October", "November", "December",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 ];
 
-fn long_date(date: NaiveDate, language: Language) -> String {
+fn long_date(date: NaiveDate, language: ReportLanguage) -> String {
     let months = match language {
-        Language::Ru => &MONTHS_RU,
-        Language::En => &MONTHS_EN,
+        ReportLanguage::Ru => &MONTHS_RU,
+        ReportLanguage::En => &MONTHS_EN,
     };
     let month = months[date.month0() as usize];
     format!("{} {month} {}", date.day(), date.year())
@@ -299,8 +330,8 @@ fn duration_words(minutes: f64, w: &Words) -> String {
 /// The report's text, as sent to Telegram.
 pub fn render(r: &DailyReport) -> String {
     let w = match r.language {
-        Language::Ru => &RU,
-        Language::En => &EN,
+        ReportLanguage::Ru => &RU,
+        ReportLanguage::En => &EN,
     };
     let t = &r.totals;
     let mut out = format!(
@@ -340,7 +371,13 @@ pub fn render(r: &DailyReport) -> String {
             let c = &d.capi_distribution;
             out.push_str(&format!(
                 "\n🎯 {}:\n  👋 {}: {}\n  ✅ {}: {}\n  📅 {}: {}\n",
-                w.funnel, w.interest, c.interest, w.qualified, c.qualified, w.scheduled, c.scheduled
+                w.funnel,
+                w.interest,
+                c.interest,
+                w.qualified,
+                c.qualified,
+                w.scheduled,
+                c.scheduled
             ));
             if let Some(pct) = c.conversion_pct() {
                 out.push_str(&format!("  📊 {}: {pct}%\n", w.conversion));
@@ -349,7 +386,10 @@ pub fn render(r: &DailyReport) -> String {
         let i = &d.interest_distribution;
         let extras = [
             i.any().then(|| {
-                format!("🌡️ {}: 🔥{} ☀️{} ❄️{}\n", w.temperature, i.hot, i.warm, i.cold)
+                format!(
+                    "🌡️ {}: 🔥{} ☀️{} ❄️{}\n",
+                    w.temperature, i.hot, i.warm, i.cold
+                )
             }),
             d.avg_response_time_minutes
                 .map(|m| format!("⏱️ {}: {}\n", w.response, duration_words(m, w))),
@@ -429,7 +469,11 @@ mod tests {
                 outgoing_messages: 200,
                 ..GroupCounts::default()
             },
-            CapiDistribution { interest: 45, qualified: 12, scheduled: 5 },
+            CapiDistribution {
+                interest: 45,
+                qualified: 12,
+                scheduled: 5,
+            },
         );
         let dentistry = day(
             "Стоматология",
@@ -437,7 +481,11 @@ mod tests {
             GroupCounts {
                 total_dialogs: 65,
                 new_dialogs: 10,
-                interest: InterestDistribution { hot: 15, warm: 30, cold: 20 },
+                interest: InterestDistribution {
+                    hot: 15,
+                    warm: 30,
+                    cold: 20,
+                },
                 incoming_messages: 180,
                 outgoing_messages: 180,
                 response_ms_sum: 45_000 * 4,
@@ -446,7 +494,7 @@ mod tests {
             CapiDistribution::default(),
         );
         let date = NaiveDate::from_ymd_opt(2025, 12, 28).unwrap_or_default();
-        let r = build(date, Language::Ru, vec![dentistry, cosmetology]);
+        let r = build(date, ReportLanguage::Ru, vec![dentistry, cosmetology]);
         let expected = "📊 Отчёт по перепискам за 28 декабря 2025
 ━━━━━━━━━━━━━━━━━━━━━━
 

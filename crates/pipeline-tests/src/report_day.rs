@@ -26,7 +26,9 @@ pub const TZ: &str = "Asia/Almaty";
 pub async fn seed_day(env: &TestEnv, day: NaiveDate) -> Fixture {
     let account = Uuid::new_v4();
     let (cosmetology, dentistry, ad_account) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-    let at = |offset: i32, hm: &str| format!("(('{day}'::date + {offset}) + time '{hm}') AT TIME ZONE '{TZ}'");
+    let at = |offset: i32, hm: &str| {
+        format!("(('{day}'::date + {offset}) + time '{hm}') AT TIME ZONE '{TZ}'")
+    };
     let mut sql = format!(
         "INSERT INTO user_accounts (id, name, timezone, report_language) VALUES ('{account}', 'Clinic', '{TZ}', 'ru');
          INSERT INTO ad_accounts (id, user_account_id, name, meta_ad_account_id) VALUES ('{ad_account}', '{account}', 'Main', 'act_77');
@@ -41,12 +43,44 @@ pub async fn seed_day(env: &TestEnv, day: NaiveDate) -> Fixture {
     // (key, instance, first (offset, time), interest, messages: (offset, time, from_me, response_ms))
     type Msg = (i32, &'static str, bool, Option<i32>);
     let dialogs: Vec<(&str, &str, Option<&str>, Vec<Msg>)> = vec![
-        ("a1", "a", Some("hot"), vec![(0, "10:00", false, None), (0, "10:01", true, Some(60_000)), (0, "10:05", false, None)]),
-        ("a2", "a", None, vec![(0, "20:00", false, None), (0, "20:02", false, None)]),
-        ("a3", "a", Some("warm"), vec![(-2, "09:00", false, None), (0, "11:00", false, None), (0, "11:02", true, Some(120_000))]),
+        (
+            "a1",
+            "a",
+            Some("hot"),
+            vec![
+                (0, "10:00", false, None),
+                (0, "10:01", true, Some(60_000)),
+                (0, "10:05", false, None),
+            ],
+        ),
+        (
+            "a2",
+            "a",
+            None,
+            vec![(0, "20:00", false, None), (0, "20:02", false, None)],
+        ),
+        (
+            "a3",
+            "a",
+            Some("warm"),
+            vec![
+                (-2, "09:00", false, None),
+                (0, "11:00", false, None),
+                (0, "11:02", true, Some(120_000)),
+            ],
+        ),
         ("a4", "a", Some("cold"), vec![(-1, "23:59", false, None)]),
         ("a5", "a", None, vec![(1, "00:30", false, None)]),
-        ("b1", "b", Some("cold"), vec![(0, "00:00", false, None), (0, "00:01", false, None), (0, "00:02", true, Some(30_000))]),
+        (
+            "b1",
+            "b",
+            Some("cold"),
+            vec![
+                (0, "00:00", false, None),
+                (0, "00:01", false, None),
+                (0, "00:02", true, Some(30_000)),
+            ],
+        ),
         ("c1", "c", None, vec![(0, "23:59", false, None)]),
     ];
     let mut leads = Vec::new();
@@ -88,7 +122,16 @@ pub async fn seed_day(env: &TestEnv, day: NaiveDate) -> Fixture {
                VALUES ('{cosmetology}', '{account}', {level}, 'Lead', '{id}', '{status}', {when});"
         ));
     }
-    env.conn().await.batch_execute(&sql).await.expect("seed the day");
-    Fixture { account, cosmetology, dentistry, ad_account, leads }
+    env.conn()
+        .await
+        .batch_execute(&sql)
+        .await
+        .expect("seed the day");
+    Fixture {
+        account,
+        cosmetology,
+        dentistry,
+        ad_account,
+        leads,
+    }
 }
-

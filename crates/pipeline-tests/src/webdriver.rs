@@ -25,23 +25,35 @@ pub struct Element(String);
 
 impl Browser {
     pub async fn start() -> Browser {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let process = std::process::Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("chromedriver (Debian's chromium-driver; scripts/test installs it)");
-        let profile = std::env::temp_dir().join(format!("capi-chromium-{}", uuid::Uuid::new_v4().simple()));
+        let profile =
+            std::env::temp_dir().join(format!("capi-chromium-{}", uuid::Uuid::new_v4().simple()));
         let http = reqwest::Client::new();
         let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
             "args": ["--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,1400",
                      format!("--user-data-dir={}", profile.display())]}}}});
         let root = format!("http://127.0.0.1:{port}");
         for _ in 0..100 {
-            if let Ok(resp) = http.post(format!("{root}/session")).json(&caps).send().await {
+            if let Ok(resp) = http
+                .post(format!("{root}/session"))
+                .json(&caps)
+                .send()
+                .await
+            {
                 let v: Value = resp.json().await.unwrap_or(Value::Null);
-                let id = v["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {v}"));
+                let id = v["value"]["sessionId"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("no session: {v}"));
                 return Browser {
                     process,
                     base: format!("{root}/session/{id}"),
@@ -54,12 +66,23 @@ impl Browser {
         panic!("chromedriver did not start");
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, String> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let v: Value = req.send().await.map_err(|e| e.to_string())?.json().await.map_err(|e| e.to_string())?;
+        let v: Value = req
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
         match v["value"]["error"].as_str() {
             Some(e) => Err(format!("{e}: {}", v["value"]["message"])),
             None => Ok(v["value"].clone()),
@@ -67,20 +90,30 @@ impl Browser {
     }
 
     pub async fn goto(&self, url: &str) {
-        self.call(reqwest::Method::POST, "/url", Some(json!({"url": url}))).await.unwrap();
+        self.call(reqwest::Method::POST, "/url", Some(json!({"url": url})))
+            .await
+            .unwrap();
     }
 
     /// The first element matching the CSS selector, or the driver's error.
     pub async fn find(&self, css: &str) -> Result<Element, String> {
         let v = self
-            .call(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css})))
+            .call(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
             .await?;
         Ok(Element(v[ELEMENT].as_str().unwrap_or_default().to_owned()))
     }
 
     pub async fn find_all(&self, css: &str) -> Vec<Element> {
         let v = self
-            .call(reqwest::Method::POST, "/elements", Some(json!({"using": "css selector", "value": css})))
+            .call(
+                reqwest::Method::POST,
+                "/elements",
+                Some(json!({"using": "css selector", "value": css})),
+            )
             .await
             .unwrap();
         v.as_array()
@@ -91,31 +124,56 @@ impl Browser {
     }
 
     pub async fn text(&self, e: &Element) -> String {
-        let v = self.call(reqwest::Method::GET, &format!("/element/{}/text", e.0), None).await.unwrap();
+        let v = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/element/{}/text", e.0),
+                None,
+            )
+            .await
+            .unwrap();
         v.as_str().unwrap_or_default().to_owned()
     }
 
     /// The text of the first element matching `css` (panics when there is none).
     pub async fn text_of(&self, css: &str) -> String {
-        let e = self.find(css).await.unwrap_or_else(|err| panic!("{css}: {err}"));
+        let e = self
+            .find(css)
+            .await
+            .unwrap_or_else(|err| panic!("{css}: {err}"));
         self.text(&e).await
     }
 
     pub async fn attr(&self, e: &Element, name: &str) -> Option<String> {
-        let v = self.call(reqwest::Method::GET, &format!("/element/{}/attribute/{name}", e.0), None).await.unwrap();
+        let v = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/element/{}/attribute/{name}", e.0),
+                None,
+            )
+            .await
+            .unwrap();
         v.as_str().map(str::to_owned)
     }
 
     pub async fn cookies(&self) -> Vec<Value> {
-        let v = self.call(reqwest::Method::GET, "/cookie", None).await.unwrap();
+        let v = self
+            .call(reqwest::Method::GET, "/cookie", None)
+            .await
+            .unwrap();
         v.as_array().cloned().unwrap_or_default()
     }
 
     /// A PNG of the viewport.
     pub async fn screenshot(&self) -> Vec<u8> {
         use base64::Engine;
-        let v = self.call(reqwest::Method::GET, "/screenshot", None).await.unwrap();
-        base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap_or_default()).unwrap()
+        let v = self
+            .call(reqwest::Method::GET, "/screenshot", None)
+            .await
+            .unwrap();
+        base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap_or_default())
+            .unwrap()
     }
 }
 

@@ -8,11 +8,13 @@ use diesel::{QueryableByName, sql_types::Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::{
     account::ReportLanguage,
+    analytics::{SpendSource, SyncStatus},
     conversation::{Author, ReplyStatus},
     delivery::{AttemptStatus, DeliveryStatus},
     evolution::ApiVersion,
     level::{CapiSource, CrmType, Level, NoDialog},
     qualification::{AnalysisStatus, FunnelStage, InterestLevel},
+    report::TelegramStatus,
     usage::Purpose,
 };
 use pipeline_tests::TestEnv;
@@ -110,6 +112,15 @@ async fn every_closed_set_is_its_columns_check_and_round_trips() {
         "evolution_api_version"
     );
     closed_set!(conn, ReportLanguage, "user_accounts", "report_language");
+    closed_set!(conn, ReportLanguage, "conversation_reports", "language");
+    closed_set!(
+        conn,
+        TelegramStatus,
+        "conversation_reports",
+        "telegram_status"
+    );
+    closed_set!(conn, SpendSource, "ad_spend", "source");
+    closed_set!(conn, SyncStatus, "ad_spend_syncs", "status");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

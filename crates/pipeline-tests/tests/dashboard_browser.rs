@@ -8,7 +8,9 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use diesel_async::SimpleAsyncConnection;
-use pipeline_tests::{ReportsService, SandboxServer, TestEnv, report_day, reports_settings, webdriver::Browser};
+use pipeline_tests::{
+    ReportsService, SandboxServer, TestEnv, report_day, reports_settings, webdriver::Browser,
+};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -19,16 +21,20 @@ fn target_dir() -> PathBuf {
 }
 
 fn link(service: &ReportsService, account: uuid::Uuid) -> String {
-    let (url, _) = reports_settings("http://unused").dashboard_link(account).unwrap();
+    let (url, _) = reports_settings("http://unused")
+        .dashboard_link(account)
+        .unwrap();
     url.replace("http://127.0.0.1", &service.url(""))
 }
 
 fn pct(v: &Value) -> String {
-    v.as_f64().map_or_else(|| "—".to_owned(), |p| format!("{p:.1}%"))
+    v.as_f64()
+        .map_or_else(|| "—".to_owned(), |p| format!("{p:.1}%"))
 }
 
 fn money(v: &Value, currency: &str) -> String {
-    v.as_f64().map_or_else(|| "—".to_owned(), |x| format!("{x:.2} {currency}"))
+    v.as_f64()
+        .map_or_else(|| "—".to_owned(), |x| format!("{x:.2} {currency}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,11 +61,20 @@ async fn the_dashboard_shows_the_apis_numbers_in_a_real_browser() {
     let sandbox = SandboxServer::start().await;
     let service = ReportsService::start(&env, reports_settings(&sandbox.url)).await;
     let key = domain::api_key::generate();
-    storage::api_keys::create(&mut env.conn().await, f.account, "t", &domain::api_key::hash(&key), "capi_x")
-        .await
-        .unwrap();
+    storage::api_keys::create(
+        &mut env.conn().await,
+        f.account,
+        "t",
+        &domain::api_key::hash(&key),
+        "capi_x",
+    )
+    .await
+    .unwrap();
     let api: Value = reqwest::Client::new()
-        .get(service.url(&format!("/analytics/capi-stats?user_account_id={}&since=2026-11-19&until=2026-11-21", f.account)))
+        .get(service.url(&format!(
+            "/analytics/capi-stats?user_account_id={}&since=2026-11-19&until=2026-11-21",
+            f.account
+        )))
         .bearer_auth(&key)
         .send()
         .await
@@ -73,37 +88,73 @@ async fn the_dashboard_shows_the_apis_numbers_in_a_real_browser() {
     c.goto(&service.url("/dashboard")).await;
     assert!(c.text_of("main").await.contains("Open a sign-in link"));
     // A forged link is refused.
-    c.goto(&service.url(&format!("/dashboard/login?token={}.9999999999.00", f.account.simple()))).await;
+    c.goto(&service.url(&format!(
+        "/dashboard/login?token={}.9999999999.00",
+        f.account.simple()
+    )))
+    .await;
     assert!(c.text_of("main").await.contains("invalid or has expired"));
 
     c.goto(&link(&service, f.account)).await;
     let cookies = c.cookies().await;
-    let session = cookies.iter().find(|k| k["name"] == "capi_session").expect("the session cookie");
+    let session = cookies
+        .iter()
+        .find(|k| k["name"] == "capi_session")
+        .expect("the session cookie");
     assert_eq!(session["httpOnly"], true);
-    c.goto(&service.url("/dashboard?since=2026-11-19&until=2026-11-21")).await;
+    c.goto(&service.url("/dashboard?since=2026-11-19&until=2026-11-21"))
+        .await;
     let currency = api["spend"]["currency"].as_str().unwrap();
     let expected = [
         ("lead", api["lead"].to_string()),
         ("registration", api["registration"].to_string()),
         ("schedule", api["schedule"].to_string()),
-        ("leads_to_lead_pct", pct(&api["conversions"]["leads_to_lead_pct"])),
-        ("lead_to_registration_pct", pct(&api["conversions"]["lead_to_registration_pct"])),
-        ("registration_to_schedule_pct", pct(&api["conversions"]["registration_to_schedule_pct"])),
+        (
+            "leads_to_lead_pct",
+            pct(&api["conversions"]["leads_to_lead_pct"]),
+        ),
+        (
+            "lead_to_registration_pct",
+            pct(&api["conversions"]["lead_to_registration_pct"]),
+        ),
+        (
+            "registration_to_schedule_pct",
+            pct(&api["conversions"]["registration_to_schedule_pct"]),
+        ),
         ("cost_per_lead", money(&api["cost_per_lead"], currency)),
-        ("cost_per_registration", money(&api["cost_per_registration"], currency)),
-        ("cost_per_schedule", money(&api["cost_per_schedule"], currency)),
+        (
+            "cost_per_registration",
+            money(&api["cost_per_registration"], currency),
+        ),
+        (
+            "cost_per_schedule",
+            money(&api["cost_per_schedule"], currency),
+        ),
     ];
     let cards = c.find_all("#capi-section .grid .card").await;
     assert_eq!(cards.len(), 9);
     for (i, (metric, value)) in expected.iter().enumerate() {
-        assert_eq!(c.attr(&cards[i], "data-metric").await.as_deref(), Some(*metric), "card {i} in the 3×3 order");
-        assert_eq!(&c.text_of(&format!(".card[data-metric='{metric}'] .value")).await, value, "{metric}");
+        assert_eq!(
+            c.attr(&cards[i], "data-metric").await.as_deref(),
+            Some(*metric),
+            "card {i} in the 3×3 order"
+        );
+        assert_eq!(
+            &c.text_of(&format!(".card[data-metric='{metric}'] .value"))
+                .await,
+            value,
+            "{metric}"
+        );
     }
     // The numbers themselves, as computed by hand for this fixture.
     assert_eq!(expected[0].1, "4");
     assert_eq!(expected[6].1, "11.25 USD");
     assert!(c.text_of("#funnel").await.contains("Косметология"));
-    assert_eq!(c.find_all("#events-chart rect").await.len(), 9, "3 days × 3 levels");
+    assert_eq!(
+        c.find_all("#events-chart rect").await.len(),
+        9,
+        "3 days × 3 levels"
+    );
     assert!(c.text_of("#optimisation").await.contains("Lead"));
     let png = c.screenshot().await;
     std::fs::create_dir_all(target_dir()).unwrap();
@@ -111,23 +162,40 @@ async fn the_dashboard_shows_the_apis_numbers_in_a_real_browser() {
     assert!(png.starts_with(b"\x89PNG"));
 
     // The lead view: its three CAPI columns.
-    c.goto(&service.url(&format!("/dashboard/leads/{}", f.leads[0]))).await;
+    c.goto(&service.url(&format!("/dashboard/leads/{}", f.leads[0])))
+        .await;
     let interest = c.find("#col-interest").await.unwrap();
-    assert_eq!(c.attr(&interest, "data-sent").await.as_deref(), Some("true"));
+    assert_eq!(
+        c.attr(&interest, "data-sent").await.as_deref(),
+        Some("true")
+    );
     assert!(c.text(&interest).await.contains("2026-11-20 05:02:00 UTC"));
     assert!(c.text_of("#col-interest .event-id").await.contains("e1"));
     assert!(c.text_of("#col-qualified").await.contains("✓ sent"));
     assert!(c.text_of("#col-scheduled").await.contains("— not sent"));
-    std::fs::write(target_dir().join("dashboard-lead.png"), c.screenshot().await).unwrap();
+    std::fs::write(
+        target_dir().join("dashboard-lead.png"),
+        c.screenshot().await,
+    )
+    .unwrap();
     // Another account's lead is not there for this session.
-    c.goto(&service.url(&format!("/dashboard/leads/{}", plain.leads[0]))).await;
+    c.goto(&service.url(&format!("/dashboard/leads/{}", plain.leads[0])))
+        .await;
     assert!(c.text_of("main").await.contains("No such lead"));
 
     // An account without CAPI: no CAPI section; its leads still listed.
     c.goto(&link(&service, plain.account)).await;
-    c.goto(&service.url("/dashboard?since=2026-11-19&until=2026-11-21")).await;
-    assert!(c.find("#capi-section").await.is_err(), "hidden without CAPI");
+    c.goto(&service.url("/dashboard?since=2026-11-19&until=2026-11-21"))
+        .await;
+    assert!(
+        c.find("#capi-section").await.is_err(),
+        "hidden without CAPI"
+    );
     assert!(c.text_of("#leads h2").await.contains("Leads (6)"));
-    std::fs::write(target_dir().join("dashboard-no-capi.png"), c.screenshot().await).unwrap();
+    std::fs::write(
+        target_dir().join("dashboard-no-capi.png"),
+        c.screenshot().await,
+    )
+    .unwrap();
     service.stop().await;
 }

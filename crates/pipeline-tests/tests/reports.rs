@@ -98,10 +98,18 @@ async fn a_day_with_two_directions_and_undirected_dialogs_renders_as_the_spec() 
     let env = TestEnv::new().await;
     let f = seed_day(&env, day()).await;
     let mut conn = env.conn().await;
-    let account = reports::account(&mut conn, f.account).await.unwrap().unwrap();
-    let (_, stored) = reports::generate(&mut conn, &account, day(), false).await.unwrap();
+    let account = reports::account(&mut conn, f.account)
+        .await
+        .unwrap()
+        .unwrap();
+    let (_, stored) = reports::generate(&mut conn, &account, day(), false)
+        .await
+        .unwrap();
     assert_eq!(stored, reports::Stored::Created);
-    let r = reports::get(&mut conn, f.account, day()).await.unwrap().unwrap();
+    let r = reports::get(&mut conn, f.account, day())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(r.report_text, RU);
     assert_eq!(
         r.directions_data,
@@ -121,37 +129,63 @@ async fn a_day_with_two_directions_and_undirected_dialogs_renders_as_the_spec() 
         ])
     );
     // Legacy fields: the CAPI directions' sum, used, the first CAPI direction.
-    assert_eq!(r.capi_distribution, Some(json!({"interest": 3, "qualified": 1, "scheduled": 0})));
+    assert_eq!(
+        r.capi_distribution,
+        Some(json!({"interest": 3, "qualified": 1, "scheduled": 0}))
+    );
     assert_eq!(r.capi_source_used, Some(true));
     assert_eq!(r.capi_direction_id, Some(f.cosmetology));
-    assert_eq!(r.stats, json!({"total_dialogs": 5, "new_dialogs": 4, "incoming_messages": 8, "outgoing_messages": 3}));
+    assert_eq!(
+        r.stats,
+        json!({"total_dialogs": 5, "new_dialogs": 4, "incoming_messages": 8, "outgoing_messages": 3})
+    );
     // No Telegram chat: nothing to deliver.
-    assert_eq!(r.telegram_status, "not_configured");
+    assert_eq!(
+        r.telegram_status,
+        domain::report::TelegramStatus::NotConfigured
+    );
 
     // The same day in English, regenerated on demand: the row is updated.
     reports::set_account(
         &mut conn,
         f.account,
-        &reports::AccountSettings { language: Some(domain::report::Language::En), ..Default::default() },
+        &reports::AccountSettings {
+            language: Some(domain::account::ReportLanguage::En),
+            ..Default::default()
+        },
     )
     .await
     .unwrap();
-    let account = reports::account(&mut conn, f.account).await.unwrap().unwrap();
-    let (_, stored) = reports::generate(&mut conn, &account, day(), true).await.unwrap();
+    let account = reports::account(&mut conn, f.account)
+        .await
+        .unwrap()
+        .unwrap();
+    let (_, stored) = reports::generate(&mut conn, &account, day(), true)
+        .await
+        .unwrap();
     assert_eq!(stored, reports::Stored::Updated);
-    let r = reports::get(&mut conn, f.account, day()).await.unwrap().unwrap();
+    let r = reports::get(&mut conn, f.account, day())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(r.report_text, EN);
     assert_eq!(r.directions_data[2]["direction_name"], "No direction");
-    assert_eq!(count(&env, "SELECT count(*) AS n FROM conversation_reports").await, 1);
+    assert_eq!(
+        count(&env, "SELECT count(*) AS n FROM conversation_reports").await,
+        1
+    );
 }
 
 async fn telegram_sent(sandbox: &SandboxServer, chat: &str) -> Vec<Value> {
-    let v: Value = reqwest::get(format!("{}/sandbox/telegram/sent?chat_id={chat}", sandbox.url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = reqwest::get(format!(
+        "{}/sandbox/telegram/sent?chat_id={chat}",
+        sandbox.url
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
     v.as_array().cloned().unwrap_or_default()
 }
 
@@ -182,13 +216,26 @@ async fn two_replicas_make_one_report_and_regenerating_sends_nothing_again() {
     let (f, yesterday) = seed_yesterday_with_telegram(&env, "-100200300").await;
     let a = ReportsService::start(&env, reports_settings(&sandbox.url)).await;
     let b = ReportsService::start(&env, reports_settings(&sandbox.url)).await;
-    eventually("the report is delivered", Duration::from_secs(20), || async {
-        (count(&env, "SELECT count(*) AS n FROM conversation_reports WHERE telegram_status = 'sent'").await == 1).then_some(())
-    })
+    eventually(
+        "the report is delivered",
+        Duration::from_secs(20),
+        || async {
+            (count(
+                &env,
+                "SELECT count(*) AS n FROM conversation_reports WHERE telegram_status = 'sent'",
+            )
+            .await
+                == 1)
+                .then_some(())
+        },
+    )
     .await;
     // Several more ticks of both replicas change nothing.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(count(&env, "SELECT count(*) AS n FROM conversation_reports").await, 1);
+    assert_eq!(
+        count(&env, "SELECT count(*) AS n FROM conversation_reports").await,
+        1
+    );
     let sent = telegram_sent(&sandbox, "-100200300").await;
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(sent[0]["bot_token"], "123456:TEST-bot-token-abcdef");
@@ -198,12 +245,23 @@ async fn two_replicas_make_one_report_and_regenerating_sends_nothing_again() {
 
     // Regenerated on demand: same content, nothing changes, nothing is sent.
     let mut conn = env.conn().await;
-    let before = reports::get(&mut conn, f.account, yesterday).await.unwrap().unwrap();
-    let account = reports::account(&mut conn, f.account).await.unwrap().unwrap();
-    let (_, stored) = reports::generate(&mut conn, &account, yesterday, true).await.unwrap();
+    let before = reports::get(&mut conn, f.account, yesterday)
+        .await
+        .unwrap()
+        .unwrap();
+    let account = reports::account(&mut conn, f.account)
+        .await
+        .unwrap()
+        .unwrap();
+    let (_, stored) = reports::generate(&mut conn, &account, yesterday, true)
+        .await
+        .unwrap();
     assert_eq!(stored, reports::Stored::Unchanged);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = reports::get(&mut conn, f.account, yesterday).await.unwrap().unwrap();
+    let after = reports::get(&mut conn, f.account, yesterday)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(after.updated_at, before.updated_at);
     assert_eq!(after.telegram_sent_at, before.telegram_sent_at);
     assert_eq!(telegram_sent(&sandbox, "-100200300").await.len(), 1);
@@ -215,16 +273,38 @@ async fn two_replicas_make_one_report_and_regenerating_sends_nothing_again() {
 async fn telegram_429_then_200_is_one_message() {
     let env = TestEnv::new().await;
     let sandbox = SandboxServer::start().await;
-    sandbox.put("/sandbox/telegram/faults", &json!({"fail_next": [429], "retry_after": 1})).await;
+    sandbox
+        .put(
+            "/sandbox/telegram/faults",
+            &json!({"fail_next": [429], "retry_after": 1}),
+        )
+        .await;
     let (_, _) = seed_yesterday_with_telegram(&env, "42").await;
     let service = ReportsService::start(&env, reports_settings(&sandbox.url)).await;
-    eventually("the report is delivered", Duration::from_secs(20), || async {
-        (count(&env, "SELECT count(*) AS n FROM conversation_reports WHERE telegram_status = 'sent'").await == 1).then_some(())
-    })
+    eventually(
+        "the report is delivered",
+        Duration::from_secs(20),
+        || async {
+            (count(
+                &env,
+                "SELECT count(*) AS n FROM conversation_reports WHERE telegram_status = 'sent'",
+            )
+            .await
+                == 1)
+                .then_some(())
+        },
+    )
     .await;
     assert_eq!(telegram_sent(&sandbox, "42").await.len(), 1);
     // One claim: the 429 was waited out inside it, not retried as a new attempt.
-    assert_eq!(count(&env, "SELECT telegram_attempts::bigint AS n FROM conversation_reports").await, 1);
+    assert_eq!(
+        count(
+            &env,
+            "SELECT telegram_attempts::bigint AS n FROM conversation_reports"
+        )
+        .await,
+        1
+    );
     service.stop().await;
 }
 
@@ -232,7 +312,9 @@ async fn telegram_429_then_200_is_one_message() {
 async fn a_failing_telegram_is_retried_and_a_rejected_token_gives_up() {
     let env = TestEnv::new().await;
     let sandbox = SandboxServer::start().await;
-    sandbox.put("/sandbox/telegram/faults", &json!({"fail_next": [500]})).await;
+    sandbox
+        .put("/sandbox/telegram/faults", &json!({"fail_next": [500]}))
+        .await;
     let (f, _) = seed_yesterday_with_telegram(&env, "77").await;
     let service = ReportsService::start(&env, reports_settings(&sandbox.url)).await;
     eventually("the failure is recorded", Duration::from_secs(20), || async {
@@ -241,9 +323,19 @@ async fn a_failing_telegram_is_retried_and_a_rejected_token_gives_up() {
     })
     .await;
     // Back-off is 30 s: bring the retry forward instead of waiting.
-    env.conn().await.batch_execute("UPDATE conversation_reports SET telegram_next_at = now()").await.unwrap();
+    env.conn()
+        .await
+        .batch_execute("UPDATE conversation_reports SET telegram_next_at = now()")
+        .await
+        .unwrap();
     eventually("the retry delivers", Duration::from_secs(20), || async {
-        (count(&env, "SELECT count(*) AS n FROM conversation_reports WHERE telegram_status = 'sent'").await == 1).then_some(())
+        (count(
+            &env,
+            "SELECT count(*) AS n FROM conversation_reports WHERE telegram_status = 'sent'",
+        )
+        .await
+            == 1)
+            .then_some(())
     })
     .await;
     assert_eq!(telegram_sent(&sandbox, "77").await.len(), 1);
@@ -256,7 +348,10 @@ async fn a_failing_telegram_is_retried_and_a_rejected_token_gives_up() {
     reports::set_account(
         &mut env.conn().await,
         g.account,
-        &reports::AccountSettings { telegram_bot_token: Some(Some("not-a-token")), ..Default::default() },
+        &reports::AccountSettings {
+            telegram_bot_token: Some(Some("not-a-token")),
+            ..Default::default()
+        },
     )
     .await
     .unwrap();
@@ -277,11 +372,16 @@ async fn spend_syncs_every_page_and_backs_off_when_throttled() {
     let f = seed_day(&env, day()).await;
     env.conn()
         .await
-        .batch_execute(&format!("UPDATE ad_accounts SET access_token = 'EAAB-spend-token' WHERE id = '{}'", f.ad_account))
+        .batch_execute(&format!(
+            "UPDATE ad_accounts SET access_token = 'EAAB-spend-token' WHERE id = '{}'",
+            f.ad_account
+        ))
         .await
         .unwrap();
     // 7 days × 80 campaigns = 560 rows: two pages of 500.
-    let today = reports::local_today(&mut env.conn().await, "UTC").await.unwrap();
+    let today = reports::local_today(&mut env.conn().await, "UTC")
+        .await
+        .unwrap();
     let mut rows = Vec::new();
     for d in 1..=7 {
         for c in 0..80 {
@@ -289,8 +389,15 @@ async fn spend_syncs_every_page_and_backs_off_when_throttled() {
                              "date": (today - chrono::Duration::days(d)).to_string(), "spend": "1.25", "currency": "EUR"}));
         }
     }
-    sandbox.put("/sandbox/insights/act_77", &json!({"rows": rows})).await;
-    sandbox.put("/sandbox/insights/faults", &json!({"fail_next": [{"status": 400, "code": 17}]})).await;
+    sandbox
+        .put("/sandbox/insights/act_77", &json!({"rows": rows}))
+        .await;
+    sandbox
+        .put(
+            "/sandbox/insights/faults",
+            &json!({"fail_next": [{"status": 400, "code": 17}]}),
+        )
+        .await;
     let service = ReportsService::start(&env, reports_settings(&sandbox.url)).await;
     eventually("the throttle is recorded", Duration::from_secs(20), || async {
         (count(&env, "SELECT count(*) AS n FROM ad_spend_syncs WHERE status = 'pending' AND next_at > now() + interval '10 minutes' AND error LIKE 'Meta answered 400: (#17)%'").await == 1)
@@ -298,14 +405,39 @@ async fn spend_syncs_every_page_and_backs_off_when_throttled() {
     })
     .await;
     assert_eq!(count(&env, "SELECT count(*) AS n FROM ad_spend").await, 0);
-    env.conn().await.batch_execute("UPDATE ad_spend_syncs SET next_at = now()").await.unwrap();
+    env.conn()
+        .await
+        .batch_execute("UPDATE ad_spend_syncs SET next_at = now()")
+        .await
+        .unwrap();
     eventually("the sync completes", Duration::from_secs(20), || async {
-        (count(&env, "SELECT count(*) AS n FROM ad_spend_syncs WHERE status = 'done' AND rows_synced = 560").await == 1).then_some(())
+        (count(
+            &env,
+            "SELECT count(*) AS n FROM ad_spend_syncs WHERE status = 'done' AND rows_synced = 560",
+        )
+        .await
+            == 1)
+            .then_some(())
     })
     .await;
-    assert_eq!(count(&env, "SELECT count(*) AS n FROM ad_spend WHERE currency = 'EUR' AND source = 'api'").await, 560);
-    assert_eq!(count(&env, "SELECT (sum(spend) * 100)::bigint AS n FROM ad_spend").await, 70_000);
-    let requests: Value = reqwest::get(format!("{}/sandbox/insights/requests", sandbox.url)).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        count(
+            &env,
+            "SELECT count(*) AS n FROM ad_spend WHERE currency = 'EUR' AND source = 'api'"
+        )
+        .await,
+        560
+    );
+    assert_eq!(
+        count(&env, "SELECT (sum(spend) * 100)::bigint AS n FROM ad_spend").await,
+        70_000
+    );
+    let requests: Value = reqwest::get(format!("{}/sandbox/insights/requests", sandbox.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let requests = requests.as_array().unwrap();
     assert_eq!(requests.len(), 3, "throttled, page 1, page 2: {requests:?}");
     for r in requests {
@@ -318,7 +450,12 @@ async fn spend_syncs_every_page_and_backs_off_when_throttled() {
     assert_eq!(requests[2]["after"], "500");
     // Synced once today: more ticks fetch nothing more.
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let again: Value = reqwest::get(format!("{}/sandbox/insights/requests", sandbox.url)).await.unwrap().json().await.unwrap();
+    let again: Value = reqwest::get(format!("{}/sandbox/insights/requests", sandbox.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(again.as_array().unwrap().len(), 3);
     service.stop().await;
 }

@@ -62,7 +62,13 @@ async fn world() -> World {
     let (_, key) = key_for(&env, f.account).await;
     let sandbox = SandboxServer::start().await;
     let service = ReportsService::start(&env, reports_settings(&sandbox.url)).await;
-    World { env, service, f, key, _sandbox: sandbox }
+    World {
+        env,
+        service,
+        f,
+        key,
+        _sandbox: sandbox,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,7 +76,10 @@ async fn capi_stats_equal_the_hand_computed_fixture() {
     let w = world().await;
     let (status, s) = get(
         &w.service,
-        &format!("/analytics/capi-stats?user_account_id={}&since=2026-11-19&until=2026-11-21", w.f.account),
+        &format!(
+            "/analytics/capi-stats?user_account_id={}&since=2026-11-19&until=2026-11-21",
+            w.f.account
+        ),
         Some(&w.key),
     )
     .await;
@@ -81,18 +90,34 @@ async fn capi_stats_equal_the_hand_computed_fixture() {
     // CAPI off). Spend 45.00.
     assert_eq!(s["capi_enabled"], true);
     assert_eq!(s["timezone"], "Asia/Almaty");
-    assert_eq!((s["lead"].clone(), s["registration"].clone(), s["schedule"].clone()), (json!(4), json!(1), json!(0)));
+    assert_eq!(
+        (
+            s["lead"].clone(),
+            s["registration"].clone(),
+            s["schedule"].clone()
+        ),
+        (json!(4), json!(1), json!(0))
+    );
     assert_eq!(s["leads"], 4);
     assert_eq!(
         s["conversions"],
         json!({"leads_to_lead_pct": 100.0, "lead_to_registration_pct": 25.0, "registration_to_schedule_pct": 0.0})
     );
     assert_eq!(s["spend"], json!({"amount": 45.0, "currency": "USD"}));
-    assert_eq!((s["cost_per_lead"].clone(), s["cost_per_registration"].clone()), (json!(11.25), json!(45.0)));
+    assert_eq!(
+        (
+            s["cost_per_lead"].clone(),
+            s["cost_per_registration"].clone()
+        ),
+        (json!(11.25), json!(45.0))
+    );
     assert_eq!(s["cost_per_schedule"], Value::Null);
     let dirs = s["directions"].as_array().unwrap();
     let cosmetology = dirs.iter().find(|d| d["name"] == "Косметология").unwrap();
-    assert_eq!((cosmetology["leads"].clone(), cosmetology["lead"].clone()), (json!(4), json!(4)));
+    assert_eq!(
+        (cosmetology["leads"].clone(), cosmetology["lead"].clone()),
+        (json!(4), json!(4))
+    );
     assert_eq!(cosmetology["cost_per_lead"], 11.25);
     assert_eq!(cosmetology["spend_shared"], false);
     let dentistry = dirs.iter().find(|d| d["name"] == "Стоматология").unwrap();
@@ -112,15 +137,24 @@ async fn capi_stats_equal_the_hand_computed_fixture() {
     // One lead's three columns.
     let (status, lead) = get(
         &w.service,
-        &format!("/api/capi-events/{}?user_account_id={}", w.f.leads[0], w.f.account),
+        &format!(
+            "/api/capi-events/{}?user_account_id={}",
+            w.f.leads[0], w.f.account
+        ),
         Some(&w.key),
     )
     .await;
     assert_eq!(status, 200, "{lead}");
     assert_eq!(lead["direction_name"], "Косметология");
     assert_eq!(lead["contact_name"], "Customer a1");
-    assert_eq!(lead["interest"], json!({"sent": true, "sent_at": "2026-11-20T05:02:00Z", "event_id": "e1"}));
-    assert_eq!(lead["qualified"], json!({"sent": false, "sent_at": null, "event_id": null}));
+    assert_eq!(
+        lead["interest"],
+        json!({"sent": true, "sent_at": "2026-11-20T05:02:00Z", "event_id": "e1"})
+    );
+    assert_eq!(
+        lead["qualified"],
+        json!({"sent": false, "sent_at": null, "event_id": null})
+    );
     assert_eq!(lead["scheduled"]["sent"], false);
 
     // The ROI table: a1, a2, a4, a5, b1 and c1 (no direction) began in the range.
@@ -132,20 +166,58 @@ async fn capi_stats_equal_the_hand_computed_fixture() {
     .await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["total"], 6);
-    let names: Vec<&str> = page["leads"].as_array().unwrap().iter().map(|l| l["contact_name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["Customer b1", "Customer a4"], "newest first: page 2 holds the oldest two");
+    let names: Vec<&str> = page["leads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["contact_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["Customer b1", "Customer a4"],
+        "newest first: page 2 holds the oldest two"
+    );
 
     // The stored report.
     let mut conn = w.env.conn().await;
-    let account = storage::reports::account(&mut conn, w.f.account).await.unwrap().unwrap();
-    storage::reports::generate(&mut conn, &account, chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(), false)
+    let account = storage::reports::account(&mut conn, w.f.account)
         .await
+        .unwrap()
         .unwrap();
-    let (status, r) = get(&w.service, &format!("/reports/daily?user_account_id={}&date=2026-11-20", w.f.account), Some(&w.key)).await;
+    storage::reports::generate(
+        &mut conn,
+        &account,
+        chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
+        false,
+    )
+    .await
+    .unwrap();
+    let (status, r) = get(
+        &w.service,
+        &format!(
+            "/reports/daily?user_account_id={}&date=2026-11-20",
+            w.f.account
+        ),
+        Some(&w.key),
+    )
+    .await;
     assert_eq!(status, 200, "{r}");
-    assert!(r["report_text"].as_str().unwrap().starts_with("📊 Отчёт по перепискам за 20 ноября 2026"));
+    assert!(
+        r["report_text"]
+            .as_str()
+            .unwrap()
+            .starts_with("📊 Отчёт по перепискам за 20 ноября 2026")
+    );
     assert_eq!(r["directions_data"].as_array().unwrap().len(), 3);
-    let (status, _) = get(&w.service, &format!("/reports/daily?user_account_id={}&date=2026-11-19", w.f.account), Some(&w.key)).await;
+    let (status, _) = get(
+        &w.service,
+        &format!(
+            "/reports/daily?user_account_id={}&date=2026-11-19",
+            w.f.account
+        ),
+        Some(&w.key),
+    )
+    .await;
     assert_eq!(status, 404);
     w.service.stop().await;
 }
@@ -153,7 +225,11 @@ async fn capi_stats_equal_the_hand_computed_fixture() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_sees_its_own_account_only() {
     let w = world().await;
-    let other = day::seed_day(&w.env, chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap()).await;
+    let other = day::seed_day(
+        &w.env,
+        chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
+    )
+    .await;
     let (other_key_id, other_key) = key_for(&w.env, other.account).await;
     let mine = w.f.account;
     // Another account's stats, lead, report and leads: 404, saying no more.
@@ -164,24 +240,50 @@ async fn a_key_sees_its_own_account_only() {
         format!("/reports/daily?user_account_id={mine}&date=2026-11-20"),
     ] {
         let (status, body) = get(&w.service, &path, Some(&other_key)).await;
-        assert_eq!((status, body), (404, json!({"code": "not_found", "message": "no such user account"})), "{path}");
+        assert_eq!(
+            (status, body),
+            (
+                404,
+                json!({"code": "not_found", "message": "no such user account"})
+            ),
+            "{path}"
+        );
     }
     // My lead asked for under the other account (with its key): as if absent.
     let (status, body) = get(
         &w.service,
-        &format!("/api/capi-events/{}?user_account_id={}", w.f.leads[0], other.account),
+        &format!(
+            "/api/capi-events/{}?user_account_id={}",
+            w.f.leads[0], other.account
+        ),
         Some(&other_key),
     )
     .await;
-    assert_eq!((status, body), (404, json!({"code": "not_found", "message": "no such lead"})));
+    assert_eq!(
+        (status, body),
+        (404, json!({"code": "not_found", "message": "no such lead"}))
+    );
     // The other key still works for its own account…
-    let (status, _) = get(&w.service, &format!("/analytics/capi-stats?user_account_id={}", other.account), Some(&other_key)).await;
+    let (status, _) = get(
+        &w.service,
+        &format!("/analytics/capi-stats?user_account_id={}", other.account),
+        Some(&other_key),
+    )
+    .await;
     assert_eq!(status, 200);
     // …until revoked; no key and an unknown key are 401.
-    assert!(storage::api_keys::revoke(&mut w.env.conn().await, other_key_id).await.unwrap());
+    assert!(
+        storage::api_keys::revoke(&mut w.env.conn().await, other_key_id)
+            .await
+            .unwrap()
+    );
     for key in [Some(other_key.as_str()), None, Some("capi_0000")] {
-        let (status, body) =
-            get(&w.service, &format!("/analytics/capi-stats?user_account_id={}", other.account), key).await;
+        let (status, body) = get(
+            &w.service,
+            &format!("/analytics/capi-stats?user_account_id={}", other.account),
+            key,
+        )
+        .await;
         assert_eq!(status, 401, "{key:?}");
         assert_eq!(body["code"], "unauthorized");
     }
@@ -193,24 +295,58 @@ async fn each_bad_parameter_is_a_400_naming_it() {
     let w = world().await;
     let a = w.f.account;
     let cases = [
-        ("/analytics/capi-stats".to_owned(), "user_account_id: required"),
-        ("/analytics/capi-stats?user_account_id=42".to_owned(), "user_account_id: expected a UUID"),
-        (format!("/analytics/capi-stats?user_account_id={a}&since=2026-13-01"), "since: expected a date YYYY-MM-DD"),
-        (format!("/analytics/capi-stats?user_account_id={a}&until=yesterday"), "until: expected a date YYYY-MM-DD"),
-        (format!("/analytics/capi-stats?user_account_id={a}&since=2026-11-21&until=2026-11-20"), "until: is before since"),
+        (
+            "/analytics/capi-stats".to_owned(),
+            "user_account_id: required",
+        ),
+        (
+            "/analytics/capi-stats?user_account_id=42".to_owned(),
+            "user_account_id: expected a UUID",
+        ),
+        (
+            format!("/analytics/capi-stats?user_account_id={a}&since=2026-13-01"),
+            "since: expected a date YYYY-MM-DD",
+        ),
+        (
+            format!("/analytics/capi-stats?user_account_id={a}&until=yesterday"),
+            "until: expected a date YYYY-MM-DD",
+        ),
+        (
+            format!("/analytics/capi-stats?user_account_id={a}&since=2026-11-21&until=2026-11-20"),
+            "until: is before since",
+        ),
         (
             format!("/analytics/capi-stats?user_account_id={a}&since=2025-01-01&until=2026-01-02"),
             "since: the range since..until is longer than 366 days",
         ),
-        (format!("/api/capi-events?user_account_id={a}&per_page=0"), "per_page: expected a whole number from 1 to 200"),
-        (format!("/api/capi-events?user_account_id={a}&page=x"), "page: expected a whole number from 1 to 1000000"),
-        (format!("/api/capi-events/not-a-uuid?user_account_id={a}"), "lead_id: expected a UUID"),
-        (format!("/reports/daily?user_account_id={a}"), "date: required (YYYY-MM-DD)"),
-        (format!("/reports/daily?user_account_id={a}&date=20.11.2026"), "date: expected a date YYYY-MM-DD"),
+        (
+            format!("/api/capi-events?user_account_id={a}&per_page=0"),
+            "per_page: expected a whole number from 1 to 200",
+        ),
+        (
+            format!("/api/capi-events?user_account_id={a}&page=x"),
+            "page: expected a whole number from 1 to 1000000",
+        ),
+        (
+            format!("/api/capi-events/not-a-uuid?user_account_id={a}"),
+            "lead_id: expected a UUID",
+        ),
+        (
+            format!("/reports/daily?user_account_id={a}"),
+            "date: required (YYYY-MM-DD)",
+        ),
+        (
+            format!("/reports/daily?user_account_id={a}&date=20.11.2026"),
+            "date: expected a date YYYY-MM-DD",
+        ),
     ];
     for (path, message) in cases {
         let (status, body) = get(&w.service, &path, Some(&w.key)).await;
-        assert_eq!((status, body), (400, json!({"code": "bad_parameter", "message": message})), "{path}");
+        assert_eq!(
+            (status, body),
+            (400, json!({"code": "bad_parameter", "message": message})),
+            "{path}"
+        );
     }
     // A range of exactly 366 days is fine.
     let (status, _) = get(
@@ -228,7 +364,12 @@ async fn the_openapi_document_lists_exactly_the_served_paths() {
     let w = world().await;
     let (status, doc) = get(&w.service, "/openapi.json", None).await;
     assert_eq!(status, 200);
-    let mut documented: Vec<&str> = doc["paths"].as_object().unwrap().keys().map(String::as_str).collect();
+    let mut documented: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     let mut served = reports::API_PATHS.to_vec();
     documented.sort_unstable();
     served.sort_unstable();
@@ -237,12 +378,28 @@ async fn the_openapi_document_lists_exactly_the_served_paths() {
     for path in reports::API_PATHS {
         let concrete = path.replace("{lead_id}", &w.f.leads[0].to_string());
         let sep = if concrete.contains('?') { '&' } else { '?' };
-        let (status, body) =
-            get(&w.service, &format!("{concrete}{sep}user_account_id={}&date=2026-11-20", w.f.account), Some(&w.key)).await;
-        assert!(status == 200 || body["code"] == "not_found" && body["message"] == "no such report for that date", "{path}: {status} {body}");
+        let (status, body) = get(
+            &w.service,
+            &format!(
+                "{concrete}{sep}user_account_id={}&date=2026-11-20",
+                w.f.account
+            ),
+            Some(&w.key),
+        )
+        .await;
+        assert!(
+            status == 200
+                || body["code"] == "not_found" && body["message"] == "no such report for that date",
+            "{path}: {status} {body}"
+        );
     }
     // The optimisation advice for the fixture: too few events to move up.
-    let (_, advice) = get(&w.service, &format!("/analytics/optimisation?user_account_id={}", w.f.account), Some(&w.key)).await;
+    let (_, advice) = get(
+        &w.service,
+        &format!("/analytics/optimisation?user_account_id={}", w.f.account),
+        Some(&w.key),
+    )
+    .await;
     let dirs = advice["directions"].as_array().unwrap();
     assert_eq!(dirs.len(), 1, "only the direction with CAPI on");
     assert_eq!(dirs[0]["optimise_for"], "lead");

@@ -32,7 +32,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// The link `capi dashboard-link` prints, and when it expires (Unix seconds).
-pub fn link(public_url: &str, secret: &[u8], account: Uuid, ttl: std::time::Duration) -> (String, i64) {
+pub fn link(
+    public_url: &str,
+    secret: &[u8],
+    account: Uuid,
+    ttl: std::time::Duration,
+) -> (String, i64) {
     let expires = Utc::now().timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
     let url = format!(
         "{public_url}/dashboard/login?token={}",
@@ -44,7 +49,11 @@ pub fn link(public_url: &str, secret: &[u8], account: Uuid, ttl: std::time::Dura
 fn message_page(status: StatusCode, title: &str, text: &str) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
-        .body(page(title, "", &format!("<section><p>{}</p></section>", esc(text))))
+        .body(page(
+            title,
+            "",
+            &format!("<section><p>{}</p></section>", esc(text)),
+        ))
 }
 
 fn html(body: String) -> HttpResponse {
@@ -79,7 +88,12 @@ async fn login(q: web::Query<HashMap<String, String>>, state: web::Data<State>) 
         );
     };
     let ttl = state.config.session_ttl;
-    let session = sign(secret, account, now + ttl.as_secs() as i64, Purpose::Session);
+    let session = sign(
+        secret,
+        account,
+        now + ttl.as_secs() as i64,
+        Purpose::Session,
+    );
     let cookie = Cookie::build(COOKIE, session)
         .path("/dashboard")
         .http_only(true)
@@ -108,7 +122,8 @@ fn session(req: &HttpRequest, state: &State) -> Result<Uuid, HttpResponse> {
 }
 
 fn date_param(q: &HashMap<String, String>, name: &str) -> Option<NaiveDate> {
-    q.get(name).and_then(|v| NaiveDate::parse_from_str(v, "%Y-%m-%d").ok())
+    q.get(name)
+        .and_then(|v| NaiveDate::parse_from_str(v, "%Y-%m-%d").ok())
 }
 
 struct DashboardData {
@@ -120,13 +135,21 @@ struct DashboardData {
     page: i64,
 }
 
-async fn dashboard(req: HttpRequest, q: web::Query<HashMap<String, String>>, state: web::Data<State>) -> HttpResponse {
+async fn dashboard(
+    req: HttpRequest,
+    q: web::Query<HashMap<String, String>>,
+    state: web::Data<State>,
+) -> HttpResponse {
     let account = match session(&req, &state) {
         Ok(a) => a,
         Err(r) => return r,
     };
     let (since, until) = (date_param(&q, "since"), date_param(&q, "until"));
-    let page_no = q.get("page").and_then(|p| p.parse::<i64>().ok()).unwrap_or(1).clamp(1, 1_000_000);
+    let page_no = q
+        .get("page")
+        .and_then(|p| p.parse::<i64>().ok())
+        .unwrap_or(1)
+        .clamp(1, 1_000_000);
     let pool = state.pool.clone();
     let work = async move {
         let mut conn = pool.get().await?;
@@ -142,17 +165,38 @@ async fn dashboard(req: HttpRequest, q: web::Query<HashMap<String, String>>, sta
         let stats = stats::capi_stats(&mut conn, a.id, &a.timezone, since, until).await?;
         let advice = stats::optimisation(&mut conn, a.id, &a.timezone, today).await?;
         let (leads, total_leads) = storage::analytics::leads_page(
-            &mut conn, a.id, since, until, &a.timezone, page_no, LEADS_PER_PAGE,
+            &mut conn,
+            a.id,
+            since,
+            until,
+            &a.timezone,
+            page_no,
+            LEADS_PER_PAGE,
         )
         .await?;
-        Ok(Some(DashboardData { name: a.name, stats, advice, leads, total_leads, page: page_no }))
+        Ok(Some(DashboardData {
+            name: a.name,
+            stats,
+            advice,
+            leads,
+            total_leads,
+            page: page_no,
+        }))
     };
     match state.main.run(work).await {
         Ok(Ok(Some(d))) => html(render_dashboard(&d)),
-        Ok(Ok(None)) => message_page(StatusCode::NOT_FOUND, "Not found", "This account no longer exists."),
+        Ok(Ok(None)) => message_page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "This account no longer exists.",
+        ),
         Ok(Err(e)) | Err(e) => {
             tracing::error!(error = format!("{e:#}"), "dashboard");
-            message_page(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", "Temporarily unavailable, retry later.")
+            message_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Unavailable",
+                "Temporarily unavailable, retry later.",
+            )
         }
     }
 }
@@ -188,14 +232,42 @@ fn render_dashboard(d: &DashboardData) -> String {
     if s.capi_enabled {
         let cards = [
             card("lead", "CAPI Lead", &t.events.lead.to_string()),
-            card("registration", "CAPI Registration", &t.events.registration.to_string()),
+            card(
+                "registration",
+                "CAPI Registration",
+                &t.events.registration.to_string(),
+            ),
             card("schedule", "CAPI Schedule", &t.events.schedule.to_string()),
-            card("leads_to_lead_pct", "Leads → CAPI Lead", &pct(t.conversions.leads_to_lead_pct)),
-            card("lead_to_registration_pct", "Lead → Registration", &pct(t.conversions.lead_to_registration_pct)),
-            card("registration_to_schedule_pct", "Registration → Schedule", &pct(t.conversions.registration_to_schedule_pct)),
-            card("cost_per_lead", "Cost per Lead", &money(t.costs.cost_per_lead, currency)),
-            card("cost_per_registration", "Cost per Registration", &money(t.costs.cost_per_registration, currency)),
-            card("cost_per_schedule", "Cost per Schedule", &money(t.costs.cost_per_schedule, currency)),
+            card(
+                "leads_to_lead_pct",
+                "Leads → CAPI Lead",
+                &pct(t.conversions.leads_to_lead_pct),
+            ),
+            card(
+                "lead_to_registration_pct",
+                "Lead → Registration",
+                &pct(t.conversions.lead_to_registration_pct),
+            ),
+            card(
+                "registration_to_schedule_pct",
+                "Registration → Schedule",
+                &pct(t.conversions.registration_to_schedule_pct),
+            ),
+            card(
+                "cost_per_lead",
+                "Cost per Lead",
+                &money(t.costs.cost_per_lead, currency),
+            ),
+            card(
+                "cost_per_registration",
+                "Cost per Registration",
+                &money(t.costs.cost_per_registration, currency),
+            ),
+            card(
+                "cost_per_schedule",
+                "Cost per Schedule",
+                &money(t.costs.cost_per_schedule, currency),
+            ),
         ];
         let _ = write!(
             body,
@@ -223,7 +295,11 @@ fn render_dashboard(d: &DashboardData) -> String {
                 pct(f.conversions.lead_to_registration_pct),
                 pct(f.conversions.registration_to_schedule_pct),
                 money(f.costs.cost_per_lead, cur),
-                if r.spend_shared { " <span class=\"muted\">(shared ad account)</span>" } else { "" },
+                if r.spend_shared {
+                    " <span class=\"muted\">(shared ad account)</span>"
+                } else {
+                    ""
+                },
             );
         }
         body.push_str("</table><h3>Events per day</h3>");
@@ -232,7 +308,10 @@ fn render_dashboard(d: &DashboardData) -> String {
             body,
             "<h3>What to optimise the ads for</h3><p class=\"muted\">Lead first; move up after {}+ events of the next level in the last 7 days ({} – {}) at a cost per event within ±{} % of the week before.</p>\
              <table id=\"optimisation\"><tr><th>Direction</th><th>Optimise for</th><th>Why</th></tr>",
-            d.advice.min_events, d.advice.last_7_days[0], d.advice.last_7_days[1], d.advice.stable_within_pct
+            d.advice.min_events,
+            d.advice.last_7_days[0],
+            d.advice.last_7_days[1],
+            d.advice.stable_within_pct
         );
         for a in &d.advice.directions {
             let _ = write!(
@@ -252,14 +331,22 @@ fn render_dashboard(d: &DashboardData) -> String {
         d.total_leads
     );
     for l in &d.leads {
-        let mark = |c: &LevelColumn| if c.sent { "<span class=\"yes\">✓</span>" } else { "<span class=\"no\">—</span>" };
+        let mark = |c: &LevelColumn| {
+            if c.sent {
+                "<span class=\"yes\">✓</span>"
+            } else {
+                "<span class=\"no\">—</span>"
+            }
+        };
         let _ = write!(
             body,
             "<tr><td><a href=\"/dashboard/leads/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             l.lead_id,
             esc(l.contact_name.as_deref().unwrap_or("(no name)")),
             esc(l.direction_name.as_deref().unwrap_or("—")),
-            l.first_message.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default(),
+            l.first_message
+                .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_default(),
             mark(&l.interest),
             mark(&l.qualified),
             mark(&l.scheduled),
@@ -269,7 +356,10 @@ fn render_dashboard(d: &DashboardData) -> String {
     let pages = (d.total_leads + LEADS_PER_PAGE - 1) / LEADS_PER_PAGE;
     if pages > 1 {
         let link = |p: i64, label: &str| {
-            format!("<a href=\"/dashboard?since={}&amp;until={}&amp;page={p}\">{label}</a>", s.since, s.until)
+            format!(
+                "<a href=\"/dashboard?since={}&amp;until={}&amp;page={p}\">{label}</a>",
+                s.since, s.until
+            )
         };
         let _ = write!(body, "<p class=\"muted\">Page {} of {pages} ", d.page);
         if d.page > 1 {
@@ -285,7 +375,11 @@ fn render_dashboard(d: &DashboardData) -> String {
     page(&d.name, &range_form(s.since, s.until), &body)
 }
 
-async fn lead_view(req: HttpRequest, path: web::Path<String>, state: web::Data<State>) -> HttpResponse {
+async fn lead_view(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<State>,
+) -> HttpResponse {
     let account = match session(&req, &state) {
         Ok(a) => a,
         Err(r) => return r,
@@ -303,7 +397,11 @@ async fn lead_view(req: HttpRequest, path: web::Path<String>, state: web::Data<S
         Ok(Ok(None)) => message_page(StatusCode::NOT_FOUND, "Not found", "No such lead."),
         Ok(Err(e)) | Err(e) => {
             tracing::error!(error = format!("{e:#}"), "dashboard lead");
-            message_page(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", "Temporarily unavailable, retry later.")
+            message_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Unavailable",
+                "Temporarily unavailable, retry later.",
+            )
         }
     }
 }
@@ -316,7 +414,9 @@ fn render_lead(l: &LeadEvents) -> String {
             esc(title),
             if c.sent { "yes" } else { "no" },
             if c.sent { "✓ sent" } else { "— not sent" },
-            c.sent_at.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_default(),
+            c.sent_at
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .unwrap_or_default(),
             esc(c.event_id.as_deref().unwrap_or("")),
         )
     };
@@ -325,8 +425,14 @@ fn render_lead(l: &LeadEvents) -> String {
          <table id=\"capi-columns\"><tr>{}{}{}</tr></table><p><a href=\"/dashboard\">← Dashboard</a></p></section>",
         esc(l.contact_name.as_deref().unwrap_or("(no name)")),
         esc(l.direction_name.as_deref().unwrap_or("—")),
-        l.first_message.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default(),
-        if l.from_ad { "from an ad" } else { "not from an ad" },
+        l.first_message
+            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_default(),
+        if l.from_ad {
+            "from an ad"
+        } else {
+            "not from an ad"
+        },
         column("interest", "Interest (CAPI Level 1)", &l.interest),
         column("qualified", "Qualified (CAPI Level 2)", &l.qualified),
         column("scheduled", "Booked (CAPI Level 3)", &l.scheduled),

@@ -26,7 +26,9 @@ pub fn pct(v: Option<f64>) -> String {
 
 pub fn money(v: Option<f64>, currency: Option<&str>) -> String {
     match v {
-        Some(x) => format!("{x:.2} {}", currency.unwrap_or("")).trim_end().to_owned(),
+        Some(x) => format!("{x:.2} {}", currency.unwrap_or(""))
+            .trim_end()
+            .to_owned(),
         None => "—".to_owned(),
     }
 }
@@ -69,7 +71,12 @@ pub fn chart(days: &[DayStats]) -> String {
     let (w, h, pad) = (760.0_f64, 200.0_f64, 24.0_f64);
     let max = days
         .iter()
-        .map(|d| d.events.lead.max(d.events.registration).max(d.events.schedule))
+        .map(|d| {
+            d.events
+                .lead
+                .max(d.events.registration)
+                .max(d.events.schedule)
+        })
         .max()
         .unwrap_or(0)
         .max(1) as f64;
@@ -108,7 +115,10 @@ pub fn chart(days: &[DayStats]) -> String {
     }
     svg.push_str("</svg><div class=\"legend\">");
     for (name, colour) in LEVEL_COLOURS {
-        let _ = write!(svg, "<span><i style=\"background:{colour}\"></i>{name}</span>");
+        let _ = write!(
+            svg,
+            "<span><i style=\"background:{colour}\"></i>{name}</span>"
+        );
     }
     svg.push_str("</div>");
     svg
@@ -120,7 +130,10 @@ mod tests {
 
     #[test]
     fn escapes_and_formats() {
-        assert_eq!(esc("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
         assert_eq!(pct(Some(40.0)), "40.0%");
         assert_eq!(pct(None), "—");
         assert_eq!(money(Some(12.5), Some("USD")), "12.50 USD");

@@ -5,8 +5,8 @@
 //! (API keys per account) and the server-rendered dashboard.
 
 mod api;
-mod dashboard;
 mod daily;
+mod dashboard;
 mod html;
 mod spend_sync;
 mod stats;
@@ -105,7 +105,12 @@ impl ReportSettings {
             "reports.dashboard_secret is not set (CAPI_REPORTS__DASHBOARD_SECRET): the dashboard is off"
         );
         let ttl = duration_setting("reports.link_ttl", &self.link_ttl)?;
-        Ok(dashboard::link(self.public_url.trim_end_matches('/'), secret.as_bytes(), account, ttl))
+        Ok(dashboard::link(
+            self.public_url.trim_end_matches('/'),
+            secret.as_bytes(),
+            account,
+            ttl,
+        ))
     }
 }
 
@@ -171,12 +176,18 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
             .configure(api::routes)
             .configure(dashboard::routes);
     })?;
-    let telegram = telegram::Telegram::new(&s.telegram_url, timeout).context("the Telegram client")?;
+    let telegram =
+        telegram::Telegram::new(&s.telegram_url, timeout).context("the Telegram client")?;
     let insights = spend_sync::Insights::new(&s.graph_url, &s.graph_version, timeout)
         .context("the Meta insights client")?;
     let (pool, stop) = (runtime.pool.clone(), runtime.stop.clone());
     runtime.spawn_worker(daily::run(pool.clone(), config.clone(), stop.clone()));
-    runtime.spawn_worker(telegram::run(pool.clone(), telegram, config.clone(), stop.clone()));
+    runtime.spawn_worker(telegram::run(
+        pool.clone(),
+        telegram,
+        config.clone(),
+        stop.clone(),
+    ));
     runtime.spawn_worker(spend_sync::run(pool, insights, config, stop));
     Ok(runtime)
 }

@@ -56,13 +56,17 @@ impl Insights {
         } else {
             format!("act_{meta_ad_account_id}")
         };
-        let range = serde_json::json!({"since": since.to_string(), "until": until.to_string()}).to_string();
+        let range =
+            serde_json::json!({"since": since.to_string(), "until": until.to_string()}).to_string();
         let first = reqwest::Url::parse_with_params(
             &format!("{}/{}/{account}/insights", self.base_url, self.version),
             &[
                 ("level", "campaign"),
                 ("time_increment", "1"),
-                ("fields", "campaign_id,campaign_name,spend,account_currency,date_start"),
+                (
+                    "fields",
+                    "campaign_id,campaign_name,spend,account_currency,date_start",
+                ),
                 ("time_range", range.as_str()),
                 ("limit", "500"),
             ],
@@ -91,10 +95,16 @@ impl Insights {
     }
 
     async fn page(&self, url: &str, token: &str) -> Result<Value, FetchError> {
-        let resp = self.http.get(url).bearer_auth(token).send().await.map_err(|e| FetchError {
-            verdict: Verdict::Transient,
-            message: format!("Meta did not answer: {}", outbound::transport_error(e)),
-        })?;
+        let resp = self
+            .http
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| FetchError {
+                verdict: Verdict::Transient,
+                message: format!("Meta did not answer: {}", outbound::transport_error(e)),
+            })?;
         let status = resp.status().as_u16();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         let error = MetaError::from_body(&body);
@@ -119,13 +129,19 @@ fn parse_row(item: &Value) -> Option<spend::SpendRow> {
         Value::Number(n) => n.to_string(),
         _ => return None,
     };
-    amount.parse::<f64>().ok().filter(|x| x.is_finite() && *x >= 0.0)?;
+    amount
+        .parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite() && *x >= 0.0)?;
     Some(spend::SpendRow {
         date,
         campaign_id: item["campaign_id"].as_str().unwrap_or_default().to_owned(),
         campaign_name: item["campaign_name"].as_str().map(str::to_owned),
         spend: amount,
-        currency: item["account_currency"].as_str().unwrap_or("USD").to_owned(),
+        currency: item["account_currency"]
+            .as_str()
+            .unwrap_or("USD")
+            .to_owned(),
     })
 }
 
@@ -157,11 +173,19 @@ pub async fn sync_due(
         let Some(job) = job else { break };
         let until = job.sync_date - chrono::Duration::days(1);
         let since = job.sync_date - chrono::Duration::days(i64::from(days));
-        let fetched = insights.fetch(&job.meta_ad_account_id, &job.access_token, since, until).await;
+        let fetched = insights
+            .fetch(&job.meta_ad_account_id, &job.access_token, since, until)
+            .await;
         let mut conn = pool.get().await?;
         match fetched {
             Ok(rows) => {
-                spend::upsert(&mut conn, job.ad_account_id, &rows, "api").await?;
+                spend::upsert(
+                    &mut conn,
+                    job.ad_account_id,
+                    &rows,
+                    domain::analytics::SpendSource::Api,
+                )
+                .await?;
                 let n = i32::try_from(rows.len()).unwrap_or(i32::MAX);
                 spend::finish_sync(&mut conn, &job, Ok(n)).await?;
                 tracing::info!(ad_account_id = %job.ad_account_id, rows = n, "ad spend synced");
@@ -174,7 +198,9 @@ pub async fn sync_due(
                     _ => None,
                 };
                 let retry = schedule.filter(|_| job.attempts < MAX_ATTEMPTS).map(|s| {
-                    let i = usize::try_from(job.attempts - 1).unwrap_or(0).min(s.len() - 1);
+                    let i = usize::try_from(job.attempts - 1)
+                        .unwrap_or(0)
+                        .min(s.len() - 1);
                     Utc::now() + chrono::Duration::seconds(s[i])
                 });
                 tracing::warn!(ad_account_id = %job.ad_account_id, error = %e.message, retry = retry.is_some(), "ad spend sync failed");
@@ -197,7 +223,11 @@ mod tests {
         assert_eq!(row.as_ref().map(|r| r.spend.as_str()), Some("12.30"));
         assert_eq!(row.map(|r| r.currency), Some("EUR".to_owned()));
         assert!(parse_row(&serde_json::json!({"spend": "1", "date_start": "x"})).is_none());
-        assert!(parse_row(&serde_json::json!({"spend": "-1", "date_start": "2026-11-30"})).is_none());
-        assert!(parse_row(&serde_json::json!({"spend": "NaN", "date_start": "2026-11-30"})).is_none());
+        assert!(
+            parse_row(&serde_json::json!({"spend": "-1", "date_start": "2026-11-30"})).is_none()
+        );
+        assert!(
+            parse_row(&serde_json::json!({"spend": "NaN", "date_start": "2026-11-30"})).is_none()
+        );
     }
 }

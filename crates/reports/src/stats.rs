@@ -67,8 +67,14 @@ pub async fn capi_stats(
     let mut per_day: BTreeMap<NaiveDate, LevelCounts> = BTreeMap::new();
     let mut total = LevelCounts::default();
     for e in &events {
-        per_direction.entry(e.direction_id).or_default().add_level(e.event_level, e.n);
-        per_day.entry(e.day).or_default().add_level(e.event_level, e.n);
+        per_direction
+            .entry(e.direction_id)
+            .or_default()
+            .add_level(e.event_level, e.n);
+        per_day
+            .entry(e.day)
+            .or_default()
+            .add_level(e.event_level, e.n);
         total.add_level(e.event_level, e.n);
     }
     let rows: Vec<DirectionStats> = directions
@@ -80,7 +86,11 @@ pub async fn capi_stats(
                 name: d.name.clone(),
                 capi_enabled: d.capi_enabled,
                 spend_shared: d.ad_account_id.is_some_and(|a| {
-                    directions.iter().filter(|o| o.ad_account_id == Some(a)).count() > 1
+                    directions
+                        .iter()
+                        .filter(|o| o.ad_account_id == Some(a))
+                        .count()
+                        > 1
                 }),
                 funnel: analytics::funnel(
                     leads.get(&d.id).copied().unwrap_or(0),

@@ -92,7 +92,11 @@ pub async fn run(pool: DbPool, telegram: Telegram, config: Arc<Config>, stop: Ca
 }
 
 /// Sends every report due; returns how many were delivered completely.
-pub async fn deliver_due(pool: &DbPool, telegram: &Telegram, stop: &CancellationToken) -> anyhow::Result<usize> {
+pub async fn deliver_due(
+    pool: &DbPool,
+    telegram: &Telegram,
+    stop: &CancellationToken,
+) -> anyhow::Result<usize> {
     let mut delivered = 0;
     while !stop.is_cancelled() {
         let claimed = {
@@ -108,17 +112,30 @@ pub async fn deliver_due(pool: &DbPool, telegram: &Telegram, stop: &Cancellation
 }
 
 /// Sends the parts not sent yet; true when the whole report went out.
-async fn deliver(pool: &DbPool, telegram: &Telegram, job: &reports::PendingSend) -> anyhow::Result<bool> {
+async fn deliver(
+    pool: &DbPool,
+    telegram: &Telegram,
+    job: &reports::PendingSend,
+) -> anyhow::Result<bool> {
     let parts = split_message(&job.report_text, TELEGRAM_LIMIT);
     let total = i32::try_from(parts.len()).unwrap_or(i32::MAX);
     let mut next = usize::try_from(job.parts_sent.max(0)).unwrap_or(0);
     let account = job.user_account_id;
     while let Some(part) = parts.get(next) {
-        match telegram.send_message(&job.bot_token, &job.chat_id, part).await {
+        match telegram
+            .send_message(&job.bot_token, &job.chat_id, part)
+            .await
+        {
             Sent::Ok => {
                 next += 1;
                 let mut conn = pool.get().await?;
-                reports::part_sent(&mut conn, job.id, i32::try_from(next).unwrap_or(i32::MAX), total).await?;
+                reports::part_sent(
+                    &mut conn,
+                    job.id,
+                    i32::try_from(next).unwrap_or(i32::MAX),
+                    total,
+                )
+                .await?;
             }
             Sent::RetryAfter(wait) if wait <= MAX_INLINE_WAIT => {
                 tracing::info!(user_account_id = %account, wait_s = wait.as_secs(), "Telegram asked to wait");
@@ -132,7 +149,9 @@ async fn deliver(pool: &DbPool, telegram: &Telegram, job: &reports::PendingSend)
             }
             Sent::Transient(e) => {
                 let retry = (job.attempts < MAX_ATTEMPTS).then(|| {
-                    let i = usize::try_from(job.attempts - 1).unwrap_or(0).min(BACKOFF_SECS.len() - 1);
+                    let i = usize::try_from(job.attempts - 1)
+                        .unwrap_or(0)
+                        .min(BACKOFF_SECS.len() - 1);
                     Utc::now() + chrono::Duration::seconds(BACKOFF_SECS[i])
                 });
                 tracing::warn!(user_account_id = %account, error = %e, attempt = job.attempts, "report not delivered");

@@ -58,9 +58,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/bot{token}/sendMessage", web::post().to(send_message))
         .route("/sandbox/telegram/sent", web::get().to(sent))
         .route("/sandbox/telegram/faults", web::put().to(telegram_faults))
-        .route("/sandbox/insights/requests", web::get().to(insights_requests))
+        .route(
+            "/sandbox/insights/requests",
+            web::get().to(insights_requests),
+        )
         .route("/sandbox/insights/faults", web::put().to(insights_faults))
-        .route("/sandbox/insights/{ad_account}", web::put().to(set_insights))
+        .route(
+            "/sandbox/insights/{ad_account}",
+            web::put().to(set_insights),
+        )
         .route("/{version}/{ad_account}/insights", web::get().to(insights));
 }
 
@@ -69,14 +75,19 @@ fn telegram_error(status: u16, description: &str, retry_after: Option<u64>) -> H
     if let Some(s) = retry_after {
         body["parameters"] = json!({"retry_after": s});
     }
-    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap_or_default()).json(body)
+    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap_or_default())
+        .json(body)
 }
 
-async fn send_message(path: web::Path<String>, body: web::Bytes, m: web::Data<Marketing>) -> HttpResponse {
+async fn send_message(
+    path: web::Path<String>,
+    body: web::Bytes,
+    m: web::Data<Marketing>,
+) -> HttpResponse {
     let token = path.into_inner();
-    let valid_token = token
-        .split_once(':')
-        .is_some_and(|(id, rest)| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) && rest.len() >= 8);
+    let valid_token = token.split_once(':').is_some_and(|(id, rest)| {
+        !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) && rest.len() >= 8
+    });
     if !valid_token {
         return telegram_error(401, "Unauthorized", None);
     }
@@ -108,7 +119,9 @@ async fn send_message(path: web::Path<String>, body: web::Bytes, m: web::Data<Ma
         return telegram_error(status, &description, retry);
     }
     let message_id = s.sent.len() + 1;
-    s.sent.push(json!({"bot_token": token, "chat_id": chat_id, "text": text, "message_id": message_id}));
+    s.sent.push(
+        json!({"bot_token": token, "chat_id": chat_id, "text": text, "message_id": message_id}),
+    );
     HttpResponse::Ok().json(json!({"ok": true, "result": {"message_id": message_id, "chat": {"id": chat_id}, "text": text}}))
 }
 
@@ -143,7 +156,11 @@ struct SetInsights {
     rows: Vec<SpendRow>,
 }
 
-async fn set_insights(path: web::Path<String>, body: web::Json<SetInsights>, m: web::Data<Marketing>) -> HttpResponse {
+async fn set_insights(
+    path: web::Path<String>,
+    body: web::Json<SetInsights>,
+    m: web::Data<Marketing>,
+) -> HttpResponse {
     if let Ok(mut s) = m.state.lock() {
         s.insights.insert(path.into_inner(), body.into_inner().rows);
     }
@@ -151,7 +168,12 @@ async fn set_insights(path: web::Path<String>, body: web::Json<SetInsights>, m: 
 }
 
 async fn insights_requests(m: web::Data<Marketing>) -> HttpResponse {
-    HttpResponse::Ok().json(m.state.lock().map(|s| s.insights_requests.clone()).unwrap_or_default())
+    HttpResponse::Ok().json(
+        m.state
+            .lock()
+            .map(|s| s.insights_requests.clone())
+            .unwrap_or_default(),
+    )
 }
 
 #[derive(Deserialize)]
@@ -188,10 +210,21 @@ async fn insights(
         .map(str::to_owned)
         .or_else(|| q.get("access_token").cloned());
     let Some(token) = token.filter(|t| !t.is_empty()) else {
-        return graph_error(400, 190, "An access token is required to request this resource.");
+        return graph_error(
+            400,
+            190,
+            "An access token is required to request this resource.",
+        );
     };
-    let range: Value = q.get("time_range").and_then(|r| serde_json::from_str(r).ok()).unwrap_or(Value::Null);
-    let date = |k: &str| range[k].as_str().and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+    let range: Value = q
+        .get("time_range")
+        .and_then(|r| serde_json::from_str(r).ok())
+        .unwrap_or(Value::Null);
+    let date = |k: &str| {
+        range[k]
+            .as_str()
+            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+    };
     let (Some(since), Some(until)) = (date("since"), date("until")) else {
         return graph_error(400, 100, "(#100) time_range must have since and until");
     };
@@ -212,7 +245,11 @@ async fn insights(
         return graph_error(f.status, f.code, message);
     }
     let rows: Vec<SpendRow> = match s.insights.get(&ad_account) {
-        Some(rows) => rows.iter().filter(|r| r.date >= since && r.date <= until).cloned().collect(),
+        Some(rows) => rows
+            .iter()
+            .filter(|r| r.date >= since && r.date <= until)
+            .cloned()
+            .collect(),
         None => since
             .iter_days()
             .take_while(|d| *d <= until)
@@ -225,7 +262,11 @@ async fn insights(
             })
             .collect(),
     };
-    let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(25).clamp(1, 5000);
+    let limit: usize = q
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(25)
+        .clamp(1, 5000);
     let start: usize = q.get("after").and_then(|a| a.parse().ok()).unwrap_or(0);
     let page: Vec<Value> = rows
         .iter()
@@ -244,7 +285,13 @@ async fn insights(
             query.append_pair(k, v);
         }
         query.append_pair("after", &(start + limit).to_string());
-        let next = format!("{}://{}{}?{}", info.scheme(), info.host(), req.path(), query.finish());
+        let next = format!(
+            "{}://{}{}?{}",
+            info.scheme(),
+            info.host(),
+            req.path(),
+            query.finish()
+        );
         body["paging"]["next"] = Value::String(next.to_string());
     }
     HttpResponse::Ok().json(body)

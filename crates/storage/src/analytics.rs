@@ -61,6 +61,15 @@ pub struct DayEvents {
     pub n: i64,
 }
 
+/// `events_by_day`: $1 account, $2 since, $3 until, $4 time zone.
+pub const EVENTS_BY_DAY_SQL: &str = "SELECT (created_at AT TIME ZONE $4)::date AS day, direction_id, event_level, \
+                count(DISTINCT event_id) AS n \
+         FROM capi_events_log \
+         WHERE user_account_id = $1 AND status = 'success' \
+           AND created_at >= ($2::date::timestamp AT TIME ZONE $4) \
+           AND created_at < (($3::date + 1)::timestamp AT TIME ZONE $4) \
+         GROUP BY 1, 2, 3 ORDER BY 1";
+
 /// Successes in the audit log from `since` to `until` (local days, inclusive).
 pub async fn events_by_day(
     conn: &mut AsyncPgConnection,
@@ -70,22 +79,14 @@ pub async fn events_by_day(
     timezone: &str,
 ) -> Result<Vec<DayEvents>, diesel::result::Error> {
     // SQL: local days (AT TIME ZONE) over capi_events_log's (user_account_id, created_at) index.
-    diesel::sql_query(
-        "SELECT (created_at AT TIME ZONE $4)::date AS day, direction_id, event_level, \
-                count(DISTINCT event_id) AS n \
-         FROM capi_events_log \
-         WHERE user_account_id = $1 AND status = 'success' \
-           AND created_at >= ($2::date::timestamp AT TIME ZONE $4) \
-           AND created_at < (($3::date + 1)::timestamp AT TIME ZONE $4) \
-         GROUP BY 1, 2, 3 ORDER BY 1",
-    )
-    .bind::<SqlUuid, _>(account_id)
-    .bind::<Date, _>(since)
-    .bind::<Date, _>(until)
-    .bind::<Text, _>(timezone)
-    .prepared()
-    .load(conn)
-    .await
+    diesel::sql_query(EVENTS_BY_DAY_SQL)
+        .bind::<SqlUuid, _>(account_id)
+        .bind::<Date, _>(since)
+        .bind::<Date, _>(until)
+        .bind::<Text, _>(timezone)
+        .prepared()
+        .load(conn)
+        .await
 }
 
 #[derive(QueryableByName)]
@@ -96,6 +97,14 @@ struct DirectionCount {
     n: i64,
 }
 
+/// `leads_by_direction`: $1 account, $2 since, $3 until, $4 time zone.
+pub const LEADS_BY_DIRECTION_SQL: &str = "SELECT ad.id AS direction_id, count(da.id) AS n \
+         FROM account_directions ad JOIN dialog_analysis da ON da.direction_id = ad.id \
+         WHERE ad.user_account_id = $1 \
+           AND da.first_message >= ($2::date::timestamp AT TIME ZONE $4) \
+           AND da.first_message < (($3::date + 1)::timestamp AT TIME ZONE $4) \
+         GROUP BY ad.id";
+
 /// New dialogs (leads) per direction: first message within the local days.
 pub async fn leads_by_direction(
     conn: &mut AsyncPgConnection,
@@ -105,21 +114,14 @@ pub async fn leads_by_direction(
     timezone: &str,
 ) -> Result<Vec<(Uuid, i64)>, diesel::result::Error> {
     // SQL: local days (AT TIME ZONE) over dialog_analysis' (direction_id, first_message) index.
-    let rows: Vec<DirectionCount> = diesel::sql_query(
-        "SELECT ad.id AS direction_id, count(da.id) AS n \
-         FROM account_directions ad JOIN dialog_analysis da ON da.direction_id = ad.id \
-         WHERE ad.user_account_id = $1 \
-           AND da.first_message >= ($2::date::timestamp AT TIME ZONE $4) \
-           AND da.first_message < (($3::date + 1)::timestamp AT TIME ZONE $4) \
-         GROUP BY ad.id",
-    )
-    .bind::<SqlUuid, _>(account_id)
-    .bind::<Date, _>(since)
-    .bind::<Date, _>(until)
-    .bind::<Text, _>(timezone)
-    .prepared()
-    .load(conn)
-    .await?;
+    let rows: Vec<DirectionCount> = diesel::sql_query(LEADS_BY_DIRECTION_SQL)
+        .bind::<SqlUuid, _>(account_id)
+        .bind::<Date, _>(since)
+        .bind::<Date, _>(until)
+        .bind::<Text, _>(timezone)
+        .prepared()
+        .load(conn)
+        .await?;
     Ok(rows.into_iter().map(|r| (r.direction_id, r.n)).collect())
 }
 

@@ -31,10 +31,14 @@ pub async fn create(
 /// Revokes a key; false when there is no such live key.
 pub async fn revoke(conn: &mut AsyncPgConnection, id: Uuid) -> Result<bool, diesel::result::Error> {
     use api_keys::dsl as k;
-    let n = diesel::update(k::api_keys.filter(k::id.eq(id)).filter(k::revoked_at.is_null()))
-        .set(k::revoked_at.eq(diesel::dsl::now))
-        .execute(conn)
-        .await?;
+    let n = diesel::update(
+        k::api_keys
+            .filter(k::id.eq(id))
+            .filter(k::revoked_at.is_null()),
+    )
+    .set(k::revoked_at.eq(diesel::dsl::now))
+    .execute(conn)
+    .await?;
     Ok(n == 1)
 }
 
@@ -48,15 +52,31 @@ pub struct ApiKeyRow {
     pub last_used_at: Option<DateTime<Utc>>,
 }
 
-pub async fn list(conn: &mut AsyncPgConnection, account_id: Uuid) -> Result<Vec<ApiKeyRow>, diesel::result::Error> {
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+) -> Result<Vec<ApiKeyRow>, diesel::result::Error> {
     use api_keys::dsl as k;
-    let rows: Vec<(Uuid, String, String, DateTime<Utc>, Option<DateTime<Utc>>, Option<DateTime<Utc>>)> =
-        k::api_keys
-            .filter(k::user_account_id.eq(account_id))
-            .order(k::created_at)
-            .select((k::id, k::name, k::key_prefix, k::created_at, k::revoked_at, k::last_used_at))
-            .load(conn)
-            .await?;
+    let rows: Vec<(
+        Uuid,
+        String,
+        String,
+        DateTime<Utc>,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+    )> = k::api_keys
+        .filter(k::user_account_id.eq(account_id))
+        .order(k::created_at)
+        .select((
+            k::id,
+            k::name,
+            k::key_prefix,
+            k::created_at,
+            k::revoked_at,
+            k::last_used_at,
+        ))
+        .load(conn)
+        .await?;
     Ok(rows
         .into_iter()
         .map(|r| ApiKeyRow {

@@ -16,8 +16,8 @@ pub mod qualification;
 pub mod replies;
 pub mod reports;
 mod schema;
-mod sql_functions;
 pub mod spend;
+mod sql_functions;
 pub mod usage;
 
 pub use diesel_async::AsyncPgConnection;

@@ -14,8 +14,12 @@ use diesel::{
     sql_types::{BigInt, Bool, Date, Int2, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use domain::report::{
-    CapiDistribution, DailyReport, DirectionDay, GroupCounts, InterestDistribution, Language,
+use domain::{
+    account::ReportLanguage,
+    report::{
+        CapiDistribution, DailyReport, DirectionDay, GroupCounts, InterestDistribution,
+        TelegramStatus,
+    },
 };
 use uuid::Uuid;
 
@@ -24,7 +28,7 @@ use uuid::Uuid;
 pub struct ReportAccount {
     pub id: Uuid,
     pub name: String,
-    pub language: Language,
+    pub language: ReportLanguage,
     pub timezone: String,
     pub telegram_configured: bool,
 }
@@ -34,31 +38,42 @@ pub async fn account(
     id: Uuid,
 ) -> Result<Option<ReportAccount>, diesel::result::Error> {
     use user_accounts::dsl as u;
-    let row: Option<(Uuid, String, String, String, Option<String>, Option<String>)> =
-        u::user_accounts
-            .filter(u::id.eq(id))
-            .select((
-                u::id,
-                u::name,
-                u::report_language,
-                u::timezone,
-                u::telegram_bot_token,
-                u::telegram_chat_id,
-            ))
-            .first(conn)
-            .await
-            .optional()?;
-    Ok(row.map(|(id, name, language, timezone, token, chat)| ReportAccount {
-        id,
-        name,
-        language: language.parse().unwrap_or(Language::Ru),
-        timezone,
-        telegram_configured: token.is_some() && chat.is_some(),
-    }))
+    let row: Option<(
+        Uuid,
+        String,
+        ReportLanguage,
+        String,
+        Option<String>,
+        Option<String>,
+    )> = u::user_accounts
+        .filter(u::id.eq(id))
+        .select((
+            u::id,
+            u::name,
+            u::report_language,
+            u::timezone,
+            u::telegram_bot_token,
+            u::telegram_chat_id,
+        ))
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(row.map(
+        |(id, name, language, timezone, token, chat)| ReportAccount {
+            id,
+            name,
+            language,
+            timezone,
+            telegram_configured: token.is_some() && chat.is_some(),
+        },
+    ))
 }
 
 /// True when PostgreSQL knows the IANA time zone name.
-pub async fn is_time_zone(conn: &mut AsyncPgConnection, name: &str) -> Result<bool, diesel::result::Error> {
+pub async fn is_time_zone(
+    conn: &mut AsyncPgConnection,
+    name: &str,
+) -> Result<bool, diesel::result::Error> {
     #[derive(QueryableByName)]
     struct Found {
         #[diesel(sql_type = Bool)]
@@ -112,21 +127,8 @@ struct GroupRow {
     responses: i64,
 }
 
-/// What the account's dialogs did during its local day, per direction (a
-/// dialog's own, else its instance's; `None`: neither). A dialog counts when
-/// it has a message that day; it is new when its first message was that day.
-pub async fn day_groups(
-    conn: &mut AsyncPgConnection,
-    account_id: Uuid,
-    date: NaiveDate,
-    timezone: &str,
-) -> Result<Vec<(Option<Uuid>, GroupCounts)>, diesel::result::Error> {
-    // SQL: the day's bounds in the account's zone (AT TIME ZONE), candidate
-    // dialogs through two indexes ((direction_id, last_message) and the
-    // partial one on undirected dialogs) and a LATERAL count of each
-    // candidate's messages that day on (dialog_id, sent_at).
-    let rows: Vec<GroupRow> = diesel::sql_query(
-        "WITH b AS (SELECT ($2::date::timestamp AT TIME ZONE $3) AS day_start, \
+/// `day_groups`: $1 account, $2 local day, $3 time zone (public for `EXPLAIN` in the benchmark).
+pub const DAY_GROUPS_SQL: &str = "WITH b AS (SELECT ($2::date::timestamp AT TIME ZONE $3) AS day_start, \
                            (($2::date + 1)::timestamp AT TIME ZONE $3) AS day_end), \
          cand AS ( \
            SELECT da.id, da.direction_id AS dir, da.first_message, da.interest_level \
@@ -154,14 +156,28 @@ pub async fn day_groups(
                 coalesce(sum(incoming), 0)::bigint AS incoming, coalesce(sum(outgoing), 0)::bigint AS outgoing, \
                 coalesce(sum(response_ms_sum), 0)::bigint AS response_ms_sum, \
                 coalesce(sum(responses), 0)::bigint AS responses \
-         FROM per GROUP BY dir",
-    )
-    .bind::<SqlUuid, _>(account_id)
-    .bind::<Date, _>(date)
-    .bind::<Text, _>(timezone)
-    .prepared()
-    .load(conn)
-    .await?;
+         FROM per GROUP BY dir";
+
+/// What the account's dialogs did during its local day, per direction (a
+/// dialog's own, else its instance's; `None`: neither). A dialog counts when
+/// it has a message that day; it is new when its first message was that day.
+pub async fn day_groups(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    date: NaiveDate,
+    timezone: &str,
+) -> Result<Vec<(Option<Uuid>, GroupCounts)>, diesel::result::Error> {
+    // SQL: the day's bounds in the account's zone (AT TIME ZONE), candidate
+    // dialogs through two indexes ((direction_id, last_message) and the
+    // partial one on undirected dialogs) and a LATERAL count of each
+    // candidate's messages that day on (dialog_id, sent_at).
+    let rows: Vec<GroupRow> = diesel::sql_query(DAY_GROUPS_SQL)
+        .bind::<SqlUuid, _>(account_id)
+        .bind::<Date, _>(date)
+        .bind::<Text, _>(timezone)
+        .prepared()
+        .load(conn)
+        .await?;
     Ok(rows
         .into_iter()
         .map(|r| {
@@ -195,6 +211,13 @@ struct LevelCount {
     n: i64,
 }
 
+/// `day_capi`: $1 account, $2 local day, $3 time zone.
+pub const DAY_CAPI_SQL: &str = "SELECT direction_id, event_level, count(DISTINCT event_id) AS n FROM capi_events_log \
+         WHERE user_account_id = $1 AND status = 'success' \
+           AND created_at >= ($2::date::timestamp AT TIME ZONE $3) \
+           AND created_at < (($2::date + 1)::timestamp AT TIME ZONE $3) \
+         GROUP BY direction_id, event_level";
+
 /// Events Meta accepted during the account's local day, per direction and level.
 pub async fn day_capi(
     conn: &mut AsyncPgConnection,
@@ -204,19 +227,13 @@ pub async fn day_capi(
 ) -> Result<Vec<(Option<Uuid>, CapiDistribution)>, diesel::result::Error> {
     // SQL: the day's bounds in the account's zone (AT TIME ZONE) over
     // capi_events_log's (user_account_id, created_at) index.
-    let rows: Vec<LevelCount> = diesel::sql_query(
-        "SELECT direction_id, event_level, count(DISTINCT event_id) AS n FROM capi_events_log \
-         WHERE user_account_id = $1 AND status = 'success' \
-           AND created_at >= ($2::date::timestamp AT TIME ZONE $3) \
-           AND created_at < (($2::date + 1)::timestamp AT TIME ZONE $3) \
-         GROUP BY direction_id, event_level",
-    )
-    .bind::<SqlUuid, _>(account_id)
-    .bind::<Date, _>(date)
-    .bind::<Text, _>(timezone)
-    .prepared()
-    .load(conn)
-    .await?;
+    let rows: Vec<LevelCount> = diesel::sql_query(DAY_CAPI_SQL)
+        .bind::<SqlUuid, _>(account_id)
+        .bind::<Date, _>(date)
+        .bind::<Text, _>(timezone)
+        .prepared()
+        .load(conn)
+        .await?;
     let mut out: Vec<(Option<Uuid>, CapiDistribution)> = Vec::new();
     for r in rows {
         let i = match out.iter().position(|(d, _)| *d == r.direction_id) {
@@ -261,7 +278,11 @@ pub async fn store(
     let legacy = report
         .capi_distribution
         .map(|d| serde_json::to_value(d).unwrap_or_default());
-    let status = if account.telegram_configured { "pending" } else { "not_configured" };
+    let status = if account.telegram_configured {
+        TelegramStatus::Pending
+    } else {
+        TelegramStatus::NotConfigured
+    };
     let inserted = diesel::insert_into(c::conversation_reports)
         .values((
             c::user_account_id.eq(account.id),
@@ -272,7 +293,7 @@ pub async fn store(
             c::capi_distribution.eq(&legacy),
             c::capi_source_used.eq(report.capi_source_used),
             c::capi_direction_id.eq(report.capi_direction_id),
-            c::language.eq(report.language.as_str()),
+            c::language.eq(report.language),
             c::telegram_status.eq(status),
         ))
         .on_conflict((c::user_account_id, c::report_date))
@@ -294,7 +315,7 @@ pub async fn store(
                     .ne(text)
                     .or(c::directions_data.ne(&directions))
                     .or(c::stats.ne(&stats))
-                    .or(c::language.ne(report.language.as_str())),
+                    .or(c::language.ne(report.language)),
             ),
     )
     .set((
@@ -304,12 +325,16 @@ pub async fn store(
         c::capi_distribution.eq(&legacy),
         c::capi_source_used.eq(report.capi_source_used),
         c::capi_direction_id.eq(report.capi_direction_id),
-        c::language.eq(report.language.as_str()),
+        c::language.eq(report.language),
         c::updated_at.eq(diesel::dsl::now),
     ))
     .execute(conn)
     .await?;
-    Ok(if updated == 1 { Stored::Updated } else { Stored::Unchanged })
+    Ok(if updated == 1 {
+        Stored::Updated
+    } else {
+        Stored::Unchanged
+    })
 }
 
 /// A stored report, as the API and the CLI show it.
@@ -317,14 +342,14 @@ pub async fn store(
 pub struct StoredReport {
     pub user_account_id: Uuid,
     pub report_date: NaiveDate,
-    pub language: String,
+    pub language: ReportLanguage,
     pub report_text: String,
     pub stats: serde_json::Value,
     pub directions_data: serde_json::Value,
     pub capi_distribution: Option<serde_json::Value>,
     pub capi_source_used: Option<bool>,
     pub capi_direction_id: Option<Uuid>,
-    pub telegram_status: String,
+    pub telegram_status: TelegramStatus,
     pub telegram_parts_sent: i32,
     pub telegram_sent_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -332,9 +357,22 @@ pub struct StoredReport {
 }
 
 type StoredRow = (
-    (Uuid, NaiveDate, String, String, serde_json::Value, serde_json::Value),
+    (
+        Uuid,
+        NaiveDate,
+        ReportLanguage,
+        String,
+        serde_json::Value,
+        serde_json::Value,
+    ),
     (Option<serde_json::Value>, Option<bool>, Option<Uuid>),
-    (String, i32, Option<DateTime<Utc>>, DateTime<Utc>, DateTime<Utc>),
+    (
+        TelegramStatus,
+        i32,
+        Option<DateTime<Utc>>,
+        DateTime<Utc>,
+        DateTime<Utc>,
+    ),
 );
 
 pub async fn get(
@@ -347,9 +385,26 @@ pub async fn get(
         .filter(c::user_account_id.eq(account_id))
         .filter(c::report_date.eq(date))
         .select((
-            (c::user_account_id, c::report_date, c::language, c::report_text, c::stats, c::directions_data),
-            (c::capi_distribution, c::capi_source_used, c::capi_direction_id),
-            (c::telegram_status, c::telegram_parts_sent, c::telegram_sent_at, c::created_at, c::updated_at),
+            (
+                c::user_account_id,
+                c::report_date,
+                c::language,
+                c::report_text,
+                c::stats,
+                c::directions_data,
+            ),
+            (
+                c::capi_distribution,
+                c::capi_source_used,
+                c::capi_direction_id,
+            ),
+            (
+                c::telegram_status,
+                c::telegram_parts_sent,
+                c::telegram_sent_at,
+                c::created_at,
+                c::updated_at,
+            ),
         ))
         .first(conn)
         .await
@@ -473,7 +528,11 @@ pub async fn part_sent(
     diesel::update(c::conversation_reports.filter(c::id.eq(id)))
         .set((
             c::telegram_parts_sent.eq(parts_sent),
-            c::telegram_status.eq(if done { "sent" } else { "pending" }),
+            c::telegram_status.eq(if done {
+                TelegramStatus::Sent
+            } else {
+                TelegramStatus::Pending
+            }),
             c::telegram_sent_at.eq(done.then(Utc::now)),
             c::telegram_error.eq(None::<String>),
         ))
@@ -493,7 +552,11 @@ pub async fn send_failed(
     use conversation_reports::dsl as c;
     diesel::update(c::conversation_reports.filter(c::id.eq(id)))
         .set((
-            c::telegram_status.eq(if next_at.is_some() { "pending" } else { "failed" }),
+            c::telegram_status.eq(if next_at.is_some() {
+                TelegramStatus::Pending
+            } else {
+                TelegramStatus::Failed
+            }),
             c::telegram_next_at.eq(next_at.unwrap_or_else(Utc::now)),
             c::telegram_lease_until.eq(None::<DateTime<Utc>>),
             c::telegram_error.eq(error),
@@ -509,7 +572,7 @@ pub struct ReportSummary {
     #[diesel(sql_type = Date)]
     pub report_date: NaiveDate,
     #[diesel(sql_type = Text)]
-    pub telegram_status: String,
+    pub telegram_status: TelegramStatus,
     #[diesel(sql_type = Int4)]
     pub telegram_parts_sent: i32,
     #[diesel(sql_type = Int4)]
@@ -526,21 +589,27 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<ReportSummary>, diesel::result::Error> {
     use conversation_reports::dsl as c;
-    let rows: Vec<(NaiveDate, String, i32, i32, Option<String>, Option<DateTime<Utc>>)> =
-        c::conversation_reports
-            .filter(c::user_account_id.eq(account_id))
-            .order(c::report_date.desc())
-            .limit(limit)
-            .select((
-                c::report_date,
-                c::telegram_status,
-                c::telegram_parts_sent,
-                c::telegram_attempts,
-                c::telegram_error,
-                c::telegram_sent_at,
-            ))
-            .load(conn)
-            .await?;
+    let rows: Vec<(
+        NaiveDate,
+        TelegramStatus,
+        i32,
+        i32,
+        Option<String>,
+        Option<DateTime<Utc>>,
+    )> = c::conversation_reports
+        .filter(c::user_account_id.eq(account_id))
+        .order(c::report_date.desc())
+        .limit(limit)
+        .select((
+            c::report_date,
+            c::telegram_status,
+            c::telegram_parts_sent,
+            c::telegram_attempts,
+            c::telegram_error,
+            c::telegram_sent_at,
+        ))
+        .load(conn)
+        .await?;
     Ok(rows
         .into_iter()
         .map(|r| ReportSummary {
@@ -607,7 +676,10 @@ pub async fn compute(
 }
 
 /// Today's date in the time zone.
-pub async fn local_today(conn: &mut AsyncPgConnection, timezone: &str) -> Result<NaiveDate, diesel::result::Error> {
+pub async fn local_today(
+    conn: &mut AsyncPgConnection,
+    timezone: &str,
+) -> Result<NaiveDate, diesel::result::Error> {
     #[derive(QueryableByName)]
     struct Today {
         #[diesel(sql_type = Date)]
@@ -627,7 +699,7 @@ pub async fn local_today(conn: &mut AsyncPgConnection, timezone: &str) -> Result
 #[derive(Debug, Default)]
 pub struct AccountSettings<'a> {
     pub timezone: Option<&'a str>,
-    pub language: Option<Language>,
+    pub language: Option<ReportLanguage>,
     pub telegram_chat_id: Option<Option<&'a str>>,
     pub telegram_bot_token: Option<Option<&'a str>>,
 }
@@ -639,12 +711,20 @@ pub async fn set_account(
     s: &AccountSettings<'_>,
 ) -> Result<bool, diesel::result::Error> {
     use user_accounts::dsl as u;
-    let found: Option<Uuid> = u::user_accounts.find(id).select(u::id).first(conn).await.optional()?;
+    let found: Option<Uuid> = u::user_accounts
+        .find(id)
+        .select(u::id)
+        .first(conn)
+        .await
+        .optional()?;
     if found.is_none() {
         return Ok(false);
     }
     if let Some(tz) = s.timezone {
-        diesel::update(u::user_accounts.find(id)).set(u::timezone.eq(tz)).execute(conn).await?;
+        diesel::update(u::user_accounts.find(id))
+            .set(u::timezone.eq(tz))
+            .execute(conn)
+            .await?;
     }
     if let Some(lang) = s.language {
         diesel::update(u::user_accounts.find(id))
@@ -653,10 +733,16 @@ pub async fn set_account(
             .await?;
     }
     if let Some(chat) = s.telegram_chat_id {
-        diesel::update(u::user_accounts.find(id)).set(u::telegram_chat_id.eq(chat)).execute(conn).await?;
+        diesel::update(u::user_accounts.find(id))
+            .set(u::telegram_chat_id.eq(chat))
+            .execute(conn)
+            .await?;
     }
     if let Some(token) = s.telegram_bot_token {
-        diesel::update(u::user_accounts.find(id)).set(u::telegram_bot_token.eq(token)).execute(conn).await?;
+        diesel::update(u::user_accounts.find(id))
+            .set(u::telegram_bot_token.eq(token))
+            .execute(conn)
+            .await?;
     }
     Ok(true)
 }

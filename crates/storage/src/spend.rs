@@ -2,15 +2,18 @@
 //! Meta's insights (one sync per ad account and day, whichever replica
 //! claims it) and by `capi spend import`.
 
-use crate::{PreparedExt, schema::{ad_accounts, ad_spend_syncs, user_accounts}};
+use crate::{
+    PreparedExt,
+    schema::{ad_accounts, ad_spend_syncs, user_accounts},
+};
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::{
     ExpressionMethods, JoinOnDsl, OptionalExtension, QueryDsl, QueryableByName,
     sql_types::{Array, Date, Int4, Text, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::analytics::{SpendSource, SyncStatus};
 use uuid::Uuid;
-
 
 /// One campaign's spend on one day; `spend` a decimal string ("12.30").
 #[derive(Debug, Clone, PartialEq)]
@@ -28,7 +31,7 @@ pub async fn upsert(
     conn: &mut AsyncPgConnection,
     ad_account_id: Uuid,
     rows: &[SpendRow],
-    source: &str,
+    source: SpendSource,
 ) -> Result<usize, diesel::result::Error> {
     if rows.is_empty() {
         return Ok(0);
@@ -84,7 +87,10 @@ struct Claimed {
 
 /// Takes today's (UTC) sync of one ad account that has none done, running
 /// or waiting; `None` when there is nothing to do.
-pub async fn claim_sync(conn: &mut AsyncPgConnection, lease_secs: i32) -> Result<Option<SyncJob>, diesel::result::Error> {
+pub async fn claim_sync(
+    conn: &mut AsyncPgConnection,
+    lease_secs: i32,
+) -> Result<Option<SyncJob>, diesel::result::Error> {
     // SQL: the claim is the (ad_account_id, sync_date) key: a new row, or a
     // pending one whose lease and back-off have run out (ON CONFLICT … WHERE).
     let claimed: Option<Claimed> = diesel::sql_query(
@@ -146,32 +152,43 @@ pub async fn finish_sync(
         .filter(s::ad_account_id.eq(job.ad_account_id))
         .filter(s::sync_date.eq(job.sync_date));
     match outcome {
-        Ok(rows) => diesel::update(target)
-            .set((
-                s::status.eq("done"),
-                s::rows_synced.eq(rows),
-                s::error.eq(None::<String>),
-                s::lease_until.eq(None::<DateTime<Utc>>),
-                s::updated_at.eq(diesel::dsl::now),
-            ))
-            .execute(conn)
-            .await?,
-        Err((error, retry_at)) => diesel::update(target)
-            .set((
-                s::status.eq(if retry_at.is_some() { "pending" } else { "failed" }),
-                s::next_at.eq(retry_at),
-                s::error.eq(error),
-                s::lease_until.eq(None::<DateTime<Utc>>),
-                s::updated_at.eq(diesel::dsl::now),
-            ))
-            .execute(conn)
-            .await?,
+        Ok(rows) => {
+            diesel::update(target)
+                .set((
+                    s::status.eq(SyncStatus::Done),
+                    s::rows_synced.eq(rows),
+                    s::error.eq(None::<String>),
+                    s::lease_until.eq(None::<DateTime<Utc>>),
+                    s::updated_at.eq(diesel::dsl::now),
+                ))
+                .execute(conn)
+                .await?
+        }
+        Err((error, retry_at)) => {
+            diesel::update(target)
+                .set((
+                    s::status.eq(if retry_at.is_some() {
+                        SyncStatus::Pending
+                    } else {
+                        SyncStatus::Failed
+                    }),
+                    s::next_at.eq(retry_at),
+                    s::error.eq(error),
+                    s::lease_until.eq(None::<DateTime<Utc>>),
+                    s::updated_at.eq(diesel::dsl::now),
+                ))
+                .execute(conn)
+                .await?
+        }
     };
     Ok(())
 }
 
 /// Whether the ad account exists (`capi spend import` checks before reading the file).
-pub async fn ad_account_exists(conn: &mut AsyncPgConnection, id: Uuid) -> Result<bool, diesel::result::Error> {
+pub async fn ad_account_exists(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> Result<bool, diesel::result::Error> {
     let found: Option<Uuid> = ad_accounts::table
         .filter(ad_accounts::id.eq(id))
         .select(ad_accounts::id)

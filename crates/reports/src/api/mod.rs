@@ -37,11 +37,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").body(OPENAPI)
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(OPENAPI)
 }
 
 fn not_found(what: &str) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no such {what}"))
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no such {what}"),
+    )
 }
 
 /// The presented key: `Authorization: Bearer …` or `X-Api-Key`.
@@ -50,7 +56,10 @@ fn presented_key(req: &HttpRequest) -> Result<String, ApiError> {
     let bearer = h
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        });
     let key = bearer.or_else(|| h.get("x-api-key").and_then(|v| v.to_str().ok()));
     key.map(|k| k.trim().to_owned())
         .filter(|k| !k.is_empty())
@@ -85,7 +94,13 @@ async fn authorize(
     let owner = storage::api_keys::authenticate(conn, &domain::api_key::hash(key))
         .await
         .map_err(db_error)?
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "the API key is unknown or revoked"))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the API key is unknown or revoked",
+            )
+        })?;
     if owner != account_id {
         return Err(not_found("user account"));
     }
@@ -129,7 +144,9 @@ async fn capi_stats(
     let body = on_main(&state, async move {
         let mut conn = connection(&c.pool).await?;
         let account = authorize(&mut conn, &c.key, c.account).await?;
-        let today = storage::reports::local_today(&mut conn, &account.timezone).await.map_err(db_error)?;
+        let today = storage::reports::local_today(&mut conn, &account.timezone)
+            .await
+            .map_err(db_error)?;
         let (since, until) = range.resolve(today)?;
         stats::capi_stats(&mut conn, account.id, &account.timezone, since, until)
             .await
@@ -156,7 +173,9 @@ async fn optimisation(
     let body = on_main(&state, async move {
         let mut conn = connection(&c.pool).await?;
         let account = authorize(&mut conn, &c.key, c.account).await?;
-        let today = storage::reports::local_today(&mut conn, &account.timezone).await.map_err(db_error)?;
+        let today = storage::reports::local_today(&mut conn, &account.timezone)
+            .await
+            .map_err(db_error)?;
         stats::optimisation(&mut conn, account.id, &account.timezone, today)
             .await
             .map_err(db_error)
@@ -177,7 +196,9 @@ async fn leads(
     let body = on_main(&state, async move {
         let mut conn = connection(&c.pool).await?;
         let account = authorize(&mut conn, &c.key, c.account).await?;
-        let today = storage::reports::local_today(&mut conn, &account.timezone).await.map_err(db_error)?;
+        let today = storage::reports::local_today(&mut conn, &account.timezone)
+            .await
+            .map_err(db_error)?;
         let (since, until) = range.resolve(today)?;
         let (leads, total) = storage::analytics::leads_page(
             &mut conn,

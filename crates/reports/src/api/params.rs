@@ -13,14 +13,21 @@ pub const MAX_RANGE_DAYS: i64 = 366;
 pub const DEFAULT_RANGE_DAYS: i64 = 30;
 
 pub fn bad(parameter: &str, why: &str) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "bad_parameter", format!("{parameter}: {why}"))
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "bad_parameter",
+        format!("{parameter}: {why}"),
+    )
 }
 
 pub struct Params(pub HashMap<String, String>);
 
 impl Params {
     fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     pub fn uuid(&self, name: &str) -> Result<Uuid, ApiError> {
@@ -30,12 +37,16 @@ impl Params {
 
     pub fn date(&self, name: &str) -> Result<Option<NaiveDate>, ApiError> {
         self.get(name)
-            .map(|v| NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| bad(name, "expected a date YYYY-MM-DD")))
+            .map(|v| {
+                NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                    .map_err(|_| bad(name, "expected a date YYYY-MM-DD"))
+            })
             .transpose()
     }
 
     pub fn required_date(&self, name: &str) -> Result<NaiveDate, ApiError> {
-        self.date(name)?.ok_or_else(|| bad(name, "required (YYYY-MM-DD)"))
+        self.date(name)?
+            .ok_or_else(|| bad(name, "required (YYYY-MM-DD)"))
     }
 
     pub fn int(&self, name: &str, default: i64, min: i64, max: i64) -> Result<i64, ApiError> {
@@ -45,7 +56,12 @@ impl Params {
                 .parse::<i64>()
                 .ok()
                 .filter(|n| (min..=max).contains(n))
-                .ok_or_else(|| bad(name, &format!("expected a whole number from {min} to {max}"))),
+                .ok_or_else(|| {
+                    bad(
+                        name,
+                        &format!("expected a whole number from {min} to {max}"),
+                    )
+                }),
         }
     }
 }
@@ -90,7 +106,10 @@ fn check(since: NaiveDate, until: NaiveDate) -> Result<(), ApiError> {
         return Err(bad("until", "is before since"));
     }
     if (until - since).num_days() + 1 > MAX_RANGE_DAYS {
-        return Err(bad("since", &format!("the range since..until is longer than {MAX_RANGE_DAYS} days")));
+        return Err(bad(
+            "since",
+            &format!("the range since..until is longer than {MAX_RANGE_DAYS} days"),
+        ));
     }
     Ok(())
 }
