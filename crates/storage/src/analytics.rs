@@ -6,7 +6,7 @@
 use crate::PreparedExt;
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::{
-    OptionalExtension, QueryableByName,
+    ExpressionMethods, OptionalExtension, QueryDsl, Queryable, QueryableByName,
     sql_types::{BigInt, Bool, Date, Int2, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -14,38 +14,38 @@ use domain::analytics::Spend;
 use serde::Serialize;
 use uuid::Uuid;
 
-/// A direction of the account, with what the analytics need of it.
-#[derive(Debug, Clone, QueryableByName, Serialize)]
+/// A direction of the account, with what the reports and analytics need of it.
+#[derive(Debug, Clone, Queryable, Serialize)]
 pub struct DirectionInfo {
-    #[diesel(sql_type = SqlUuid)]
     pub id: Uuid,
-    #[diesel(sql_type = Text)]
     pub name: String,
-    #[diesel(sql_type = Bool)]
     pub capi_enabled: bool,
-    #[diesel(sql_type = Nullable<SqlUuid>)]
     pub ad_account_id: Option<Uuid>,
-    #[diesel(sql_type = Text)]
     pub event_name_interest: String,
-    #[diesel(sql_type = Text)]
     pub event_name_qualified: String,
-    #[diesel(sql_type = Text)]
     pub event_name_scheduled: String,
 }
 
+/// The account's directions, by name.
 pub async fn directions(
     conn: &mut AsyncPgConnection,
     account_id: Uuid,
 ) -> Result<Vec<DirectionInfo>, diesel::result::Error> {
-    // SQL: a plain select kept beside its siblings so the row type is shared.
-    diesel::sql_query(
-        "SELECT id, name, capi_enabled, ad_account_id, event_name_interest, event_name_qualified, \
-                event_name_scheduled FROM account_directions WHERE user_account_id = $1 ORDER BY name, id",
-    )
-    .bind::<SqlUuid, _>(account_id)
-    .prepared()
-    .load(conn)
-    .await
+    use crate::schema::account_directions::dsl as d;
+    d::account_directions
+        .filter(d::user_account_id.eq(account_id))
+        .order((d::name, d::id))
+        .select((
+            d::id,
+            d::name,
+            d::capi_enabled,
+            d::ad_account_id,
+            d::event_name_interest,
+            d::event_name_qualified,
+            d::event_name_scheduled,
+        ))
+        .load(conn)
+        .await
 }
 
 /// Events accepted on one local day, for one direction and level.

@@ -6,7 +6,7 @@
 
 use crate::{
     PreparedExt,
-    schema::{account_directions, conversation_reports, user_accounts},
+    schema::{conversation_reports, user_accounts},
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::{
@@ -87,20 +87,6 @@ pub async fn is_time_zone(
     .get_result(conn)
     .await?;
     Ok(f.found)
-}
-
-/// The account's directions: id, name, CAPI on.
-pub async fn directions(
-    conn: &mut AsyncPgConnection,
-    account_id: Uuid,
-) -> Result<Vec<(Uuid, String, bool)>, diesel::result::Error> {
-    use account_directions::dsl as d;
-    d::account_directions
-        .filter(d::user_account_id.eq(account_id))
-        .select((d::id, d::name, d::capi_enabled))
-        .order(d::name)
-        .load(conn)
-        .await
 }
 
 #[derive(QueryableByName)]
@@ -644,13 +630,13 @@ pub async fn compute(
 ) -> Result<DailyReport, diesel::result::Error> {
     let groups = day_groups(conn, account.id, date, &account.timezone).await?;
     let capi = day_capi(conn, account.id, date, &account.timezone).await?;
-    let mut days: Vec<DirectionDay> = directions(conn, account.id)
+    let mut days: Vec<DirectionDay> = crate::analytics::directions(conn, account.id)
         .await?
         .into_iter()
-        .map(|(id, name, capi_enabled)| DirectionDay {
-            id: Some(id),
-            name,
-            capi_enabled,
+        .map(|d| DirectionDay {
+            id: Some(d.id),
+            name: d.name,
+            capi_enabled: d.capi_enabled,
             counts: GroupCounts::default(),
             capi: CapiDistribution::default(),
         })
