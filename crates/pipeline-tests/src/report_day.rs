@@ -89,7 +89,7 @@ pub async fn seed_day(env: &TestEnv, day: NaiveDate) -> Fixture {
         leads.push(lead);
         let instance = format!("inst-{inst}-{account}");
         let first = messages.iter().map(|m| at(m.0, m.1)).next().unwrap();
-        let last = messages.iter().map(|m| at(m.0, m.1)).last().unwrap();
+        let last = messages.iter().map(|m| at(m.0, m.1)).next_back().unwrap();
         let interest = interest.map_or("NULL".to_owned(), |i| format!("'{i}'"));
         sql.push_str(&format!(
             "INSERT INTO leads (id, instance_name, contact_key, name) VALUES ('{lead}', '{instance}', '{key}', 'Customer {key}');

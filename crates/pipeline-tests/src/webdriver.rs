@@ -24,6 +24,7 @@ pub struct Browser {
 pub struct Element(String);
 
 impl Browser {
+    #[allow(clippy::zombie_processes)] // the process is reaped in `Drop`, on every path
     pub async fn start() -> Browser {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()

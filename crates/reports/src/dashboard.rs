@@ -63,20 +63,39 @@ fn html(body: String) -> HttpResponse {
         .body(body)
 }
 
-fn secret(state: &State) -> Result<&[u8], HttpResponse> {
-    state.config.dashboard_secret.as_deref().ok_or_else(|| {
-        message_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Dashboard off",
-            "The dashboard is off: the operator has not set reports.dashboard_secret.",
-        )
-    })
+/// Why a dashboard page is not shown.
+enum Refusal {
+    /// No `reports.dashboard_secret`.
+    Off,
+    /// No valid session.
+    SignIn,
+}
+
+impl Refusal {
+    fn page(self) -> HttpResponse {
+        match self {
+            Refusal::Off => message_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Dashboard off",
+                "The dashboard is off: the operator has not set reports.dashboard_secret.",
+            ),
+            Refusal::SignIn => message_page(
+                StatusCode::UNAUTHORIZED,
+                "Sign in",
+                "Open a sign-in link to see this dashboard (the operator prints one with capi dashboard-link).",
+            ),
+        }
+    }
+}
+
+fn secret(state: &State) -> Result<&[u8], Refusal> {
+    state.config.dashboard_secret.as_deref().ok_or(Refusal::Off)
 }
 
 async fn login(q: web::Query<HashMap<String, String>>, state: web::Data<State>) -> HttpResponse {
     let secret = match secret(&state) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.page(),
     };
     let now = Utc::now().timestamp();
     let token = q.get("token").map(String::as_str).unwrap_or_default();
@@ -107,18 +126,12 @@ async fn login(q: web::Query<HashMap<String, String>>, state: web::Data<State>) 
         .finish()
 }
 
-/// The signed-in account, or the page to answer with.
-fn session(req: &HttpRequest, state: &State) -> Result<Uuid, HttpResponse> {
+/// The signed-in account.
+fn session(req: &HttpRequest, state: &State) -> Result<Uuid, Refusal> {
     let secret = secret(state)?;
     req.cookie(COOKIE)
         .and_then(|c| verify(secret, c.value(), Utc::now().timestamp(), Purpose::Session))
-        .ok_or_else(|| {
-            message_page(
-                StatusCode::UNAUTHORIZED,
-                "Sign in",
-                "Open a sign-in link to see this dashboard (the operator prints one with capi dashboard-link).",
-            )
-        })
+        .ok_or(Refusal::SignIn)
 }
 
 fn date_param(q: &HashMap<String, String>, name: &str) -> Option<NaiveDate> {
@@ -142,7 +155,7 @@ async fn dashboard(
 ) -> HttpResponse {
     let account = match session(&req, &state) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.page(),
     };
     let (since, until) = (date_param(&q, "since"), date_param(&q, "until"));
     let page_no = q
@@ -382,7 +395,7 @@ async fn lead_view(
 ) -> HttpResponse {
     let account = match session(&req, &state) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.page(),
     };
     let Ok(lead_id) = Uuid::parse_str(&path.into_inner()) else {
         return message_page(StatusCode::NOT_FOUND, "Not found", "No such lead.");

@@ -42,7 +42,7 @@ pub async fn revoke(conn: &mut AsyncPgConnection, id: Uuid) -> Result<bool, dies
     Ok(n == 1)
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, diesel::Queryable)]
 pub struct ApiKeyRow {
     pub id: Uuid,
     pub name: String,
@@ -57,14 +57,7 @@ pub async fn list(
     account_id: Uuid,
 ) -> Result<Vec<ApiKeyRow>, diesel::result::Error> {
     use api_keys::dsl as k;
-    let rows: Vec<(
-        Uuid,
-        String,
-        String,
-        DateTime<Utc>,
-        Option<DateTime<Utc>>,
-        Option<DateTime<Utc>>,
-    )> = k::api_keys
+    k::api_keys
         .filter(k::user_account_id.eq(account_id))
         .order(k::created_at)
         .select((
@@ -76,18 +69,7 @@ pub async fn list(
             k::last_used_at,
         ))
         .load(conn)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| ApiKeyRow {
-            id: r.0,
-            name: r.1,
-            key_prefix: r.2,
-            created_at: r.3,
-            revoked_at: r.4,
-            last_used_at: r.5,
-        })
-        .collect())
+        .await
 }
 
 /// The account of a live key, noting its use (at most once a minute, so

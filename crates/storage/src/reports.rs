@@ -11,7 +11,7 @@ use crate::{
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::{
     BoolExpressionMethods, ExpressionMethods, OptionalExtension, QueryDsl, QueryableByName,
-    sql_types::{BigInt, Bool, Date, Int2, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid},
+    sql_types::{BigInt, Bool, Date, Int2, Int4, Nullable, Text, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::{
@@ -38,14 +38,15 @@ pub async fn account(
     id: Uuid,
 ) -> Result<Option<ReportAccount>, diesel::result::Error> {
     use user_accounts::dsl as u;
-    let row: Option<(
+    type Row = (
         Uuid,
         String,
         ReportLanguage,
         String,
         Option<String>,
         Option<String>,
-    )> = u::user_accounts
+    );
+    let row: Option<Row> = u::user_accounts
         .filter(u::id.eq(id))
         .select((
             u::id,
@@ -553,19 +554,13 @@ pub async fn send_failed(
 }
 
 /// `capi report list`: the account's recent reports with their delivery.
-#[derive(Debug, Clone, QueryableByName, serde::Serialize)]
+#[derive(Debug, Clone, diesel::Queryable, serde::Serialize)]
 pub struct ReportSummary {
-    #[diesel(sql_type = Date)]
     pub report_date: NaiveDate,
-    #[diesel(sql_type = Text)]
     pub telegram_status: TelegramStatus,
-    #[diesel(sql_type = Int4)]
     pub telegram_parts_sent: i32,
-    #[diesel(sql_type = Int4)]
     pub telegram_attempts: i32,
-    #[diesel(sql_type = Nullable<Text>)]
     pub telegram_error: Option<String>,
-    #[diesel(sql_type = Nullable<Timestamptz>)]
     pub telegram_sent_at: Option<DateTime<Utc>>,
 }
 
@@ -575,14 +570,7 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<ReportSummary>, diesel::result::Error> {
     use conversation_reports::dsl as c;
-    let rows: Vec<(
-        NaiveDate,
-        TelegramStatus,
-        i32,
-        i32,
-        Option<String>,
-        Option<DateTime<Utc>>,
-    )> = c::conversation_reports
+    c::conversation_reports
         .filter(c::user_account_id.eq(account_id))
         .order(c::report_date.desc())
         .limit(limit)
@@ -595,18 +583,7 @@ pub async fn list(
             c::telegram_sent_at,
         ))
         .load(conn)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| ReportSummary {
-            report_date: r.0,
-            telegram_status: r.1,
-            telegram_parts_sent: r.2,
-            telegram_attempts: r.3,
-            telegram_error: r.4,
-            telegram_sent_at: r.5,
-        })
-        .collect())
+        .await
 }
 
 /// Counts the account's local day and stores its report; `replace`: see [`store`].
