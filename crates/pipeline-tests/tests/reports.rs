@@ -176,6 +176,14 @@ async fn a_day_with_two_directions_and_undirected_dialogs_renders_as_the_spec() 
     );
 }
 
+/// Waits (up to 20 s) until `sql` (a `count(*) AS n`) is 1.
+async fn one_row(env: &TestEnv, what: &str, sql: &str) {
+    eventually(what, Duration::from_secs(20), || async {
+        (count(env, sql).await == 1).then_some(())
+    })
+    .await;
+}
+
 async fn telegram_sent(sandbox: &SandboxServer, chat: &str) -> Vec<Value> {
     let v: Value = reqwest::get(format!(
         "{}/sandbox/telegram/sent?chat_id={chat}",
@@ -216,18 +224,10 @@ async fn two_replicas_make_one_report_and_regenerating_sends_nothing_again() {
     let (f, yesterday) = seed_yesterday_with_telegram(&env, "-100200300").await;
     let a = ReportsService::start(&env, reports_settings(&sandbox.url)).await;
     let b = ReportsService::start(&env, reports_settings(&sandbox.url)).await;
-    eventually(
+    one_row(
+        &env,
         "the report is delivered",
-        Duration::from_secs(20),
-        || async {
-            (count(
-                &env,
-                "SELECT count(*) AS n FROM conversation_reports WHERE telegram_status = 'sent'",
-            )
-            .await
-                == 1)
-                .then_some(())
-        },
+        "SELECT count(*) AS n FROM conversation_reports WHERE telegram_status = 'sent'",
     )
     .await;
     // Several more ticks of both replicas change nothing.
@@ -281,18 +281,10 @@ async fn telegram_429_then_200_is_one_message() {
         .await;
     let (_, _) = seed_yesterday_with_telegram(&env, "42").await;
     let service = ReportsService::start(&env, reports_settings(&sandbox.url)).await;
-    eventually(
+    one_row(
+        &env,
         "the report is delivered",
-        Duration::from_secs(20),
-        || async {
-            (count(
-                &env,
-                "SELECT count(*) AS n FROM conversation_reports WHERE telegram_status = 'sent'",
-            )
-            .await
-                == 1)
-                .then_some(())
-        },
+        "SELECT count(*) AS n FROM conversation_reports WHERE telegram_status = 'sent'",
     )
     .await;
     assert_eq!(telegram_sent(&sandbox, "42").await.len(), 1);
@@ -317,26 +309,18 @@ async fn a_failing_telegram_is_retried_and_a_rejected_token_gives_up() {
         .await;
     let (f, _) = seed_yesterday_with_telegram(&env, "77").await;
     let service = ReportsService::start(&env, reports_settings(&sandbox.url)).await;
-    eventually("the failure is recorded", Duration::from_secs(20), || async {
-        (count(&env, "SELECT count(*) AS n FROM conversation_reports WHERE telegram_error LIKE 'Telegram answered 500%' AND telegram_status = 'pending'").await == 1)
-            .then_some(())
-    })
-    .await;
+    one_row(&env, "the failure is recorded", "SELECT count(*) AS n FROM conversation_reports WHERE telegram_error LIKE 'Telegram answered 500%' AND telegram_status = 'pending'").await;
     // Back-off is 30 s: bring the retry forward instead of waiting.
     env.conn()
         .await
         .batch_execute("UPDATE conversation_reports SET telegram_next_at = now()")
         .await
         .unwrap();
-    eventually("the retry delivers", Duration::from_secs(20), || async {
-        (count(
-            &env,
-            "SELECT count(*) AS n FROM conversation_reports WHERE telegram_status = 'sent'",
-        )
-        .await
-            == 1)
-            .then_some(())
-    })
+    one_row(
+        &env,
+        "the retry delivers",
+        "SELECT count(*) AS n FROM conversation_reports WHERE telegram_status = 'sent'",
+    )
     .await;
     assert_eq!(telegram_sent(&sandbox, "77").await.len(), 1);
     service.stop().await;
@@ -356,11 +340,7 @@ async fn a_failing_telegram_is_retried_and_a_rejected_token_gives_up() {
     .await
     .unwrap();
     let service = ReportsService::start(&env, reports_settings(&sandbox.url)).await;
-    eventually("delivery gives up", Duration::from_secs(20), || async {
-        (count(&env, "SELECT count(*) AS n FROM conversation_reports WHERE telegram_status = 'failed' AND telegram_error = 'Telegram answered 401: Unauthorized'").await == 1)
-            .then_some(())
-    })
-    .await;
+    one_row(&env, "delivery gives up", "SELECT count(*) AS n FROM conversation_reports WHERE telegram_status = 'failed' AND telegram_error = 'Telegram answered 401: Unauthorized'").await;
     assert!(telegram_sent(&sandbox, "78").await.is_empty());
     service.stop().await;
 }
@@ -399,26 +379,18 @@ async fn spend_syncs_every_page_and_backs_off_when_throttled() {
         )
         .await;
     let service = ReportsService::start(&env, reports_settings(&sandbox.url)).await;
-    eventually("the throttle is recorded", Duration::from_secs(20), || async {
-        (count(&env, "SELECT count(*) AS n FROM ad_spend_syncs WHERE status = 'pending' AND next_at > now() + interval '10 minutes' AND error LIKE 'Meta answered 400: (#17)%'").await == 1)
-            .then_some(())
-    })
-    .await;
+    one_row(&env, "the throttle is recorded", "SELECT count(*) AS n FROM ad_spend_syncs WHERE status = 'pending' AND next_at > now() + interval '10 minutes' AND error LIKE 'Meta answered 400: (#17)%'").await;
     assert_eq!(count(&env, "SELECT count(*) AS n FROM ad_spend").await, 0);
     env.conn()
         .await
         .batch_execute("UPDATE ad_spend_syncs SET next_at = now()")
         .await
         .unwrap();
-    eventually("the sync completes", Duration::from_secs(20), || async {
-        (count(
-            &env,
-            "SELECT count(*) AS n FROM ad_spend_syncs WHERE status = 'done' AND rows_synced = 560",
-        )
-        .await
-            == 1)
-            .then_some(())
-    })
+    one_row(
+        &env,
+        "the sync completes",
+        "SELECT count(*) AS n FROM ad_spend_syncs WHERE status = 'done' AND rows_synced = 560",
+    )
     .await;
     assert_eq!(
         count(

@@ -128,8 +128,23 @@ fn call(req: &HttpRequest, q: HashMap<String, String>, state: &State) -> Result<
     })
 }
 
-async fn connection(pool: &storage::DbPool) -> Result<storage::PooledConn, ApiError> {
-    pool.get().await.map_err(db_error)
+impl Call {
+    /// A pooled connection and the key's account (401 or 404 otherwise).
+    async fn open(&self) -> Result<(storage::PooledConn, ReportAccount), ApiError> {
+        let mut conn = self.pool.get().await.map_err(db_error)?;
+        let account = authorize(&mut conn, &self.key, self.account).await?;
+        Ok((conn, account))
+    }
+}
+
+/// Today in the account's zone.
+async fn today(
+    conn: &mut AsyncPgConnection,
+    account: &ReportAccount,
+) -> Result<chrono::NaiveDate, ApiError> {
+    storage::reports::local_today(conn, &account.timezone)
+        .await
+        .map_err(db_error)
 }
 
 async fn capi_stats(
@@ -142,11 +157,8 @@ async fn capi_stats(
     let started = std::time::Instant::now();
     tracing::info!(user_account_id = %c.account, since = ?range.since, until = ?range.until, "[capi-stats] fetching");
     let body = on_main(&state, async move {
-        let mut conn = connection(&c.pool).await?;
-        let account = authorize(&mut conn, &c.key, c.account).await?;
-        let today = storage::reports::local_today(&mut conn, &account.timezone)
-            .await
-            .map_err(db_error)?;
+        let (mut conn, account) = c.open().await?;
+        let today = today(&mut conn, &account).await?;
         let (since, until) = range.resolve(today)?;
         stats::capi_stats(&mut conn, account.id, &account.timezone, since, until)
             .await
@@ -171,11 +183,8 @@ async fn optimisation(
 ) -> Result<HttpResponse, ApiError> {
     let c = call(&req, q.into_inner(), &state)?;
     let body = on_main(&state, async move {
-        let mut conn = connection(&c.pool).await?;
-        let account = authorize(&mut conn, &c.key, c.account).await?;
-        let today = storage::reports::local_today(&mut conn, &account.timezone)
-            .await
-            .map_err(db_error)?;
+        let (mut conn, account) = c.open().await?;
+        let today = today(&mut conn, &account).await?;
         stats::optimisation(&mut conn, account.id, &account.timezone, today)
             .await
             .map_err(db_error)
@@ -194,11 +203,8 @@ async fn leads(
     let page = c.params.int("page", 1, 1, 1_000_000)?;
     let per_page = c.params.int("per_page", 50, 1, 200)?;
     let body = on_main(&state, async move {
-        let mut conn = connection(&c.pool).await?;
-        let account = authorize(&mut conn, &c.key, c.account).await?;
-        let today = storage::reports::local_today(&mut conn, &account.timezone)
-            .await
-            .map_err(db_error)?;
+        let (mut conn, account) = c.open().await?;
+        let today = today(&mut conn, &account).await?;
         let (since, until) = range.resolve(today)?;
         let (leads, total) = storage::analytics::leads_page(
             &mut conn,
@@ -229,8 +235,7 @@ async fn lead(
     let c = call(&req, q.into_inner(), &state)?;
     let lead_id = parse_uuid("lead_id", &path.into_inner())?;
     let body = on_main(&state, async move {
-        let mut conn = connection(&c.pool).await?;
-        let account = authorize(&mut conn, &c.key, c.account).await?;
+        let (mut conn, account) = c.open().await?;
         storage::analytics::lead(&mut conn, account.id, lead_id)
             .await
             .map_err(db_error)?
@@ -248,8 +253,7 @@ async fn daily_report(
     let c = call(&req, q.into_inner(), &state)?;
     let date = c.params.required_date("date")?;
     let body: Value = on_main(&state, async move {
-        let mut conn = connection(&c.pool).await?;
-        let account = authorize(&mut conn, &c.key, c.account).await?;
+        let (mut conn, account) = c.open().await?;
         let report = storage::reports::get(&mut conn, account.id, date)
             .await
             .map_err(db_error)?
