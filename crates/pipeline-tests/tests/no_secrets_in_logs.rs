@@ -157,6 +157,95 @@ async fn logs_hold_no_token_secret_or_phone() {
             .then_some(())
     })
     .await;
+    // The reports service: yesterday's report to Telegram (a 429 first), the
+    // spend sync (Meta refusing the token), an API call with a key and one
+    // with a wrong key, a dashboard sign-in.
+    let sandbox = pipeline_tests::SandboxServer::start().await;
+    sandbox
+        .put(
+            "/sandbox/telegram/faults",
+            &serde_json::json!({"fail_next": [429], "retry_after": 1}),
+        )
+        .await;
+    sandbox
+        .put(
+            "/sandbox/insights/faults",
+            &serde_json::json!({"fail_next": [{"status": 400, "code": 190}]}),
+        )
+        .await;
+    let bot_token = "555000:very-secret-bot-token";
+    storage::reports::set_account(
+        &mut conn,
+        s.user_account_id,
+        &storage::reports::AccountSettings {
+            telegram_chat_id: Some(Some("-42")),
+            telegram_bot_token: Some(Some(bot_token)),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let api_key = domain::api_key::generate();
+    storage::api_keys::create(
+        &mut conn,
+        s.user_account_id,
+        "k",
+        &domain::api_key::hash(&api_key),
+        "capi_x",
+    )
+    .await
+    .unwrap();
+    let reports =
+        pipeline_tests::ReportsService::start(&env, pipeline_tests::reports_settings(&sandbox.url))
+            .await;
+    pipeline_tests::eventually("the report delivered", Duration::from_secs(30), || async {
+        (pipeline_tests::count(
+            &env,
+            "SELECT count(*) AS n FROM conversation_reports WHERE telegram_status = 'sent'",
+        )
+        .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    pipeline_tests::eventually(
+        "the spend sync refused",
+        Duration::from_secs(30),
+        || async {
+            (pipeline_tests::count(
+                &env,
+                "SELECT count(*) AS n FROM ad_spend_syncs WHERE status = 'failed'",
+            )
+            .await
+                == 1)
+                .then_some(())
+        },
+    )
+    .await;
+    for key in [api_key.as_str(), "capi_wrong-key-000000"] {
+        client
+            .get(reports.url(&format!(
+                "/analytics/capi-stats?user_account_id={}",
+                s.user_account_id
+            )))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+    }
+    let (link, _) = pipeline_tests::reports_settings("x")
+        .dashboard_link(s.user_account_id)
+        .unwrap();
+    let token = link
+        .rsplit_once("token=")
+        .map(|(_, t)| t.to_owned())
+        .unwrap();
+    client
+        .get(reports.url(&format!("/dashboard/login?token={token}")))
+        .send()
+        .await
+        .unwrap();
+    reports.stop().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     p.stop().await;
 
@@ -172,6 +261,10 @@ async fn logs_hold_no_token_secret_or_phone() {
         "bot replied",
         "the model is unavailable",
         "Evolution API unavailable",
+        "Telegram asked to wait",
+        "report delivered",
+        "ad spend sync failed",
+        "[capi-stats] fetching",
     ] {
         assert!(logs.contains(line), "the bot's paths are logged: {line}");
     }
@@ -181,6 +274,12 @@ async fn logs_hold_no_token_secret_or_phone() {
         phone,
         "sk-test-key",
         "evo-secret-instance-key",
+        bot_token,
+        "very-secret-bot-token",
+        &api_key,
+        "capi_wrong-key",
+        &token,
+        pipeline_tests::DASHBOARD_SECRET,
     ] {
         let leaks: Vec<&str> = logs.lines().filter(|l| l.contains(secret)).collect();
         assert!(
