@@ -18,11 +18,13 @@ pub struct Fixture {
 
 pub const TZ: &str = "Asia/Almaty";
 
-/// One account (zone Asia/Almaty, UTC+5) and its local day `day`:
-/// Косметология (CAPI on): a1, a2 new, a3 older, a4 only the day before,
-/// a5 only just after midnight; three Lead events (one logged twice), one
-/// Registration, an error and an event the next day. Стоматология (CAPI
-/// off): b1. An instance whose direction is gone: c1 ("No direction").
+/// One account (zone Asia/Almaty, UTC+5) and its local day `day`.
+/// Косметология (CAPI on): a1, a2 new that day, a3 begun two days before,
+/// a4 only the day before, a5 only just after midnight; replies 1 (a1) and
+/// 2 (a3) minutes after the customer; three Lead events (one logged twice),
+/// one Registration, a failed event and an event the next day.
+/// Стоматология (CAPI off): b1, two customer messages and a reply 2 minutes
+/// after the first. An instance whose direction is gone: c1 ("No direction").
 pub async fn seed_day(env: &TestEnv, day: NaiveDate) -> Fixture {
     let account = Uuid::new_v4();
     let (cosmetology, dentistry, ad_account) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
@@ -40,48 +42,40 @@ pub async fn seed_day(env: &TestEnv, day: NaiveDate) -> Fixture {
                   ('inst-b-{account}', '{dentistry}', 's', '{account}'),
                   ('inst-c-{account}', NULL, 's', '{account}');"
     );
-    // (key, instance, first (offset, time), interest, messages: (offset, time, from_me, response_ms))
-    type Msg = (i32, &'static str, bool, Option<i32>);
+    // (key, instance, interest, messages: (day offset, local time, from_me))
+    type Msg = (i32, &'static str, bool);
     let dialogs: Vec<(&str, &str, Option<&str>, Vec<Msg>)> = vec![
         (
             "a1",
             "a",
             Some("hot"),
-            vec![
-                (0, "10:00", false, None),
-                (0, "10:01", true, Some(60_000)),
-                (0, "10:05", false, None),
-            ],
+            vec![(0, "10:00", false), (0, "10:01", true), (0, "10:05", false)],
         ),
         (
             "a2",
             "a",
             None,
-            vec![(0, "20:00", false, None), (0, "20:02", false, None)],
+            vec![(0, "20:00", false), (0, "20:02", false)],
         ),
         (
             "a3",
             "a",
             Some("warm"),
             vec![
-                (-2, "09:00", false, None),
-                (0, "11:00", false, None),
-                (0, "11:02", true, Some(120_000)),
+                (-2, "09:00", false),
+                (0, "11:00", false),
+                (0, "11:02", true),
             ],
         ),
-        ("a4", "a", Some("cold"), vec![(-1, "23:59", false, None)]),
-        ("a5", "a", None, vec![(1, "00:30", false, None)]),
+        ("a4", "a", Some("cold"), vec![(-1, "23:59", false)]),
+        ("a5", "a", None, vec![(1, "00:30", false)]),
         (
             "b1",
             "b",
             Some("cold"),
-            vec![
-                (0, "00:00", false, None),
-                (0, "00:01", false, None),
-                (0, "00:02", true, Some(30_000)),
-            ],
+            vec![(0, "00:00", false), (0, "00:01", false), (0, "00:02", true)],
         ),
-        ("c1", "c", None, vec![(0, "23:59", false, None)]),
+        ("c1", "c", None, vec![(0, "23:59", false)]),
     ];
     let mut leads = Vec::new();
     for (key, inst, interest, messages) in &dialogs {
@@ -96,13 +90,12 @@ pub async fn seed_day(env: &TestEnv, day: NaiveDate) -> Fixture {
              INSERT INTO dialog_analysis (id, instance_name, contact_key, contact_name, lead_id, first_message, last_message, interest_level)
                VALUES ('{dialog}', '{instance}', '{key}', 'Customer {key}', '{lead}', {first}, {last}, {interest});"
         ));
-        for (i, (offset, hm, from_me, response)) in messages.iter().enumerate() {
+        for (i, (offset, hm, from_me)) in messages.iter().enumerate() {
             sql.push_str(&format!(
-                "INSERT INTO dialog_messages (dialog_id, instance_name, message_id, from_me, author, text, sent_at, response_ms)
-                   VALUES ('{dialog}', '{instance}', '{key}-{i}', {from_me}, '{}', 'hi', {}, {});",
+                "INSERT INTO dialog_messages (dialog_id, instance_name, message_id, from_me, author, text, sent_at)
+                   VALUES ('{dialog}', '{instance}', '{key}-{i}', {from_me}, '{}', 'hi', {});",
                 if *from_me { "operator" } else { "customer" },
                 at(*offset, hm),
-                response.map_or("NULL".to_owned(), |r| r.to_string())
             ));
         }
     }

@@ -46,7 +46,7 @@ const RU: &str = "📊 Отчёт по перепискам за 20 ноября
 • Сообщений: 📥 2 / 📤 1
 
 🌡️ Интерес: 🔥0 ☀️0 ❄️1
-⏱️ Среднее время ответа: 30 сек
+⏱️ Среднее время ответа: 2 мин
 
 📌 Без направления
 • Диалогов: 1 (новых: 1)
@@ -82,7 +82,7 @@ const EN: &str = "📊 Conversation report for 20 November 2026
 • Messages: 📥 2 / 📤 1
 
 🌡️ Interest: 🔥0 ☀️0 ❄️1
-⏱️ Average response time: 30 sec
+⏱️ Average response time: 2 min
 
 📌 No direction
 • Dialogs: 1 (new: 1)
@@ -121,7 +121,7 @@ async fn a_day_with_two_directions_and_undirected_dialogs_renders_as_the_spec() 
             {"direction_id": f.dentistry.to_string(), "direction_name": "Стоматология", "total_dialogs": 1, "new_dialogs": 1,
              "capi_enabled": false, "capi_has_data": false, "capi_distribution": {"interest": 0, "qualified": 0, "scheduled": 0},
              "interest_distribution": {"hot": 0, "warm": 0, "cold": 1}, "incoming_messages": 2, "outgoing_messages": 1,
-             "avg_response_time_minutes": 0.5},
+             "avg_response_time_minutes": 2.0},
             {"direction_id": null, "direction_name": "Без направления", "total_dialogs": 1, "new_dialogs": 1,
              "capi_enabled": false, "capi_has_data": false, "capi_distribution": {"interest": 0, "qualified": 0, "scheduled": 0},
              "interest_distribution": {"hot": 0, "warm": 0, "cold": 0}, "incoming_messages": 1, "outgoing_messages": 0,
@@ -429,5 +429,107 @@ async fn spend_syncs_every_page_and_backs_off_when_throttled() {
         .await
         .unwrap();
     assert_eq!(again.as_array().unwrap().len(), 3);
+    service.stop().await;
+}
+
+/// Adds `n` more directions to the account, each with an instance and one
+/// dialog that wrote at noon (local) on `day`: a report of n+3 sections.
+async fn add_directions(env: &TestEnv, account: uuid::Uuid, day: NaiveDate, n: usize) {
+    let mut sql = String::new();
+    for i in 0..n {
+        let (dir, dialog) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        let inst = format!("extra-{i}-{account}");
+        let at = format!("(('{day}'::date) + time '12:00') AT TIME ZONE '{TZ}'");
+        sql.push_str(&format!(
+            "INSERT INTO account_directions (id, user_account_id, name) VALUES ('{dir}', '{account}', 'Направление номер {i:03}');
+             INSERT INTO whatsapp_phone_numbers (instance_name, direction_id, webhook_secret, user_account_id)
+               VALUES ('{inst}', '{dir}', 's', '{account}');
+             INSERT INTO dialog_analysis (id, instance_name, contact_key, first_message, last_message)
+               VALUES ('{dialog}', '{inst}', 'x', {at}, {at});
+             INSERT INTO dialog_messages (dialog_id, instance_name, message_id, from_me, author, sent_at)
+               VALUES ('{dialog}', '{inst}', 'm', false, 'customer', {at});"
+        ));
+    }
+    env.conn()
+        .await
+        .batch_execute(&sql)
+        .await
+        .expect("more directions");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_report_goes_in_parts_and_a_retry_resumes_after_the_last_part_sent() {
+    let env = TestEnv::new().await;
+    let sandbox = SandboxServer::start().await;
+    // A: 60 more directions, sent whole: in order, each part within the limit.
+    let (a, yesterday) = seed_yesterday_with_telegram(&env, "1001").await;
+    add_directions(&env, a.account, yesterday, 60).await;
+    // B: the same, but a crash had happened after its first part went out.
+    let (b, _) = seed_yesterday_with_telegram(&env, "1002").await;
+    add_directions(&env, b.account, yesterday, 60).await;
+    let mut conn = env.conn().await;
+    let account = reports::account(&mut conn, b.account)
+        .await
+        .unwrap()
+        .unwrap();
+    reports::generate(&mut conn, &account, yesterday, false)
+        .await
+        .unwrap();
+    conn.batch_execute(&format!(
+        "UPDATE conversation_reports SET telegram_parts_sent = 1 WHERE user_account_id = '{}'",
+        b.account
+    ))
+    .await
+    .unwrap();
+    let service = ReportsService::start(&env, reports_settings(&sandbox.url)).await;
+    eventually("both delivered", Duration::from_secs(20), || async {
+        (count(
+            &env,
+            "SELECT count(*) AS n FROM conversation_reports WHERE telegram_status = 'sent'",
+        )
+        .await
+            == 2)
+            .then_some(())
+    })
+    .await;
+    let text_of = |r: reports::StoredReport| r.report_text;
+    let whole_a = text_of(
+        reports::get(&mut conn, a.account, yesterday)
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    let parts_a: Vec<String> = telegram_sent(&sandbox, "1001")
+        .await
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        whole_a.encode_utf16().count() > 4096,
+        "the report is long: {}",
+        whole_a.len()
+    );
+    assert_eq!(parts_a.len(), 2);
+    assert!(parts_a.iter().all(|p| p.encode_utf16().count() <= 4096));
+    assert!(
+        parts_a[1].starts_with("📌 ")
+            || parts_a[1].starts_with('\n')
+            || parts_a[1].starts_with("• "),
+        "split at a line: {:?}",
+        &parts_a[1][..40]
+    );
+    assert_eq!(parts_a.concat(), whole_a);
+    // B: only the second part was sent again, never the first.
+    let whole_b = text_of(
+        reports::get(&mut conn, b.account, yesterday)
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    let sent_b = telegram_sent(&sandbox, "1002").await;
+    assert_eq!(sent_b.len(), 1, "{sent_b:?}");
+    let expected = domain::report::split_message(&whole_b, domain::report::TELEGRAM_LIMIT);
+    assert_eq!(sent_b[0]["text"].as_str().unwrap(), expected[1]);
+    assert_eq!(count(&env, &format!("SELECT telegram_parts_sent::bigint AS n FROM conversation_reports WHERE user_account_id = '{}'", b.account)).await, 2);
     service.stop().await;
 }

@@ -129,12 +129,18 @@ pub const DAY_GROUPS_SQL: &str = "WITH b AS (SELECT ($2::date::timestamp AT TIME
          per AS ( \
            SELECT c.dir, c.first_message >= b.day_start AS is_new, c.interest_level, m.* \
            FROM cand c CROSS JOIN b CROSS JOIN LATERAL ( \
-             SELECT count(*) FILTER (WHERE NOT dm.from_me) AS incoming, \
-                    count(*) FILTER (WHERE dm.from_me) AS outgoing, \
-                    coalesce(sum(dm.response_ms) FILTER (WHERE dm.from_me), 0) AS response_ms_sum, \
-                    count(dm.response_ms) FILTER (WHERE dm.from_me) AS responses \
-             FROM dialog_messages dm \
-             WHERE dm.dialog_id = c.id AND dm.sent_at >= b.day_start AND dm.sent_at < b.day_end) m \
+             SELECT count(*) FILTER (WHERE NOT r.from_me) AS incoming, \
+                    count(*) FILTER (WHERE r.from_me) AS outgoing, \
+                    coalesce(sum(r.wait_ms), 0)::bigint AS response_ms_sum, \
+                    count(r.wait_ms) AS responses \
+             FROM ( \
+               SELECT g.from_me, CASE WHEN g.from_me THEN (extract(epoch FROM g.sent_at \
+                        - min(g.sent_at) FILTER (WHERE NOT g.from_me) OVER (PARTITION BY g.grp)) * 1000)::bigint END AS wait_ms \
+               FROM ( \
+                 SELECT dm.from_me, dm.sent_at, count(*) FILTER (WHERE dm.from_me) \
+                          OVER (ORDER BY dm.sent_at, dm.id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS grp \
+                 FROM dialog_messages dm \
+                 WHERE dm.dialog_id = c.id AND dm.sent_at >= b.day_start AND dm.sent_at < b.day_end) g) r) m \
            WHERE m.incoming + m.outgoing > 0) \
          SELECT dir AS direction_id, count(*) AS total, count(*) FILTER (WHERE is_new) AS new, \
                 count(*) FILTER (WHERE interest_level = 'hot') AS hot, \
@@ -160,7 +166,10 @@ pub async fn day_groups(
     // candidate's messages that day on (dialog_id, sent_at). Candidates are
     // only bounded by `last_message >= day start` (no bound on
     // first_message, whose index the planner would otherwise take): for the
-    // daily run, yesterday, that is the few dialogs active since.
+    // daily run, yesterday, that is the few dialogs active since. A reply's
+    // response time is measured from the first customer message it answers
+    // (window functions: business messages so far split the dialog into
+    // runs), so replies from the phone count as well as the bot's.
     let rows: Vec<GroupRow> = diesel::sql_query(DAY_GROUPS_SQL)
         .bind::<SqlUuid, _>(account_id)
         .bind::<Date, _>(date)
