@@ -240,10 +240,19 @@ impl Bus {
 
     /// Messages waiting in `queue`'s dead-letter queue (for operators and tests).
     pub async fn dead_letter_depth(&self, queue: Queue) -> anyhow::Result<u32> {
+        self.depth(&self.names.dead_letter(queue)).await
+    }
+
+    /// Messages ready in `queue` (not counting those a consumer holds).
+    pub async fn queue_depth(&self, queue: Queue) -> anyhow::Result<u32> {
+        self.depth(&self.names.queue(queue)).await
+    }
+
+    async fn depth(&self, name: &str) -> anyhow::Result<u32> {
         let channel = self.publisher().await?;
         let q = channel
             .queue_declare(
-                self.names.dead_letter(queue).as_str().into(),
+                name.into(),
                 lapin::options::QueueDeclareOptions {
                     passive: true,
                     ..Default::default()

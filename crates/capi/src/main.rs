@@ -4,6 +4,7 @@
 
 mod admin;
 mod crm;
+mod doctor;
 mod inspect;
 mod qualification;
 mod reports;
@@ -95,6 +96,22 @@ enum Command {
         #[arg(long)]
         user_account: uuid::Uuid,
     },
+    /// The spec's troubleshooting in one command: setup, Meta's view of each
+    /// token, shared pixels, missing click ids, failed and skipped events,
+    /// dead letters, outbox backlog, queue depths, model and CRM failures.
+    /// Exit 0 healthy, 1 warnings, 2 errors.
+    Doctor {
+        #[arg(long)]
+        user_account: Option<uuid::Uuid>,
+        #[arg(long)]
+        direction: Option<uuid::Uuid>,
+        /// One JSON object instead of lines.
+        #[arg(long)]
+        json: bool,
+        /// Do not ask Meta about each token.
+        #[arg(long)]
+        offline: bool,
+    },
     /// Model calls and tokens per direction, day and purpose.
     Usage {
         /// The last this many days (UTC).
@@ -152,7 +169,29 @@ impl From<storage::DbError> for Failure {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Doctor {
+        user_account,
+        direction,
+        json,
+        offline,
+    } = cli.command
+    {
+        let scope = storage::doctor::Scope {
+            user_account,
+            direction,
+        };
+        return doctor::doctor(
+            &cli.database_url,
+            doctor::Options {
+                scope,
+                json,
+                offline,
+            },
+        )
+        .await;
+    }
     let result = match cli.command {
+        Command::Doctor { .. } => Ok(()),
         Command::Migrate => admin::migrate(&cli.database_url).await,
         Command::Normalize {
             key,

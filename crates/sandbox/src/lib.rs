@@ -10,6 +10,7 @@
 //! - `GET  /sandbox/events?pixel_id=&limit=` — accepted events, newest last
 //! - `GET  /sandbox/events/{event_id}` — how many times an event id was accepted
 //! - `GET|PUT /sandbox/faults` — latency, error and throttle rates, invalid event ids
+//! - `GET /{version}/{pixel_id}` — the pixel, for `capi doctor`'s token check (a token containing `expired` is refused)
 //! - `DELETE /sandbox/events` — forget everything recorded
 //! - `POST /v1/chat/completions` — an OpenAI-compatible model with fixed answers
 //! - `POST /message/sendText/{instance}` — Evolution API's send; `GET /sandbox/whatsapp/sent`
@@ -291,7 +292,54 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/sandbox/events/{event_id}", web::get().to(event_count))
         .route("/sandbox/faults", web::get().to(get_faults))
         .route("/sandbox/faults", web::put().to(put_faults))
-        .route("/{version}/{pixel_id}/events", web::post().to(post_events));
+        .route("/{version}/{pixel_id}/events", web::post().to(post_events))
+        // Last: two free segments would shadow any GET registered after it.
+        .route("/{version}/{pixel_id}", web::get().to(get_pixel));
+}
+
+/// `GET /{version}/{pixel_id}`: the pixel, as Meta answers a token that may
+/// read it. A token containing "expired" is refused (code 190); a pixel id
+/// that is not a number does not exist (code 100).
+async fn get_pixel(req: actix_web::HttpRequest, path: web::Path<(String, String)>) -> HttpResponse {
+    let (_, pixel_id) = path.into_inner();
+    let token = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_owned();
+    if token.is_empty() {
+        let e = validate::graph_error(
+            400,
+            190,
+            None,
+            "An access token is required to request this resource.",
+            false,
+        );
+        return HttpResponse::BadRequest().json(e.body);
+    }
+    if token.contains("expired") {
+        let e = validate::graph_error(
+            400,
+            190,
+            Some(463),
+            "Error validating access token: Session has expired.",
+            false,
+        );
+        return HttpResponse::BadRequest().json(e.body);
+    }
+    if pixel_id.is_empty() || !pixel_id.bytes().all(|b| b.is_ascii_digit()) {
+        let e = validate::graph_error(
+            400,
+            100,
+            Some(33),
+            &format!("Unsupported get request. Object with ID '{pixel_id}' does not exist"),
+            false,
+        );
+        return HttpResponse::BadRequest().json(e.body);
+    }
+    HttpResponse::Ok().json(json!({"id": pixel_id, "name": "Sandbox pixel"}))
 }
 
 /// Serves the sandbox (Meta, the model, Evolution API and the CRMs) on `listener` until the returned server stops.

@@ -8,6 +8,7 @@ pub mod conversations;
 pub mod crm;
 pub mod deliveries;
 pub mod directions;
+pub mod doctor;
 pub mod migrations;
 pub mod outbox;
 mod pool;
