@@ -128,11 +128,8 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
     let m = &settings.meta;
     let policy = m.policy()?;
     let mut runtime = Runtime::new("capi-sender", &settings.common, stop)?;
-    let metrics = metrics::Metrics::new();
-    let for_routes = metrics.clone();
-    runtime.serve(&settings.common, move |cfg| {
-        metrics::routes(cfg, for_routes.clone())
-    })?;
+    let metrics = metrics::Metrics::new(&mut runtime.registry);
+    runtime.serve(&settings.common, |_| {})?;
     let client = meta::MetaClient::new(&m.graph_base_url, &m.graph_version, m.timeout)?;
     let partner_agent = Some(m.partner_agent.clone()).filter(|a| !a.trim().is_empty());
     let lease = m.lease.max(Duration::from_secs(1));

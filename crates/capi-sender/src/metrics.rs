@@ -1,20 +1,14 @@
-//! `/metrics` in Prometheus text format.
+//! capi-sender's own metrics, served at `/metrics` with every service's
+//! (`runtime::metrics`).
 
-use actix_web::{HttpResponse, web};
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
+pub use runtime::metrics::OutcomeLabel;
 use std::sync::Arc;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabel {
-    pub outcome: &'static str,
-}
-
 pub struct Metrics {
-    registry: Registry,
     /// Events by final outcome: sent, failed, skipped.
     pub events: Family<OutcomeLabel, Counter>,
     /// Attempts that will be tried again (transient or throttled).
@@ -30,8 +24,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Arc<Metrics> {
-        let mut registry = Registry::with_prefix("capi");
+    pub fn new(registry: &mut Registry) -> Arc<Metrics> {
         let events = Family::<OutcomeLabel, Counter>::default();
         let retries = Counter::default();
         let requests = Family::<OutcomeLabel, Counter>::default();
@@ -74,7 +67,6 @@ impl Metrics {
             pending_in_batches.clone(),
         );
         Arc::new(Metrics {
-            registry,
             events,
             retries,
             requests,
@@ -88,23 +80,4 @@ impl Metrics {
     pub fn event(&self, outcome: &'static str) {
         self.events.get_or_create(&OutcomeLabel { outcome }).inc();
     }
-
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        if encode(&mut out, &self.registry).is_err() {
-            out.clear();
-        }
-        out
-    }
-}
-
-async fn metrics(m: web::Data<Arc<Metrics>>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(m.render())
-}
-
-pub fn routes(cfg: &mut web::ServiceConfig, m: Arc<Metrics>) {
-    cfg.app_data(web::Data::new(m))
-        .route("/metrics", web::get().to(metrics));
 }

@@ -64,6 +64,7 @@ pub(crate) struct Bot {
     pub turns: Semaphore,
     /// Turns started by `answer_now`, waited for on shutdown.
     pub tracker: TaskTracker,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Bot {
@@ -162,6 +163,7 @@ impl Bot {
         drop(conn);
         let skip = |reason: &'static str| async move {
             tracing::info!(%dialog_id, seq = due.seq, reason, "no bot reply");
+            self.metrics.reply("skipped");
             let mut conn = self.pool.get().await?;
             replies::close(&mut conn, row.id, Unsent::Skipped, reason).await?;
             anyhow::Ok(Outcome::Ack)
@@ -183,7 +185,12 @@ impl Bot {
         let Some(number) = ctx.target.recipient() else {
             return skip("no_recipient").await;
         };
-        let answer = match self.answer(&row, &ctx, &history).await {
+        let asked = std::time::Instant::now();
+        let answered = self.answer(&row, &ctx, &history).await;
+        self.metrics
+            .model_seconds
+            .observe(asked.elapsed().as_secs_f64());
+        let answer = match answered {
             Ok(answer) => answer,
             Err(e) => return self.model_failed(&row, due, attempt, e).await,
         };
@@ -217,20 +224,24 @@ impl Bot {
                 )
                 .await?;
                 tracing::info!(%dialog_id, seq = due.seq, response_ms, "bot replied");
+                self.metrics.reply("sent");
                 return Ok(Outcome::Ack);
             }
             Err(SendError::Rejected { status, message }) => {
                 tracing::warn!(%dialog_id, seq = due.seq, status, message = %message, "Evolution API rejected the reply; not retrying");
+                self.metrics.reply("rejected");
                 Settle::Failed(format!("evolution HTTP {status}: {message}"))
             }
             Err(SendError::Unavailable(why)) => match self.retry_after(attempt) {
                 Some(wait) => {
                     tracing::warn!(%dialog_id, seq = due.seq, error = %why, retry_in_ms = wait.as_millis() as u64, "Evolution API unavailable; will retry");
+                    self.metrics.reply("retry");
                     self.settle(&row, &ctx, &answer, Settle::Generated).await?;
                     return self.retry(row.id, wait).await;
                 }
                 None => {
                     tracing::error!(%dialog_id, seq = due.seq, error = %why, "Evolution API unavailable; giving up on this reply");
+                    self.metrics.reply("failed");
                     Settle::Failed(format!("evolution unavailable: {why}"))
                 }
             },

@@ -28,6 +28,7 @@ pub(crate) struct Buffer {
     /// The newest buffer seq of each dialog with a message held here: an
     /// older one's flush is known stale without asking the database.
     pub held: Mutex<HashMap<Uuid, i64>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub(crate) fn spawn(runtime: &mut Runtime, buffer: Arc<Buffer>) {
@@ -72,7 +73,9 @@ impl Buffer {
         );
         let (dialog_id, seq) = (received.dialog_id, received.seq);
         self.note_held(dialog_id, seq);
+        self.metrics.buffered.inc();
         tokio::time::sleep(delay).await;
+        self.metrics.buffered.dec();
         if self.newer_held(dialog_id, seq) {
             tracing::debug!(%dialog_id, seq, "stale flush: a newer message is held here");
             return Outcome::Ack;

@@ -14,6 +14,7 @@ mod bot;
 mod buffer;
 mod decide;
 mod evolution;
+mod metrics;
 
 pub use bot::GENERIC_PROMPT;
 
@@ -137,6 +138,7 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
     };
     let retry_schedule = parse_schedule("bot.retry_schedule", &b.retry_schedule)?;
     let mut runtime = Runtime::new("chatbot-service", &settings.common, stop)?;
+    let metrics = metrics::Metrics::new(&mut runtime.registry);
     runtime.serve(&settings.common, |_| {})?;
     let bot = if !b.enabled {
         tracing::warn!("bot replies are switched off (bot.enabled = false)");
@@ -159,6 +161,7 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
             lease: settings.llm.timeout + evolution_timeout + LEASE_SLACK,
             turns: Semaphore::new(b.max_concurrent_replies.max(1)),
             tracker: TaskTracker::new(),
+            metrics: metrics.clone(),
         }))
     };
     if let Some(bot) = &bot {
@@ -186,6 +189,7 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         delay: settings.chatbot.buffer_delay,
         bot,
         held: Default::default(),
+        metrics,
     });
     buffer::spawn(&mut runtime, buffer);
     runtime.spawn_outbox_relay();

@@ -410,8 +410,10 @@ pub fn test_llm_settings(base_url: String) -> llm::LlmSettings {
 /// Gateway, chatbot-service, qualification-agent and capi-sender running in-process.
 pub struct Pipeline {
     pub gateway_port: u16,
-    /// Each capi-sender replica's HTTP port (`/metrics`).
+    /// Each replica's HTTP port (`/metrics`), per service.
     pub sender_ports: Vec<u16>,
+    pub chatbot_ports: Vec<u16>,
+    pub qualification_ports: Vec<u16>,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
 }
@@ -428,6 +430,7 @@ impl Pipeline {
         }
         let mut tasks = Vec::new();
         let mut sender_ports = Vec::new();
+        let (mut chatbot_ports, mut qualification_ports) = (Vec::new(), Vec::new());
         let gateway = webhook_gateway::build(
             webhook_gateway::Settings {
                 common: common.clone(),
@@ -445,11 +448,13 @@ impl Pipeline {
             let chatbot = chatbot_service::build(opts.chatbot_settings(&common), stop.clone())
                 .await
                 .expect("chatbot starts");
+            chatbot_ports.extend(chatbot.port());
             tasks.push(tokio::spawn(chatbot.run_until_stopped()));
             let agent =
                 qualification_agent::build(opts.qualification_settings(&common), stop.clone())
                     .await
                     .expect("qualification starts");
+            qualification_ports.extend(agent.port());
             tasks.push(tokio::spawn(agent.run_until_stopped()));
             let sender = capi_sender::build(
                 capi_sender::Settings {
@@ -466,6 +471,8 @@ impl Pipeline {
         Pipeline {
             gateway_port,
             sender_ports,
+            chatbot_ports,
+            qualification_ports,
             stop,
             tasks,
         }

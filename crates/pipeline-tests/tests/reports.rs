@@ -288,6 +288,14 @@ async fn telegram_429_then_200_is_one_message() {
     )
     .await;
     assert_eq!(telegram_sent(&sandbox, "42").await.len(), 1);
+    let metrics = reqwest::get(service.url("/metrics")).await.unwrap().text().await.unwrap();
+    for line in [
+        r#"capi_telegram_messages_total{outcome="waited"} 1"#,
+        r#"capi_telegram_messages_total{outcome="sent"} 1"#,
+        "capi_reports_generated_total 1",
+    ] {
+        assert!(metrics.contains(line), "{line}: {metrics}");
+    }
     // One claim: the 429 was waited out inside it, not retried as a new attempt.
     assert_eq!(
         count(

@@ -65,12 +65,53 @@ async fn events_arrive_at_the_sandbox_once_each_and_metrics_count_them() {
     let (_, one) = get_json(sandbox_port, &format!("sandbox/events/{id}")).await;
     assert_eq!(one["count"], 1);
 
-    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", p.sender_ports[0]))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let scrape = |port: u16| async move {
+        reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    };
+    // Every service: its own metrics and the shared ones.
+    let gateway = scrape(p.gateway_port).await;
+    assert!(
+        gateway.contains(r#"capi_http_requests_total{route="/webhooks/evolution/{instance}",method="POST",status="200"} 6"#),
+        "{gateway}"
+    );
+    assert!(
+        gateway.contains(
+            r#"capi_http_request_duration_seconds_count{route="/webhooks/evolution/{instance}"} 6"#
+        ),
+        "{gateway}"
+    );
+    let qualification = scrape(p.qualification_ports[0]).await;
+    assert!(
+        qualification.contains(
+            r#"capi_levels_claimed_total{level="interest",by="two customer messages"} 3"#
+        ),
+        "{qualification}"
+    );
+    let chatbot = scrape(p.chatbot_ports[0]).await;
+    assert!(
+        chatbot.contains("capi_chatbot_buffered_messages 0"),
+        "{chatbot}"
+    );
+    for shared in [
+        "capi_outbox_rows",
+        "capi_outbox_oldest_seconds",
+        "capi_queue_ready_messages",
+        "capi_queue_dead_lettered_messages",
+    ] {
+        for (name, text) in [
+            ("gateway", &gateway),
+            ("qualification", &qualification),
+            ("chatbot", &chatbot),
+        ] {
+            assert!(text.contains(shared), "{name} has {shared}: {text}");
+        }
+    }
+    let metrics = scrape(p.sender_ports[0]).await;
     assert!(
         metrics.contains(r#"capi_events_total{outcome="sent"} 3"#),
         "{metrics}"

@@ -33,6 +33,7 @@ pub(crate) struct Agent {
     pub analyzer: Option<Analyzer>,
     /// Waits while the model is unavailable; the last one repeats.
     pub retry_schedule: Vec<Duration>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The wait before delivery `attempt + 1` (attempt counts from 1) while an
@@ -171,8 +172,23 @@ impl Agent {
         let messages = analyzer.messages(own_prompt, business, &history);
         let out = match analyzer.analyze(&messages).await {
             Ok(out) => out,
-            Err(u) => return Ok(Err(u)),
+            Err(u) => {
+                self.metrics.analysis("unavailable");
+                return Ok(Err(u));
+            }
         };
+        self.metrics.model_calls.inc_by(u64::from(out.calls));
+        for (kind, n) in [
+            ("prompt", out.prompt_tokens),
+            ("completion", out.completion_tokens),
+        ] {
+            self.metrics
+                .model_tokens
+                .get_or_create(&crate::metrics::TokenLabel { kind })
+                .inc_by(u64::from(n));
+        }
+        self.metrics
+            .analysis(if out.analysis.is_ok() { "ok" } else { "failed" });
         let reached = out.analysis.as_ref().ok().and_then(|a| a.reached());
         let reached_at = history
             .iter()
@@ -209,6 +225,7 @@ impl Agent {
             return;
         }
         self.outbox_wake.notify_one();
+        self.metrics.claimed(claimed, by);
         for level in claimed {
             tracing::info!(dialog_id = %d.dialog_id, direction_id = ?d.direction_id, %level, by, "level reached; event queued");
         }

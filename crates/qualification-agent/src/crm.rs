@@ -42,6 +42,7 @@ pub(crate) struct CrmEvaluator {
     pub policy: CrmPolicy,
     /// Waits while the CRM is unavailable; the last one repeats.
     pub retry_schedule: Vec<Duration>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The entity as the CRM has it now, and its contact's phones.
@@ -161,6 +162,7 @@ impl CrmEvaluator {
             if !claimed.is_empty() {
                 self.outbox_wake.notify_one();
             }
+            self.metrics.claimed(&claimed, "crm");
             for level in &claimed {
                 tracing::info!(%dialog_id, direction_id = %d.id, %level, by = "crm", "level reached; event queued");
             }

@@ -11,6 +11,7 @@
 mod agent;
 mod crm;
 mod decide;
+mod metrics;
 
 pub use decide::Policy;
 
@@ -100,6 +101,7 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         );
     }
     let mut runtime = Runtime::new("qualification-agent", &settings.common, stop)?;
+    let metrics = metrics::Metrics::new(&mut runtime.registry);
     runtime.serve(&settings.common, |_| {})?;
     let analyzer = if settings.llm.base_url.trim().is_empty() {
         tracing::warn!("levels 2 and 3 are off: llm.base_url is not set (level 1 only)");
@@ -116,6 +118,7 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         outbox_wake: runtime.outbox_wake.clone(),
         policy: ::crm::session::CrmPolicy::new(&settings.crm)?,
         retry_schedule: retry_schedule.clone(),
+        metrics: metrics.clone(),
     });
     let agent = Arc::new(agent::Agent {
         pool: runtime.pool.clone(),
@@ -123,6 +126,7 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         rules,
         analyzer,
         retry_schedule,
+        metrics,
     });
     let work = bus::consume(
         runtime.bus.clone(),

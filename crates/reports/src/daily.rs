@@ -3,16 +3,24 @@
 //! report row's unique key (account, day) is the guard: replicas racing on
 //! the same account compute the same report and one insert wins.
 
-use crate::Config;
+use crate::{Config, metrics::Metrics};
 use runtime::CancellationToken;
 use std::sync::Arc;
 use storage::{DbPool, reports};
 
-pub async fn run(pool: DbPool, config: Arc<Config>, stop: CancellationToken) {
+pub async fn run(
+    pool: DbPool,
+    config: Arc<Config>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
     loop {
         match generate_due(&pool, config.daily_at_minutes).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(reports = n, "daily reports generated"),
+            Ok(n) => {
+                metrics.reports_generated.inc_by(n as u64);
+                tracing::info!(reports = n, "daily reports generated")
+            }
             Err(e) => tracing::warn!(error = format!("{e:#}"), "daily reports: will retry"),
         }
         tokio::select! {

@@ -8,6 +8,7 @@ mod api;
 mod daily;
 mod dashboard;
 mod html;
+mod metrics;
 mod spend_sync;
 mod stats;
 mod telegram;
@@ -166,6 +167,7 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         tracing::warn!("the dashboard is off: set reports.dashboard_secret");
     }
     let mut runtime = Runtime::new("reports", &settings.common, stop)?;
+    let metrics = metrics::Metrics::new(&mut runtime.registry);
     let state = actix_web::web::Data::new(State {
         pool: runtime.pool.clone(),
         main: runtime.main.clone(),
@@ -181,13 +183,19 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
     let insights = spend_sync::Insights::new(&s.graph_url, &s.graph_version, timeout)
         .context("the Meta insights client")?;
     let (pool, stop) = (runtime.pool.clone(), runtime.stop.clone());
-    runtime.spawn_worker(daily::run(pool.clone(), config.clone(), stop.clone()));
+    runtime.spawn_worker(daily::run(
+        pool.clone(),
+        config.clone(),
+        metrics.clone(),
+        stop.clone(),
+    ));
     runtime.spawn_worker(telegram::run(
         pool.clone(),
         telegram,
         config.clone(),
+        metrics.clone(),
         stop.clone(),
     ));
-    runtime.spawn_worker(spend_sync::run(pool, insights, config, stop));
+    runtime.spawn_worker(spend_sync::run(pool, insights, config, metrics, stop));
     Ok(runtime)
 }

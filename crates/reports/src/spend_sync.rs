@@ -6,7 +6,7 @@
 //! account only, as in capi-sender; token problems end the day's sync as
 //! `failed` (visible in `capi spend syncs`).
 
-use crate::Config;
+use crate::{Config, metrics::Metrics};
 use chrono::{NaiveDate, Utc};
 use domain::meta_errors::{MetaError, Verdict, verdict};
 use runtime::CancellationToken;
@@ -145,9 +145,15 @@ fn parse_row(item: &Value) -> Option<spend::SpendRow> {
     })
 }
 
-pub async fn run(pool: DbPool, insights: Insights, config: Arc<Config>, stop: CancellationToken) {
+pub async fn run(
+    pool: DbPool,
+    insights: Insights,
+    config: Arc<Config>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
     loop {
-        if let Err(e) = sync_due(&pool, &insights, config.spend_days, &stop).await {
+        if let Err(e) = sync_due(&pool, &insights, config.spend_days, &metrics, &stop).await {
             tracing::warn!(error = format!("{e:#}"), "spend sync: will retry");
         }
         tokio::select! {
@@ -162,6 +168,7 @@ pub async fn sync_due(
     pool: &DbPool,
     insights: &Insights,
     days: u32,
+    metrics: &Metrics,
     stop: &CancellationToken,
 ) -> anyhow::Result<usize> {
     let mut done = 0;
@@ -189,6 +196,7 @@ pub async fn sync_due(
                 let n = i32::try_from(rows.len()).unwrap_or(i32::MAX);
                 spend::finish_sync(&mut conn, &job, Ok(n)).await?;
                 tracing::info!(ad_account_id = %job.ad_account_id, rows = n, "ad spend synced");
+                metrics.spend_sync("done");
                 done += 1;
             }
             Err(e) => {
@@ -204,6 +212,7 @@ pub async fn sync_due(
                     Utc::now() + chrono::Duration::seconds(s[i])
                 });
                 tracing::warn!(ad_account_id = %job.ad_account_id, error = %e.message, retry = retry.is_some(), "ad spend sync failed");
+                metrics.spend_sync(if retry.is_some() { "retry" } else { "failed" });
                 spend::finish_sync(&mut conn, &job, Err((&e.message, retry))).await?;
             }
         }

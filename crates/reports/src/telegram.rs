@@ -7,7 +7,7 @@
 //! retried on a back-off, and errors that retrying cannot fix (a wrong
 //! token, a chat the bot cannot write to) end the delivery as `failed`.
 
-use crate::Config;
+use crate::{Config, metrics::Metrics};
 use chrono::Utc;
 use domain::report::{TELEGRAM_LIMIT, split_message};
 use runtime::CancellationToken;
@@ -78,9 +78,15 @@ impl Telegram {
     }
 }
 
-pub async fn run(pool: DbPool, telegram: Telegram, config: Arc<Config>, stop: CancellationToken) {
+pub async fn run(
+    pool: DbPool,
+    telegram: Telegram,
+    config: Arc<Config>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
     loop {
-        match deliver_due(&pool, &telegram, &stop).await {
+        match deliver_due(&pool, &telegram, &metrics, &stop).await {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = format!("{e:#}"), "report delivery: will retry"),
         }
@@ -95,6 +101,7 @@ pub async fn run(pool: DbPool, telegram: Telegram, config: Arc<Config>, stop: Ca
 pub async fn deliver_due(
     pool: &DbPool,
     telegram: &Telegram,
+    metrics: &Metrics,
     stop: &CancellationToken,
 ) -> anyhow::Result<usize> {
     let mut delivered = 0;
@@ -104,7 +111,7 @@ pub async fn deliver_due(
             reports::claim_send(&mut conn, LEASE_SECS).await?
         };
         let Some(job) = claimed else { break };
-        if deliver(pool, telegram, &job).await? {
+        if deliver(pool, telegram, metrics, &job).await? {
             delivered += 1;
         }
     }
@@ -115,6 +122,7 @@ pub async fn deliver_due(
 async fn deliver(
     pool: &DbPool,
     telegram: &Telegram,
+    metrics: &Metrics,
     job: &reports::PendingSend,
 ) -> anyhow::Result<bool> {
     let parts = split_message(&job.report_text, TELEGRAM_LIMIT);
@@ -127,6 +135,7 @@ async fn deliver(
             .await
         {
             Sent::Ok => {
+                metrics.telegram("sent");
                 next += 1;
                 let mut conn = pool.get().await?;
                 reports::part_sent(
@@ -138,16 +147,19 @@ async fn deliver(
                 .await?;
             }
             Sent::RetryAfter(wait) if wait <= MAX_INLINE_WAIT => {
+                metrics.telegram("waited");
                 tracing::info!(user_account_id = %account, wait_s = wait.as_secs(), "Telegram asked to wait");
                 tokio::time::sleep(wait).await;
             }
             Sent::RetryAfter(wait) => {
+                metrics.telegram("retry");
                 let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
                 let mut conn = pool.get().await?;
                 reports::send_failed(&mut conn, job.id, Some(at), "Telegram answered 429").await?;
                 return Ok(false);
             }
             Sent::Transient(e) => {
+                metrics.telegram("retry");
                 let retry = (job.attempts < MAX_ATTEMPTS).then(|| {
                     let i = usize::try_from(job.attempts - 1)
                         .unwrap_or(0)
@@ -160,6 +172,7 @@ async fn deliver(
                 return Ok(false);
             }
             Sent::Permanent(e) => {
+                metrics.telegram("failed");
                 tracing::error!(user_account_id = %account, error = %e, "report delivery failed for good");
                 let mut conn = pool.get().await?;
                 reports::send_failed(&mut conn, job.id, None, &e).await?;

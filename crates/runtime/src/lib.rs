@@ -4,6 +4,7 @@
 pub mod api_error;
 mod health;
 mod http_span;
+pub mod metrics;
 pub mod outbox_relay;
 pub mod settings;
 mod shutdown;

@@ -1,10 +1,11 @@
 //! The shared skeleton of a service process: pool, bus, HTTP server with
 //! health endpoints, background workers, outbox relay, and an orderly stop.
 
-use crate::{health, health::Readiness, outbox_relay, settings::CommonSettings};
-use actix_web::{App, HttpServer, web};
+use crate::{health, health::Readiness, metrics, outbox_relay, settings::CommonSettings};
+use actix_web::{App, HttpServer, dev::Service, web};
 use anyhow::Context;
 use bus::Bus;
+use prometheus_client::registry::Registry;
 use secrecy::ExposeSecret;
 use std::{future::Future, sync::Arc, time::Duration};
 use storage::DbPool;
@@ -24,6 +25,8 @@ pub struct Runtime {
     tasks: JoinSet<()>,
     port: Option<u16>,
     name: &'static str,
+    /// `/metrics`: a service registers its own here before `serve`.
+    pub registry: Registry,
 }
 
 /// Runs futures on the service's main runtime from an HTTP handler.
@@ -74,10 +77,12 @@ impl Runtime {
             tasks: JoinSet::new(),
             port: None,
             name,
+            registry: Registry::with_prefix("capi"),
         })
     }
 
-    /// Serves `/health`, `/ready` and the service's own routes; returns the bound port.
+    /// Serves `/health`, `/ready`, `/metrics` and the service's own routes;
+    /// returns the bound port. Metrics registered after this are not served.
     pub fn serve<F>(&mut self, common: &CommonSettings, routes: F) -> anyhow::Result<u16>
     where
         F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
@@ -87,13 +92,51 @@ impl Runtime {
             bus: self.bus.clone(),
             main: self.main.clone(),
         });
+        let shared = metrics::Shared::register(&mut self.registry);
+        let registry = Arc::new(std::mem::take(&mut self.registry));
+        let sampler = shared
+            .clone()
+            .sample(self.pool.clone(), self.bus.clone(), self.stop.clone());
+        self.tasks.spawn(sampler);
         let server = HttpServer::new(move || {
+            let http = shared.clone();
+            let registry = registry.clone();
             App::new()
+                .wrap_fn(move |req, srv| {
+                    let started = std::time::Instant::now();
+                    let route = req
+                        .match_pattern()
+                        .unwrap_or_else(|| "(unmatched)".to_owned());
+                    let method = req.method().to_string();
+                    let m = http.clone();
+                    let answer = srv.call(req);
+                    async move {
+                        let res = answer.await;
+                        let status = match &res {
+                            Ok(r) => r.status().as_u16(),
+                            Err(e) => e.as_response_error().status_code().as_u16(),
+                        };
+                        m.http_seconds
+                            .get_or_create(&metrics::RouteLabel {
+                                route: route.clone(),
+                            })
+                            .observe(started.elapsed().as_secs_f64());
+                        m.http_requests
+                            .get_or_create(&metrics::HttpLabels {
+                                route,
+                                method,
+                                status,
+                            })
+                            .inc();
+                        res
+                    }
+                })
                 .wrap(tracing_actix_web::TracingLogger::<
                     crate::http_span::RequestSpan,
                 >::new())
                 .app_data(readiness.clone())
                 .configure(health::routes)
+                .configure(move |cfg| metrics::routes(cfg, registry.clone()))
                 .configure(routes.clone())
         })
         .workers(common.http.workers.max(1))
