@@ -288,11 +288,18 @@ async fn telegram_429_then_200_is_one_message() {
     )
     .await;
     assert_eq!(telegram_sent(&sandbox, "42").await.len(), 1);
-    let metrics = reqwest::get(service.url("/metrics")).await.unwrap().text().await.unwrap();
+    let metrics = reqwest::get(service.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for line in [
         r#"capi_telegram_messages_total{outcome="waited"} 1"#,
         r#"capi_telegram_messages_total{outcome="sent"} 1"#,
         "capi_reports_generated_total 1",
+        "capi_direction_last_event_age_seconds{direction_id=",
+        r#"direction="Косметология"}"#,
     ] {
         assert!(metrics.contains(line), "{line}: {metrics}");
     }

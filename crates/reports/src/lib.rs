@@ -196,6 +196,11 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         metrics.clone(),
         stop.clone(),
     ));
+    runtime.spawn_worker(metrics::sample_directions(
+        pool.clone(),
+        metrics.clone(),
+        stop.clone(),
+    ));
     runtime.spawn_worker(spend_sync::run(pool, insights, config, metrics, stop));
     Ok(runtime)
 }

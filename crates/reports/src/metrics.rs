@@ -2,11 +2,19 @@
 //! service's, `runtime::metrics`; the API's latency is the shared HTTP one).
 
 use prometheus_client::{
-    metrics::{counter::Counter, family::Family},
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::Registry,
 };
-use runtime::metrics::OutcomeLabel;
-use std::sync::Arc;
+use runtime::{CancellationToken, metrics::OutcomeLabel};
+use std::{sync::Arc, time::Duration};
+use storage::DbPool;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabel {
+    pub direction_id: String,
+    pub direction: String,
+}
 
 pub struct Metrics {
     /// Daily reports this process created.
@@ -15,6 +23,9 @@ pub struct Metrics {
     pub telegram: Family<OutcomeLabel, Counter>,
     /// Spend syncs: done, retry, failed.
     pub spend_syncs: Family<OutcomeLabel, Counter>,
+    /// Per direction with CAPI on: seconds since Meta last accepted one of
+    /// its events (since it was created, if never), sampled every minute.
+    pub direction_silence: Family<DirectionLabel, Gauge>,
 }
 
 impl Metrics {
@@ -23,6 +34,7 @@ impl Metrics {
             reports_generated: Counter::default(),
             telegram: Family::default(),
             spend_syncs: Family::default(),
+            direction_silence: Family::default(),
         };
         registry.register(
             "reports_generated",
@@ -39,6 +51,11 @@ impl Metrics {
             "Ad spend syncs by outcome",
             m.spend_syncs.clone(),
         );
+        registry.register(
+            "direction_last_event_age_seconds",
+            "Seconds since Meta last accepted an event of the direction (CAPI on)",
+            m.direction_silence.clone(),
+        );
         Arc::new(m)
     }
 
@@ -50,5 +67,30 @@ impl Metrics {
         self.spend_syncs
             .get_or_create(&OutcomeLabel { outcome })
             .inc();
+    }
+}
+
+/// Samples each CAPI direction's silence every minute until stopped.
+pub async fn sample_directions(pool: DbPool, metrics: Arc<Metrics>, stop: CancellationToken) {
+    loop {
+        if let Ok(mut conn) = pool.get().await
+            && let Ok(rows) = storage::analytics::direction_silences(&mut conn).await
+        {
+            metrics.direction_silence.clear();
+            for r in rows {
+                let label = DirectionLabel {
+                    direction_id: r.direction_id.to_string(),
+                    direction: r.name,
+                };
+                metrics
+                    .direction_silence
+                    .get_or_create(&label)
+                    .set(r.seconds);
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+        }
     }
 }

@@ -335,3 +335,33 @@ pub async fn leads_page(
     .await?;
     Ok((rows.into_iter().map(LeadEvents::from).collect(), total.n))
 }
+
+/// A direction with CAPI on and how long ago Meta last accepted one of its
+/// events (since the direction was created, when none ever was).
+#[derive(Debug, Clone, QueryableByName)]
+pub struct DirectionSilence {
+    #[diesel(sql_type = SqlUuid)]
+    pub direction_id: Uuid,
+    #[diesel(sql_type = Text)]
+    pub name: String,
+    #[diesel(sql_type = BigInt)]
+    pub seconds: i64,
+}
+
+pub async fn direction_silences(
+    conn: &mut AsyncPgConnection,
+) -> Result<Vec<DirectionSilence>, diesel::result::Error> {
+    // SQL: a LATERAL newest-row probe per direction on the partial
+    // (direction_id, created_at) index of successes.
+    diesel::sql_query(
+        "SELECT d.id AS direction_id, d.name, \
+                extract(epoch FROM now() - coalesce(last.created_at, d.created_at))::bigint AS seconds \
+         FROM account_directions d LEFT JOIN LATERAL ( \
+           SELECT l.created_at FROM capi_events_log l \
+           WHERE l.direction_id = d.id AND l.status = 'success' ORDER BY l.created_at DESC LIMIT 1) last ON true \
+         WHERE d.capi_enabled",
+    )
+    .prepared()
+    .load(conn)
+    .await
+}

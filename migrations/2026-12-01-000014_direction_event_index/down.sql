@@ -1,0 +1,1 @@
+DROP INDEX capi_events_log_direction_success_idx;
