@@ -469,3 +469,26 @@ pub async fn instance(url: &str, c: InstanceCommand) -> Result<(), Failure> {
     }
     Ok(())
 }
+
+/// `capi healthcheck`: `GET /health` on the local service within 3 s.
+pub async fn healthcheck(port: u16) -> Result<(), Failure> {
+    let http = outbound::client(std::time::Duration::from_secs(3))
+        .map_err(|e| Failure::from(anyhow::Error::from(e)))?;
+    let resp = http
+        .get(format!("http://127.0.0.1:{port}/health"))
+        .send()
+        .await
+        .map_err(|e| {
+            Failure::from(anyhow::anyhow!(
+                "no answer on port {port}: {}",
+                outbound::transport_error(e)
+            ))
+        })?;
+    if !resp.status().is_success() {
+        return Err(Failure::from(anyhow::anyhow!(
+            "/health answered {}",
+            resp.status()
+        )));
+    }
+    Ok(())
+}

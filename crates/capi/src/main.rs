@@ -112,6 +112,12 @@ enum Command {
         #[arg(long)]
         offline: bool,
     },
+    /// Exit 0 when the service on this machine answers `GET /health` (the
+    /// container image's HEALTHCHECK); its port from CAPI_HTTP__PORT.
+    Healthcheck {
+        #[arg(long, env = "CAPI_HTTP__PORT", default_value_t = 8080)]
+        port: u16,
+    },
     /// Model calls and tokens per direction, day and purpose.
     Usage {
         /// The last this many days (UTC).
@@ -192,6 +198,7 @@ async fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Doctor { .. } => Ok(()),
+        Command::Healthcheck { port } => admin::healthcheck(port).await,
         Command::Migrate => admin::migrate(&cli.database_url).await,
         Command::Normalize {
             key,

@@ -1,0 +1,34 @@
+# One image with every binary; the command chooses the service:
+#   docker run IMAGE webhook-gateway | chatbot-service | qualification-agent
+#                  | capi-sender | reports | capi migrate | sandbox --port 8080
+#
+# The binaries are compiled on the host first (`cargo build --release
+# --bins`, on Debian bookworm like the base), so the image holds no
+# compiler, no sources and no build cache: only the binaries, CA
+# certificates and a non-root user. scripts/docker-build does both steps.
+#
+# BASE_IMAGE defaults to Debian's official image; on a machine that reaches
+# no registry, scripts/debian-base builds a bookworm base from Debian's
+# packages (debootstrap + docker import) and scripts/docker-build passes it.
+ARG BASE_IMAGE=debian:bookworm-slim
+FROM ${BASE_IMAGE}
+
+RUN if [ ! -s /etc/ssl/certs/ca-certificates.crt ]; then \
+      apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+      && rm -rf /var/lib/apt/lists/*; \
+    fi \
+ && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin capi
+
+COPY target/release/webhook-gateway target/release/chatbot-service target/release/qualification-agent \
+     target/release/capi-sender target/release/reports target/release/capi target/release/sandbox \
+     /usr/local/bin/
+
+USER 10001:10001
+# Inside a container every service listens on 8080 on all interfaces and
+# logs JSON; everything else comes from CAPI_* variables (README).
+ENV CAPI_HTTP__HOST=0.0.0.0 \
+    CAPI_HTTP__PORT=8080 \
+    CAPI_LOG__FORMAT=json
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=4s --start-period=10s --retries=3 CMD ["capi", "healthcheck"]
+CMD ["capi", "--help"]
