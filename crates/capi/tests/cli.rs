@@ -23,6 +23,11 @@ fn capi_ok(db: &str, args: &[&str]) -> String {
     out
 }
 
+/// `capi_ok`'s one-line JSON answer.
+fn capi_json(db: &str, args: &[&str]) -> Value {
+    serde_json::from_str(capi_ok(db, args).trim()).expect("one JSON line")
+}
+
 /// The `id` of a one-line JSON answer.
 fn id_of(out: &str) -> String {
     serde_json::from_str::<Value>(out.trim()).expect("json")["id"]
@@ -1162,21 +1167,17 @@ async fn an_operator_runs_reports_spend_keys_and_dashboard_links_from_the_cli() 
     assert_eq!(code, 0, "{err}");
 
     // Generate, then regenerate: the second changes nothing.
-    let out: Value = serde_json::from_str(
-        capi_ok(
-            db,
-            &[
-                "report",
-                "generate",
-                "--user-account",
-                &account,
-                "--date",
-                day,
-            ],
-        )
-        .trim(),
-    )
-    .unwrap();
+    let out: Value = capi_json(
+        db,
+        &[
+            "report",
+            "generate",
+            "--user-account",
+            &account,
+            "--date",
+            day,
+        ],
+    );
     assert_eq!(out["stored"], "created");
     assert!(
         out["text"]
@@ -1185,30 +1186,22 @@ async fn an_operator_runs_reports_spend_keys_and_dashboard_links_from_the_cli() 
             .starts_with("📊 Conversation report for 20 November 2026")
     );
     assert_eq!(out["directions_data"].as_array().unwrap().len(), 3);
-    let again: Value = serde_json::from_str(
-        capi_ok(
-            db,
-            &[
-                "report",
-                "generate",
-                "--user-account",
-                &account,
-                "--date",
-                day,
-            ],
-        )
-        .trim(),
-    )
-    .unwrap();
+    let again: Value = capi_json(
+        db,
+        &[
+            "report",
+            "generate",
+            "--user-account",
+            &account,
+            "--date",
+            day,
+        ],
+    );
     assert_eq!(again["stored"], "unchanged");
-    let shown: Value = serde_json::from_str(
-        capi_ok(
-            db,
-            &["report", "show", "--user-account", &account, "--date", day],
-        )
-        .trim(),
-    )
-    .unwrap();
+    let shown: Value = capi_json(
+        db,
+        &["report", "show", "--user-account", &account, "--date", day],
+    );
     assert_eq!(shown["telegram_status"], "pending");
     assert!(
         !shown.to_string().contains("SECRET"),
@@ -1278,21 +1271,17 @@ async fn an_operator_runs_reports_spend_keys_and_dashboard_links_from_the_cli() 
     );
 
     // API keys: printed once, stored hashed, revocable.
-    let created: Value = serde_json::from_str(
-        capi_ok(
-            db,
-            &[
-                "api-key",
-                "create",
-                "--user-account",
-                &account,
-                "--name",
-                "roi",
-            ],
-        )
-        .trim(),
-    )
-    .unwrap();
+    let created: Value = capi_json(
+        db,
+        &[
+            "api-key",
+            "create",
+            "--user-account",
+            &account,
+            "--name",
+            "roi",
+        ],
+    );
     let key = created["key"].as_str().unwrap();
     assert!(key.starts_with("capi_") && key.len() == 69);
     assert_eq!(
