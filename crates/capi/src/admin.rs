@@ -417,10 +417,6 @@ pub enum InstanceCommand {
     List,
 }
 
-pub(crate) fn generate_secret() -> String {
-    format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple())
-}
-
 pub async fn instance(url: &str, c: InstanceCommand) -> Result<(), Failure> {
     let mut conn = connect(url).await?;
     match c {
@@ -432,7 +428,7 @@ pub async fn instance(url: &str, c: InstanceCommand) -> Result<(), Failure> {
         } => {
             let secret = secret
                 .filter(|s| !s.is_empty())
-                .unwrap_or_else(generate_secret);
+                .unwrap_or_else(domain::api_key::random_secret);
             directions::map_instance(&mut conn, &instance, direction, &secret, phone.as_deref())
                 .await?;
             println!(

@@ -5,7 +5,7 @@
 
 use crate::{
     Failure,
-    admin::{connect, generate_secret, print_rows},
+    admin::{connect, print_rows},
     inspect::read_input,
 };
 use ::crm::session::{CrmPolicy, CrmSettings, Session};
@@ -245,7 +245,7 @@ async fn connect_crm(url: &str, c: ConnectCommand) -> Result<(), Failure> {
             } else {
                 stdin_lines(&["the amoCRM API token"])?
             };
-            let secret = generate_secret();
+            let secret = domain::api_key::random_secret();
             let id = storage::crm::create_connection(
                 &mut conn,
                 &NewConnection {

@@ -189,14 +189,13 @@ async fn capi_setup(conn: &mut AsyncPgConnection, o: &Options) -> Result<Vec<Fin
     if o.offline {
         return Ok(out);
     }
-    let meta = runtime::settings::load_section::<BTreeMap<String, Value>>(META_DEFAULTS)
-        .ok()
-        .and_then(|root| root.get("meta").cloned())
-        .and_then(|m| serde_json::from_value::<MetaSection>(m).ok())
-        .unwrap_or(MetaSection {
-            graph_base_url: "https://graph.facebook.com".into(),
-            graph_version: "v26.0".into(),
-        });
+    #[derive(Deserialize)]
+    struct Own {
+        meta: MetaSection,
+    }
+    let meta = runtime::settings::load_section::<Own>(META_DEFAULTS)
+        .map_err(|e| e.to_string())?
+        .meta;
     let http = outbound::client(Duration::from_secs(10)).map_err(|e| e.to_string())?;
     // One call per distinct (pixel, token).
     let mut asked: Vec<(&str, &str)> = Vec::new();
@@ -377,7 +376,7 @@ async fn events(conn: &mut AsyncPgConnection, scope: Scope) -> Result<Vec<Findin
 }
 
 async fn outbox(conn: &mut AsyncPgConnection) -> Result<Vec<Finding>, String> {
-    let b = doctor::outbox_backlog(conn)
+    let b = storage::outbox::backlog(conn)
         .await
         .map_err(|e| e.to_string())?;
     let age = b

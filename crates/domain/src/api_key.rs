@@ -9,13 +9,15 @@ use uuid::Uuid;
 /// Every key starts with this, so a leaked one is recognisable.
 pub const KEY_PREFIX: &str = "capi_";
 
-/// A new key: the prefix and 256 bits from two random UUIDs (v4: 244 random bits).
+/// 64 hex characters from two random UUIDs (v4: 244 random bits): webhook
+/// secrets and the body of API keys.
+pub fn random_secret() -> String {
+    format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple())
+}
+
+/// A new key: the prefix and a random secret.
 pub fn generate() -> String {
-    format!(
-        "{KEY_PREFIX}{}{}",
-        Uuid::new_v4().simple(),
-        Uuid::new_v4().simple()
-    )
+    format!("{KEY_PREFIX}{}", random_secret())
 }
 
 /// What is stored of a key.

@@ -103,7 +103,7 @@ impl Shared {
     pub async fn sample(self, pool: DbPool, bus: Arc<Bus>, stop: CancellationToken) {
         loop {
             if let Ok(mut conn) = pool.get().await
-                && let Ok(b) = storage::doctor::outbox_backlog(&mut conn).await
+                && let Ok(b) = storage::outbox::backlog(&mut conn).await
             {
                 self.outbox_rows.set(b.rows);
                 let age = b

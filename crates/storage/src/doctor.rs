@@ -2,10 +2,9 @@
 //! read can be narrowed to one user account and/or one direction (`Scope`);
 //! none returns a phone number or a token's value.
 
-use chrono::{DateTime, Utc};
 use diesel::{
     QueryableByName,
-    sql_types::{BigInt, Bool, Nullable, Text, Timestamptz, Uuid as SqlUuid},
+    sql_types::{BigInt, Bool, Nullable, Text, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
@@ -146,24 +145,6 @@ pub async fn top_errors_24h(
     .bind::<Nullable<SqlUuid>, _>(scope.direction)
     .load(conn)
     .await
-}
-
-/// The outbox: rows waiting to be published, and the oldest one's time.
-#[derive(Debug, Clone, QueryableByName, Serialize)]
-pub struct Backlog {
-    #[diesel(sql_type = BigInt)]
-    pub rows: i64,
-    #[diesel(sql_type = Nullable<Timestamptz>)]
-    pub oldest: Option<DateTime<Utc>>,
-}
-
-pub async fn outbox_backlog(
-    conn: &mut AsyncPgConnection,
-) -> Result<Backlog, diesel::result::Error> {
-    // SQL: count and min in one read of a table diesel would need two for.
-    diesel::sql_query("SELECT count(*) AS rows, min(created_at) AS oldest FROM outbox")
-        .get_result(conn)
-        .await
 }
 
 /// Model calls that failed in the last 24 hours: qualification analyses and bot replies.

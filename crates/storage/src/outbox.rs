@@ -2,7 +2,11 @@
 //! change it announces, later published to RabbitMQ by the relay.
 
 use crate::schema::outbox;
-use diesel::{ExpressionMethods, QueryDsl, Queryable, Selectable, SelectableHelper};
+use chrono::{DateTime, Utc};
+use diesel::{
+    ExpressionMethods, QueryDsl, Queryable, QueryableByName, Selectable, SelectableHelper,
+    sql_types::{BigInt, Nullable, Timestamptz},
+};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 use uuid::Uuid;
@@ -88,5 +92,21 @@ pub async fn delete(
 ) -> Result<usize, diesel::result::Error> {
     diesel::delete(outbox::table.filter(outbox::id.eq_any(ids)))
         .execute(conn)
+        .await
+}
+
+/// The outbox: rows waiting to be published, and the oldest one's time.
+#[derive(Debug, Clone, QueryableByName, serde::Serialize)]
+pub struct Backlog {
+    #[diesel(sql_type = BigInt)]
+    pub rows: i64,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub oldest: Option<DateTime<Utc>>,
+}
+
+pub async fn backlog(conn: &mut AsyncPgConnection) -> Result<Backlog, diesel::result::Error> {
+    // SQL: count and min in one read of a table diesel would need two for.
+    diesel::sql_query("SELECT count(*) AS rows, min(created_at) AS oldest FROM outbox")
+        .get_result(conn)
         .await
 }
