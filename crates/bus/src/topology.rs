@@ -61,6 +61,17 @@ impl Queue {
         }
     }
 
+    /// The service that consumes this queue (scale it on the queue's length).
+    pub fn consumer(self) -> &'static str {
+        match self {
+            Queue::ChatbotMessages | Queue::ChatbotFlush | Queue::ChatbotReplies => {
+                "chatbot-service"
+            }
+            Queue::QualificationDialogs | Queue::QualificationCrmChanges => "qualification-agent",
+            Queue::CapiEvents => "capi-sender",
+        }
+    }
+
     /// The queue a routing key is delivered to.
     pub fn for_routing_key(key: &str) -> Option<Queue> {
         Self::ALL.into_iter().find(|q| q.routing_key() == key)

@@ -2,6 +2,9 @@
 async fn main() -> std::process::ExitCode {
     let run = async {
         let settings = capi_sender::Settings::load()?;
+        if runtime::settings::check_requested() {
+            return runtime::settings::config_check("capi-sender");
+        }
         runtime::telemetry::init(&settings.common.log);
         capi_sender::build(settings, runtime::shutdown_on_signals())
             .await?

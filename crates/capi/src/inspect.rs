@@ -1,5 +1,5 @@
-//! Commands that need no database: `normalize`, `parse-webhook` and
-//! `crm-match`.
+//! Commands that need no database: `normalize`, `parse-webhook`,
+//! `crm-match` and `topology`.
 
 use crate::Failure;
 use domain::{
@@ -144,4 +144,26 @@ pub fn crm_match(
             .map_err(|e| Failure::input(format!("{mapping_file}: not a mapping: {e}")))?;
     let levels = mapping::matched_levels(crm.into(), entity_type, &entity, &mapping);
     print_line(&json!({ "levels": levels }))
+}
+
+/// `capi topology`: the exchange and every queue with its dead-letter queue
+/// and consumer, as one JSON object.
+pub fn topology(prefix: &str) -> Result<(), Failure> {
+    let names = bus::topology::Names::new(prefix);
+    let queues: Vec<_> = bus::topology::Queue::ALL
+        .into_iter()
+        .map(|q| {
+            serde_json::json!({
+                "name": names.queue(q),
+                "dead_letter": names.dead_letter(q),
+                "routing_key": q.routing_key(),
+                "consumer": q.consumer(),
+            })
+        })
+        .collect();
+    println!(
+        "{}",
+        serde_json::json!({"exchange": names.exchange(), "queues": queues})
+    );
+    Ok(())
 }

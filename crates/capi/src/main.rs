@@ -118,6 +118,12 @@ enum Command {
         #[arg(long, env = "CAPI_HTTP__PORT", default_value_t = 8080)]
         port: u16,
     },
+    /// The broker's exchange and queues under a prefix, with the service
+    /// consuming each (what KEDA scales on), as JSON.
+    Topology {
+        #[arg(long, env = "CAPI_AMQP__PREFIX", default_value = "capi")]
+        prefix: String,
+    },
     /// Model calls and tokens per direction, day and purpose.
     Usage {
         /// The last this many days (UTC).
@@ -199,6 +205,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Doctor { .. } => Ok(()),
         Command::Healthcheck { port } => admin::healthcheck(port).await,
+        Command::Topology { prefix } => inspect::topology(&prefix),
         Command::Migrate => admin::migrate(&cli.database_url).await,
         Command::Normalize {
             key,

@@ -2,6 +2,9 @@
 async fn main() -> std::process::ExitCode {
     let run = async {
         let settings = chatbot_service::Settings::load()?;
+        if runtime::settings::check_requested() {
+            return runtime::settings::config_check("chatbot-service");
+        }
         runtime::telemetry::init(&settings.common.log);
         chatbot_service::build(settings, runtime::shutdown_on_signals())
             .await?

@@ -2,6 +2,9 @@
 async fn main() -> std::process::ExitCode {
     let run = async {
         let settings = qualification_agent::Settings::load()?;
+        if runtime::settings::check_requested() {
+            return runtime::settings::config_check("qualification-agent");
+        }
         runtime::telemetry::init(&settings.common.log);
         qualification_agent::build(settings, runtime::shutdown_on_signals())
             .await?

@@ -2,6 +2,9 @@
 async fn main() -> std::process::ExitCode {
     let run = async {
         let settings = reports::Settings::load()?;
+        if runtime::settings::check_requested() {
+            return runtime::settings::config_check("reports");
+        }
         runtime::telemetry::init(&settings.common.log);
         reports::build(settings, runtime::shutdown_on_signals())
             .await?

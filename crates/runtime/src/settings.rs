@@ -106,7 +106,66 @@ fn load_from<T: DeserializeOwned>(
     env: Environment,
 ) -> Result<(CommonSettings, T), SettingsError> {
     let root = load_root(service_defaults, file, env)?;
-    Ok((with_path(&root)?, with_path(&root)?))
+    let loaded = (with_path(&root)?, with_path(&root)?);
+    let unread = unread_sections::<T>(&root);
+    let vars = std::env::vars().map(|(name, _)| name);
+    if let Ok(mut found) = UNREAD_VARIABLES.lock() {
+        *found = unread_variables(vars, &unread);
+    }
+    Ok(loaded)
+}
+
+/// Top-level sections that neither the common part nor the service's part
+/// `T` reads (other services' sections, which a shared file may hold).
+fn unread_sections<T: DeserializeOwned>(root: &serde_json::Value) -> Vec<String> {
+    let mut by_common = Vec::new();
+    let mut by_service = Vec::new();
+    let _ =
+        serde_ignored::deserialize::<_, _, CommonSettings>(root, |p| by_common.push(p.to_string()));
+    let _ = serde_ignored::deserialize::<_, _, T>(root, |p| by_service.push(p.to_string()));
+    by_common.retain(|section| by_service.contains(section));
+    by_common
+}
+
+/// The `CAPI_<SECTION>__<KEY>` variables among `vars` whose section is in `unread`.
+fn unread_variables(vars: impl Iterator<Item = String>, unread: &[String]) -> Vec<String> {
+    let mut found: Vec<String> = vars
+        .filter(|name| {
+            name.strip_prefix("CAPI_")
+                .and_then(|rest| rest.split_once("__"))
+                .is_some_and(|(section, _)| unread.contains(&section.to_lowercase()))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Environment variables the last [`load_settings`] found set for sections
+/// this service does not read (`--check-config` reports them).
+static UNREAD_VARIABLES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// `SERVICE --check-config`: load the settings as at start (every value
+/// parsed, unknown keys and sections refused), then stop.
+pub fn check_requested() -> bool {
+    std::env::args().skip(1).any(|a| a == "--check-config")
+}
+
+/// The verdict of `--check-config` after the settings loaded: an error
+/// names each `CAPI_*` variable the service would not read (a setting meant
+/// for another service, or a misplaced one); else one line on stdout.
+pub fn config_check(service: &str) -> anyhow::Result<()> {
+    let unread = UNREAD_VARIABLES
+        .lock()
+        .map(|v| v.clone())
+        .unwrap_or_default();
+    if unread.is_empty() {
+        println!("{service}: configuration is valid");
+        return Ok(());
+    }
+    anyhow::bail!(
+        "invalid configuration: {} set but not read by {service} (a section it has no use for)",
+        unread.join(", ")
+    )
 }
 
 fn load_root(
@@ -274,6 +333,30 @@ mod tests {
             .err()
             .map(|e| format!("{e:#}"));
         assert!(err.is_some_and(|e| e.contains("`x.retry`")));
+    }
+
+    #[test]
+    fn variables_of_sections_no_part_reads_are_found() {
+        let root = serde_json::json!({
+            "database": {"url": "postgres://x", "pool_size": 1},
+            "amqp": {"url": "amqp://x", "prefix": "p", "prefetch": 1, "channels": 1},
+            "http": {"host": "h", "port": 1, "workers": 1},
+            "log": {"format": "json", "filter": "info"},
+            "meta": {"graph_version": "v1"},
+            "llm": {"base_url": "u"}
+        });
+        let unread = unread_sections::<Example>(&root);
+        assert_eq!(unread, vec!["llm".to_owned()]);
+        let vars = [
+            "CAPI_LLM__BASE_URL",
+            "CAPI_META__GRAPH_VERSION",
+            "CAPI_CONFIG",
+            "HOME",
+        ];
+        assert_eq!(
+            unread_variables(vars.iter().map(|v| v.to_string()), &unread),
+            vec!["CAPI_LLM__BASE_URL".to_owned()]
+        );
     }
 
     #[test]

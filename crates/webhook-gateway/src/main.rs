@@ -2,6 +2,9 @@
 async fn main() -> std::process::ExitCode {
     let run = async {
         let settings = webhook_gateway::Settings::load()?;
+        if runtime::settings::check_requested() {
+            return runtime::settings::config_check("webhook-gateway");
+        }
         runtime::telemetry::init(&settings.common.log);
         webhook_gateway::build(settings, runtime::shutdown_on_signals())
             .await?
