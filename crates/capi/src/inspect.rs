@@ -45,6 +45,8 @@ pub enum WebhookSource {
     Amocrm,
     /// A Bitrix24 event call (form-urlencoded, or the JSON its docs show).
     Bitrix24,
+    /// A WhatsApp Cloud API webhook (Meta's `whatsapp_business_account`).
+    WhatsappCloud,
 }
 
 /// A file's text, or standard input's for `-`.
@@ -78,6 +80,18 @@ pub fn parse_webhook(source: WebhookSource, file: &str) -> Result<(), Failure> {
         WebhookSource::Bitrix24 => print_line(
             &bitrix24::parse_event(&text).map_err(|e| Failure::input(format!("{file}: {e}")))?,
         ),
+        WebhookSource::WhatsappCloud => {
+            let body: Value = serde_json::from_str(&text)
+                .map_err(|e| Failure::input(format!("{file}: not valid JSON: {e}")))?;
+            let messages = domain::whatsapp_cloud::parse(&body)
+                .map_err(|e| Failure::input(format!("{file}: {e}")))?;
+            // A struct, not json!, so each message keeps the contract's key order.
+            #[derive(serde::Serialize)]
+            struct Answer {
+                messages: Vec<domain::whatsapp_cloud::CloudMessage>,
+            }
+            print_line(&Answer { messages })
+        }
     }
 }
 

@@ -58,6 +58,68 @@ fn parse(name: &str) -> Value {
 }
 
 #[test]
+fn both_cloud_api_fixtures_parse_through_the_cli_as_the_contract_says() {
+    let dir: PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "tests",
+        "fixtures",
+        "meta-cloud",
+    ]
+    .iter()
+    .collect();
+    let run = |name: &str| {
+        let path = dir.join(name);
+        let (code, out, err) = capi(&["parse-webhook", "whatsapp-cloud", &path.to_string_lossy()]);
+        assert_eq!(code, 0, "{name}: {err}");
+        assert_eq!(out.lines().count(), 1, "{name}: one JSON line: {out}");
+        serde_json::from_str::<Value>(out.trim()).expect("JSON line")
+    };
+    assert_eq!(
+        run("meta-cloudapi_webhook_messages_text_ctwa-referral_META-DOCS-EXAMPLE.json"),
+        json!({"messages": [{"phone_number_id": "1204727649384372", "waba_id": "102290129340398",
+            "message_id": "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQUQ0N0VFMDA2MTQ0RkJFNkNDNAA=",
+            "phone": "16505551234", "user_id": null, "from_me": false, "text": "Can I get more info about this?",
+            "ctwa_clid": "Aff-n8ZTODiE79d22KtAwQKj9e_mIEOOj27vDVwFjN80dp4_0NiNhEgpGo0AHemvuSoifXaytfTzcchptiErTKCqTrJ5nW1h7IHYeYymGb5K5J5iTROpBhWAGaIAeUzHL50",
+            "from_ad": true, "timestamp": 1750275992}]})
+    );
+    assert_eq!(
+        run("meta-cloudapi_webhook_messages_text_APP-DASHBOARD-TEST-payload.json"),
+        json!({"messages": [{"phone_number_id": "123456123", "waba_id": "0", "message_id": "ABGGFlA5Fpa",
+            "phone": "16315551181", "user_id": null, "from_me": false, "text": "this is a text message",
+            "ctwa_clid": null, "from_ad": false, "timestamp": 1504902988}]})
+    );
+    // Keys in the contract's order, on one line.
+    let (_, out, _) = capi(&[
+        "parse-webhook",
+        "whatsapp-cloud",
+        &dir.join("meta-cloudapi_webhook_messages_text_APP-DASHBOARD-TEST-payload.json")
+            .to_string_lossy(),
+    ]);
+    assert!(out.starts_with(r#"{"messages":[{"phone_number_id":"123456123","waba_id":"0","message_id":"ABGGFlA5Fpa","phone":"16315551181","user_id":null,"from_me":false,"text":"#), "{out}");
+    // Statuses only: no messages; another object: a clear error, exit 2.
+    let statuses = std::env::temp_dir().join(format!("cloud-statuses-{}.json", std::process::id()));
+    std::fs::write(&statuses, r#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"2"},"statuses":[{"id":"wamid.X","status":"delivered"}]}}]}]}"#).expect("write");
+    let (code, out, _) = capi(&[
+        "parse-webhook",
+        "whatsapp-cloud",
+        &statuses.to_string_lossy(),
+    ]);
+    assert_eq!((code, out.trim()), (0, r#"{"messages":[]}"#));
+    std::fs::write(&statuses, r#"{"object":"page","entry":[]}"#).expect("write");
+    let (code, _, err) = capi(&[
+        "parse-webhook",
+        "whatsapp-cloud",
+        &statuses.to_string_lossy(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(r#"not a WhatsApp Business Account webhook (object is "page")"#),
+        "{err}"
+    );
+    let _ = std::fs::remove_file(&statuses);
+}
+
+#[test]
 fn every_evolution_fixture_parses_as_documented() {
     let cases = [
         (

@@ -21,3 +21,4 @@ pub mod normalize;
 pub mod qualification;
 pub mod report;
 pub mod usage;
+pub mod whatsapp_cloud;
