@@ -1,5 +1,6 @@
 //! The bot's turn for a flushed burst: decide, ask the model, send the
-//! answer through Evolution API, store it as the dialog's outgoing message.
+//! answer through the dialog's WhatsApp channel (Evolution API or the Cloud
+//! API, `whatsapp.rs`), store it as the dialog's outgoing message.
 //! Qualification never waits on any of it: the flush handed the dialog on in
 //! its own transaction.
 //!
@@ -11,14 +12,14 @@
 //! One `bot_replies` row per (dialog, seq) makes redelivery harmless: a
 //! finished reply is not redone; a lease lets one handler at a time work on
 //! it; tries are counted on the row, so the retry limit holds whichever path
-//! runs them; a generated answer is kept, so a retry after an Evolution
+//! runs them; a generated answer is kept, so a retry after a WhatsApp API
 //! failure resends the same text without a second model call. The one window
-//! for a double answer is a crash after Evolution accepted the message and
+//! for a double answer is a crash after the API accepted the message and
 //! before it is recorded (or a turn outliving its lease).
 
 use crate::{
     decide::{Decision, Rules, decide},
-    evolution::{Evolution, SendError},
+    whatsapp::{SendError, Senders},
 };
 use bus::{
     Bus, Incoming, Outcome, Queue,
@@ -28,7 +29,6 @@ use chrono::Utc;
 use diesel_async::AsyncConnection;
 use domain::{
     conversation::{Author, Message, ReplyStatus},
-    evolution::ApiVersion,
     usage::Purpose,
 };
 use llm::{ChatMessage, LlmClient, LlmError, Role, newest_within};
@@ -51,13 +51,13 @@ pub(crate) struct Bot {
     pub pool: DbPool,
     pub bus: Arc<Bus>,
     pub llm: LlmClient,
-    pub evolution: Evolution,
+    pub senders: Senders,
     pub rules: Rules,
-    /// Waits before the 2nd, 3rd, … try when the model or Evolution API is unavailable.
+    /// Waits before the 2nd, 3rd, … try when the model or the WhatsApp API is unavailable.
     pub retry_schedule: Vec<Duration>,
     pub max_history_messages: usize,
     pub max_history_chars: usize,
-    /// How long one turn may hold a reply: the model's and Evolution API's
+    /// How long one turn may hold a reply: the model's and the WhatsApp API's
     /// timeouts and some slack. The durable `reply.due` waits this long.
     pub lease: Duration,
     /// Turns running at once (both paths), so a backlog cannot flood the model.
@@ -179,12 +179,11 @@ impl Bot {
             Decision::Reply { unanswered_since } => unanswered_since,
             Decision::Skip(reason) => return skip(reason).await,
         };
-        let Some(key) = ctx.evolution_api_key.clone() else {
-            return skip("no_evolution_api_key").await;
+        let route = match self.senders.route(&ctx, &history, Utc::now()) {
+            Ok(route) => route,
+            Err(reason) => return skip(reason).await,
         };
-        let Some(number) = ctx.target.recipient() else {
-            return skip("no_recipient").await;
-        };
+        let api = route.api();
         let asked = std::time::Instant::now();
         let answered = self.answer(&row, &ctx, &history).await;
         self.metrics
@@ -195,13 +194,9 @@ impl Bot {
             Err(e) => return self.model_failed(&row, due, attempt, e).await,
         };
         let text = answer.text.as_str();
-        let version = ctx.evolution_api_version.unwrap_or(ApiVersion::V2);
-        // Nothing is written between the model and Evolution API: the reply
-        // goes out first, its record (and the model's usage) right after.
-        let sent = self
-            .evolution
-            .send_text(&ctx.instance_name, &key, version, &number, text)
-            .await;
+        // Nothing is written between the model and the WhatsApp API: the
+        // reply goes out first, its record (and the model's usage) right after.
+        let sent = self.senders.send(&ctx.instance_name, &route, text).await;
         let settle = match sent {
             Ok(message_id) => {
                 let sent_at = Utc::now();
@@ -223,26 +218,31 @@ impl Bot {
                     }),
                 )
                 .await?;
-                tracing::info!(%dialog_id, seq = due.seq, response_ms, "bot replied");
+                tracing::info!(%dialog_id, seq = due.seq, api, response_ms, "bot replied");
                 self.metrics.reply("sent");
                 return Ok(Outcome::Ack);
             }
             Err(SendError::Rejected { status, message }) => {
-                tracing::warn!(%dialog_id, seq = due.seq, status, message = %message, "Evolution API rejected the reply; not retrying");
+                tracing::warn!(%dialog_id, seq = due.seq, api, status, message = %message, "the WhatsApp API rejected the reply; not retrying");
                 self.metrics.reply("rejected");
-                Settle::Failed(format!("evolution HTTP {status}: {message}"))
+                Settle::Failed(format!("{api} HTTP {status}: {message}"))
+            }
+            Err(SendError::WindowClosed(message)) => {
+                tracing::info!(%dialog_id, seq = due.seq, api, message = %message, "the customer wrote more than 24 hours ago: no free-form reply; not retrying");
+                self.metrics.reply("rejected");
+                Settle::Failed(format!("outside_24h_window: {message}"))
             }
             Err(SendError::Unavailable(why)) => match self.retry_after(attempt) {
                 Some(wait) => {
-                    tracing::warn!(%dialog_id, seq = due.seq, error = %why, retry_in_ms = wait.as_millis() as u64, "Evolution API unavailable; will retry");
+                    tracing::warn!(%dialog_id, seq = due.seq, api, error = %why, retry_in_ms = wait.as_millis() as u64, "the WhatsApp API is unavailable; will retry");
                     self.metrics.reply("retry");
                     self.settle(&row, &ctx, &answer, Settle::Generated).await?;
                     return self.retry(row.id, wait).await;
                 }
                 None => {
-                    tracing::error!(%dialog_id, seq = due.seq, error = %why, "Evolution API unavailable; giving up on this reply");
+                    tracing::error!(%dialog_id, seq = due.seq, api, error = %why, "the WhatsApp API is unavailable; giving up on this reply");
                     self.metrics.reply("failed");
-                    Settle::Failed(format!("evolution unavailable: {why}"))
+                    Settle::Failed(format!("{api} unavailable: {why}"))
                 }
             },
         };
@@ -378,6 +378,6 @@ struct Answer {
 enum Settle<'a> {
     Sent(SentReply<'a>),
     Failed(String),
-    /// Kept for a retry (Evolution API unavailable).
+    /// Kept for a retry (the WhatsApp API unavailable).
     Generated,
 }

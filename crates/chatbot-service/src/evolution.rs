@@ -2,22 +2,13 @@
 //! instance's `apikey` header; the v2 body by default, the v1 body for
 //! instances configured so (research/evolution-api-and-whatsapp-webhooks.md §3).
 
+use crate::whatsapp::SendError;
 use outbound::Class;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use std::time::Duration;
 
 pub use domain::evolution::ApiVersion;
-
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum SendError {
-    /// Not reached, timed out, or HTTP 5xx/408/429: worth retrying.
-    #[error("Evolution API unavailable: {0}")]
-    Unavailable(String),
-    /// Any other HTTP 4xx: the request itself is wrong (unknown number, bad key, …).
-    #[error("Evolution API rejected the message (HTTP {status}): {message}")]
-    Rejected { status: u16, message: String },
-}
 
 #[derive(Clone)]
 pub struct Evolution {

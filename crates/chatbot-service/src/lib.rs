@@ -8,13 +8,15 @@
 //! update), so any number of replicas agree without shared memory. The flush
 //! queues, in its own transaction, the dialog for qualification and the
 //! bot's turn (`bot.rs`), so qualification never waits on the model or on
-//! Evolution API.
+//! the WhatsApp APIs.
 
 mod bot;
 mod buffer;
+mod cloud_api;
 mod decide;
 mod evolution;
 mod metrics;
+mod whatsapp;
 
 pub use bot::GENERIC_PROMPT;
 
@@ -29,7 +31,7 @@ use std::{sync::Arc, time::Duration};
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
-/// A reply's lease is the model's and Evolution API's timeouts and this.
+/// A reply's lease is the model's and the WhatsApp API's timeouts and this.
 const LEASE_SLACK: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
@@ -53,11 +55,19 @@ pub struct ChatbotSettings {
 pub struct BotSettings {
     /// Replies at all (directions and instances can also switch the bot off).
     pub enabled: bool,
-    /// Evolution API, e.g. `https://evolution.example.com` (empty: no replies).
+    /// Evolution API, e.g. `https://evolution.example.com` (empty: no
+    /// replies in Evolution instances' dialogs).
     pub evolution_base_url: String,
     /// A sendText request ends after this long, e.g. "10s".
     #[serde(deserialize_with = "domain::duration::deserialize")]
     pub evolution_timeout: Duration,
+    /// Meta's Graph API, which serves the WhatsApp Cloud API.
+    pub cloud_api_base_url: String,
+    /// The Graph API version, e.g. "v26.0".
+    pub cloud_api_version: String,
+    /// A Cloud API messages request ends after this long, e.g. "10s".
+    #[serde(deserialize_with = "domain::duration::deserialize")]
+    pub cloud_api_timeout: Duration,
     /// A human who wrote from the business phone this recently (e.g. "30m")
     /// owns the conversation: the bot stays quiet.
     pub takeover_window: String,
@@ -97,6 +107,9 @@ buffer_delay = "5s"
 enabled = true
 evolution_base_url = ""
 evolution_timeout = "10s"
+cloud_api_base_url = "https://graph.facebook.com"
+cloud_api_version = "v26.0"
+cloud_api_timeout = "10s"
 takeover_window = "30m"
 max_message_age = "10m"
 max_history_messages = 30
@@ -143,22 +156,35 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
     let bot = if !b.enabled {
         tracing::warn!("bot replies are switched off (bot.enabled = false)");
         None
-    } else if b.evolution_base_url.trim().is_empty() {
-        tracing::warn!("bot replies are off: bot.evolution_base_url is not set");
-        None
     } else {
-        let evolution_timeout = b.evolution_timeout;
+        let evolution = if b.evolution_base_url.trim().is_empty() {
+            tracing::warn!(
+                "no bot replies in Evolution instances' dialogs: bot.evolution_base_url is not set"
+            );
+            None
+        } else {
+            Some(
+                evolution::Evolution::new(&b.evolution_base_url, b.evolution_timeout)
+                    .context("the Evolution API client")?,
+            )
+        };
+        let cloud = cloud_api::CloudApi::new(
+            &b.cloud_api_base_url,
+            &b.cloud_api_version,
+            b.cloud_api_timeout,
+        )
+        .context("the Cloud API client")?;
+        let send_timeout = b.evolution_timeout.max(b.cloud_api_timeout);
         Some(Arc::new(bot::Bot {
             pool: runtime.pool.clone(),
             bus: runtime.bus.clone(),
             llm: LlmClient::new(&settings.llm).context("the LLM client")?,
-            evolution: evolution::Evolution::new(&b.evolution_base_url, evolution_timeout)
-                .context("the Evolution API client")?,
+            senders: whatsapp::Senders { evolution, cloud },
             rules,
             retry_schedule,
             max_history_messages: b.max_history_messages.max(1),
             max_history_chars: b.max_history_chars.max(1),
-            lease: settings.llm.timeout + evolution_timeout + LEASE_SLACK,
+            lease: settings.llm.timeout + send_timeout + LEASE_SLACK,
             turns: Semaphore::new(b.max_concurrent_replies.max(1)),
             tracker: TaskTracker::new(),
             metrics: metrics.clone(),

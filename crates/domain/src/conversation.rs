@@ -70,14 +70,17 @@ impl BotTarget {
         None
     }
 
-    /// The number to send to: the phone's digits, else the contact's LID JID.
-    pub fn recipient(&self) -> Option<String> {
-        let phone = self
-            .contact_phone
+    /// The contact's phone, digits only, when known.
+    pub fn phone_digits(&self) -> Option<String> {
+        self.contact_phone
             .as_deref()
             .map(|p| p.chars().filter(char::is_ascii_digit).collect::<String>())
-            .filter(|p| !p.is_empty());
-        phone.or_else(|| {
+            .filter(|p| !p.is_empty())
+    }
+
+    /// The number to send to: the phone's digits, else the contact's LID JID.
+    pub fn recipient(&self) -> Option<String> {
+        self.phone_digits().or_else(|| {
             self.contact_lid
                 .as_deref()
                 .filter(|l| !l.is_empty())

@@ -13,6 +13,83 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::Sha256;
 
+crate::text_enum! {
+    /// How a WhatsApp number reaches us (`whatsapp_phone_numbers.channel`):
+    /// an Evolution API instance, or a number on Meta's Cloud API.
+    pub enum Channel {
+        Evolution = "evolution",
+        CloudApi = "cloud_api",
+    }
+}
+
+/// The instance name a Cloud API number's dialogs are recorded under.
+pub fn instance_name(phone_number_id: &str) -> String {
+    format!("cloud-{phone_number_id}")
+}
+
+/// How long after the customer's last message a free-form reply may be
+/// sent (Meta's customer service window); later only templates may.
+pub const SERVICE_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+/// Whether a free-form message may still go to a customer whose last
+/// message was sent at `last_customer_message`.
+pub fn within_service_window(
+    last_customer_message: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    now - last_customer_message < SERVICE_WINDOW
+}
+
+/// Whom a reply goes to: the phone (`to`) when known, else the
+/// business-scoped user id (`recipient`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipient {
+    Phone(String),
+    UserId(String),
+}
+
+/// `POST /{version}/{phone_number_id}/messages`: a free-form text.
+pub fn text_message_body(to: &Recipient, text: &str) -> Value {
+    let mut body = serde_json::json!({
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "type": "text",
+        "text": { "preview_url": false, "body": text },
+    });
+    let (key, id) = match to {
+        Recipient::Phone(p) => ("to", p),
+        Recipient::UserId(u) => ("recipient", u),
+    };
+    body[key] = Value::String(id.clone());
+    body
+}
+
+/// What to do after the Cloud API refused a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendVerdict {
+    /// Rate limits and Meta's own trouble: the same message may go later.
+    Retry,
+    /// More than 24 hours since the customer wrote (131047): only a
+    /// template may go; the reply is dropped, not retried.
+    OutsideWindow,
+    /// The request, the token or the recipient is wrong: retrying repeats it.
+    Reject,
+}
+
+/// Classifies a refusal by HTTP status and Graph error code
+/// (developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes).
+pub fn send_verdict(http_status: u16, code: Option<i64>) -> SendVerdict {
+    match code {
+        Some(131047) => SendVerdict::OutsideWindow,
+        // API unknown/service, app and WABA rate limits, throughput, pair
+        // rate limit, service unavailable, "something went wrong".
+        Some(1 | 2 | 4 | 80007 | 130429 | 131000 | 131016 | 131056 | 133004) => SendVerdict::Retry,
+        Some(_) if http_status < 500 && http_status != 429 => SendVerdict::Reject,
+        _ if http_status >= 500 || http_status == 429 || http_status == 408 => SendVerdict::Retry,
+        _ => SendVerdict::Reject,
+    }
+}
+
 /// One inbound message, in the order of the payload. Keys in the order of
 /// `capi parse-webhook whatsapp-cloud`'s contract.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -42,6 +119,12 @@ pub struct CloudMessage {
     /// `contacts[].profile.name`.
     #[serde(skip)]
     pub push_name: Option<String>,
+    /// `messages[].type`: text, image, button, interactive, location, …
+    #[serde(skip)]
+    pub message_type: Option<String>,
+    /// `{"referral": …}` as Meta sent it, for the dialog's ad context.
+    #[serde(skip)]
+    pub ad_context: Option<Value>,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -192,6 +275,8 @@ fn parse_message(
         push_name: contact
             .and_then(|c| c.pointer("/profile/name"))
             .and_then(as_text),
+        message_type: text_field(message, "type"),
+        ad_context: referral.map(|r| serde_json::json!({ "referral": r })),
     })
 }
 
@@ -360,5 +445,45 @@ mod tests {
             Some(header.trim_start_matches("sha256="))
         ));
         assert!(!signature_valid(&secrets, body, Some("sha256=zz")));
+    }
+
+    #[test]
+    fn replies_go_to_the_phone_or_else_to_the_user_id() {
+        let body = text_message_body(&Recipient::Phone("16505551234".into()), "Hi");
+        assert_eq!(
+            body,
+            json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": "16505551234",
+                   "type": "text", "text": {"preview_url": false, "body": "Hi"}})
+        );
+        let body = text_message_body(&Recipient::UserId("US.13491208655302741918".into()), "Hi");
+        assert_eq!(body["recipient"], "US.13491208655302741918");
+        assert!(body.get("to").is_none());
+    }
+
+    #[test]
+    fn the_window_closes_24_hours_after_the_customer_wrote() {
+        let now = chrono::Utc::now();
+        assert!(within_service_window(
+            now - chrono::TimeDelta::hours(23),
+            now
+        ));
+        assert!(!within_service_window(
+            now - chrono::TimeDelta::hours(24),
+            now
+        ));
+    }
+
+    #[test]
+    fn refusals_are_retried_only_when_meta_or_a_limit_is_the_cause() {
+        assert_eq!(send_verdict(400, Some(131047)), SendVerdict::OutsideWindow);
+        assert_eq!(send_verdict(400, Some(130429)), SendVerdict::Retry);
+        assert_eq!(send_verdict(400, Some(131056)), SendVerdict::Retry);
+        assert_eq!(send_verdict(500, Some(131000)), SendVerdict::Retry);
+        assert_eq!(send_verdict(503, None), SendVerdict::Retry);
+        assert_eq!(send_verdict(429, None), SendVerdict::Retry);
+        assert_eq!(send_verdict(401, Some(190)), SendVerdict::Reject);
+        assert_eq!(send_verdict(400, Some(131026)), SendVerdict::Reject);
+        assert_eq!(send_verdict(400, Some(100)), SendVerdict::Reject);
+        assert_eq!(send_verdict(404, None), SendVerdict::Reject);
     }
 }

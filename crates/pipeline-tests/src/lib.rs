@@ -279,7 +279,12 @@ impl QualificationOptions {
 pub struct BotOptions {
     pub llm_url: String,
     pub evolution_url: String,
+    /// The Graph API serving the Cloud API's messages (the Evolution fake's
+    /// server unless set).
+    pub cloud_api_url: String,
     pub retry_schedule: String,
+    /// Customer messages older than this get no reply (`bot.max_message_age`).
+    pub max_message_age: String,
 }
 
 impl BotOptions {
@@ -287,7 +292,9 @@ impl BotOptions {
         BotOptions {
             llm_url: llm_url.to_owned(),
             evolution_url: evolution_url.to_owned(),
+            cloud_api_url: evolution_url.to_owned(),
             retry_schedule: "200ms,200ms".into(),
+            max_message_age: "10m".into(),
         }
     }
 }
@@ -381,8 +388,16 @@ impl PipelineOptions {
                     .map(|b| b.evolution_url.clone())
                     .unwrap_or_default(),
                 evolution_timeout: Duration::from_secs(2),
+                cloud_api_base_url: bot
+                    .as_ref()
+                    .map(|b| b.cloud_api_url.clone())
+                    .unwrap_or_default(),
+                cloud_api_version: CLOUD_API_VERSION.into(),
+                cloud_api_timeout: Duration::from_secs(2),
                 takeover_window: "30m".into(),
-                max_message_age: "10m".into(),
+                max_message_age: bot
+                    .as_ref()
+                    .map_or_else(|| "10m".into(), |b| b.max_message_age.clone()),
                 max_history_messages: 30,
                 max_history_chars: 12000,
                 retry_schedule: bot
@@ -395,6 +410,12 @@ impl PipelineOptions {
         }
     }
 }
+
+/// The pipeline gateway's Cloud API verify token and app secrets (two Meta apps).
+pub const CLOUD_VERIFY_TOKEN: &str = "test-verify-token";
+pub const CLOUD_APP_SECRETS: [&str; 2] = ["app-secret-one", "app-secret-two"];
+/// The Graph API version chatbot-service sends Cloud API messages under.
+pub const CLOUD_API_VERSION: &str = "v26.0";
 
 /// The model settings tests use: a fake at `base_url` (empty: none).
 pub fn test_llm_settings(base_url: String) -> llm::LlmSettings {
@@ -436,6 +457,10 @@ impl Pipeline {
                 common: common.clone(),
                 gateway: webhook_gateway::GatewaySettings {
                     max_body_bytes: 1024 * 1024,
+                },
+                whatsapp_cloud: webhook_gateway::CloudSettings {
+                    verify_token: CLOUD_VERIFY_TOKEN.to_owned().into(),
+                    app_secrets: CLOUD_APP_SECRETS.join(",").into(),
                 },
             },
             stop.clone(),

@@ -146,11 +146,11 @@ pub async fn delivery_contexts(
 ) -> Result<Vec<DeliveryContext>, diesel::result::Error> {
     let dialogs: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
     let levels: Vec<Level> = keys.iter().map(|k| k.1).collect();
-    // SQL: the (dialog, level) pairs arrive as two arrays joined with `unnest`, so a batch's deliveries load in one statement with their direction, ad account and token.
+    // SQL: the (dialog, level) pairs arrive as two arrays joined with `unnest`, so a batch's deliveries load in one statement with their direction, ad account and token; the WABA a Cloud number's webhooks named comes before the direction's.
     diesel::sql_query(
         "SELECT cd.id AS delivery_id, cd.status, cd.event_id, cd.event_time, cd.attempts, cd.event_level, cd.lease_until, \
            d.id AS dialog_id, d.contact_phone, d.ctwa_clid, d.direction_id, ad.user_account_id, ad.pixel_id, \
-           ad.whatsapp_business_account_id AS waba_id, ad.event_name_interest, ad.event_name_qualified, \
+           COALESCE(w.waba_id, ad.whatsapp_business_account_id) AS waba_id, ad.event_name_interest, ad.event_name_qualified, \
            ad.event_name_scheduled, \
            COALESCE(NULLIF(acc.access_token, ''), NULLIF(u.access_token, '')) AS access_token, \
            CASE WHEN NULLIF(acc.access_token, '') IS NOT NULL THEN acc.app_secret ELSE u.app_secret END AS app_secret, \
@@ -159,6 +159,7 @@ pub async fn delivery_contexts(
          JOIN capi_deliveries cd ON cd.dialog_id = k.dialog_id AND cd.event_level = k.event_level \
          JOIN dialog_analysis d ON d.id = cd.dialog_id \
          LEFT JOIN account_directions ad ON ad.id = d.direction_id \
+         LEFT JOIN whatsapp_phone_numbers w ON w.instance_name = d.instance_name \
          LEFT JOIN ad_accounts acc ON acc.id = ad.ad_account_id \
          LEFT JOIN user_accounts u ON u.id = ad.user_account_id",
     )

@@ -13,6 +13,7 @@ use domain::{
     crm::mapping::{FieldRule, LevelMapping},
     evolution::ApiVersion,
     level::{CapiSource, CrmType, Level, NoDialog},
+    whatsapp_cloud::Channel,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -25,6 +26,7 @@ pub struct Instance {
     pub instance_name: String,
     pub direction_id: Option<Uuid>,
     pub webhook_secret: String,
+    pub channel: Channel,
 }
 
 impl std::fmt::Debug for Instance {
@@ -33,6 +35,7 @@ impl std::fmt::Debug for Instance {
             .field("instance_name", &self.instance_name)
             .field("direction_id", &self.direction_id)
             .field("webhook_secret", &"[redacted]")
+            .field("channel", &self.channel)
             .finish()
     }
 }
@@ -156,8 +159,18 @@ pub async fn map_instance(
         .set(&mapping)
         .execute(conn)
         .await?;
-    // The instance belongs to the direction's account (and stays its
-    // account's if the direction goes).
+    attach_to_direction(conn, instance_name, direction_id).await
+}
+
+/// After an instance was (re)mapped to `direction_id`: it belongs to the
+/// direction's account (and stays its account's if the direction goes), and
+/// its existing dialogs pick the direction up.
+pub(crate) async fn attach_to_direction(
+    conn: &mut AsyncPgConnection,
+    instance_name: &str,
+    direction_id: Uuid,
+) -> Result<(), diesel::result::Error> {
+    use whatsapp_phone_numbers::dsl as w;
     diesel::update(w::whatsapp_phone_numbers.filter(w::instance_name.eq(instance_name)))
         .set(
             w::user_account_id.eq(account_directions::table
@@ -401,6 +414,10 @@ pub struct InstanceRow {
     pub instance_name: String,
     pub direction_id: Option<Uuid>,
     pub phone_number: Option<String>,
+    pub channel: Channel,
+    /// Cloud API numbers: Meta's id of the number and its WABA.
+    pub phone_number_id: Option<String>,
+    pub waba_id: Option<String>,
 }
 
 pub async fn list_instances(

@@ -4,6 +4,7 @@
 
 pub mod analytics;
 pub mod api_keys;
+pub mod cloud_numbers;
 pub mod conversations;
 pub mod crm;
 pub mod deliveries;

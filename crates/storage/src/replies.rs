@@ -17,6 +17,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::{
     conversation::{BotTarget, ReplyStatus},
     evolution::ApiVersion,
+    whatsapp_cloud::Channel,
 };
 use secrecy::SecretString;
 use uuid::Uuid;
@@ -35,6 +36,12 @@ pub struct ReplyContext {
     pub evolution_api_key: Option<SecretString>,
     /// `None` when the instance is not mapped.
     pub evolution_api_version: Option<ApiVersion>,
+    /// Evolution unless the dialog's number is on the Cloud API.
+    pub channel: Channel,
+    /// Cloud API numbers: Meta's id of the number, and the system-user
+    /// token replies are sent with (`None` when not set).
+    pub phone_number_id: Option<String>,
+    pub cloud_access_token: Option<SecretString>,
 }
 
 type ReplyContextRow = (
@@ -49,6 +56,9 @@ type ReplyContextRow = (
     Option<bool>,
     Option<String>,
     Option<ApiVersion>,
+    Option<Channel>,
+    Option<String>,
+    Option<String>,
 );
 
 pub async fn reply_context(
@@ -74,6 +84,9 @@ pub async fn reply_context(
             w::bot_enabled.nullable(),
             w::evolution_api_key.nullable(),
             w::evolution_api_version.nullable(),
+            w::channel.nullable(),
+            w::phone_number_id.nullable(),
+            w::cloud_access_token.nullable(),
         ))
         .get_result(conn)
         .await
@@ -91,6 +104,9 @@ pub async fn reply_context(
             instance_bot_enabled,
             evolution_api_key,
             evolution_api_version,
+            channel,
+            phone_number_id,
+            cloud_access_token,
         )| ReplyContext {
             instance_name,
             buffer_seq,
@@ -107,6 +123,11 @@ pub async fn reply_context(
                 .filter(|k| !k.trim().is_empty())
                 .map(SecretString::from),
             evolution_api_version,
+            channel: channel.unwrap_or(Channel::Evolution),
+            phone_number_id,
+            cloud_access_token: cloud_access_token
+                .filter(|t| !t.trim().is_empty())
+                .map(SecretString::from),
         },
     ))
 }

@@ -352,6 +352,10 @@ diesel::table! {
         created_at -> Timestamptz,
         bot_enabled -> Bool,
         user_account_id -> Nullable<Uuid>,
+        channel -> Text,
+        phone_number_id -> Nullable<Text>,
+        waba_id -> Nullable<Text>,
+        cloud_access_token -> Nullable<Text>,
     }
 }
 

@@ -4,17 +4,18 @@
 //! sender passes in the `X-Webhook-Secret` header (set in Evolution's webhook
 //! `headers`) or, for senders that cannot set headers, as `?token=`.
 
-use crate::{State, body};
+use crate::{State, body, inbound};
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
-use bus::messages::{BusMessage, MessageReceived, encode};
 use chrono::{DateTime, TimeZone, Utc};
-use diesel_async::AsyncConnection;
-use domain::evolution::{self, InboundMessage, Parsed};
+use domain::{
+    evolution::{self, InboundMessage, Parsed},
+    whatsapp_cloud::Channel,
+};
 use runtime::ApiError;
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
-use storage::conversations::{self, Author, NewMessage, Recorded};
+use storage::conversations::{Author, NewMessage};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/webhooks/evolution/{instance}", web::post().to(receive));
@@ -54,6 +55,8 @@ async fn handle(
     let instance = storage::directions::instance(&mut conn, &instance_name)
         .await
         .map_err(ApiError::unavailable)?
+        // A Cloud API number's row is not an Evolution instance.
+        .filter(|i| i.channel == Channel::Evolution)
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -111,7 +114,7 @@ fn sent_at(m: &InboundMessage) -> DateTime<Utc> {
         .unwrap_or_else(Utc::now)
 }
 
-/// Stores one message and queues the buffer step in the same transaction.
+/// One Evolution message as the pipeline records it.
 async fn store(
     state: &State,
     conn: &mut storage::AsyncPgConnection,
@@ -138,39 +141,5 @@ async fn store(
         from_ad: m.from_ad,
         ad_context: m.ad_context.as_ref(),
     };
-    let received_at_ms = Some(chrono::Utc::now().timestamp_millis());
-    let recorded = conn
-        .transaction::<_, storage::DbError, _>(async |conn| {
-            let recorded = conversations::record_message(conn, &new).await?;
-            if let Recorded::Stored {
-                dialog_id,
-                buffer_seq: Some(seq),
-            } = recorded
-            {
-                let msg = MessageReceived {
-                    dialog_id,
-                    seq,
-                    received_at_ms,
-                };
-                storage::outbox::enqueue(conn, MessageReceived::ROUTING_KEY, &encode(&msg), 0)
-                    .await?;
-            }
-            Ok(recorded)
-        })
-        .await
-        .map_err(ApiError::unavailable)?;
-    match recorded {
-        Recorded::Duplicate => {
-            tracing::debug!(instance = %instance_name, message_id = %m.message_id, "duplicate webhook ignored");
-            Ok("duplicate")
-        }
-        Recorded::Stored { dialog_id, .. } => {
-            state.outbox_wake.notify_one();
-            tracing::info!(
-                instance = %instance_name, %dialog_id, message_id = %m.message_id, from_me = m.from_me,
-                has_ctwa_clid = m.ctwa_clid.is_some(), from_ad = m.from_ad, "message stored"
-            );
-            Ok("stored")
-        }
-    }
+    inbound::store(state, conn, new).await
 }

@@ -1,4 +1,5 @@
-//! webhook-gateway: every inbound HTTP hook (Evolution API, amoCRM, Bitrix24). Authenticates, parses, stores
+//! webhook-gateway: every inbound HTTP hook (Evolution API, the WhatsApp
+//! Cloud API, amoCRM, Bitrix24). Authenticates, parses, stores
 //! the message and queues the follow-up work through the outbox, and answers
 //! fast.
 
@@ -6,8 +7,11 @@ mod body;
 mod crm;
 mod crm_store;
 mod evolution;
+mod inbound;
+mod whatsapp_cloud;
 
 use runtime::{CancellationToken, CommonSettings, Runtime};
+use secrecy::SecretString;
 use serde::Deserialize;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -16,6 +20,19 @@ use tokio::sync::Notify;
 pub struct Settings {
     pub common: CommonSettings,
     pub gateway: GatewaySettings,
+    pub whatsapp_cloud: CloudSettings,
+}
+
+/// Meta's WhatsApp Cloud API webhooks (`/webhooks/whatsapp-cloud`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudSettings {
+    /// What the subscription handshake must present as `hub.verify_token`
+    /// (empty: every handshake is refused).
+    pub verify_token: SecretString,
+    /// The secrets of the Meta apps whose webhooks come here, comma-separated
+    /// (empty: every Cloud API webhook is refused).
+    pub app_secrets: SecretString,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -33,6 +50,10 @@ workers = 4
 
 [gateway]
 max_body_bytes = 1048576
+
+[whatsapp_cloud]
+verify_token = ""
+app_secrets = ""
 "#;
 
 impl Settings {
@@ -40,11 +61,13 @@ impl Settings {
         #[derive(Deserialize)]
         struct Own {
             gateway: GatewaySettings,
+            whatsapp_cloud: CloudSettings,
         }
         let (common, own) = runtime::load_settings::<Own>(DEFAULTS, None)?;
         Ok(Settings {
             common,
             gateway: own.gateway,
+            whatsapp_cloud: own.whatsapp_cloud,
         })
     }
 }
@@ -57,21 +80,35 @@ pub(crate) struct State {
     pub main: runtime::MainRuntime,
     /// Stores CRM changes, many webhooks per transaction.
     pub changes: crm_store::ChangeStore,
+    pub cloud: whatsapp_cloud::CloudAuth,
 }
 
 /// Builds the service: it runs until `stop` is cancelled (`Runtime::run_until_stopped`).
 pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Result<Runtime> {
     let mut runtime = Runtime::new("webhook-gateway", &settings.common, stop)?;
+    let c = &settings.whatsapp_cloud;
+    let cloud = whatsapp_cloud::CloudAuth::new(&c.verify_token, &c.app_secrets);
+    if !cloud.has_app_secret() {
+        tracing::info!(
+            "WhatsApp Cloud API webhooks are refused: whatsapp_cloud.app_secrets is not set"
+        );
+    } else if !cloud.has_verify_token() {
+        tracing::warn!(
+            "whatsapp_cloud.verify_token is not set: Meta cannot subscribe this gateway"
+        );
+    }
     let state = actix_web::web::Data::new(State {
         pool: runtime.pool.clone(),
         outbox_wake: runtime.outbox_wake.clone(),
         max_body_bytes: settings.gateway.max_body_bytes,
         main: runtime.main.clone(),
         changes: crm_store::ChangeStore::start(runtime.pool.clone(), runtime.outbox_wake.clone()),
+        cloud,
     });
     runtime.serve(&settings.common, move |cfg| {
         cfg.app_data(state.clone())
             .configure(evolution::routes)
+            .configure(whatsapp_cloud::routes)
             .configure(crm::routes);
     })?;
     runtime.spawn_outbox_relay();

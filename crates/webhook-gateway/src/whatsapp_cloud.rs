@@ -1,0 +1,219 @@
+//! `/webhooks/whatsapp-cloud`: Meta's WhatsApp Cloud API webhooks.
+//!
+//! `GET` answers the subscription handshake with the configured verify
+//! token. `POST` checks `X-Hub-Signature-256` over the raw body against the
+//! configured app secrets before anything is parsed (401, nothing stored,
+//! when it does not hold), then stores every message of every entry and
+//! change; statuses and other fields are acknowledged and ignored. Meta
+//! retries for days, so a repeat (same wamid) is a 200 that stores nothing.
+
+use crate::{State, body, inbound};
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
+use chrono::{TimeZone, Utc};
+use domain::whatsapp_cloud::{self, CloudMessage, CloudParseError};
+use runtime::ApiError;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::json;
+use std::{collections::HashMap, sync::Arc};
+use storage::{
+    cloud_numbers::{self, CloudNumber},
+    conversations::{Author, NewMessage},
+};
+use subtle::ConstantTimeEq;
+
+pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
+
+/// What the Cloud API endpoint checks requests against.
+pub struct CloudAuth {
+    verify_token: SecretString,
+    app_secrets: Vec<SecretString>,
+}
+
+impl CloudAuth {
+    /// `app_secrets` is comma-separated (one per Meta app).
+    pub fn new(verify_token: &SecretString, app_secrets: &SecretString) -> CloudAuth {
+        CloudAuth {
+            verify_token: verify_token.clone(),
+            app_secrets: app_secrets
+                .expose_secret()
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(SecretString::from)
+                .collect(),
+        }
+    }
+
+    pub fn has_app_secret(&self) -> bool {
+        !self.app_secrets.is_empty()
+    }
+
+    pub fn has_verify_token(&self) -> bool {
+        !self.verify_token.expose_secret().is_empty()
+    }
+
+    fn signed(&self, body: &[u8], header: Option<&str>) -> bool {
+        let secrets: Vec<&[u8]> = self
+            .app_secrets
+            .iter()
+            .map(|s| s.expose_secret().as_bytes())
+            .collect();
+        whatsapp_cloud::signature_valid(&secrets, body, header)
+    }
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/webhooks/whatsapp-cloud", web::get().to(handshake))
+        .route("/webhooks/whatsapp-cloud", web::post().to(receive));
+}
+
+#[derive(Deserialize)]
+struct Handshake {
+    #[serde(rename = "hub.mode")]
+    mode: Option<String>,
+    #[serde(rename = "hub.verify_token")]
+    verify_token: Option<String>,
+    #[serde(rename = "hub.challenge")]
+    challenge: Option<String>,
+}
+
+/// `hub.mode=subscribe` with the configured token → 200 with the challenge
+/// as the body; anything else → 403.
+async fn handshake(query: web::Query<Handshake>, state: web::Data<State>) -> HttpResponse {
+    let q = query.into_inner();
+    let expected = state.cloud.verify_token.expose_secret().as_bytes();
+    let token_ok = q
+        .verify_token
+        .as_deref()
+        .is_some_and(|t| !expected.is_empty() && bool::from(t.as_bytes().ct_eq(expected)));
+    match (q.mode.as_deref(), token_ok, q.challenge) {
+        (Some("subscribe"), true, Some(challenge)) => {
+            tracing::info!("WhatsApp Cloud API webhook subscription verified");
+            HttpResponse::Ok()
+                .content_type("text/plain; charset=utf-8")
+                .body(challenge)
+        }
+        _ => {
+            tracing::warn!("WhatsApp Cloud API subscription refused: wrong mode or verify token");
+            HttpResponse::Forbidden().json(json!({
+                "code": "forbidden",
+                "message": "hub.mode must be subscribe and hub.verify_token the configured token",
+            }))
+        }
+    }
+}
+
+async fn receive(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<State>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body::read(&req, payload, state.max_body_bytes).await?;
+    let header = req
+        .headers()
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok());
+    if !state.cloud.signed(&body, header) {
+        tracing::warn!(
+            has_header = header.is_some(),
+            "WhatsApp Cloud API webhook rejected: missing or wrong signature"
+        );
+        return Err(body::unauthorized(
+            "missing or wrong X-Hub-Signature-256 (HMAC-SHA256 of the body with the app secret)",
+        ));
+    }
+    let main = state.main.clone();
+    let answer = main
+        .run(handle(state.into_inner(), body))
+        .await
+        .map_err(ApiError::unavailable)??;
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+/// After the signature held: parse and store, on the main runtime.
+async fn handle(state: Arc<State>, body: web::Bytes) -> Result<serde_json::Value, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("body is not valid JSON: {e}"),
+        )
+    })?;
+    let messages = match whatsapp_cloud::parse(&value) {
+        Ok(m) => m,
+        Err(CloudParseError::NotWhatsApp(object)) => {
+            // Another product's webhook (a Page, Instagram) sent here: retrying
+            // it would not help.
+            tracing::warn!(%object, "webhook of another object ignored");
+            return Ok(
+                json!({"status": "ignored", "reason": format!("object {object:?} is not whatsapp_business_account")}),
+            );
+        }
+        Err(e) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_payload",
+                e.to_string(),
+            ));
+        }
+    };
+    if messages.is_empty() {
+        tracing::debug!("statuses or other fields acknowledged");
+        return Ok(json!({"status": "ignored", "reason": "no messages"}));
+    }
+    let mut conn = state.pool.get().await.map_err(ApiError::unavailable)?;
+    let mut numbers: HashMap<String, CloudNumber> = HashMap::new();
+    let mut results = Vec::with_capacity(messages.len());
+    for m in &messages {
+        if !numbers.contains_key(&m.phone_number_id) {
+            let n = cloud_numbers::note_webhook_number(&mut conn, &m.phone_number_id, &m.waba_id)
+                .await
+                .map_err(ApiError::unavailable)?;
+            if n.direction_id.is_none() {
+                tracing::warn!(phone_number_id = %m.phone_number_id, "message for a Cloud API number without a direction: stored; map it with `capi number map`");
+            }
+            numbers.insert(m.phone_number_id.clone(), n);
+        }
+        let Some(number) = numbers.get(&m.phone_number_id) else {
+            continue;
+        };
+        let Some(new) = new_message(&number.instance_name, m) else {
+            tracing::warn!(message_id = %m.message_id, "Cloud API message without a phone or user id ignored");
+            results.push(
+                json!({"status": "ignored", "reason": "no_sender", "message_id": m.message_id}),
+            );
+            continue;
+        };
+        let status = inbound::store(&state, &mut conn, new).await?;
+        results.push(json!({"status": status, "message_id": m.message_id}));
+    }
+    Ok(json!({"status": "processed", "results": results}))
+}
+
+/// A Cloud message as the pipeline records it: the contact keyed on the
+/// phone, else on the business-scoped user id (kept as the contact's
+/// other id, so a later message with only the user id finds the dialog).
+/// `None` for a message naming neither (nobody to keep a dialog with).
+fn new_message<'a>(instance_name: &'a str, m: &'a CloudMessage) -> Option<NewMessage<'a>> {
+    let contact_key = m.phone.as_deref().or(m.user_id.as_deref())?;
+    Some(NewMessage {
+        instance_name,
+        message_id: &m.message_id,
+        from_me: false,
+        author: Author::Customer,
+        contact_key,
+        contact_phone: m.phone.as_deref(),
+        contact_lid: m.user_id.as_deref(),
+        contact_name: m.push_name.as_deref(),
+        text: m.text.as_deref(),
+        message_type: m.message_type.as_deref(),
+        sent_at: Utc
+            .timestamp_opt(m.timestamp, 0)
+            .single()
+            .unwrap_or_else(Utc::now),
+        ctwa_clid: m.ctwa_clid.as_deref(),
+        from_ad: m.from_ad,
+        ad_context: m.ad_context.as_ref(),
+    })
+}
