@@ -466,6 +466,70 @@ pub async fn instance(url: &str, c: InstanceCommand) -> Result<(), Failure> {
     Ok(())
 }
 
+#[derive(Subcommand)]
+pub enum NumberCommand {
+    /// Map a WhatsApp Cloud API number (Meta's phone number id) to a
+    /// direction. Its webhooks come to /webhooks/whatsapp-cloud, signed with
+    /// the app secret (webhook-gateway's whatsapp_cloud.app_secrets).
+    Map {
+        #[arg(long)]
+        phone_number_id: String,
+        #[arg(long)]
+        direction: Uuid,
+        /// The WhatsApp Business Account id (webhooks fill it in too).
+        #[arg(long)]
+        waba_id: Option<String>,
+        /// The number itself, for lists.
+        #[arg(long)]
+        phone: Option<String>,
+        /// The system-user token the bot replies with (`-` reads standard input).
+        #[arg(long)]
+        access_token: Option<String>,
+    },
+}
+
+pub async fn number(url: &str, c: NumberCommand) -> Result<(), Failure> {
+    let mut conn = connect(url).await?;
+    match c {
+        NumberCommand::Map {
+            phone_number_id,
+            direction,
+            waba_id,
+            phone,
+            access_token,
+        } => {
+            if phone_number_id.is_empty() || !phone_number_id.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(Failure::input(
+                    "--phone-number-id: Meta's phone number id is digits only",
+                ));
+            }
+            let token = token_arg(access_token)?;
+            let instance = storage::cloud_numbers::map(
+                &mut conn,
+                &storage::cloud_numbers::CloudMapping {
+                    phone_number_id: &phone_number_id,
+                    direction_id: direction,
+                    waba_id: waba_id.as_deref(),
+                    phone_number: phone.as_deref(),
+                    access_token: token.as_deref(),
+                },
+            )
+            .await?;
+            println!(
+                "{}",
+                json!({
+                    "phone_number_id": phone_number_id,
+                    "instance": instance,
+                    "direction_id": direction,
+                    "webhook_path": "/webhooks/whatsapp-cloud",
+                    "access_token_set": token.is_some(),
+                })
+            );
+        }
+    }
+    Ok(())
+}
+
 /// `capi healthcheck`: `GET /health` on the local service within 3 s.
 pub async fn healthcheck(port: u16) -> Result<(), Failure> {
     let http = outbound::client(std::time::Duration::from_secs(3))

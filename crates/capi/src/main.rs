@@ -81,6 +81,9 @@ enum Command {
     /// WhatsApp instances and the direction each belongs to.
     #[command(subcommand)]
     Instance(admin::InstanceCommand),
+    /// WhatsApp Cloud API numbers (listed with `capi instance list`).
+    #[command(subcommand)]
+    Number(admin::NumberCommand),
     /// Daily conversation reports.
     #[command(subcommand)]
     Report(reports::ReportCommand),
@@ -224,6 +227,7 @@ async fn main() -> ExitCode {
         Command::AdAccount(c) => admin::ad_account(&cli.database_url, c).await,
         Command::Direction(c) => admin::direction(&cli.database_url, c).await,
         Command::Instance(c) => admin::instance(&cli.database_url, c).await,
+        Command::Number(c) => admin::number(&cli.database_url, c).await,
         Command::Report(c) => reports::report(&cli.database_url, c).await,
         Command::Spend(c) => reports::spend(&cli.database_url, c).await,
         Command::ApiKey(c) => reports::api_key(&cli.database_url, c).await,

@@ -1644,3 +1644,61 @@ async fn doctor_is_quiet_on_a_healthy_system_and_names_each_problem_of_a_sick_on
             .all(|f| !f["message"].as_str().unwrap().contains("No pixel"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloud_api_number_is_mapped_with_its_token_from_stdin() {
+    let env = pipeline_tests::TestEnv::new().await;
+    let s = pipeline_tests::seed(&env, &pipeline_tests::SeedOptions::default()).await;
+    let dir = s.direction_id.to_string();
+    let (code, out, err) = capi_stdin(
+        &[
+            "number",
+            "map",
+            "--phone-number-id",
+            "1204727649384372",
+            "--direction",
+            &dir,
+            "--waba-id",
+            "102290129340398",
+            "--access-token",
+            "-",
+            "--database-url",
+            &env.db_url,
+        ],
+        "EAAG-number-token\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    let printed: Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(
+        printed,
+        json!({"phone_number_id": "1204727649384372", "instance": "cloud-1204727649384372",
+               "direction_id": dir, "webhook_path": "/webhooks/whatsapp-cloud", "access_token_set": true})
+    );
+    assert!(!out.contains("EAAG-number-token") && !err.contains("EAAG-number-token"));
+    let listed = capi_ok(&env.db_url, &["instance", "list"]);
+    assert!(
+        listed.contains(r#""instance_name":"cloud-1204727649384372","direction_id":""#)
+            && listed.contains(r#""channel":"cloud_api","phone_number_id":"1204727649384372","waba_id":"102290129340398""#)
+            && !listed.contains("EAAG"),
+        "{listed}"
+    );
+    let n = pipeline_tests::count(
+        &env,
+        "SELECT count(*) AS n FROM whatsapp_phone_numbers WHERE cloud_access_token = 'EAAG-number-token'",
+    )
+    .await;
+    assert_eq!(n, 1);
+
+    let (code, _, err) = capi(&[
+        "number",
+        "map",
+        "--phone-number-id",
+        "12ab",
+        "--direction",
+        &dir,
+        "--database-url",
+        &env.db_url,
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--phone-number-id"), "{err}");
+}
