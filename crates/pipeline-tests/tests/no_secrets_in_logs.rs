@@ -260,7 +260,7 @@ async fn logs_hold_no_token_secret_or_phone() {
     for line in [
         "bot replied",
         "the model is unavailable",
-        "Evolution API unavailable",
+        "the WhatsApp API is unavailable",
         "Telegram asked to wait",
         "report delivered",
         "ad spend sync failed",
