@@ -212,6 +212,7 @@ pub const KNOWN_SECTIONS: &[&str] = &[
     "http",
     "log",
     "gateway",
+    "whatsapp_cloud",
     "reports",
     "chatbot",
     "bot",
