@@ -234,3 +234,53 @@ async fn the_sandbox_answers_as_the_bots_model_and_records_its_whatsapp_messages
     p.stop().await;
     handle.stop(true).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_cloud_api_records_texts_and_refuses_what_meta_would() {
+    let sb = pipeline_tests::SandboxServer::start().await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/v26.0/1204727649384372/messages", sb.url);
+    let text = serde_json::json!({"messaging_product": "whatsapp", "recipient_type": "individual",
+        "to": "16505551234", "type": "text", "text": {"preview_url": false, "body": "Hello"}});
+    let r = client.post(&url).json(&text).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], 190);
+    let r = client
+        .post(&url)
+        .bearer_auth("EAAG-token")
+        .json(&serde_json::json!({"messaging_product": "whatsapp", "to": "1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let r = client
+        .post(&url)
+        .bearer_auth("EAAG-token")
+        .json(&text)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["messages"][0]["id"]
+            .as_str()
+            .unwrap()
+            .starts_with("wamid.")
+    );
+    let sent: serde_json::Value = client
+        .get(format!(
+            "{}/sandbox/whatsapp/sent?instance=cloud-1204727649384372",
+            sb.url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sent["total"], 1, "{sent}");
+    assert_eq!(sent["messages"][0]["number"], "16505551234");
+    assert_eq!(sent["messages"][0]["text"], "Hello");
+}

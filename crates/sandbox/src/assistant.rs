@@ -243,9 +243,80 @@ async fn put_faults(f: web::Json<LlmFaults>, a: web::Data<crate::Sandbox>) -> Ht
     get_faults(a).await
 }
 
+/// The WhatsApp Cloud API's `POST /{version}/{phone_number_id}/messages`
+/// for a text: a Bearer token is required (else Graph's 190); `to` or
+/// `recipient` and `text.body` are required (else 100). Recorded with the
+/// number's instance name (`cloud-<id>`), listed by `/sandbox/whatsapp/sent`.
+async fn cloud_send(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Json<Value>,
+    a: web::Data<crate::Sandbox>,
+) -> HttpResponse {
+    let (_, phone_number_id) = path.into_inner();
+    let has_token = req
+        .headers()
+        .get("authorization")
+        .and_then(|k| k.to_str().ok())
+        .and_then(|k| k.strip_prefix("Bearer "))
+        .is_some_and(|k| !k.trim().is_empty());
+    if !has_token {
+        let e = crate::validate::graph_error(
+            401,
+            190,
+            None,
+            "An access token is required to request this resource.",
+            false,
+        );
+        return HttpResponse::Unauthorized().json(e.body);
+    }
+    let to = body
+        .get("to")
+        .or_else(|| body.get("recipient"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let text = body
+        .pointer("/text/body")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if body.get("messaging_product").and_then(Value::as_str) != Some("whatsapp")
+        || to.trim().is_empty()
+        || text.trim().is_empty()
+    {
+        let e = crate::validate::graph_error(
+            400,
+            100,
+            None,
+            "(#100) messaging_product, to (or recipient) and text.body are required",
+            false,
+        );
+        return HttpResponse::BadRequest().json(e.body);
+    }
+    let now = chrono::Utc::now();
+    if let Ok(mut s) = a.assistant.state.lock() {
+        s.sent.push(SentText {
+            // The instance name the pipeline gives a Cloud number.
+            instance: format!("cloud-{phone_number_id}"),
+            number: to.to_owned(),
+            text: text.to_owned(),
+            received_at_ms: now.timestamp_millis(),
+        });
+    }
+    let wamid = format!("wamid.SB{}", uuid::Uuid::new_v4().simple());
+    HttpResponse::Ok().json(json!({
+        "messaging_product": "whatsapp",
+        "contacts": [{"input": to, "wa_id": to}],
+        "messages": [{"id": wamid}]
+    }))
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1/chat/completions", web::post().to(chat))
         .route("/message/sendText/{instance}", web::post().to(send_text))
+        .route(
+            "/{version}/{phone_number_id}/messages",
+            web::post().to(cloud_send),
+        )
         .route("/sandbox/whatsapp/sent", web::get().to(list_sent))
         .route("/sandbox/llm/faults", web::get().to(get_faults))
         .route("/sandbox/llm/faults", web::put().to(put_faults));
