@@ -24,6 +24,7 @@
 //! `sandbox crm-burst` (`crm_burst.rs`) an amoCRM mass update's webhooks.
 
 pub mod assistant;
+pub mod cloud_webhook;
 pub mod crm;
 pub mod crm_burst;
 pub mod customers;

@@ -38,6 +38,9 @@ enum Command {
     /// Put N amoCRM leads into a running sandbox and post all their status
     /// webhooks to webhook-gateway at once; print (JSON) the answer times.
     CrmBurst(sandbox::crm_burst::Burst),
+    /// Post one customer message to webhook-gateway as Meta's WhatsApp Cloud
+    /// API would (signed with the app secret); print the gateway's answer.
+    CloudWebhook(sandbox::cloud_webhook::CloudMessage),
 }
 
 #[tokio::main]
@@ -59,6 +62,15 @@ async fn main() -> std::process::ExitCode {
                 anyhow::Ok(())
             };
             return runtime::exit_code("sandbox crm-burst", run.await);
+        }
+        Some(Command::CloudWebhook(m)) => {
+            let run = async {
+                let (status, answer) = sandbox::cloud_webhook::post(&m).await?;
+                println!("{answer}");
+                anyhow::ensure!(status == 200, "the gateway answered HTTP {status}");
+                anyhow::Ok(())
+            };
+            return runtime::exit_code("sandbox cloud-webhook", run.await);
         }
         None => {}
     }
