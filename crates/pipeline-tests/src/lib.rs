@@ -961,3 +961,23 @@ impl ReportsService {
         let _ = self.task.await;
     }
 }
+
+/// The newest reply's status and reason (none before the bot's first turn).
+pub async fn reply_status(env: &TestEnv) -> Option<(String, Option<String>)> {
+    use diesel::QueryableByName;
+    use diesel_async::RunQueryDsl;
+    #[derive(QueryableByName)]
+    struct R {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        status: String,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        reason: Option<String>,
+    }
+    let mut conn = env.conn().await;
+    let r: Vec<R> =
+        diesel::sql_query("SELECT status, reason FROM bot_replies ORDER BY id DESC LIMIT 1")
+            .load(&mut conn)
+            .await
+            .expect("bot_replies readable");
+    r.into_iter().next().map(|r| (r.status, r.reason))
+}

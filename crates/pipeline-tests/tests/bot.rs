@@ -6,7 +6,7 @@
 
 use pipeline_tests::{
     BotOptions, Pipeline, PipelineOptions, Seed, SeedOptions, TestEnv, count, customer_message,
-    eventually, meta_accepts, post_ok, recent, seed,
+    eventually, meta_accepts, post_ok, recent, reply_status, seed,
     wiremock::{Mock, MockServer, Request, ResponseTemplate, matchers},
 };
 use serde_json::{Value, json};
@@ -92,26 +92,6 @@ async fn bodies(server: &MockServer) -> Vec<Value> {
 /// Long enough after the last expected request for a stray second one to show.
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
-}
-
-/// The newest reply's status and reason (none before the bot's first turn).
-async fn reply_status(env: &TestEnv) -> Option<(String, Option<String>)> {
-    use diesel::QueryableByName;
-    use diesel_async::RunQueryDsl;
-    #[derive(QueryableByName)]
-    struct R {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        status: String,
-        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-        reason: Option<String>,
-    }
-    let mut conn = env.conn().await;
-    let r: Vec<R> =
-        diesel::sql_query("SELECT status, reason FROM bot_replies ORDER BY id DESC LIMIT 1")
-            .load(&mut conn)
-            .await
-            .expect("bot_replies readable");
-    r.into_iter().next().map(|r| (r.status, r.reason))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,8 @@
 use domain::whatsapp_cloud::sign;
 use pipeline_tests::{
     BotOptions, CLOUD_API_VERSION, CLOUD_APP_SECRETS, CLOUD_VERIFY_TOKEN, Pipeline,
-    PipelineOptions, Seed, SeedOptions, TestEnv, count, eventually, meta_accepts, recent, seed,
+    PipelineOptions, Seed, SeedOptions, TestEnv, count, eventually, meta_accepts, recent,
+    reply_status, seed,
     wiremock::{Mock, MockServer, Request, ResponseTemplate, matchers},
 };
 use serde_json::{Value, json};
@@ -353,25 +354,6 @@ async fn start_with_bot(env: &TestEnv, max_message_age: &str) -> (BotFakes, Seed
     opts.bot = Some(bot);
     let p = Pipeline::start(env, &opts).await;
     (f, s, p)
-}
-
-async fn reply_status(env: &TestEnv) -> Option<(String, Option<String>)> {
-    use diesel::QueryableByName;
-    use diesel_async::RunQueryDsl;
-    #[derive(QueryableByName)]
-    struct R {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        status: String,
-        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-        reason: Option<String>,
-    }
-    let mut conn = env.conn().await;
-    let r: Vec<R> =
-        diesel::sql_query("SELECT status, reason FROM bot_replies ORDER BY id DESC LIMIT 1")
-            .load(&mut conn)
-            .await
-            .unwrap();
-    r.into_iter().next().map(|r| (r.status, r.reason))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,6 +41,17 @@ pub async fn read(
     Ok(body.freeze())
 }
 
+/// The body as JSON, or 400 `invalid_json` saying why.
+pub fn json(body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("body is not valid JSON: {e}"),
+        )
+    })
+}
+
 /// The secret in the `X-Webhook-Secret` header, else the one in the query.
 pub fn presented_secret(req: &HttpRequest, query_secret: Option<String>) -> Option<String> {
     req.headers()

@@ -71,13 +71,7 @@ async fn handle(
             body::SECRET_HEADER
         )));
     }
-    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            format!("body is not valid JSON: {e}"),
-        )
-    })?;
+    let value = body::json(&body)?;
     match evolution::event_name(&value) {
         Some(e) if e == evolution::MESSAGES_UPSERT => {}
         other => {

@@ -133,13 +133,7 @@ async fn receive(
 
 /// After the signature held: parse and store, on the main runtime.
 async fn handle(state: Arc<State>, body: web::Bytes) -> Result<serde_json::Value, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            format!("body is not valid JSON: {e}"),
-        )
-    })?;
+    let value = body::json(&body)?;
     let messages = match whatsapp_cloud::parse(&value) {
         Ok(m) => m,
         Err(CloudParseError::NotWhatsApp(object)) => {
