@@ -295,8 +295,7 @@ async fn cloud_send(
     let now = chrono::Utc::now();
     if let Ok(mut s) = a.assistant.state.lock() {
         s.sent.push(SentText {
-            // The instance name the pipeline gives a Cloud number.
-            instance: format!("cloud-{phone_number_id}"),
+            instance: domain::whatsapp_cloud::instance_name(&phone_number_id),
             number: to.to_owned(),
             text: text.to_owned(),
             received_at_ms: now.timestamp_millis(),
