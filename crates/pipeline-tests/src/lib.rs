@@ -457,6 +457,7 @@ impl Pipeline {
                 common: common.clone(),
                 gateway: webhook_gateway::GatewaySettings {
                     max_body_bytes: 1024 * 1024,
+                    body_timeout: GATEWAY_BODY_TIMEOUT,
                 },
                 whatsapp_cloud: webhook_gateway::CloudSettings {
                     verify_token: CLOUD_VERIFY_TOKEN.to_owned().into(),
@@ -621,6 +622,9 @@ pub fn customer_message(
 }
 
 /// POSTs a webhook with the secret header; returns status and JSON body.
+/// How long the test gateway waits for a webhook's body.
+pub const GATEWAY_BODY_TIMEOUT: Duration = Duration::from_secs(2);
+
 pub async fn post_webhook(
     port: u16,
     instance: &str,

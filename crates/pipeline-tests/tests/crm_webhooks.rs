@@ -107,14 +107,14 @@ async fn amocrm_changes_are_stored_once_and_forged_or_bad_hooks_store_nothing() 
         (
             format!("/webhooks/amocrm/{b24}?secret={AMO_SECRET}"),
             AMO_BODY.to_owned(),
-            404,
-            "unknown_connection",
+            401,
+            "unauthorized",
         ),
         (
             format!("/webhooks/amocrm/not-a-uuid?secret={AMO_SECRET}"),
             AMO_BODY.to_owned(),
-            404,
-            "unknown_connection",
+            401,
+            "unauthorized",
         ),
         (
             path.clone(),
@@ -191,6 +191,92 @@ async fn amocrm_changes_are_stored_once_and_forged_or_bad_hooks_store_nothing() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_connections_and_wrong_secrets_get_the_same_answer() {
+    let env = TestEnv::new().await;
+    let (amo, b24) = connections(&env).await;
+    let p = Pipeline::start(&env, &PipelineOptions::new("http://127.0.0.1:9")).await;
+    let b24_event = |token: &str| {
+        format!(
+            "event=ONCRMDEALUPDATE&data%5BFIELDS%5D%5BID%5D=7405\
+             &auth%5Bmember_id%5D=d897063e1ce7c5eb9f04b9751eef5915&auth%5Bapplication_token%5D={token}"
+        )
+    };
+    let unknown = Uuid::new_v4();
+    let answers = [
+        // amoCRM: wrong secret, no secret, unknown connection, not a UUID,
+        // a Bitrix24 connection's id.
+        post(
+            p.gateway_port,
+            &format!("/webhooks/amocrm/{amo}?secret=wrong"),
+            AMO_BODY,
+        )
+        .await,
+        post(p.gateway_port, &format!("/webhooks/amocrm/{amo}"), AMO_BODY).await,
+        post(
+            p.gateway_port,
+            &format!("/webhooks/amocrm/{unknown}?secret={AMO_SECRET}"),
+            AMO_BODY,
+        )
+        .await,
+        post(
+            p.gateway_port,
+            &format!("/webhooks/amocrm/x?secret={AMO_SECRET}"),
+            AMO_BODY,
+        )
+        .await,
+        post(
+            p.gateway_port,
+            &format!("/webhooks/amocrm/{b24}?secret={AMO_SECRET}"),
+            AMO_BODY,
+        )
+        .await,
+        // Bitrix24: wrong token, unknown connection, an amoCRM connection's id.
+        post(
+            p.gateway_port,
+            &format!("/webhooks/bitrix24/{b24}"),
+            &b24_event("wrong"),
+        )
+        .await,
+        post(
+            p.gateway_port,
+            &format!("/webhooks/bitrix24/{unknown}"),
+            &b24_event(B24_TOKEN),
+        )
+        .await,
+        post(
+            p.gateway_port,
+            &format!("/webhooks/bitrix24/{amo}"),
+            &b24_event(B24_TOKEN),
+        )
+        .await,
+    ];
+    let first = answers[0].clone();
+    assert_eq!(first.0, 401, "{}", first.1);
+    assert_eq!(first.1["code"], "unauthorized");
+    for (i, a) in answers.iter().enumerate() {
+        assert_eq!(a, &first, "answer {i} differs from a wrong secret's");
+    }
+    assert_eq!(changes(&env).await, 0);
+
+    // A form hook sent as JSON (or with no type) is refused before anything else.
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{}/webhooks/amocrm/{amo}?secret={AMO_SECRET}",
+            p.gateway_port
+        ))
+        .header("content-type", "application/json")
+        .body(AMO_BODY)
+        .send()
+        .await
+        .expect("gateway answers");
+    assert_eq!(resp.status().as_u16(), 415);
+    let body: Value = resp.json().await.expect("json error");
+    assert_eq!(body["code"], "unsupported_media_type", "{body}");
+    assert_eq!(changes(&env).await, 0);
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bitrix24_events_need_the_application_token_and_the_portal() {
     let env = TestEnv::new().await;
     let (amo, b24) = connections(&env).await;
@@ -225,8 +311,8 @@ async fn bitrix24_events_need_the_application_token_and_the_portal() {
         (
             format!("/webhooks/bitrix24/{amo}"),
             good.clone(),
-            404,
-            "unknown_connection",
+            401,
+            "unauthorized",
         ),
         (
             path.clone(),

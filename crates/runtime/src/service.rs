@@ -143,6 +143,13 @@ impl Runtime {
         // A burst of webhooks (a CRM's mass update: a thousand at once)
         // waits in the accept queue instead of having its SYNs dropped.
         .backlog(BACKLOG)
+        // A client has 5 s to send its request head (else 408 and the
+        // connection is closed) and idle keep-alive connections close after
+        // 5 s: a slow sender cannot hold a worker. Bodies have their own
+        // limit where they are read (webhook-gateway's `gateway.body_timeout`).
+        .client_request_timeout(std::time::Duration::from_secs(5))
+        .keep_alive(std::time::Duration::from_secs(5))
+        .client_disconnect_timeout(std::time::Duration::from_secs(1))
         .shutdown_timeout(10)
         .shutdown_signal(self.stop.clone().cancelled_owned())
         .bind((common.http.host.as_str(), common.http.port))

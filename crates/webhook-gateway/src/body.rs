@@ -1,10 +1,37 @@
-//! What every webhook endpoint does before it knows whose hook it is: read
-//! the body within the size limit, and find the secret it presents.
+//! What every webhook endpoint does before it knows whose hook it is: check
+//! the content type, read the body within the size limit and the time limit,
+//! and find the secret it presents. Nothing here depends on whether the
+//! instance or connection exists, so these answers reveal nothing about it.
 
 use actix_web::{HttpRequest, http::StatusCode, web};
 use futures_util::StreamExt;
 use runtime::ApiError;
+use std::time::Duration;
 use subtle::ConstantTimeEq;
+
+/// How much and how long a webhook sender may take to send its body.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_bytes: usize,
+    /// From the end of the headers to the last byte of the body.
+    pub timeout: Duration,
+}
+
+/// The media type a webhook's body must declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Json,
+    Form,
+}
+
+impl Kind {
+    fn media_type(self) -> &'static str {
+        match self {
+            Kind::Json => "application/json",
+            Kind::Form => "application/x-www-form-urlencoded",
+        }
+    }
+}
 
 pub const SECRET_HEADER: &str = "x-webhook-secret";
 
@@ -16,8 +43,54 @@ fn too_large(limit: usize) -> ApiError {
     )
 }
 
-/// The whole body, or 413 past `limit` bytes (declared or read).
+/// 415 unless the request declares `kind` (parameters such as `charset`
+/// allowed; a missing `Content-Type` is refused too).
+fn check_content_type(req: &HttpRequest, kind: Kind) -> Result<(), ApiError> {
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = declared.split(';').next().unwrap_or("").trim();
+    if media.eq_ignore_ascii_case(kind.media_type()) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        format!(
+            "Content-Type must be {}, not '{}'",
+            kind.media_type(),
+            declared.chars().take(100).collect::<String>()
+        ),
+    ))
+}
+
+/// The whole body of a request declaring `kind`: 415 for another content
+/// type, 413 past `limits.max_bytes` (declared or read), 408 when the body
+/// takes longer than `limits.timeout` to arrive (a slow sender).
 pub async fn read(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limits: Limits,
+    kind: Kind,
+) -> Result<web::Bytes, ApiError> {
+    check_content_type(req, kind)?;
+    tokio::time::timeout(limits.timeout, read_within(req, payload, limits.max_bytes))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "the body did not arrive within {} s",
+                    limits.timeout.as_secs_f64()
+                ),
+            )
+        })?
+}
+
+async fn read_within(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
@@ -72,4 +145,11 @@ pub fn secret_matches(presented: Option<&str>, expected: Option<&str>) -> bool {
 
 pub fn unauthorized(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+}
+
+/// The one answer for a hook URL that is not known *or* whose secret is
+/// wrong or missing: a caller without the secret learns nothing about which
+/// instances or connections exist.
+pub fn not_authenticated() -> ApiError {
+    unauthorized("unknown hook, or missing or wrong credentials for it")
 }

@@ -48,7 +48,7 @@ async fn amocrm_hook(
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
     let presented = body::presented_secret(&req, query.into_inner().secret);
-    let body = body::read(&req, payload, state.max_body_bytes).await?;
+    let body = body::read(&req, payload, state.body_limits, body::Kind::Form).await?;
     let answer = amocrm_changes(&state, &path.into_inner(), presented, body).await?;
     Ok(HttpResponse::Ok().json(answer))
 }
@@ -59,20 +59,18 @@ async fn bitrix24_hook(
     payload: web::Payload,
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body::read(&req, payload, state.max_body_bytes).await?;
+    let body = body::read(&req, payload, state.body_limits, body::Kind::Form).await?;
     let answer = bitrix24_change(&state, &path.into_inner(), body).await?;
     Ok(HttpResponse::Ok().json(answer))
 }
 
 /// The connection named in the URL, if it is one of `crm` (looked up once
-/// per few seconds: a burst of webhooks reads it once).
+/// per few seconds: a burst of webhooks reads it once). An unknown one gets
+/// the same 401 as a wrong secret.
 async fn connection(state: &State, id: &str, crm: CrmType) -> Result<Connection, ApiError> {
     let unknown = || {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_connection",
-            format!("no {crm} connection '{id}'"),
-        )
+        tracing::warn!(connection = %id, %crm, "CRM webhook rejected: no such connection");
+        body::not_authenticated()
     };
     let id: Uuid = id.parse().map_err(|_| unknown())?;
     let found = state
@@ -96,9 +94,7 @@ async fn amocrm_changes(
     let c = connection(state, connection_id, CrmType::AmoCrm).await?;
     if !body::secret_matches(presented.as_deref(), c.webhook_secret.as_deref()) {
         tracing::warn!(connection = %c.id, "amoCRM webhook rejected: missing or wrong secret");
-        return Err(body::unauthorized(
-            "missing or wrong webhook secret (?secret= in the webhook URL)",
-        ));
+        return Err(body::not_authenticated());
     }
     let hook = amocrm::parse_webhook(text(&body)?).map_err(invalid_body)?;
     // What the connection expects must be what the body says (nothing
@@ -157,8 +153,10 @@ async fn bitrix24_change(
     connection_id: &str,
     body: web::Bytes,
 ) -> Result<Value, ApiError> {
-    let c = connection(state, connection_id, CrmType::Bitrix24).await?;
+    // The token is in the body: parse first, so that a malformed body gets
+    // the same 400 whether or not the connection exists.
     let event = bitrix24::parse_event(text(&body)?).map_err(invalid_body)?;
+    let c = connection(state, connection_id, CrmType::Bitrix24).await?;
     let member_ok = c.member_id.is_none() || c.member_id == event.member_id;
     if !body::secret_matches(
         event.application_token.as_deref(),
@@ -166,9 +164,7 @@ async fn bitrix24_change(
     ) || !member_ok
     {
         tracing::warn!(connection = %c.id, domain = ?event.domain, "Bitrix24 event rejected: wrong application token or portal");
-        return Err(body::unauthorized(
-            "wrong auth[application_token] or auth[member_id] for this connection",
-        ));
+        return Err(body::not_authenticated());
     }
     let (Some(entity), Some(action)) = (&event.entity, &event.action) else {
         return Ok(

@@ -35,7 +35,7 @@ async fn receive(
 ) -> Result<HttpResponse, ApiError> {
     let instance_name = path.into_inner();
     let presented = body::presented_secret(&req, query.into_inner().token);
-    let body = body::read(&req, payload, state.max_body_bytes).await?;
+    let body = body::read(&req, payload, state.body_limits, body::Kind::Json).await?;
     let main = state.main.clone();
     let work = handle(state.into_inner(), instance_name, presented, body);
     let answer = main.run(work).await.map_err(ApiError::unavailable)??;
@@ -56,20 +56,15 @@ async fn handle(
         .await
         .map_err(ApiError::unavailable)?
         // A Cloud API number's row is not an Evolution instance.
-        .filter(|i| i.channel == Channel::Evolution)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_instance",
-                format!("no WhatsApp instance named '{instance_name}'"),
-            )
-        })?;
+        .filter(|i| i.channel == Channel::Evolution);
+    // An unknown instance and a wrong secret get the same answer.
+    let Some(instance) = instance else {
+        tracing::warn!(instance = %instance_name, "webhook rejected: no such Evolution instance");
+        return Err(body::not_authenticated());
+    };
     if !body::secret_matches(presented.as_deref(), Some(&instance.webhook_secret)) {
         tracing::warn!(instance = %instance_name, "webhook rejected: missing or wrong secret");
-        return Err(body::unauthorized(format!(
-            "missing or wrong webhook secret (header {} or ?token=)",
-            body::SECRET_HEADER
-        )));
+        return Err(body::not_authenticated());
     }
     let value = body::json(&body)?;
     match evolution::event_name(&value) {

@@ -40,6 +40,9 @@ pub struct CloudSettings {
 pub struct GatewaySettings {
     /// Larger webhook bodies get 413.
     pub max_body_bytes: usize,
+    /// A body that takes longer to arrive (after the headers) gets 408.
+    #[serde(deserialize_with = "domain::duration::deserialize")]
+    pub body_timeout: std::time::Duration,
 }
 
 const DEFAULTS: &str = r#"
@@ -50,6 +53,7 @@ workers = 4
 
 [gateway]
 max_body_bytes = 1048576
+body_timeout = "10s"
 
 [whatsapp_cloud]
 verify_token = ""
@@ -76,7 +80,7 @@ impl Settings {
 pub(crate) struct State {
     pub pool: storage::DbPool,
     pub outbox_wake: Arc<Notify>,
-    pub max_body_bytes: usize,
+    pub body_limits: body::Limits,
     pub main: runtime::MainRuntime,
     /// Stores CRM changes, many webhooks per transaction.
     pub changes: crm_store::ChangeStore,
@@ -100,7 +104,10 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
     let state = actix_web::web::Data::new(State {
         pool: runtime.pool.clone(),
         outbox_wake: runtime.outbox_wake.clone(),
-        max_body_bytes: settings.gateway.max_body_bytes,
+        body_limits: body::Limits {
+            max_bytes: settings.gateway.max_body_bytes,
+            timeout: settings.gateway.body_timeout,
+        },
         main: runtime.main.clone(),
         changes: crm_store::ChangeStore::start(runtime.pool.clone(), runtime.outbox_wake.clone()),
         cloud,

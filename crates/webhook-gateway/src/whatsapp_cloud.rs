@@ -109,7 +109,7 @@ async fn receive(
     payload: web::Payload,
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body::read(&req, payload, state.max_body_bytes).await?;
+    let body = body::read(&req, payload, state.body_limits, body::Kind::Json).await?;
     let header = req
         .headers()
         .get(SIGNATURE_HEADER)
