@@ -98,7 +98,7 @@ pub fn normalize(key: UserDataKey, value: &str, opts: &NormalizeOptions) -> Opti
         return Some(value.to_owned());
     }
     let value: String = value.nfc().collect();
-    match key {
+    let normalized = match key {
         UserDataKey::Email => email(&value),
         UserDataKey::Phone => Some(phone(&value, opts.default_country_code.as_deref())),
         UserDataKey::FirstName | UserDataKey::LastName => Some(name(&value)),
@@ -115,7 +115,11 @@ pub fn normalize(key: UserDataKey, value: &str, opts: &NormalizeOptions) -> Opti
         ),
         UserDataKey::Gender => gender(&value),
         UserDataKey::DateOfBirth => date_of_birth(&value, current_year()),
-    }
+    };
+    // Stripping characters can bring combining marks together out of their
+    // canonical order (found by fuzzing): the result is NFC again, so that
+    // normalising it once more changes nothing.
+    normalized.map(|s| s.nfc().collect())
 }
 
 /// The value to put in `user_data` for `key`: the SHA-256 of the normalized
