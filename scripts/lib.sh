@@ -16,6 +16,14 @@ RMQ_DIR="$LOCAL/rabbitmq"
 export DATABASE_ADMIN_URL="postgres://capi@127.0.0.1:$PG_PORT/postgres"
 export CAPI_DATABASE__URL="${CAPI_DATABASE__URL:-postgres://capi@127.0.0.1:$PG_PORT/capi}"
 export CAPI_AMQP__URL="${CAPI_AMQP__URL:-amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f}"
+# Stored credentials are encrypted with this key (storage::secrets): a local
+# one is made once under .local/ unless the environment brings its own.
+if [ -z "${CAPI_SECRETS__KEY:-}" ]; then
+  mkdir -p "$LOCAL"
+  [ -s "$LOCAL/secrets.key" ] || (umask 077; head -c 32 /dev/urandom | base64 >"$LOCAL/secrets.key")
+  CAPI_SECRETS__KEY="$(cat "$LOCAL/secrets.key")"
+fi
+export CAPI_SECRETS__KEY
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

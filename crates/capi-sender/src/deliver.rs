@@ -24,6 +24,7 @@ use domain::{
     delivery::AttemptStatus,
     meta_errors::{Verdict, retry_delay_ms},
 };
+use secrecy::ExposeSecret;
 use serde_json::Value;
 use std::{
     sync::Arc,
@@ -186,7 +187,10 @@ impl Deliverer {
             .checked_sub(self.request_timeout + LEASE_MARGIN)
             .unwrap_or(lease.taken_at);
         let attempt = lease.attempt;
-        let key = throttle_key(&ctx);
+        let token = ctx.access_token.open(storage::secrets::AD_ACCESS_TOKEN)?;
+        let token = token.as_ref().map(ExposeSecret::expose_secret);
+        let app_secret = ctx.app_secret.open(storage::secrets::AD_APP_SECRET)?;
+        let key = throttle_key(&ctx, token);
         let skip = |reason| {
             Ok(Prepared::Skipped {
                 ctx: Box::new(ctx.clone()),
@@ -198,7 +202,8 @@ impl Deliverer {
             tracing::warn!(%dialog_id, %level, "skipped: the direction has no pixel");
             return skip("no_pixel");
         };
-        let (Some(token), Some(throttle_key)) = (non_empty(&ctx.access_token), key) else {
+        let (Some(token), Some(throttle_key)) = (token.filter(|t| !t.trim().is_empty()), key)
+        else {
             tracing::warn!(%dialog_id, %level, direction_id = ?ctx.direction_id, "skipped: no access token on the ad account or user account");
             return skip("no_access_token");
         };
@@ -240,7 +245,7 @@ impl Deliverer {
         let key = BatchKey {
             pixel_id: pixel_id.to_owned(),
             token: token.to_owned(),
-            app_secret: non_empty(&ctx.app_secret).map(str::to_owned),
+            app_secret: app_secret.map(|s| s.expose_secret().to_owned()),
             test_event_code,
         };
         Ok(Prepared::Send(

@@ -52,14 +52,11 @@ pub struct Loader {
     tx: mpsc::Sender<Request>,
 }
 
-/// Throttling is per ad account; without one, per token.
-pub fn throttle_key(ctx: &DeliveryContext) -> Option<String> {
+/// Throttling is per ad account; without one, per token (`token`: the
+/// opened `ctx.access_token`).
+pub fn throttle_key(ctx: &DeliveryContext, token: Option<&str>) -> Option<String> {
     use sha2::{Digest, Sha256};
-    let token = ctx
-        .access_token
-        .as_deref()
-        .map(str::trim)
-        .filter(|t| !t.is_empty())?;
+    let token = token.map(str::trim).filter(|t| !t.is_empty())?;
     Some(match ctx.ad_account_id {
         Some(id) => id.to_string(),
         None => hex::encode(&Sha256::digest(token.as_bytes())[..8]),
@@ -136,7 +133,15 @@ async fn serve(
         .collect();
     let now = Instant::now();
     let throttled_until = |ctx: &DeliveryContext| {
-        let key = throttle_key(ctx)?;
+        let token = ctx
+            .access_token
+            .open(storage::secrets::AD_ACCESS_TOKEN)
+            .ok()
+            .flatten();
+        let key = throttle_key(
+            ctx,
+            token.as_ref().map(secrecy::ExposeSecret::expose_secret),
+        )?;
         let until = *throttled.lock().ok()?.get(&key)?;
         until.checked_duration_since(now)
     };

@@ -33,9 +33,14 @@ pub(crate) fn print_rows<T: Serialize>(rows: &[T]) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `-` reads the token from standard input, so it stays out of shell history.
+/// `-` reads the token from standard input, so it stays out of shell
+/// history and process lists; `""` clears it. Any other value is refused:
+/// secrets are never taken as arguments.
 pub(crate) fn token_arg(t: Option<String>) -> Result<Option<String>, Failure> {
     match t.as_deref() {
+        Some(v) if v != "-" && !v.trim().is_empty() => Err(Failure::input(
+            "secrets are not taken as arguments: pass `-` and the value on standard input",
+        )),
         Some("-") => {
             let mut s = String::new();
             std::io::stdin().read_to_string(&mut s).map_err(|e| {
@@ -50,7 +55,8 @@ pub(crate) fn token_arg(t: Option<String>) -> Result<Option<String>, Failure> {
 
 pub async fn migrate(url: &str) -> Result<(), Failure> {
     let applied = storage::migrations::run_pending(url).await?;
-    println!("{}", json!({"applied": applied}));
+    let encrypted = crate::secrets::seal_plaintext(url).await?;
+    println!("{}", json!({"applied": applied, "encrypted": encrypted}));
     Ok(())
 }
 
@@ -396,7 +402,8 @@ pub enum InstanceCommand {
         instance: String,
         #[arg(long)]
         direction: Uuid,
-        /// The webhook secret (generated when not given).
+        /// `-`: read the webhook secret from standard input (generated when
+        /// not given).
         #[arg(long)]
         secret: Option<String>,
         /// The instance's WhatsApp number.
@@ -407,6 +414,7 @@ pub enum InstanceCommand {
     /// API's version (v2 by default), and whether the bot may answer there.
     Bot {
         instance: String,
+        /// `-`: read the instance's Evolution API key from standard input.
         #[arg(long)]
         evolution_api_key: Option<String>,
         #[arg(long, value_parser = |s: &str| s.parse::<ApiVersion>())]
@@ -426,9 +434,7 @@ pub async fn instance(url: &str, c: InstanceCommand) -> Result<(), Failure> {
             secret,
             phone,
         } => {
-            let secret = secret
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(domain::api_key::random_secret);
+            let secret = token_arg(secret)?.unwrap_or_else(domain::api_key::random_secret);
             directions::map_instance(&mut conn, &instance, direction, &secret, phone.as_deref())
                 .await?;
             println!(
@@ -448,6 +454,7 @@ pub async fn instance(url: &str, c: InstanceCommand) -> Result<(), Failure> {
             evolution_api_version,
             enabled,
         } => {
+            let evolution_api_key = token_arg(evolution_api_key)?;
             let found = directions::set_instance_bot(
                 &mut conn,
                 &instance,

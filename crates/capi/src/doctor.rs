@@ -155,7 +155,7 @@ async fn capi_setup(conn: &mut AsyncPgConnection, o: &Options) -> Result<Vec<Fin
     let mut by_pixel: BTreeMap<&str, Vec<&doctor::CapiDirection>> = BTreeMap::new();
     for d in &dirs {
         let who = format!("direction {:?} ({})", d.name, d.id);
-        match (&d.pixel_id, &d.token) {
+        match (&d.pixel_id, d.token.is_some().then_some(())) {
             (None, _) => out.push(finding(
                 Severity::Error,
                 CHECK,
@@ -198,19 +198,36 @@ async fn capi_setup(conn: &mut AsyncPgConnection, o: &Options) -> Result<Vec<Fin
         .meta;
     let http = outbound::client(Duration::from_secs(10)).map_err(|e| e.to_string())?;
     // One call per distinct (pixel, token).
-    let mut asked: Vec<(&str, &str)> = Vec::new();
+    let mut asked: Vec<(&str, String)> = Vec::new();
     for d in dirs
         .iter()
         .filter(|d| d.pixel_id.is_some() && d.token.is_some())
     {
-        let (Some(pixel), Some(token)) = (d.pixel_id.as_deref(), d.token.as_deref()) else {
+        let Some(pixel) = d.pixel_id.as_deref() else {
             continue;
         };
-        if asked.contains(&(pixel, token)) {
+        let token = match d.token.open(storage::secrets::AD_ACCESS_TOKEN) {
+            Ok(Some(t)) => t,
+            Ok(None) => continue,
+            Err(e) => {
+                out.push(finding(
+                    Severity::Error,
+                    CHECK,
+                    format!(
+                        "direction {:?} ({}): its access token cannot be read: {e}",
+                        d.name, d.id
+                    ),
+                    json!({"direction_id": d.id}),
+                ));
+                continue;
+            }
+        };
+        let token = secrecy::ExposeSecret::expose_secret(&token).to_owned();
+        if asked.iter().any(|(p, t)| *p == pixel && *t == token) {
             continue;
         }
+        out.push(check_token(&http, &meta, pixel, &token, &d.name, d.id).await);
         asked.push((pixel, token));
-        out.push(check_token(&http, &meta, pixel, token, &d.name, d.id).await);
     }
     if out.iter().all(|f| f.severity <= Severity::Info) {
         out.push(finding(

@@ -8,6 +8,7 @@ mod doctor;
 mod inspect;
 mod qualification;
 mod reports;
+mod secrets;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -84,6 +85,9 @@ enum Command {
     /// WhatsApp Cloud API numbers (listed with `capi instance list`).
     #[command(subcommand)]
     Number(admin::NumberCommand),
+    /// The encryption keys of stored credentials: generate, status, rotate.
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
     /// Daily conversation reports.
     #[command(subcommand)]
     Report(reports::ReportCommand),
@@ -184,6 +188,10 @@ impl From<storage::DbError> for Failure {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(f) = secrets::install_from_env() {
+        eprintln!("capi: {}", f.message);
+        return ExitCode::from(f.code);
+    }
     if let Command::Doctor {
         user_account,
         direction,
@@ -228,6 +236,7 @@ async fn main() -> ExitCode {
         Command::Direction(c) => admin::direction(&cli.database_url, c).await,
         Command::Instance(c) => admin::instance(&cli.database_url, c).await,
         Command::Number(c) => admin::number(&cli.database_url, c).await,
+        Command::Secrets(c) => secrets::secrets(&cli.database_url, c).await,
         Command::Report(c) => reports::report(&cli.database_url, c).await,
         Command::Spend(c) => reports::spend(&cli.database_url, c).await,
         Command::ApiKey(c) => reports::api_key(&cli.database_url, c).await,

@@ -244,18 +244,44 @@ async fn an_operator_sets_up_a_direction_without_sql() {
     let env = pipeline_tests::TestEnv::new().await;
     let run = |args: &[&str]| capi_ok(&env.db_url, args);
     let id = |out: String| id_of(&out);
-    assert_eq!(run(&["migrate"]).trim(), r#"{"applied":[]}"#);
+    assert_eq!(run(&["migrate"]).trim(), r#"{"applied":[],"encrypted":0}"#);
     let user = id(run(&["account", "create", "--name", "Clinic"]));
-    let ad = id(run(&[
-        "ad-account",
-        "create",
-        "--user-account",
-        &user,
-        "--name",
-        "Main",
-        "--access-token",
-        "EAAB-secret",
-    ]));
+    // A secret is never taken as an argument.
+    let (code, _, err) = capi_on(
+        &env.db_url,
+        &[
+            "ad-account",
+            "create",
+            "--user-account",
+            &user,
+            "--name",
+            "Main",
+            "--access-token",
+            "EAAB-secret",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("standard input") && !err.contains("EAAB-secret"),
+        "{err}"
+    );
+    let (code, out, err) = capi_stdin(
+        &[
+            "ad-account",
+            "create",
+            "--user-account",
+            &user,
+            "--name",
+            "Main",
+            "--access-token",
+            "-",
+            "--database-url",
+            &env.db_url,
+        ],
+        "EAAB-secret\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    let ad = id_of(&out);
     let dir = id(run(&[
         "direction",
         "create",
@@ -324,6 +350,7 @@ fn capi_with_model(llm: &str, db: &str, args: &[&str]) -> (i32, String, String) 
     let out = Command::new(env!("CARGO_BIN_EXE_capi"))
         .args(args)
         .args(["--database-url", db])
+        .env("CAPI_SECRETS__KEY", pipeline_tests::TEST_SECRETS_KEY)
         .env("CAPI_LLM__BASE_URL", llm)
         .env("CAPI_LLM__API_KEY", "sk-cli-test")
         .output()
@@ -877,6 +904,7 @@ fn capi_stdin(args: &[&str], input: &str) -> (i32, String, String) {
     use std::io::Write;
     let mut child = Command::new(env!("CARGO_BIN_EXE_capi"))
         .args(args)
+        .env("CAPI_SECRETS__KEY", pipeline_tests::TEST_SECRETS_KEY)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -947,7 +975,9 @@ async fn crm_connections_take_their_secrets_from_stdin_and_print_the_webhook_url
     assert_eq!(c.account_subdomain.as_deref(), Some("clinic"));
     assert_eq!(
         hook.rsplit_once("secret=").map(|(_, s)| s),
-        c.webhook_secret.as_deref()
+        c.webhook_secret
+            .as_ref()
+            .map(secrecy::ExposeSecret::expose_secret)
     );
 
     let (code, out, err) = capi_stdin(
@@ -1378,6 +1408,7 @@ async fn an_operator_runs_reports_spend_keys_and_dashboard_links_from_the_cli() 
     // A dashboard link: refused without the secret, signed with it.
     let link = |secret: Option<&str>| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_capi"));
+        cmd.env("CAPI_SECRETS__KEY", pipeline_tests::TEST_SECRETS_KEY);
         cmd.args([
             "dashboard-link",
             "--user-account",
@@ -1429,6 +1460,7 @@ fn doctor(env: &pipeline_tests::TestEnv, meta: &str, args: &[&str]) -> (i32, Val
     let out = Command::new(env!("CARGO_BIN_EXE_capi"))
         .args(["doctor", "--json", "--database-url", &env.db_url])
         .args(args)
+        .env("CAPI_SECRETS__KEY", pipeline_tests::TEST_SECRETS_KEY)
         .env("CAPI_AMQP__URL", env.common().amqp.url)
         .env("CAPI_AMQP__PREFIX", &env.amqp_prefix)
         .env("CAPI_META__GRAPH_BASE_URL", meta)
@@ -1496,7 +1528,7 @@ async fn doctor_is_quiet_on_a_healthy_system_and_names_each_problem_of_a_sick_on
     env.conn()
         .await
         .batch_execute(&format!(
-            "INSERT INTO ad_accounts (id, user_account_id, name, access_token) VALUES ('{ad_expired}', '{u}', 'old', 'EAAB-expired-token');
+            "INSERT INTO ad_accounts (id, user_account_id, name, access_token) VALUES ('{ad_expired}', '{u}', 'old', '{expired_token}');
              INSERT INTO account_directions (id, user_account_id, name, capi_enabled, pixel_id, ad_account_id) VALUES
                ('{nopixel}', '{u}', 'No pixel', true, NULL, NULL),
                ('{notoken}', '{u}', 'No token', true, '555', NULL),
@@ -1512,10 +1544,12 @@ async fn doctor_is_quiet_on_a_healthy_system_and_names_each_problem_of_a_sick_on
                VALUES (gen_random_uuid(), 'capi.event', '{{}}', 0, now() - interval '20 minutes');
              INSERT INTO qualification_runs (dialog_id, direction_id, through_message_id, model, status, error, llm_calls, prompt_tokens, completion_tokens)
                VALUES ('{dialog}', '{d}', 1, 'gpt-4o-mini', 'error', 'the model answered 503', 1, 0, 0);
-             INSERT INTO crm_connections (id, user_account_id, crm_type, base_url, access_token) VALUES ('{conn_id}', '{u}', 'amocrm', 'http://x', 't');
+             INSERT INTO crm_connections (id, user_account_id, crm_type, base_url, access_token) VALUES ('{conn_id}', '{u}', 'amocrm', 'http://x', '{crm_token}');
              INSERT INTO crm_changes (connection_id, entity, action, entity_id, change_key, change, evaluated_at, outcome)
                VALUES ('{conn_id}', 'lead', 'status', '1', 'k1', '{{}}', now(), '{{\"result\": \"unreadable\", \"error\": \"amoCRM answered 401\"}}');",
-            inst = s.instance
+            inst = s.instance,
+            expired_token = storage::secrets::seal(storage::secrets::AD_ACCESS_TOKEN, "EAAB-expired-token").unwrap(),
+            crm_token = storage::secrets::seal(storage::secrets::CRM_ACCESS_TOKEN, "t").unwrap(),
         ))
         .await
         .unwrap();
@@ -1619,6 +1653,7 @@ async fn doctor_is_quiet_on_a_healthy_system_and_names_each_problem_of_a_sick_on
     // Human-readable, the same findings.
     let human = Command::new(env!("CARGO_BIN_EXE_capi"))
         .args(["doctor", "--offline", "--database-url", &env.db_url])
+        .env("CAPI_SECRETS__KEY", pipeline_tests::TEST_SECRETS_KEY)
         .env("CAPI_AMQP__URL", env.common().amqp.url)
         .env("CAPI_AMQP__PREFIX", &env.amqp_prefix)
         .output()

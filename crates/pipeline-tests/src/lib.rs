@@ -52,6 +52,8 @@ pub struct TestEnv {
     pub amqp_prefix: String,
     pub pool: DbPool,
     db_name: String,
+    /// `secrets.previous_keys` of the services this environment starts.
+    pub secrets_previous_keys: String,
 }
 
 /// Serialises the first tests of a run building the template database.
@@ -137,6 +139,7 @@ async fn ensure_template(admin: &mut AsyncPgConnection) -> String {
 impl TestEnv {
     /// A fresh database with the whole schema: a copy of the run's template.
     pub async fn new() -> TestEnv {
+        install_test_key();
         let mut admin = admin_conn().await;
         let template = ensure_template(&mut admin).await;
         TestEnv::create(&mut admin, Some(&template)).await
@@ -144,6 +147,7 @@ impl TestEnv {
 
     /// A fresh database with no schema at all.
     pub async fn unmigrated() -> TestEnv {
+        install_test_key();
         TestEnv::create(&mut admin_conn().await, None).await
     }
 
@@ -163,6 +167,7 @@ impl TestEnv {
             amqp_prefix: format!("t{}", &id[..12]),
             pool,
             db_name: name,
+            secrets_previous_keys: String::new(),
         }
     }
 
@@ -186,6 +191,10 @@ impl TestEnv {
             log: LogSettings {
                 format: LogFormat::Pretty,
                 filter: "info".into(),
+            },
+            secrets: runtime::settings::SecretsSettings {
+                previous_keys: self.secrets_previous_keys.clone().into(),
+                ..test_secrets()
             },
         }
     }
@@ -580,7 +589,9 @@ pub async fn seed(env: &TestEnv, o: &SeedOptions<'_>) -> Seed {
             "INSERT INTO whatsapp_phone_numbers (instance_name, webhook_secret) VALUES ($1, $2)",
         )
         .bind::<diesel::sql_types::Text, _>(&instance)
-        .bind::<diesel::sql_types::Text, _>(&secret)
+        .bind::<diesel::sql_types::Text, _>(
+            storage::secrets::seal(storage::secrets::NUMBER_WEBHOOK_SECRET, &secret).expect("seal"),
+        )
         .execute(&mut conn)
         .await
         .expect("instance");
@@ -622,6 +633,24 @@ pub fn customer_message(
 }
 
 /// POSTs a webhook with the secret header; returns status and JSON body.
+/// The key stored credentials are encrypted with in tests (base64 of 32
+/// bytes; `CAPI_SECRETS__KEY` for the binaries the tests start).
+pub const TEST_SECRETS_KEY: &str = "Y2FwaS10ZXN0LXNlY3JldHMta2V5LTMyLWJ5dGVzISE=";
+
+pub fn test_secrets() -> runtime::settings::SecretsSettings {
+    runtime::settings::SecretsSettings {
+        key: TEST_SECRETS_KEY.into(),
+        previous_keys: "".into(),
+    }
+}
+
+/// Seeds and reads in the test process seal and open with the test key.
+pub fn install_test_key() {
+    if let Ok(ring) = test_secrets().keyring() {
+        storage::secrets::install(ring);
+    }
+}
+
 /// How long the test gateway waits for a webhook's body.
 pub const GATEWAY_BODY_TIMEOUT: Duration = Duration::from_secs(2);
 

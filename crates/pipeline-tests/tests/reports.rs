@@ -368,7 +368,8 @@ async fn spend_syncs_every_page_and_backs_off_when_throttled() {
     env.conn()
         .await
         .batch_execute(&format!(
-            "UPDATE ad_accounts SET access_token = 'EAAB-spend-token' WHERE id = '{}'",
+            "UPDATE ad_accounts SET access_token = '{}' WHERE id = '{}'",
+            storage::secrets::seal(storage::secrets::AD_ACCESS_TOKEN, "EAAB-spend-token").unwrap(),
             f.ad_account
         ))
         .await

@@ -47,7 +47,7 @@ impl Insights {
     pub async fn fetch(
         &self,
         meta_ad_account_id: &str,
-        token: &str,
+        token: &secrecy::SecretString,
         since: NaiveDate,
         until: NaiveDate,
     ) -> Result<Vec<spend::SpendRow>, FetchError> {
@@ -83,7 +83,9 @@ impl Insights {
             if pages > MAX_PAGES {
                 break;
             }
-            let page = self.page(&u, token).await?;
+            let page = self
+                .page(&u, secrecy::ExposeSecret::expose_secret(token))
+                .await?;
             for item in page["data"].as_array().into_iter().flatten() {
                 if let Some(row) = parse_row(item) {
                     rows.push(row);

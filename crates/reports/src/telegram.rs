@@ -49,8 +49,17 @@ impl Telegram {
     }
 
     /// The token is part of the URL: nothing here ever prints the URL.
-    pub async fn send_message(&self, token: &str, chat_id: &str, text: &str) -> Sent {
-        let url = format!("{}/bot{token}/sendMessage", self.base_url);
+    pub async fn send_message(
+        &self,
+        token: &secrecy::SecretString,
+        chat_id: &str,
+        text: &str,
+    ) -> Sent {
+        let url = format!(
+            "{}/bot{}/sendMessage",
+            self.base_url,
+            secrecy::ExposeSecret::expose_secret(token)
+        );
         let body = json!({"chat_id": chat_id, "text": text, "disable_web_page_preview": true});
         let resp = match self.http.post(&url).json(&body).send().await {
             Ok(r) => r,
@@ -129,11 +138,12 @@ async fn deliver(
     let total = i32::try_from(parts.len()).unwrap_or(i32::MAX);
     let mut next = usize::try_from(job.parts_sent.max(0)).unwrap_or(0);
     let account = job.user_account_id;
+    let token = job
+        .bot_token
+        .open(storage::secrets::USER_TELEGRAM_BOT_TOKEN)?
+        .unwrap_or_else(|| secrecy::SecretString::from(""));
     while let Some(part) = parts.get(next) {
-        match telegram
-            .send_message(&job.bot_token, &job.chat_id, part)
-            .await
-        {
+        match telegram.send_message(&token, &job.chat_id, part).await {
             Sent::Ok => {
                 metrics.telegram("sent");
                 next += 1;

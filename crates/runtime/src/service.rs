@@ -63,6 +63,8 @@ impl Runtime {
         common: &CommonSettings,
         stop: CancellationToken,
     ) -> anyhow::Result<Runtime> {
+        // Every service reads or writes stored credentials: no key, no start.
+        storage::secrets::install(common.secrets.keyring()?);
         let pool = storage::connect_pool(
             common.database.url.expose_secret(),
             common.database.pool_size,

@@ -16,6 +16,25 @@ pub struct CommonSettings {
     pub amqp: AmqpSettings,
     pub http: HttpSettings,
     pub log: LogSettings,
+    pub secrets: SecretsSettings,
+}
+
+/// The keys stored credentials are encrypted with (`storage::secrets`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsSettings {
+    /// Base64 of 32 random bytes (`capi secrets generate-key`); required.
+    pub key: SecretString,
+    /// Earlier keys, comma-separated: still opened, never used to seal
+    /// (`capi secrets rotate` re-seals their values under `key`).
+    pub previous_keys: SecretString,
+}
+
+impl SecretsSettings {
+    /// The keyring, or why the keys are unusable (never showing a key).
+    pub fn keyring(&self) -> Result<storage::secrets::Keyring, storage::secrets::KeyError> {
+        storage::secrets::Keyring::from_settings(&self.key, &self.previous_keys)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -73,6 +92,10 @@ workers = 2
 [log]
 format = "pretty"
 filter = "info"
+
+[secrets]
+key = ""
+previous_keys = ""
 "#;
 
 #[derive(Debug, thiserror::Error)]
@@ -211,6 +234,7 @@ pub const KNOWN_SECTIONS: &[&str] = &[
     "amqp",
     "http",
     "log",
+    "secrets",
     "gateway",
     "whatsapp_cloud",
     "reports",

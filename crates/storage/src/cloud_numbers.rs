@@ -54,6 +54,9 @@ pub async fn map(
 ) -> Result<String, diesel::result::Error> {
     use whatsapp_phone_numbers::dsl as w;
     let name = instance_name(m.phone_number_id);
+    let token =
+        crate::secrets::seal_opt(crate::secrets::NUMBER_CLOUD_ACCESS_TOKEN, m.access_token)?;
+    let token = token.as_deref();
     diesel::insert_into(w::whatsapp_phone_numbers)
         .values((
             w::instance_name.eq(&name),
@@ -63,7 +66,7 @@ pub async fn map(
             w::direction_id.eq(m.direction_id),
             w::waba_id.eq(m.waba_id),
             w::phone_number.eq(m.phone_number),
-            w::cloud_access_token.eq(m.access_token),
+            w::cloud_access_token.eq(token),
         ))
         .on_conflict(w::phone_number_id)
         .do_update()
@@ -71,7 +74,7 @@ pub async fn map(
             w::direction_id.eq(m.direction_id),
             w::waba_id.eq(coalesce(m.waba_id, w::waba_id)),
             w::phone_number.eq(coalesce(m.phone_number, w::phone_number)),
-            w::cloud_access_token.eq(coalesce(m.access_token, w::cloud_access_token)),
+            w::cloud_access_token.eq(coalesce(token, w::cloud_access_token)),
         ))
         .execute(conn)
         .await?;

@@ -4,6 +4,7 @@
 
 use crate::PreparedExt;
 use crate::schema::{account_directions, crm_changes, crm_connections};
+use crate::secrets;
 use diesel::{
     ExpressionMethods, Insertable, OptionalExtension, QueryDsl, Queryable, QueryableByName,
     Selectable, SelectableHelper,
@@ -13,24 +14,23 @@ use domain::{
     crm::mapping::{FieldRule, LevelMapping},
     level::{CapiSource, CrmType, NoDialog},
 };
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use uuid::Uuid;
 
 /// What the gateway checks a CRM webhook against. Secrets never print.
-#[derive(Clone, Queryable, Selectable)]
-#[diesel(table_name = crm_connections, check_for_backend(diesel::pg::Pg))]
+#[derive(Clone)]
 pub struct Connection {
     pub id: Uuid,
     pub user_account_id: Uuid,
     pub crm_type: CrmType,
     /// amoCRM: the secret in the webhook URL.
-    pub webhook_secret: Option<String>,
+    pub webhook_secret: Option<SecretString>,
     pub account_subdomain: Option<String>,
     pub account_id: Option<String>,
     pub member_id: Option<String>,
     /// Bitrix24: what `auth[application_token]` must be.
-    pub application_token: Option<String>,
+    pub application_token: Option<SecretString>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -44,20 +44,49 @@ impl std::fmt::Debug for Connection {
     }
 }
 
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = crm_connections, check_for_backend(diesel::pg::Pg))]
+struct ConnectionRow {
+    id: Uuid,
+    user_account_id: Uuid,
+    crm_type: CrmType,
+    webhook_secret: Option<String>,
+    account_subdomain: Option<String>,
+    account_id: Option<String>,
+    member_id: Option<String>,
+    application_token: Option<String>,
+}
+
 pub async fn connection(
     conn: &mut AsyncPgConnection,
     id: Uuid,
 ) -> Result<Option<Connection>, diesel::result::Error> {
-    crm_connections::table
+    let Some(r) = crm_connections::table
         .find(id)
-        .select(Connection::as_select())
+        .select(ConnectionRow::as_select())
         .get_result(conn)
         .await
-        .optional()
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Connection {
+        id: r.id,
+        user_account_id: r.user_account_id,
+        crm_type: r.crm_type,
+        webhook_secret: secrets::open(secrets::CRM_WEBHOOK_SECRET, r.webhook_secret.as_deref())?,
+        account_subdomain: r.account_subdomain,
+        account_id: r.account_id,
+        member_id: r.member_id,
+        application_token: secrets::open(
+            secrets::CRM_APPLICATION_TOKEN,
+            r.application_token.as_deref(),
+        )?,
+    }))
 }
 
-/// A connection as an operator creates it.
-#[derive(Debug, Clone, Insertable)]
+/// A connection as an operator creates it. `Debug` shows no credential.
+#[derive(Clone, Insertable)]
 #[diesel(table_name = crm_connections)]
 pub struct NewConnection<'a> {
     pub user_account_id: Uuid,
@@ -77,6 +106,18 @@ pub struct NewConnection<'a> {
     pub oauth_client_id: Option<&'a str>,
     pub oauth_client_secret: Option<&'a str>,
     pub oauth_redirect_uri: Option<&'a str>,
+}
+
+impl std::fmt::Debug for NewConnection<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewConnection")
+            .field("user_account_id", &self.user_account_id)
+            .field("crm_type", &self.crm_type)
+            .field("account_subdomain", &self.account_subdomain)
+            .field("member_id", &self.member_id)
+            .field("has_access_token", &self.access_token.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a> NewConnection<'a> {
@@ -107,8 +148,22 @@ pub async fn create_connection(
     conn: &mut AsyncPgConnection,
     c: &NewConnection<'_>,
 ) -> Result<Uuid, diesel::result::Error> {
+    let access_token = secrets::seal_opt(secrets::CRM_ACCESS_TOKEN, c.access_token)?;
+    let webhook_secret = secrets::seal_opt(secrets::CRM_WEBHOOK_SECRET, c.webhook_secret)?;
+    let application_token = secrets::seal_opt(secrets::CRM_APPLICATION_TOKEN, c.application_token)?;
+    let refresh_token = secrets::seal_opt(secrets::CRM_REFRESH_TOKEN, c.refresh_token)?;
+    let oauth_client_secret =
+        secrets::seal_opt(secrets::CRM_OAUTH_CLIENT_SECRET, c.oauth_client_secret)?;
+    let sealed = NewConnection {
+        access_token: access_token.as_deref(),
+        webhook_secret: webhook_secret.as_deref(),
+        application_token: application_token.as_deref(),
+        refresh_token: refresh_token.as_deref(),
+        oauth_client_secret: oauth_client_secret.as_deref(),
+        ..c.clone()
+    };
     diesel::insert_into(crm_connections::table)
-        .values(c)
+        .values(&sealed)
         .returning(crm_connections::id)
         .get_result(conn)
         .await
@@ -234,10 +289,17 @@ struct AccessRow {
     default_region: String,
 }
 
-impl From<AccessRow> for Access {
-    fn from(r: AccessRow) -> Access {
-        let secret = |s: Option<String>| s.filter(|t| !t.trim().is_empty()).map(SecretString::from);
-        let oauth = match (r.oauth_client_id, secret(r.oauth_client_secret)) {
+impl TryFrom<AccessRow> for Access {
+    type Error = secrets::SecretError;
+    fn try_from(r: AccessRow) -> Result<Access, secrets::SecretError> {
+        let open = |column, s: Option<String>| {
+            secrets::open(column, s.as_deref())
+                .map(|s| s.filter(|t| !t.expose_secret().trim().is_empty()))
+        };
+        let oauth = match (
+            r.oauth_client_id,
+            open(secrets::CRM_OAUTH_CLIENT_SECRET, r.oauth_client_secret)?,
+        ) {
             (Some(client_id), Some(client_secret)) if !client_id.is_empty() => Some(OAuthClient {
                 client_id,
                 client_secret,
@@ -245,17 +307,17 @@ impl From<AccessRow> for Access {
             }),
             _ => None,
         };
-        Access {
+        Ok(Access {
             connection_id: r.id,
             user_account_id: r.user_account_id,
             crm_type: r.crm_type,
             base_url: SecretString::from(r.base_url),
-            access_token: secret(r.access_token),
-            refresh_token: secret(r.refresh_token),
+            access_token: open(secrets::CRM_ACCESS_TOKEN, r.access_token)?,
+            refresh_token: open(secrets::CRM_REFRESH_TOKEN, r.refresh_token)?,
             token_expires_at: r.token_expires_at,
             oauth,
             default_region: r.default_region,
-        }
+        })
     }
 }
 
@@ -270,7 +332,7 @@ pub async fn access(
         .get_result(conn)
         .await
         .optional()?;
-    Ok(row.map(Access::from))
+    Ok(row.map(Access::try_from).transpose()?)
 }
 
 /// The same, with the connection's row locked until the transaction ends:
@@ -301,6 +363,8 @@ pub async fn store_tokens(
     expires_at: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), diesel::result::Error> {
     use crm_connections::dsl as k;
+    let access_token = secrets::seal(secrets::CRM_ACCESS_TOKEN, access_token)?;
+    let refresh_token = secrets::seal(secrets::CRM_REFRESH_TOKEN, refresh_token)?;
     diesel::update(k::crm_connections.find(connection_id))
         .set((
             k::access_token.eq(access_token),

@@ -82,10 +82,13 @@ pub struct DeliveryContext {
     pub event_name_qualified: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
     pub event_name_scheduled: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub access_token: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub app_secret: Option<String>,
+    /// The ad account's Meta token, else the user account's (sealed; open
+    /// with `secrets::AD_ACCESS_TOKEN`).
+    #[diesel(sql_type = Nullable<Text>, deserialize_as = Option<String>)]
+    pub access_token: crate::secrets::Sealed,
+    /// The secret of the app behind that token (`secrets::AD_APP_SECRET`).
+    #[diesel(sql_type = Nullable<Text>, deserialize_as = Option<String>)]
+    pub app_secret: crate::secrets::Sealed,
     /// Throttling is per ad account.
     #[diesel(sql_type = Nullable<SqlUuid>)]
     pub ad_account_id: Option<Uuid>,
@@ -108,10 +111,7 @@ impl std::fmt::Debug for DeliveryContext {
             .field("delivery_id", &self.delivery_id)
             .field("dialog_id", &self.dialog_id)
             .field("status", &self.status)
-            .field(
-                "access_token",
-                &self.access_token.as_ref().map(|_| "[redacted]"),
-            )
+            .field("access_token", &self.access_token)
             .finish_non_exhaustive()
     }
 }

@@ -4,6 +4,7 @@
 use crate::schema::{
     account_directions, ad_accounts, dialog_analysis, user_accounts, whatsapp_phone_numbers,
 };
+use crate::secrets;
 use diesel::{
     AsChangeset, BoolExpressionMethods, ExpressionMethods, Insertable, NullableExpressionMethods,
     OptionalExtension, QueryDsl, Queryable, Selectable, SelectableHelper,
@@ -15,29 +16,28 @@ use domain::{
     level::{CapiSource, CrmType, Level, NoDialog},
     whatsapp_cloud::Channel,
 };
+use secrecy::SecretString;
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
 /// A WhatsApp instance as the webhook gateway needs it.
-#[derive(Clone, Queryable, Selectable)]
-#[diesel(table_name = whatsapp_phone_numbers, check_for_backend(diesel::pg::Pg))]
+#[derive(Debug, Clone)]
 pub struct Instance {
     pub instance_name: String,
     pub direction_id: Option<Uuid>,
-    pub webhook_secret: String,
+    /// Empty for a Cloud API number (it has no Evolution secret).
+    pub webhook_secret: SecretString,
     pub channel: Channel,
 }
 
-impl std::fmt::Debug for Instance {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Instance")
-            .field("instance_name", &self.instance_name)
-            .field("direction_id", &self.direction_id)
-            .field("webhook_secret", &"[redacted]")
-            .field("channel", &self.channel)
-            .finish()
-    }
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = whatsapp_phone_numbers, check_for_backend(diesel::pg::Pg))]
+struct GatewayInstanceRow {
+    instance_name: String,
+    direction_id: Option<Uuid>,
+    webhook_secret: String,
+    channel: Channel,
 }
 
 pub async fn instance(
@@ -45,12 +45,23 @@ pub async fn instance(
     name: &str,
 ) -> Result<Option<Instance>, diesel::result::Error> {
     use whatsapp_phone_numbers::dsl as w;
-    w::whatsapp_phone_numbers
+    let Some(row) = w::whatsapp_phone_numbers
         .filter(w::instance_name.eq(name))
-        .select(Instance::as_select())
+        .select(GatewayInstanceRow::as_select())
         .get_result(conn)
         .await
-        .optional()
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let webhook_secret = secrets::open(secrets::NUMBER_WEBHOOK_SECRET, Some(&row.webhook_secret))?
+        .unwrap_or_else(|| SecretString::from(""));
+    Ok(Some(Instance {
+        instance_name: row.instance_name,
+        direction_id: row.direction_id,
+        webhook_secret,
+        channel: row.channel,
+    }))
 }
 
 pub async fn create_user_account(
@@ -59,6 +70,7 @@ pub async fn create_user_account(
     access_token: Option<&str>,
 ) -> Result<Uuid, diesel::result::Error> {
     use user_accounts::dsl as u;
+    let access_token = secrets::seal_opt(secrets::USER_ACCESS_TOKEN, access_token)?;
     diesel::insert_into(u::user_accounts)
         .values((u::name.eq(name), u::access_token.eq(access_token)))
         .returning(u::id)
@@ -74,6 +86,7 @@ pub async fn set_ad_account_app_secret(
     app_secret: Option<&str>,
 ) -> Result<bool, diesel::result::Error> {
     use ad_accounts::dsl as a;
+    let app_secret = secrets::seal_opt(secrets::AD_APP_SECRET, app_secret)?;
     let n = diesel::update(a::ad_accounts.find(id))
         .set(a::app_secret.eq(app_secret))
         .execute(conn)
@@ -89,6 +102,7 @@ pub async fn create_ad_account(
     access_token: Option<&str>,
 ) -> Result<Uuid, diesel::result::Error> {
     use ad_accounts::dsl as a;
+    let access_token = secrets::seal_opt(secrets::AD_ACCESS_TOKEN, access_token)?;
     diesel::insert_into(a::ad_accounts)
         .values((
             a::user_account_id.eq(user_account_id),
@@ -146,10 +160,11 @@ pub async fn map_instance(
     phone_number: Option<&str>,
 ) -> Result<(), diesel::result::Error> {
     use whatsapp_phone_numbers::dsl as w;
+    let webhook_secret = secrets::seal(secrets::NUMBER_WEBHOOK_SECRET, webhook_secret)?;
     let mapping = InstanceMapping {
         instance_name,
         direction_id,
-        webhook_secret,
+        webhook_secret: &webhook_secret,
         phone_number,
     };
     diesel::insert_into(w::whatsapp_phone_numbers)
@@ -465,8 +480,9 @@ pub async fn set_instance_bot(
     bot_enabled: Option<bool>,
 ) -> Result<bool, diesel::result::Error> {
     use whatsapp_phone_numbers::dsl as w;
+    let sealed_key = secrets::seal_opt(secrets::NUMBER_EVOLUTION_API_KEY, evolution_api_key)?;
     let changes = InstanceBotChanges {
-        evolution_api_key,
+        evolution_api_key: sealed_key.as_deref(),
         evolution_api_version,
         bot_enabled,
     };

@@ -26,9 +26,10 @@ pub struct CapiDirection {
     pub name: String,
     #[diesel(sql_type = Nullable<Text>)]
     pub pixel_id: Option<String>,
-    /// The ad account's token, else the user account's (never printed).
-    #[diesel(sql_type = Nullable<Text>)]
-    pub token: Option<String>,
+    /// The ad account's token, else the user account's (sealed: open with
+    /// `secrets::AD_ACCESS_TOKEN`).
+    #[diesel(sql_type = Nullable<Text>, deserialize_as = Option<String>)]
+    pub token: crate::secrets::Sealed,
 }
 
 /// `$1`/`$2`: the scope's account and direction (NULL: any).

@@ -18,6 +18,7 @@ pub mod qualification;
 pub mod replies;
 pub mod reports;
 mod schema;
+pub mod secrets;
 pub mod spend;
 mod sql_functions;
 pub mod usage;

@@ -91,7 +91,7 @@ pub async fn reply_context(
         .get_result(conn)
         .await
         .optional()?;
-    Ok(row.map(
+    row.map(
         |(
             instance_name,
             contact_phone,
@@ -107,29 +107,40 @@ pub async fn reply_context(
             channel,
             phone_number_id,
             cloud_access_token,
-        )| ReplyContext {
-            instance_name,
-            buffer_seq,
-            direction_name,
-            bot_prompt,
-            target: BotTarget {
-                direction_id,
-                direction_bot_enabled,
-                instance_bot_enabled,
-                contact_phone,
-                contact_lid,
-            },
-            evolution_api_key: evolution_api_key
-                .filter(|k| !k.trim().is_empty())
-                .map(SecretString::from),
-            evolution_api_version,
-            channel: channel.unwrap_or(Channel::Evolution),
-            phone_number_id,
-            cloud_access_token: cloud_access_token
-                .filter(|t| !t.trim().is_empty())
-                .map(SecretString::from),
+        )|
+         -> Result<ReplyContext, diesel::result::Error> {
+            let open = |column, s: Option<String>| {
+                crate::secrets::open(column, s.as_deref()).map(|s| {
+                    s.filter(|k| !secrecy::ExposeSecret::expose_secret(k).trim().is_empty())
+                })
+            };
+            Ok(ReplyContext {
+                instance_name,
+                buffer_seq,
+                direction_name,
+                bot_prompt,
+                target: BotTarget {
+                    direction_id,
+                    direction_bot_enabled,
+                    instance_bot_enabled,
+                    contact_phone,
+                    contact_lid,
+                },
+                evolution_api_key: open(
+                    crate::secrets::NUMBER_EVOLUTION_API_KEY,
+                    evolution_api_key,
+                )?,
+                evolution_api_version,
+                channel: channel.unwrap_or(Channel::Evolution),
+                phone_number_id,
+                cloud_access_token: open(
+                    crate::secrets::NUMBER_CLOUD_ACCESS_TOKEN,
+                    cloud_access_token,
+                )?,
+            })
         },
-    ))
+    )
+    .transpose()
 }
 
 /// Where a burst's reply stands.

@@ -473,8 +473,9 @@ pub struct PendingSend {
     pub parts_sent: i32,
     #[diesel(sql_type = Int4)]
     pub attempts: i32,
-    #[diesel(sql_type = Text)]
-    pub bot_token: String,
+    /// Open with `secrets::USER_TELEGRAM_BOT_TOKEN`.
+    #[diesel(sql_type = Text, deserialize_as = String)]
+    pub bot_token: crate::secrets::Sealed,
     #[diesel(sql_type = Text)]
     pub chat_id: String,
 }
@@ -671,12 +672,26 @@ pub async fn local_today(
 
 /// What `capi account set` changes; `None` leaves a field as it is, and
 /// `Some(None)` clears a Telegram setting.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct AccountSettings<'a> {
     pub timezone: Option<&'a str>,
     pub language: Option<ReportLanguage>,
     pub telegram_chat_id: Option<Option<&'a str>>,
     pub telegram_bot_token: Option<Option<&'a str>>,
+}
+
+impl std::fmt::Debug for AccountSettings<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountSettings")
+            .field("timezone", &self.timezone)
+            .field("language", &self.language)
+            .field("telegram_chat_id", &self.telegram_chat_id)
+            .field(
+                "telegram_bot_token",
+                &self.telegram_bot_token.map(|t| t.map(|_| "[REDACTED]")),
+            )
+            .finish()
+    }
 }
 
 /// Applies the settings; false when there is no such account.
@@ -714,6 +729,7 @@ pub async fn set_account(
             .await?;
     }
     if let Some(token) = s.telegram_bot_token {
+        let token = crate::secrets::seal_opt(crate::secrets::USER_TELEGRAM_BOT_TOKEN, token)?;
         diesel::update(u::user_accounts.find(id))
             .set(u::telegram_bot_token.eq(token))
             .execute(conn)

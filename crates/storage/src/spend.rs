@@ -72,7 +72,7 @@ pub struct SyncJob {
     pub attempts: i32,
     pub meta_ad_account_id: String,
     /// The ad account's token, else the user account's.
-    pub access_token: String,
+    pub access_token: secrecy::SecretString,
 }
 
 #[derive(QueryableByName)]
@@ -128,6 +128,7 @@ pub async fn claim_sync(
         ))
         .first(conn)
         .await?;
+    let token = crate::secrets::open(crate::secrets::AD_ACCESS_TOKEN, token.as_deref())?;
     Ok(match (meta_id, token) {
         (Some(meta_ad_account_id), Some(access_token)) => Some(SyncJob {
             ad_account_id: c.ad_account_id,

@@ -6,6 +6,7 @@
 use actix_web::{HttpRequest, http::StatusCode, web};
 use futures_util::StreamExt;
 use runtime::ApiError;
+use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
 use subtle::ConstantTimeEq;
 
@@ -135,9 +136,9 @@ pub fn presented_secret(req: &HttpRequest, query_secret: Option<String>) -> Opti
 }
 
 /// Constant-time equality of a presented secret with the expected one;
-/// nothing expected never matches.
-pub fn secret_matches(presented: Option<&str>, expected: Option<&str>) -> bool {
-    match (presented, expected) {
+/// nothing (or an empty secret) expected never matches.
+pub fn secret_matches(presented: Option<&str>, expected: Option<&SecretString>) -> bool {
+    match (presented, expected.map(ExposeSecret::expose_secret)) {
         (Some(p), Some(e)) if !e.is_empty() => bool::from(p.as_bytes().ct_eq(e.as_bytes())),
         _ => false,
     }

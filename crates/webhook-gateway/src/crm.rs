@@ -92,7 +92,7 @@ async fn amocrm_changes(
     body: web::Bytes,
 ) -> Result<Value, ApiError> {
     let c = connection(state, connection_id, CrmType::AmoCrm).await?;
-    if !body::secret_matches(presented.as_deref(), c.webhook_secret.as_deref()) {
+    if !body::secret_matches(presented.as_deref(), c.webhook_secret.as_ref()) {
         tracing::warn!(connection = %c.id, "amoCRM webhook rejected: missing or wrong secret");
         return Err(body::not_authenticated());
     }
@@ -160,7 +160,7 @@ async fn bitrix24_change(
     let member_ok = c.member_id.is_none() || c.member_id == event.member_id;
     if !body::secret_matches(
         event.application_token.as_deref(),
-        c.application_token.as_deref(),
+        c.application_token.as_ref(),
     ) || !member_ok
     {
         tracing::warn!(connection = %c.id, domain = ?event.domain, "Bitrix24 event rejected: wrong application token or portal");

@@ -1,0 +1,220 @@
+//! Credentials at rest. Every stored token, API key, app secret and webhook
+//! secret is sealed with AES-256-GCM before it is written and opened after
+//! it is read; in memory it is a `SecretString` (its `Debug` prints
+//! `[REDACTED]`).
+//!
+//! A sealed value is `enc:v1:<key id>:<base64(nonce ‖ ciphertext ‖ tag)>`,
+//! with the column's name as associated data (a value copied into another
+//! column does not open). The key id is the start of the key's SHA-256, so
+//! `capi secrets rotate` can find what another key sealed. An empty string
+//! stays empty: it means "none" in the schema and is no secret.
+//!
+//! The keys come from the environment (`secrets.key`, `secrets.previous_keys`)
+//! and are installed once per process (`install`) by the service runtime or
+//! the CLI; the query functions find them here rather than taking them as an
+//! argument, as every query takes only a connection.
+
+mod keyring;
+pub mod rotate;
+
+pub use keyring::{Key, KeyError, Keyring};
+
+use secrecy::SecretString;
+use std::sync::{Arc, RwLock};
+
+/// A credential column: its table, its name, its table's key (as text) and
+/// the kind of credential it holds (the associated data of its
+/// ciphertexts: a Meta token opens as a Meta token whether the ad account
+/// or the user account holds it, and as nothing else).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Column {
+    pub table: &'static str,
+    pub column: &'static str,
+    pub id: &'static str,
+    pub kind: &'static str,
+}
+
+impl Column {
+    const fn new(table: &'static str, column: &'static str, id: &'static str) -> Column {
+        Column {
+            table,
+            column,
+            id,
+            kind: column,
+        }
+    }
+
+    const fn of_kind(self, kind: &'static str) -> Column {
+        Column { kind, ..self }
+    }
+
+    /// `table.column`, for messages.
+    pub fn name(&self) -> String {
+        format!("{}.{}", self.table, self.column)
+    }
+
+    /// The associated data sealed with each value.
+    pub(crate) fn aad(&self) -> String {
+        if self.kind == self.column {
+            self.name()
+        } else {
+            self.kind.to_owned()
+        }
+    }
+}
+
+pub const USER_ACCESS_TOKEN: Column =
+    Column::new("user_accounts", "access_token", "id").of_kind("meta.access_token");
+pub const USER_APP_SECRET: Column =
+    Column::new("user_accounts", "app_secret", "id").of_kind("meta.app_secret");
+pub const USER_TELEGRAM_BOT_TOKEN: Column =
+    Column::new("user_accounts", "telegram_bot_token", "id");
+pub const AD_ACCESS_TOKEN: Column =
+    Column::new("ad_accounts", "access_token", "id").of_kind("meta.access_token");
+pub const AD_APP_SECRET: Column =
+    Column::new("ad_accounts", "app_secret", "id").of_kind("meta.app_secret");
+pub const CRM_ACCESS_TOKEN: Column = Column::new("crm_connections", "access_token", "id");
+pub const CRM_REFRESH_TOKEN: Column = Column::new("crm_connections", "refresh_token", "id");
+pub const CRM_WEBHOOK_SECRET: Column = Column::new("crm_connections", "webhook_secret", "id");
+pub const CRM_APPLICATION_TOKEN: Column = Column::new("crm_connections", "application_token", "id");
+pub const CRM_OAUTH_CLIENT_SECRET: Column =
+    Column::new("crm_connections", "oauth_client_secret", "id");
+pub const NUMBER_WEBHOOK_SECRET: Column =
+    Column::new("whatsapp_phone_numbers", "webhook_secret", "instance_name");
+pub const NUMBER_EVOLUTION_API_KEY: Column = Column::new(
+    "whatsapp_phone_numbers",
+    "evolution_api_key",
+    "instance_name",
+);
+pub const NUMBER_CLOUD_ACCESS_TOKEN: Column = Column::new(
+    "whatsapp_phone_numbers",
+    "cloud_access_token",
+    "instance_name",
+);
+
+/// Every column that holds a credential.
+pub const COLUMNS: [Column; 13] = [
+    USER_ACCESS_TOKEN,
+    USER_APP_SECRET,
+    USER_TELEGRAM_BOT_TOKEN,
+    AD_ACCESS_TOKEN,
+    AD_APP_SECRET,
+    CRM_ACCESS_TOKEN,
+    CRM_REFRESH_TOKEN,
+    CRM_WEBHOOK_SECRET,
+    CRM_APPLICATION_TOKEN,
+    CRM_OAUTH_CLIENT_SECRET,
+    NUMBER_WEBHOOK_SECRET,
+    NUMBER_EVOLUTION_API_KEY,
+    NUMBER_CLOUD_ACCESS_TOKEN,
+];
+
+/// What went wrong sealing or opening a credential. Never carries the
+/// value or a key.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error(
+        "no encryption key: set secrets.key (CAPI_SECRETS__KEY); `capi secrets generate-key` makes one"
+    )]
+    NoKey,
+    #[error(
+        "{column} holds a value that is not encrypted: run `capi migrate` (it encrypts stored credentials)"
+    )]
+    NotEncrypted { column: String },
+    #[error(
+        "{column} was encrypted with key {key_id}, which is not configured (add it to secrets.previous_keys)"
+    )]
+    UnknownKey { column: String, key_id: String },
+    #[error("{column} holds a value that does not decrypt (damaged, or moved from another column)")]
+    Damaged { column: String },
+}
+
+impl From<SecretError> for diesel::result::Error {
+    fn from(e: SecretError) -> Self {
+        diesel::result::Error::DeserializationError(Box::new(e))
+    }
+}
+
+static KEYRING: RwLock<Option<Arc<Keyring>>> = RwLock::new(None);
+
+/// Makes `keyring` the one this process seals and opens with.
+pub fn install(keyring: Keyring) {
+    let mut slot = KEYRING
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    *slot = Some(Arc::new(keyring));
+}
+
+/// The installed keyring.
+pub fn keyring() -> Result<Arc<Keyring>, SecretError> {
+    KEYRING
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+        .ok_or(SecretError::NoKey)
+}
+
+/// The stored form of `plain` for `column` (empty stays empty).
+pub fn seal(column: Column, plain: &str) -> Result<String, SecretError> {
+    if plain.is_empty() {
+        return Ok(String::new());
+    }
+    Ok(keyring()?.seal(column, plain))
+}
+
+/// `seal` of an optional value.
+pub fn seal_opt(column: Column, plain: Option<&str>) -> Result<Option<String>, SecretError> {
+    plain.map(|p| seal(column, p)).transpose()
+}
+
+/// The credential a stored value holds; `None` for NULL or empty.
+pub fn open(column: Column, stored: Option<&str>) -> Result<Option<SecretString>, SecretError> {
+    match stored {
+        None | Some("") => Ok(None),
+        Some(s) => keyring()?.open(column, s).map(Some),
+    }
+}
+
+/// Whether a stored value is sealed (or empty), without opening it.
+pub fn is_sealed(stored: &str) -> bool {
+    stored.is_empty() || stored.starts_with(keyring::PREFIX)
+}
+
+/// A credential as read, still sealed (a query that picks one of several
+/// columns loads it like this, and the code that uses it opens it). Prints
+/// nothing of its value.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Sealed(Option<String>);
+
+impl From<Option<String>> for Sealed {
+    fn from(stored: Option<String>) -> Sealed {
+        Sealed(stored)
+    }
+}
+
+impl From<String> for Sealed {
+    fn from(stored: String) -> Sealed {
+        Sealed(Some(stored))
+    }
+}
+
+impl std::fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(s) if !s.is_empty() => f.write_str("Sealed([REDACTED])"),
+            _ => f.write_str("Sealed(none)"),
+        }
+    }
+}
+
+impl Sealed {
+    /// Whether a value is present (NULL and empty are none).
+    pub fn is_some(&self) -> bool {
+        self.0.as_deref().is_some_and(|s| !s.is_empty())
+    }
+
+    /// The credential, opened as `column`'s kind.
+    pub fn open(&self, column: Column) -> Result<Option<SecretString>, SecretError> {
+        open(column, self.0.as_deref())
+    }
+}
