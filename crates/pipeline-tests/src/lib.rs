@@ -1014,3 +1014,32 @@ pub async fn reply_status(env: &TestEnv) -> Option<(String, Option<String>)> {
             .expect("bot_replies readable");
     r.into_iter().next().map(|r| (r.status, r.reason))
 }
+
+/// The credentials of `column` in the rows `filter` (SQL) picks, decrypted
+/// (stored credentials are ciphertext: storage::secrets).
+pub async fn opened_credentials(
+    env: &TestEnv,
+    column: storage::secrets::Column,
+    filter: &str,
+) -> Vec<String> {
+    #[derive(diesel::QueryableByName)]
+    struct V {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        v: Option<String>,
+    }
+    use diesel_async::RunQueryDsl;
+    let rows: Vec<V> = diesel::sql_query(format!(
+        "SELECT {} AS v FROM {} WHERE {filter}",
+        column.column, column.table
+    ))
+    .load(&mut env.conn().await)
+    .await
+    .expect("credential query");
+    rows.into_iter()
+        .filter_map(|r| {
+            storage::secrets::open(column, r.v.as_deref())
+                .expect("opens")
+                .map(|s| secrecy::ExposeSecret::expose_secret(&s).to_owned())
+        })
+        .collect()
+}

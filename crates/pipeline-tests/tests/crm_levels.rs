@@ -388,13 +388,18 @@ async fn an_expired_oauth_token_is_refreshed_once_by_two_replicas() {
         "more than one read met the expired token: {amo}"
     );
     assert_eq!(evaluated(&env).await, 4);
-    let refreshed = pipeline_tests::count(
-        &env,
-        "SELECT count(*) AS n FROM crm_connections WHERE access_token LIKE 'amo-access-%' \
-         AND refresh_token LIKE 'amo-refresh-%' AND token_refreshed_at IS NOT NULL",
-    )
-    .await;
-    assert_eq!(refreshed, 1, "the new pair is stored");
+    let filter = "token_refreshed_at IS NOT NULL";
+    let access =
+        pipeline_tests::opened_credentials(&env, storage::secrets::CRM_ACCESS_TOKEN, filter).await;
+    let refresh =
+        pipeline_tests::opened_credentials(&env, storage::secrets::CRM_REFRESH_TOKEN, filter).await;
+    assert!(
+        access.len() == 1
+            && access[0].starts_with("amo-access-")
+            && refresh.len() == 1
+            && refresh[0].starts_with("amo-refresh-"),
+        "the new pair is stored"
+    );
     p.stop().await;
 }
 
