@@ -33,15 +33,18 @@ const PLAIN: [&str; 12] = [
     "b24-application-token",
 ];
 
+/// The token of every event Meta received (a request may carry several).
 async fn meta_tokens(server: &MockServer) -> Vec<String> {
     server
         .received_requests()
         .await
         .unwrap_or_default()
         .iter()
-        .map(|r: &Request| {
+        .flat_map(|r: &Request| {
             let v: Value = serde_json::from_slice(&r.body).expect("Meta got JSON");
-            v["access_token"].as_str().unwrap_or_default().to_owned()
+            let token = v["access_token"].as_str().unwrap_or_default().to_owned();
+            let events = v["data"].as_array().map_or(0, Vec::len);
+            std::iter::repeat_n(token, events)
         })
         .collect()
 }
