@@ -9,7 +9,9 @@ use crate::{
 use futures_util::StreamExt;
 use lapin::{
     message::Delivery,
-    options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions},
+    options::{
+        BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    },
     types::{AMQPValue, FieldTable},
 };
 use std::{future::Future, sync::Arc, time::Duration};
@@ -35,6 +37,9 @@ pub enum Outcome {
     Retry(Duration),
     /// Unprocessable: to the dead-letter queue, with the reason logged.
     DeadLetter(String),
+    /// Not handled here after all (the process is stopping): back to the
+    /// queue as it was, for another consumer, without using an attempt.
+    Requeue,
 }
 
 fn attempt_of(d: &Delivery) -> u32 {
@@ -135,8 +140,14 @@ where
             }
         }
     };
-    // Finish what is in flight (bounded), then let the channel go: anything
-    // unacknowledged returns to the queue.
+    // No more deliveries to this consumer (a message handed back below goes
+    // to another one), then finish what is in flight (bounded) and let the
+    // channel go: anything unacknowledged returns to the queue.
+    if result.is_ok() {
+        let _ = channel
+            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+            .await;
+    }
     let drain = async { while inflight.join_next().await.is_some() {} };
     if tokio::time::timeout(Duration::from_secs(20), drain)
         .await
@@ -183,6 +194,13 @@ where
                     .await
                 }
             }
+        }
+        Outcome::Requeue => {
+            Box::pin(d.nack(BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            }))
+            .await
         }
         Outcome::DeadLetter(reason) => {
             tracing::error!(message_id = %message_id, %reason, "message dead-lettered");

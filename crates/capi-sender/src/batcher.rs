@@ -82,9 +82,9 @@ type Waiter<P, O> = (Value, P, oneshot::Sender<O>);
 pub type OnAnswer<P, O> =
     Arc<dyn Fn(EventResult, Vec<(Value, P)>) -> BoxFuture<'static, Vec<O>> + Send + Sync>;
 
-/// Called just before a batch is sent with each event's fencing token;
-/// returns the delivery ids still owned. Events no longer owned are left out
-/// of the request and get `Dropped::dropped()`.
+/// Called just before a batch is sent with each event's fencing token: marks
+/// them as being sent and returns the delivery ids still owned. Events no
+/// longer owned are left out of the request and get `Dropped::dropped()`.
 pub type Fence = Arc<
     dyn Fn(Vec<(i64, i32)>) -> BoxFuture<'static, Result<std::collections::HashSet<i64>, String>>
         + Send
@@ -95,8 +95,6 @@ pub type Fence = Arc<
 pub trait Fenced {
     /// (delivery id, attempt): who owns the event.
     fn fence_token(&self) -> (i64, i32);
-    /// Whether ownership must be checked (and renewed) before sending.
-    fn needs_fence(&self) -> bool;
 }
 
 /// Outcomes for events that are not sent after all.
@@ -105,6 +103,9 @@ pub trait Dropped {
     fn dropped() -> Self;
     /// Ownership could not be checked.
     fn fence_failed() -> Self;
+    /// The batcher closed (the process is stopping) before the event's
+    /// request left.
+    fn returned() -> Self;
 }
 
 /// Removes the fullest open batches until at least `events` events are taken.
@@ -190,6 +191,8 @@ impl Drop for Slot {
 
 pub struct Batcher<P, O> {
     batches: Mutex<Batches<P, O>>,
+    /// Set by [`Batcher::close`]: no request starts any more.
+    closed: std::sync::atomic::AtomicBool,
     max_pending: usize,
     /// Wakes the dispatcher: a batch became ready or a request slot freed.
     wake: Arc<Notify>,
@@ -202,6 +205,7 @@ pub struct Batcher<P, O> {
     max_linger: Duration,
     client: MetaClient,
     requests_in_flight: Arc<Semaphore>,
+    max_concurrent: usize,
     partner_agent: Option<String>,
     metrics: Arc<Metrics>,
     on_answer: OnAnswer<P, O>,
@@ -235,6 +239,7 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
                 open: HashMap::new(),
                 pending: 0,
             }),
+            closed: std::sync::atomic::AtomicBool::new(false),
             max_pending: cfg.max_pending,
             wake: Arc::new(Notify::new()),
             last_submit_ms: std::sync::atomic::AtomicU64::new(0),
@@ -245,6 +250,7 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
             max_linger: cfg.max_linger,
             client,
             requests_in_flight: Arc::new(Semaphore::new(cfg.max_concurrent_requests.max(1))),
+            max_concurrent: cfg.max_concurrent_requests.max(1),
             partner_agent: cfg.partner_agent.filter(|a| !a.trim().is_empty()),
             metrics,
             on_answer,
@@ -268,6 +274,9 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
             .store(self.elapsed_ms(), Ordering::Relaxed);
         let (full, new_batch, fullest) = {
             let mut batches = self.batches.lock().ok()?;
+            if self.closed.load(Ordering::SeqCst) {
+                return Some(O::returned());
+            }
             let generation = match batches.open.get(&key) {
                 Some(o) => o.generation,
                 None => {
@@ -308,6 +317,37 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
             tokio::spawn(async move { me.linger(key, generation, wait).await });
         }
         rx.await.ok()
+    }
+
+    /// Stops sending: every event not yet in a request gets
+    /// `Dropped::returned()` (open batches now, batches waiting for a slot
+    /// when they get one); requests already sent finish and are answered as
+    /// usual. Later submits are returned at once.
+    pub fn close(&self) {
+        let open = match self.batches.lock() {
+            Ok(mut b) => {
+                self.closed.store(true, Ordering::SeqCst);
+                b.pending = 0;
+                std::mem::take(&mut b.open)
+            }
+            Err(_) => return,
+        };
+        let n: usize = open.values().map(|b| b.items.len()).sum();
+        self.metrics
+            .pending_in_batches
+            .dec_by(i64::try_from(n).unwrap_or(0));
+        for (_, _, tx) in open.into_values().flat_map(|b| b.items) {
+            let _ = tx.send(O::returned());
+        }
+        tracing::info!(
+            returned = n,
+            requests_in_flight = self.max_concurrent - self.requests_in_flight.available_permits(),
+            "closing: events not yet sent go back to the queue; requests in flight finish"
+        );
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
     }
 
     fn elapsed_ms(&self) -> u64 {
@@ -361,22 +401,17 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
         self.metrics
             .pending_in_batches
             .dec_by(i64::try_from(items.len()).unwrap_or(0));
+        if self.is_closed() {
+            return_all(items);
+            return;
+        }
         // Only events this sender still owns go out: one that waited in a batch
-        // past its lease may have been taken over by a redelivered copy.
-        let (check, sure): (Vec<_>, Vec<_>) = items
-            .iter()
-            .map(|(_, p, _)| (p.fence_token(), p.needs_fence()))
-            .partition(|(_, needs)| *needs);
-        let checked = if check.is_empty() {
-            Ok(std::collections::HashSet::new())
-        } else {
-            (self.fence)(check.into_iter().map(|(t, _)| t).collect()).await
-        };
-        let owned = match checked {
-            Ok(mut owned) => {
-                owned.extend(sure.into_iter().map(|(t, _)| t.0));
-                owned
-            }
+        // past its lease may have been taken over by a redelivered copy. The
+        // same statement marks them as being sent, so that after a crash the
+        // events whose request may have reached Meta are known.
+        let tokens = items.iter().map(|(_, p, _)| p.fence_token()).collect();
+        let owned = match (self.fence)(tokens).await {
+            Ok(owned) => owned,
             Err(e) => {
                 tracing::warn!(error = %e, events = items.len(), "could not renew leases; the events will be retried");
                 for (_, _, tx) in items {
@@ -390,6 +425,10 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
             .partition(|(_, p, _)| owned.contains(&p.fence_token().0));
         for (_, _, tx) in theirs {
             let _ = tx.send(O::dropped());
+        }
+        if self.is_closed() {
+            return_all(mine);
+            return;
         }
         if !mine.is_empty() {
             self.send_split(&key, mine, slot).await;
@@ -497,6 +536,12 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
             duration: answer.duration,
             retry_after: answer.retry_after,
         }
+    }
+}
+
+fn return_all<P, O: Dropped>(items: Vec<Waiter<P, O>>) {
+    for (_, _, tx) in items {
+        let _ = tx.send(O::returned());
     }
 }
 

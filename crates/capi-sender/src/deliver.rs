@@ -5,9 +5,20 @@
 //! Exactly once: the delivery row is leased before the request and closed
 //! (with the dialog's `capi_<level>_sent` flags) in the same transaction as the
 //! success row; a message for a closed delivery is acknowledged without a
-//! request. The one remaining window for a duplicate is a crash after Meta's
-//! 200 and before that transaction commits; it is retried in-process so the
-//! window stays as short as one transaction.
+//! request. Just before a request leaves, its events are marked as being sent
+//! (`sending_at`, `sending_by`) in the statement that checks their leases;
+//! an answer or a hand-back clears the mark. On SIGTERM the events not yet
+//! in a request are handed back (lease and attempt returned, message back to
+//! the queue) and the requests already sent finish and are recorded.
+//!
+//! The one remaining window for a duplicate is a process killed while a
+//! request is out or before its answer is recorded (the record is retried
+//! in-process so that stays as short as one transaction). Meta has no way to
+//! ask whether it received an event, so the next owner, once the lease has
+//! run out, sends such an event again rather than lose it — and knows it
+//! does: the mark is still there, so it logs the event id and counts it in
+//! `capi_sender_uncertain_resends_total`. The possible duplicates of a kill
+//! are exactly the pending deliveries marked by the killed process.
 
 use crate::{
     batcher::{BatchKey, Batcher, EventResult},
@@ -53,23 +64,14 @@ pub(crate) struct Pending {
     ctx: DeliveryContext,
     queued: CapiEventQueued,
     attempt: i32,
-    /// Until then the lease is surely ours for a whole request, so the batch
-    /// need not renew and check it before sending.
-    lease_sure_until: Instant,
     throttle_key: String,
 }
-
-/// Slack between a lease's end and the latest a request may finish.
-const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 pub(crate) type SenderBatcher = Batcher<Pending, Outcome>;
 
 impl crate::batcher::Fenced for Pending {
     fn fence_token(&self) -> (i64, i32) {
         (self.ctx.delivery_id, self.attempt)
-    }
-    fn needs_fence(&self) -> bool {
-        Instant::now() >= self.lease_sure_until
     }
 }
 
@@ -81,18 +83,22 @@ impl crate::batcher::Dropped for Outcome {
     fn fence_failed() -> Self {
         Outcome::Retry(Duration::from_secs(5))
     }
+    /// Back to the queue for another sender (the lease is handed back too).
+    fn returned() -> Self {
+        Outcome::Requeue
+    }
 }
 
 pub(crate) struct Deliverer {
     pub pool: DbPool,
     pub policy: RetryPolicy,
     pub lease: Duration,
-    /// The longest a request to Meta may take.
-    pub request_timeout: Duration,
     pub metrics: Arc<Metrics>,
     pub loader: Loader,
     pub throttled: Throttled,
     pub partner_agent: Option<String>,
+    /// This process, as `sending_by` records it: host and pid.
+    pub sender_id: String,
 }
 
 fn non_empty(s: &Option<String>) -> Option<&str> {
@@ -150,7 +156,12 @@ impl Deliverer {
                 let age = (Utc::now() - pending.ctx.claimed_at)
                     .to_std()
                     .unwrap_or_default();
+                let token = crate::batcher::Fenced::fence_token(&*pending);
                 match batcher.submit(key, event, *pending, age).await {
+                    Some(Outcome::Requeue) => {
+                        Box::pin(self.return_unsent(token)).await;
+                        Outcome::Requeue
+                    }
                     Some(o) => o,
                     None => {
                         tracing::error!(dialog_id = %queued.dialog_id, "the batch was dropped before an answer; retrying");
@@ -183,10 +194,12 @@ impl Deliverer {
             }
             Loaded::Ready(ctx, lease) => (*ctx, lease),
         };
-        let lease_sure_until = (lease.taken_at + self.lease)
-            .checked_sub(self.request_timeout + LEASE_MARGIN)
-            .unwrap_or(lease.taken_at);
         let attempt = lease.attempt;
+        if lease.uncertain {
+            self.metrics.uncertain_resends.inc();
+            tracing::warn!(%dialog_id, %level, event_id = %ctx.event_id, attempt,
+                "the previous request for this event may have reached Meta (its sender stopped before recording the answer); sending it again, so Meta may count it twice");
+        }
         let token = ctx.access_token.open(storage::secrets::AD_ACCESS_TOKEN)?;
         let token = token.as_ref().map(ExposeSecret::expose_secret);
         let app_secret = ctx.app_secret.open(storage::secrets::AD_APP_SECRET)?;
@@ -255,13 +268,13 @@ impl Deliverer {
                 ctx,
                 queued: q,
                 attempt,
-                lease_sure_until,
                 throttle_key,
             }),
         ))
     }
 
-    /// Renews the leases of the events about to be sent; returns those still ours.
+    /// Marks the events about to be sent and renews their leases; returns
+    /// those still ours.
     pub async fn fence(
         self: Arc<Self>,
         tokens: Vec<(i64, i32)>,
@@ -269,7 +282,9 @@ impl Deliverer {
         let lease_secs = i64::try_from(self.lease.as_secs()).unwrap_or(60);
         let owned = async {
             let mut conn = self.pool.get().await?;
-            anyhow::Ok(deliveries::refresh_leases(&mut conn, &tokens, lease_secs).await?)
+            anyhow::Ok(
+                deliveries::mark_sending(&mut conn, &tokens, lease_secs, &self.sender_id).await?,
+            )
         }
         .await
         .map_err(|e| format!("{e:#}"))?;
@@ -280,6 +295,23 @@ impl Deliverer {
             );
         }
         Ok(owned.into_iter().collect())
+    }
+
+    /// Hands an unsent event's lease back, so another sender takes it at
+    /// once; if that fails the lease simply runs out.
+    async fn return_unsent(&self, token: (i64, i32)) {
+        let returned = async {
+            let mut conn = self.pool.get().await?;
+            anyhow::Ok(deliveries::return_unsent(&mut conn, &[token]).await?)
+        }
+        .await;
+        if let Err(e) = returned {
+            tracing::warn!(
+                delivery_id = token.0,
+                error = format!("{e:#}"),
+                "could not hand a lease back; another sender takes the event when it runs out"
+            );
+        }
     }
 
     /// A request's answer for its events: decide each one's fate, record all

@@ -52,6 +52,12 @@ pub struct MetaSettings {
     /// How long a sender owns an event while its request is in flight.
     #[serde(deserialize_with = "domain::duration::deserialize")]
     pub lease: Duration,
+    /// An event whose request left but whose answer nobody recorded is not
+    /// taken over before its lease plus this: a sender that is slow to
+    /// record (not dead) gets that long to do it before the event is sent
+    /// again (docs/capi-sender.md, "Exactly once, and the window left").
+    #[serde(deserialize_with = "domain::duration::deserialize")]
+    pub uncertain_grace: Duration,
     /// `partner_agent` sent with every request (empty: none).
     pub partner_agent: String,
 }
@@ -79,6 +85,7 @@ retry_jitter = 0.2
 throttle_backoff = "15m"
 max_age_margin = "1h"
 lease = "60s"
+uncertain_grace = "2m"
 partner_agent = ""
 "#;
 
@@ -123,6 +130,21 @@ impl MetaSettings {
     }
 }
 
+/// This process as `capi_deliveries.sending_by` records it: the host (the
+/// pod's name on Kubernetes) and the pid.
+fn sender_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    format!("{host}/{}", std::process::id())
+}
+
 /// Builds the service: it runs until `stop` is cancelled (`Runtime::run_until_stopped`).
 pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Result<Runtime> {
     let m = &settings.meta;
@@ -138,11 +160,18 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         pool: runtime.pool.clone(),
         policy,
         lease,
-        request_timeout: m.timeout,
         metrics: metrics.clone(),
-        loader: loader::Loader::start(runtime.pool.clone(), lease, throttled.clone()),
+        loader: loader::Loader::start(
+            runtime.pool.clone(),
+            loader::Leasing {
+                lease,
+                uncertain_grace: m.uncertain_grace,
+            },
+            throttled.clone(),
+        ),
         throttled,
         partner_agent: partner_agent.clone(),
+        sender_id: sender_id(),
     });
     let d = deliverer.clone();
     let on_answer: batcher::OnAnswer<deliver::Pending, bus::Outcome> =
@@ -164,6 +193,12 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         on_answer,
         fence,
     );
+    // On SIGTERM the events not yet in a request go back to the queue.
+    let (b, stop) = (batcher.clone(), runtime.stop.clone());
+    runtime.spawn_worker(async move {
+        stop.cancelled().await;
+        b.close();
+    });
     let work = bus::consume(
         runtime.bus.clone(),
         bus::Queue::CapiEvents,

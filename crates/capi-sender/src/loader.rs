@@ -40,12 +40,21 @@ pub enum Loaded {
 pub struct Lease {
     /// The attempt number: the fencing token.
     pub attempt: i32,
-    /// Taken no earlier than this (measured before the statement was sent),
-    /// so the lease surely lasts until `taken_at` + its length.
-    pub taken_at: Instant,
+    /// The previous attempt's request may have reached Meta (see
+    /// `storage::deliveries::Taken`).
+    pub uncertain: bool,
 }
 
 type Request = ((Uuid, Level), oneshot::Sender<Result<Loaded, String>>);
+
+/// How long leases last.
+#[derive(Debug, Clone, Copy)]
+pub struct Leasing {
+    pub lease: Duration,
+    /// Extra wait before taking over an event whose request may have left
+    /// (`meta.uncertain_grace`).
+    pub uncertain_grace: Duration,
+}
 
 #[derive(Clone)]
 pub struct Loader {
@@ -64,9 +73,9 @@ pub fn throttle_key(ctx: &DeliveryContext, token: Option<&str>) -> Option<String
 }
 
 impl Loader {
-    pub fn start(pool: DbPool, lease: Duration, throttled: Throttled) -> Loader {
+    pub fn start(pool: DbPool, leasing: Leasing, throttled: Throttled) -> Loader {
         let (tx, rx) = mpsc::channel(MAX_GATHER * 4);
-        tokio::spawn(gather(rx, pool, lease, throttled));
+        tokio::spawn(gather(rx, pool, leasing, throttled));
         Loader { tx }
     }
 
@@ -83,7 +92,7 @@ impl Loader {
 async fn gather(
     mut rx: mpsc::Receiver<Request>,
     pool: DbPool,
-    lease: Duration,
+    leasing: Leasing,
     throttled: Throttled,
 ) {
     while let Some(first) = rx.recv().await {
@@ -101,7 +110,7 @@ async fn gather(
         }
         let (pool, throttled) = (pool.clone(), throttled.clone());
         tokio::spawn(async move {
-            match serve(&pool, lease, &throttled, &round).await {
+            match serve(&pool, leasing, &throttled, &round).await {
                 Ok(mut loaded) => {
                     for (_, reply) in round {
                         let _ = reply.send(Ok(loaded.pop_front().unwrap_or(Loaded::Missing)));
@@ -120,7 +129,7 @@ async fn gather(
 
 async fn serve(
     pool: &DbPool,
-    lease: Duration,
+    leasing: Leasing,
     throttled: &Throttled,
     round: &[Request],
 ) -> anyhow::Result<std::collections::VecDeque<Loaded>> {
@@ -156,13 +165,23 @@ async fn serve(
     }
     to_lease.sort_unstable();
     to_lease.dedup();
-    let lease_secs = i64::try_from(lease.as_secs()).unwrap_or(60);
-    let taken_at = Instant::now();
-    let leased: HashMap<i64, i32> =
-        storage::deliveries::lease_many(&mut conn, &to_lease, lease_secs)
-            .await?
-            .into_iter()
-            .collect();
+    let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(60);
+    let leased: HashMap<i64, Lease> = storage::deliveries::lease_many(
+        &mut conn,
+        &to_lease,
+        secs(leasing.lease),
+        secs(leasing.uncertain_grace),
+    )
+    .await?
+    .into_iter()
+    .map(|t| {
+        let lease = Lease {
+            attempt: t.attempt,
+            uncertain: t.uncertain,
+        };
+        (t.delivery_id, lease)
+    })
+    .collect();
     let mut out = std::collections::VecDeque::with_capacity(round.len());
     for (k, _) in round {
         let key = *k;
@@ -171,19 +190,21 @@ async fn serve(
             Some(c) if c.status != DeliveryStatus::Pending => Loaded::Finished(c.status),
             Some(c) => match (throttled_until(c), leased.get(&c.delivery_id)) {
                 (Some(wait), _) => Loaded::Throttled(wait),
-                (None, Some(attempt)) => match by_key.remove(&key) {
-                    Some(ctx) => Loaded::Ready(
-                        Box::new(ctx),
-                        Lease {
-                            attempt: *attempt,
-                            taken_at,
-                        },
-                    ),
+                (None, Some(lease)) => match by_key.remove(&key) {
+                    Some(ctx) => Loaded::Ready(Box::new(ctx), *lease),
                     None => Loaded::Missing,
                 },
                 (None, None) => {
+                    // A lease runs out at `lease_until`; an uncertain one
+                    // (its request left) a grace later.
+                    let grace = if c.sending_at.is_some() {
+                        leasing.uncertain_grace
+                    } else {
+                        Duration::ZERO
+                    };
                     let wait = c
                         .lease_until
+                        .map(|t| t + chrono::Duration::from_std(grace).unwrap_or_default())
                         .and_then(|t| (t - Utc::now()).to_std().ok())
                         .unwrap_or_default();
                     Loaded::Leased(wait + Duration::from_secs(1))

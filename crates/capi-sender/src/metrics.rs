@@ -21,6 +21,9 @@ pub struct Metrics {
     pub queue_lag_seconds: Histogram,
     /// Events waiting in in-process batches right now.
     pub pending_in_batches: Gauge,
+    /// Events sent again although a request that may have reached Meta
+    /// carried them (its sender died before recording the answer).
+    pub uncertain_resends: Counter,
 }
 
 impl Metrics {
@@ -35,6 +38,7 @@ impl Metrics {
             0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
         ]);
         let pending_in_batches = Gauge::default();
+        let uncertain_resends = Counter::default();
         registry.register("events", "CAPI events by final outcome", events.clone());
         registry.register(
             "retries",
@@ -66,6 +70,11 @@ impl Metrics {
             "Events waiting in batches",
             pending_in_batches.clone(),
         );
+        registry.register(
+            "uncertain_resends",
+            "Events sent again after a request of theirs ended with no recorded answer (possible duplicates at Meta)",
+            uncertain_resends.clone(),
+        );
         Arc::new(Metrics {
             events,
             retries,
@@ -74,6 +83,7 @@ impl Metrics {
             meta_latency_seconds,
             queue_lag_seconds,
             pending_in_batches,
+            uncertain_resends,
         })
     }
 

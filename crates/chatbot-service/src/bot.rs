@@ -84,7 +84,8 @@ impl Bot {
         let bot = self.clone();
         self.tracker.spawn(async move {
             match bot.guarded_turn(&due, 1).await {
-                Outcome::Ack => {}
+                // Handed back: the queued reply.due takes the turn.
+                Outcome::Ack | Outcome::Requeue => {}
                 Outcome::Retry(wait) => bot.queue_retry(&due, wait).await,
                 Outcome::DeadLetter(reason) => {
                     // The queued copy meets the same and is dead-lettered.

@@ -3,7 +3,7 @@ use bus::{
     Incoming, Outcome, Queue,
     messages::{BufferFlush, BusMessage, DialogReady, MessageReceived, ReplyDue, decode, encode},
 };
-use runtime::Runtime;
+use runtime::{CancellationToken, Runtime};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -29,6 +29,8 @@ pub(crate) struct Buffer {
     /// older one's flush is known stale without asking the database.
     pub held: Mutex<HashMap<Uuid, i64>>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Cancelled when the process stops: held messages go back to the queue.
+    pub stop: CancellationToken,
 }
 
 pub(crate) fn spawn(runtime: &mut Runtime, buffer: Arc<Buffer>) {
@@ -59,8 +61,10 @@ pub(crate) fn spawn(runtime: &mut Runtime, buffer: Arc<Buffer>) {
 impl Buffer {
     /// A customer message arrived: hold it (unacknowledged) until the delay
     /// has passed since the gateway took it, then flush its dialog. If this
-    /// process dies meanwhile, the broker hands the message to another
-    /// replica, which finds the delay over and flushes at once.
+    /// process stops meanwhile the message goes back to the queue at once;
+    /// if it dies, the broker hands it back when the connection drops.
+    /// Either way another replica takes it and waits out only what is left
+    /// of the delay (it runs from `received_at_ms`).
     async fn hold(&self, m: Incoming) -> Outcome {
         let received: MessageReceived = match decode(&m.payload) {
             Ok(r) => r,
@@ -74,8 +78,15 @@ impl Buffer {
         let (dialog_id, seq) = (received.dialog_id, received.seq);
         self.note_held(dialog_id, seq);
         self.metrics.buffered.inc();
-        tokio::time::sleep(delay).await;
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(delay) => false,
+            _ = self.stop.cancelled() => true,
+        };
         self.metrics.buffered.dec();
+        if stopping {
+            tracing::debug!(%dialog_id, seq, "stopping: the held message goes back to the queue");
+            return Outcome::Requeue;
+        }
         if self.newer_held(dialog_id, seq) {
             tracing::debug!(%dialog_id, seq, "stale flush: a newer message is held here");
             return Outcome::Ack;

@@ -216,6 +216,7 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         bot,
         held: Default::default(),
         metrics,
+        stop: runtime.stop.clone(),
     });
     buffer::spawn(&mut runtime, buffer);
     runtime.spawn_outbox_relay();

@@ -329,6 +329,7 @@ impl PipelineOptions {
             throttle_backoff: self.throttle_backoff.clone(),
             max_age_margin: "1h".into(),
             lease: Duration::from_secs(30),
+            uncertain_grace: Duration::from_secs(5),
             partner_agent: self.partner_agent.clone(),
         }
     }

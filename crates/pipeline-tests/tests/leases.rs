@@ -1,10 +1,10 @@
-//! The delivery lease and its fencing token, against real PostgreSQL.
+//! The delivery lease, its fencing token and the sending mark, against real PostgreSQL.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
 
 use chrono::Utc;
 use domain::level::Level;
-use pipeline_tests::{SeedOptions, TestEnv, dialog_ids, seed};
+use pipeline_tests::{SeedOptions, TestEnv, count, dialog_ids, seed};
 use storage::deliveries;
 
 /// A seeded instance with one dialog; its id.
@@ -19,6 +19,18 @@ async fn one_dialog(env: &TestEnv) -> uuid::Uuid {
     .await
     .expect("dialog");
     dialog_ids(env).await[0]
+}
+
+/// Whether the delivery is marked as being sent by `sender` (0 or 1).
+async fn marked_by(env: &TestEnv, delivery_id: i64, sender: &str) -> i64 {
+    count(
+        env,
+        &format!(
+            "SELECT count(*) AS n FROM capi_deliveries \
+             WHERE id = {delivery_id} AND sending_by = '{sender}' AND sending_at IS NOT NULL"
+        ),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,40 +54,80 @@ async fn a_sender_whose_lease_was_taken_over_can_no_longer_send() {
         .expect("query")
         .expect("delivery");
 
-    // Sender A leases it, but its lease runs out (0 s) while the event waits in a batch.
-    assert_eq!(
-        deliveries::lease_many(&mut conn, &[ctx.delivery_id], 0)
-            .await
-            .expect("lease"),
-        vec![(ctx.delivery_id, 1)]
-    );
-    // Sender B (a redelivered copy) takes it over; a live lease keeps out a third.
-    assert_eq!(
-        deliveries::lease_many(&mut conn, &[ctx.delivery_id], 60)
-            .await
-            .expect("lease"),
-        vec![(ctx.delivery_id, 2)]
-    );
-    assert!(
-        deliveries::lease_many(&mut conn, &[ctx.delivery_id], 60)
-            .await
-            .expect("lease")
-            .is_empty(),
-        "a live lease keeps others out"
-    );
-    // Just before sending, only the current owner's token still holds.
-    assert!(
-        deliveries::refresh_leases(&mut conn, &[(ctx.delivery_id, 1)], 60)
+    let lease_after_grace = |secs, grace| {
+        let env = &env;
+        async move {
+            deliveries::lease_many(&mut env.conn().await, &[ctx.delivery_id], secs, grace)
+                .await
+                .expect("lease")
+                .into_iter()
+                .map(|t| (t.attempt, t.uncertain))
+                .collect::<Vec<_>>()
+        }
+    };
+    let lease = |secs| lease_after_grace(secs, 0);
+    let mark = |attempt, secs, sender: &'static str| {
+        let env = &env;
+        async move {
+            deliveries::mark_sending(
+                &mut env.conn().await,
+                &[(ctx.delivery_id, attempt)],
+                secs,
+                sender,
+            )
             .await
             .expect("fence")
-            .is_empty(),
-        "A must not send"
+        }
+    };
+
+    // Sender A leases it, but its lease runs out (0 s) while the event waits in a batch.
+    assert_eq!(lease(0).await, vec![(1, false)]);
+    // Sender B (a redelivered copy) takes it over; a live lease keeps out a third.
+    assert_eq!(
+        lease(60).await,
+        vec![(2, false)],
+        "A never sent it: nothing uncertain"
+    );
+    assert!(lease(60).await.is_empty(), "a live lease keeps others out");
+    // Just before sending, only the current owner's token still holds.
+    assert!(mark(1, 60, "A").await.is_empty(), "A must not send");
+    // B marks it as being sent and dies with the request out (its lease
+    // runs out at once here): the next owner learns the request may have
+    // reached Meta.
+    assert_eq!(mark(2, 0, "B").await, vec![ctx.delivery_id]);
+    assert_eq!(
+        marked_by(&env, ctx.delivery_id, "B").await,
+        1,
+        "the mark names the sender"
+    );
+    // A sender slow to record (not dead) gets the grace first.
+    assert!(lease_after_grace(60, 60).await.is_empty());
+    assert_eq!(lease_after_grace(60, 0).await, vec![(3, true)]);
+    // C's request gets an answer (a transient error): the mark is cleared
+    // with the lease, and the next attempt is certain again.
+    deliveries::release_many(&mut conn, &[ctx.delivery_id])
+        .await
+        .expect("release");
+    assert_eq!(marked_by(&env, ctx.delivery_id, "B").await, 0);
+    assert_eq!(lease(60).await, vec![(4, false)]);
+    // D stops before its request leaves: it hands the lease and the attempt back.
+    assert_eq!(
+        deliveries::return_unsent(&mut conn, &[(ctx.delivery_id, 3)])
+            .await
+            .expect("return"),
+        0,
+        "a stale token hands nothing back"
     );
     assert_eq!(
-        deliveries::refresh_leases(&mut conn, &[(ctx.delivery_id, 2)], 60)
+        deliveries::return_unsent(&mut conn, &[(ctx.delivery_id, 4)])
             .await
-            .expect("fence"),
-        vec![ctx.delivery_id]
+            .expect("return"),
+        1
+    );
+    assert_eq!(
+        lease(60).await,
+        vec![(4, false)],
+        "free at once, the attempt not counted"
     );
     // Once finished, nobody owns it any more.
     deliveries::finish(
@@ -88,12 +140,7 @@ async fn a_sender_whose_lease_was_taken_over_can_no_longer_send() {
     )
     .await
     .expect("finish");
-    assert!(
-        deliveries::refresh_leases(&mut conn, &[(ctx.delivery_id, 2)], 60)
-            .await
-            .expect("fence")
-            .is_empty()
-    );
+    assert!(mark(4, 60, "D").await.is_empty());
     let flags = deliveries::sent_flags(&mut conn, dialog)
         .await
         .expect("query")

@@ -61,6 +61,9 @@ pub struct Faults {
 pub struct Recorded {
     pub pixel_id: String,
     pub received_at: i64,
+    /// When the sandbox accepted the event (after any added latency), in
+    /// Unix milliseconds: the moment Meta would acknowledge it.
+    pub accepted_at_ms: i64,
     pub event: Value,
 }
 
@@ -158,6 +161,7 @@ impl Sandbox {
             }
             Ok(events) => {
                 let n = events.len();
+                let accepted_at_ms = chrono::Utc::now().timestamp_millis();
                 for event in events {
                     if let Some(id) = event.get("event_id").and_then(Value::as_str) {
                         *store.counts.entry(id.to_owned()).or_default() += 1;
@@ -165,6 +169,7 @@ impl Sandbox {
                     store.events.push(Recorded {
                         pixel_id: pixel_id.to_owned(),
                         received_at: now,
+                        accepted_at_ms,
                         event,
                     });
                 }

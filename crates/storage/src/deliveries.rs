@@ -62,6 +62,9 @@ pub struct DeliveryContext {
     pub event_level: Level,
     #[diesel(sql_type = Nullable<Timestamptz>)]
     pub lease_until: Option<DateTime<Utc>>,
+    /// When its last request left, if nobody recorded the answer yet.
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub sending_at: Option<DateTime<Utc>>,
     #[diesel(sql_type = SqlUuid)]
     pub dialog_id: Uuid,
     #[diesel(sql_type = Nullable<Text>)]
@@ -148,7 +151,7 @@ pub async fn delivery_contexts(
     let levels: Vec<Level> = keys.iter().map(|k| k.1).collect();
     // SQL: the (dialog, level) pairs arrive as two arrays joined with `unnest`, so a batch's deliveries load in one statement with their direction, ad account and token; the WABA a Cloud number's webhooks named comes before the direction's.
     diesel::sql_query(
-        "SELECT cd.id AS delivery_id, cd.status, cd.event_id, cd.event_time, cd.attempts, cd.event_level, cd.lease_until, \
+        "SELECT cd.id AS delivery_id, cd.status, cd.event_id, cd.event_time, cd.attempts, cd.event_level, cd.lease_until, cd.sending_at, \
            d.id AS dialog_id, d.contact_phone, d.ctwa_clid, d.direction_id, ad.user_account_id, ad.pixel_id, \
            COALESCE(w.waba_id, ad.whatsapp_business_account_id) AS waba_id, ad.event_name_interest, ad.event_name_qualified, \
            ad.event_name_scheduled, \
@@ -176,59 +179,111 @@ struct Leased {
     id: i64,
     #[diesel(sql_type = Int4)]
     attempts: i32,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    uncertain: bool,
+}
+
+/// A lease taken by [`lease_many`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Taken {
+    pub delivery_id: i64,
+    /// The attempt number: the fencing token.
+    pub attempt: i32,
+    /// The previous attempt's request left and nobody recorded its answer
+    /// (its sender died): Meta may already have the event.
+    pub uncertain: bool,
 }
 
 /// Takes the send lease of pending deliveries (finished ones and ones another
-/// sender holds are left out) in one statement: `(delivery id, attempt)`
-/// for each one leased.
+/// sender holds are left out) in one statement. A delivery whose request
+/// left with no answer recorded is taken only `uncertain_grace_secs` after
+/// its lease ran out: a slow sender (not a dead one) records first.
 pub async fn lease_many(
     conn: &mut AsyncPgConnection,
     delivery_ids: &[i64],
     lease_secs: i64,
-) -> Result<Vec<(i64, i32)>, diesel::result::Error> {
-    // SQL: a lease on the database clock (`now() + make_interval`), taken only where none runs, for many rows, returning the fencing token.
+    uncertain_grace_secs: i64,
+) -> Result<Vec<Taken>, diesel::result::Error> {
+    // SQL: a lease on the database clock (`now() + make_interval`), taken only where none runs (and, for a marked one, its grace is over too), for many rows, returning the fencing token.
     let rows: Vec<Leased> = diesel::sql_query(
         "UPDATE capi_deliveries SET lease_until = now() + make_interval(secs => $2), attempts = attempts + 1 \
          WHERE id = ANY($1) AND status = 'pending' AND (lease_until IS NULL OR lease_until < now()) \
-         RETURNING id, attempts",
+           AND (sending_at IS NULL OR lease_until IS NULL OR lease_until + make_interval(secs => $3) < now()) \
+         RETURNING id, attempts, sending_at IS NOT NULL AS uncertain",
     )
     .bind::<Array<BigInt>, _>(delivery_ids)
     .bind::<diesel::sql_types::Double, _>(lease_secs as f64)
+    .bind::<diesel::sql_types::Double, _>(uncertain_grace_secs as f64)
     .prepared()
     .load(conn)
     .await?;
-    Ok(rows.into_iter().map(|r| (r.id, r.attempts)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| Taken {
+            delivery_id: r.id,
+            attempt: r.attempts,
+            uncertain: r.uncertain,
+        })
+        .collect())
 }
 
-/// Renews the leases of deliveries about to be sent, but only where the
-/// attempt number is still the one the sender took (a fencing token): a
-/// delivery another handler has leased since — after this lease expired — is
-/// left out, so it is not sent twice. Returns the delivery ids still owned.
-pub async fn refresh_leases(
+/// Marks deliveries as being sent by `sender` and renews their leases, but
+/// only where the attempt number is still the one the sender took (a fencing
+/// token): a delivery another handler has leased since — after this lease
+/// expired — is left out, so it is not sent twice. Returns the delivery ids
+/// still owned; only those may go into the request.
+pub async fn mark_sending(
     conn: &mut AsyncPgConnection,
     owned: &[(i64, i32)],
     lease_secs: i64,
+    sender: &str,
 ) -> Result<Vec<i64>, diesel::result::Error> {
-    #[derive(QueryableByName)]
-    struct Id {
-        #[diesel(sql_type = BigInt)]
-        id: i64,
-    }
     let ids: Vec<i64> = owned.iter().map(|o| o.0).collect();
     let attempts: Vec<i32> = owned.iter().map(|o| o.1).collect();
-    // SQL: fencing: `UPDATE … FROM unnest(ids, attempts)` renews only the leases whose attempt is still ours.
-    let rows: Vec<Id> = diesel::sql_query(
-        "UPDATE capi_deliveries cd SET lease_until = now() + make_interval(secs => $3) \
+    // SQL: fencing: `UPDATE … FROM unnest(ids, attempts)` renews and marks only the leases whose attempt is still ours.
+    let rows: Vec<DeliveryId> = diesel::sql_query(
+        "UPDATE capi_deliveries cd SET lease_until = now() + make_interval(secs => $3), sending_at = now(), sending_by = $4 \
          FROM unnest($1::bigint[], $2::int4[]) AS x(id, attempts) \
          WHERE cd.id = x.id AND cd.attempts = x.attempts AND cd.status = 'pending' RETURNING cd.id",
     )
     .bind::<Array<BigInt>, _>(&ids)
     .bind::<Array<Int4>, _>(&attempts)
     .bind::<diesel::sql_types::Double, _>(lease_secs as f64)
+    .bind::<Text, _>(sender)
     .prepared()
     .load(conn)
     .await?;
     Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
+#[derive(QueryableByName)]
+struct DeliveryId {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+/// Hands leases back unused (the sender is stopping before their request
+/// left): free at once for another sender, and the attempt not counted.
+/// Fenced like [`mark_sending`]; returns how many were handed back.
+pub async fn return_unsent(
+    conn: &mut AsyncPgConnection,
+    owned: &[(i64, i32)],
+) -> Result<usize, diesel::result::Error> {
+    if owned.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<i64> = owned.iter().map(|o| o.0).collect();
+    let attempts: Vec<i32> = owned.iter().map(|o| o.1).collect();
+    // SQL: fencing as in mark_sending; the attempt the lease took is given back.
+    diesel::sql_query(
+        "UPDATE capi_deliveries cd SET lease_until = NULL, attempts = cd.attempts - 1, sending_at = NULL, sending_by = NULL \
+         FROM unnest($1::bigint[], $2::int4[]) AS x(id, attempts) \
+         WHERE cd.id = x.id AND cd.attempts = x.attempts AND cd.status = 'pending'",
+    )
+    .bind::<Array<BigInt>, _>(&ids)
+    .bind::<Array<Int4>, _>(&attempts)
+    .execute(conn)
+    .await
 }
 
 /// One row of `capi_events_log`. `request` must not contain the token.
@@ -348,7 +403,7 @@ pub async fn finish_many(
     // SQL: a CTE over `unnest` closes the deliveries and folds each dialog's levels into its sent flags in one statement.
     diesel::sql_query(
         "WITH x AS (SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::int2[], $4::text[]) AS x(id, dialog_id, level, event_id)), \
-         closed AS (UPDATE capi_deliveries cd SET status = $5, finished_at = now(), lease_until = NULL \
+         closed AS (UPDATE capi_deliveries cd SET status = $5, finished_at = now(), lease_until = NULL, sending_at = NULL, sending_by = NULL \
                     FROM x WHERE cd.id = x.id RETURNING cd.id), \
          sent AS (SELECT dialog_id, \
                     max(event_id) FILTER (WHERE level = 1) AS e1, \
@@ -393,7 +448,12 @@ pub async fn release_many(
             .filter(d::id.eq_any(delivery_ids))
             .filter(d::status.eq(DeliveryStatus::Pending)),
     )
-    .set(d::lease_until.eq(None::<DateTime<Utc>>))
+    .set((
+        d::lease_until.eq(None::<DateTime<Utc>>),
+        // Meta answered: the request's outcome is known.
+        d::sending_at.eq(None::<DateTime<Utc>>),
+        d::sending_by.eq(None::<String>),
+    ))
     .execute(conn)
     .await?;
     Ok(())

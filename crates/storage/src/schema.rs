@@ -114,6 +114,8 @@ diesel::table! {
         lease_until -> Nullable<Timestamptz>,
         claimed_at -> Timestamptz,
         finished_at -> Nullable<Timestamptz>,
+        sending_at -> Nullable<Timestamptz>,
+        sending_by -> Nullable<Text>,
     }
 }
 

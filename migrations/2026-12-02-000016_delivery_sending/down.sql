@@ -1,0 +1,1 @@
+ALTER TABLE capi_deliveries DROP COLUMN sending_at, DROP COLUMN sending_by;
