@@ -66,14 +66,20 @@ pub struct Posted {
     pub seconds: f64,
     /// Each phone's last accepted message, in Unix milliseconds.
     pub last_sent_ms: BTreeMap<String, i64>,
-    /// Each phone's second message (when it has one), in Unix milliseconds.
-    pub second_sent_ms: BTreeMap<String, i64>,
+    /// When each phone's second message (when it has one) was posted (its
+    /// first try), in Unix milliseconds.
+    pub second_posted_ms: BTreeMap<String, i64>,
     /// Events each phone's script should reach (`--mix`; else its message count capped at 1).
     pub expected_levels: BTreeMap<String, usize>,
     /// Webhooks posted again after no answer, a 5xx or a 429.
     pub retries: usize,
     /// Webhooks never accepted (answered 4xx, or retried past `--retry-for`).
     pub undelivered: usize,
+    /// From posting a webhook to its 2xx (retries included), over every
+    /// accepted webhook: median, 99th percentile and the slowest, in ms.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
 }
 
 /// The scripts of `--mix`: the sandbox's model reads the first as interest
@@ -95,6 +101,10 @@ const SCRIPTS: [&[&str]; 3] = [
 struct Written {
     phone: String,
     accepted_ms: Vec<i64>,
+    /// When each accepted webhook was first posted.
+    posted_ms: Vec<i64>,
+    /// How long each accepted webhook took, in ms.
+    took_ms: Vec<f64>,
     expected_levels: usize,
     retries: usize,
     undelivered: usize,
@@ -137,11 +147,15 @@ pub async fn post(crowd: &Crowd) -> anyhow::Result<Posted> {
         webhooks: 0,
         seconds: started.elapsed().as_secs_f64(),
         last_sent_ms: BTreeMap::new(),
-        second_sent_ms: BTreeMap::new(),
+        second_posted_ms: BTreeMap::new(),
         expected_levels: BTreeMap::new(),
         retries: 0,
         undelivered: 0,
+        p50_ms: 0.0,
+        p99_ms: 0.0,
+        max_ms: 0.0,
     };
+    let mut took = Vec::new();
     for w in written {
         let w = w?;
         posted.webhooks += w.accepted_ms.len() + w.undelivered;
@@ -150,11 +164,21 @@ pub async fn post(crowd: &Crowd) -> anyhow::Result<Posted> {
         if let Some(&last) = w.accepted_ms.last() {
             posted.last_sent_ms.insert(w.phone.clone(), last);
         }
-        if let Some(&second) = w.accepted_ms.get(1) {
-            posted.second_sent_ms.insert(w.phone.clone(), second);
+        // Only where every message got in is the second one the second.
+        if w.undelivered == 0
+            && let Some(&second) = w.posted_ms.get(1)
+        {
+            posted.second_posted_ms.insert(w.phone.clone(), second);
         }
         posted.expected_levels.insert(w.phone, w.expected_levels);
+        took.extend(w.took_ms);
     }
+    took.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        let i = ((took.len() as f64 * q).ceil() as usize).saturating_sub(1);
+        took.get(i).copied().unwrap_or_default()
+    };
+    (posted.p50_ms, posted.p99_ms, posted.max_ms) = (at(0.5), at(0.99), at(1.0));
     Ok(posted)
 }
 
@@ -184,6 +208,8 @@ async fn dialog(
     let mut w = Written {
         phone: phone.clone(),
         accepted_ms: Vec::with_capacity(lines.len()),
+        posted_ms: Vec::with_capacity(lines.len()),
+        took_ms: Vec::with_capacity(lines.len()),
         expected_levels,
         retries: 0,
         undelivered: 0,
@@ -204,8 +230,14 @@ async fn dialog(
             });
         }
         let body = json!({"event": "messages.upsert", "instance": instance, "data": data});
+        let posted_at = Instant::now();
+        let posted_ms = chrono::Utc::now().timestamp_millis();
         match deliver(client, crowd, d, instance, &body, &mut w.retries).await? {
-            Some(at) => w.accepted_ms.push(at),
+            Some(at) => {
+                w.accepted_ms.push(at);
+                w.posted_ms.push(posted_ms);
+                w.took_ms.push(posted_at.elapsed().as_secs_f64() * 1000.0);
+            }
             None => w.undelivered += 1,
         }
     }

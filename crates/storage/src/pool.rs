@@ -1,6 +1,8 @@
 use diesel_async::{
     AsyncPgConnection, RunQueryDsl,
-    pooled_connection::{AsyncDieselConnectionManager, deadpool::Pool},
+    pooled_connection::{
+        AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod, deadpool::Pool,
+    },
 };
 use std::time::Duration;
 
@@ -9,7 +11,14 @@ pub type DbPool = Pool<AsyncPgConnection>;
 /// A lazily connecting pool: the service starts even while PostgreSQL is
 /// down, and `/ready` says so until it comes back.
 pub fn connect_pool(url: &str, max_size: usize) -> anyhow::Result<DbPool> {
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    // A connection goes back into use without a `SELECT 1` first (the
+    // default costs a round trip per checkout: a tenth of a webhook's
+    // statements). One the server dropped (a restart) fails its next query
+    // and is then discarded; every caller retries such an error (the
+    // gateway answers 503, which Evolution API and Meta retry).
+    let mut config = ManagerConfig::default();
+    config.recycling_method = RecyclingMethod::Fast;
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
     Ok(Pool::builder(manager)
         .max_size(max_size)
         .runtime(deadpool::Runtime::Tokio1)
