@@ -467,6 +467,7 @@ async fn the_queued_reply_due_leaves_an_answered_burst_alone_and_answers_one_nob
             from_ad: false,
             ad_context: None,
         },
+        |_, _| None,
     )
     .await
     .expect("stored");

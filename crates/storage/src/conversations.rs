@@ -3,16 +3,13 @@
 
 use crate::{
     PreparedExt,
-    schema::{dialog_analysis, dialog_messages, leads},
-    sql_functions::{coalesce, greatest, least},
+    schema::{dialog_analysis, dialog_messages},
+    sql_functions::coalesce,
 };
 use chrono::{DateTime, Utc};
 use diesel::{
-    BoolExpressionMethods, ExpressionMethods, IntoSql, OptionalExtension, PgExpressionMethods,
-    QueryDsl, QueryableByName, Selectable, SelectableHelper,
-    dsl::now,
-    sql_types::{BigInt, Bool, Jsonb, Text, Uuid as SqlUuid},
-    upsert::excluded,
+    ExpressionMethods, OptionalExtension, QueryDsl, QueryableByName, Selectable, SelectableHelper,
+    sql_types::{BigInt, Bool, Int4, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 pub use domain::conversation::{Author, Message};
@@ -49,145 +46,205 @@ pub enum Recorded {
     },
 }
 
-#[derive(diesel::Queryable)]
-struct DialogKey {
-    id: Uuid,
-    contact_key: String,
-}
-
-/// Stores a message once and updates its dialog and lead. Call inside a
-/// transaction (with the outbox row that announces it).
-pub async fn record_message(
+/// Stores a message once, folds it into its dialog and lead, and — for a
+/// customer message, which starts or extends a burst — queues what
+/// `announce(dialog_id, seq)` returns through the outbox. Call inside a
+/// transaction. Two statements for a new message (one for a repeat): the
+/// gateway's whole write is five round trips with the instance lookup and
+/// the transaction's BEGIN and COMMIT (scripts/bench-gateway).
+pub async fn record_message<F>(
     conn: &mut AsyncPgConnection,
     m: &NewMessage<'_>,
-) -> Result<Recorded, diesel::result::Error> {
-    use dialog_messages::dsl as msg;
-    let dialog = resolve_dialog(conn, m).await?;
-    let inserted: Option<i64> = diesel::insert_into(msg::dialog_messages)
-        .values((
-            msg::dialog_id.eq(dialog.id),
-            msg::instance_name.eq(m.instance_name),
-            msg::message_id.eq(m.message_id),
-            msg::from_me.eq(m.from_me),
-            msg::author.eq(m.author),
-            msg::text.eq(m.text),
-            msg::message_type.eq(m.message_type),
-            msg::sent_at.eq(m.sent_at),
-        ))
-        .on_conflict((msg::instance_name, msg::message_id, msg::from_me))
-        .do_nothing()
-        .returning(msg::id)
-        .get_result(conn)
-        .await
-        .optional()?;
-    if inserted.is_none() {
+    announce: F,
+) -> Result<Recorded, diesel::result::Error>
+where
+    F: FnOnce(Uuid, i64) -> Option<Queued>,
+{
+    let Some(stored) = store_message(conn, m).await? else {
         return Ok(Recorded::Duplicate);
-    }
+    };
     let bumps_buffer = m.author == Author::Customer;
-    // The message folded into its dialog's counters and click data (a later
-    // message never erases the click id or ad context a first one brought).
-    use dialog_analysis::dsl as d;
-    let (incoming, outgoing) = if m.from_me { (0, 1) } else { (1, 0) };
-    let buffer_seq: i64 = diesel::update(d::dialog_analysis.find(dialog.id))
-        .set((
-            d::incoming_count.eq(d::incoming_count + incoming),
-            d::outgoing_count.eq(d::outgoing_count + outgoing),
-            d::first_message.eq(least(d::first_message, Some(m.sent_at))),
-            d::last_message.eq(greatest(d::last_message, Some(m.sent_at))),
-            d::ctwa_clid.eq(coalesce(m.ctwa_clid, d::ctwa_clid)),
-            d::from_ad.eq(d::from_ad.or(m.from_ad.into_sql::<Bool>())),
-            d::ad_context.eq(coalesce(m.ad_context, d::ad_context)),
-            d::buffer_seq.eq(d::buffer_seq + i64::from(bumps_buffer)),
-            d::updated_at.eq(now),
-        ))
-        .returning(d::buffer_seq)
-        .get_result(conn)
-        .await?;
-    use leads::dsl as l;
-    let lead_id: Uuid = diesel::insert_into(l::leads)
-        .values((
-            l::instance_name.eq(m.instance_name),
-            l::contact_key.eq(&dialog.contact_key),
-            l::contact_phone.eq(m.contact_phone),
-            l::contact_lid.eq(m.contact_lid),
-            l::name.eq(m.contact_name.filter(|_| !m.from_me)),
-            l::ctwa_clid.eq(m.ctwa_clid),
-        ))
-        .on_conflict((l::instance_name, l::contact_key))
-        .do_update()
-        .set((
-            l::contact_phone.eq(coalesce(excluded(l::contact_phone), l::contact_phone)),
-            l::contact_lid.eq(coalesce(excluded(l::contact_lid), l::contact_lid)),
-            l::name.eq(coalesce(l::name, excluded(l::name))),
-            l::ctwa_clid.eq(coalesce(excluded(l::ctwa_clid), l::ctwa_clid)),
-            l::updated_at.eq(now),
-        ))
-        .returning(l::id)
-        .get_result(conn)
-        .await?;
-    diesel::update(
-        d::dialog_analysis
-            .find(dialog.id)
-            .filter(d::lead_id.is_distinct_from(lead_id)),
-    )
-    .set(d::lead_id.eq(lead_id))
-    .execute(conn)
-    .await?;
+    // The dialog's row is locked since the store (its upsert or update), so
+    // the sequence the fold below gives it is known now.
+    let seq = stored.buffer_seq + i64::from(bumps_buffer);
+    let queued = if bumps_buffer {
+        announce(stored.dialog_id, seq)
+    } else {
+        None
+    };
+    let folded = fold_into_dialog(conn, m, &stored, bumps_buffer, queued.as_ref()).await?;
+    if folded != seq {
+        // Not reachable while the row lock holds; never queue a wrong seq.
+        return Err(diesel::result::Error::RollbackTransaction);
+    }
     Ok(Recorded::Stored {
-        dialog_id: dialog.id,
-        buffer_seq: bumps_buffer.then_some(buffer_seq),
+        dialog_id: stored.dialog_id,
+        buffer_seq: bumps_buffer.then_some(seq),
     })
 }
 
-/// The dialog a message belongs to: one already known by the contact's LID
-/// (WhatsApp may address the same person by LID and by phone), else the one
-/// keyed by the contact key, created if new.
-async fn resolve_dialog(
+/// A message just stored, with its dialog as the store left it.
+#[derive(QueryableByName)]
+struct Stored {
+    #[diesel(sql_type = SqlUuid)]
+    dialog_id: Uuid,
+    #[diesel(sql_type = Text)]
+    contact_key: String,
+    #[diesel(sql_type = BigInt)]
+    buffer_seq: i64,
+    #[diesel(sql_type = Bool)]
+    stored: bool,
+}
+
+/// Resolves the message's dialog (see [`dialog_by_lid`]; else the one keyed
+/// by the contact key, created if new) and inserts the message unless it is
+/// a repeat; `None` for a repeat.
+async fn store_message(
     conn: &mut AsyncPgConnection,
     m: &NewMessage<'_>,
-) -> Result<DialogKey, diesel::result::Error> {
-    use dialog_analysis::dsl as d;
+) -> Result<Option<Stored>, diesel::result::Error> {
     let name = m.contact_name.filter(|_| !m.from_me);
-    if let Some(lid) = m.contact_lid {
-        let known = diesel::alias!(dialog_analysis as known);
-        let oldest_with_lid = known
-            .filter(known.field(d::instance_name).eq(m.instance_name))
-            .filter(known.field(d::contact_lid).eq(lid))
-            .order(known.field(d::created_at))
-            .select(known.field(d::id))
-            .limit(1);
-        let by_lid: Option<DialogKey> = diesel::update(d::dialog_analysis)
-            .filter(d::id.eq_any(oldest_with_lid))
-            .set((
-                d::contact_phone.eq(coalesce(d::contact_phone, m.contact_phone)),
-                d::contact_name.eq(coalesce(d::contact_name, name)),
-            ))
-            .returning((d::id, d::contact_key))
-            .get_result(conn)
-            .await
-            .optional()?;
-        if let Some(d) = by_lid {
-            return Ok(d);
-        }
-    }
-    diesel::insert_into(d::dialog_analysis)
-        .values((
-            d::instance_name.eq(m.instance_name),
-            d::contact_key.eq(m.contact_key),
-            d::contact_phone.eq(m.contact_phone),
-            d::contact_lid.eq(m.contact_lid),
-            d::contact_name.eq(name),
-        ))
-        .on_conflict((d::instance_name, d::contact_key))
-        .do_update()
+    let by_lid = match m.contact_lid {
+        Some(lid) => dialog_by_lid(conn, m, lid, name).await?,
+        None => None,
+    };
+    // SQL: a CTE: the dialog's upsert (skipped when the LID found it) and the message's insert in one round trip.
+    let stored: Stored = diesel::sql_query(
+        "WITH upserted AS ( \
+           INSERT INTO dialog_analysis (instance_name, contact_key, contact_phone, contact_lid, contact_name) \
+           SELECT $1, $2, $3, $4, $5 WHERE $12::uuid IS NULL \
+           ON CONFLICT (instance_name, contact_key) DO UPDATE SET \
+             contact_phone = COALESCE(dialog_analysis.contact_phone, excluded.contact_phone), \
+             contact_lid = COALESCE(dialog_analysis.contact_lid, excluded.contact_lid), \
+             contact_name = COALESCE(dialog_analysis.contact_name, excluded.contact_name) \
+           RETURNING id, contact_key, buffer_seq \
+         ), dialog AS ( \
+           SELECT id, contact_key, buffer_seq FROM upserted \
+           UNION ALL SELECT $12::uuid, $13::text, $14::bigint WHERE $12::uuid IS NOT NULL \
+         ), msg AS ( \
+           INSERT INTO dialog_messages (dialog_id, instance_name, message_id, from_me, author, text, message_type, sent_at) \
+           SELECT id, $1, $6, $7, $8, $9, $10, $11 FROM dialog \
+           ON CONFLICT (instance_name, message_id, from_me) DO NOTHING RETURNING id \
+         ) SELECT id AS dialog_id, contact_key, buffer_seq, EXISTS (SELECT 1 FROM msg) AS stored FROM dialog",
+    )
+    .bind::<Text, _>(m.instance_name)
+    .bind::<Text, _>(m.contact_key)
+    .bind::<Nullable<Text>, _>(m.contact_phone)
+    .bind::<Nullable<Text>, _>(m.contact_lid)
+    .bind::<Nullable<Text>, _>(name)
+    .bind::<Text, _>(m.message_id)
+    .bind::<Bool, _>(m.from_me)
+    .bind::<Text, _>(m.author)
+    .bind::<Nullable<Text>, _>(m.text)
+    .bind::<Nullable<Text>, _>(m.message_type)
+    .bind::<Timestamptz, _>(m.sent_at)
+    .bind::<Nullable<SqlUuid>, _>(by_lid.as_ref().map(|d| d.id))
+    .bind::<Nullable<Text>, _>(by_lid.as_ref().map(|d| d.contact_key.as_str()))
+    .bind::<Nullable<BigInt>, _>(by_lid.as_ref().map(|d| d.buffer_seq))
+    .prepared()
+    .get_result(conn)
+    .await?;
+    Ok(stored.stored.then_some(stored))
+}
+
+#[derive(diesel::Queryable)]
+struct DialogByLid {
+    id: Uuid,
+    contact_key: String,
+    buffer_seq: i64,
+}
+
+/// The oldest dialog already known by the contact's LID (WhatsApp may
+/// address the same person by LID and by phone), completed with the phone
+/// and name it lacked.
+async fn dialog_by_lid(
+    conn: &mut AsyncPgConnection,
+    m: &NewMessage<'_>,
+    lid: &str,
+    name: Option<&str>,
+) -> Result<Option<DialogByLid>, diesel::result::Error> {
+    use dialog_analysis::dsl as d;
+    let known = diesel::alias!(dialog_analysis as known);
+    let oldest_with_lid = known
+        .filter(known.field(d::instance_name).eq(m.instance_name))
+        .filter(known.field(d::contact_lid).eq(lid))
+        .order(known.field(d::created_at))
+        .select(known.field(d::id))
+        .limit(1);
+    diesel::update(d::dialog_analysis)
+        .filter(d::id.eq_any(oldest_with_lid))
         .set((
-            d::contact_phone.eq(coalesce(d::contact_phone, excluded(d::contact_phone))),
-            d::contact_lid.eq(coalesce(d::contact_lid, excluded(d::contact_lid))),
-            d::contact_name.eq(coalesce(d::contact_name, excluded(d::contact_name))),
+            d::contact_phone.eq(coalesce(d::contact_phone, m.contact_phone)),
+            d::contact_name.eq(coalesce(d::contact_name, name)),
         ))
-        .returning((d::id, d::contact_key))
+        .returning((d::id, d::contact_key, d::buffer_seq))
         .get_result(conn)
         .await
+        .optional()
+}
+
+/// The stored message folded into its dialog's counters and click data (a
+/// later message never erases the click id or ad context a first one
+/// brought), its lead upserted and linked, and `queued` written to the
+/// outbox, in one statement; the dialog's buffer sequence after it.
+async fn fold_into_dialog(
+    conn: &mut AsyncPgConnection,
+    m: &NewMessage<'_>,
+    stored: &Stored,
+    bumps_buffer: bool,
+    queued: Option<&Queued>,
+) -> Result<i64, diesel::result::Error> {
+    #[derive(QueryableByName)]
+    struct Seq {
+        #[diesel(sql_type = BigInt)]
+        buffer_seq: i64,
+    }
+    let (incoming, outgoing) = if m.from_me { (0, 1) } else { (1, 0) };
+    // SQL: a CTE: the lead's upsert, the dialog's one update (counters, click data, buffer sequence, lead link) and the outbox row, in one round trip.
+    let seq: Seq = diesel::sql_query(
+        "WITH lead AS ( \
+           INSERT INTO leads (instance_name, contact_key, contact_phone, contact_lid, name, ctwa_clid) \
+           VALUES ($1, $2, $3, $4, $5, $6) \
+           ON CONFLICT (instance_name, contact_key) DO UPDATE SET \
+             contact_phone = COALESCE(excluded.contact_phone, leads.contact_phone), \
+             contact_lid = COALESCE(excluded.contact_lid, leads.contact_lid), \
+             name = COALESCE(leads.name, excluded.name), \
+             ctwa_clid = COALESCE(excluded.ctwa_clid, leads.ctwa_clid), \
+             updated_at = now() \
+           RETURNING id \
+         ), counted AS ( \
+           UPDATE dialog_analysis SET \
+             incoming_count = incoming_count + $7, outgoing_count = outgoing_count + $8, \
+             first_message = LEAST(first_message, $9), last_message = GREATEST(last_message, $9), \
+             ctwa_clid = COALESCE($6, ctwa_clid), from_ad = from_ad OR $10, ad_context = COALESCE($11, ad_context), \
+             buffer_seq = buffer_seq + $12, updated_at = now(), lead_id = (SELECT id FROM lead) \
+           WHERE id = $13 RETURNING buffer_seq \
+         ), queued AS ( \
+           INSERT INTO outbox (message_id, routing_key, payload, delay_ms) \
+           SELECT $14, $15, $16, $17 FROM counted WHERE $15::text IS NOT NULL RETURNING 1 \
+         ) SELECT buffer_seq FROM counted",
+    )
+    .bind::<Text, _>(m.instance_name)
+    .bind::<Text, _>(&stored.contact_key)
+    .bind::<Nullable<Text>, _>(m.contact_phone)
+    .bind::<Nullable<Text>, _>(m.contact_lid)
+    .bind::<Nullable<Text>, _>(m.contact_name.filter(|_| !m.from_me))
+    .bind::<Nullable<Text>, _>(m.ctwa_clid)
+    .bind::<Int4, _>(incoming)
+    .bind::<Int4, _>(outgoing)
+    .bind::<Timestamptz, _>(m.sent_at)
+    .bind::<Bool, _>(m.from_ad)
+    .bind::<Nullable<Jsonb>, _>(m.ad_context)
+    .bind::<BigInt, _>(i64::from(bumps_buffer))
+    .bind::<SqlUuid, _>(stored.dialog_id)
+    .bind::<SqlUuid, _>(Uuid::new_v4())
+    .bind::<Nullable<Text>, _>(queued.map(|q| q.routing_key))
+    .bind::<Nullable<Jsonb>, _>(queued.map(|q| &q.payload))
+    .bind::<BigInt, _>(queued.map_or(0, |q| q.delay_ms))
+    .prepared()
+    .get_result(conn)
+    .await?;
+    Ok(seq.buffer_seq)
 }
 
 /// A message to queue through the outbox.

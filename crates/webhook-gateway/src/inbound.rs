@@ -5,7 +5,7 @@ use crate::State;
 use bus::messages::{BusMessage, MessageReceived, encode};
 use diesel_async::AsyncConnection;
 use runtime::ApiError;
-use storage::conversations::{self, NewMessage, Recorded};
+use storage::conversations::{self, NewMessage, Queued, Recorded};
 
 /// Stores one message (a repeat of a known one stores nothing) and queues
 /// the buffer step through the outbox; `"stored"` or `"duplicate"`.
@@ -17,21 +17,19 @@ pub async fn store(
     let received_at_ms = Some(chrono::Utc::now().timestamp_millis());
     let recorded = conn
         .transaction::<_, storage::DbError, _>(async |conn| {
-            let recorded = conversations::record_message(conn, &new).await?;
-            if let Recorded::Stored {
-                dialog_id,
-                buffer_seq: Some(seq),
-            } = recorded
-            {
+            let announce = |dialog_id, seq| {
                 let msg = MessageReceived {
                     dialog_id,
                     seq,
                     received_at_ms,
                 };
-                storage::outbox::enqueue(conn, MessageReceived::ROUTING_KEY, &encode(&msg), 0)
-                    .await?;
-            }
-            Ok(recorded)
+                Some(Queued {
+                    routing_key: MessageReceived::ROUTING_KEY,
+                    payload: encode(&msg),
+                    delay_ms: 0,
+                })
+            };
+            conversations::record_message(conn, &new, announce).await
         })
         .await
         .map_err(ApiError::unavailable)?;
