@@ -154,11 +154,18 @@ async fn serve(
         let until = *throttled.lock().ok()?.get(&key)?;
         until.checked_duration_since(now)
     };
+    // Each pending delivery's throttle wait, its token opened once.
+    let waits: HashMap<i64, Option<Duration>> = by_key
+        .values()
+        .filter(|c| c.status == DeliveryStatus::Pending)
+        .map(|c| (c.delivery_id, throttled_until(c)))
+        .collect();
+    let throttled_for = |c: &DeliveryContext| waits.get(&c.delivery_id).copied().flatten();
     let mut to_lease = Vec::new();
     for (k, _) in round {
         if let Some(c) = by_key.get(k)
             && c.status == DeliveryStatus::Pending
-            && throttled_until(c).is_none()
+            && throttled_for(c).is_none()
         {
             to_lease.push(c.delivery_id);
         }
@@ -188,7 +195,7 @@ async fn serve(
         let loaded = match by_key.get(&key) {
             None => Loaded::Missing,
             Some(c) if c.status != DeliveryStatus::Pending => Loaded::Finished(c.status),
-            Some(c) => match (throttled_until(c), leased.get(&c.delivery_id)) {
+            Some(c) => match (throttled_for(c), leased.get(&c.delivery_id)) {
                 (Some(wait), _) => Loaded::Throttled(wait),
                 (None, Some(lease)) => match by_key.remove(&key) {
                     Some(ctx) => Loaded::Ready(Box::new(ctx), *lease),

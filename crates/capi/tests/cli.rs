@@ -247,18 +247,17 @@ async fn an_operator_sets_up_a_direction_without_sql() {
     assert_eq!(run(&["migrate"]).trim(), r#"{"applied":[],"encrypted":0}"#);
     let user = id(run(&["account", "create", "--name", "Clinic"]));
     // A secret is never taken as an argument.
+    let create = [
+        "ad-account",
+        "create",
+        "--user-account",
+        &user,
+        "--name",
+        "Main",
+    ];
     let (code, _, err) = capi_on(
         &env.db_url,
-        &[
-            "ad-account",
-            "create",
-            "--user-account",
-            &user,
-            "--name",
-            "Main",
-            "--access-token",
-            "EAAB-secret",
-        ],
+        &[&create[..], &["--access-token", "EAAB-secret"]].concat(),
     );
     assert_eq!(code, 2, "{err}");
     assert!(
@@ -267,17 +266,10 @@ async fn an_operator_sets_up_a_direction_without_sql() {
     );
     let (code, out, err) = capi_stdin(
         &[
-            "ad-account",
-            "create",
-            "--user-account",
-            &user,
-            "--name",
-            "Main",
-            "--access-token",
-            "-",
-            "--database-url",
-            &env.db_url,
-        ],
+            &create[..],
+            &["--access-token", "-", "--database-url", &env.db_url],
+        ]
+        .concat(),
         "EAAB-secret\n",
     );
     assert_eq!(code, 0, "{err}");

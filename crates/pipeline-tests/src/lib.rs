@@ -633,6 +633,22 @@ pub fn customer_message(
     json!({"event": "messages.upsert", "instance": instance, "data": data, "date_time": "2026-03-13T21:51:33.000Z", "apikey": null})
 }
 
+/// Meta's documented Click-to-WhatsApp Cloud API webhook (a fixture), with
+/// this message id, sent `secs_ago`, pretty-printed as Meta sends it (so
+/// re-serialising it changes the bytes).
+pub fn cloud_referral_payload(message_id: &str, secs_ago: i64) -> Vec<u8> {
+    let path = format!(
+        "{}/../capi/tests/fixtures/meta-cloud/meta-cloudapi_webhook_messages_text_ctwa-referral_META-DOCS-EXAMPLE.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(path).expect("the Cloud API fixture");
+    let mut v: Value = serde_json::from_str(&text).expect("fixture JSON");
+    let m = &mut v["entry"][0]["changes"][0]["value"]["messages"][0];
+    m["id"] = json!(message_id);
+    m["timestamp"] = json!(recent(secs_ago).to_string());
+    serde_json::to_vec_pretty(&v).expect("JSON")
+}
+
 /// POSTs a webhook with the secret header; returns status and JSON body.
 /// The key stored credentials are encrypted with in tests (base64 of 32
 /// bytes; `CAPI_SECRETS__KEY` for the binaries the tests start).

@@ -4,7 +4,8 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
 
 use pipeline_tests::{
-    Pipeline, PipelineOptions, SeedOptions, TestEnv, count, customer_message, post_webhook, seed,
+    Pipeline, PipelineOptions, Seed, SeedOptions, TestEnv, count, customer_message, post_webhook,
+    seed,
 };
 use serde_json::json;
 
@@ -12,8 +13,9 @@ async fn stored_messages(env: &TestEnv) -> i64 {
     count(env, "SELECT count(*) AS n FROM dialog_messages").await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_requests_get_their_status_and_a_json_error_and_store_nothing() {
+/// A running gateway (no Meta behind it), a seeded instance and a valid
+/// webhook body for it.
+async fn gateway_with_one_instance() -> (TestEnv, Seed, Pipeline, Vec<u8>) {
     let env = TestEnv::new().await;
     let s = seed(&env, &SeedOptions::default()).await;
     let p = Pipeline::start(&env, &PipelineOptions::new("http://127.0.0.1:9")).await;
@@ -26,6 +28,12 @@ async fn bad_requests_get_their_status_and_a_json_error_and_store_nothing() {
         1_773_449_493,
     ))
     .expect("json");
+    (env, s, p, good)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_their_status_and_a_json_error_and_store_nothing() {
+    let (env, s, p, good) = gateway_with_one_instance().await;
 
     let (status, body) =
         post_webhook(p.gateway_port, &s.instance, Some(&s.secret), b"{not json").await;
@@ -275,18 +283,7 @@ async fn raw_exchange(port: u16, head: &str, body_part: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_content_types_and_slow_senders_are_cut_off() {
-    let env = TestEnv::new().await;
-    let s = seed(&env, &SeedOptions::default()).await;
-    let p = Pipeline::start(&env, &PipelineOptions::new("http://127.0.0.1:9")).await;
-    let good = serde_json::to_vec(&customer_message(
-        &s.instance,
-        "M1",
-        "5511999999999",
-        "hi",
-        None,
-        1_773_449_493,
-    ))
-    .expect("json");
+    let (env, s, p, good) = gateway_with_one_instance().await;
     let url = format!(
         "http://127.0.0.1:{}/webhooks/evolution/{}",
         p.gateway_port, s.instance

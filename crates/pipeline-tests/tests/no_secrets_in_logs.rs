@@ -1,6 +1,7 @@
-//! Everything the services log while handling a real conversation, read back:
-//! no access token, no webhook secret, no model or Evolution API key, no raw
-//! phone number.
+//! Everything the services log while handling real conversations (an
+//! Evolution instance's and a WhatsApp Cloud API number's), read back: no
+//! access token, no webhook secret, app secret or verify token, no model or
+//! Evolution API key, no raw phone number.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
 
@@ -13,6 +14,11 @@ use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
+
+/// The Cloud API number and its token; the customer in Meta's example webhook.
+const CLOUD_NUMBER_ID: &str = "1204727649384372";
+const CLOUD_NUMBER_TOKEN: &str = "EAAG-cloud-number-secret-token";
+const CLOUD_CUSTOMER_PHONE: &str = "16505551234";
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -157,6 +163,64 @@ async fn logs_hold_no_token_secret_or_phone() {
             .then_some(())
     })
     .await;
+    // A Cloud API number with its own token: the subscription handshake (right
+    // and wrong token), a signed ad click, a forged signature, and the bot's
+    // reply through the Cloud API (the fake answers it as Evolution would:
+    // the error path logs too).
+    storage::cloud_numbers::map(
+        &mut conn,
+        &storage::cloud_numbers::CloudMapping {
+            phone_number_id: CLOUD_NUMBER_ID,
+            direction_id: s.direction_id,
+            waba_id: None,
+            phone_number: Some("+1 555 078 3881"),
+            access_token: Some(CLOUD_NUMBER_TOKEN),
+        },
+    )
+    .await
+    .unwrap();
+    let cloud_url = format!(
+        "http://127.0.0.1:{}/webhooks/whatsapp-cloud",
+        p.gateway_port
+    );
+    for token in [pipeline_tests::CLOUD_VERIFY_TOKEN, "guessed-verify-token"] {
+        client
+            .get(format!(
+                "{cloud_url}?hub.mode=subscribe&hub.verify_token={token}&hub.challenge=1158201444"
+            ))
+            .send()
+            .await
+            .unwrap();
+    }
+    let click = pipeline_tests::cloud_referral_payload("wamid.NO-LEAK-1", 5);
+    for (secret, expected) in [
+        (pipeline_tests::CLOUD_APP_SECRETS[0], 200),
+        ("forged-app-secret", 401),
+    ] {
+        let answer = client
+            .post(&cloud_url)
+            .header("content-type", "application/json")
+            .header(
+                "X-Hub-Signature-256",
+                domain::whatsapp_cloud::sign(secret.as_bytes(), &click),
+            )
+            .body(click.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), expected);
+    }
+    pipeline_tests::eventually(
+        "the bot's reply through the Cloud API",
+        Duration::from_secs(30),
+        || async {
+            let sent = evolution.received_requests().await.unwrap_or_default();
+            sent.iter()
+                .any(|r| r.url.path().contains(CLOUD_NUMBER_ID))
+                .then_some(())
+        },
+    )
+    .await;
     // The reports service: yesterday's report to Telegram (a 429 first), the
     // spend sync (Meta refusing the token), an API call with a key and one
     // with a wrong key, a dashboard sign-in.
@@ -268,10 +332,19 @@ async fn logs_hold_no_token_secret_or_phone() {
     ] {
         assert!(logs.contains(line), "the bot's paths are logged: {line}");
     }
+    assert!(
+        logs.contains("wamid.NO-LEAK-1"),
+        "the Cloud API message is logged (by its id)"
+    );
     for secret in [
         "EAAB-very-secret-token",
         &s.secret,
         phone,
+        CLOUD_CUSTOMER_PHONE,
+        CLOUD_NUMBER_TOKEN,
+        pipeline_tests::CLOUD_APP_SECRETS[0],
+        pipeline_tests::CLOUD_APP_SECRETS[1],
+        pipeline_tests::CLOUD_VERIFY_TOKEN,
         "sk-test-key",
         "evo-secret-instance-key",
         bot_token,

@@ -93,19 +93,7 @@ async fn store_every_kind_of_credential(env: &TestEnv) -> pipeline_tests::Seed {
     )
     .await;
     let mut conn = env.conn().await;
-    let ad: uuid::Uuid = {
-        #[derive(diesel::QueryableByName)]
-        struct Id {
-            #[diesel(sql_type = diesel::sql_types::Uuid)]
-            id: uuid::Uuid,
-        }
-        use diesel_async::RunQueryDsl;
-        diesel::sql_query("SELECT id FROM ad_accounts LIMIT 1")
-            .get_result::<Id>(&mut conn)
-            .await
-            .unwrap()
-            .id
-    };
+    let ad = ids(env, "SELECT id FROM ad_accounts LIMIT 1").await[0];
     storage::directions::set_ad_account_app_secret(&mut conn, ad, Some("meta-app-secret-ad"))
         .await
         .unwrap();
@@ -172,6 +160,23 @@ async fn store_every_kind_of_credential(env: &TestEnv) -> pipeline_tests::Seed {
     .await
     .unwrap();
     s
+}
+
+/// The `id` column of every row `sql` returns.
+async fn ids(env: &TestEnv, sql: &str) -> Vec<uuid::Uuid> {
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: uuid::Uuid,
+    }
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query(sql)
+        .load::<Id>(&mut env.conn().await)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -404,21 +409,7 @@ async fn no_debug_of_a_credential_carrying_type_prints_a_secret() {
             .await
             .unwrap()
     ));
-    let connections: Vec<uuid::Uuid> = {
-        #[derive(diesel::QueryableByName)]
-        struct Id {
-            #[diesel(sql_type = diesel::sql_types::Uuid)]
-            id: uuid::Uuid,
-        }
-        use diesel_async::RunQueryDsl;
-        diesel::sql_query("SELECT id FROM crm_connections")
-            .load::<Id>(&mut conn)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|i| i.id)
-            .collect()
-    };
+    let connections = ids(&env, "SELECT id FROM crm_connections").await;
     assert_eq!(connections.len(), 2);
     for id in connections {
         let c = storage::crm::connection(&mut conn, id)

@@ -8,8 +8,8 @@
 use domain::whatsapp_cloud::sign;
 use pipeline_tests::{
     BotOptions, CLOUD_API_VERSION, CLOUD_APP_SECRETS, CLOUD_VERIFY_TOKEN, Pipeline,
-    PipelineOptions, Seed, SeedOptions, TestEnv, count, eventually, meta_accepts, recent,
-    reply_status, seed,
+    PipelineOptions, Seed, SeedOptions, TestEnv, cloud_referral_payload as referral_payload, count,
+    eventually, meta_accepts, recent, reply_status, seed,
     wiremock::{Mock, MockServer, Request, ResponseTemplate, matchers},
 };
 use serde_json::{Value, json};
@@ -22,20 +22,6 @@ const PAYLOAD_WABA: &str = "102290129340398";
 const NUMBER_TOKEN: &str = "EAAG-system-user-token-of-the-number";
 const ANSWER: &str = "Hi Sheena! Our succulents start at 12 dollars. Shall I book you a visit?";
 const WAIT: Duration = Duration::from_secs(30);
-
-/// The docs' click-to-WhatsApp example, sent `secs_ago`, as Meta sends it:
-/// pretty-printed (so re-serialising it changes the bytes).
-fn referral_payload(message_id: &str, secs_ago: i64) -> Vec<u8> {
-    let path = format!(
-        "{}/../capi/tests/fixtures/meta-cloud/meta-cloudapi_webhook_messages_text_ctwa-referral_META-DOCS-EXAMPLE.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let m = &mut v["entry"][0]["changes"][0]["value"]["messages"][0];
-    m["id"] = json!(message_id);
-    m["timestamp"] = json!(recent(secs_ago).to_string());
-    serde_json::to_vec_pretty(&v).unwrap()
-}
 
 /// The same customer's next message, without the ad's referral.
 fn follow_up_payload(message_id: &str, text: &str) -> Vec<u8> {
