@@ -13,9 +13,10 @@ pub type DbPool = Pool<AsyncPgConnection>;
 pub fn connect_pool(url: &str, max_size: usize) -> anyhow::Result<DbPool> {
     // A connection goes back into use without a `SELECT 1` first (the
     // default costs a round trip per checkout: a tenth of a webhook's
-    // statements). One the server dropped (a restart) fails its next query
-    // and is then discarded; every caller retries such an error (the
-    // gateway answers 503, which Evolution API and Meta retry).
+    // statements). One whose socket the server closed (a restart) is still
+    // discarded at checkout (`is_closed`); one that dies unnoticed fails its
+    // next query, and every caller retries such an error (the gateway
+    // answers 503, which Evolution API and Meta retry).
     let mut config = ManagerConfig::default();
     config.recycling_method = RecyclingMethod::Fast;
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
