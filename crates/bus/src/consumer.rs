@@ -144,9 +144,8 @@ where
     // to another one), then finish what is in flight (bounded) and let the
     // channel go: anything unacknowledged returns to the queue.
     if result.is_ok() {
-        let _ = channel
-            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
-            .await;
+        let cancel = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default());
+        let _ = tokio::time::timeout(Duration::from_secs(2), cancel).await;
     }
     let drain = async { while inflight.join_next().await.is_some() {} };
     if tokio::time::timeout(Duration::from_secs(20), drain)
