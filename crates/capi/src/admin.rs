@@ -25,7 +25,7 @@ pub(crate) async fn connect(url: &str) -> Result<AsyncPgConnection, Failure> {
 
 pub(crate) fn print_rows<T: Serialize>(rows: &[T]) -> Result<(), Failure> {
     for r in rows {
-        println!(
+        out!(
             "{}",
             serde_json::to_string(r).map_err(|e| Failure::from(anyhow::Error::from(e)))?
         );
@@ -56,7 +56,7 @@ pub(crate) fn token_arg(t: Option<String>) -> Result<Option<String>, Failure> {
 pub async fn migrate(url: &str) -> Result<(), Failure> {
     let applied = storage::migrations::run_pending(url).await?;
     let encrypted = crate::secrets::seal_plaintext(url).await?;
-    println!("{}", json!({"applied": applied, "encrypted": encrypted}));
+    out!("{}", json!({"applied": applied, "encrypted": encrypted}));
     Ok(())
 }
 
@@ -96,7 +96,7 @@ pub async fn account(url: &str, c: AccountCommand) -> Result<(), Failure> {
         AccountCommand::Create { name, access_token } => {
             let token = token_arg(access_token)?;
             let id = directions::create_user_account(&mut conn, &name, token.as_deref()).await?;
-            println!("{}", json!({"id": id}));
+            out!("{}", json!({"id": id}));
         }
         AccountCommand::Set {
             id,
@@ -128,7 +128,7 @@ pub async fn account(url: &str, c: AccountCommand) -> Result<(), Failure> {
             if !storage::reports::set_account(&mut conn, id, &settings).await? {
                 return Err(Failure::input(format!("no user account {id}")));
             }
-            println!("{}", json!({"id": id, "updated": true}));
+            out!("{}", json!({"id": id, "updated": true}));
         }
         AccountCommand::List => print_rows(&directions::list_user_accounts(&mut conn).await?)?,
     }
@@ -178,14 +178,14 @@ pub async fn ad_account(url: &str, c: AdAccountCommand) -> Result<(), Failure> {
                 token.as_deref(),
             )
             .await?;
-            println!("{}", json!({"id": id}));
+            out!("{}", json!({"id": id}));
         }
         AdAccountCommand::SetAppSecret { id, app_secret } => {
             let secret = token_arg(Some(app_secret))?;
             if !directions::set_ad_account_app_secret(&mut conn, id, secret.as_deref()).await? {
                 return Err(Failure::input(format!("no ad account {id}")));
             }
-            println!("{}", json!({"id": id, "app_secret_set": secret.is_some()}));
+            out!("{}", json!({"id": id, "app_secret_set": secret.is_some()}));
         }
         AdAccountCommand::List => print_rows(&directions::list_ad_accounts(&mut conn).await?)?,
     }
@@ -319,7 +319,7 @@ pub async fn direction(url: &str, c: DirectionCommand) -> Result<(), Failure> {
                 waba_id: waba.as_deref(),
             };
             let id = directions::create_direction(&mut conn, &d).await?;
-            println!("{}", json!({"id": id}));
+            out!("{}", json!({"id": id}));
         }
         DirectionCommand::Set {
             id,
@@ -369,7 +369,7 @@ pub async fn direction(url: &str, c: DirectionCommand) -> Result<(), Failure> {
             if !directions::update_direction_capi(&mut conn, id, &u).await? {
                 return Err(Failure::input(format!("no direction {id}")));
             }
-            println!("{}", json!({"id": id, "updated": true}));
+            out!("{}", json!({"id": id, "updated": true}));
         }
         DirectionCommand::Bot {
             id,
@@ -379,7 +379,7 @@ pub async fn direction(url: &str, c: DirectionCommand) -> Result<(), Failure> {
             if !directions::set_direction_bot(&mut conn, id, enabled, prompt.as_deref()).await? {
                 return Err(Failure::input(format!("no direction {id}")));
             }
-            println!("{}", json!({"id": id, "updated": true}));
+            out!("{}", json!({"id": id, "updated": true}));
         }
         DirectionCommand::QualificationPrompt(c) => {
             drop(conn);
@@ -437,7 +437,7 @@ pub async fn instance(url: &str, c: InstanceCommand) -> Result<(), Failure> {
             let secret = token_arg(secret)?.unwrap_or_else(domain::api_key::random_secret);
             directions::map_instance(&mut conn, &instance, direction, &secret, phone.as_deref())
                 .await?;
-            println!(
+            out!(
                 "{}",
                 json!({
                     "instance": instance,
@@ -466,7 +466,7 @@ pub async fn instance(url: &str, c: InstanceCommand) -> Result<(), Failure> {
             if !found {
                 return Err(Failure::input(format!("no instance {instance}")));
             }
-            println!("{}", json!({"instance": instance, "updated": true}));
+            out!("{}", json!({"instance": instance, "updated": true}));
         }
         InstanceCommand::List => print_rows(&directions::list_instances(&mut conn).await?)?,
     }
@@ -522,7 +522,7 @@ pub async fn number(url: &str, c: NumberCommand) -> Result<(), Failure> {
                 },
             )
             .await?;
-            println!(
+            out!(
                 "{}",
                 json!({
                     "phone_number_id": phone_number_id,

@@ -71,7 +71,7 @@ pub async fn crm_fields(url: &str, c: CrmFieldsCommand) -> Result<(), Failure> {
             if !storage::directions::set_crm_fields(&mut conn, direction, level, &rules).await? {
                 return Err(missing(direction));
             }
-            println!(
+            out!(
                 "{}",
                 json!({"id": direction, "level": level, "rules": rules.len()})
             );
@@ -80,7 +80,7 @@ pub async fn crm_fields(url: &str, c: CrmFieldsCommand) -> Result<(), Failure> {
             if !storage::directions::set_crm_fields(&mut conn, direction, level, &[]).await? {
                 return Err(missing(direction));
             }
-            println!("{}", json!({"id": direction, "level": level, "rules": 0}));
+            out!("{}", json!({"id": direction, "level": level, "rules": 0}));
         }
     }
     Ok(())
@@ -336,7 +336,7 @@ async fn connect_crm(url: &str, c: ConnectCommand) -> Result<(), Failure> {
         }
     };
     let hook = format!("{}{hook_path}", gateway_url.trim_end_matches('/'));
-    println!("{}", json!({"id": id, "webhook_url": hook}));
+    out!("{}", json!({"id": id, "webhook_url": hook}));
     Ok(())
 }
 

@@ -86,7 +86,7 @@ pub async fn doctor(url: &str, o: Options) -> ExitCode {
         _ => "healthy",
     };
     if o.json {
-        println!("{}", json!({"status": status, "findings": findings}));
+        out!("{}", json!({"status": status, "findings": findings}));
     } else {
         for f in &findings {
             let label = match f.severity {
@@ -95,10 +95,10 @@ pub async fn doctor(url: &str, o: Options) -> ExitCode {
                 Severity::Warning => "WARNING",
                 Severity::Error => "ERROR  ",
             };
-            println!("{label} {:<16} {}", f.check, f.message);
+            out!("{label} {:<16} {}", f.check, f.message);
         }
         let count = |s| findings.iter().filter(|f| f.severity == s).count();
-        println!(
+        out!(
             "\n{status}: {} error(s), {} warning(s)",
             count(Severity::Error),
             count(Severity::Warning)

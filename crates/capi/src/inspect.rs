@@ -33,7 +33,7 @@ pub fn normalize(
         Some(n) => json!({"normalized": n, "sha256": sha256_hex(&n)}),
         None => json!({"normalized": null}),
     };
-    println!("{line}");
+    out!("{line}");
     Ok(())
 }
 
@@ -66,7 +66,7 @@ pub(crate) fn read_input(file: &str) -> Result<String, Failure> {
 /// One JSON line from a serializable value (its keys in declared order).
 fn print_line<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
     let line = serde_json::to_string(value).map_err(|e| Failure::from(anyhow::Error::from(e)))?;
-    println!("{line}");
+    out!("{line}");
     Ok(())
 }
 
@@ -101,7 +101,7 @@ fn parse_evolution(file: &str, text: &str) -> Result<(), Failure> {
     let parsed = match evolution::parse_messages_upsert(&body) {
         Ok(p) => p,
         Err(ParseError::OtherEvent(event)) => {
-            println!("{}", json!({"ignored": format!("event {event}")}));
+            out!("{}", json!({"ignored": format!("event {event}")}));
             return Ok(());
         }
         Err(e) => return Err(Failure::input(format!("{file}: {e}"))),
@@ -114,7 +114,7 @@ fn parse_evolution(file: &str, text: &str) -> Result<(), Failure> {
             }
             Parsed::Ignored(reason) => json!({"ignored": reason.as_str()}).to_string(),
         };
-        println!("{line}");
+        out!("{line}");
     }
     Ok(())
 }
@@ -175,7 +175,7 @@ pub fn topology(prefix: &str) -> Result<(), Failure> {
             })
         })
         .collect();
-    println!(
+    out!(
         "{}",
         serde_json::json!({"exchange": names.exchange(), "queues": queues})
     );

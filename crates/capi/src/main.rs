@@ -2,6 +2,27 @@
 //! (a stable interface for scripts); errors go to stderr with exit code 2
 //! for bad input and 1 for everything else.
 
+/// `println!` for the command's output, except that a closed standard output
+/// (`capi … | head`) ends the process quietly, as it ends `ls` or `grep`
+/// (status 141, 128 + SIGPIPE), instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            crate::stdout_closed(e)
+        }
+    }};
+}
+
+/// Standard output failed: quietly for a closed pipe, with a message otherwise.
+fn stdout_closed(e: std::io::Error) -> ! {
+    if e.kind() != std::io::ErrorKind::BrokenPipe {
+        eprintln!("capi: cannot write the output: {e}");
+        std::process::exit(1);
+    }
+    std::process::exit(141)
+}
+
 mod admin;
 mod crm;
 mod doctor;

@@ -96,7 +96,7 @@ pub async fn prompt(url: &str, c: PromptCommand) -> Result<(), Failure> {
                     domain::qualification::GENERIC_QUALIFICATION_PROMPT.replace("{business}", &name)
                 }
             };
-            println!(
+            out!(
                 "{}",
                 json!({"id": id, "direction": name, "generic": generic, "prompt": text})
             );
@@ -106,13 +106,13 @@ pub async fn prompt(url: &str, c: PromptCommand) -> Result<(), Failure> {
             if !q::set_prompt(&mut conn, id, Some(&text)).await? {
                 return Err(missing(id));
             }
-            println!("{}", json!({"id": id, "updated": true}));
+            out!("{}", json!({"id": id, "updated": true}));
         }
         PromptCommand::Clear { id } => {
             if !q::set_prompt(&mut conn, id, None).await? {
                 return Err(missing(id));
             }
-            println!("{}", json!({"id": id, "updated": true, "generic": true}));
+            out!("{}", json!({"id": id, "updated": true, "generic": true}));
         }
         PromptCommand::Generate {
             id,
@@ -151,7 +151,7 @@ pub async fn prompt(url: &str, c: PromptCommand) -> Result<(), Failure> {
             if !dry_run {
                 q::set_prompt(&mut conn, id, Some(&g.prompt)).await?;
             }
-            println!(
+            out!(
                 "{}",
                 json!({"id": id, "stored": !dry_run, "prompt": g.prompt,
                        "prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens})
@@ -279,7 +279,7 @@ pub async fn eval(set: &str, prompt_file: Option<String>, business: &str) -> Res
         };
         l2.add(expected >= 2, got >= 2);
         l3.add(expected >= 3, got >= 3);
-        println!(
+        out!(
             "{}",
             json!({"id": item.id, "expect": item.expect, "expected_level": expected, "level": got,
                    "ok": expected == got, "error": out.analysis.as_ref().err(),
@@ -287,7 +287,7 @@ pub async fn eval(set: &str, prompt_file: Option<String>, business: &str) -> Res
         );
     }
     for (level, c) in [(2, &l2), (3, &l3)] {
-        println!(
+        out!(
             "{}",
             json!({"summary": true, "level": level, "precision": Counts::ratio(c.tp, c.tp + c.fp),
                    "recall": Counts::ratio(c.tp, c.tp + c.fn_), "tp": c.tp, "fp": c.fp, "fn": c.fn_,

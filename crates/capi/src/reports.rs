@@ -53,7 +53,7 @@ pub async fn report(url: &str, c: ReportCommand) -> Result<(), Failure> {
                 reports::Stored::Updated => "updated",
                 reports::Stored::Unchanged => "unchanged",
             };
-            println!(
+            out!(
                 "{}",
                 json!({"user_account_id": user_account, "report_date": date, "stored": stored,
                        "text": domain::report::render(&report), "directions_data": report.directions})
@@ -111,7 +111,7 @@ pub async fn spend(url: &str, c: SpendCommand) -> Result<(), Failure> {
                 domain::analytics::SpendSource::Csv,
             )
             .await?;
-            println!("{}", json!({"ad_account_id": ad_account, "rows": n}));
+            out!("{}", json!({"ad_account_id": ad_account, "rows": n}));
         }
     }
     Ok(())
@@ -196,7 +196,7 @@ pub async fn api_key(url: &str, c: ApiKeyCommand) -> Result<(), Failure> {
                 &domain::api_key::display_prefix(&key),
             )
             .await?;
-            println!(
+            out!(
                 "{}",
                 json!({"id": id, "user_account_id": user_account, "key": key})
             );
@@ -205,7 +205,7 @@ pub async fn api_key(url: &str, c: ApiKeyCommand) -> Result<(), Failure> {
             if !api_keys::revoke(&mut conn, id).await? {
                 return Err(Failure::input(format!("no live API key {id}")));
             }
-            println!("{}", json!({"id": id, "revoked": true}));
+            out!("{}", json!({"id": id, "revoked": true}));
         }
         ApiKeyCommand::List { user_account } => {
             print_rows(&api_keys::list(&mut conn, user_account).await?)?
@@ -224,7 +224,7 @@ pub async fn dashboard_link(url: &str, user_account: Uuid) -> Result<(), Failure
     let (link, expires) = s
         .dashboard_link(user_account)
         .map_err(|e| Failure::input(format!("{e:#}")))?;
-    println!(
+    out!(
         "{}",
         json!({"user_account_id": user_account, "url": link, "expires_unix": expires})
     );

@@ -58,7 +58,7 @@ fn ring() -> Result<std::sync::Arc<secrets::Keyring>, Failure> {
 pub async fn secrets(url: &str, c: SecretsCommand) -> Result<(), Failure> {
     match c {
         SecretsCommand::GenerateKey => {
-            println!("{}", secrets::Key::generate().expose_secret());
+            out!("{}", secrets::Key::generate().expose_secret());
         }
         SecretsCommand::Status => {
             let mut conn = connect(url).await?;
@@ -69,7 +69,7 @@ pub async fn secrets(url: &str, c: SecretsCommand) -> Result<(), Failure> {
             for c in status {
                 let by_key: serde_json::Map<String, serde_json::Value> =
                     c.by_key.into_iter().map(|(k, n)| (k, json!(n))).collect();
-                println!(
+                out!(
                     "{}",
                     json!({"column": c.column, "values_by_key": by_key, "primary_key": primary})
                 );
@@ -81,7 +81,7 @@ pub async fn secrets(url: &str, c: SecretsCommand) -> Result<(), Failure> {
             let done = secrets::rotate::reseal(&mut conn, &ring, true).await?;
             let rotated: u64 = done.iter().map(|d| d.rotated).sum();
             let encrypted: u64 = done.iter().map(|d| d.encrypted).sum();
-            println!(
+            out!(
                 "{}",
                 json!({"key": ring.primary_id(), "rotated": rotated, "encrypted": encrypted})
             );

@@ -1730,3 +1730,23 @@ async fn a_cloud_api_number_is_mapped_with_its_token_from_stdin() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--phone-number-id"), "{err}");
 }
+
+#[test]
+fn a_closed_output_ends_the_command_quietly() {
+    // `capi topology | head -0`: the reader is gone before the first line.
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_capi"))
+        .args(["topology"])
+        .stdout(writer)
+        .output()
+        .expect("capi runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.is_empty(), "nothing to say about a closed pipe: {err}");
+    assert_eq!(
+        out.status.code(),
+        Some(141),
+        "as a command killed by SIGPIPE"
+    );
+}
