@@ -1536,12 +1536,13 @@ async fn doctor_is_quiet_on_a_healthy_system_and_names_each_problem_of_a_sick_on
                VALUES (gen_random_uuid(), 'capi.event', '{{}}', 0, now() - interval '20 minutes');
              INSERT INTO qualification_runs (dialog_id, direction_id, through_message_id, model, status, error, llm_calls, prompt_tokens, completion_tokens)
                VALUES ('{dialog}', '{d}', 1, 'gpt-4o-mini', 'error', 'the model answered 503', 1, 0, 0);
-             INSERT INTO crm_connections (id, user_account_id, crm_type, base_url, access_token) VALUES ('{conn_id}', '{u}', 'amocrm', 'http://x', '{crm_token}');
+             INSERT INTO crm_connections (id, user_account_id, crm_type, base_url, access_token) VALUES ('{conn_id}', '{u}', 'amocrm', '{crm_url}', '{crm_token}');
              INSERT INTO crm_changes (connection_id, entity, action, entity_id, change_key, change, evaluated_at, outcome)
                VALUES ('{conn_id}', 'lead', 'status', '1', 'k1', '{{}}', now(), '{{\"result\": \"unreadable\", \"error\": \"amoCRM answered 401\"}}');",
             inst = s.instance,
             expired_token = storage::secrets::seal(storage::secrets::AD_ACCESS_TOKEN, "EAAB-expired-token").unwrap(),
             crm_token = storage::secrets::seal(storage::secrets::CRM_ACCESS_TOKEN, "t").unwrap(),
+            crm_url = storage::secrets::seal(storage::secrets::CRM_BASE_URL, "http://x").unwrap(),
         ))
         .await
         .unwrap();

@@ -18,7 +18,7 @@ const WAIT: Duration = Duration::from_secs(30);
 const PHONE: &str = "5511999999999";
 
 /// Every plaintext this test stores, each in its own column.
-const PLAIN: [&str; 12] = [
+const PLAIN: [&str; 13] = [
     "EAAB-test-token",
     "EAAB-user-fallback-token",
     "meta-app-secret-ad",
@@ -31,7 +31,11 @@ const PLAIN: [&str; 12] = [
     "amo-refresh-token",
     "amo-oauth-client-secret",
     "b24-application-token",
+    "b24-webhook-secret",
 ];
+
+/// A Bitrix24 incoming webhook's URL: its path holds the webhook's secret.
+const B24_WEBHOOK_URL: &str = "https://b24.bitrix24.ru/rest/1/b24-webhook-secret/";
 
 /// The token of every event Meta received (a request may carry several).
 async fn meta_tokens(server: &MockServer) -> Vec<String> {
@@ -153,7 +157,7 @@ async fn store_every_kind_of_credential(env: &TestEnv) -> pipeline_tests::Seed {
             ..storage::crm::NewConnection::new(
                 s.user_account_id,
                 domain::level::CrmType::Bitrix24,
-                "https://b24.bitrix24.ru/rest/1/x/",
+                B24_WEBHOOK_URL,
             )
         },
     )
@@ -224,6 +228,12 @@ async fn every_stored_credential_is_ciphertext_and_still_works() {
         instance.webhook_secret.expose_secret(),
         "s3cret-webhook-key"
     );
+    let mut urls = Vec::new();
+    for id in ids(&env, "SELECT id FROM crm_connections ORDER BY crm_type").await {
+        let access = storage::crm::access(&mut conn, id).await.unwrap().unwrap();
+        urls.push(access.base_url.expose_secret().to_owned());
+    }
+    assert_eq!(urls, ["https://clinic.amocrm.ru", B24_WEBHOOK_URL]);
     drop(conn);
 
     // And the pipeline sends with the opened token: Meta gets the plaintext.
@@ -317,7 +327,7 @@ async fn keys_rotate_while_the_services_run() {
     post_ok(&p, &s, &b).await;
     let rotated = rotation.await.unwrap();
     let total: u64 = rotated.iter().map(|r| r.rotated).sum();
-    assert_eq!(total, 12, "{rotated:?}");
+    assert_eq!(total, 14, "{rotated:?}");
     let (a, b) = dialog(3);
     post_ok(&p, &s, &a).await;
     post_ok(&p, &s, &b).await;

@@ -148,6 +148,7 @@ pub async fn create_connection(
     conn: &mut AsyncPgConnection,
     c: &NewConnection<'_>,
 ) -> Result<Uuid, diesel::result::Error> {
+    let base_url = secrets::seal(secrets::CRM_BASE_URL, c.base_url)?;
     let access_token = secrets::seal_opt(secrets::CRM_ACCESS_TOKEN, c.access_token)?;
     let webhook_secret = secrets::seal_opt(secrets::CRM_WEBHOOK_SECRET, c.webhook_secret)?;
     let application_token = secrets::seal_opt(secrets::CRM_APPLICATION_TOKEN, c.application_token)?;
@@ -155,6 +156,7 @@ pub async fn create_connection(
     let oauth_client_secret =
         secrets::seal_opt(secrets::CRM_OAUTH_CLIENT_SECRET, c.oauth_client_secret)?;
     let sealed = NewConnection {
+        base_url: &base_url,
         access_token: access_token.as_deref(),
         webhook_secret: webhook_secret.as_deref(),
         application_token: application_token.as_deref(),
@@ -311,7 +313,8 @@ impl TryFrom<AccessRow> for Access {
             connection_id: r.id,
             user_account_id: r.user_account_id,
             crm_type: r.crm_type,
-            base_url: SecretString::from(r.base_url),
+            base_url: open(secrets::CRM_BASE_URL, Some(r.base_url))?
+                .unwrap_or_else(|| SecretString::from(String::new())),
             access_token: open(secrets::CRM_ACCESS_TOKEN, r.access_token)?,
             refresh_token: open(secrets::CRM_REFRESH_TOKEN, r.refresh_token)?,
             token_expires_at: r.token_expires_at,

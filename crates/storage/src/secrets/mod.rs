@@ -73,6 +73,8 @@ pub const AD_ACCESS_TOKEN: Column =
     Column::new("ad_accounts", "access_token", "id").of_kind("meta.access_token");
 pub const AD_APP_SECRET: Column =
     Column::new("ad_accounts", "app_secret", "id").of_kind("meta.app_secret");
+/// amoCRM's address; Bitrix24's incoming webhook URL, which holds its secret.
+pub const CRM_BASE_URL: Column = Column::new("crm_connections", "base_url", "id");
 pub const CRM_ACCESS_TOKEN: Column = Column::new("crm_connections", "access_token", "id");
 pub const CRM_REFRESH_TOKEN: Column = Column::new("crm_connections", "refresh_token", "id");
 pub const CRM_WEBHOOK_SECRET: Column = Column::new("crm_connections", "webhook_secret", "id");
@@ -93,12 +95,13 @@ pub const NUMBER_CLOUD_ACCESS_TOKEN: Column = Column::new(
 );
 
 /// Every column that holds a credential.
-pub const COLUMNS: [Column; 13] = [
+pub const COLUMNS: [Column; 14] = [
     USER_ACCESS_TOKEN,
     USER_APP_SECRET,
     USER_TELEGRAM_BOT_TOKEN,
     AD_ACCESS_TOKEN,
     AD_APP_SECRET,
+    CRM_BASE_URL,
     CRM_ACCESS_TOKEN,
     CRM_REFRESH_TOKEN,
     CRM_WEBHOOK_SECRET,
