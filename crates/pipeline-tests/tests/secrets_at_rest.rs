@@ -53,38 +53,37 @@ async fn meta_tokens(server: &MockServer) -> Vec<String> {
         .collect()
 }
 
-/// Values in credential columns that are not sealed (NULL and "" are none).
-async fn unsealed(env: &TestEnv) -> i64 {
+/// Rows, over every credential column, where `condition` (with `{c}` for
+/// the column) holds.
+async fn credential_rows(env: &TestEnv, condition: &str) -> i64 {
     let mut n = 0;
     for c in COLUMNS {
+        let condition = condition.replace("{c}", c.column);
         n += count(
             env,
-            &format!(
-                "SELECT count(*) AS n FROM {t} WHERE {c} IS NOT NULL AND {c} <> '' AND {c} NOT LIKE 'enc:v1:%'",
-                t = c.table,
-                c = c.column
-            ),
+            &format!("SELECT count(*) AS n FROM {} WHERE {condition}", c.table),
         )
         .await;
     }
     n
 }
 
+/// Values in credential columns that are not sealed (NULL and "" are none).
+async fn unsealed(env: &TestEnv) -> i64 {
+    credential_rows(
+        env,
+        "{c} IS NOT NULL AND {c} <> '' AND {c} NOT LIKE 'enc:v1:%'",
+    )
+    .await
+}
+
 /// Rows of any credential column holding `needle` anywhere.
 async fn containing(env: &TestEnv, needle: &str) -> i64 {
-    let mut n = 0;
-    for c in COLUMNS {
-        n += count(
-            env,
-            &format!(
-                "SELECT count(*) AS n FROM {t} WHERE position('{needle}' in coalesce({c}, '')) > 0",
-                t = c.table,
-                c = c.column
-            ),
-        )
-        .await;
-    }
-    n
+    credential_rows(
+        env,
+        &format!("position('{needle}' in coalesce({{c}}, '')) > 0"),
+    )
+    .await
 }
 
 async fn store_every_kind_of_credential(env: &TestEnv) -> pipeline_tests::Seed {
