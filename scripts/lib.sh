@@ -41,6 +41,13 @@ wait_port() {
   return 1
 }
 
+# Waits until a service answers GET /ready on the port (2 min at most).
+wait_ready() {
+  for _ in $(seq 480); do curl -fsS "http://127.0.0.1:$1/ready" >/dev/null 2>&1 && return 0; sleep 0.25; done
+  log "nothing ready on port $1"
+  return 1
+}
+
 install_packages() {
   local missing=()
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)

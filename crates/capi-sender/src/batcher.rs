@@ -274,7 +274,7 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
             .store(self.elapsed_ms(), Ordering::Relaxed);
         let (full, new_batch, fullest) = {
             let mut batches = self.batches.lock().ok()?;
-            if self.closed.load(Ordering::SeqCst) {
+            if self.is_closed() {
                 return Some(O::returned());
             }
             let generation = match batches.open.get(&key) {

@@ -17,7 +17,7 @@
 //! ask whether it received an event, so the next owner, once the lease has
 //! run out, sends such an event again rather than lose it — and knows it
 //! does: the mark is still there, so it logs the event id and counts it in
-//! `capi_sender_uncertain_resends_total`. The possible duplicates of a kill
+//! `capi_uncertain_resends_total`. The possible duplicates of a kill
 //! are exactly the pending deliveries marked by the killed process.
 
 use crate::{

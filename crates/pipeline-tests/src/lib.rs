@@ -838,6 +838,16 @@ pub async fn get_json(port: u16, path: &str) -> (u16, Value) {
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// A service's `GET /metrics` (Prometheus text).
+pub async fn metrics_text(port: u16) -> String {
+    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .expect("metrics reachable")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
 /// Makes the fake Meta accept every event request (`events_received: 1`).
 pub async fn meta_accepts(server: &wiremock::MockServer) {
     wiremock::Mock::given(wiremock::matchers::method("POST"))

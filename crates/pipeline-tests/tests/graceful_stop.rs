@@ -183,13 +183,9 @@ async fn a_stopping_sender_records_its_request_in_flight_and_hands_back_the_even
 
 /// The sum of a metric's samples on a service's `/metrics`.
 async fn metric(port: u16, name: &str) -> f64 {
-    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+    pipeline_tests::metrics_text(port)
         .await
-        .expect("metrics reachable")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
+        .lines()
         .filter(|l| l.starts_with(name))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()

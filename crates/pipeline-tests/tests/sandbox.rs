@@ -65,14 +65,7 @@ async fn events_arrive_at_the_sandbox_once_each_and_metrics_count_them() {
     let (_, one) = get_json(sandbox_port, &format!("sandbox/events/{id}")).await;
     assert_eq!(one["count"], 1);
 
-    let scrape = |port: u16| async move {
-        reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text")
-    };
+    let scrape = pipeline_tests::metrics_text;
     // Every service: its own metrics and the shared ones.
     let gateway = scrape(p.gateway_port).await;
     assert!(
