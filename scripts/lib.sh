@@ -72,6 +72,31 @@ install_browser() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
 }
 
+# Fails loudly when a test browser or its driver is still running, or its
+# folder is still in the temp directory (both named capi-chromium-*: see
+# pipeline_tests::webdriver), then cleans them up so one leak does not pile
+# onto the next run.
+check_no_browser_left() {
+  local tmp="${TMPDIR:-/tmp}" pids folders
+  pids="$(pgrep -f -- 'capi-chromium-' || true)"
+  folders="$(find "$tmp" -maxdepth 1 -name 'capi-chromium-*' 2>/dev/null || true)"
+  [ -z "$pids" ] && [ -z "$folders" ] && return 0
+  if [ -n "$pids" ]; then
+    log "FAIL: test browser processes are still running:"
+    # shellcheck disable=SC2086
+    ps -o pid,ppid,pgid,rss,args -p $(echo $pids | tr ' ' ',') | cut -c1-200 >&2 || true
+    # shellcheck disable=SC2086
+    kill -KILL $pids 2>/dev/null || true
+  fi
+  if [ -n "$folders" ]; then
+    log "FAIL: test browser folders are left in $tmp:"
+    printf '  %s\n' $folders >&2
+    # shellcheck disable=SC2086
+    rm -rf $folders
+  fi
+  return 1
+}
+
 pg_bin() { ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1; }
 
 # Runs a PostgreSQL tool as the data directory's owner (PostgreSQL refuses root).

@@ -7,42 +7,72 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test code
 
 use serde_json::{Value, json};
-use std::{path::PathBuf, process::Child, time::Duration};
+use std::{os::unix::process::CommandExt, path::PathBuf, process::Child, time::Duration};
 
 /// W3C's key for an element reference.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-/// chromedriver on a free port with one headless Chromium session; both end on drop.
+/// Every folder a test browser uses (its profile and the driver's log) starts
+/// with this, in the temp directory; `scripts/test` checks by it that no
+/// browser or driver outlived the suite.
+pub const FOLDER_PREFIX: &str = "capi-chromium-";
+
+/// chromedriver on a free port with one headless Chromium session. Dropping it
+/// (at the end of a test, on a panic, or when `start` fails half-way) ends the
+/// session so that Chromium quits, shuts chromedriver down, kills whatever is
+/// left of the process group and removes the folder.
 pub struct Browser {
-    process: Child,
+    /// Held for its `Drop`, which ends everything the browser started.
+    _driver: Driver,
     base: String,
     http: reqwest::Client,
-    profile: PathBuf,
+}
+
+/// The chromedriver process, its own process group (Chromium and its helpers
+/// start in it) and the folder; owns their clean-up.
+struct Driver {
+    process: Child,
+    port: u16,
+    folder: PathBuf,
+    session: Option<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Element(String);
 
 impl Browser {
-    #[allow(clippy::zombie_processes)] // the process is reaped in `Drop`, on every path
     pub async fn start() -> Browser {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
+        let folder =
+            std::env::temp_dir().join(format!("{FOLDER_PREFIX}{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&folder).unwrap();
+        // The log path names the folder too, so the driver is found by the
+        // prefix like the browser (whose profile path is in its command line).
         let process = std::process::Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            .arg(format!(
+                "--log-path={}",
+                folder.join("chromedriver.log").display()
+            ))
+            .process_group(0)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("chromedriver (Debian's chromium-driver; scripts/test installs it)");
-        let profile =
-            std::env::temp_dir().join(format!("capi-chromium-{}", uuid::Uuid::new_v4().simple()));
+            .spawn();
+        let mut driver = Driver {
+            process: process
+                .expect("chromedriver (Debian's chromium-driver; scripts/test installs it)"),
+            port,
+            folder,
+            session: None,
+        };
         let http = reqwest::Client::new();
         let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
             "args": ["--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,1400",
-                     format!("--user-data-dir={}", profile.display())]}}}});
+                     format!("--user-data-dir={}", driver.folder.join("profile").display())]}}}});
         let root = format!("http://127.0.0.1:{port}");
         for _ in 0..100 {
             if let Ok(resp) = http
@@ -54,12 +84,13 @@ impl Browser {
                 let v: Value = resp.json().await.unwrap_or(Value::Null);
                 let id = v["value"]["sessionId"]
                     .as_str()
-                    .unwrap_or_else(|| panic!("no session: {v}"));
+                    .unwrap_or_else(|| panic!("no session: {v}"))
+                    .to_owned();
+                driver.session = Some(id.clone());
                 return Browser {
-                    process,
+                    _driver: driver,
                     base: format!("{root}/session/{id}"),
                     http,
-                    profile,
                 };
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -178,10 +209,59 @@ impl Browser {
     }
 }
 
-impl Drop for Browser {
+impl Drop for Driver {
     fn drop(&mut self) {
+        // Synchronous on purpose: Drop also runs while a panic unwinds, where
+        // no runtime can be awaited.
+        if let Some(id) = self.session.take() {
+            let _ = blocking_request(self.port, "DELETE", &format!("/session/{id}"));
+        }
+        let _ = blocking_request(self.port, "GET", "/shutdown");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while matches!(self.process.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Whatever is left in the group (a browser whose session could not be
+        // ended, its helpers, a driver that did not stop) goes at once.
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.process.id())])
+            .stderr(std::process::Stdio::null())
+            .status();
         let _ = self.process.kill();
         let _ = self.process.wait();
-        let _ = std::fs::remove_dir_all(&self.profile);
+        let _ = std::fs::remove_dir_all(&self.folder);
+    }
+}
+
+/// One HTTP/1.1 request to chromedriver over a plain socket; its answer is
+/// read up to its `Content-Length` (chromedriver keeps the connection open
+/// whatever the request says), bounded by timeouts so that a hung driver
+/// cannot hang a test's drop.
+fn blocking_request(port: u16, method: &str, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = Vec::new();
+    let mut chunk = [0_u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk)?;
+        answer.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&answer);
+        let complete = text.split_once("\r\n\r\n").is_some_and(|(head, body)| {
+            let length = head.lines().find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse::<usize>().ok())?
+            });
+            length.is_some_and(|len| body.len() >= len)
+        });
+        if n == 0 || complete {
+            return Ok(text.into_owned());
+        }
     }
 }
