@@ -5,6 +5,7 @@
 //! read as a `serde_json::Value` and only the needed fields are extracted,
 //! each from every place a version is known to put it.
 
+use crate::limits::{LimitExceeded, WEBHOOK_MAX_MESSAGES};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -95,6 +96,8 @@ pub enum ParseError {
     OtherEvent(String),
     #[error("the contact has neither a phone nor a LID in `data.key`")]
     NoContact,
+    #[error(transparent)]
+    Limit(#[from] crate::limits::LimitExceeded),
 }
 
 /// Parses a `messages.upsert` webhook into its messages (Evolution sends
@@ -111,6 +114,9 @@ pub fn parse_messages_upsert(body: &Value) -> Result<Vec<Parsed>, ParseError> {
         .and_then(Value::as_str)
         .map(str::to_owned);
     match obj.get("data") {
+        Some(Value::Array(items)) if items.len() > WEBHOOK_MAX_MESSAGES => {
+            Err(LimitExceeded::new("messages in data[]", WEBHOOK_MAX_MESSAGES).into())
+        }
         Some(Value::Array(items)) if !items.is_empty() => items
             .iter()
             .map(|d| parse_data(d, instance.clone()))
@@ -474,6 +480,22 @@ mod tests {
         assert_eq!(
             event_name(&json!({"event": "MESSAGES_UPSERT"})).as_deref(),
             Some(MESSAGES_UPSERT)
+        );
+    }
+
+    #[test]
+    fn a_webhook_of_more_messages_than_the_limit_is_refused_whole() {
+        let message = json!({"key": {"remoteJid": "5511999990000@s.whatsapp.net", "id": "m", "fromMe": false},
+                             "message": {"conversation": "hi"}});
+        let at_limit = upsert(Value::Array(vec![message.clone(); WEBHOOK_MAX_MESSAGES]));
+        assert_eq!(
+            parse_messages_upsert(&at_limit).map(|p| p.len()),
+            Ok(WEBHOOK_MAX_MESSAGES)
+        );
+        let over = upsert(Value::Array(vec![message; WEBHOOK_MAX_MESSAGES + 1]));
+        assert_eq!(
+            parse_messages_upsert(&over),
+            Err(LimitExceeded::new("messages in data[]", WEBHOOK_MAX_MESSAGES).into())
         );
     }
 }

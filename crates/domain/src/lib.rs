@@ -16,6 +16,7 @@ pub mod duration;
 pub mod evolution;
 pub mod http_policy;
 pub mod level;
+pub mod limits;
 pub mod meta_errors;
 pub mod normalize;
 pub mod qualification;

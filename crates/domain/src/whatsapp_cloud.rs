@@ -8,6 +8,7 @@
 //! whose phone may then be absent) and `value.messages[]`. Statuses and other
 //! fields are not messages.
 
+use crate::limits::{LimitExceeded, WEBHOOK_MAX_CHANGES, WEBHOOK_MAX_MESSAGES};
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use serde_json::Value;
@@ -133,6 +134,8 @@ pub enum CloudParseError {
     NotWhatsApp(String),
     #[error("{0} is missing or not {1}")]
     Field(String, &'static str),
+    #[error(transparent)]
+    Limit(#[from] crate::limits::LimitExceeded),
 }
 
 /// `X-Hub-Signature-256: sha256=<hex>` over the exact bytes received, checked
@@ -175,6 +178,7 @@ pub fn parse(body: &Value) -> Result<Vec<CloudMessage>, CloudParseError> {
         .and_then(Value::as_array)
         .ok_or_else(|| CloudParseError::Field("entry".into(), "an array"))?;
     let mut out = Vec::new();
+    let mut changes_seen = 0;
     for (e, entry) in entries.iter().enumerate() {
         let waba_id = text_field(entry, "id")
             .ok_or_else(|| CloudParseError::Field(format!("entry[{e}].id"), "a string"))?;
@@ -183,6 +187,10 @@ pub fn parse(body: &Value) -> Result<Vec<CloudMessage>, CloudParseError> {
             .and_then(Value::as_array)
             .map(Vec::as_slice)
             .unwrap_or(&[]);
+        changes_seen += changes.len().max(1);
+        if changes_seen > WEBHOOK_MAX_CHANGES {
+            return Err(LimitExceeded::new("entries and changes", WEBHOOK_MAX_CHANGES).into());
+        }
         for (c, change) in changes.iter().enumerate() {
             if change.get("field").and_then(Value::as_str) != Some("messages") {
                 continue;
@@ -203,6 +211,9 @@ pub fn parse(body: &Value) -> Result<Vec<CloudMessage>, CloudParseError> {
                 .and_then(Value::as_array)
                 .map(Vec::as_slice)
                 .unwrap_or(&[]);
+            if out.len() + messages.len() > WEBHOOK_MAX_MESSAGES {
+                return Err(LimitExceeded::new("messages", WEBHOOK_MAX_MESSAGES).into());
+            }
             for (m, message) in messages.iter().enumerate() {
                 let at = format!("{at}.messages[{m}]");
                 out.push(parse_message(
@@ -485,5 +496,25 @@ mod tests {
         assert_eq!(send_verdict(400, Some(131026)), SendVerdict::Reject);
         assert_eq!(send_verdict(400, Some(100)), SendVerdict::Reject);
         assert_eq!(send_verdict(404, None), SendVerdict::Reject);
+    }
+
+    #[test]
+    fn bodies_listing_more_than_the_limits_are_refused_whole() {
+        let doc =
+            fixture("meta-cloudapi_webhook_messages_text_ctwa-referral_META-DOCS-EXAMPLE.json");
+        let message = doc["entry"][0]["changes"][0]["value"]["messages"][0].clone();
+        let mut many = doc.clone();
+        many["entry"][0]["changes"][0]["value"]["messages"] =
+            Value::Array(vec![message; WEBHOOK_MAX_MESSAGES + 1]);
+        assert_eq!(
+            parse(&many).err(),
+            Some(LimitExceeded::new("messages", WEBHOOK_MAX_MESSAGES).into())
+        );
+        let mut entries = doc.clone();
+        entries["entry"] = Value::Array(vec![json!({"id": "1"}); 100_000]);
+        assert_eq!(
+            parse(&entries).err(),
+            Some(LimitExceeded::new("entries and changes", WEBHOOK_MAX_CHANGES).into())
+        );
     }
 }

@@ -413,3 +413,109 @@ async fn while_the_database_is_down_a_hook_gets_503_and_its_retry_is_stored_once
     assert_eq!(changes(&env).await, 4);
     p.stop().await;
 }
+
+/// Bodies an attacker sends, at the sizes an attacker sends them: each is
+/// refused with the limit it broke, nothing of it is stored, and the
+/// gateway goes on answering and storing real webhooks posted meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_bodies_are_refused_at_their_limit_while_real_hooks_are_stored() {
+    let env = TestEnv::new().await;
+    let (amo, b24) = connections(&env).await;
+    let p = Pipeline::start(&env, &PipelineOptions::new("http://127.0.0.1:9")).await;
+    let amo_path = format!("/webhooks/amocrm/{amo}?secret={AMO_SECRET}");
+    let b24_path = format!("/webhooks/bitrix24/{b24}");
+    // 400 KB: `a` then 200,000 `[]`, as in the report that stopped the gateway.
+    let deep = format!("a{}=1", "[]".repeat(200_000));
+    // Just under the 1 MiB body limit, every key distinct.
+    let mut wide = String::new();
+    let mut i = 0;
+    while wide.len() < 1_040_000 {
+        wide.push_str(&format!("k{i}=1&"));
+        i += 1;
+    }
+    let hostile = [
+        (&amo_path, &deep, "levels of brackets"),
+        (&b24_path, &deep, "levels of brackets"),
+        (&amo_path, &wide, "name=value pairs"),
+        (&b24_path, &wide, "name=value pairs"),
+    ];
+    let real = |n: usize| {
+        AMO_BODY
+            .replace("=23435433", &format!("={}", 100 + n))
+            .replace("=23435434", &format!("={}", 200 + n))
+    };
+    let attacks = futures_util::future::join_all(
+        hostile
+            .iter()
+            .map(|(path, body, _)| post(p.gateway_port, path, body)),
+    );
+    let valid = futures_util::future::join_all((0..4).map(|n| {
+        let (path, body) = (&amo_path, real(n));
+        async move { post(p.gateway_port, path, &body).await }
+    }));
+    let (attacks, valid) = tokio::join!(attacks, valid);
+    for ((_, _, limit), (status, answer)) in hostile.iter().zip(&attacks) {
+        assert_eq!(status, &400, "{answer}");
+        assert_eq!(answer["code"], "limit_exceeded", "{answer}");
+        let message = answer["message"].as_str().unwrap_or_default();
+        assert!(message.contains(limit), "{message}");
+        assert!(message.len() < 200, "the answer does not echo the body");
+    }
+    for (status, answer) in &valid {
+        assert_eq!(
+            (status, answer["new"].as_u64()),
+            (&200, Some(2)),
+            "{answer}"
+        );
+    }
+    assert_eq!(
+        changes(&env).await,
+        8,
+        "the real hooks' changes, none of the hostile"
+    );
+    let health = reqwest::get(format!("http://127.0.0.1:{}/health", p.gateway_port))
+        .await
+        .expect("the gateway is still up");
+    assert_eq!(health.status().as_u16(), 200);
+
+    // A Bitrix24 body naming no connection is not read at all: the 401 of
+    // an unknown hook, not the 400 of its body.
+    let (status, answer) = post(
+        p.gateway_port,
+        &format!("/webhooks/bitrix24/{}", Uuid::new_v4()),
+        &deep,
+    )
+    .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (401, Some("unauthorized")),
+        "{answer}"
+    );
+
+    // A flood of made-up connection ids (each once, so no cache helps)
+    // beside real webhooks: every made-up one 401, every real one stored.
+    let flood = futures_util::future::join_all((0..400).map(|_| {
+        let id = Uuid::new_v4();
+        async move {
+            post(
+                p.gateway_port,
+                &format!("/webhooks/amocrm/{id}?secret={AMO_SECRET}"),
+                AMO_BODY,
+            )
+            .await
+            .0
+        }
+    }));
+    let valid = futures_util::future::join_all((10..30).map(|n| {
+        let (path, body) = (&amo_path, real(n));
+        async move { post(p.gateway_port, path, &body).await }
+    }));
+    let (flood, valid) = tokio::join!(flood, valid);
+    assert!(flood.iter().all(|s| *s == 401), "{flood:?}");
+    assert!(
+        valid.iter().all(|(s, a)| *s == 200 && a["new"] == 2),
+        "{valid:?}"
+    );
+    assert_eq!(changes(&env).await, 8 + 40);
+    p.stop().await;
+}

@@ -144,6 +144,11 @@ pub fn secret_matches(presented: Option<&str>, expected: Option<&SecretString>) 
     }
 }
 
+/// 400 for a body over one of `domain::limits`: it names the limit.
+pub fn over_limit(e: domain::limits::LimitExceeded) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "limit_exceeded", e.to_string())
+}
+
 pub fn unauthorized(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
 }

@@ -14,7 +14,7 @@
 use crate::{State, body, crm_store::Change};
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use domain::{
-    crm::{amocrm, bitrix24},
+    crm::{amocrm, bitrix24, form::FormError},
     level::CrmType,
 };
 use runtime::ApiError;
@@ -38,6 +38,15 @@ struct SecretQuery {
 
 fn invalid_body(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string())
+}
+
+/// 400 for a body the form reader refused: `limit_exceeded` naming the
+/// limit, else `invalid_body` saying why.
+fn form_error(e: &FormError) -> ApiError {
+    match e {
+        FormError::Limit(l) => body::over_limit(*l),
+        other => invalid_body(other),
+    }
 }
 
 async fn amocrm_hook(
@@ -64,8 +73,8 @@ async fn bitrix24_hook(
     Ok(HttpResponse::Ok().json(answer))
 }
 
-/// The connection named in the URL, if it is one of `crm` (looked up once
-/// per few seconds: a burst of webhooks reads it once). An unknown one gets
+/// The connection named in the URL, if it is one of `crm`
+/// (`crm_connections.rs` says how often it is read). An unknown one gets
 /// the same 401 as a wrong secret.
 async fn connection(state: &State, id: &str, crm: CrmType) -> Result<Connection, ApiError> {
     let unknown = || {
@@ -74,8 +83,8 @@ async fn connection(state: &State, id: &str, crm: CrmType) -> Result<Connection,
     };
     let id: Uuid = id.parse().map_err(|_| unknown())?;
     let found = state
-        .changes
-        .connection(id)
+        .crm_connections
+        .get(id)
         .await
         .map_err(ApiError::unavailable)?;
     found.filter(|c| c.crm_type == crm).ok_or_else(unknown)
@@ -96,7 +105,10 @@ async fn amocrm_changes(
         tracing::warn!(connection = %c.id, "amoCRM webhook rejected: missing or wrong secret");
         return Err(body::not_authenticated());
     }
-    let hook = amocrm::parse_webhook(text(&body)?).map_err(invalid_body)?;
+    let hook = amocrm::parse_webhook(text(&body)?).map_err(|e| match &e {
+        amocrm::WebhookError::Form(f) => form_error(f),
+        other => invalid_body(other),
+    })?;
     // What the connection expects must be what the body says (nothing
     // expected: anything goes).
     let same = |expected: &Option<String>, said: &Option<String>| {
@@ -153,10 +165,14 @@ async fn bitrix24_change(
     connection_id: &str,
     body: web::Bytes,
 ) -> Result<Value, ApiError> {
-    // The token is in the body: parse first, so that a malformed body gets
-    // the same 400 whether or not the connection exists.
-    let event = bitrix24::parse_event(text(&body)?).map_err(invalid_body)?;
+    // The token is in the body, so the body must be read to authenticate;
+    // an unknown connection is refused before it is (the same 401 as a
+    // wrong token).
     let c = connection(state, connection_id, CrmType::Bitrix24).await?;
+    let event = bitrix24::parse_event(text(&body)?).map_err(|e| match &e {
+        bitrix24::EventError::Form(f) => form_error(f),
+        other => invalid_body(other),
+    })?;
     let member_ok = c.member_id.is_none() || c.member_id == event.member_id;
     if !body::secret_matches(
         event.application_token.as_deref(),

@@ -4,19 +4,16 @@
 //! gathered meanwhile in one transaction — one multi-row insert of the
 //! changes, one of their `crm.changed` outbox rows, one commit — then
 //! answers every request in it. Nothing is answered before its commit.
-//!
-//! The connection a webhook names is looked up once per `CONNECTION_TTL`
-//! (a changed secret applies within that time).
 
 use bus::messages::{BusMessage, CrmChanged, encode};
 use diesel_async::AsyncConnection;
 use serde_json::Value;
 use std::{
-    collections::{HashMap, HashSet},
-    sync::{Arc, Mutex},
+    collections::HashSet,
+    sync::Arc,
     time::{Duration, Instant},
 };
-use storage::crm::{Connection, NewChange};
+use storage::crm::NewChange;
 use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
 
@@ -30,7 +27,6 @@ const RELAY_QUIET: Duration = Duration::from_millis(50);
 const RELAY_MAX_DEFER: Duration = Duration::from_millis(300);
 /// Changes one transaction stores at most.
 const MAX_BATCH: usize = 500;
-const CONNECTION_TTL: Duration = Duration::from_secs(10);
 
 /// A change as the request parsed it.
 pub(crate) struct Change {
@@ -51,13 +47,6 @@ struct Job {
 
 pub(crate) struct ChangeStore {
     jobs: mpsc::Sender<Job>,
-    pool: storage::DbPool,
-    /// Pooled connections are used on the service's main runtime.
-    main: runtime::MainRuntime,
-    connections: Mutex<HashMap<Uuid, (Connection, Instant)>>,
-    /// Held while a connection is read from the database, so a burst of
-    /// webhooks for a connection not in the cache reads it once.
-    lookup: tokio::sync::Mutex<()>,
 }
 
 impl ChangeStore {
@@ -70,13 +59,7 @@ impl ChangeStore {
         for _ in 0..WRITERS {
             tokio::spawn(write_batches(rx.clone(), pool.clone(), committed.clone()));
         }
-        ChangeStore {
-            jobs,
-            pool,
-            main: runtime::MainRuntime::current(),
-            connections: Mutex::new(HashMap::new()),
-            lookup: tokio::sync::Mutex::new(()),
-        }
+        ChangeStore { jobs }
     }
 
     /// Stores the changes (each once per connection) with their queue
@@ -94,44 +77,6 @@ impl ChangeStore {
         answer
             .await
             .map_err(|_| "the change store has stopped".to_owned())?
-    }
-
-    /// The connection `id`, from the cache or (one reader at a time:
-    /// whoever waited finds it cached) the database.
-    pub async fn connection(&self, id: Uuid) -> Result<Option<Connection>, String> {
-        if let Some(c) = self.cached(id) {
-            return Ok(Some(c));
-        }
-        let _one_at_a_time = self.lookup.lock().await;
-        if let Some(c) = self.cached(id) {
-            return Ok(Some(c));
-        }
-        let pool = self.pool.clone();
-        let read = async move {
-            let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-            storage::crm::connection(&mut conn, id)
-                .await
-                .map_err(|e| e.to_string())
-        };
-        let found = self.main.run(read).await.map_err(|e| e.to_string())??;
-        if let Some(c) = &found {
-            self.remember(c);
-        }
-        Ok(found)
-    }
-
-    fn cached(&self, id: Uuid) -> Option<Connection> {
-        let map = self.connections.lock().ok()?;
-        map.get(&id)
-            .filter(|(_, at)| at.elapsed() < CONNECTION_TTL)
-            .map(|(c, _)| c.clone())
-    }
-
-    fn remember(&self, c: &Connection) {
-        if let Ok(mut map) = self.connections.lock() {
-            map.retain(|_, (_, at)| at.elapsed() < CONNECTION_TTL);
-            map.insert(c.id, (c.clone(), Instant::now()));
-        }
     }
 }
 

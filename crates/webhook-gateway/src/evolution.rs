@@ -77,8 +77,14 @@ async fn handle(
             );
         }
     }
-    let parsed = evolution::parse_messages_upsert(&value)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_payload", e.to_string()))?;
+    let parsed = evolution::parse_messages_upsert(&value).map_err(|e| match e {
+        evolution::ParseError::Limit(l) => body::over_limit(l),
+        other => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_payload",
+            other.to_string(),
+        ),
+    })?;
     let mut results = Vec::with_capacity(parsed.len());
     for p in parsed {
         match p {

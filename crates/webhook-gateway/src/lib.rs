@@ -5,6 +5,7 @@
 
 mod body;
 mod crm;
+mod crm_connections;
 mod crm_store;
 mod evolution;
 mod inbound;
@@ -84,6 +85,8 @@ pub(crate) struct State {
     pub main: runtime::MainRuntime,
     /// Stores CRM changes, many webhooks per transaction.
     pub changes: crm_store::ChangeStore,
+    /// The CRM connections webhooks name.
+    pub crm_connections: crm_connections::Connections,
     pub cloud: whatsapp_cloud::CloudAuth,
 }
 
@@ -110,6 +113,10 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         },
         main: runtime.main.clone(),
         changes: crm_store::ChangeStore::start(runtime.pool.clone(), runtime.outbox_wake.clone()),
+        crm_connections: crm_connections::Connections::new(
+            runtime.pool.clone(),
+            runtime.main.clone(),
+        ),
         cloud,
     });
     runtime.serve(&settings.common, move |cfg| {

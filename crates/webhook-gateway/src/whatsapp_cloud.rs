@@ -144,6 +144,7 @@ async fn handle(state: Arc<State>, body: web::Bytes) -> Result<serde_json::Value
                 json!({"status": "ignored", "reason": format!("object {object:?} is not whatsapp_business_account")}),
             );
         }
+        Err(CloudParseError::Limit(l)) => return Err(body::over_limit(l)),
         Err(e) => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
