@@ -124,6 +124,9 @@ enum Command {
         #[arg(long)]
         user_account: uuid::Uuid,
     },
+    /// Dashboard sessions: end all of one account's.
+    #[command(subcommand)]
+    DashboardSessions(reports::DashboardSessionsCommand),
     /// The spec's troubleshooting in one command: setup, Meta's view of each
     /// token, shared pixels, missing click ids, failed and skipped events,
     /// dead letters, outbox backlog, queue depths, model and CRM failures.
@@ -264,6 +267,7 @@ async fn main() -> ExitCode {
         Command::DashboardLink { user_account } => {
             reports::dashboard_link(&cli.database_url, user_account).await
         }
+        Command::DashboardSessions(c) => reports::dashboard_sessions(&cli.database_url, c).await,
         Command::Usage { days } => qualification::usage(&cli.database_url, days).await,
         Command::EvalQualification {
             set,

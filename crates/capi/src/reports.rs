@@ -218,15 +218,40 @@ pub async fn api_key(url: &str, c: ApiKeyCommand) -> Result<(), Failure> {
 pub async fn dashboard_link(url: &str, user_account: Uuid) -> Result<(), Failure> {
     let s = ::reports::ReportSettings::load()?;
     let mut conn = connect(url).await?;
-    if reports::account(&mut conn, user_account).await?.is_none() {
+    let Some(generation) = storage::dashboard::generation(&mut conn, user_account).await? else {
         return Err(Failure::input(format!("no user account {user_account}")));
-    }
+    };
     let (link, expires) = s
-        .dashboard_link(user_account)
+        .dashboard_link(user_account, generation)
         .map_err(|e| Failure::input(format!("{e:#}")))?;
     out!(
         "{}",
         json!({"user_account_id": user_account, "url": link, "expires_unix": expires})
+    );
+    Ok(())
+}
+
+/// `capi dashboard-sessions`.
+#[derive(clap::Subcommand)]
+pub enum DashboardSessionsCommand {
+    /// End every dashboard session of the account, and every sign-in link
+    /// of it not yet used, at once (other accounts keep theirs).
+    Revoke {
+        #[arg(long)]
+        user_account: Uuid,
+    },
+}
+
+pub async fn dashboard_sessions(url: &str, c: DashboardSessionsCommand) -> Result<(), Failure> {
+    let DashboardSessionsCommand::Revoke { user_account } = c;
+    let mut conn = connect(url).await?;
+    let Some((generation, ended)) = storage::dashboard::revoke(&mut conn, user_account).await?
+    else {
+        return Err(Failure::input(format!("no user account {user_account}")));
+    };
+    out!(
+        "{}",
+        json!({"user_account_id": user_account, "sessions_ended": ended, "generation": generation})
     );
     Ok(())
 }

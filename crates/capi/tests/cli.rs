@@ -1418,7 +1418,15 @@ async fn an_operator_runs_reports_spend_keys_and_dashboard_links_from_the_cli() 
     let off = link(None);
     assert_eq!(off.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&off.stderr).contains("reports.dashboard_secret is not set"));
-    let on = link(Some("s3cret"));
+    let weak = link(Some("s3cret"));
+    assert_eq!(weak.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&weak.stderr).contains("is not a strong key"),
+        "{}",
+        String::from_utf8_lossy(&weak.stderr)
+    );
+    let secret = pipeline_tests::DASHBOARD_SECRET;
+    let on = link(Some(secret));
     assert_eq!(
         on.status.code(),
         Some(0),
@@ -1431,20 +1439,44 @@ async fn an_operator_runs_reports_spend_keys_and_dashboard_links_from_the_cli() 
         .strip_prefix("https://reports.example.com/dashboard/login?token=")
         .expect(url);
     let now = chrono::Utc::now().timestamp();
+    let grant = domain::api_key::verify_link(secret.as_bytes(), token, now).expect("a valid link");
+    assert_eq!((grant.account, grant.generation), (f.account, 0));
     assert_eq!(
-        domain::api_key::verify(b"s3cret", token, now, domain::api_key::Purpose::Link),
-        Some(f.account)
-    );
-    assert_eq!(
-        domain::api_key::verify(
-            b"s3cret",
-            token,
-            now + 16 * 60,
-            domain::api_key::Purpose::Link
-        ),
+        domain::api_key::verify_link(secret.as_bytes(), token, now + 16 * 60),
         None,
         "short-lived: 15 minutes"
     );
+    // Ending the account's sessions moves it to the next generation: the
+    // next link carries it.
+    let revoked: Value = serde_json::from_str(&capi_ok(
+        db,
+        &["dashboard-sessions", "revoke", "--user-account", &account],
+    ))
+    .unwrap();
+    assert_eq!(revoked["generation"], 1, "{revoked}");
+    assert_eq!(revoked["sessions_ended"], 0, "{revoked}");
+    let again: Value = serde_json::from_slice(&link(Some(secret)).stdout).unwrap();
+    let token = again["url"]
+        .as_str()
+        .unwrap()
+        .rsplit_once("token=")
+        .unwrap()
+        .1
+        .to_owned();
+    assert_eq!(
+        domain::api_key::verify_link(secret.as_bytes(), &token, now).map(|g| g.generation),
+        Some(1)
+    );
+    let (code, _, err) = capi_on(
+        db,
+        &[
+            "dashboard-sessions",
+            "revoke",
+            "--user-account",
+            &uuid::Uuid::new_v4().to_string(),
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
 }
 
 /// `capi doctor --json` against the test's database, broker prefix and a fake Meta.

@@ -1,6 +1,6 @@
 //! API keys of the reports API and the dashboard's signed sign-in links.
-//! A key is shown once; only its SHA-256 is stored. Links and session
-//! cookies carry `account.expiry.purpose` signed with HMAC-SHA256.
+//! A key is shown once; only its SHA-256 is stored (so is a dashboard
+//! session's token). A link carries what it grants, signed with HMAC-SHA256.
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -30,22 +30,15 @@ pub fn display_prefix(key: &str) -> String {
     key.chars().take(KEY_PREFIX.len() + 6).collect()
 }
 
-/// What a signed token grants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
-    /// The link `capi dashboard-link` prints.
-    Link,
-    /// The dashboard's session cookie.
-    Session,
-}
-
-impl Purpose {
-    fn word(self) -> &'static str {
-        match self {
-            Purpose::Link => "link",
-            Purpose::Session => "session",
-        }
-    }
+/// What a sign-in link grants: one session for the account, if the
+/// account's dashboard generation is still the one the link was made in and
+/// its nonce was never used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkGrant {
+    pub account: Uuid,
+    pub generation: i32,
+    pub expires_unix: i64,
+    pub nonce: String,
 }
 
 fn mac(secret: &[u8], payload: &str) -> Option<Hmac<Sha256>> {
@@ -54,25 +47,42 @@ fn mac(secret: &[u8], payload: &str) -> Option<Hmac<Sha256>> {
     Some(m)
 }
 
-/// `account.expiry.signature` for `purpose`, valid until `expires_unix`.
-pub fn sign(secret: &[u8], account: Uuid, expires_unix: i64, purpose: Purpose) -> String {
-    let payload = format!("{}.{expires_unix}", account.simple());
-    let signature = mac(secret, &format!("{payload}.{}", purpose.word()))
+/// A new random nonce for a link (128 bits, hex).
+pub fn link_nonce() -> String {
+    Uuid::new_v4().simple().to_string()
+}
+
+/// `account.generation.expiry.nonce.signature`, signed with HMAC-SHA256.
+pub fn sign_link(secret: &[u8], grant: &LinkGrant) -> String {
+    let payload = format!(
+        "{}.{}.{}.{}",
+        grant.account.simple(),
+        grant.generation,
+        grant.expires_unix,
+        grant.nonce
+    );
+    let signature = mac(secret, &format!("{payload}.link"))
         .map(|m| hex::encode(m.finalize().into_bytes()))
         .unwrap_or_default();
     format!("{payload}.{signature}")
 }
 
-/// The account a token grants at `now_unix`, when its signature (checked in
+/// What a link grants at `now_unix`, when its signature (checked in
 /// constant time) and expiry hold.
-pub fn verify(secret: &[u8], token: &str, now_unix: i64, purpose: Purpose) -> Option<Uuid> {
-    let mut parts = token.splitn(3, '.');
-    let (account, expires, signature) = (parts.next()?, parts.next()?, parts.next()?);
+pub fn verify_link(secret: &[u8], token: &str, now_unix: i64) -> Option<LinkGrant> {
+    let (payload, signature) = token.rsplit_once('.')?;
     let signature = hex::decode(signature).ok()?;
-    let m = mac(secret, &format!("{account}.{expires}.{}", purpose.word()))?;
-    m.verify_slice(&signature).ok()?;
-    let expires: i64 = expires.parse().ok()?;
-    (now_unix < expires).then(|| Uuid::parse_str(account).ok())?
+    mac(secret, &format!("{payload}.link"))?
+        .verify_slice(&signature)
+        .ok()?;
+    let mut parts = payload.split('.');
+    let grant = LinkGrant {
+        account: Uuid::parse_str(parts.next()?).ok()?,
+        generation: parts.next()?.parse().ok()?,
+        expires_unix: parts.next()?.parse().ok()?,
+        nonce: parts.next()?.to_owned(),
+    };
+    (parts.next().is_none() && now_unix < grant.expires_unix).then_some(grant)
 }
 
 #[cfg(test)]
@@ -80,16 +90,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tokens_hold_only_for_their_purpose_secret_and_time() {
-        let account = Uuid::new_v4();
-        let t = sign(b"k1", account, 1_000, Purpose::Link);
-        assert_eq!(verify(b"k1", &t, 999, Purpose::Link), Some(account));
-        assert_eq!(verify(b"k1", &t, 1_000, Purpose::Link), None);
-        assert_eq!(verify(b"k2", &t, 999, Purpose::Link), None);
-        assert_eq!(verify(b"k1", &t, 999, Purpose::Session), None);
-        let forged = t.replace(".1000.", ".9999.");
-        assert_eq!(verify(b"k1", &forged, 999, Purpose::Link), None);
-        assert_eq!(verify(b"k1", "garbage", 0, Purpose::Link), None);
+    fn links_hold_only_for_their_secret_and_time_and_say_what_they_grant() {
+        let grant = LinkGrant {
+            account: Uuid::new_v4(),
+            generation: 3,
+            expires_unix: 1_000,
+            nonce: link_nonce(),
+        };
+        let t = sign_link(b"k1", &grant);
+        assert_eq!(verify_link(b"k1", &t, 999), Some(grant.clone()));
+        assert_eq!(verify_link(b"k1", &t, 1_000), None);
+        assert_eq!(verify_link(b"k2", &t, 999), None);
+        for forged in [
+            t.replace(".1000.", ".9999."),
+            t.replace(".3.", ".4."),
+            t.replace(&grant.nonce, &link_nonce()),
+        ] {
+            assert_eq!(verify_link(b"k1", &forged, 999), None, "{forged}");
+        }
+        assert_eq!(verify_link(b"k1", "garbage", 0), None);
+        assert_ne!(link_nonce(), link_nonce());
     }
 
     #[test]

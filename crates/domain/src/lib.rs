@@ -21,5 +21,6 @@ pub mod meta_errors;
 pub mod normalize;
 pub mod qualification;
 pub mod report;
+pub mod signing_key;
 pub mod usage;
 pub mod whatsapp_cloud;

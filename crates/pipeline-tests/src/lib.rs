@@ -652,7 +652,7 @@ pub fn cloud_referral_payload(message_id: &str, secs_ago: i64) -> Vec<u8> {
 /// POSTs a webhook with the secret header; returns status and JSON body.
 /// The key stored credentials are encrypted with in tests (base64 of 32
 /// bytes; `CAPI_SECRETS__KEY` for the binaries the tests start).
-pub const TEST_SECRETS_KEY: &str = "Y2FwaS10ZXN0LXNlY3JldHMta2V5LTMyLWJ5dGVzISE=";
+pub const TEST_SECRETS_KEY: &str = "Xb+GuSr6x0NPW1AbMHvBoq7sF1Cq2VFa2Obe87ofwTQ=";
 
 pub fn test_secrets() -> runtime::settings::SecretsSettings {
     runtime::settings::SecretsSettings {
@@ -965,7 +965,8 @@ impl SandboxServer {
 }
 
 /// The dashboard secret the tests' reports services sign with.
-pub const DASHBOARD_SECRET: &str = "test-dashboard-secret";
+pub const DASHBOARD_SECRET: &str =
+    "189598b5e068bde449d5353df9a95d755eafd7c2db2be18f41df020c33b05650";
 
 /// `[reports]` for a test: everything outside (Telegram, Meta insights) at
 /// `outside_url`, ticks every 200 ms, reports due from local midnight.

@@ -22,7 +22,7 @@ fn target_dir() -> PathBuf {
 
 fn link(service: &ReportsService, account: uuid::Uuid) -> String {
     let (url, _) = reports_settings("http://unused")
-        .dashboard_link(account)
+        .dashboard_link(account, 0)
         .unwrap();
     url.replace("http://127.0.0.1", &service.url(""))
 }

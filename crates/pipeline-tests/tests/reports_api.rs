@@ -320,6 +320,18 @@ async fn each_bad_parameter_is_a_400_naming_it() {
             "since: the range since..until is longer than 366 days",
         ),
         (
+            format!("/analytics/capi-stats?user_account_id={a}&until=-262143-01-01"),
+            "until: expected a date from 1970-01-01 to 9999-12-31",
+        ),
+        (
+            format!("/analytics/capi-stats?user_account_id={a}&since=1969-12-31"),
+            "since: expected a date from 1970-01-01 to 9999-12-31",
+        ),
+        (
+            format!("/analytics/capi-stats?user_account_id={a}&since=%2B10000-01-01"),
+            "since: expected a date from 1970-01-01 to 9999-12-31",
+        ),
+        (
             format!("/api/capi-events?user_account_id={a}&per_page=0"),
             "per_page: expected a whole number from 1 to 200",
         ),
@@ -405,4 +417,184 @@ async fn the_openapi_document_lists_exactly_the_served_paths() {
     assert_eq!(dirs[0]["optimise_for"], "lead");
     assert_eq!(dirs[0]["event_name"], "Lead");
     w.service.stop().await;
+}
+
+/// The dashboard's sign-in as a browser meets it: a link signs in once, a
+/// session ends on sign-out, a revoke ends every session of one account
+/// (and its links not yet used) and no other account's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_links_work_once_and_sessions_end_on_sign_out_or_revoke() {
+    let w = world().await;
+    let other = day::seed_day(
+        &w.env,
+        chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
+    )
+    .await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let link = |account: Uuid, generation: i32| {
+        let (url, _) = reports_settings("x")
+            .dashboard_link(account, generation)
+            .unwrap();
+        w.service.url(&format!(
+            "/dashboard/login?{}",
+            url.split_once('?').unwrap().1
+        ))
+    };
+    let sign_in = |url: String| {
+        let client = client.clone();
+        async move {
+            let resp = client.get(url).send().await.unwrap();
+            let status = resp.status().as_u16();
+            let cookie = resp
+                .headers()
+                .get("set-cookie")
+                .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_owned());
+            (status, cookie, resp.text().await.unwrap())
+        }
+    };
+    let dashboard = |cookie: String| {
+        let client = client.clone();
+        let url = w.service.url("/dashboard");
+        async move {
+            let resp = client
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            resp.status().as_u16()
+        }
+    };
+
+    let first = link(w.f.account, 0);
+    let (status, cookie, _) = sign_in(first.clone()).await;
+    assert_eq!(status, 303);
+    let session = cookie.expect("a session cookie");
+    assert_eq!(dashboard(session.clone()).await, 200);
+    // The same link again: refused, and no new session.
+    let (status, cookie, page) = sign_in(first).await;
+    assert_eq!((status, cookie), (401, None));
+    assert!(page.contains("already used"), "{page}");
+
+    // Sign-out ends this session only.
+    let (_, second, _) = sign_in(link(w.f.account, 0)).await;
+    let second = second.unwrap();
+    let out = client
+        .post(w.service.url("/dashboard/logout"))
+        .header("cookie", session.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status().as_u16(), 200);
+    assert!(
+        out.headers()
+            .get("set-cookie")
+            .is_some_and(|c| c.to_str().unwrap().contains("Max-Age=0")),
+        "the cookie is removed"
+    );
+    assert_eq!(dashboard(session).await, 401);
+    assert_eq!(dashboard(second.clone()).await, 200);
+
+    // A revoke of this account: its open session and its unused link die,
+    // the other account's session lives on.
+    let unused = link(w.f.account, 0);
+    let (_, theirs, _) = sign_in(link(other.account, 0)).await;
+    let theirs = theirs.unwrap();
+    let revoked = storage::dashboard::revoke(&mut w.env.conn().await, w.f.account)
+        .await
+        .unwrap();
+    assert_eq!(revoked, Some((1, 1)));
+    assert_eq!(dashboard(second).await, 401);
+    let (status, _, page) = sign_in(unused).await;
+    assert_eq!(status, 401);
+    assert!(page.contains("ended after the link was made"), "{page}");
+    assert_eq!(dashboard(theirs).await, 200);
+    // A link of the new generation signs in again.
+    let (status, _, _) = sign_in(link(w.f.account, 1)).await;
+    assert_eq!(status, 303);
+    w.service.stop().await;
+}
+
+/// Every answer carries the security headers; the dashboard's CSP allows
+/// no script; a method a path does not serve is a 405 naming the ones it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_carry_security_headers_and_wrong_methods_get_405() {
+    let w = world().await;
+    let client = reqwest::Client::new();
+    let a = w.f.account;
+    for path in [
+        format!("/analytics/capi-stats?user_account_id={a}"),
+        "/dashboard".to_owned(),
+        "/health".to_owned(),
+        "/openapi.json".to_owned(),
+    ] {
+        let resp = client
+            .get(w.service.url(&path))
+            .bearer_auth(&w.key)
+            .send()
+            .await
+            .unwrap();
+        let h = resp.headers();
+        let csp = h
+            .get("content-security-policy")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let csp = csp.unwrap_or_else(|| panic!("{path}: no CSP"));
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert!(csp.contains("default-src 'none'"), "{path}: {csp}");
+        assert!(!csp.contains("script-src"), "{path}: {csp}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(h["cache-control"], "no-store", "{path}");
+    }
+    let resp = client
+        .post(
+            w.service
+                .url(&format!("/analytics/capi-stats?user_account_id={a}")),
+        )
+        .bearer_auth(&w.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 405);
+    assert_eq!(resp.headers()["allow"], "GET");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "method_not_allowed", "{body}");
+    let resp = client
+        .get(w.service.url("/dashboard/logout"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 405);
+    assert_eq!(resp.headers()["allow"], "POST");
+    w.service.stop().await;
+}
+
+/// A set but guessable dashboard secret stops the service at start, with a
+/// message naming the setting (and not the value).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weak_dashboard_secret_stops_reports() {
+    let env = TestEnv::new().await;
+    for weak in ["CHANGE-ME", "s3cret", &"0".repeat(64)] {
+        let mut settings = reports_settings("http://127.0.0.1:9");
+        settings.dashboard_secret = weak.to_owned().into();
+        let started = reports::build(
+            reports::Settings {
+                common: env.common(),
+                reports: settings,
+            },
+            runtime::CancellationToken::new(),
+        )
+        .await;
+        let e = format!("{:#}", started.err().expect("refused"));
+        assert!(
+            e.contains(
+                "reports.dashboard_secret (CAPI_REPORTS__DASHBOARD_SECRET) is not a strong key"
+            ),
+            "{e}"
+        );
+        assert!(!e.contains(weak), "{e}");
+    }
 }

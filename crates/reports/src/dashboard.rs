@@ -7,7 +7,7 @@
 
 use crate::{
     State,
-    html::{chart, esc, money, page, pct},
+    html::{chart, csp, esc, money, page, pct},
     stats::{self, CapiStats, Optimisation},
 };
 use actix_web::{
@@ -17,31 +17,43 @@ use actix_web::{
     web,
 };
 use chrono::{NaiveDate, Utc};
-use domain::api_key::{Purpose, sign, verify};
+use domain::api_key::{LinkGrant, link_nonce, sign_link, verify_link};
 use std::{collections::HashMap, fmt::Write};
 use storage::analytics::{LeadEvents, LevelColumn};
+use storage::dashboard::{SignIn, SignInOutcome};
 use uuid::Uuid;
 
 const COOKIE: &str = "capi_session";
 const LEADS_PER_PAGE: i64 = 25;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/dashboard/login", web::get().to(login))
-        .route("/dashboard", web::get().to(dashboard))
-        .route("/dashboard/leads/{lead_id}", web::get().to(lead_view));
+    let at = runtime::http::resource;
+    cfg.service(at("/dashboard/login", "GET").route(web::get().to(login)))
+        .service(at("/dashboard/logout", "POST").route(web::post().to(logout)))
+        .service(at("/dashboard", "GET").route(web::get().to(dashboard)))
+        .service(at("/dashboard/leads/{lead_id}", "GET").route(web::get().to(lead_view)));
 }
 
-/// The link `capi dashboard-link` prints, and when it expires (Unix seconds).
+/// The link `capi dashboard-link` prints, and when it expires (Unix
+/// seconds): it signs in once, while the account's dashboard generation is
+/// still `generation`.
 pub fn link(
     public_url: &str,
     secret: &[u8],
     account: Uuid,
+    generation: i32,
     ttl: std::time::Duration,
 ) -> (String, i64) {
     let expires = Utc::now().timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
+    let grant = LinkGrant {
+        account,
+        generation,
+        expires_unix: expires,
+        nonce: link_nonce(),
+    };
     let url = format!(
         "{public_url}/dashboard/login?token={}",
-        sign(secret, account, expires, Purpose::Link)
+        sign_link(secret, &grant)
     );
     (url, expires)
 }
@@ -49,6 +61,7 @@ pub fn link(
 fn message_page(status: StatusCode, title: &str, text: &str) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
+        .insert_header(("Content-Security-Policy", csp()))
         .body(page(
             title,
             "",
@@ -60,6 +73,7 @@ fn html(body: String) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header(("Content-Security-Policy", csp()))
         .body(body)
 }
 
@@ -69,6 +83,8 @@ enum Refusal {
     Off,
     /// No valid session.
     SignIn,
+    /// The database could not say.
+    Unavailable(anyhow::Error),
 }
 
 impl Refusal {
@@ -84,6 +100,7 @@ impl Refusal {
                 "Sign in",
                 "Open a sign-in link to see this dashboard (the operator prints one with capi dashboard-link).",
             ),
+            Refusal::Unavailable(e) => unavailable(&e, "dashboard session"),
         }
     }
 }
@@ -92,27 +109,64 @@ fn secret(state: &State) -> Result<&[u8], Refusal> {
     state.config.dashboard_secret.as_deref().ok_or(Refusal::Off)
 }
 
+fn link_refused(text: &str) -> HttpResponse {
+    message_page(StatusCode::UNAUTHORIZED, "Link not valid", text)
+}
+
+fn unavailable(e: &anyhow::Error, what: &str) -> HttpResponse {
+    tracing::error!(error = format!("{e:#}"), "{what}");
+    message_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Unavailable",
+        "Temporarily unavailable, retry later.",
+    )
+}
+
+/// Opens a sign-in link: once, into a session of its own (a row; the
+/// cookie holds its token).
 async fn login(q: web::Query<HashMap<String, String>>, state: web::Data<State>) -> HttpResponse {
     let secret = match secret(&state) {
         Ok(s) => s,
         Err(r) => return r.page(),
     };
-    let now = Utc::now().timestamp();
+    let now = Utc::now();
     let token = q.get("token").map(String::as_str).unwrap_or_default();
-    let Some(account) = verify(secret, token, now, Purpose::Link) else {
-        return message_page(
-            StatusCode::UNAUTHORIZED,
-            "Link expired",
+    let Some(grant) = verify_link(secret, token, now.timestamp()) else {
+        return link_refused(
             "This sign-in link is invalid or has expired. Ask for a new one (capi dashboard-link).",
         );
     };
     let ttl = state.config.session_ttl;
-    let session = sign(
-        secret,
-        account,
-        now + ttl.as_secs() as i64,
-        Purpose::Session,
-    );
+    let session = domain::api_key::random_secret();
+    let session_hash = domain::api_key::hash(&session);
+    let pool = state.pool.clone();
+    let work = async move {
+        let mut conn = pool.get().await?;
+        let sign_in = SignIn {
+            account: grant.account,
+            generation: grant.generation,
+            nonce: &grant.nonce,
+            link_expires_at: chrono::DateTime::from_timestamp(grant.expires_unix, 0).unwrap_or(now),
+            session_hash: &session_hash,
+            session_expires_at: now
+                + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(12)),
+        };
+        Ok::<_, anyhow::Error>(storage::dashboard::sign_in(&mut conn, &sign_in).await?)
+    };
+    match state.main.run(work).await {
+        Ok(Ok(SignInOutcome::SignedIn)) => {}
+        Ok(Ok(SignInOutcome::AlreadyUsed)) => {
+            return link_refused(
+                "This sign-in link was already used: each link signs in once. Ask for a new one (capi dashboard-link).",
+            );
+        }
+        Ok(Ok(SignInOutcome::Revoked)) => {
+            return link_refused(
+                "This account's dashboard sessions were ended after the link was made. Ask for a new one (capi dashboard-link).",
+            );
+        }
+        Ok(Err(e)) | Err(e) => return unavailable(&e, "dashboard sign-in"),
+    }
     let cookie = Cookie::build(COOKIE, session)
         .path("/dashboard")
         .http_only(true)
@@ -126,17 +180,57 @@ async fn login(q: web::Query<HashMap<String, String>>, state: web::Data<State>) 
         .finish()
 }
 
-/// The signed-in account.
-fn session(req: &HttpRequest, state: &State) -> Result<Uuid, Refusal> {
-    let secret = secret(state)?;
-    req.cookie(COOKIE)
-        .and_then(|c| verify(secret, c.value(), Utc::now().timestamp(), Purpose::Session))
-        .ok_or(Refusal::SignIn)
+/// Ends this browser's session (its row and its cookie).
+async fn logout(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    if let Some(c) = req.cookie(COOKIE) {
+        let hash = domain::api_key::hash(c.value());
+        let pool = state.pool.clone();
+        let work = async move {
+            let mut conn = pool.get().await?;
+            Ok::<_, anyhow::Error>(storage::dashboard::end_session(&mut conn, &hash).await?)
+        };
+        match state.main.run(work).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) | Err(e) => return unavailable(&e, "dashboard sign-out"),
+        }
+    }
+    let mut gone = Cookie::build(COOKIE, "").path("/dashboard").finish();
+    gone.make_removal();
+    let mut page = message_page(
+        StatusCode::OK,
+        "Signed out",
+        "You are signed out. Open a new sign-in link to come back.",
+    );
+    let _ = page.add_cookie(&gone);
+    page
 }
 
+/// The signed-in account: the cookie's session is open, not expired, and
+/// of the account's current generation.
+async fn session(req: &HttpRequest, state: &State) -> Result<Uuid, Refusal> {
+    secret(state)?;
+    let hash = req
+        .cookie(COOKIE)
+        .map(|c| domain::api_key::hash(c.value()))
+        .ok_or(Refusal::SignIn)?;
+    let pool = state.pool.clone();
+    let work = async move {
+        let mut conn = pool.get().await?;
+        Ok::<_, anyhow::Error>(storage::dashboard::session_account(&mut conn, &hash).await?)
+    };
+    match state.main.run(work).await {
+        Ok(Ok(Some(account))) => Ok(account),
+        Ok(Ok(None)) => Err(Refusal::SignIn),
+        Ok(Err(e)) | Err(e) => Err(Refusal::Unavailable(e)),
+    }
+}
+
+/// A date the form sent; anything else (not a date, out of range) is as
+/// if it were not sent.
 fn date_param(q: &HashMap<String, String>, name: &str) -> Option<NaiveDate> {
     q.get(name)
         .and_then(|v| NaiveDate::parse_from_str(v, "%Y-%m-%d").ok())
+        .and_then(crate::api::params::in_range)
 }
 
 struct DashboardData {
@@ -153,7 +247,7 @@ async fn dashboard(
     q: web::Query<HashMap<String, String>>,
     state: web::Data<State>,
 ) -> HttpResponse {
-    let account = match session(&req, &state) {
+    let account = match session(&req, &state).await {
         Ok(a) => a,
         Err(r) => return r.page(),
     };
@@ -213,6 +307,8 @@ async fn dashboard(
         }
     }
 }
+
+const SIGN_OUT: &str = "<form class=\"logout\" method=\"post\" action=\"/dashboard/logout\"><button type=\"submit\">Sign out</button></form>";
 
 fn range_form(since: NaiveDate, until: NaiveDate) -> String {
     format!(
@@ -385,7 +481,11 @@ fn render_dashboard(d: &DashboardData) -> String {
         body.push_str("</p>");
     }
     body.push_str("</section>");
-    page(&d.name, &range_form(s.since, s.until), &body)
+    page(
+        &d.name,
+        &format!("{}{SIGN_OUT}", range_form(s.since, s.until)),
+        &body,
+    )
 }
 
 async fn lead_view(
@@ -393,7 +493,7 @@ async fn lead_view(
     path: web::Path<String>,
     state: web::Data<State>,
 ) -> HttpResponse {
-    let account = match session(&req, &state) {
+    let account = match session(&req, &state).await {
         Ok(a) => a,
         Err(r) => return r.page(),
     };
@@ -450,5 +550,5 @@ fn render_lead(l: &LeadEvents) -> String {
         column("qualified", "Qualified (CAPI Level 2)", &l.qualified),
         column("scheduled", "Booked (CAPI Level 3)", &l.scheduled),
     );
-    page("Lead", "", &body)
+    page("Lead", SIGN_OUT, &body)
 }

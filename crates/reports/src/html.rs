@@ -48,7 +48,25 @@ table{border-collapse:collapse;width:100%;font-size:13px}th,td{text-align:left;p
 th{color:#6a7282;font-weight:500}.yes{color:#1a7f37;font-weight:600}.no{color:#9aa1ad}
 .muted{color:#6a7282;font-size:12px}a{color:#2456c7}
 .legend span{display:inline-block;margin-right:14px;font-size:12px}.legend i{display:inline-block;width:10px;height:10px;margin-right:4px;border-radius:2px}
+.legend .lead{background:#4c7bd9}.legend .registration{background:#f0a030}.legend .schedule{background:#3aa676}
+header form.logout button{background:none;color:#fff;border-color:#667}
 ";
+
+/// The dashboard's Content-Security-Policy: nothing from anywhere but the
+/// page's own inline style (allowed by its hash, so no other style can be
+/// injected), forms only to this origin, never in a frame. No script at all.
+pub fn csp() -> &'static str {
+    static CSP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CSP.get_or_init(|| {
+        use base64::Engine;
+        use sha2::Digest;
+        let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(STYLE));
+        format!(
+            "default-src 'none'; style-src 'sha256-{hash}'; img-src 'self'; form-action 'self'; \
+             frame-ancestors 'none'; base-uri 'none'"
+        )
+    })
+}
 
 pub fn page(title: &str, header_right: &str, body: &str) -> String {
     format!(
@@ -114,10 +132,11 @@ pub fn chart(days: &[DayStats]) -> String {
         }
     }
     svg.push_str("</svg><div class=\"legend\">");
-    for (name, colour) in LEVEL_COLOURS {
+    for (name, _) in LEVEL_COLOURS {
         let _ = write!(
             svg,
-            "<span><i style=\"background:{colour}\"></i>{name}</span>"
+            "<span><i class=\"{}\"></i>{name}</span>",
+            name.to_ascii_lowercase()
         );
     }
     svg.push_str("</div>");

@@ -96,22 +96,44 @@ impl ReportSettings {
         Ok(runtime::settings::load_section::<Own>(DEFAULTS)?.reports)
     }
 
-    /// A sign-in link to the account's dashboard, valid for `link_ttl`;
-    /// with its expiry (Unix seconds).
-    pub fn dashboard_link(&self, account: uuid::Uuid) -> anyhow::Result<(String, i64)> {
-        use secrecy::ExposeSecret;
-        let secret = self.dashboard_secret.expose_secret().trim();
-        anyhow::ensure!(
-            !secret.is_empty(),
-            "reports.dashboard_secret is not set (CAPI_REPORTS__DASHBOARD_SECRET): the dashboard is off"
-        );
+    /// A sign-in link to the account's dashboard, valid for `link_ttl` and
+    /// once, while the account's dashboard generation is `generation`
+    /// (`storage::dashboard::generation`); with its expiry (Unix seconds).
+    pub fn dashboard_link(
+        &self,
+        account: uuid::Uuid,
+        generation: i32,
+    ) -> anyhow::Result<(String, i64)> {
+        let secret = self.dashboard_secret()?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "reports.dashboard_secret is not set (CAPI_REPORTS__DASHBOARD_SECRET): the dashboard is off"
+            )
+        })?;
         let ttl = duration_setting("reports.link_ttl", &self.link_ttl)?;
         Ok(dashboard::link(
             self.public_url.trim_end_matches('/'),
-            secret.as_bytes(),
+            &secret,
             account,
+            generation,
             ttl,
         ))
+    }
+
+    /// The secret links are signed with: `None` when it is not set (the
+    /// dashboard is off), an error naming the setting when it is set but
+    /// weak (`domain::signing_key`), so a guessable secret never signs.
+    fn dashboard_secret(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        use secrecy::ExposeSecret;
+        let secret = self.dashboard_secret.expose_secret().trim();
+        if secret.is_empty() {
+            return Ok(None);
+        }
+        domain::signing_key::decode_strong(
+            secret,
+            "reports.dashboard_secret",
+            "CAPI_REPORTS__DASHBOARD_SECRET",
+        )?;
+        Ok(Some(secret.as_bytes().to_vec()))
     }
 }
 
@@ -138,13 +160,11 @@ pub fn parse_daily_at(s: &str) -> anyhow::Result<i32> {
 
 impl Config {
     fn from(s: &ReportSettings) -> anyhow::Result<Config> {
-        use secrecy::ExposeSecret;
-        let secret = s.dashboard_secret.expose_secret().trim();
         Ok(Config {
             daily_at_minutes: parse_daily_at(&s.daily_at)?,
             tick: duration_setting("reports.tick", &s.tick)?,
             spend_days: s.spend_days.clamp(1, 90),
-            dashboard_secret: (!secret.is_empty()).then(|| secret.as_bytes().to_vec()),
+            dashboard_secret: s.dashboard_secret()?,
             public_url: s.public_url.trim_end_matches('/').to_owned(),
             session_ttl: duration_setting("reports.session_ttl", &s.session_ttl)?,
         })

@@ -67,6 +67,6 @@ async fn ready(readiness: web::Data<Readiness>) -> HttpResponse {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health))
-        .route("/ready", web::get().to(ready));
+    cfg.service(crate::http::resource("/health", "GET").route(web::get().to(health)))
+        .service(crate::http::resource("/ready", "GET").route(web::get().to(ready)));
 }

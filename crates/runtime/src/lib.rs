@@ -3,6 +3,7 @@
 
 pub mod api_error;
 mod health;
+pub mod http;
 mod http_span;
 pub mod metrics;
 pub mod outbox_relay;

@@ -148,5 +148,5 @@ async fn metrics(registry: web::Data<Arc<Registry>>) -> HttpResponse {
 
 pub fn routes(cfg: &mut web::ServiceConfig, registry: Arc<Registry>) {
     cfg.app_data(web::Data::new(registry))
-        .route("/metrics", web::get().to(metrics));
+        .service(crate::http::resource("/metrics", "GET").route(web::get().to(metrics)));
 }

@@ -133,6 +133,7 @@ impl Runtime {
                         res
                     }
                 })
+                .wrap(crate::http::security_headers())
                 .wrap(tracing_actix_web::TracingLogger::<
                     crate::http_span::RequestSpan,
                 >::new())

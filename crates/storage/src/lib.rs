@@ -7,6 +7,7 @@ pub mod api_keys;
 pub mod cloud_numbers;
 pub mod conversations;
 pub mod crm;
+pub mod dashboard;
 pub mod deliveries;
 pub mod directions;
 pub mod doctor;

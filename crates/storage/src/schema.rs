@@ -214,6 +214,25 @@ diesel::table! {
 }
 
 diesel::table! {
+    dashboard_sessions (token_hash) {
+        token_hash -> Text,
+        user_account_id -> Uuid,
+        generation -> Int4,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    dashboard_sign_ins (nonce) {
+        nonce -> Text,
+        user_account_id -> Uuid,
+        used_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     dialog_analysis (id) {
         id -> Uuid,
         instance_name -> Text,
@@ -339,6 +358,7 @@ diesel::table! {
         app_secret -> Nullable<Text>,
         telegram_bot_token -> Nullable<Text>,
         telegram_chat_id -> Nullable<Text>,
+        dashboard_generation -> Int4,
     }
 }
 
@@ -358,6 +378,7 @@ diesel::table! {
         phone_number_id -> Nullable<Text>,
         waba_id -> Nullable<Text>,
         cloud_access_token -> Nullable<Text>,
+        meta_app_id -> Nullable<Text>,
     }
 }
 
@@ -377,6 +398,8 @@ diesel::joinable!(conversation_reports -> user_accounts (user_account_id));
 diesel::joinable!(crm_changes -> crm_connections (connection_id));
 diesel::joinable!(crm_connections -> user_accounts (user_account_id));
 diesel::joinable!(crm_request_pace -> crm_connections (connection_id));
+diesel::joinable!(dashboard_sessions -> user_accounts (user_account_id));
+diesel::joinable!(dashboard_sign_ins -> user_accounts (user_account_id));
 diesel::joinable!(dialog_analysis -> account_directions (direction_id));
 diesel::joinable!(dialog_analysis -> leads (lead_id));
 diesel::joinable!(dialog_messages -> dialog_analysis (dialog_id));
@@ -399,6 +422,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     crm_changes,
     crm_connections,
     crm_request_pace,
+    dashboard_sessions,
+    dashboard_sign_ins,
     dialog_analysis,
     dialog_messages,
     leads,

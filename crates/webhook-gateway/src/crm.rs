@@ -24,11 +24,14 @@ use storage::crm::Connection;
 use uuid::Uuid;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/webhooks/amocrm/{connection}", web::post().to(amocrm_hook))
-        .route(
-            "/webhooks/bitrix24/{connection}",
-            web::post().to(bitrix24_hook),
-        );
+    cfg.service(
+        runtime::http::resource("/webhooks/amocrm/{connection}", "POST")
+            .route(web::post().to(amocrm_hook)),
+    )
+    .service(
+        runtime::http::resource("/webhooks/bitrix24/{connection}", "POST")
+            .route(web::post().to(bitrix24_hook)),
+    );
 }
 
 #[derive(Deserialize)]

@@ -18,7 +18,10 @@ use std::sync::Arc;
 use storage::conversations::{Author, NewMessage};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/webhooks/evolution/{instance}", web::post().to(receive));
+    cfg.service(
+        runtime::http::resource("/webhooks/evolution/{instance}", "POST")
+            .route(web::post().to(receive)),
+    );
 }
 
 #[derive(Deserialize)]

@@ -64,8 +64,11 @@ impl CloudAuth {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/webhooks/whatsapp-cloud", web::get().to(handshake))
-        .route("/webhooks/whatsapp-cloud", web::post().to(receive));
+    cfg.service(
+        runtime::http::resource("/webhooks/whatsapp-cloud", "GET, POST")
+            .route(web::get().to(handshake))
+            .route(web::post().to(receive)),
+    );
 }
 
 #[derive(Deserialize)]

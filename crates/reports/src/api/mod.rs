@@ -4,7 +4,7 @@
 //! key (`Authorization: Bearer capi_…`) and sees its own account only:
 //! another account, or its lead, is a 404 like one that does not exist.
 
-mod params;
+pub(crate) mod params;
 
 use crate::{State, stats};
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
@@ -28,12 +28,13 @@ pub const API_PATHS: &[&str] = &[
 pub const OPENAPI: &str = include_str!("../../openapi.json");
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route(API_PATHS[0], web::get().to(capi_stats))
-        .route(API_PATHS[1], web::get().to(optimisation))
-        .route(API_PATHS[2], web::get().to(leads))
-        .route(API_PATHS[3], web::get().to(lead))
-        .route(API_PATHS[4], web::get().to(daily_report))
-        .route(API_PATHS[5], web::get().to(openapi));
+    let get = |path| runtime::http::resource(path, "GET");
+    cfg.service(get(API_PATHS[0]).route(web::get().to(capi_stats)))
+        .service(get(API_PATHS[1]).route(web::get().to(optimisation)))
+        .service(get(API_PATHS[2]).route(web::get().to(leads)))
+        .service(get(API_PATHS[3]).route(web::get().to(lead)))
+        .service(get(API_PATHS[4]).route(web::get().to(daily_report)))
+        .service(get(API_PATHS[5]).route(web::get().to(openapi)));
 }
 
 async fn openapi() -> HttpResponse {

@@ -38,8 +38,14 @@ impl Params {
     pub fn date(&self, name: &str) -> Result<Option<NaiveDate>, ApiError> {
         self.get(name)
             .map(|v| {
-                NaiveDate::parse_from_str(v, "%Y-%m-%d")
-                    .map_err(|_| bad(name, "expected a date YYYY-MM-DD"))
+                let d = NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                    .map_err(|_| bad(name, "expected a date YYYY-MM-DD"))?;
+                in_range(d).ok_or_else(|| {
+                    bad(
+                        name,
+                        &format!("expected a date from {FIRST_DATE} to {LAST_DATE}"),
+                    )
+                })
             })
             .transpose()
     }
@@ -64,6 +70,19 @@ impl Params {
                 }),
         }
     }
+}
+
+/// Dates outside these are refused: far enough for any report, and near
+/// enough that a range's arithmetic cannot overflow (chrono's dates end at
+/// year ±262,143).
+pub const FIRST_DATE: &str = "1970-01-01";
+pub const LAST_DATE: &str = "9999-12-31";
+
+/// `d`, if it is within `FIRST_DATE..=LAST_DATE`.
+pub fn in_range(d: NaiveDate) -> Option<NaiveDate> {
+    let first = NaiveDate::from_ymd_opt(1970, 1, 1)?;
+    let last = NaiveDate::from_ymd_opt(9999, 12, 31)?;
+    (first..=last).contains(&d).then_some(d)
 }
 
 pub fn parse_uuid(name: &str, v: &str) -> Result<Uuid, ApiError> {

@@ -41,6 +41,10 @@ pub enum KeyError {
     NotBase64 { setting: &'static str },
     #[error("{setting}: {len} bytes, an AES-256 key is 32 bytes (base64 of 32 random bytes)")]
     WrongLength { setting: &'static str, len: usize },
+    #[error(
+        "{setting}: a few repeated byte values, not random (`capi secrets generate-key` prints a random key)"
+    )]
+    NotRandom { setting: &'static str },
 }
 
 impl Key {
@@ -53,6 +57,9 @@ impl Key {
             setting,
             len: bytes.len(),
         })?;
+        if !domain::signing_key::looks_random(&bytes) {
+            return Err(KeyError::NotRandom { setting });
+        }
         let digest = Sha256::digest([b"capi-secrets-key:".as_slice(), &bytes].concat());
         Ok(Key {
             id: hex::encode(&digest[..4]),
@@ -273,6 +280,13 @@ mod tests {
             KeyError::WrongLength {
                 setting: "secrets.key",
                 len: 16
+            }
+        );
+        let patterned = SecretString::from(STANDARD.encode([7u8; 32]));
+        assert_eq!(
+            Keyring::from_settings(&patterned, &empty).unwrap_err(),
+            KeyError::NotRandom {
+                setting: "secrets.key"
             }
         );
         let (ring, key) = ring();
