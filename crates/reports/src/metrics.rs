@@ -12,8 +12,9 @@ use storage::DbPool;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DirectionLabel {
+    /// Ids only: `/metrics` is read by whoever reaches the port, so no
+    /// tenant's direction name is on it (`capi doctor --direction ID` names it).
     pub direction_id: String,
-    pub direction: String,
 }
 
 pub struct Metrics {
@@ -80,7 +81,6 @@ pub async fn sample_directions(pool: DbPool, metrics: Arc<Metrics>, stop: Cancel
             for r in rows {
                 let label = DirectionLabel {
                     direction_id: r.direction_id.to_string(),
-                    direction: r.name,
                 };
                 metrics
                     .direction_silence

@@ -123,7 +123,8 @@ impl Insights {
     }
 }
 
-/// One insights row; rows without a date or a readable spend are skipped.
+/// One insights row; rows without a date, a readable spend or an ISO 4217
+/// currency are skipped (what is stored is shown on the dashboard).
 fn parse_row(item: &Value) -> Option<spend::SpendRow> {
     let date = NaiveDate::parse_from_str(item["date_start"].as_str()?, "%Y-%m-%d").ok()?;
     let amount = match &item["spend"] {
@@ -140,11 +141,23 @@ fn parse_row(item: &Value) -> Option<spend::SpendRow> {
         campaign_id: item["campaign_id"].as_str().unwrap_or_default().to_owned(),
         campaign_name: item["campaign_name"].as_str().map(str::to_owned),
         spend: amount,
-        currency: item["account_currency"]
-            .as_str()
-            .unwrap_or("USD")
-            .to_owned(),
+        currency: currency(item)?,
     })
+}
+
+/// `account_currency` when it is an ISO 4217 code (USD when Meta left it out).
+fn currency(item: &Value) -> Option<String> {
+    let code = item["account_currency"].as_str().unwrap_or("USD");
+    match iso_currency::Currency::from_code(code) {
+        Some(c) => Some(c.code().to_owned()),
+        None => {
+            tracing::warn!(
+                currency = %code.chars().take(16).collect::<String>(),
+                "insights row with a currency that is not ISO 4217 skipped"
+            );
+            None
+        }
+    }
 }
 
 pub async fn run(
@@ -240,5 +253,11 @@ mod tests {
         assert!(
             parse_row(&serde_json::json!({"spend": "NaN", "date_start": "2026-11-30"})).is_none()
         );
+        for bad in ["<b>EUR</b>", "eur", "XXXX", "", "ZZZ"] {
+            let row = serde_json::json!({"spend": "1", "date_start": "2026-11-30", "account_currency": bad});
+            assert!(parse_row(&row).is_none(), "{bad}");
+        }
+        let row = serde_json::json!({"spend": "1", "date_start": "2026-11-30", "account_currency": "BRL"});
+        assert_eq!(parse_row(&row).map(|r| r.currency), Some("BRL".to_owned()));
     }
 }
