@@ -492,6 +492,11 @@ pub enum NumberCommand {
         /// The system-user token the bot replies with (`-` reads standard input).
         #[arg(long)]
         access_token: Option<String>,
+        /// The Meta app whose webhooks speak for this number: its id as
+        /// named in whatsapp_cloud.app_secrets (`APP_ID=SECRET`). Webhooks
+        /// for the number signed by any other app are refused.
+        #[arg(long)]
+        app: Option<String>,
     },
 }
 
@@ -504,6 +509,7 @@ pub async fn number(url: &str, c: NumberCommand) -> Result<(), Failure> {
             waba_id,
             phone,
             access_token,
+            app,
         } => {
             if phone_number_id.is_empty() || !phone_number_id.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(Failure::input(
@@ -519,6 +525,7 @@ pub async fn number(url: &str, c: NumberCommand) -> Result<(), Failure> {
                     waba_id: waba_id.as_deref(),
                     phone_number: phone.as_deref(),
                     access_token: token.as_deref(),
+                    meta_app_id: app.as_deref(),
                 },
             )
             .await?;

@@ -421,9 +421,11 @@ impl PipelineOptions {
     }
 }
 
-/// The pipeline gateway's Cloud API verify token and app secrets (two Meta apps).
+/// The pipeline gateway's Cloud API verify token and app secrets (two Meta
+/// apps, configured as `CLOUD_APP_IDS[i]=CLOUD_APP_SECRETS[i]`).
 pub const CLOUD_VERIFY_TOKEN: &str = "test-verify-token";
 pub const CLOUD_APP_SECRETS: [&str; 2] = ["app-secret-one", "app-secret-two"];
+pub const CLOUD_APP_IDS: [&str; 2] = ["100001", "100002"];
 /// The Graph API version chatbot-service sends Cloud API messages under.
 pub const CLOUD_API_VERSION: &str = "v26.0";
 
@@ -471,7 +473,13 @@ impl Pipeline {
                 },
                 whatsapp_cloud: webhook_gateway::CloudSettings {
                     verify_token: CLOUD_VERIFY_TOKEN.to_owned().into(),
-                    app_secrets: CLOUD_APP_SECRETS.join(",").into(),
+                    app_secrets: CLOUD_APP_IDS
+                        .iter()
+                        .zip(CLOUD_APP_SECRETS)
+                        .map(|(id, secret)| format!("{id}={secret}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                        .into(),
                 },
             },
             stop.clone(),

@@ -175,6 +175,7 @@ async fn logs_hold_no_token_secret_or_phone() {
             waba_id: None,
             phone_number: Some("+1 555 078 3881"),
             access_token: Some(CLOUD_NUMBER_TOKEN),
+            meta_app_id: Some(pipeline_tests::CLOUD_APP_IDS[0]),
         },
     )
     .await

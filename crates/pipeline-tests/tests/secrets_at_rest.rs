@@ -128,6 +128,7 @@ async fn store_every_kind_of_credential(env: &TestEnv) -> pipeline_tests::Seed {
             waba_id: Some("102290129340398"),
             phone_number: None,
             access_token: Some("EAAG-cloud-system-user-token"),
+            meta_app_id: None,
         },
     )
     .await
@@ -452,6 +453,7 @@ async fn no_debug_of_a_credential_carrying_type_prints_a_secret() {
             waba_id: None,
             phone_number: None,
             access_token: Some("EAAG-cloud-system-user-token"),
+            meta_app_id: None,
         }
     ));
     shown.push(format!(

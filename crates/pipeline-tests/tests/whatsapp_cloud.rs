@@ -7,7 +7,7 @@
 
 use domain::whatsapp_cloud::sign;
 use pipeline_tests::{
-    BotOptions, CLOUD_API_VERSION, CLOUD_APP_SECRETS, CLOUD_VERIFY_TOKEN, Pipeline,
+    BotOptions, CLOUD_API_VERSION, CLOUD_APP_IDS, CLOUD_APP_SECRETS, CLOUD_VERIFY_TOKEN, Pipeline,
     PipelineOptions, Seed, SeedOptions, TestEnv, cloud_referral_payload as referral_payload, count,
     eventually, meta_accepts, recent, reply_status, seed,
     wiremock::{Mock, MockServer, Request, ResponseTemplate, matchers},
@@ -95,6 +95,7 @@ async fn map_number(env: &TestEnv, s: &Seed, token: Option<&str>) {
             waba_id: None,
             phone_number: Some("+1 555 078 3881"),
             access_token: token,
+            meta_app_id: Some(CLOUD_APP_IDS[1]),
         },
     )
     .await
@@ -179,6 +180,36 @@ async fn only_a_signature_over_the_exact_bytes_is_accepted_and_repeats_store_not
     }
     assert_eq!(stored_messages(&env).await, 0);
     assert_eq!(count(&env, "SELECT count(*) AS n FROM outbox").await, 0);
+
+    // Correctly signed, but by the other configured app: the number is
+    // mapped under CLOUD_APP_IDS[1], so app 0 cannot speak for it.
+    let (status, answer) = post_cloud(
+        &p,
+        &body,
+        Some(&sign(CLOUD_APP_SECRETS[0].as_bytes(), &body)),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["code"].as_str()),
+        (401, Some("unauthorized")),
+        "{answer}"
+    );
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("not signed by the Meta app this number is mapped under")
+    );
+    assert_eq!(stored_messages(&env).await, 0);
+    assert_eq!(
+        count(
+            &env,
+            "SELECT count(*) AS n FROM whatsapp_phone_numbers WHERE waba_id IS NOT NULL"
+        )
+        .await,
+        0,
+        "the refused webhook changed nothing of the number"
+    );
 
     // The same payload three times (Meta retries for days): one message.
     let first = post_signed(&p, &body).await;

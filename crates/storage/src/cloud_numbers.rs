@@ -20,6 +20,8 @@ pub struct CloudNumber {
     pub instance_name: String,
     pub direction_id: Option<Uuid>,
     pub waba_id: Option<String>,
+    /// The Meta app whose secret must sign the number's webhooks.
+    pub meta_app_id: Option<String>,
 }
 
 /// A Cloud number as an operator maps it.
@@ -33,6 +35,9 @@ pub struct CloudMapping<'a> {
     pub phone_number: Option<&'a str>,
     /// The system-user token replies are sent with; `None` keeps it.
     pub access_token: Option<&'a str>,
+    /// The Meta app (id, as in `whatsapp_cloud.app_secrets`) whose webhooks
+    /// may speak for the number; `None` keeps it.
+    pub meta_app_id: Option<&'a str>,
 }
 
 impl std::fmt::Debug for CloudMapping<'_> {
@@ -41,6 +46,7 @@ impl std::fmt::Debug for CloudMapping<'_> {
             .field("phone_number_id", &self.phone_number_id)
             .field("direction_id", &self.direction_id)
             .field("waba_id", &self.waba_id)
+            .field("meta_app_id", &self.meta_app_id)
             .field("access_token", &self.access_token.map(|_| "[redacted]"))
             .finish()
     }
@@ -67,6 +73,7 @@ pub async fn map(
             w::waba_id.eq(m.waba_id),
             w::phone_number.eq(m.phone_number),
             w::cloud_access_token.eq(token),
+            w::meta_app_id.eq(m.meta_app_id),
         ))
         .on_conflict(w::phone_number_id)
         .do_update()
@@ -75,6 +82,7 @@ pub async fn map(
             w::waba_id.eq(coalesce(m.waba_id, w::waba_id)),
             w::phone_number.eq(coalesce(m.phone_number, w::phone_number)),
             w::cloud_access_token.eq(coalesce(token, w::cloud_access_token)),
+            w::meta_app_id.eq(coalesce(m.meta_app_id, w::meta_app_id)),
         ))
         .execute(conn)
         .await?;
@@ -85,11 +93,15 @@ pub async fn map(
 /// The number a webhook names, with the WABA the webhook came from noted.
 /// A number nobody has mapped yet is registered without a direction, so
 /// its customers' messages are kept: mapping it later gives their dialogs
-/// its direction. Does nothing to the row when all is as known.
+/// its direction, and under `app_id`, the app that signed the webhook (a
+/// later mapping with `--app` says otherwise). Does nothing to the row
+/// when all is as known. The gateway calls it only after the number's app
+/// was checked (`whatsapp_cloud.rs`).
 pub async fn note_webhook_number(
     conn: &mut AsyncPgConnection,
     phone_number_id: &str,
     waba_id: &str,
+    app_id: Option<&str>,
 ) -> Result<CloudNumber, diesel::result::Error> {
     use whatsapp_phone_numbers::dsl as w;
     let found = number(conn, phone_number_id).await?;
@@ -103,6 +115,7 @@ pub async fn note_webhook_number(
                     w::phone_number_id.eq(phone_number_id),
                     w::webhook_secret.eq(""),
                     w::waba_id.eq(waba_id),
+                    w::meta_app_id.eq(app_id),
                 ))
                 .on_conflict(w::phone_number_id)
                 .do_nothing()

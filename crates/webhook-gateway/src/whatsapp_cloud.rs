@@ -3,7 +3,9 @@
 //! `GET` answers the subscription handshake with the configured verify
 //! token. `POST` checks `X-Hub-Signature-256` over the raw body against the
 //! configured app secrets before anything is parsed (401, nothing stored,
-//! when it does not hold), then stores every message of every entry and
+//! when it does not hold), then checks that every number the body names
+//! belongs to an app that signed it (a number mapped with `--app`, or the
+//! only app configured), then stores every message of every entry and
 //! change; statuses and other fields are acknowledged and ignored. Meta
 //! retries for days, so a repeat (same wamid) is a 200 that stores nothing.
 
@@ -27,11 +29,13 @@ pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
 /// What the Cloud API endpoint checks requests against.
 pub struct CloudAuth {
     verify_token: SecretString,
-    app_secrets: Vec<SecretString>,
+    /// (Meta app id, its secret); the id is empty for a secret given alone.
+    app_secrets: Vec<(String, SecretString)>,
 }
 
 impl CloudAuth {
-    /// `app_secrets` is comma-separated (one per Meta app).
+    /// `app_secrets` is comma-separated, one `APP_ID=SECRET` per Meta app
+    /// (a bare `SECRET` is an app without an id: fine when it is the only one).
     pub fn new(verify_token: &SecretString, app_secrets: &SecretString) -> CloudAuth {
         CloudAuth {
             verify_token: verify_token.clone(),
@@ -40,7 +44,10 @@ impl CloudAuth {
                 .split(',')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
-                .map(SecretString::from)
+                .map(|entry| match entry.split_once('=') {
+                    Some((app, secret)) => (app.trim().to_owned(), secret.trim().into()),
+                    None => (String::new(), entry.into()),
+                })
                 .collect(),
         }
     }
@@ -53,13 +60,25 @@ impl CloudAuth {
         !self.verify_token.expose_secret().is_empty()
     }
 
-    fn signed(&self, body: &[u8], header: Option<&str>) -> bool {
-        let secrets: Vec<&[u8]> = self
-            .app_secrets
+    /// The apps whose secret signed `body` (none: not signed by any).
+    fn signers(&self, body: &[u8], header: Option<&str>) -> Vec<String> {
+        self.app_secrets
             .iter()
-            .map(|s| s.expose_secret().as_bytes())
-            .collect();
-        whatsapp_cloud::signature_valid(&secrets, body, header)
+            .filter(|(_, secret)| {
+                whatsapp_cloud::signature_valid(&[secret.expose_secret().as_bytes()], body, header)
+            })
+            .map(|(app, _)| app.clone())
+            .collect()
+    }
+
+    /// May a webhook signed by `signers` speak for a number bound to
+    /// `number_app`? A bound number: only its app. An unbound one: only
+    /// when one app is configured (nothing to confuse it with).
+    fn may_speak_for(&self, signers: &[String], number_app: Option<&str>) -> bool {
+        match number_app {
+            Some(app) => signers.iter().any(|s| s == app),
+            None => self.app_secrets.len() == 1,
+        }
     }
 }
 
@@ -117,7 +136,8 @@ async fn receive(
         .headers()
         .get(SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok());
-    if !state.cloud.signed(&body, header) {
+    let signers = state.cloud.signers(&body, header);
+    if signers.is_empty() {
         tracing::warn!(
             has_header = header.is_some(),
             "WhatsApp Cloud API webhook rejected: missing or wrong signature"
@@ -128,14 +148,18 @@ async fn receive(
     }
     let main = state.main.clone();
     let answer = main
-        .run(handle(state.into_inner(), body))
+        .run(handle(state.into_inner(), body, signers))
         .await
         .map_err(ApiError::unavailable)??;
     Ok(HttpResponse::Ok().json(answer))
 }
 
 /// After the signature held: parse and store, on the main runtime.
-async fn handle(state: Arc<State>, body: web::Bytes) -> Result<serde_json::Value, ApiError> {
+async fn handle(
+    state: Arc<State>,
+    body: web::Bytes,
+    signers: Vec<String>,
+) -> Result<serde_json::Value, ApiError> {
     let value = body::json(&body)?;
     let messages = match whatsapp_cloud::parse(&value) {
         Ok(m) => m,
@@ -161,13 +185,41 @@ async fn handle(state: Arc<State>, body: web::Bytes) -> Result<serde_json::Value
         return Ok(json!({"status": "ignored", "reason": "no messages"}));
     }
     let mut conn = state.pool.get().await.map_err(ApiError::unavailable)?;
+    // Every number the body names must be one the signing app may speak
+    // for, before anything of it is stored.
+    let mut checked = std::collections::HashSet::new();
+    for m in &messages {
+        if !checked.insert(m.phone_number_id.as_str()) {
+            continue;
+        }
+        let known = cloud_numbers::number(&mut conn, &m.phone_number_id)
+            .await
+            .map_err(ApiError::unavailable)?;
+        let bound = known.as_ref().and_then(|n| n.meta_app_id.as_deref());
+        if known.is_some() && !state.cloud.may_speak_for(&signers, bound) {
+            tracing::warn!(phone_number_id = %m.phone_number_id, "WhatsApp Cloud API webhook rejected: signed by an app the number is not mapped under");
+            return Err(body::unauthorized(
+                "the webhook is not signed by the Meta app this number is mapped under",
+            ));
+        }
+    }
+    // A number seen first here is noted under the app that signed (if one did).
+    let signer = match signers.as_slice() {
+        [one] if !one.is_empty() => Some(one.as_str()),
+        _ => None,
+    };
     let mut numbers: HashMap<String, CloudNumber> = HashMap::new();
     let mut results = Vec::with_capacity(messages.len());
     for m in &messages {
         if !numbers.contains_key(&m.phone_number_id) {
-            let n = cloud_numbers::note_webhook_number(&mut conn, &m.phone_number_id, &m.waba_id)
-                .await
-                .map_err(ApiError::unavailable)?;
+            let n = cloud_numbers::note_webhook_number(
+                &mut conn,
+                &m.phone_number_id,
+                &m.waba_id,
+                signer,
+            )
+            .await
+            .map_err(ApiError::unavailable)?;
             if n.direction_id.is_none() {
                 tracing::warn!(phone_number_id = %m.phone_number_id, "message for a Cloud API number without a direction: stored; map it with `capi number map`");
             }
