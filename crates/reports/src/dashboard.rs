@@ -333,7 +333,7 @@ fn render_dashboard(d: &DashboardData) -> String {
         "<section id=\"summary\"><h2>Summary</h2><p>Leads (new dialogs in CAPI directions): <strong id=\"leads-count\">{}</strong> · \
          Spend: <strong id=\"spend\">{}</strong> <span class=\"muted\">{} – {} ({})</span></p></section>",
         t.leads,
-        money(t.spend.as_ref().map(|x| x.amount), currency),
+        esc(&money(t.spend.as_ref().map(|x| x.amount), currency)),
         s.since,
         s.until,
         esc(&s.timezone)
@@ -403,7 +403,7 @@ fn render_dashboard(d: &DashboardData) -> String {
                 pct(f.conversions.leads_to_lead_pct),
                 pct(f.conversions.lead_to_registration_pct),
                 pct(f.conversions.registration_to_schedule_pct),
-                money(f.costs.cost_per_lead, cur),
+                esc(&money(f.costs.cost_per_lead, cur)),
                 if r.spend_shared {
                     " <span class=\"muted\">(shared ad account)</span>"
                 } else {
