@@ -153,17 +153,16 @@ pub async fn revoke(
         else {
             return Ok(None);
         };
-        let ended = diesel::delete(
-            ds::dashboard_sessions
-                .filter(ds::user_account_id.eq(account))
-                .filter(ds::expires_at.gt(diesel::dsl::now)),
-        )
-        .execute(c)
-        .await?;
-        diesel::delete(ds::dashboard_sessions.filter(ds::user_account_id.eq(account)))
-            .execute(c)
-            .await?;
-        Ok(Some((generation, ended)))
+        let expiries: Vec<DateTime<Utc>> =
+            diesel::delete(ds::dashboard_sessions.filter(ds::user_account_id.eq(account)))
+                .returning(ds::expires_at)
+                .get_results(c)
+                .await?;
+        let now = Utc::now();
+        Ok(Some((
+            generation,
+            expiries.iter().filter(|e| **e > now).count(),
+        )))
     })
     .await
 }
