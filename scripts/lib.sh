@@ -185,6 +185,7 @@ stop_postgres() {
 
 start_servers() {
   install_packages
+  mkdir -p "$LOCAL/logs"
   start_postgres
   start_rabbitmq
 }
