@@ -3,7 +3,7 @@
 
 use crate::Failure;
 use clap::Subcommand;
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::AsyncPgConnection;
 use domain::{
     evolution::ApiVersion,
     level::{CapiSource, NoDialog},
@@ -15,12 +15,10 @@ use storage::directions::{self, DirectionCapiUpdate, NewDirection};
 use uuid::Uuid;
 
 pub(crate) async fn connect(url: &str) -> Result<AsyncPgConnection, Failure> {
-    AsyncPgConnection::establish(url)
-        .await
-        .map_err(|e| Failure {
-            code: 1,
-            message: format!("cannot connect to PostgreSQL: {e}"),
-        })
+    storage::connect(url).await.map_err(|e| Failure {
+        code: 1,
+        message: format!("cannot connect to PostgreSQL: {e:#}"),
+    })
 }
 
 pub(crate) fn print_rows<T: Serialize>(rows: &[T]) -> Result<(), Failure> {

@@ -75,7 +75,8 @@ fn database_url(name: &str) -> String {
     }
 }
 
-async fn admin_conn() -> AsyncPgConnection {
+/// A connection to the test cluster's `postgres` database (superuser).
+pub async fn admin_connection() -> AsyncPgConnection {
     let admin = admin_url();
     AsyncPgConnection::establish(&admin)
         .await
@@ -140,7 +141,7 @@ impl TestEnv {
     /// A fresh database with the whole schema: a copy of the run's template.
     pub async fn new() -> TestEnv {
         install_test_key();
-        let mut admin = admin_conn().await;
+        let mut admin = admin_connection().await;
         let template = ensure_template(&mut admin).await;
         TestEnv::create(&mut admin, Some(&template)).await
     }
@@ -148,7 +149,7 @@ impl TestEnv {
     /// A fresh database with no schema at all.
     pub async fn unmigrated() -> TestEnv {
         install_test_key();
-        TestEnv::create(&mut admin_conn().await, None).await
+        TestEnv::create(&mut admin_connection().await, None).await
     }
 
     async fn create(admin: &mut AsyncPgConnection, template: Option<&str>) -> TestEnv {

@@ -5,7 +5,7 @@
 
 use bus::AmqpSettings;
 use config::{Config, Environment, File, FileFormat};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, de::DeserializeOwned};
 use std::path::Path;
 
@@ -129,7 +129,15 @@ fn load_from<T: DeserializeOwned>(
     env: Environment,
 ) -> Result<(CommonSettings, T), SettingsError> {
     let root = load_root(service_defaults, file, env)?;
-    let loaded = (with_path(&root)?, with_path(&root)?);
+    let loaded: (CommonSettings, T) = (with_path(&root)?, with_path(&root)?);
+    // sslmode / sslrootcert (and the CA file itself) checked before start,
+    // so `--check-config` catches a URL that could never connect.
+    storage::PgTarget::parse(loaded.0.database.url.expose_secret()).map_err(|e| {
+        SettingsError::Key {
+            path: "database.url".into(),
+            message: e.to_string(),
+        }
+    })?;
     let unread = unread_sections::<T>(&root);
     let vars = std::env::vars().map(|(name, _)| name);
     if let Ok(mut found) = UNREAD_VARIABLES.lock() {
@@ -448,6 +456,28 @@ mod tests {
             .expect_err("must fail")
             .to_string();
         assert!(err.contains("log.format"), "{err}");
+    }
+
+    #[test]
+    fn a_database_url_whose_tls_cannot_work_is_refused_naming_the_setting() {
+        let err = load(&[(
+            "CAPI_DATABASE__URL",
+            "postgres://capi:hunter2@db/capi?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+        )])
+        .expect_err("must fail")
+        .to_string();
+        assert!(
+            err.starts_with(
+                "invalid configuration: key `database.url`: sslrootcert /nonexistent/ca.pem"
+            ),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = load(&[("CAPI_DATABASE__URL", "postgres://db/capi?sslmode=verify")])
+            .expect_err("must fail")
+            .to_string();
+        assert!(err.contains("sslmode=\"verify\" is not one of"), "{err}");
+        assert!(load(&[("CAPI_DATABASE__URL", "postgres://db/capi?sslmode=require")]).is_ok());
     }
 
     #[test]

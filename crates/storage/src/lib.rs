@@ -5,6 +5,7 @@
 pub mod analytics;
 pub mod api_keys;
 pub mod cloud_numbers;
+pub mod connect;
 pub mod conversations;
 pub mod crm;
 pub mod dashboard;
@@ -24,6 +25,7 @@ pub mod spend;
 mod sql_functions;
 pub mod usage;
 
+pub use connect::{PgTarget, SslMode, connect};
 pub use diesel_async::AsyncPgConnection;
 pub use pool::{DbPool, PooledConn, connect_pool, ping};
 pub use prepared::{Prepared, PreparedExt};

@@ -7,7 +7,7 @@
 
 use anyhow::Context;
 use diesel::{QueryableByName, migration::MigrationSource, pg::Pg, sql_types::Text};
-use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
@@ -28,7 +28,7 @@ pub fn embedded_versions() -> anyhow::Result<Vec<String>> {
 /// Applies pending migrations; returns the versions applied. Needs the
 /// multi-threaded tokio runtime (the harness blocks in place).
 pub async fn run_pending(database_url: &str) -> anyhow::Result<Vec<String>> {
-    let mut conn = AsyncPgConnection::establish(database_url)
+    let mut conn = crate::connect::connect(database_url)
         .await
         .context("connecting to PostgreSQL to migrate")?;
     // SQL: a session advisory lock is a function call on no table.

@@ -1,3 +1,4 @@
+use crate::connect::PgTarget;
 use diesel_async::{
     AsyncPgConnection, RunQueryDsl,
     pooled_connection::{
@@ -9,8 +10,11 @@ use std::time::Duration;
 pub type DbPool = Pool<AsyncPgConnection>;
 
 /// A lazily connecting pool: the service starts even while PostgreSQL is
-/// down, and `/ready` says so until it comes back.
+/// down, and `/ready` says so until it comes back. The URL's TLS settings
+/// (`sslmode`, `sslrootcert`: [`crate::connect`]) are checked here, so a
+/// URL that cannot work stops the service at start.
 pub fn connect_pool(url: &str, max_size: usize) -> anyhow::Result<DbPool> {
+    let target = PgTarget::parse(url)?;
     // A connection goes back into use without a `SELECT 1` first (the
     // default costs a round trip per checkout: a tenth of a webhook's
     // statements). One whose socket the server closed (a restart) is still
@@ -19,6 +23,10 @@ pub fn connect_pool(url: &str, max_size: usize) -> anyhow::Result<DbPool> {
     // answers 503, which Evolution API and Meta retry).
     let mut config = ManagerConfig::default();
     config.recycling_method = RecyclingMethod::Fast;
+    config.custom_setup = Box::new(move |_url| {
+        let target = target.clone();
+        Box::pin(async move { target.connect().await })
+    });
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
     Ok(Pool::builder(manager)
         .max_size(max_size)
