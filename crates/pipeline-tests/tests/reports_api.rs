@@ -598,3 +598,88 @@ async fn a_weak_dashboard_secret_stops_reports() {
         assert!(!e.contains(weak), "{e}");
     }
 }
+
+/// Whatever a tenant or Meta named things is text on the dashboard, never
+/// markup: an account, a direction, a customer and an event id carrying
+/// HTML come out escaped (maud escapes every value it is given).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_carrying_html_are_shown_as_text() {
+    let w = world().await;
+    let lead = w.f.leads[0];
+    w.env
+        .conn()
+        .await
+        .batch_execute(&format!(
+            r#"UPDATE user_accounts SET name = 'Clinic <b>&</b>' WHERE id = '{a}';
+               UPDATE account_directions SET name = '<script>alert(1)</script>' WHERE id = '{d}';
+               UPDATE dialog_analysis SET contact_name = '"><img src=x onerror=alert(2)>',
+                 capi_interest_event_id = '</td><iframe src=//evil>' WHERE lead_id = '{lead}';"#,
+            a = w.f.account,
+            d = w.f.cosmetology,
+        ))
+        .await
+        .unwrap();
+    let (url, _) = reports_settings("x")
+        .dashboard_link(w.f.account, 0)
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = client
+        .get(w.service.url(&format!(
+            "/dashboard/login?{}",
+            url.split_once('?').unwrap().1
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 303);
+    let cookie = resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = |path: String| {
+        let (client, cookie) = (client.clone(), cookie.clone());
+        async move {
+            let resp = client
+                .get(path)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status().as_u16(), 200);
+            resp.text().await.unwrap()
+        }
+    };
+    let dashboard = page(
+        w.service
+            .url("/dashboard?since=2026-11-15&until=2026-11-25"),
+    )
+    .await;
+    for escaped in [
+        "<title>Clinic &lt;b&gt;&amp;&lt;/b&gt;</title>",
+        "<td>&lt;script&gt;alert(1)&lt;/script&gt;</td>",
+        "&quot;&gt;&lt;img src=x onerror=alert(2)&gt;</a>",
+    ] {
+        assert!(dashboard.contains(escaped), "{escaped} not in {dashboard}");
+    }
+    let lead_page = page(w.service.url(&format!("/dashboard/leads/{lead}"))).await;
+    assert!(
+        lead_page
+            .contains("<div class=\"muted event-id\">&lt;/td&gt;&lt;iframe src=//evil&gt;</div>"),
+        "{lead_page}"
+    );
+    assert!(
+        lead_page.contains("<h2>&quot;&gt;&lt;img src=x onerror=alert(2)&gt;</h2>"),
+        "{lead_page}"
+    );
+    for raw in ["<script>", "<img", "<iframe", "<b>"] {
+        assert!(!dashboard.contains(raw), "{raw} in the dashboard");
+        assert!(!lead_page.contains(raw), "{raw} on the lead page");
+    }
+    w.service.stop().await;
+}

@@ -7,7 +7,7 @@
 
 use crate::{
     State,
-    html::{chart, csp, esc, money, page, pct},
+    html::{chart, csp, money, page, pct},
     stats::{self, CapiStats, Optimisation},
 };
 use actix_web::{
@@ -18,7 +18,8 @@ use actix_web::{
 };
 use chrono::{NaiveDate, Utc};
 use domain::api_key::{LinkGrant, link_nonce, sign_link, verify_link};
-use std::{collections::HashMap, fmt::Write};
+use maud::{Markup, html};
+use std::collections::HashMap;
 use storage::analytics::{LeadEvents, LevelColumn};
 use storage::dashboard::{SignIn, SignInOutcome};
 use uuid::Uuid;
@@ -62,19 +63,15 @@ fn message_page(status: StatusCode, title: &str, text: &str) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .insert_header(("Content-Security-Policy", csp()))
-        .body(page(
-            title,
-            "",
-            &format!("<section><p>{}</p></section>", esc(text)),
-        ))
+        .body(page(title, html! {}, html! { section { p { (text) } } }).into_string())
 }
 
-fn html(body: String) -> HttpResponse {
+fn ok_page(page: Markup) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header(("Content-Security-Policy", csp()))
-        .body(body)
+        .body(page.into_string())
 }
 
 /// Why a dashboard page is not shown.
@@ -291,7 +288,7 @@ async fn dashboard(
         }))
     };
     match state.main.run(work).await {
-        Ok(Ok(Some(d))) => html(render_dashboard(&d)),
+        Ok(Ok(Some(d))) => ok_page(render_dashboard(&d)),
         Ok(Ok(None)) => message_page(
             StatusCode::NOT_FOUND,
             "Not found",
@@ -308,183 +305,142 @@ async fn dashboard(
     }
 }
 
-const SIGN_OUT: &str = "<form class=\"logout\" method=\"post\" action=\"/dashboard/logout\"><button type=\"submit\">Sign out</button></form>";
-
-fn range_form(since: NaiveDate, until: NaiveDate) -> String {
-    format!(
-        "<form method=\"get\" action=\"/dashboard\"><label>From <input type=\"date\" name=\"since\" value=\"{since}\"></label>\
-         <label>to <input type=\"date\" name=\"until\" value=\"{until}\"></label><button type=\"submit\">Show</button></form>"
-    )
+fn sign_out() -> Markup {
+    html! {
+        form.logout method="post" action="/dashboard/logout" { button type="submit" { "Sign out" } }
+    }
 }
 
-fn card(metric: &str, label: &str, value: &str) -> String {
-    format!(
-        "<div class=\"card\" data-metric=\"{metric}\"><div class=\"label\">{}</div><div class=\"value\">{}</div></div>",
-        esc(label),
-        esc(value)
-    )
+fn range_form(since: NaiveDate, until: NaiveDate) -> Markup {
+    html! {
+        form method="get" action="/dashboard" {
+            label { "From " input type="date" name="since" value=(since); }
+            label { "to " input type="date" name="until" value=(until); }
+            button type="submit" { "Show" }
+        }
+    }
 }
 
-fn render_dashboard(d: &DashboardData) -> String {
+fn card(metric: &str, label: &str, value: &str) -> Markup {
+    html! {
+        div.card data-metric=(metric) { div.label { (label) } div.value { (value) } }
+    }
+}
+
+/// ✓ or — for one CAPI level of a lead.
+fn mark(c: &LevelColumn) -> Markup {
+    html! {
+        @if c.sent { span.yes { "✓" } } @else { span.no { "—" } }
+    }
+}
+
+fn when(t: Option<chrono::DateTime<Utc>>, format: &str) -> String {
+    t.map(|t| t.format(format).to_string()).unwrap_or_default()
+}
+
+fn render_dashboard(d: &DashboardData) -> Markup {
     let s = &d.stats;
     let t = &s.totals;
     let currency = t.spend.as_ref().map(|x| x.currency.as_str());
-    let mut body = format!(
-        "<section id=\"summary\"><h2>Summary</h2><p>Leads (new dialogs in CAPI directions): <strong id=\"leads-count\">{}</strong> · \
-         Spend: <strong id=\"spend\">{}</strong> <span class=\"muted\">{} – {} ({})</span></p></section>",
-        t.leads,
-        esc(&money(t.spend.as_ref().map(|x| x.amount), currency)),
-        s.since,
-        s.until,
-        esc(&s.timezone)
-    );
-    if s.capi_enabled {
-        let cards = [
-            card("lead", "CAPI Lead", &t.events.lead.to_string()),
-            card(
-                "registration",
-                "CAPI Registration",
-                &t.events.registration.to_string(),
-            ),
-            card("schedule", "CAPI Schedule", &t.events.schedule.to_string()),
-            card(
-                "leads_to_lead_pct",
-                "Leads → CAPI Lead",
-                &pct(t.conversions.leads_to_lead_pct),
-            ),
-            card(
-                "lead_to_registration_pct",
-                "Lead → Registration",
-                &pct(t.conversions.lead_to_registration_pct),
-            ),
-            card(
-                "registration_to_schedule_pct",
-                "Registration → Schedule",
-                &pct(t.conversions.registration_to_schedule_pct),
-            ),
-            card(
-                "cost_per_lead",
-                "Cost per Lead",
-                &money(t.costs.cost_per_lead, currency),
-            ),
-            card(
-                "cost_per_registration",
-                "Cost per Registration",
-                &money(t.costs.cost_per_registration, currency),
-            ),
-            card(
-                "cost_per_schedule",
-                "Cost per Schedule",
-                &money(t.costs.cost_per_schedule, currency),
-            ),
-        ];
-        let _ = write!(
-            body,
-            "<section id=\"capi-section\"><h2>CAPI events</h2><div class=\"grid\">{}</div>",
-            cards.concat()
-        );
-        body.push_str(
-            "<h3>Funnel by direction</h3><table id=\"funnel\"><tr><th>Direction</th><th>CAPI</th><th>Leads</th><th>Lead</th>\
-             <th>Registration</th><th>Schedule</th><th>Leads → Lead</th><th>Lead → Reg.</th><th>Reg. → Schedule</th><th>Cost per Lead</th></tr>",
-        );
-        for r in &s.directions {
-            let f = &r.funnel;
-            let cur = f.spend.as_ref().map(|x| x.currency.as_str());
-            let _ = write!(
-                body,
-                "<tr data-direction=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td></tr>",
-                r.direction_id,
-                esc(&r.name),
-                if r.capi_enabled { "on" } else { "off" },
-                f.leads,
-                f.events.lead,
-                f.events.registration,
-                f.events.schedule,
-                pct(f.conversions.leads_to_lead_pct),
-                pct(f.conversions.lead_to_registration_pct),
-                pct(f.conversions.registration_to_schedule_pct),
-                esc(&money(f.costs.cost_per_lead, cur)),
-                if r.spend_shared {
-                    " <span class=\"muted\">(shared ad account)</span>"
-                } else {
-                    ""
-                },
-            );
-        }
-        body.push_str("</table><h3>Events per day</h3>");
-        body.push_str(&chart(&s.daily));
-        let _ = write!(
-            body,
-            "<h3>What to optimise the ads for</h3><p class=\"muted\">Lead first; move up after {}+ events of the next level in the last 7 days ({} – {}) at a cost per event within ±{} % of the week before.</p>\
-             <table id=\"optimisation\"><tr><th>Direction</th><th>Optimise for</th><th>Why</th></tr>",
-            d.advice.min_events,
-            d.advice.last_7_days[0],
-            d.advice.last_7_days[1],
-            d.advice.stable_within_pct
-        );
-        for a in &d.advice.directions {
-            let _ = write!(
-                body,
-                "<tr><td>{}</td><td><strong>{}</strong> <span class=\"muted\">({})</span></td><td>{}</td></tr>",
-                esc(&a.name),
-                a.advice.event,
-                esc(&a.event_name),
-                esc(&a.advice.reason)
-            );
-        }
-        body.push_str("</table></section>");
-    }
-    let _ = write!(
-        body,
-        "<section id=\"leads\"><h2>Leads ({})</h2><table><tr><th>Lead</th><th>Direction</th><th>First message</th><th>Interest</th><th>Qualified (CAPI)</th><th>Booked</th></tr>",
-        d.total_leads
-    );
-    for l in &d.leads {
-        let mark = |c: &LevelColumn| {
-            if c.sent {
-                "<span class=\"yes\">✓</span>"
-            } else {
-                "<span class=\"no\">—</span>"
-            }
-        };
-        let _ = write!(
-            body,
-            "<tr><td><a href=\"/dashboard/leads/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            l.lead_id,
-            esc(l.contact_name.as_deref().unwrap_or("(no name)")),
-            esc(l.direction_name.as_deref().unwrap_or("—")),
-            l.first_message
-                .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-                .unwrap_or_default(),
-            mark(&l.interest),
-            mark(&l.qualified),
-            mark(&l.scheduled),
-        );
-    }
-    body.push_str("</table>");
     let pages = (d.total_leads + LEADS_PER_PAGE - 1) / LEADS_PER_PAGE;
-    if pages > 1 {
-        let link = |p: i64, label: &str| {
-            format!(
-                "<a href=\"/dashboard?since={}&amp;until={}&amp;page={p}\">{label}</a>",
-                s.since, s.until
-            )
-        };
-        let _ = write!(body, "<p class=\"muted\">Page {} of {pages} ", d.page);
-        if d.page > 1 {
-            body.push_str(&link(d.page - 1, "← newer"));
+    let page_link = |p: i64, label: &str| {
+        html! { a href={ "/dashboard?since=" (s.since) "&until=" (s.until) "&page=" (p) } { (label) } }
+    };
+    let body = html! {
+        section id="summary" {
+            h2 { "Summary" }
+            p {
+                "Leads (new dialogs in CAPI directions): " strong id="leads-count" { (t.leads) }
+                " · Spend: " strong id="spend" { (money(t.spend.as_ref().map(|x| x.amount), currency)) }
+                " " span.muted { (s.since) " – " (s.until) " (" (s.timezone) ")" }
+            }
         }
-        if d.page < pages {
-            body.push(' ');
-            body.push_str(&link(d.page + 1, "older →"));
+        @if s.capi_enabled {
+            section id="capi-section" {
+                h2 { "CAPI events" }
+                div.grid {
+                    (card("lead", "CAPI Lead", &t.events.lead.to_string()))
+                    (card("registration", "CAPI Registration", &t.events.registration.to_string()))
+                    (card("schedule", "CAPI Schedule", &t.events.schedule.to_string()))
+                    (card("leads_to_lead_pct", "Leads → CAPI Lead", &pct(t.conversions.leads_to_lead_pct)))
+                    (card("lead_to_registration_pct", "Lead → Registration", &pct(t.conversions.lead_to_registration_pct)))
+                    (card("registration_to_schedule_pct", "Registration → Schedule", &pct(t.conversions.registration_to_schedule_pct)))
+                    (card("cost_per_lead", "Cost per Lead", &money(t.costs.cost_per_lead, currency)))
+                    (card("cost_per_registration", "Cost per Registration", &money(t.costs.cost_per_registration, currency)))
+                    (card("cost_per_schedule", "Cost per Schedule", &money(t.costs.cost_per_schedule, currency)))
+                }
+                h3 { "Funnel by direction" }
+                table id="funnel" {
+                    tr {
+                        th { "Direction" } th { "CAPI" } th { "Leads" } th { "Lead" } th { "Registration" }
+                        th { "Schedule" } th { "Leads → Lead" } th { "Lead → Reg." } th { "Reg. → Schedule" }
+                        th { "Cost per Lead" }
+                    }
+                    @for r in &s.directions {
+                        @let f = &r.funnel;
+                        tr data-direction=(r.direction_id) {
+                            td { (r.name) }
+                            td { @if r.capi_enabled { "on" } @else { "off" } }
+                            td { (f.leads) } td { (f.events.lead) } td { (f.events.registration) } td { (f.events.schedule) }
+                            td { (pct(f.conversions.leads_to_lead_pct)) }
+                            td { (pct(f.conversions.lead_to_registration_pct)) }
+                            td { (pct(f.conversions.registration_to_schedule_pct)) }
+                            td {
+                                (money(f.costs.cost_per_lead, f.spend.as_ref().map(|x| x.currency.as_str())))
+                                @if r.spend_shared { " " span.muted { "(shared ad account)" } }
+                            }
+                        }
+                    }
+                }
+                h3 { "Events per day" }
+                (chart(&s.daily))
+                h3 { "What to optimise the ads for" }
+                p.muted {
+                    "Lead first; move up after " (d.advice.min_events) "+ events of the next level in the last 7 days ("
+                    (d.advice.last_7_days[0]) " – " (d.advice.last_7_days[1]) ") at a cost per event within ±"
+                    (d.advice.stable_within_pct) " % of the week before."
+                }
+                table id="optimisation" {
+                    tr { th { "Direction" } th { "Optimise for" } th { "Why" } }
+                    @for a in &d.advice.directions {
+                        tr {
+                            td { (a.name) }
+                            td { strong { (a.advice.event) } " " span.muted { "(" (a.event_name) ")" } }
+                            td { (a.advice.reason) }
+                        }
+                    }
+                }
+            }
         }
-        body.push_str("</p>");
-    }
-    body.push_str("</section>");
+        section id="leads" {
+            h2 { "Leads (" (d.total_leads) ")" }
+            table {
+                tr {
+                    th { "Lead" } th { "Direction" } th { "First message" } th { "Interest" }
+                    th { "Qualified (CAPI)" } th { "Booked" }
+                }
+                @for l in &d.leads {
+                    tr {
+                        td { a href={ "/dashboard/leads/" (l.lead_id) } { (l.contact_name.as_deref().unwrap_or("(no name)")) } }
+                        td { (l.direction_name.as_deref().unwrap_or("—")) }
+                        td { (when(l.first_message, "%Y-%m-%d %H:%M UTC")) }
+                        td { (mark(&l.interest)) } td { (mark(&l.qualified)) } td { (mark(&l.scheduled)) }
+                    }
+                }
+            }
+            @if pages > 1 {
+                p.muted {
+                    "Page " (d.page) " of " (pages) " "
+                    @if d.page > 1 { (page_link(d.page - 1, "← newer")) }
+                    @if d.page < pages { " " (page_link(d.page + 1, "older →")) }
+                }
+            }
+        }
+    };
     page(
         &d.name,
-        &format!("{}{SIGN_OUT}", range_form(s.since, s.until)),
-        &body,
+        html! { (range_form(s.since, s.until)) (sign_out()) },
+        body,
     )
 }
 
@@ -506,7 +462,7 @@ async fn lead_view(
         Ok::<_, anyhow::Error>(storage::analytics::lead(&mut conn, account, lead_id).await?)
     };
     match state.main.run(work).await {
-        Ok(Ok(Some(l))) => html(render_lead(&l)),
+        Ok(Ok(Some(l))) => ok_page(render_lead(&l)),
         Ok(Ok(None)) => message_page(StatusCode::NOT_FOUND, "Not found", "No such lead."),
         Ok(Err(e)) | Err(e) => {
             tracing::error!(error = format!("{e:#}"), "dashboard lead");
@@ -519,36 +475,34 @@ async fn lead_view(
     }
 }
 
-fn render_lead(l: &LeadEvents) -> String {
+fn render_lead(l: &LeadEvents) -> Markup {
     let column = |id: &str, title: &str, c: &LevelColumn| {
-        format!(
-            "<td id=\"col-{id}\" data-sent=\"{}\"><div class=\"label\">{}</div><div class=\"{}\">{}</div><div class=\"muted\">{}</div><div class=\"muted event-id\">{}</div></td>",
-            c.sent,
-            esc(title),
-            if c.sent { "yes" } else { "no" },
-            if c.sent { "✓ sent" } else { "— not sent" },
-            c.sent_at
-                .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-                .unwrap_or_default(),
-            esc(c.event_id.as_deref().unwrap_or("")),
-        )
+        html! {
+            td id={ "col-" (id) } data-sent=(c.sent) {
+                div.label { (title) }
+                div class=(if c.sent { "yes" } else { "no" }) { (if c.sent { "✓ sent" } else { "— not sent" }) }
+                div.muted { (when(c.sent_at, "%Y-%m-%d %H:%M:%S UTC")) }
+                div.muted.event-id { (c.event_id.as_deref().unwrap_or("")) }
+            }
+        }
     };
-    let body = format!(
-        "<section id=\"lead\"><h2>{}</h2><p class=\"muted\">Direction: {} · first message {} · {}</p>\
-         <table id=\"capi-columns\"><tr>{}{}{}</tr></table><p><a href=\"/dashboard\">← Dashboard</a></p></section>",
-        esc(l.contact_name.as_deref().unwrap_or("(no name)")),
-        esc(l.direction_name.as_deref().unwrap_or("—")),
-        l.first_message
-            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-            .unwrap_or_default(),
-        if l.from_ad {
-            "from an ad"
-        } else {
-            "not from an ad"
-        },
-        column("interest", "Interest (CAPI Level 1)", &l.interest),
-        column("qualified", "Qualified (CAPI Level 2)", &l.qualified),
-        column("scheduled", "Booked (CAPI Level 3)", &l.scheduled),
-    );
-    page("Lead", SIGN_OUT, &body)
+    let body = html! {
+        section id="lead" {
+            h2 { (l.contact_name.as_deref().unwrap_or("(no name)")) }
+            p.muted {
+                "Direction: " (l.direction_name.as_deref().unwrap_or("—"))
+                " · first message " (when(l.first_message, "%Y-%m-%d %H:%M UTC"))
+                " · " (if l.from_ad { "from an ad" } else { "not from an ad" })
+            }
+            table id="capi-columns" {
+                tr {
+                    (column("interest", "Interest (CAPI Level 1)", &l.interest))
+                    (column("qualified", "Qualified (CAPI Level 2)", &l.qualified))
+                    (column("scheduled", "Booked (CAPI Level 3)", &l.scheduled))
+                }
+            }
+            p { a href="/dashboard" { "← Dashboard" } }
+        }
+    };
+    page("Lead", sign_out(), body)
 }

@@ -1,24 +1,14 @@
-//! Small pieces of server-rendered HTML: escaping, number formats, the page
-//! frame with its inline style (no external CDN), and the SVG chart.
+//! The dashboard's HTML pieces, written with maud: every value spliced into
+//! a page is escaped by the template engine (text and attribute values
+//! alike); the one thing written raw is this file's own constant style,
+//! which the CSP pins by its hash. maud over askama: the pages are small and
+//! built from Rust values, so templates in Rust code are checked by the
+//! compiler (an unknown field or a missing `else` does not build) with no
+//! template files to keep in step, and its one raw escape hatch,
+//! `PreEscaped`, is easy to grep for.
 
 use crate::stats::DayStats;
-use std::fmt::Write;
-
-/// Escapes text for HTML element content and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 pub fn pct(v: Option<f64>) -> String {
     v.map_or_else(|| "—".to_owned(), |p| format!("{p:.1}%"))
@@ -68,14 +58,24 @@ pub fn csp() -> &'static str {
     })
 }
 
-pub fn page(title: &str, header_right: &str, body: &str) -> String {
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{t}</title><style>{STYLE}</style></head><body>\
-         <header><h1>{t}</h1>{header_right}</header><main>{body}</main></body></html>",
-        t = esc(title)
-    )
+/// A whole page: title, the header's right-hand side, the body.
+pub fn page(title: &str, header_right: Markup, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) }
+                // Raw on purpose: a constant of this file, allowed by its hash.
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                header { h1 { (title) } (header_right) }
+                main { (body) }
+            }
+        }
+    }
 }
 
 pub const LEVEL_COLOURS: [(&str, &str); 3] = [
@@ -84,8 +84,9 @@ pub const LEVEL_COLOURS: [(&str, &str); 3] = [
     ("Schedule", "#3aa676"),
 ];
 
-/// Daily events by level as grouped bars.
-pub fn chart(days: &[DayStats]) -> String {
+/// Daily events by level as grouped bars (SVG elements are closed
+/// explicitly: inside `<svg>` HTML has no void elements).
+pub fn chart(days: &[DayStats]) -> Markup {
     let (w, h, pad) = (760.0_f64, 200.0_f64, 24.0_f64);
     let max = days
         .iter()
@@ -97,50 +98,39 @@ pub fn chart(days: &[DayStats]) -> String {
         })
         .max()
         .unwrap_or(0)
-        .max(1) as f64;
+        .max(1);
     let n = days.len().max(1) as f64;
     let group = (w - pad) / n;
     let bar = (group * 0.8 / 3.0).max(1.0);
-    let mut svg = format!(
-        "<svg id=\"events-chart\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {}\" width=\"100%\" role=\"img\" aria-label=\"CAPI events per day\">\
-         <line x1=\"{pad}\" y1=\"{h}\" x2=\"{w}\" y2=\"{h}\" stroke=\"#ccd\"/>\
-         <text x=\"0\" y=\"12\" font-size=\"11\" fill=\"#6a7282\">{max}</text>",
-        h + 18.0
-    );
-    for (i, d) in days.iter().enumerate() {
-        let x0 = pad + i as f64 * group + group * 0.1;
-        let values = [d.events.lead, d.events.registration, d.events.schedule];
-        for (j, v) in values.iter().enumerate() {
-            let bh = (*v as f64 / max) * (h - 16.0);
-            let (name, colour) = LEVEL_COLOURS[j];
-            let _ = write!(
-                svg,
-                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{bar:.1}\" height=\"{bh:.1}\" fill=\"{colour}\"><title>{} {name}: {v}</title></rect>",
-                x0 + j as f64 * bar,
-                h - bh,
-                d.date
-            );
+    let labelled = |i: usize| days.len() <= 16 || i % (days.len() / 8).max(1) == 0;
+    html! {
+        svg id="events-chart" xmlns="http://www.w3.org/2000/svg" viewBox={ "0 0 " (w) " " (h + 18.0) }
+            width="100%" role="img" aria-label="CAPI events per day" {
+            line x1=(pad) y1=(h) x2=(w) y2=(h) stroke="#ccd" {}
+            text x="0" y="12" font-size="11" fill="#6a7282" { (max) }
+            @for (i, d) in days.iter().enumerate() {
+                @let x0 = pad + i as f64 * group + group * 0.1;
+                @for (j, v) in [d.events.lead, d.events.registration, d.events.schedule].into_iter().enumerate() {
+                    @let bh = (v as f64 / max as f64) * (h - 16.0);
+                    @let (name, colour) = LEVEL_COLOURS[j];
+                    rect x=(format!("{:.1}", x0 + j as f64 * bar)) y=(format!("{:.1}", h - bh))
+                        width=(format!("{bar:.1}")) height=(format!("{bh:.1}")) fill=(colour) {
+                        title { (d.date) " " (name) ": " (v) }
+                    }
+                }
+                @if labelled(i) {
+                    text x=(format!("{x0:.1}")) y=(h + 14.0) font-size="10" fill="#6a7282" {
+                        (d.date.format("%m-%d"))
+                    }
+                }
+            }
         }
-        if days.len() <= 16 || i % (days.len() / 8).max(1) == 0 {
-            let _ = write!(
-                svg,
-                "<text x=\"{:.1}\" y=\"{}\" font-size=\"10\" fill=\"#6a7282\">{}</text>",
-                x0,
-                h + 14.0,
-                d.date.format("%m-%d")
-            );
+        div.legend {
+            @for (name, _) in LEVEL_COLOURS {
+                span { i class=(name.to_ascii_lowercase()) {} (name) }
+            }
         }
     }
-    svg.push_str("</svg><div class=\"legend\">");
-    for (name, _) in LEVEL_COLOURS {
-        let _ = write!(
-            svg,
-            "<span><i class=\"{}\"></i>{name}</span>",
-            name.to_ascii_lowercase()
-        );
-    }
-    svg.push_str("</div>");
-    svg
 }
 
 #[cfg(test)]
@@ -148,14 +138,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escapes_and_formats() {
-        assert_eq!(
-            esc("<a href=\"x\">&'"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
-        );
+    fn formats() {
         assert_eq!(pct(Some(40.0)), "40.0%");
         assert_eq!(pct(None), "—");
         assert_eq!(money(Some(12.5), Some("USD")), "12.50 USD");
         assert_eq!(money(None, Some("USD")), "—");
+    }
+
+    /// The style goes out byte for byte as hashed into the CSP (else the
+    /// browser drops it), and whatever a title carries is text.
+    #[test]
+    fn the_style_is_the_hashed_one_and_the_title_is_escaped() {
+        let out = page("<b>\"Clinic\" & co</b>", html! {}, html! {}).into_string();
+        assert!(out.contains(&format!("<style>{STYLE}</style>")));
+        assert!(
+            out.starts_with("<!DOCTYPE html><html lang=\"en\">"),
+            "{out}"
+        );
+        assert!(
+            out.contains("<title>&lt;b&gt;&quot;Clinic&quot; &amp; co&lt;/b&gt;</title>"),
+            "{out}"
+        );
+        assert!(!out.contains("<b>"), "{out}");
     }
 }
