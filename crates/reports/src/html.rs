@@ -102,7 +102,7 @@ pub fn chart(days: &[DayStats]) -> Markup {
     let n = days.len().max(1) as f64;
     let group = (w - pad) / n;
     let bar = (group * 0.8 / 3.0).max(1.0);
-    let labelled = |i: usize| days.len() <= 16 || i % (days.len() / 8).max(1) == 0;
+    let labelled = |i: usize| days.len() <= 16 || i.is_multiple_of((days.len() / 8).max(1));
     html! {
         svg id="events-chart" xmlns="http://www.w3.org/2000/svg" viewBox={ "0 0 " (w) " " (h + 18.0) }
             width="100%" role="img" aria-label="CAPI events per day" {
