@@ -101,7 +101,9 @@ impl PgTarget {
         let roots = rootcert.as_deref().map(load_roots).transpose()?;
         let verifier: Option<Arc<dyn ServerCertVerifier>> = match (mode, roots) {
             (SslMode::Disable, _) => None,
-            (SslMode::Prefer, _) | (SslMode::Require, None) => Some(Arc::new(Unverified)),
+            (SslMode::Prefer, _) | (SslMode::Require, None) => {
+                Some(Arc::new(Unverified(provider())))
+            }
             (SslMode::VerifyCa | SslMode::VerifyFull, None) => {
                 return Err(TargetError(
                     "sslmode=verify-ca and verify-full need sslrootcert=<PEM file of the CA> \
@@ -244,7 +246,7 @@ fn webpki_verifier(roots: RootCertStore) -> Result<Arc<WebPkiServerVerifier>, Ta
 /// `prefer`/`require` without a CA: encrypted, the certificate not checked
 /// (the handshake's signatures still are).
 #[derive(Debug)]
-struct Unverified;
+struct Unverified(Arc<CryptoProvider>);
 
 impl ServerCertVerifier for Unverified {
     fn verify_server_cert(
@@ -268,7 +270,7 @@ impl ServerCertVerifier for Unverified {
             message,
             cert,
             dss,
-            &provider().signature_verification_algorithms,
+            &self.0.signature_verification_algorithms,
         )
     }
 
@@ -282,14 +284,12 @@ impl ServerCertVerifier for Unverified {
             message,
             cert,
             dss,
-            &provider().signature_verification_algorithms,
+            &self.0.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        provider()
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
