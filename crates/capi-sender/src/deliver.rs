@@ -33,6 +33,7 @@ use chrono::Utc;
 use domain::{
     capi_event::{EventFacts, EventTime, Ldu, build_event, build_request, check_event_time},
     delivery::AttemptStatus,
+    event_names::{ActionSource, AllowedNames},
     meta_errors::{Verdict, retry_delay_ms},
 };
 use secrecy::ExposeSecret;
@@ -97,6 +98,8 @@ pub(crate) struct Deliverer {
     pub loader: Loader,
     pub throttled: Throttled,
     pub partner_agent: Option<String>,
+    /// `meta.business_messaging_event_names`.
+    pub allowed_names: AllowedNames,
     /// This process, as `sending_by` records it: host and pid.
     pub sender_id: String,
 }
@@ -231,10 +234,24 @@ impl Deliverer {
                 return skip("too_old");
             }
         };
+        // The name Meta will take for this action source; one it refuses
+        // (2804066) or an event it cannot attribute is not sent.
+        let source = ctx.action_source();
+        let event_name = ctx.event_name(level, source);
+        if let Err(e) = self.allowed_names.check(event_name, source) {
+            tracing::error!(%dialog_id, %level, direction_id = ?ctx.direction_id, reason = %e,
+                "skipped: Meta would refuse the event name (capi direction set … --event-name-…)");
+            return skip("event_name_not_allowed");
+        }
+        if source == ActionSource::BusinessMessaging && non_empty(&ctx.waba_id).is_none() {
+            tracing::error!(%dialog_id, %level, direction_id = ?ctx.direction_id,
+                "skipped: an event with a click id needs the WhatsApp Business Account id (capi direction set … --waba)");
+            return skip("no_waba");
+        }
         let facts = EventFacts {
             dialog_id,
             level,
-            event_name: ctx.event_name(level),
+            event_name,
             event_time,
             phone: non_empty(&ctx.contact_phone),
             ctwa_clid: non_empty(&ctx.ctwa_clid),
@@ -511,7 +528,7 @@ fn log_entry<'a>(
         direction_id: ctx.direction_id,
         user_account_id: ctx.user_account_id,
         level: q.level,
-        event_name: ctx.event_name(q.level),
+        event_name: ctx.event_name(q.level, ctx.action_source()),
         event_id: &ctx.event_id,
         pixel_id: ctx.pixel_id.as_deref(),
         status,

@@ -60,6 +60,12 @@ pub struct MetaSettings {
     pub uncertain_grace: Duration,
     /// `partner_agent` sent with every request (empty: none).
     pub partner_agent: String,
+    /// The event names Meta accepts on events with a click id (default: its
+    /// Business Messaging list); an event whose name is not here is not
+    /// sent (audit log: skipped, `event_name_not_allowed`). A list, or one
+    /// comma-separated string in `CAPI_META__BUSINESS_MESSAGING_EVENT_NAMES`.
+    #[serde(default)]
+    pub business_messaging_event_names: domain::event_names::AllowedNames,
 }
 
 const DEFAULTS: &str = r#"
@@ -171,6 +177,7 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         ),
         throttled,
         partner_agent: partner_agent.clone(),
+        allowed_names: m.business_messaging_event_names.clone(),
         sender_id: sender_id(),
     });
     let d = deliverer.clone();

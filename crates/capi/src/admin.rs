@@ -51,10 +51,36 @@ pub(crate) fn token_arg(t: Option<String>) -> Result<Option<String>, Failure> {
     }
 }
 
+/// The migration that moves the old default event names (it says so).
+const EVENT_NAMES_MIGRATION: &str = "20261205000019";
+
 pub async fn migrate(url: &str) -> Result<(), Failure> {
+    let moving = {
+        let mut conn = connect(url).await?;
+        let pending = storage::migrations::pending(&mut conn).await?;
+        // A database with no schema yet has no directions to move.
+        let fresh = storage::migrations::embedded_versions()?
+            .first()
+            .is_some_and(|first| pending.contains(first));
+        if !fresh && pending.iter().any(|v| v == EVENT_NAMES_MIGRATION) {
+            directions::on_old_default_names(&mut conn).await?
+        } else {
+            0
+        }
+    };
     let applied = storage::migrations::run_pending(url).await?;
     let encrypted = crate::secrets::seal_plaintext(url).await?;
-    out!("{}", json!({"applied": applied, "encrypted": encrypted}));
+    let mut answer = json!({"applied": applied, "encrypted": encrypted});
+    if moving > 0 && applied.iter().any(|v| v == EVENT_NAMES_MIGRATION) {
+        let note = format!(
+            "{moving} direction(s) moved from Lead/CompleteRegistration/Schedule to LeadSubmitted/QualifiedLead/OrderCreated \
+             for events with a click id (Meta refuses the old names on business-messaging events); \
+             without a click id they keep their names. See docs/capi-sender.md, \"Event names\"."
+        );
+        eprintln!("note: {note}");
+        answer["notes"] = json!([note]);
+    }
+    out!("{answer}");
     Ok(())
 }
 
@@ -248,15 +274,26 @@ pub enum DirectionCommand {
         waba: Option<String>,
         #[arg(long)]
         ad_account: Option<Uuid>,
-        /// Meta event name for level 1 (default Lead).
+        /// Meta event name for level 1 on events with a click id
+        /// (business_messaging; default LeadSubmitted). Must be on Meta's
+        /// list (meta.business_messaging_event_names).
         #[arg(long)]
         event_name_interest: Option<String>,
-        /// Meta event name for level 2 (default CompleteRegistration).
+        /// Level 2 with a click id (default QualifiedLead; Meta's list).
         #[arg(long)]
         event_name_qualified: Option<String>,
-        /// Meta event name for level 3 (default Schedule).
+        /// Level 3 with a click id (default OrderCreated; Meta's list).
         #[arg(long)]
         event_name_scheduled: Option<String>,
+        /// Level 1 on events without a click id (action_source other; default Lead).
+        #[arg(long)]
+        event_name_interest_other: Option<String>,
+        /// Level 2 without a click id (default CompleteRegistration).
+        #[arg(long)]
+        event_name_qualified_other: Option<String>,
+        /// Level 3 without a click id (default Schedule).
+        #[arg(long)]
+        event_name_scheduled_other: Option<String>,
         /// Events Manager test code; an empty value clears it. Remove it for production.
         #[arg(long)]
         test_event_code: Option<String>,
@@ -331,6 +368,9 @@ pub async fn direction(url: &str, c: DirectionCommand) -> Result<(), Failure> {
             event_name_interest,
             event_name_qualified,
             event_name_scheduled,
+            event_name_interest_other,
+            event_name_qualified_other,
+            event_name_scheduled_other,
             test_event_code,
             ldu,
             ldu_country,
@@ -341,11 +381,37 @@ pub async fn direction(url: &str, c: DirectionCommand) -> Result<(), Failure> {
                 &event_name_qualified,
                 &event_name_scheduled,
             ];
+            let names_other = [
+                &event_name_interest_other,
+                &event_name_qualified_other,
+                &event_name_scheduled_other,
+            ];
             if names
                 .iter()
+                .chain(&names_other)
                 .any(|n| n.as_deref().is_some_and(|n| n.trim().is_empty()))
             {
                 return Err(Failure::input("an event name cannot be empty"));
+            }
+            // A name given: the names the direction will have, checked as
+            // Meta checks them (other changes never wait on old names:
+            // `capi doctor` reports those).
+            if names.iter().chain(&names_other).any(|n| n.is_some()) {
+                let Some(current) = directions::direction_settings(&mut conn, id).await? else {
+                    return Err(Failure::input(format!("no direction {id}")));
+                };
+                let mut will_be = current.event_names();
+                for (stored, given) in will_be.business_messaging.iter_mut().zip(names) {
+                    if let Some(n) = given {
+                        n.trim().clone_into(stored);
+                    }
+                }
+                for (stored, given) in will_be.other.iter_mut().zip(names_other) {
+                    if let Some(n) = given {
+                        n.trim().clone_into(stored);
+                    }
+                }
+                crate::event_names::check(&will_be)?;
             }
             let u = DirectionCapiUpdate {
                 capi_enabled,
@@ -358,7 +424,8 @@ pub async fn direction(url: &str, c: DirectionCommand) -> Result<(), Failure> {
                 pixel_id: pixel.as_deref(),
                 waba_id: waba.as_deref(),
                 ad_account_id: ad_account,
-                event_names: names.map(|n| n.as_deref()),
+                event_names: names.map(|n| n.as_deref().map(str::trim)),
+                event_names_other: names_other.map(|n| n.as_deref().map(str::trim)),
                 test_event_code: test_event_code.as_deref(),
                 ldu_enabled: ldu,
                 ldu_country,

@@ -152,9 +152,18 @@ async fn capi_setup(conn: &mut AsyncPgConnection, o: &Options) -> Result<Vec<Fin
         ));
         return Ok(out);
     }
+    let allowed = crate::event_names::allowed().map_err(|f| f.message)?;
     let mut by_pixel: BTreeMap<&str, Vec<&doctor::CapiDirection>> = BTreeMap::new();
     for d in &dirs {
         let who = format!("direction {:?} ({})", d.name, d.id);
+        for refused in allowed.check_direction(&d.event_names()) {
+            out.push(finding(
+                Severity::Error,
+                CHECK,
+                format!("{who}: {refused}; Meta refuses such events (2804066) and capi-sender skips them (event_name_not_allowed): capi direction set {} --event-name-…", d.id),
+                json!({"direction_id": d.id}),
+            ));
+        }
         match (&d.pixel_id, d.token.is_some().then_some(())) {
             (None, _) => out.push(finding(
                 Severity::Error,

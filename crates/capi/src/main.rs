@@ -26,6 +26,7 @@ fn stdout_closed(e: std::io::Error) -> ! {
 mod admin;
 mod crm;
 mod doctor;
+mod event_names;
 mod inspect;
 mod qualification;
 mod reports;

@@ -1558,6 +1558,8 @@ async fn doctor_is_quiet_on_a_healthy_system_and_names_each_problem_of_a_sick_on
                ('{notoken}', '{u}', 'No token', true, '555', NULL),
                ('{shared}', '{u}', 'Shares a pixel', true, '1234567890', (SELECT ad_account_id FROM account_directions WHERE id = '{d}')),
                ('{expired}', '{u}', 'Expired token', true, '777', '{ad_expired}');
+             INSERT INTO account_directions (user_account_id, name, capi_enabled, pixel_id, ad_account_id, event_name_interest)
+               VALUES ('{u}', 'Old names', true, '1234567890', (SELECT ad_account_id FROM account_directions WHERE id = '{d}'), 'Lead');
              INSERT INTO dialog_analysis (id, instance_name, contact_key, contact_phone, from_ad, first_message, last_message)
                VALUES ('{dialog}', '{inst}', '79161234567', '79161234567', true, now() - interval '1 day', now());
              INSERT INTO capi_events_log (direction_id, user_account_id, event_level, event_name, event_id, status, reason, error_message) VALUES
@@ -1616,6 +1618,11 @@ async fn doctor_is_quiet_on_a_healthy_system_and_names_each_problem_of_a_sick_on
             .any(|m| m.contains("\"No token\"") && m.contains("no access token")),
         "{setup:?}"
     );
+    assert!(
+        setup.iter().any(|m| m.contains("\"Old names\"")
+            && m.contains("event name \"Lead\" is not one Meta accepts with a click id")),
+        "{setup:?}"
+    );
     let token = findings(&report, "meta_token");
     let expired_token = token
         .iter()
@@ -1634,7 +1641,7 @@ async fn doctor_is_quiet_on_a_healthy_system_and_names_each_problem_of_a_sick_on
         shared_pixel["message"]
             .as_str()
             .unwrap()
-            .contains("pixel 1234567890 is used by 2 directions")
+            .contains("pixel 1234567890 is used by 3 directions")
     );
     let clid = &findings(&report, "ctwa_clid")[0];
     assert_eq!(clid["details"]["rate_pct"], 100.0);
@@ -1781,5 +1788,224 @@ fn a_closed_output_ends_the_command_quietly() {
         out.status.code(),
         Some(141),
         "as a command killed by SIGPIPE"
+    );
+}
+
+/// Event names as Meta takes them: a direction starts on names Meta's
+/// business-messaging list allows; `direction set` refuses a name off that
+/// list for the click-id path (exit 2, naming the allowed ones) and a name
+/// repeated across levels, and takes any name without a click id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direction_event_names_follow_metas_business_messaging_list() {
+    let env = pipeline_tests::TestEnv::new().await;
+    let user = id_of(&capi_ok(
+        &env.db_url,
+        &["account", "create", "--name", "Clinic"],
+    ));
+    let dir = id_of(&capi_ok(
+        &env.db_url,
+        &[
+            "direction",
+            "create",
+            "--user-account",
+            &user,
+            "--name",
+            "Spa",
+        ],
+    ));
+    let names = || {
+        let listed = capi_ok(&env.db_url, &["direction", "list"]);
+        let row: Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
+        [
+            "event_name_interest",
+            "event_name_qualified",
+            "event_name_scheduled",
+            "event_name_interest_other",
+            "event_name_qualified_other",
+            "event_name_scheduled_other",
+        ]
+        .map(|k| row[k].as_str().unwrap().to_owned())
+    };
+    assert_eq!(
+        names(),
+        [
+            "LeadSubmitted",
+            "QualifiedLead",
+            "OrderCreated",
+            "Lead",
+            "CompleteRegistration",
+            "Schedule"
+        ]
+    );
+    let (code, _, err) = capi_on(
+        &env.db_url,
+        &["direction", "set", &dir, "--event-name-interest", "Lead"],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("event name \"Lead\" is not one Meta accepts with a click id")
+            && err.contains("allowed: Purchase, LeadSubmitted, InitiateCheckout, AddToCart"),
+        "{err}"
+    );
+    let (code, _, err) = capi_on(
+        &env.db_url,
+        &[
+            "direction",
+            "set",
+            &dir,
+            "--event-name-scheduled",
+            "QualifiedLead",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("\"QualifiedLead\" is used for qualified and scheduled"),
+        "{err}"
+    );
+    assert_eq!(names()[0], "LeadSubmitted", "nothing changed");
+    // The operator's own list (Meta added a name before we released).
+    let (code, _, err) = {
+        let out = Command::new(env!("CARGO_BIN_EXE_capi"))
+            .args([
+                "direction",
+                "set",
+                &dir,
+                "--event-name-scheduled",
+                "AppointmentBooked",
+                "--database-url",
+                &env.db_url,
+            ])
+            .env("CAPI_SECRETS__KEY", pipeline_tests::TEST_SECRETS_KEY)
+            .env(
+                "CAPI_META__BUSINESS_MESSAGING_EVENT_NAMES",
+                "LeadSubmitted,QualifiedLead,AppointmentBooked",
+            )
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            (),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(code, Some(0), "{err}");
+    capi_ok(
+        &env.db_url,
+        &[
+            "direction",
+            "set",
+            &dir,
+            "--event-name-scheduled",
+            "Purchase",
+            "--event-name-interest-other",
+            "Contact",
+        ],
+    );
+    assert_eq!(
+        names(),
+        [
+            "LeadSubmitted",
+            "QualifiedLead",
+            "Purchase",
+            "Contact",
+            "CompleteRegistration",
+            "Schedule"
+        ]
+    );
+}
+
+/// `capi migrate` moves directions on the old default names to names on
+/// Meta's list for the click-id path, keeps them without a click id, and
+/// says how many it moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_names_migration_moves_the_old_defaults_and_says_so() {
+    use diesel_async::SimpleAsyncConnection;
+    let env = pipeline_tests::TestEnv::new().await;
+    let down = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../migrations/2026-12-05-000019_business_messaging_event_names/down.sql"
+    ))
+    .unwrap();
+    let user = id_of(&capi_ok(
+        &env.db_url,
+        &["account", "create", "--name", "Clinic"],
+    ));
+    let create = |name: &str| {
+        id_of(&capi_ok(
+            &env.db_url,
+            &[
+                "direction",
+                "create",
+                "--user-account",
+                &user,
+                "--name",
+                name,
+            ],
+        ))
+    };
+    let (old, custom) = (create("Old"), create("Custom"));
+    // Back to the schema before migration 19, with one direction on the
+    // old defaults and one with names of its own.
+    env.conn()
+        .await
+        .batch_execute(&format!(
+            "{down}
+             DELETE FROM __diesel_schema_migrations WHERE version = '20261205000019';
+             UPDATE account_directions SET event_name_interest = 'Lead', event_name_qualified = 'CompleteRegistration',
+               event_name_scheduled = 'Schedule' WHERE id = '{old}';
+             UPDATE account_directions SET event_name_interest = 'Contact', event_name_qualified = 'QualifiedLead',
+               event_name_scheduled = 'Schedule' WHERE id = '{custom}';"
+        ))
+        .await
+        .unwrap();
+    let (code, out, err) = capi_on(&env.db_url, &["migrate"]);
+    assert_eq!(code, 0, "{err}");
+    let answer: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(answer["applied"], json!(["20261205000019"]));
+    let note = answer["notes"][0].as_str().unwrap();
+    assert!(
+        note.starts_with("2 direction(s) moved from Lead/CompleteRegistration/Schedule"),
+        "{note}"
+    );
+    assert!(err.contains("note: 2 direction(s) moved"), "{err}");
+    let listed = capi_ok(&env.db_url, &["direction", "list"]);
+    let rows: Vec<Value> = listed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let row = |id: &str| rows.iter().find(|r| r["id"] == id).unwrap().clone();
+    let names = |r: Value| {
+        [
+            "event_name_interest",
+            "event_name_qualified",
+            "event_name_scheduled",
+            "event_name_interest_other",
+            "event_name_qualified_other",
+            "event_name_scheduled_other",
+        ]
+        .map(|k| r[k].as_str().unwrap().to_owned())
+    };
+    assert_eq!(
+        names(row(&old)),
+        [
+            "LeadSubmitted",
+            "QualifiedLead",
+            "OrderCreated",
+            "Lead",
+            "CompleteRegistration",
+            "Schedule"
+        ]
+    );
+    // A custom name stays (doctor reports it); the old default beside it moves.
+    assert_eq!(
+        names(row(&custom)),
+        [
+            "Contact",
+            "QualifiedLead",
+            "OrderCreated",
+            "Contact",
+            "QualifiedLead",
+            "Schedule"
+        ]
     );
 }

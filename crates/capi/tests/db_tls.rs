@@ -325,7 +325,7 @@ async fn every_sslmode_against_a_server_with_a_certificate_of_our_own() {
     let (code, _, err) = capi(&["migrate", "--database-url", &wrong_url]);
     assert_eq!(code, 1, "{err}");
     assert!(
-        err.contains("connecting to PostgreSQL") && err.contains("UnknownIssuer"),
+        err.contains("cannot connect to PostgreSQL") && err.contains("UnknownIssuer"),
         "{err}"
     );
     let (code, out, err) = capi(&["migrate", "--database-url", &full]);

@@ -1,5 +1,6 @@
 //! The Meta Conversions API event for one (dialog, level).
 
+use crate::event_names::ActionSource;
 use crate::level::Level;
 use crate::normalize::{NormalizeOptions, UserDataKey, hash_for_meta};
 use serde_json::{Value, json};
@@ -61,6 +62,7 @@ pub fn build_event(f: &EventFacts<'_>) -> Result<Value, NotSendable> {
     if let Some(ph) = ph {
         user_data.insert("ph".into(), json!([ph]));
     }
+    let source = ActionSource::for_click(f.ctwa_clid);
     let clid = f.ctwa_clid.map(str::trim).filter(|c| !c.is_empty());
     if let Some(clid) = clid {
         user_data.insert("ctwa_clid".into(), json!(clid));
@@ -76,11 +78,11 @@ pub fn build_event(f: &EventFacts<'_>) -> Result<Value, NotSendable> {
         "event_time": f.event_time,
         "event_id": event_id(f.dialog_id, f.level),
         "event_source_url": "https://wa.me/",
-        "action_source": if clid.is_some() { "business_messaging" } else { "other" },
+        "action_source": source.as_str(),
         "user_data": user_data,
         "custom_data": { "event_level": f.level.number() },
     });
-    if clid.is_some() {
+    if source == ActionSource::BusinessMessaging {
         event["messaging_channel"] = json!("whatsapp");
     }
     // Always explicit: Meta has rejected requests that left it out (research §4.2).

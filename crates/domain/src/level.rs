@@ -37,15 +37,6 @@ impl Level {
         Self::ALL.into_iter().find(|l| l.number() == n)
     }
 
-    /// The spec's default Meta event name for this level.
-    pub fn default_event_name(self) -> &'static str {
-        match self {
-            Level::Interest => "Lead",
-            Level::Qualified => "CompleteRegistration",
-            Level::Scheduled => "Schedule",
-        }
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             Level::Interest => "interest",

@@ -13,6 +13,7 @@ pub mod conversation;
 pub mod crm;
 pub mod delivery;
 pub mod duration;
+pub mod event_names;
 pub mod evolution;
 pub mod http_policy;
 pub mod level;

@@ -332,6 +332,7 @@ impl PipelineOptions {
             lease: Duration::from_secs(30),
             uncertain_grace: Duration::from_secs(5),
             partner_agent: self.partner_agent.clone(),
+            business_messaging_event_names: Default::default(),
         }
     }
 

@@ -249,8 +249,8 @@ async fn an_amocrm_lead_in_the_qualified_stage_sends_lead_and_registration_once_
     assert_eq!(
         by_click(&events),
         [
-            (CLID.to_owned(), "CompleteRegistration".to_owned()),
-            (CLID.to_owned(), "Lead".to_owned())
+            (CLID.to_owned(), "LeadSubmitted".to_owned()),
+            (CLID.to_owned(), "QualifiedLead".to_owned())
         ],
         "each once: {events:?}"
     );
@@ -329,7 +329,7 @@ async fn a_bitrix24_deal_with_a_list_field_set_sends_its_level_and_a_limited_crm
     let events = settled_events(&meta, 1, WAIT).await;
     assert_eq!(
         by_click(&events),
-        [(CLID.to_owned(), "Lead".to_owned())],
+        [(CLID.to_owned(), "LeadSubmitted".to_owned())],
         "{events:?}"
     );
     let b24 = sb.crm_stats("bitrix24").await;
@@ -369,8 +369,8 @@ async fn an_expired_oauth_token_is_refreshed_once_by_two_replicas() {
     let expected: Vec<(String, String)> = (0..phones.len())
         .flat_map(|i| {
             [
-                (click(i), "CompleteRegistration".to_owned()),
-                (click(i), "Lead".to_owned()),
+                (click(i), "LeadSubmitted".to_owned()),
+                (click(i), "QualifiedLead".to_owned()),
             ]
         })
         .collect();
@@ -435,8 +435,8 @@ async fn an_amocrm_answering_429_for_a_minute_delays_the_events_and_loses_none()
     let mut expected: Vec<(String, String)> = (0..phones.len())
         .flat_map(|i| {
             [
-                (click(i), "CompleteRegistration".to_owned()),
-                (click(i), "Lead".to_owned()),
+                (click(i), "LeadSubmitted".to_owned()),
+                (click(i), "QualifiedLead".to_owned()),
             ]
         })
         .collect();

@@ -73,7 +73,7 @@ async fn an_ad_click_and_a_second_message_send_one_lead_exactly_as_specified() {
         bodies[0],
         json!({
             "data": [{
-                "event_name": "Lead",
+                "event_name": "LeadSubmitted",
                 "event_time": *T2,
                 "event_id": event_id(dialog, Level::Interest),
                 "event_source_url": "https://wa.me/",
@@ -104,7 +104,7 @@ async fn an_ad_click_and_a_second_message_send_one_lead_exactly_as_specified() {
     let rows = log_rows(&env).await;
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["status"], "success");
-    assert_eq!(rows[0]["event_name"], "Lead");
+    assert_eq!(rows[0]["event_name"], "LeadSubmitted");
     assert_eq!(rows[0]["response"]["fbtrace_id"], "AbCdEf");
     assert!(
         !rows[0].to_string().contains("EAAB-test-token"),

@@ -127,7 +127,7 @@ async fn a_booked_conversation_sends_lead_registration_and_schedule_once_each() 
     names_now.sort();
     assert_eq!(
         names_now,
-        ["CompleteRegistration", "Lead", "Schedule"],
+        ["LeadSubmitted", "OrderCreated", "QualifiedLead"],
         "first seen: {names:?}"
     );
 
@@ -241,7 +241,7 @@ async fn malformed_output_twice_is_an_error_and_sends_nothing_but_the_rule_based
     );
     assert_eq!(
         meta_event_names(&f.meta).await,
-        ["Lead"],
+        ["LeadSubmitted"],
         "levels 2 and 3 not sent"
     );
     assert_eq!(
@@ -288,14 +288,14 @@ async fn with_the_model_down_the_dialog_is_analysed_once_it_is_back() {
     let (s, p) = start(&env, &f, "0s").await;
     say(&p, &s, "D1", "Hello, braces for my son", 120).await;
     say(&p, &s, "D2", "He is 14 years old, budget 3000", 60).await;
-    let names = eventually("Lead and CompleteRegistration at Meta", WAIT, || async {
+    let names = eventually("LeadSubmitted and QualifiedLead at Meta", WAIT, || async {
         let mut n = meta_event_names(&f.meta).await;
         n.sort();
         (n.len() >= 2).then_some(n)
     })
     .await;
     settle().await;
-    assert_eq!(names, ["CompleteRegistration", "Lead"]);
+    assert_eq!(names, ["LeadSubmitted", "QualifiedLead"]);
     assert_eq!(meta_event_names(&f.meta).await.len(), 2);
     assert_eq!(
         model_requests(&f.llm).await.len(),
@@ -337,7 +337,7 @@ async fn the_analysis_waits_for_the_customer_to_go_quiet_and_reads_both_bursts_o
         transcript.ends_with("Customer: And do you work on Saturdays?"),
         "{transcript}"
     );
-    assert_eq!(meta_event_names(&f.meta).await, ["Lead"]);
+    assert_eq!(meta_event_names(&f.meta).await, ["LeadSubmitted"]);
 
     // Levels 2 and 3 are still open, but with no new customer message a
     // replayed `dialog.ready` (newest burst or later) costs no call.

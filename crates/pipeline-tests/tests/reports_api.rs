@@ -415,7 +415,7 @@ async fn the_openapi_document_lists_exactly_the_served_paths() {
     let dirs = advice["directions"].as_array().unwrap();
     assert_eq!(dirs.len(), 1, "only the direction with CAPI on");
     assert_eq!(dirs[0]["optimise_for"], "lead");
-    assert_eq!(dirs[0]["event_name"], "Lead");
+    assert_eq!(dirs[0]["event_name"], "LeadSubmitted");
     w.service.stop().await;
 }
 

@@ -260,7 +260,7 @@ async fn an_ad_click_reaches_lead_with_the_click_id_and_the_waba_from_the_payloa
     })
     .await;
     let event = &lead["data"][0];
-    assert_eq!(event["event_name"], "Lead", "{lead}");
+    assert_eq!(event["event_name"], "LeadSubmitted", "{lead}");
     assert_eq!(event["action_source"], "business_messaging");
     assert_eq!(event["messaging_channel"], "whatsapp");
     let user_data = &event["user_data"];

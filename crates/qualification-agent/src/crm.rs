@@ -21,6 +21,7 @@ use diesel_async::AsyncConnection;
 use domain::{
     crm::{mapping::matched_levels, phone},
     delivery::AttemptStatus,
+    event_names::ActionSource,
     level::{CrmType, Level, NoDialog},
 };
 use serde_json::{Value, json};
@@ -212,7 +213,8 @@ impl CrmEvaluator {
                 direction_id: Some(d.id),
                 user_account_id: Some(user_account_id),
                 level: *level,
-                event_name: d.event_name(*level),
+                // No dialog, so no click id: the name without one.
+                event_name: d.event_names.get(*level, ActionSource::Other),
                 event_id,
                 pixel_id: d.pixel_id.as_deref(),
                 status: AttemptStatus::Skipped,

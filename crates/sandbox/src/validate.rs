@@ -1,6 +1,7 @@
 //! Meta's checks on a `/events` request, as documented (research §1–2):
 //! an invalid event rejects the whole request.
 
+use domain::event_names::BUSINESS_MESSAGING_EVENT_NAMES;
 use serde_json::{Value, json};
 
 pub const MAX_EVENTS: usize = 1000;
@@ -47,14 +48,30 @@ pub fn graph_error(
     }
 }
 
+/// Meta's `error_user_title` for the subcodes the sandbox answers with
+/// (research §2 and the business-messaging guide).
+fn user_title(subcode: i64) -> &'static str {
+    match subcode {
+        2804003 => "Event Timestamp Too Old",
+        2804009 => "Missing Value for Purchase Event",
+        2804019 => "Invalid Parameter",
+        2804048 => "Missing Business Messaging Parameter",
+        2804066 => "Messaging Event Invalid Event Type",
+        _ => "Invalid Parameter",
+    }
+}
+
 fn invalid(subcode: i64, message: String) -> GraphError {
-    graph_error(
+    let mut e = graph_error(
         400,
         100,
         Some(subcode),
         &format!("Invalid parameter: {message}"),
         false,
-    )
+    );
+    e.body["error"]["error_user_title"] = json!(user_title(subcode));
+    e.body["error"]["error_user_msg"] = json!(message);
+    e
 }
 
 /// Checks a request; `Ok` holds the events to accept.
@@ -135,17 +152,37 @@ fn check_event(e: &Value, now: i64) -> Result<(), (i64, String)> {
                 "business_messaging events need messaging_channel".into(),
             ));
         }
-        if channel == Some("whatsapp")
-            && user_data
-                .get("ctwa_clid")
+        let missing = |key: &str| {
+            user_data
+                .get(key)
                 .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
-        {
+                .is_none_or(|v| v.trim().is_empty())
+        };
+        if channel == Some("whatsapp") && missing("ctwa_clid") {
             return Err((
                 2804048,
                 "ctwa_clid is a required field for business messaging on WhatsApp".into(),
             ));
         }
+        if channel == Some("whatsapp") && missing("whatsapp_business_account_id") {
+            return Err((
+                2804048,
+                "whatsapp_business_account_id is required for business messaging on WhatsApp"
+                    .into(),
+            ));
+        }
+        let name = text("event_name").unwrap_or_default();
+        if !BUSINESS_MESSAGING_EVENT_NAMES.contains(&name) {
+            return Err((
+                2804066,
+                format!(
+                    "event_name '{name}' is not supported for business messaging (Messaging Event Invalid Event Type)"
+                ),
+            ));
+        }
+    }
+    if text("event_name") == Some("Purchase") {
+        check_purchase(e.get("custom_data"))?;
     }
     for key in ["ph", "em"] {
         if let Some(v) = user_data.get(key) {
@@ -165,13 +202,38 @@ fn check_event(e: &Value, now: i64) -> Result<(), (i64, String)> {
     Ok(())
 }
 
+/// A Purchase needs `custom_data.value` (a number) and an ISO 4217 `currency`.
+fn check_purchase(custom_data: Option<&Value>) -> Result<(), (i64, String)> {
+    let value = custom_data.and_then(|c| c.get("value"));
+    if !value.is_some_and(Value::is_number) {
+        return Err((
+            2804009,
+            "a Purchase event needs custom_data.value as a number".into(),
+        ));
+    }
+    let currency = custom_data
+        .and_then(|c| c.get("currency"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if iso_currency::Currency::from_code(&currency.to_ascii_uppercase()).is_none() {
+        return Err((
+            2804009,
+            format!(
+                "a Purchase event needs custom_data.currency as an ISO 4217 code, got '{currency}'"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn event(now: i64) -> Value {
-        json!({"event_name": "Lead", "event_time": now, "action_source": "business_messaging",
-               "messaging_channel": "whatsapp", "user_data": {"ctwa_clid": "c", "ph": ["a".repeat(64)]}})
+        json!({"event_name": "LeadSubmitted", "event_time": now, "action_source": "business_messaging",
+               "messaging_channel": "whatsapp",
+               "user_data": {"ctwa_clid": "c", "whatsapp_business_account_id": "1", "ph": ["a".repeat(64)]}})
     }
 
     #[test]
@@ -206,6 +268,64 @@ mod tests {
             code(json!({"access_token": "t", "data": [raw_phone]})),
             Some((400, Some(100)))
         );
+        let refusal = |e: Value| {
+            let err = validate(&json!({"access_token": "t", "data": [e]}), now).unwrap_err();
+            let body = &err.body["error"];
+            assert_eq!((err.status, body["code"].as_i64()), (400, Some(100)));
+            assert!(body["fbtrace_id"].is_string());
+            (
+                body["error_subcode"].as_i64().unwrap(),
+                body["error_user_title"].as_str().unwrap().to_owned(),
+            )
+        };
+        // Meta's business-messaging rules.
+        for name in ["Lead", "CompleteRegistration", "Schedule", "Contact"] {
+            let mut e = event(now);
+            e["event_name"] = json!(name);
+            assert_eq!(
+                refusal(e),
+                (2804066, "Messaging Event Invalid Event Type".into())
+            );
+        }
+        let mut other = event(now);
+        other["event_name"] = json!("Lead");
+        other["action_source"] = json!("other");
+        other.as_object_mut().unwrap().remove("messaging_channel");
+        assert!(validate(&json!({"access_token": "t", "data": [other]}), now).is_ok());
+        let mut no_waba = event(now);
+        no_waba["user_data"]
+            .as_object_mut()
+            .unwrap()
+            .remove("whatsapp_business_account_id");
+        assert_eq!(refusal(no_waba).0, 2804048);
+        let mut no_channel = event(now);
+        no_channel
+            .as_object_mut()
+            .unwrap()
+            .remove("messaging_channel");
+        assert_eq!(refusal(no_channel).0, 2804048);
+        let purchase = |custom: Value| {
+            let mut e = event(now);
+            e["event_name"] = json!("Purchase");
+            e["custom_data"] = custom;
+            e
+        };
+        assert!(validate(
+            &json!({"access_token": "t", "data": [purchase(json!({"value": 15000, "currency": "RUB"}))]}),
+            now
+        )
+        .is_ok());
+        for bad in [
+            json!({"currency": "RUB"}),
+            json!({"value": "15000", "currency": "RUB"}),
+            json!({"value": 1.5, "currency": "RUBLES"}),
+            json!({"value": 1.5}),
+        ] {
+            assert_eq!(
+                refusal(purchase(bad)),
+                (2804009, "Missing Value for Purchase Event".into())
+            );
+        }
         let many: Vec<Value> = (0..1001).map(|_| event(now)).collect();
         assert_eq!(
             code(json!({"access_token": "t", "data": many})),

@@ -495,20 +495,8 @@ pub struct CrmDirection {
     /// When no dialog has the contact's phone.
     pub no_dialog: NoDialog,
     pub pixel_id: Option<String>,
-    /// Meta event names per level (interest, qualified, scheduled).
-    pub event_names: [String; 3],
-}
-
-impl CrmDirection {
-    /// The Meta event name the direction uses for `level`.
-    pub fn event_name(&self, level: domain::level::Level) -> &str {
-        let i = usize::try_from(level.number() - 1).unwrap_or(0);
-        self.event_names
-            .get(i)
-            .map(String::as_str)
-            .filter(|n| !n.trim().is_empty())
-            .unwrap_or(level.default_event_name())
-    }
+    /// Meta event names per level and action source.
+    pub event_names: domain::event_names::DirectionNames,
 }
 
 #[derive(Queryable, Selectable)]
@@ -523,6 +511,9 @@ struct CrmDirectionRow {
     event_name_interest: String,
     event_name_qualified: String,
     event_name_scheduled: String,
+    event_name_interest_other: String,
+    event_name_qualified_other: String,
+    event_name_scheduled_other: String,
 }
 
 /// The user account's directions with CAPI on, source `crm` and this CRM.
@@ -552,11 +543,18 @@ pub async fn crm_directions(
                 )?,
                 no_dialog: r.capi_crm_no_dialog,
                 pixel_id: r.pixel_id,
-                event_names: [
-                    r.event_name_interest,
-                    r.event_name_qualified,
-                    r.event_name_scheduled,
-                ],
+                event_names: domain::event_names::DirectionNames {
+                    business_messaging: [
+                        r.event_name_interest,
+                        r.event_name_qualified,
+                        r.event_name_scheduled,
+                    ],
+                    other: [
+                        r.event_name_interest_other,
+                        r.event_name_qualified_other,
+                        r.event_name_scheduled_other,
+                    ],
+                },
             })
         })
         .collect()

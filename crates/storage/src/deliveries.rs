@@ -13,6 +13,7 @@ use diesel::{
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::{
     delivery::{AttemptStatus, DeliveryStatus},
+    event_names::{ActionSource, name_or_default},
     level::Level,
 };
 use serde_json::Value;
@@ -85,6 +86,12 @@ pub struct DeliveryContext {
     pub event_name_qualified: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
     pub event_name_scheduled: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub event_name_interest_other: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub event_name_qualified_other: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub event_name_scheduled_other: Option<String>,
     /// The ad account's Meta token, else the user account's (sealed; open
     /// with `secrets::AD_ACCESS_TOKEN`).
     #[diesel(sql_type = Nullable<Text>, deserialize_as = Option<String>)]
@@ -120,17 +127,32 @@ impl std::fmt::Debug for DeliveryContext {
 }
 
 impl DeliveryContext {
-    /// The direction's Meta event name for `level`.
-    pub fn event_name(&self, level: Level) -> &str {
-        let configured = match level {
-            Level::Interest => &self.event_name_interest,
-            Level::Qualified => &self.event_name_qualified,
-            Level::Scheduled => &self.event_name_scheduled,
+    /// The direction's Meta event name for `level` on `source` (a dialog
+    /// without a direction: the default).
+    pub fn event_name(&self, level: Level, source: ActionSource) -> &str {
+        let [interest, qualified, scheduled] = match source {
+            ActionSource::BusinessMessaging => [
+                &self.event_name_interest,
+                &self.event_name_qualified,
+                &self.event_name_scheduled,
+            ],
+            ActionSource::Other => [
+                &self.event_name_interest_other,
+                &self.event_name_qualified_other,
+                &self.event_name_scheduled_other,
+            ],
         };
-        configured
-            .as_deref()
-            .filter(|n| !n.trim().is_empty())
-            .unwrap_or(level.default_event_name())
+        let configured = match level {
+            Level::Interest => interest,
+            Level::Qualified => qualified,
+            Level::Scheduled => scheduled,
+        };
+        name_or_default(configured.as_deref(), level, source)
+    }
+
+    /// `business_messaging` when the dialog has a click id.
+    pub fn action_source(&self) -> ActionSource {
+        ActionSource::for_click(self.ctwa_clid.as_deref())
     }
 }
 
@@ -154,7 +176,7 @@ pub async fn delivery_contexts(
         "SELECT cd.id AS delivery_id, cd.status, cd.event_id, cd.event_time, cd.attempts, cd.event_level, cd.lease_until, cd.sending_at, \
            d.id AS dialog_id, d.contact_phone, d.ctwa_clid, d.direction_id, ad.user_account_id, ad.pixel_id, \
            COALESCE(w.waba_id, ad.whatsapp_business_account_id) AS waba_id, ad.event_name_interest, ad.event_name_qualified, \
-           ad.event_name_scheduled, \
+           ad.event_name_scheduled, ad.event_name_interest_other, ad.event_name_qualified_other, ad.event_name_scheduled_other, \
            COALESCE(NULLIF(acc.access_token, ''), NULLIF(u.access_token, '')) AS access_token, \
            CASE WHEN NULLIF(acc.access_token, '') IS NOT NULL THEN acc.app_secret ELSE u.app_secret END AS app_secret, \
            ad.ad_account_id, ad.test_event_code, ad.ldu_enabled, ad.ldu_country, ad.ldu_state, cd.claimed_at \

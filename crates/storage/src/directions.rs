@@ -303,10 +303,43 @@ pub struct DirectionSettings {
     pub event_name_interest: String,
     pub event_name_qualified: String,
     pub event_name_scheduled: String,
+    pub event_name_interest_other: String,
+    pub event_name_qualified_other: String,
+    pub event_name_scheduled_other: String,
     pub test_event_code: Option<String>,
     pub ldu_enabled: bool,
     pub ldu_country: i32,
     pub ldu_state: i32,
+}
+
+impl DirectionSettings {
+    pub fn event_names(&self) -> domain::event_names::DirectionNames {
+        domain::event_names::DirectionNames {
+            business_messaging: [
+                self.event_name_interest.clone(),
+                self.event_name_qualified.clone(),
+                self.event_name_scheduled.clone(),
+            ],
+            other: [
+                self.event_name_interest_other.clone(),
+                self.event_name_qualified_other.clone(),
+                self.event_name_scheduled_other.clone(),
+            ],
+        }
+    }
+}
+
+/// One direction's settings.
+pub async fn direction_settings(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> Result<Option<DirectionSettings>, diesel::result::Error> {
+    account_directions::table
+        .find(id)
+        .select(DirectionSettings::as_select())
+        .first(conn)
+        .await
+        .optional()
 }
 
 pub async fn list_directions(
@@ -345,8 +378,11 @@ pub struct DirectionCapiUpdate<'a> {
     pub pixel_id: Option<&'a str>,
     pub waba_id: Option<&'a str>,
     pub ad_account_id: Option<Uuid>,
-    /// Meta event names per level (interest, qualified, scheduled).
+    /// Meta event names per level (interest, qualified, scheduled) for
+    /// events with a click id (`business_messaging`)…
     pub event_names: [Option<&'a str>; 3],
+    /// …and without one (`other`).
+    pub event_names_other: [Option<&'a str>; 3],
     /// `Some("")` clears it.
     pub test_event_code: Option<&'a str>,
     pub ldu_enabled: Option<bool>,
@@ -372,6 +408,9 @@ struct DirectionChanges<'a> {
     event_name_interest: Option<&'a str>,
     event_name_qualified: Option<&'a str>,
     event_name_scheduled: Option<&'a str>,
+    event_name_interest_other: Option<&'a str>,
+    event_name_qualified_other: Option<&'a str>,
+    event_name_scheduled_other: Option<&'a str>,
     test_event_code: Option<Option<&'a str>>,
     ldu_enabled: Option<bool>,
     ldu_country: Option<i32>,
@@ -403,6 +442,7 @@ pub async fn update_direction_capi(
     u: &DirectionCapiUpdate<'_>,
 ) -> Result<bool, diesel::result::Error> {
     let [interest, qualified, scheduled] = u.event_names;
+    let [interest_other, qualified_other, scheduled_other] = u.event_names_other;
     let changes = DirectionChanges {
         capi_enabled: u.capi_enabled,
         capi_source: u.capi_source,
@@ -414,6 +454,9 @@ pub async fn update_direction_capi(
         event_name_interest: interest,
         event_name_qualified: qualified,
         event_name_scheduled: scheduled,
+        event_name_interest_other: interest_other,
+        event_name_qualified_other: qualified_other,
+        event_name_scheduled_other: scheduled_other,
         test_event_code: clearing(u.test_event_code),
         ldu_enabled: u.ldu_enabled,
         ldu_country: u.ldu_country,
@@ -538,4 +581,23 @@ pub async fn set_crm_fields(
         Level::Scheduled => changes.capi_scheduled_fields = Some(value),
     }
     update_direction(conn, id, &changes).await
+}
+
+/// Directions whose names with a click id are still the spec's old
+/// defaults (Lead, CompleteRegistration, Schedule), which Meta refuses on
+/// business-messaging events: what migration 19 moves.
+pub async fn on_old_default_names(
+    conn: &mut AsyncPgConnection,
+) -> Result<i64, diesel::result::Error> {
+    use account_directions::dsl as d;
+    d::account_directions
+        .filter(
+            d::event_name_interest
+                .eq("Lead")
+                .or(d::event_name_qualified.eq("CompleteRegistration"))
+                .or(d::event_name_scheduled.eq("Schedule")),
+        )
+        .count()
+        .get_result(conn)
+        .await
 }

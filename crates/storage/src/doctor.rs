@@ -30,6 +30,35 @@ pub struct CapiDirection {
     /// `secrets::AD_ACCESS_TOKEN`).
     #[diesel(sql_type = Nullable<Text>, deserialize_as = Option<String>)]
     pub token: crate::secrets::Sealed,
+    #[diesel(sql_type = Text)]
+    pub event_name_interest: String,
+    #[diesel(sql_type = Text)]
+    pub event_name_qualified: String,
+    #[diesel(sql_type = Text)]
+    pub event_name_scheduled: String,
+    #[diesel(sql_type = Text)]
+    pub event_name_interest_other: String,
+    #[diesel(sql_type = Text)]
+    pub event_name_qualified_other: String,
+    #[diesel(sql_type = Text)]
+    pub event_name_scheduled_other: String,
+}
+
+impl CapiDirection {
+    pub fn event_names(&self) -> domain::event_names::DirectionNames {
+        domain::event_names::DirectionNames {
+            business_messaging: [
+                self.event_name_interest.clone(),
+                self.event_name_qualified.clone(),
+                self.event_name_scheduled.clone(),
+            ],
+            other: [
+                self.event_name_interest_other.clone(),
+                self.event_name_qualified_other.clone(),
+                self.event_name_scheduled_other.clone(),
+            ],
+        }
+    }
 }
 
 /// `$1`/`$2`: the scope's account and direction (NULL: any).
@@ -44,7 +73,9 @@ pub async fn capi_directions(
     // (coalesce across two LEFT JOINs), as every doctor read does.
     diesel::sql_query(format!(
         "SELECT d.id, d.name, nullif(d.pixel_id, '') AS pixel_id, \
-                nullif(coalesce(a.access_token, u.access_token), '') AS token \
+                nullif(coalesce(a.access_token, u.access_token), '') AS token, \
+                d.event_name_interest, d.event_name_qualified, d.event_name_scheduled, \
+                d.event_name_interest_other, d.event_name_qualified_other, d.event_name_scheduled_other \
          FROM account_directions d \
          LEFT JOIN ad_accounts a ON a.id = d.ad_account_id \
          JOIN user_accounts u ON u.id = d.user_account_id \

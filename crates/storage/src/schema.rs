@@ -27,6 +27,9 @@ diesel::table! {
         ldu_country -> Int4,
         ldu_state -> Int4,
         capi_crm_no_dialog -> Text,
+        event_name_interest_other -> Text,
+        event_name_qualified_other -> Text,
+        event_name_scheduled_other -> Text,
     }
 }
 
