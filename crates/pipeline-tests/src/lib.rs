@@ -858,17 +858,28 @@ pub async fn metrics_text(port: u16) -> String {
         .expect("metrics text")
 }
 
-/// Makes the fake Meta accept every event request (`events_received: 1`).
+/// Makes the fake Meta answer event requests as Meta does ([`meta_rules`]).
 pub async fn meta_accepts(server: &wiremock::MockServer) {
     wiremock::Mock::given(wiremock::matchers::method("POST"))
         .and(wiremock::matchers::path_regex(r"^/v26\.0/[^/]+/events$"))
-        .respond_with(
-            wiremock::ResponseTemplate::new(200).set_body_json(
-                json!({"events_received": 1, "messages": [], "fbtrace_id": "AbCdEf"}),
-            ),
-        )
+        .respond_with(meta_rules)
         .mount(server)
         .await;
+}
+
+/// Meta's answer to an `/events` request under Meta's documented rules
+/// (the sandbox's: business-messaging event names, click id and WABA id,
+/// Purchase value and currency, hashing, event age): what Meta refuses is
+/// refused with Meta's error body, the rest accepted.
+fn meta_rules(request: &wiremock::Request) -> wiremock::ResponseTemplate {
+    let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+    let now = chrono::Utc::now().timestamp();
+    match sandbox::validate(&body, now) {
+        Ok(events) => wiremock::ResponseTemplate::new(200).set_body_json(
+            json!({"events_received": events.len(), "messages": [], "fbtrace_id": "AbCdEf"}),
+        ),
+        Err(e) => wiremock::ResponseTemplate::new(e.status).set_body_json(e.body),
+    }
 }
 
 /// Every dialog's id.

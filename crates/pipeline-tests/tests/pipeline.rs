@@ -467,3 +467,128 @@ async fn the_user_account_token_is_the_fallback() {
     );
     p.stop().await;
 }
+
+/// What Meta would refuse never leaves: a direction whose name for the
+/// click-id path is off Meta's business-messaging list (here the old
+/// default `Lead`) has its click-attributed event skipped and logged
+/// (`event_name_not_allowed`), while a dialog without a click id goes out
+/// as `action_source: other` under the standard name and Meta's rules take
+/// it. A direction without its WABA id skips click events (`no_waba`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_and_fields_meta_refuses_are_never_sent() {
+    use diesel_async::SimpleAsyncConnection;
+    let env = TestEnv::new().await;
+    let s = seed(&env, &SeedOptions::default()).await;
+    env.conn()
+        .await
+        .batch_execute(&format!(
+            "UPDATE account_directions SET event_name_interest = 'Lead' WHERE id = '{}'",
+            s.direction_id
+        ))
+        .await
+        .unwrap();
+    let meta = MockServer::start().await;
+    meta_accepts(&meta).await;
+    let p = Pipeline::start(&env, &PipelineOptions::new(&meta.uri())).await;
+    // From the ad (a click id), and a customer who wrote on their own.
+    for (id, phone, clid) in [("A", PHONE, Some(CLID)), ("B", "5511988887777", None)] {
+        post_ok(
+            &p,
+            &s,
+            &customer_message(&s.instance, &format!("{id}1"), phone, "Oi", clid, *T1),
+        )
+        .await;
+        post_ok(
+            &p,
+            &s,
+            &customer_message(&s.instance, &format!("{id}2"), phone, "Preço?", None, *T2),
+        )
+        .await;
+    }
+    let rows = eventually("two audit rows", WAIT, || async {
+        let rows = log_rows(&env).await;
+        (rows.len() >= 2).then_some(rows)
+    })
+    .await;
+    settle().await;
+    let by_status: Vec<(String, String, String)> = log_rows(&env)
+        .await
+        .iter()
+        .map(|r| {
+            (
+                r["status"].as_str().unwrap().to_owned(),
+                r["reason"].as_str().unwrap_or("").to_owned(),
+                r["event_name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(
+        by_status.contains(&(
+            "skipped".into(),
+            "event_name_not_allowed".into(),
+            "Lead".into()
+        )),
+        "{by_status:?}"
+    );
+    assert!(
+        by_status.contains(&("success".into(), "".into(), "Lead".into())),
+        "{by_status:?}"
+    );
+    let events = meta_events(&meta).await;
+    assert_eq!(
+        events.len(),
+        1,
+        "only the event without a click id: {events:?}"
+    );
+    assert_eq!(events[0]["action_source"], "other");
+    assert_eq!(events[0]["event_name"], "Lead");
+    assert!(events[0]["user_data"].get("ctwa_clid").is_none());
+
+    // The same direction back on Meta's names but without its WABA id.
+    env.conn()
+        .await
+        .batch_execute(&format!(
+            "UPDATE account_directions SET event_name_interest = 'LeadSubmitted', whatsapp_business_account_id = NULL
+               WHERE id = '{}'",
+            s.direction_id
+        ))
+        .await
+        .unwrap();
+    let other_phone = "5511977776666";
+    post_ok(
+        &p,
+        &s,
+        &customer_message(
+            &s.instance,
+            "C1",
+            other_phone,
+            "Oi",
+            Some("ARsecondClick"),
+            *T1,
+        ),
+    )
+    .await;
+    post_ok(
+        &p,
+        &s,
+        &customer_message(&s.instance, "C2", other_phone, "Preço?", None, *T2),
+    )
+    .await;
+    eventually("a third audit row", WAIT, || async {
+        (log_rows(&env).await.len() >= 3).then_some(())
+    })
+    .await;
+    let third = log_rows(&env).await.pop().unwrap();
+    assert_eq!(
+        (third["status"].as_str(), third["reason"].as_str()),
+        (Some("skipped"), Some("no_waba")),
+        "{third}"
+    );
+    assert_eq!(
+        meta_events(&meta).await.len(),
+        1,
+        "nothing more reached Meta"
+    );
+    p.stop().await;
+}
