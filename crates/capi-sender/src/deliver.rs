@@ -31,7 +31,9 @@ use bus::{
 };
 use chrono::Utc;
 use domain::{
-    capi_event::{EventFacts, EventTime, Ldu, build_event, build_request, check_event_time},
+    capi_event::{
+        Conversion, EventFacts, EventTime, Ldu, build_event, build_request, check_event_time,
+    },
     delivery::AttemptStatus,
     event_names::{ActionSource, AllowedNames},
     meta_errors::{Verdict, retry_delay_ms},
@@ -234,24 +236,11 @@ impl Deliverer {
                 return skip("too_old");
             }
         };
-        // The name Meta will take for this action source; one it refuses
-        // (2804066) or an event it cannot attribute is not sent.
         let source = ctx.action_source();
-        let event_name = ctx.event_name(level, source);
-        if let Err(e) = self.allowed_names.check(event_name, source) {
-            tracing::error!(%dialog_id, %level, direction_id = ?ctx.direction_id, reason = %e,
-                "skipped: Meta would refuse the event name (capi direction set … --event-name-…)");
-            return skip("event_name_not_allowed");
-        }
-        if source == ActionSource::BusinessMessaging && non_empty(&ctx.waba_id).is_none() {
-            tracing::error!(%dialog_id, %level, direction_id = ?ctx.direction_id,
-                "skipped: an event with a click id needs the WhatsApp Business Account id (capi direction set … --waba)");
-            return skip("no_waba");
-        }
         let facts = EventFacts {
             dialog_id,
-            level,
-            event_name,
+            conversion: Conversion::Level(level),
+            event_name: ctx.event_name(level, source),
             event_time,
             phone: non_empty(&ctx.contact_phone),
             ctwa_clid: non_empty(&ctx.ctwa_clid),
@@ -261,14 +250,16 @@ impl Deliverer {
                 state: ctx.ldu_state.unwrap_or(0),
             }),
         };
-        let event = match build_event(&facts) {
+        // What Meta would refuse (a name off its list, no WABA id on a
+        // click event) or could not match is not sent.
+        let event = match build_event(&facts, &self.allowed_names) {
             Ok(e) => e,
             Err(e) => {
-                tracing::warn!(%dialog_id, %level, reason = %e, "skipped");
-                return skip("no_user_data");
+                tracing::warn!(%dialog_id, %level, direction_id = ?ctx.direction_id, reason = %e, "skipped");
+                return skip(e.reason());
             }
         };
-        if facts.ctwa_clid.is_none() {
+        if source == ActionSource::Other {
             tracing::warn!(%dialog_id, %level, "no ctwa_clid for this dialog: sending with action_source=other (no ad attribution)");
         }
         let test_event_code = non_empty(&ctx.test_event_code).map(str::to_owned);

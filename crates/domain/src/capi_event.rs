@@ -1,6 +1,6 @@
 //! The Meta Conversions API event for one (dialog, level).
 
-use crate::event_names::ActionSource;
+use crate::event_names::{ActionSource, AllowedNames, NameRefused, default_event_name};
 use crate::level::Level;
 use crate::normalize::{NormalizeOptions, UserDataKey, hash_for_meta};
 use serde_json::{Value, json};
@@ -18,11 +18,51 @@ pub fn event_id(dialog_id: Uuid, level: Level) -> String {
     .to_string()
 }
 
+/// A purchase's event id: one per (dialog, order reference), so a second
+/// paid order of the same customer is a second Purchase and a redelivered
+/// one is the same event.
+pub fn purchase_event_id(dialog_id: Uuid, order_ref: &str) -> String {
+    Uuid::new_v5(
+        &EVENT_ID_NAMESPACE,
+        format!("{dialog_id}:purchase:{order_ref}").as_bytes(),
+    )
+    .to_string()
+}
+
+/// `custom_data.event_level` of a Purchase (after the three levels).
+pub const PURCHASE_EVENT_LEVEL: i16 = 4;
+
+/// What the event reports: a level the conversation reached, or a purchase.
+#[derive(Debug, Clone, Copy)]
+pub enum Conversion<'a> {
+    Level(Level),
+    Purchase(PurchaseFacts<'a>),
+}
+
+/// A paid order: its amount in `currency` (ISO 4217) and the CRM deal or
+/// order it came from.
+#[derive(Debug, Clone, Copy)]
+pub struct PurchaseFacts<'a> {
+    pub value: f64,
+    pub currency: &'a str,
+    pub order_ref: &'a str,
+}
+
+impl Conversion<'_> {
+    /// The default event name on `source`.
+    pub fn default_event_name(&self, source: ActionSource) -> &'static str {
+        match self {
+            Conversion::Level(l) => default_event_name(*l, source),
+            Conversion::Purchase(_) => "Purchase",
+        }
+    }
+}
+
 /// Everything the event is built from.
 #[derive(Debug, Clone)]
 pub struct EventFacts<'a> {
     pub dialog_id: Uuid,
-    pub level: Level,
+    pub conversion: Conversion<'a>,
     pub event_name: &'a str,
     /// When the level was reached, unix seconds.
     pub event_time: i64,
@@ -43,18 +83,78 @@ pub struct Ldu {
     pub state: i32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+/// Why an event is not sent: each is something Meta would refuse (or could
+/// not match), so it is recorded as skipped with [`NotSendable::reason`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum NotSendable {
     #[error("the dialog has neither a click id nor a phone to match on")]
     NoUserData,
+    #[error(transparent)]
+    EventName(#[from] NameRefused),
+    #[error(
+        "an event with a click id needs the WhatsApp Business Account id (capi direction set … --waba)"
+    )]
+    NoWaba,
+    #[error("a Purchase needs {0}")]
+    Purchase(String),
 }
 
-/// Builds one element of the request's `data` array.
+impl NotSendable {
+    /// The audit log's `reason`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            NotSendable::NoUserData => "no_user_data",
+            NotSendable::EventName(_) => "event_name_not_allowed",
+            NotSendable::NoWaba => "no_waba",
+            NotSendable::Purchase(_) => "invalid_purchase",
+        }
+    }
+}
+
+/// A purchase's value as Meta takes it: a finite amount ≥ 0 and an ISO
+/// 4217 code (returned upper case).
+pub fn check_purchase(value: f64, currency: &str) -> Result<String, NotSendable> {
+    if !value.is_finite() || value < 0.0 {
+        return Err(NotSendable::Purchase(format!(
+            "a value of 0 or more, got {value}"
+        )));
+    }
+    let code = currency.trim().to_ascii_uppercase();
+    if iso_currency::Currency::from_code(&code).is_none() {
+        return Err(NotSendable::Purchase(format!(
+            "an ISO 4217 currency code, got {currency:?}"
+        )));
+    }
+    Ok(code)
+}
+
+/// Builds one element of the request's `data` array, or says why Meta
+/// would refuse it: the sender and `capi event preview` both come here.
 ///
 /// With a `ctwa_clid` the event is a business-messaging event
 /// (`action_source: business_messaging`, `messaging_channel: whatsapp`, the
-/// click id unhashed); without one the spec falls back to `action_source: other`.
-pub fn build_event(f: &EventFacts<'_>) -> Result<Value, NotSendable> {
+/// click id unhashed, the WABA id; the name on `allowed`); without one the
+/// spec falls back to `action_source: other`.
+pub fn build_event(f: &EventFacts<'_>, allowed: &AllowedNames) -> Result<Value, NotSendable> {
+    let source = ActionSource::for_click(f.ctwa_clid);
+    allowed.check(f.event_name, source)?;
+    let waba = f.waba_id.map(str::trim).filter(|w| !w.is_empty());
+    if source == ActionSource::BusinessMessaging && waba.is_none() {
+        return Err(NotSendable::NoWaba);
+    }
+    let (event_id, custom_data) = match f.conversion {
+        Conversion::Level(level) => (
+            event_id(f.dialog_id, level),
+            json!({ "event_level": level.number() }),
+        ),
+        Conversion::Purchase(p) => {
+            let currency = check_purchase(p.value, p.currency)?;
+            (
+                purchase_event_id(f.dialog_id, p.order_ref),
+                json!({ "event_level": PURCHASE_EVENT_LEVEL, "value": p.value, "currency": currency }),
+            )
+        }
+    };
     let mut user_data = serde_json::Map::new();
     let ph = f
         .phone
@@ -62,7 +162,6 @@ pub fn build_event(f: &EventFacts<'_>) -> Result<Value, NotSendable> {
     if let Some(ph) = ph {
         user_data.insert("ph".into(), json!([ph]));
     }
-    let source = ActionSource::for_click(f.ctwa_clid);
     let clid = f.ctwa_clid.map(str::trim).filter(|c| !c.is_empty());
     if let Some(clid) = clid {
         user_data.insert("ctwa_clid".into(), json!(clid));
@@ -70,17 +169,17 @@ pub fn build_event(f: &EventFacts<'_>) -> Result<Value, NotSendable> {
     if user_data.is_empty() {
         return Err(NotSendable::NoUserData);
     }
-    if let Some(waba) = f.waba_id.map(str::trim).filter(|w| !w.is_empty()) {
+    if let Some(waba) = waba {
         user_data.insert("whatsapp_business_account_id".into(), json!(waba));
     }
     let mut event = json!({
         "event_name": f.event_name,
         "event_time": f.event_time,
-        "event_id": event_id(f.dialog_id, f.level),
+        "event_id": event_id,
         "event_source_url": "https://wa.me/",
         "action_source": source.as_str(),
         "user_data": user_data,
-        "custom_data": { "event_level": f.level.number() },
+        "custom_data": custom_data,
     });
     if source == ActionSource::BusinessMessaging {
         event["messaging_channel"] = json!("whatsapp");
@@ -150,11 +249,54 @@ mod tests {
     use super::*;
     use crate::normalize::sha256_hex;
 
+    fn allowed() -> AllowedNames {
+        AllowedNames::default()
+    }
+
+    #[test]
+    fn what_meta_would_refuse_is_not_built() {
+        let reason = |f: &EventFacts<'_>| {
+            build_event(f, &allowed())
+                .map(|_| ())
+                .map_err(|e| e.reason())
+        };
+        let mut lead = facts(Some("c"), Some("1"));
+        lead.event_name = "Lead";
+        assert_eq!(reason(&lead), Err("event_name_not_allowed"));
+        assert_eq!(reason(&facts(Some("c"), None)), Err("no_waba"));
+        let purchase = |value: f64, currency: &'static str| EventFacts {
+            conversion: Conversion::Purchase(PurchaseFacts {
+                value,
+                currency,
+                order_ref: "deal-7",
+            }),
+            event_name: "Purchase",
+            ..facts(Some("c"), Some("1"))
+        };
+        assert_eq!(reason(&purchase(1.0, "RUBLES")), Err("invalid_purchase"));
+        assert_eq!(reason(&purchase(f64::NAN, "RUB")), Err("invalid_purchase"));
+        assert_eq!(reason(&purchase(-1.0, "RUB")), Err("invalid_purchase"));
+        let e = build_event(&purchase(1500.5, "usd"), &allowed()).unwrap();
+        assert_eq!(
+            e["custom_data"],
+            json!({"event_level": 4, "value": 1500.5, "currency": "USD"})
+        );
+        assert_eq!(e["event_id"], purchase_event_id(Uuid::nil(), "deal-7"));
+        assert_ne!(
+            purchase_event_id(Uuid::nil(), "deal-7"),
+            purchase_event_id(Uuid::nil(), "deal-8")
+        );
+    }
+
     fn facts<'a>(clid: Option<&'a str>, waba: Option<&'a str>) -> EventFacts<'a> {
         EventFacts {
             dialog_id: Uuid::nil(),
-            level: Level::Interest,
-            event_name: "Lead",
+            conversion: Conversion::Level(Level::Interest),
+            event_name: if clid.is_some() {
+                "LeadSubmitted"
+            } else {
+                "Lead"
+            },
             event_time: 1_703_520_000,
             phone: Some("5511999999999"),
             ctwa_clid: clid,
@@ -165,12 +307,15 @@ mod tests {
 
     #[test]
     fn business_messaging_event_matches_the_spec_example() {
-        let e =
-            build_event(&facts(Some("click-id-from-ad"), Some("1029384756"))).expect("sendable");
+        let e = build_event(
+            &facts(Some("click-id-from-ad"), Some("1029384756")),
+            &allowed(),
+        )
+        .expect("sendable");
         assert_eq!(
             e,
             json!({
-                "event_name": "Lead",
+                "event_name": "LeadSubmitted",
                 "event_time": 1_703_520_000,
                 "event_id": event_id(Uuid::nil(), Level::Interest),
                 "event_source_url": "https://wa.me/",
@@ -185,12 +330,12 @@ mod tests {
                 "data_processing_options": []
             })
         );
-        let mut with_ldu = facts(Some("c"), None);
+        let mut with_ldu = facts(Some("c"), Some("1"));
         with_ldu.ldu = Some(Ldu {
             country: 1,
             state: 1000,
         });
-        let e = build_event(&with_ldu).expect("sendable");
+        let e = build_event(&with_ldu, &allowed()).expect("sendable");
         assert_eq!(e["data_processing_options"], json!(["LDU"]));
         assert_eq!(
             (
@@ -203,7 +348,7 @@ mod tests {
 
     #[test]
     fn without_click_id_the_event_falls_back_to_other() {
-        let e = build_event(&facts(None, None)).expect("sendable");
+        let e = build_event(&facts(None, None), &allowed()).expect("sendable");
         assert_eq!(e["action_source"], "other");
         assert!(e.get("messaging_channel").is_none());
         assert!(e["user_data"].get("ctwa_clid").is_none());
@@ -262,6 +407,6 @@ mod tests {
     fn nothing_to_match_on_is_not_sendable() {
         let mut f = facts(None, None);
         f.phone = None;
-        assert_eq!(build_event(&f), Err(NotSendable::NoUserData));
+        assert_eq!(build_event(&f, &allowed()), Err(NotSendable::NoUserData));
     }
 }
