@@ -411,7 +411,7 @@ pub async fn direction(url: &str, c: DirectionCommand) -> Result<(), Failure> {
                         n.trim().clone_into(stored);
                     }
                 }
-                crate::event_names::check(&will_be)?;
+                crate::events::check(&will_be)?;
             }
             let u = DirectionCapiUpdate {
                 capi_enabled,

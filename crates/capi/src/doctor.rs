@@ -152,7 +152,7 @@ async fn capi_setup(conn: &mut AsyncPgConnection, o: &Options) -> Result<Vec<Fin
         ));
         return Ok(out);
     }
-    let allowed = crate::event_names::allowed().map_err(|f| f.message)?;
+    let allowed = crate::events::allowed().map_err(|f| f.message)?;
     let mut by_pixel: BTreeMap<&str, Vec<&doctor::CapiDirection>> = BTreeMap::new();
     for d in &dirs {
         let who = format!("direction {:?} ({})", d.name, d.id);

@@ -26,7 +26,7 @@ fn stdout_closed(e: std::io::Error) -> ! {
 mod admin;
 mod crm;
 mod doctor;
-mod event_names;
+mod events;
 mod inspect;
 mod qualification;
 mod reports;
@@ -68,6 +68,9 @@ enum Command {
         #[arg(long)]
         default_country_code: Option<String>,
     },
+    /// Meta events without a database: `event preview`.
+    #[command(subcommand)]
+    Event(events::EventCommand),
     /// Parse a webhook body the way the gateway does and print what it found.
     ParseWebhook {
         #[arg(value_enum)]
@@ -249,6 +252,7 @@ async fn main() -> ExitCode {
             default_country_code,
         } => inspect::normalize(&key, &value, default_country_code),
         Command::ParseWebhook { source, file } => inspect::parse_webhook(source, &file),
+        Command::Event(c) => events::event(c),
         Command::Crm(c) => crm::crm(&cli.database_url, c).await,
         Command::CrmMatch {
             crm,

@@ -2009,3 +2009,176 @@ async fn the_event_names_migration_moves_the_old_defaults_and_says_so() {
         ]
     );
 }
+
+/// `capi event preview`: the event as capi-sender builds it, for each level
+/// with and without a click id, accepted by Meta's rules (the sandbox's
+/// validation); and each thing Meta would refuse, exit 2 with the reason.
+#[test]
+fn event_preview_prints_what_the_sender_sends_and_refuses_what_meta_would() {
+    let preview = |args: &[&str]| {
+        let mut all = vec!["event", "preview"];
+        all.extend_from_slice(args);
+        capi(&all)
+    };
+    let accepted_by_meta = |event: &Value| {
+        let now = event["event_time"].as_i64().unwrap();
+        sandbox::validate(&json!({"access_token": "t", "data": [event]}), now)
+            .unwrap_or_else(|e| panic!("Meta's rules refuse {event}: {}", e.body));
+    };
+    let phone_hash = domain::normalize::sha256_hex("5511999999999");
+    for (level, number, with_click, without) in [
+        ("interest", 1, "LeadSubmitted", "Lead"),
+        ("qualified", 2, "QualifiedLead", "CompleteRegistration"),
+        ("scheduled", 3, "OrderCreated", "Schedule"),
+    ] {
+        let (code, out, err) = preview(&[
+            "--level",
+            level,
+            "--ctwa-clid",
+            "ARclick",
+            "--waba",
+            "1029",
+            "--phone",
+            "+55 11 99999-9999",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let e: Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(e["event_name"], with_click);
+        assert_eq!(e["action_source"], "business_messaging");
+        assert_eq!(e["messaging_channel"], "whatsapp");
+        assert_eq!(
+            e["user_data"],
+            json!({"ph": [phone_hash], "ctwa_clid": "ARclick", "whatsapp_business_account_id": "1029"})
+        );
+        assert_eq!(e["custom_data"], json!({"event_level": number}));
+        assert!(e["event_id"].as_str().unwrap().len() == 36 && e["event_time"].is_i64());
+        accepted_by_meta(&e);
+        let (code, out, err) = preview(&["--level", level, "--phone", "5511999999999"]);
+        assert_eq!(code, 0, "{err}");
+        let e: Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(
+            (e["event_name"].as_str(), e["action_source"].as_str()),
+            (Some(without), Some("other"))
+        );
+        assert!(e.get("messaging_channel").is_none() && e["user_data"].get("ctwa_clid").is_none());
+        accepted_by_meta(&e);
+    }
+    let (code, out, err) = preview(&[
+        "--level",
+        "purchase",
+        "--ctwa-clid",
+        "c",
+        "--waba",
+        "1",
+        "--value",
+        "1500.50",
+        "--currency",
+        "usd",
+        "--order-ref",
+        "deal-7",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let e: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(e["event_name"], "Purchase");
+    assert_eq!(
+        e["custom_data"],
+        json!({"event_level": 4, "value": 1500.5, "currency": "USD"})
+    );
+    assert!(out.contains(r#""value":1500.5"#), "a JSON number: {out}");
+    accepted_by_meta(&e);
+    let (code, out, _) = preview(&[
+        "--level",
+        "purchase",
+        "--phone",
+        "5511999999999",
+        "--value",
+        "15000",
+        "--currency",
+        "RUB",
+    ]);
+    assert_eq!(code, 0);
+    let e: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (e["event_name"].as_str(), e["action_source"].as_str()),
+        (Some("Purchase"), Some("other"))
+    );
+    accepted_by_meta(&e);
+
+    for (args, says) in [
+        (
+            vec![
+                "--level",
+                "interest",
+                "--ctwa-clid",
+                "c",
+                "--waba",
+                "1",
+                "--event-name",
+                "Lead",
+            ],
+            "event name \"Lead\" is not one Meta accepts with a click id",
+        ),
+        (
+            vec![
+                "--level",
+                "purchase",
+                "--ctwa-clid",
+                "c",
+                "--waba",
+                "1",
+                "--value",
+                "10",
+            ],
+            "a Purchase needs --value and --currency",
+        ),
+        (
+            vec![
+                "--level",
+                "purchase",
+                "--ctwa-clid",
+                "c",
+                "--waba",
+                "1",
+                "--currency",
+                "RUB",
+            ],
+            "a Purchase needs --value and --currency",
+        ),
+        (
+            vec![
+                "--level",
+                "purchase",
+                "--phone",
+                "1",
+                "--value",
+                "10",
+                "--currency",
+                "RUBLES",
+            ],
+            "a Purchase needs an ISO 4217 currency code, got \"RUBLES\"",
+        ),
+        (
+            vec!["--level", "scheduled", "--ctwa-clid", "c"],
+            "needs the WhatsApp Business Account id",
+        ),
+        (
+            vec!["--level", "interest"],
+            "neither a click id nor a phone",
+        ),
+    ] {
+        let (code, out, err) = preview(&args);
+        assert_eq!((code, out.as_str()), (2, ""), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    // Without a click id any name goes (action_source other).
+    let (code, out, _) = preview(&[
+        "--level",
+        "interest",
+        "--phone",
+        "1",
+        "--event-name",
+        "Contact",
+    ]);
+    assert_eq!(code, 0);
+    assert!(out.contains(r#""event_name":"Contact""#));
+}
