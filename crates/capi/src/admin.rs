@@ -307,6 +307,11 @@ pub enum DirectionCommand {
         #[arg(long)]
         ldu_state: Option<i32>,
     },
+    /// Set the direction's pixel to its WhatsApp Business Account's dataset
+    /// (read from Meta, created there if the WABA has none: idempotent).
+    Dataset {
+        id: Uuid,
+    },
     /// The WhatsApp bot of a direction: on/off and its prompt (business
     /// context, tone, language; an empty prompt means the generic one).
     Bot {
@@ -333,8 +338,12 @@ pub enum NoDialogArg {
 }
 
 pub async fn direction(url: &str, c: DirectionCommand) -> Result<(), Failure> {
+    if let DirectionCommand::Dataset { id } = c {
+        return crate::dataset::set_direction_dataset(url, id).await;
+    }
     let mut conn = connect(url).await?;
     match c {
+        DirectionCommand::Dataset { .. } => {}
         DirectionCommand::Create {
             user_account,
             name,

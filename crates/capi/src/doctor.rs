@@ -50,19 +50,6 @@ const OUTBOX_ERROR_AFTER: Duration = Duration::from_secs(600);
 /// A queue holding more than this many ready messages is falling behind.
 const QUEUE_WARN_DEPTH: u32 = 10_000;
 
-/// `[meta]` as far as the token check needs it.
-#[derive(Deserialize)]
-struct MetaSection {
-    graph_base_url: String,
-    graph_version: String,
-}
-
-const META_DEFAULTS: &str = r#"
-[meta]
-graph_base_url = "https://graph.facebook.com"
-graph_version = "v26.0"
-"#;
-
 pub struct Options {
     pub scope: Scope,
     pub json: bool,
@@ -198,13 +185,7 @@ async fn capi_setup(conn: &mut AsyncPgConnection, o: &Options) -> Result<Vec<Fin
     if o.offline {
         return Ok(out);
     }
-    #[derive(Deserialize)]
-    struct Own {
-        meta: MetaSection,
-    }
-    let meta = runtime::settings::load_section::<Own>(META_DEFAULTS)
-        .map_err(|e| e.to_string())?
-        .meta;
+    let meta = crate::dataset::meta_section()?;
     let http = outbound::client(Duration::from_secs(10)).map_err(|e| e.to_string())?;
     // One call per distinct (pixel, token).
     let mut asked: Vec<(&str, String)> = Vec::new();
@@ -232,6 +213,9 @@ async fn capi_setup(conn: &mut AsyncPgConnection, o: &Options) -> Result<Vec<Fin
             }
         };
         let token = secrecy::ExposeSecret::expose_secret(&token).to_owned();
+        if let Some(waba) = d.waba_id.as_deref() {
+            out.extend(check_dataset(&http, &meta, d, pixel, waba, &token).await);
+        }
         if asked.iter().any(|(p, t)| *p == pixel && *t == token) {
             continue;
         }
@@ -252,10 +236,52 @@ async fn capi_setup(conn: &mut AsyncPgConnection, o: &Options) -> Result<Vec<Fin
     Ok(out)
 }
 
+/// The direction's pixel should be its WABA's dataset (Meta ties
+/// business-messaging events to it).
+async fn check_dataset(
+    http: &reqwest::Client,
+    meta: &crate::dataset::MetaSection,
+    d: &doctor::CapiDirection,
+    pixel: &str,
+    waba: &str,
+    token: &str,
+) -> Option<Finding> {
+    const CHECK: &str = "dataset";
+    let details = json!({"direction_id": d.id, "pixel_id": pixel, "waba_id": waba});
+    let who = format!("direction {:?} ({})", d.name, d.id);
+    match crate::dataset::waba_dataset(http, meta, waba, token, false).await {
+        Ok(Some(dataset)) if dataset == pixel => None,
+        Ok(Some(dataset)) => Some(finding(
+            Severity::Error,
+            CHECK,
+            format!(
+                "{who}: pixel {pixel} is not its WABA {waba}'s dataset {dataset}: Meta cannot attribute its business-messaging events; capi direction dataset {}",
+                d.id
+            ),
+            details,
+        )),
+        Ok(None) => Some(finding(
+            Severity::Warning,
+            CHECK,
+            format!(
+                "{who}: WABA {waba} has no dataset yet; capi direction dataset {} makes it and sets it as the pixel",
+                d.id
+            ),
+            details,
+        )),
+        Err(e) => Some(finding(
+            Severity::Warning,
+            CHECK,
+            format!("{who}: WABA {waba}'s dataset could not be read: {e}"),
+            details,
+        )),
+    }
+}
+
 /// `GET /{version}/{pixel_id}?fields=id`: the cheapest call that proves the token reaches the pixel.
 async fn check_token(
     http: &reqwest::Client,
-    meta: &MetaSection,
+    meta: &crate::dataset::MetaSection,
     pixel: &str,
     token: &str,
     direction: &str,

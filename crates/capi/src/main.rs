@@ -25,6 +25,7 @@ fn stdout_closed(e: std::io::Error) -> ! {
 
 mod admin;
 mod crm;
+mod dataset;
 mod doctor;
 mod events;
 mod inspect;

@@ -1522,6 +1522,35 @@ async fn doctor_is_quiet_on_a_healthy_system_and_names_each_problem_of_a_sick_on
         ))
         .await
         .unwrap();
+    // The direction's pixel becomes its WABA's dataset (made at Meta; a
+    // second run finds the same one).
+    let dataset = |env: &pipeline_tests::TestEnv, dir: uuid::Uuid| {
+        let out = Command::new(env!("CARGO_BIN_EXE_capi"))
+            .args([
+                "direction",
+                "dataset",
+                &dir.to_string(),
+                "--database-url",
+                &env.db_url,
+            ])
+            .env("CAPI_SECRETS__KEY", pipeline_tests::TEST_SECRETS_KEY)
+            .env("CAPI_META__GRAPH_BASE_URL", &sandbox.url)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let first = dataset(&env, s.direction_id);
+    assert_eq!(first["waba"], "102938475610");
+    assert_eq!(first["pixel_was"], "1234567890");
+    let made = first["dataset"].as_str().unwrap().to_owned();
+    assert_eq!(dataset(&env, s.direction_id)["dataset"], made.as_str());
+    let listed = capi_ok(&env.db_url, &["direction", "list"]);
+    assert!(
+        listed.contains(&format!(r#""pixel_id":"{made}""#)),
+        "{listed}"
+    );
     let (code, report, out) = doctor(&env, &sandbox.url, &[]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(report["status"], "healthy");
@@ -1622,6 +1651,21 @@ async fn doctor_is_quiet_on_a_healthy_system_and_names_each_problem_of_a_sick_on
         setup.iter().any(|m| m.contains("\"Old names\"")
             && m.contains("event name \"Lead\" is not one Meta accepts with a click id")),
         "{setup:?}"
+    );
+    // Its pixel is not the dataset Meta holds for its WABA (made above).
+    let wrong_dataset = findings(&report, "dataset")
+        .into_iter()
+        .find(|f| f["details"]["direction_id"] == d.to_string())
+        .unwrap();
+    assert_eq!(wrong_dataset["severity"], "error");
+    assert!(
+        wrong_dataset["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!(
+                "pixel 1234567890 is not its WABA 102938475610's dataset {made}"
+            )),
+        "{wrong_dataset}"
     );
     let token = findings(&report, "meta_token");
     let expired_token = token

@@ -10,6 +10,7 @@
 //! - `GET  /sandbox/events?pixel_id=&limit=` — accepted events, newest last
 //! - `GET  /sandbox/events/{event_id}` — how many times an event id was accepted
 //! - `GET|PUT /sandbox/faults` — latency, error and throttle rates, invalid event ids
+//! - `GET|POST /{version}/{waba_id}/dataset` — the WhatsApp Business Account's dataset (`dataset.rs`)
 //! - `GET /{version}/{pixel_id}` — the pixel, for `capi doctor`'s token check (a token containing `expired` is refused)
 //! - `DELETE /sandbox/events` — forget everything recorded
 //! - `POST /v1/chat/completions` — an OpenAI-compatible model with fixed answers
@@ -28,6 +29,7 @@ pub mod cloud_webhook;
 pub mod crm;
 pub mod crm_burst;
 pub mod customers;
+pub mod dataset;
 pub mod marketing;
 mod qualify;
 mod validate;
@@ -299,6 +301,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/sandbox/faults", web::get().to(get_faults))
         .route("/sandbox/faults", web::put().to(put_faults))
         .route("/{version}/{pixel_id}/events", web::post().to(post_events))
+        .configure(dataset::routes)
         // Last: two free segments would shadow any GET registered after it.
         .route("/{version}/{pixel_id}", web::get().to(get_pixel));
 }
@@ -308,32 +311,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// that is not a number does not exist (code 100).
 async fn get_pixel(req: actix_web::HttpRequest, path: web::Path<(String, String)>) -> HttpResponse {
     let (_, pixel_id) = path.into_inner();
-    let token = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default()
-        .to_owned();
-    if token.is_empty() {
-        let e = validate::graph_error(
-            400,
-            190,
-            None,
-            "An access token is required to request this resource.",
-            false,
-        );
-        return HttpResponse::BadRequest().json(e.body);
-    }
-    if token.contains("expired") {
-        let e = validate::graph_error(
-            400,
-            190,
-            Some(463),
-            "Error validating access token: Session has expired.",
-            false,
-        );
-        return HttpResponse::BadRequest().json(e.body);
+    if let Err(refused) = token_check(&req) {
+        return refused;
     }
     if pixel_id.is_empty() || !pixel_id.bytes().all(|b| b.is_ascii_digit()) {
         let e = validate::graph_error(
@@ -348,6 +327,38 @@ async fn get_pixel(req: actix_web::HttpRequest, path: web::Path<(String, String)
     HttpResponse::Ok().json(json!({"id": pixel_id, "name": "Sandbox pixel"}))
 }
 
+/// A Graph call's bearer token as Meta checks it: none → 190; one
+/// containing "expired" → 190/463.
+pub(crate) fn token_check(req: &actix_web::HttpRequest) -> Result<(), HttpResponse> {
+    let token = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if token.is_empty() {
+        let e = validate::graph_error(
+            400,
+            190,
+            None,
+            "An access token is required to request this resource.",
+            false,
+        );
+        return Err(HttpResponse::BadRequest().json(e.body));
+    }
+    if token.contains("expired") {
+        let e = validate::graph_error(
+            400,
+            190,
+            Some(463),
+            "Error validating access token: Session has expired.",
+            false,
+        );
+        return Err(HttpResponse::BadRequest().json(e.body));
+    }
+    Ok(())
+}
+
 /// Serves the sandbox (Meta, the model, Evolution API and the CRMs) on `listener` until the returned server stops.
 pub fn serve(
     listener: std::net::TcpListener,
@@ -355,9 +366,11 @@ pub fn serve(
 ) -> std::io::Result<actix_web::dev::Server> {
     let crms = web::Data::new(crm::Crms::default());
     let marketing = web::Data::new(marketing::Marketing::default());
+    let datasets = web::Data::new(dataset::Datasets::default());
     Ok(actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(sandbox.clone())
+            .app_data(datasets.clone())
             .app_data(crms.clone())
             .app_data(marketing.clone())
             .configure(crm::routes)

@@ -26,6 +26,8 @@ pub struct CapiDirection {
     pub name: String,
     #[diesel(sql_type = Nullable<Text>)]
     pub pixel_id: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub waba_id: Option<String>,
     /// The ad account's token, else the user account's (sealed: open with
     /// `secrets::AD_ACCESS_TOKEN`).
     #[diesel(sql_type = Nullable<Text>, deserialize_as = Option<String>)]
@@ -65,6 +67,16 @@ impl CapiDirection {
 const SCOPE: &str =
     "($1::uuid IS NULL OR d.user_account_id = $1) AND ($2::uuid IS NULL OR d.id = $2)";
 
+/// A direction's Meta setup: its pixel, WABA, token and event names.
+const DIRECTION_SETUP: &str = "SELECT d.id, d.name, nullif(d.pixel_id, '') AS pixel_id, \
+        nullif(d.whatsapp_business_account_id, '') AS waba_id, \
+        nullif(coalesce(a.access_token, u.access_token), '') AS token, \
+        d.event_name_interest, d.event_name_qualified, d.event_name_scheduled, \
+        d.event_name_interest_other, d.event_name_qualified_other, d.event_name_scheduled_other \
+ FROM account_directions d \
+ LEFT JOIN ad_accounts a ON a.id = d.ad_account_id \
+ JOIN user_accounts u ON u.id = d.user_account_id";
+
 pub async fn capi_directions(
     conn: &mut AsyncPgConnection,
     scope: Scope,
@@ -72,19 +84,26 @@ pub async fn capi_directions(
     // SQL: an optional scope ($1/$2 may be NULL) and the token's fallback
     // (coalesce across two LEFT JOINs), as every doctor read does.
     diesel::sql_query(format!(
-        "SELECT d.id, d.name, nullif(d.pixel_id, '') AS pixel_id, \
-                nullif(coalesce(a.access_token, u.access_token), '') AS token, \
-                d.event_name_interest, d.event_name_qualified, d.event_name_scheduled, \
-                d.event_name_interest_other, d.event_name_qualified_other, d.event_name_scheduled_other \
-         FROM account_directions d \
-         LEFT JOIN ad_accounts a ON a.id = d.ad_account_id \
-         JOIN user_accounts u ON u.id = d.user_account_id \
-         WHERE d.capi_enabled AND {SCOPE} ORDER BY d.name, d.id"
+        "{DIRECTION_SETUP} WHERE d.capi_enabled AND {SCOPE} ORDER BY d.name, d.id"
     ))
     .bind::<Nullable<SqlUuid>, _>(scope.user_account)
     .bind::<Nullable<SqlUuid>, _>(scope.direction)
     .load(conn)
     .await
+}
+
+/// One direction's Meta setup, CAPI on or off (`capi direction dataset`).
+pub async fn direction_setup(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> Result<Option<CapiDirection>, diesel::result::Error> {
+    use diesel::OptionalExtension;
+    // SQL: the same read as `capi_directions`, for one direction by id.
+    diesel::sql_query(format!("{DIRECTION_SETUP} WHERE d.id = $1"))
+        .bind::<SqlUuid, _>(id)
+        .get_result(conn)
+        .await
+        .optional()
 }
 
 /// Ad dialogs of the last 7 days per direction, and those without a click id.
