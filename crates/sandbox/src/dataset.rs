@@ -4,7 +4,7 @@
 //! one (`{id}`), `GET` reads it (`{"data": [{"id": …}]}`, empty before one
 //! was made). A WABA id that is not a number does not exist (100/33).
 
-use crate::{token_check, validate};
+use crate::{graph_answer, token_check, validate};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 use std::{collections::HashMap, sync::Mutex};
@@ -40,17 +40,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/{version}/{waba_id}/dataset", web::post().to(create));
 }
 
-fn checked(req: &HttpRequest, waba: &str) -> Result<(), HttpResponse> {
+fn checked(req: &HttpRequest, waba: &str) -> Result<(), validate::GraphError> {
     token_check(req)?;
     if waba.is_empty() || !waba.bytes().all(|b| b.is_ascii_digit()) {
-        let e = validate::graph_error(
+        return Err(validate::graph_error(
             400,
             100,
             Some(33),
             &format!("Unsupported request. Object with ID '{waba}' does not exist"),
             false,
-        );
-        return Err(HttpResponse::BadRequest().json(e.body));
+        ));
     }
     Ok(())
 }
@@ -61,8 +60,8 @@ async fn read(
     datasets: web::Data<Datasets>,
 ) -> HttpResponse {
     let (_, waba) = path.into_inner();
-    if let Err(refused) = checked(&req, &waba) {
-        return refused;
+    if let Err(e) = checked(&req, &waba) {
+        return graph_answer(e);
     }
     let data: Vec<_> = datasets
         .get(&waba)
@@ -78,8 +77,8 @@ async fn create(
     datasets: web::Data<Datasets>,
 ) -> HttpResponse {
     let (_, waba) = path.into_inner();
-    if let Err(refused) = checked(&req, &waba) {
-        return refused;
+    if let Err(e) = checked(&req, &waba) {
+        return graph_answer(e);
     }
     HttpResponse::Ok().json(json!({ "id": datasets.get_or_create(&waba) }))
 }

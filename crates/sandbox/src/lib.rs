@@ -311,8 +311,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// that is not a number does not exist (code 100).
 async fn get_pixel(req: actix_web::HttpRequest, path: web::Path<(String, String)>) -> HttpResponse {
     let (_, pixel_id) = path.into_inner();
-    if let Err(refused) = token_check(&req) {
-        return refused;
+    if let Err(e) = token_check(&req) {
+        return graph_answer(e);
     }
     if pixel_id.is_empty() || !pixel_id.bytes().all(|b| b.is_ascii_digit()) {
         let e = validate::graph_error(
@@ -329,7 +329,7 @@ async fn get_pixel(req: actix_web::HttpRequest, path: web::Path<(String, String)
 
 /// A Graph call's bearer token as Meta checks it: none → 190; one
 /// containing "expired" → 190/463.
-pub(crate) fn token_check(req: &actix_web::HttpRequest) -> Result<(), HttpResponse> {
+pub(crate) fn token_check(req: &actix_web::HttpRequest) -> Result<(), validate::GraphError> {
     let token = req
         .headers()
         .get("authorization")
@@ -337,26 +337,33 @@ pub(crate) fn token_check(req: &actix_web::HttpRequest) -> Result<(), HttpRespon
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
     if token.is_empty() {
-        let e = validate::graph_error(
+        return Err(validate::graph_error(
             400,
             190,
             None,
             "An access token is required to request this resource.",
             false,
-        );
-        return Err(HttpResponse::BadRequest().json(e.body));
+        ));
     }
     if token.contains("expired") {
-        let e = validate::graph_error(
+        return Err(validate::graph_error(
             400,
             190,
             Some(463),
             "Error validating access token: Session has expired.",
             false,
-        );
-        return Err(HttpResponse::BadRequest().json(e.body));
+        ));
     }
     Ok(())
+}
+
+/// A Graph error as the HTTP answer.
+pub(crate) fn graph_answer(e: validate::GraphError) -> HttpResponse {
+    HttpResponse::build(
+        actix_web::http::StatusCode::from_u16(e.status)
+            .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST),
+    )
+    .json(e.body)
 }
 
 /// Serves the sandbox (Meta, the model, Evolution API and the CRMs) on `listener` until the returned server stops.
