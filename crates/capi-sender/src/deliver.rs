@@ -31,9 +31,7 @@ use bus::{
 };
 use chrono::Utc;
 use domain::{
-    capi_event::{
-        Conversion, EventFacts, EventTime, Ldu, build_event, build_request, check_event_time,
-    },
+    capi_event::{EventFacts, EventTime, Ldu, build_event, build_request, check_event_time},
     delivery::AttemptStatus,
     event_names::{ActionSource, AllowedNames},
     meta_errors::{Verdict, retry_delay_ms},
@@ -183,10 +181,11 @@ impl Deliverer {
 
     async fn prepare(&self, q: CapiEventQueued) -> anyhow::Result<Prepared> {
         let (dialog_id, level) = (q.dialog_id, q.level);
-        let (ctx, lease) = match self.loader.load(dialog_id, level).await? {
+        let (ctx, lease) = match self.loader.load(&q.event_id).await? {
             Loaded::Missing => {
                 return Ok(Prepared::Done(Outcome::DeadLetter(format!(
-                    "no claimed {level} delivery for dialog {dialog_id}"
+                    "no claimed {level} delivery {} for dialog {dialog_id}",
+                    q.event_id
                 ))));
             }
             Loaded::Finished(status) => {
@@ -239,7 +238,7 @@ impl Deliverer {
         let source = ctx.action_source();
         let facts = EventFacts {
             dialog_id,
-            conversion: Conversion::Level(level),
+            conversion: ctx.conversion(),
             event_name: ctx.event_name(level, source),
             event_time,
             phone: non_empty(&ctx.contact_phone),

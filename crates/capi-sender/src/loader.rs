@@ -4,7 +4,6 @@
 
 use chrono::Utc;
 use domain::delivery::DeliveryStatus;
-use domain::level::Level;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -12,7 +11,6 @@ use std::{
 };
 use storage::{DbPool, deliveries::DeliveryContext};
 use tokio::sync::{mpsc, oneshot};
-use uuid::Uuid;
 
 /// Most requests served by one round of statements.
 const MAX_GATHER: usize = 1000;
@@ -23,7 +21,7 @@ const GATHER_WINDOW: Duration = Duration::from_millis(3);
 pub type Throttled = Arc<Mutex<HashMap<String, Instant>>>;
 
 pub enum Loaded {
-    /// No claim for this (dialog, level): the message is not ours to send.
+    /// No claim with this event id: the message is not ours to send.
     Missing,
     /// Finished already (a redelivered or replayed message).
     Finished(DeliveryStatus),
@@ -45,7 +43,9 @@ pub struct Lease {
     pub uncertain: bool,
 }
 
-type Request = ((Uuid, Level), oneshot::Sender<Result<Loaded, String>>);
+/// A delivery is looked up by its event id (unique: a purchase shares its
+/// dialog and level with the customer's other purchases).
+type Request = (String, oneshot::Sender<Result<Loaded, String>>);
 
 /// How long leases last.
 #[derive(Debug, Clone, Copy)]
@@ -79,10 +79,10 @@ impl Loader {
         Loader { tx }
     }
 
-    pub async fn load(&self, dialog_id: Uuid, level: Level) -> anyhow::Result<Loaded> {
+    pub async fn load(&self, event_id: &str) -> anyhow::Result<Loaded> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(((dialog_id, level), reply))
+            .send((event_id.to_owned(), reply))
             .await
             .map_err(|_| anyhow::anyhow!("the loader stopped"))?;
         answer.await?.map_err(|e| anyhow::anyhow!(e))
@@ -134,11 +134,11 @@ async fn serve(
     round: &[Request],
 ) -> anyhow::Result<std::collections::VecDeque<Loaded>> {
     let mut conn = pool.get().await?;
-    let keys: Vec<(Uuid, Level)> = round.iter().map(|(k, _)| *k).collect();
+    let keys: Vec<String> = round.iter().map(|(k, _)| k.clone()).collect();
     let contexts = storage::deliveries::delivery_contexts(&mut conn, &keys).await?;
-    let mut by_key: HashMap<(Uuid, Level), DeliveryContext> = contexts
+    let mut by_key: HashMap<String, DeliveryContext> = contexts
         .into_iter()
-        .map(|c| ((c.dialog_id, c.event_level), c))
+        .map(|c| (c.event_id.clone(), c))
         .collect();
     let now = Instant::now();
     let throttled_until = |ctx: &DeliveryContext| {
@@ -190,14 +190,13 @@ async fn serve(
     })
     .collect();
     let mut out = std::collections::VecDeque::with_capacity(round.len());
-    for (k, _) in round {
-        let key = *k;
-        let loaded = match by_key.get(&key) {
+    for (key, _) in round {
+        let loaded = match by_key.get(key) {
             None => Loaded::Missing,
             Some(c) if c.status != DeliveryStatus::Pending => Loaded::Finished(c.status),
             Some(c) => match (throttled_for(c), leased.get(&c.delivery_id)) {
                 (Some(wait), _) => Loaded::Throttled(wait),
-                (None, Some(lease)) => match by_key.remove(&key) {
+                (None, Some(lease)) => match by_key.remove(key) {
                     Some(ctx) => Loaded::Ready(Box::new(ctx), *lease),
                     None => Loaded::Missing,
                 },

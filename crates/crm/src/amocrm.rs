@@ -35,6 +35,12 @@ impl AmoClient {
         self.get(&format!("/api/v4/contacts/{id}"), &[]).await
     }
 
+    /// The account (`{id, name, subdomain, currency, …}`): `currency` is the
+    /// ISO code lead prices are in.
+    pub async fn account(&self) -> Result<Value, CrmError> {
+        self.get("/api/v4/account", &[]).await
+    }
+
     /// The lead pipelines with their statuses
     /// (`_embedded.pipelines[] = {id, name, _embedded.statuses[] = {id, name}}`).
     pub async fn pipelines(&self) -> Result<Value, CrmError> {

@@ -246,6 +246,19 @@ impl Session {
             .await
     }
 
+    /// The amoCRM account's currency (`GET /api/v4/account` → `currency`).
+    pub async fn amo_currency(&mut self) -> Result<Option<String>, CrmError> {
+        let account = self
+            .call(|c| async move { c.amo()?.account().await })
+            .await?;
+        Ok(account
+            .get("currency")
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned))
+    }
+
     pub async fn amo_custom_fields(&mut self, entity: &str) -> Result<Vec<Value>, CrmError> {
         self.call(|c| async move { c.amo()?.custom_fields(entity).await })
             .await

@@ -31,6 +31,7 @@ pub fn purchase_event_id(dialog_id: Uuid, order_ref: &str) -> String {
 
 /// `custom_data.event_level` of a Purchase (after the three levels).
 pub const PURCHASE_EVENT_LEVEL: i16 = 4;
+const _: () = assert!(PURCHASE_EVENT_LEVEL == 4, "Level::Purchase.number()");
 
 /// What the event reports: a level the conversation reached, or a purchase.
 #[derive(Debug, Clone, Copy)]
@@ -53,7 +54,7 @@ impl Conversion<'_> {
     pub fn default_event_name(&self, source: ActionSource) -> &'static str {
         match self {
             Conversion::Level(l) => default_event_name(*l, source),
-            Conversion::Purchase(_) => "Purchase",
+            Conversion::Purchase(_) => crate::event_names::PURCHASE_EVENT_NAME,
         }
     }
 }

@@ -67,9 +67,11 @@ impl fmt::Display for ActionSource {
 /// `LeadSubmitted`, `QualifiedLead`, and `OrderCreated` for a booking (a
 /// booking is an order for a service; none of Meta's list says "scheduled",
 /// and `OrderCreated` keeps the levels' names distinct). Without one: the
-/// spec's `Lead`, `CompleteRegistration`, `Schedule`.
+/// spec's `Lead`, `CompleteRegistration`, `Schedule`. A purchase is
+/// `Purchase` on both (on Meta's list, and the standard event): not a setting.
 pub fn default_event_name(level: Level, source: ActionSource) -> &'static str {
     match (source, level) {
+        (_, Level::Purchase) => PURCHASE_EVENT_NAME,
         (ActionSource::BusinessMessaging, Level::Interest) => "LeadSubmitted",
         (ActionSource::BusinessMessaging, Level::Qualified) => "QualifiedLead",
         (ActionSource::BusinessMessaging, Level::Scheduled) => "OrderCreated",
@@ -79,6 +81,9 @@ pub fn default_event_name(level: Level, source: ActionSource) -> &'static str {
     }
 }
 
+/// The purchase level's name, whatever the action source.
+pub const PURCHASE_EVENT_NAME: &str = "Purchase";
+
 /// A stored name unless it is blank, else the default.
 pub fn name_or_default(configured: Option<&str>, level: Level, source: ActionSource) -> &str {
     configured
@@ -86,8 +91,8 @@ pub fn name_or_default(configured: Option<&str>, level: Level, source: ActionSou
         .unwrap_or(default_event_name(level, source))
 }
 
-/// The names a direction chose, per level (interest, qualified,
-/// scheduled) and action source.
+/// The names a direction chose, per conversation level (interest,
+/// qualified, scheduled) and action source; a purchase is always `Purchase`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectionNames {
     pub business_messaging: [String; 3],
@@ -102,14 +107,17 @@ impl DirectionNames {
             ActionSource::BusinessMessaging => &self.business_messaging,
             ActionSource::Other => &self.other,
         };
-        let i = usize::try_from(level.number() - 1).unwrap_or(0);
-        name_or_default(names.get(i).map(String::as_str), level, source)
+        let configured = Level::CONVERSATION
+            .iter()
+            .position(|l| *l == level)
+            .and_then(|i| names.get(i));
+        name_or_default(configured.map(String::as_str), level, source)
     }
 }
 
 impl Default for DirectionNames {
     fn default() -> Self {
-        let names = |s| Level::ALL.map(|l| default_event_name(l, s).to_owned());
+        let names = |s| Level::CONVERSATION.map(|l| default_event_name(l, s).to_owned());
         DirectionNames {
             business_messaging: names(ActionSource::BusinessMessaging),
             other: names(ActionSource::Other),
@@ -242,11 +250,11 @@ mod tests {
         assert!(allowed.check_direction(&names).is_empty());
         assert_eq!(
             Level::ALL.map(|l| names.get(l, ActionSource::BusinessMessaging)),
-            ["LeadSubmitted", "QualifiedLead", "OrderCreated"]
+            ["LeadSubmitted", "QualifiedLead", "OrderCreated", "Purchase"]
         );
         assert_eq!(
             Level::ALL.map(|l| names.get(l, ActionSource::Other)),
-            ["Lead", "CompleteRegistration", "Schedule"]
+            ["Lead", "CompleteRegistration", "Schedule", "Purchase"]
         );
         for name in ["Lead", "CompleteRegistration", "Schedule", "Contact"] {
             assert!(matches!(

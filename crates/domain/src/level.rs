@@ -19,17 +19,31 @@ pub enum Level {
     Qualified,
     /// 3: the customer booked a consultation or meeting.
     Scheduled,
+    /// 4: the customer paid: reached from the CRM (a won deal) or by hand
+    /// (`capi lead purchase`), never by the model. Unlike the three levels it
+    /// is claimed once per (dialog, order reference) and carries a value.
+    Purchase,
 }
 
 impl Level {
-    pub const ALL: [Level; 3] = [Level::Interest, Level::Qualified, Level::Scheduled];
+    pub const ALL: [Level; 4] = [
+        Level::Interest,
+        Level::Qualified,
+        Level::Scheduled,
+        Level::Purchase,
+    ];
 
-    /// 1, 2 or 3, as sent in `custom_data.event_level`.
+    /// The levels reached by the conversation (the model or the CRM's
+    /// field rules): each claimed once per dialog, its name configurable.
+    pub const CONVERSATION: [Level; 3] = [Level::Interest, Level::Qualified, Level::Scheduled];
+
+    /// 1 to 4, as sent in `custom_data.event_level`.
     pub fn number(self) -> i16 {
         match self {
             Level::Interest => 1,
             Level::Qualified => 2,
             Level::Scheduled => 3,
+            Level::Purchase => 4,
         }
     }
 
@@ -42,6 +56,7 @@ impl Level {
             Level::Interest => "interest",
             Level::Qualified => "qualified",
             Level::Scheduled => "scheduled",
+            Level::Purchase => "purchase",
         }
     }
 
@@ -63,7 +78,9 @@ impl FromStr for Level {
         Self::ALL
             .into_iter()
             .find(|l| l.as_str() == s)
-            .ok_or_else(|| format!("unknown level '{s}' (interest, qualified, scheduled)"))
+            .ok_or_else(|| {
+                format!("unknown level '{s}' (interest, qualified, scheduled, purchase)")
+            })
     }
 }
 
@@ -96,7 +113,7 @@ crate::text_enum! {
     }
 }
 
-/// Stored as its number (`event_level SMALLINT`, checked 1..3).
+/// Stored as its number (`event_level SMALLINT`, checked 1..4).
 #[cfg(feature = "diesel")]
 mod sql {
     use super::Level;
@@ -137,6 +154,10 @@ mod tests {
     fn levels_are_cumulative_and_numbered() {
         assert_eq!(
             Level::Scheduled.with_lower().collect::<Vec<_>>(),
+            Level::CONVERSATION.to_vec()
+        );
+        assert_eq!(
+            Level::Purchase.with_lower().collect::<Vec<_>>(),
             Level::ALL.to_vec()
         );
         assert_eq!(
@@ -147,7 +168,8 @@ mod tests {
             assert_eq!(Level::from_number(l.number()), Some(l));
             assert_eq!(l.as_str().parse::<Level>(), Ok(l));
         }
-        assert_eq!(Level::from_number(4), None);
+        assert_eq!(Level::from_number(5), None);
+        assert_eq!(Level::from_number(0), None);
     }
 
     #[test]

@@ -49,7 +49,7 @@ async fn a_sender_whose_lease_was_taken_over_can_no_longer_send() {
             .expect("claim"),
         "claimed once"
     );
-    let ctx = deliveries::delivery_context(&mut conn, dialog, Level::Interest)
+    let ctx = deliveries::delivery_context(&mut conn, "e-1")
         .await
         .expect("query")
         .expect("delivery");

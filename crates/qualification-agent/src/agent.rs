@@ -7,18 +7,16 @@
 use crate::decide::{Plan, Rules, not_eligible};
 use bus::{
     Incoming, Outcome,
-    messages::{BusMessage, CapiEventQueued, DialogReady, decode, encode},
+    messages::{DialogReady, decode},
 };
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use diesel_async::AsyncConnection;
-use domain::{
-    capi_event::event_id,
-    level::{Level, reaches_interest},
-};
+use domain::level::{Level, reaches_interest};
 use llm::analysis::{self, Analyzer, Unavailable};
+use runtime::claims::claim_levels as claim;
 use std::{sync::Arc, time::Duration};
 use storage::{
-    AsyncPgConnection, DbPool, deliveries,
+    DbPool,
     qualification::{self as q, DialogForQualification},
 };
 use tokio::sync::Notify;
@@ -47,30 +45,6 @@ pub(crate) fn backoff(schedule: &[Duration], attempt: u32) -> Duration {
         .or(schedule.last())
         .copied()
         .unwrap_or(RETRY_AFTER)
-}
-
-/// Claims `levels` (each once ever) and queues their events; inside the caller's transaction.
-pub(crate) async fn claim(
-    conn: &mut AsyncPgConnection,
-    dialog_id: uuid::Uuid,
-    levels: &[Level],
-    reached_at: DateTime<Utc>,
-) -> Result<Vec<Level>, storage::DbError> {
-    let mut claimed = Vec::new();
-    for &level in levels {
-        let event_id = event_id(dialog_id, level);
-        if deliveries::claim_level(conn, dialog_id, level, &event_id, reached_at).await? {
-            let queued = CapiEventQueued {
-                dialog_id,
-                level,
-                event_id,
-            };
-            storage::outbox::enqueue(conn, CapiEventQueued::ROUTING_KEY, &encode(&queued), 0)
-                .await?;
-            claimed.push(level);
-        }
-    }
-    Ok(claimed)
 }
 
 impl Agent {

@@ -7,7 +7,7 @@
 //! rate limiting or down delays the change through the broker; nothing is
 //! dropped.
 
-use crate::agent::{backoff, claim};
+use crate::agent::backoff;
 use bus::{
     Incoming, Outcome,
     messages::{CrmChanged, decode},
@@ -19,13 +19,22 @@ use crm::{
 };
 use diesel_async::AsyncConnection;
 use domain::{
-    crm::{mapping::matched_levels, phone},
+    crm::{
+        mapping::{matched_levels, matches},
+        phone,
+        purchase::{Purchase, purchase_of},
+    },
     delivery::AttemptStatus,
     event_names::ActionSource,
     level::{CrmType, Level, NoDialog},
 };
+use runtime::claims::{claim_levels, claim_purchase};
 use serde_json::{Value, json};
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 use storage::{
     DbPool,
     crm::{CrmDirection, StoredChange},
@@ -35,6 +44,8 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 const RETRY_AFTER: Duration = Duration::from_secs(5);
+/// How long an amoCRM account's currency is trusted before it is read again.
+const CURRENCY_TTL: Duration = Duration::from_secs(3600);
 
 pub(crate) struct CrmEvaluator {
     pub pool: DbPool,
@@ -44,12 +55,16 @@ pub(crate) struct CrmEvaluator {
     /// Waits while the CRM is unavailable; the last one repeats.
     pub retry_schedule: Vec<Duration>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Each amoCRM connection's account currency, read at most hourly.
+    pub currencies: Mutex<HashMap<Uuid, (String, Instant)>>,
 }
 
 /// The entity as the CRM has it now, and its contact's phones.
 struct Read {
     entity: Value,
     phones: Vec<String>,
+    /// The CRM account's currency, when a purchase rule needs it.
+    account_currency: Option<String>,
 }
 
 impl CrmEvaluator {
@@ -99,7 +114,7 @@ impl CrmEvaluator {
                 .done(change_id, json!({"result": "no_crm_direction"}))
                 .await;
         }
-        let read = match read(&mut session, &ch).await {
+        let read = match self.read(&mut session, &ch, &directions).await {
             Ok(Some(read)) => read,
             Ok(None) => {
                 tracing::debug!(change_id, entity = %ch.entity, "not an entity levels come from");
@@ -137,7 +152,30 @@ impl CrmEvaluator {
         // Levels reached that nothing will be sent for: audit rows.
         let mut skipped: Vec<(&CrmDirection, Level)> = Vec::new();
         for d in &directions {
-            let levels = matched_levels(crm_type, &ch.entity, &read.entity, &d.mapping);
+            let mut levels = matched_levels(crm_type, &ch.entity, &read.entity, &d.mapping);
+            let purchase = match d.purchase.rule(crm_type).map(|rule| {
+                purchase_of(
+                    crm_type,
+                    &ch.entity,
+                    &ch.entity_id,
+                    &read.entity,
+                    &rule,
+                    read.account_currency.as_deref(),
+                )
+            }) {
+                Some(Ok(p)) => p,
+                None => None,
+                Some(Err(e)) => {
+                    tracing::warn!(change_id, direction_id = %d.id, entity = %ch.entity, error = %e,
+                        "the entity is paid under the purchase rule, but its amount or currency cannot be read; no Purchase");
+                    found.push(json!({"direction_id": d.id, "purchase_error": e}));
+                    None
+                }
+            };
+            if purchase.is_some() {
+                // A purchase implies every level below it.
+                levels = Level::CONVERSATION.to_vec();
+            }
             if levels.is_empty() {
                 found.push(json!({"direction_id": d.id, "levels": [], "reason": "no_levels"}));
                 continue;
@@ -146,6 +184,9 @@ impl CrmEvaluator {
                 tracing::info!(change_id, direction_id = %d.id, entity = %ch.entity, reason = NO_DIALOG,
                     "levels reached in the CRM, but no WhatsApp dialog of the direction has the contact's phone");
                 skipped.extend(levels.iter().map(|l| (d, *l)));
+                if purchase.is_some() {
+                    skipped.push((d, Level::Purchase));
+                }
                 let mut outcome = json!({"direction_id": d.id, "levels": levels,
                                          "reason": NO_DIALOG, "phones": read.phones.len()});
                 if d.no_dialog == NoDialog::PhoneOnly && !candidates.is_empty() {
@@ -155,11 +196,19 @@ impl CrmEvaluator {
                 continue;
             };
             let now = Utc::now();
-            let claimed = conn
+            let (mut claimed, purchased) = conn
                 .transaction::<_, storage::DbError, _>(async |c| {
-                    claim(c, dialog_id, &levels, now).await
+                    let claimed = claim_levels(c, dialog_id, &levels, now).await?;
+                    let purchased = match &purchase {
+                        Some(p) => claim_purchase(c, dialog_id, p, now).await?,
+                        None => false,
+                    };
+                    Ok((claimed, purchased))
                 })
                 .await?;
+            if purchased {
+                claimed.push(Level::Purchase);
+            }
             if !claimed.is_empty() {
                 self.outbox_wake.notify_one();
             }
@@ -169,6 +218,9 @@ impl CrmEvaluator {
             }
             let mut outcome = json!({"direction_id": d.id, "levels": levels,
                                      "dialog_id": dialog_id, "claimed": claimed});
+            if let Some(p) = &purchase {
+                outcome["purchase"] = purchase_json(p, purchased);
+            }
             if phone_only {
                 // No click id: the events go with the hashed phone only.
                 outcome["reason"] = json!(NO_DIALOG);
@@ -244,6 +296,58 @@ impl CrmEvaluator {
 
 const NO_DIALOG: &str = "no_dialog";
 
+/// A change outcome's purchase: the order, amount and whether it was new.
+fn purchase_json(p: &Purchase, claimed: bool) -> Value {
+    json!({"order_ref": p.order_ref, "value": p.amount.value,
+           "currency": p.currency, "claimed": claimed})
+}
+
+impl CrmEvaluator {
+    /// The entity, its phones and — when a direction's purchase rule takes
+    /// the amount in the account's currency and the entity is paid — the
+    /// amoCRM account's currency (cached per connection).
+    async fn read(
+        &self,
+        session: &mut Session,
+        ch: &StoredChange,
+        directions: &[CrmDirection],
+    ) -> Result<Option<Read>, CrmError> {
+        let Some(mut read) = read_entity(session, ch).await? else {
+            return Ok(None);
+        };
+        let crm_type = session.access().crm_type;
+        let needs_currency = crm_type == CrmType::AmoCrm
+            && directions.iter().any(|d| {
+                d.purchase.rule(crm_type).is_some_and(|r| {
+                    r.currency_field.is_none()
+                        && r.currency.is_none()
+                        && matches(crm_type, &ch.entity, &read.entity, &r.when)
+                })
+            });
+        if needs_currency {
+            read.account_currency = self.account_currency(session).await?;
+        }
+        Ok(Some(read))
+    }
+
+    async fn account_currency(&self, session: &mut Session) -> Result<Option<String>, CrmError> {
+        let connection = session.access().connection_id;
+        let cached = self.currencies.lock().ok().and_then(|m| {
+            m.get(&connection)
+                .filter(|(_, at)| at.elapsed() < CURRENCY_TTL)
+                .map(|(c, _)| c.clone())
+        });
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        let currency = session.amo_currency().await?;
+        if let (Some(c), Ok(mut m)) = (&currency, self.currencies.lock()) {
+            m.insert(connection, (c.clone(), Instant::now()));
+        }
+        Ok(currency)
+    }
+}
+
 /// The direction's dialog for the contact's phones, and whether it is one
 /// made for a `phone_only` direction (no click id); `None`: no dialog.
 async fn join(
@@ -265,7 +369,7 @@ async fn join(
 }
 
 /// The entity and its phones, or `None` for entities levels do not come from.
-async fn read(session: &mut Session, ch: &StoredChange) -> Result<Option<Read>, CrmError> {
+async fn read_entity(session: &mut Session, ch: &StoredChange) -> Result<Option<Read>, CrmError> {
     let id = ch.entity_id.as_str();
     let read = match (session.access().crm_type, ch.entity.as_str()) {
         (CrmType::AmoCrm, "lead") => {
@@ -277,6 +381,7 @@ async fn read(session: &mut Session, ch: &StoredChange) -> Result<Option<Read>, 
             Read {
                 entity: lead,
                 phones,
+                account_currency: None,
             }
         }
         (CrmType::AmoCrm, "contact") => {
@@ -285,6 +390,7 @@ async fn read(session: &mut Session, ch: &StoredChange) -> Result<Option<Read>, 
             Read {
                 entity: contact,
                 phones,
+                account_currency: None,
             }
         }
         (CrmType::Bitrix24, "deal") => {
@@ -299,12 +405,17 @@ async fn read(session: &mut Session, ch: &StoredChange) -> Result<Option<Read>, 
             Read {
                 entity: deal,
                 phones,
+                account_currency: None,
             }
         }
         (CrmType::Bitrix24, entity @ ("lead" | "contact")) => {
             let entity = session.bitrix24_entity(entity, id).await?;
             let phones = phone::bitrix24_phones(&entity);
-            Read { entity, phones }
+            Read {
+                entity,
+                phones,
+                account_currency: None,
+            }
         }
         _ => return Ok(None),
     };

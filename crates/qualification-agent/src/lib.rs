@@ -119,6 +119,7 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         policy: ::crm::session::CrmPolicy::new(&settings.crm)?,
         retry_schedule: retry_schedule.clone(),
         metrics: metrics.clone(),
+        currencies: Default::default(),
     });
     let agent = Arc::new(agent::Agent {
         pool: runtime.pool.clone(),

@@ -2,6 +2,7 @@
 //! the `/health` and `/ready` endpoints, the outbox relay, graceful shutdown.
 
 pub mod api_error;
+pub mod claims;
 mod health;
 pub mod http;
 mod http_span;

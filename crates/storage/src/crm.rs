@@ -497,6 +497,8 @@ pub struct CrmDirection {
     pub pixel_id: Option<String>,
     /// Meta event names per level and action source.
     pub event_names: domain::event_names::DirectionNames,
+    /// When a CRM entity counts as a purchase, and for how much.
+    pub purchase: domain::crm::purchase::PurchaseSetting,
 }
 
 #[derive(Queryable, Selectable)]
@@ -514,6 +516,7 @@ struct CrmDirectionRow {
     event_name_interest_other: String,
     event_name_qualified_other: String,
     event_name_scheduled_other: String,
+    capi_purchase_rule: Option<Value>,
 }
 
 /// The user account's directions with CAPI on, source `crm` and this CRM.
@@ -555,6 +558,10 @@ pub async fn crm_directions(
                         r.event_name_scheduled_other,
                     ],
                 },
+                purchase: domain::crm::purchase::PurchaseSetting::from_stored(
+                    r.capi_purchase_rule.as_ref(),
+                )
+                .map_err(|e| diesel::result::Error::DeserializationError(e.into()))?,
             })
         })
         .collect()

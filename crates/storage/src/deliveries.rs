@@ -36,13 +36,48 @@ pub async fn claim_level(
             d::event_id.eq(event_id),
             d::event_time.eq(event_time),
         ))
-        .on_conflict((d::dialog_id, d::event_level))
+        .on_conflict((d::dialog_id, d::event_level, d::order_ref))
         .do_nothing()
         .returning(d::id)
         .get_result(conn)
         .await
         .optional()?;
     Ok(claimed.is_some())
+}
+
+/// Claims a purchase for a dialog: true once per (dialog, order
+/// reference), however often the deal is edited or its webhook redelivered.
+/// The caller queues the event in the same transaction.
+pub async fn claim_purchase(
+    conn: &mut AsyncPgConnection,
+    dialog_id: Uuid,
+    purchase: &domain::crm::purchase::Purchase,
+    event_id: &str,
+    event_time: DateTime<Utc>,
+) -> Result<bool, diesel::result::Error> {
+    // SQL: the amount is bound as text and cast to NUMERIC (exact, as the CRM wrote it) without a decimal crate; the conflict target is the (dialog, level, order) key.
+    let claimed: Vec<Claimed> = diesel::sql_query(
+        "INSERT INTO capi_deliveries (dialog_id, event_level, event_id, event_time, order_ref, purchase_value, purchase_currency) \
+         VALUES ($1, $2, $3, $4, $5, $6::numeric, $7) \
+         ON CONFLICT (dialog_id, event_level, order_ref) DO NOTHING RETURNING id",
+    )
+    .bind::<SqlUuid, _>(dialog_id)
+    .bind::<Int2, _>(Level::Purchase)
+    .bind::<Text, _>(event_id)
+    .bind::<Timestamptz, _>(event_time)
+    .bind::<Text, _>(&purchase.order_ref)
+    .bind::<Text, _>(&purchase.amount.text)
+    .bind::<Text, _>(&purchase.currency)
+    .load(conn)
+    .await?;
+    Ok(!claimed.is_empty())
+}
+
+#[derive(QueryableByName)]
+struct Claimed {
+    #[diesel(sql_type = BigInt)]
+    #[allow(dead_code)]
+    id: i64,
 }
 
 /// Everything needed to build and send one event. The token is read here
@@ -113,6 +148,15 @@ pub struct DeliveryContext {
     /// When the level was claimed (the start of the queue lag).
     #[diesel(sql_type = Timestamptz)]
     pub claimed_at: DateTime<Utc>,
+    /// A purchase's deal or order (empty for the other levels)…
+    #[diesel(sql_type = Text)]
+    pub order_ref: String,
+    /// …its amount…
+    #[diesel(sql_type = Nullable<diesel::sql_types::Double>)]
+    pub purchase_value: Option<f64>,
+    /// …and ISO 4217 currency.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub purchase_currency: Option<String>,
 }
 
 impl std::fmt::Debug for DeliveryContext {
@@ -146,8 +190,22 @@ impl DeliveryContext {
             Level::Interest => interest,
             Level::Qualified => qualified,
             Level::Scheduled => scheduled,
+            Level::Purchase => &None,
         };
         name_or_default(configured.as_deref(), level, source)
+    }
+
+    /// What the event reports: the level, or for a purchase its amount.
+    pub fn conversion(&self) -> domain::capi_event::Conversion<'_> {
+        use domain::capi_event::{Conversion, PurchaseFacts};
+        match (self.event_level, &self.purchase_currency) {
+            (Level::Purchase, Some(currency)) => Conversion::Purchase(PurchaseFacts {
+                value: self.purchase_value.unwrap_or(f64::NAN),
+                currency,
+                order_ref: &self.order_ref,
+            }),
+            (level, _) => Conversion::Level(level),
+        }
     }
 
     /// `business_messaging` when the dialog has a click id.
@@ -156,22 +214,20 @@ impl DeliveryContext {
     }
 }
 
+/// The delivery with this event id (the bus message names it).
 pub async fn delivery_context(
     conn: &mut AsyncPgConnection,
-    dialog_id: Uuid,
-    level: Level,
+    event_id: &str,
 ) -> Result<Option<DeliveryContext>, diesel::result::Error> {
-    Ok(delivery_contexts(conn, &[(dialog_id, level)]).await?.pop())
+    Ok(delivery_contexts(conn, &[event_id.to_owned()]).await?.pop())
 }
 
-/// [`delivery_context`] for many (dialog, level) pairs in one query.
+/// [`delivery_context`] for many event ids in one query.
 pub async fn delivery_contexts(
     conn: &mut AsyncPgConnection,
-    keys: &[(Uuid, Level)],
+    event_ids: &[String],
 ) -> Result<Vec<DeliveryContext>, diesel::result::Error> {
-    let dialogs: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-    let levels: Vec<Level> = keys.iter().map(|k| k.1).collect();
-    // SQL: the (dialog, level) pairs arrive as two arrays joined with `unnest`, so a batch's deliveries load in one statement with their direction, ad account and token; the WABA a Cloud number's webhooks named comes before the direction's.
+    // SQL: the event ids arrive as one array (the unique `event_id` index finds each), so a batch's deliveries load in one statement with their direction, ad account and token; the WABA a Cloud number's webhooks named comes before the direction's.
     diesel::sql_query(
         "SELECT cd.id AS delivery_id, cd.status, cd.event_id, cd.event_time, cd.attempts, cd.event_level, cd.lease_until, cd.sending_at, \
            d.id AS dialog_id, d.contact_phone, d.ctwa_clid, d.direction_id, ad.user_account_id, ad.pixel_id, \
@@ -179,17 +235,17 @@ pub async fn delivery_contexts(
            ad.event_name_scheduled, ad.event_name_interest_other, ad.event_name_qualified_other, ad.event_name_scheduled_other, \
            COALESCE(NULLIF(acc.access_token, ''), NULLIF(u.access_token, '')) AS access_token, \
            CASE WHEN NULLIF(acc.access_token, '') IS NOT NULL THEN acc.app_secret ELSE u.app_secret END AS app_secret, \
-           ad.ad_account_id, ad.test_event_code, ad.ldu_enabled, ad.ldu_country, ad.ldu_state, cd.claimed_at \
-         FROM unnest($1::uuid[], $2::int2[]) AS k(dialog_id, event_level) \
-         JOIN capi_deliveries cd ON cd.dialog_id = k.dialog_id AND cd.event_level = k.event_level \
+           ad.ad_account_id, ad.test_event_code, ad.ldu_enabled, ad.ldu_country, ad.ldu_state, cd.claimed_at, \
+           cd.order_ref, cd.purchase_value::float8 AS purchase_value, cd.purchase_currency \
+         FROM capi_deliveries cd \
          JOIN dialog_analysis d ON d.id = cd.dialog_id \
          LEFT JOIN account_directions ad ON ad.id = d.direction_id \
          LEFT JOIN whatsapp_phone_numbers w ON w.instance_name = d.instance_name \
          LEFT JOIN ad_accounts acc ON acc.id = ad.ad_account_id \
-         LEFT JOIN user_accounts u ON u.id = ad.user_account_id",
+         LEFT JOIN user_accounts u ON u.id = ad.user_account_id \
+         WHERE cd.event_id = ANY($1)",
     )
-    .bind::<Array<SqlUuid>, _>(&dialogs)
-    .bind::<Array<Int2>, _>(&levels)
+    .bind::<Array<Text>, _>(event_ids)
     .prepared()
     .load(conn)
     .await

@@ -11,7 +11,10 @@ use diesel::{
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::{
-    crm::mapping::{FieldRule, LevelMapping},
+    crm::{
+        mapping::{FieldRule, LevelMapping},
+        purchase::PurchaseSetting,
+    },
     evolution::ApiVersion,
     level::{CapiSource, CrmType, Level, NoDialog},
     whatsapp_cloud::Channel,
@@ -579,8 +582,49 @@ pub async fn set_crm_fields(
         Level::Interest => changes.capi_interest_fields = Some(value),
         Level::Qualified => changes.capi_qualified_fields = Some(value),
         Level::Scheduled => changes.capi_scheduled_fields = Some(value),
+        Level::Purchase => {
+            return Err(diesel::result::Error::QueryBuilderError(
+                "a purchase has one rule, not a list: set it with set_purchase_rule".into(),
+            ));
+        }
     }
     update_direction(conn, id, &changes).await
+}
+
+/// A direction's purchase setting; `None` if there is no such direction.
+pub async fn purchase_rule(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> Result<Option<PurchaseSetting>, diesel::result::Error> {
+    use account_directions::dsl as d;
+    let row: Option<Option<Value>> = d::account_directions
+        .find(id)
+        .select(d::capi_purchase_rule)
+        .get_result(conn)
+        .await
+        .optional()?;
+    row.map(|v| {
+        PurchaseSetting::from_stored(v.as_ref())
+            .map_err(|e| diesel::result::Error::DeserializationError(e.into()))
+    })
+    .transpose()
+}
+
+/// Stores a direction's purchase setting; false if there is no such direction.
+pub async fn set_purchase_rule(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    setting: &PurchaseSetting,
+) -> Result<bool, diesel::result::Error> {
+    use account_directions::dsl as d;
+    let n = diesel::update(d::account_directions.find(id))
+        .set((
+            d::capi_purchase_rule.eq(setting.to_stored()),
+            d::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(n == 1)
 }
 
 /// Directions whose names with a click id are still the spec's old

@@ -30,6 +30,7 @@ diesel::table! {
         event_name_interest_other -> Text,
         event_name_qualified_other -> Text,
         event_name_scheduled_other -> Text,
+        capi_purchase_rule -> Nullable<Jsonb>,
     }
 }
 
@@ -119,6 +120,9 @@ diesel::table! {
         finished_at -> Nullable<Timestamptz>,
         sending_at -> Nullable<Timestamptz>,
         sending_by -> Nullable<Text>,
+        order_ref -> Text,
+        purchase_value -> Nullable<Numeric>,
+        purchase_currency -> Nullable<Text>,
     }
 }
 

@@ -55,11 +55,13 @@ pub struct LevelMapping {
 }
 
 impl LevelMapping {
+    /// A level's rules; a purchase has its own rule ([`PurchaseRule`]).
     pub fn rules(&self, level: Level) -> &[FieldRule] {
         match level {
             Level::Interest => &self.interest,
             Level::Qualified => &self.qualified,
             Level::Scheduled => &self.scheduled,
+            Level::Purchase => &[],
         }
     }
 }
@@ -199,7 +201,7 @@ pub fn matched_levels(
     entity: &Value,
     mapping: &LevelMapping,
 ) -> Vec<Level> {
-    Level::ALL
+    Level::CONVERSATION
         .into_iter()
         .rev()
         .find(|l| {

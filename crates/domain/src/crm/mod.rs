@@ -9,3 +9,4 @@ pub mod bitrix24;
 pub mod form;
 pub mod mapping;
 pub mod phone;
+pub mod purchase;
