@@ -17,6 +17,10 @@ ALTER TABLE capi_deliveries
         END),
     ADD CONSTRAINT capi_deliveries_dialog_level_order_key UNIQUE (dialog_id, event_level, order_ref);
 
+ALTER TABLE capi_events_log DROP CONSTRAINT capi_events_log_event_level_check;
+ALTER TABLE capi_events_log ADD CONSTRAINT capi_events_log_event_level_check
+    CHECK (event_level BETWEEN 1 AND 4);
+
 -- A CRM direction's purchase rule: NULL = the CRM's default (amoCRM: status
 -- 142 with price in the account's currency; Bitrix24: STAGE_SEMANTIC_ID S
 -- with OPPORTUNITY and CURRENCY_ID), false = none, else the rule.

@@ -11,7 +11,11 @@ use crate::{
 use ::crm::session::{CrmPolicy, CrmSettings, Session};
 use clap::Subcommand;
 use domain::{
-    crm::mapping::FieldRule,
+    capi_event::check_purchase,
+    crm::{
+        mapping::FieldRule,
+        purchase::{PurchaseRule, PurchaseSetting},
+    },
     level::{CrmType, Level},
 };
 use serde_json::{Value, json};
@@ -24,6 +28,9 @@ pub enum CrmFieldsCommand {
     List { direction: Uuid },
     /// Replace one level's rules with a JSON array of rules, from a file (or - for stdin):
     /// `[{"field_id": "…", "enum_id": "…"}, {"field_id": "…", "enum_value": "…", "entity_type": "deal"}]`.
+    /// For `--level purchase`, one rule with its value source, or `false` for none:
+    /// `{"when": {"field_id": "status_id", "enum_id": "142"}, "value_field": "price",
+    /// "currency_field": "…" | "currency": "RUB"}` (without either: the amoCRM account's currency).
     Set {
         direction: Uuid,
         #[arg(long, value_parser = |s: &str| s.parse::<Level>())]
@@ -31,7 +38,7 @@ pub enum CrmFieldsCommand {
         #[arg(long)]
         rules: String,
     },
-    /// Remove one level's rules.
+    /// Remove one level's rules (`--level purchase`: back to the CRM's default rule).
     Clear {
         direction: Uuid,
         #[arg(long, value_parser = |s: &str| s.parse::<Level>())]
@@ -56,11 +63,49 @@ pub async fn crm_fields(url: &str, c: CrmFieldsCommand) -> Result<(), Failure> {
             let mapping = storage::directions::crm_fields(&mut conn, direction)
                 .await?
                 .ok_or_else(|| missing(direction))?;
-            let lines: Vec<_> = Level::ALL
+            let purchase = storage::directions::purchase_rule(&mut conn, direction)
+                .await?
+                .ok_or_else(|| missing(direction))?;
+            let mut lines: Vec<_> = Level::CONVERSATION
                 .iter()
                 .map(|l| json!({"level": l, "rules": mapping.rules(*l)}))
                 .collect();
+            lines.push(match purchase {
+                PurchaseSetting::Default => json!({"level": Level::Purchase, "rule": "default",
+                    "amocrm": PurchaseRule::default_for(CrmType::AmoCrm),
+                    "bitrix24": PurchaseRule::default_for(CrmType::Bitrix24)}),
+                PurchaseSetting::Off => json!({"level": Level::Purchase, "rule": false}),
+                PurchaseSetting::Rule(r) => json!({"level": Level::Purchase, "rule": r}),
+            });
             print_rows(&lines)?;
+        }
+        CrmFieldsCommand::Set {
+            direction,
+            level,
+            rules,
+        } if level == Level::Purchase => {
+            let text = read_input(&rules)?;
+            let value: Value = serde_json::from_str(&text)
+                .map_err(|e| Failure::input(format!("{rules}: not JSON: {e}")))?;
+            if value.is_null() {
+                return Err(Failure::input(format!(
+                    "{rules}: a purchase rule or false (clear restores the default)"
+                )));
+            }
+            let setting = PurchaseSetting::from_stored(Some(&value))
+                .map_err(|e| Failure::input(format!("{rules}: {e}")))?;
+            if let PurchaseSetting::Rule(r) = &setting
+                && let Some(c) = &r.currency
+            {
+                check_purchase(0.0, c).map_err(|e| Failure::input(format!("{rules}: {e}")))?;
+            }
+            if !storage::directions::set_purchase_rule(&mut conn, direction, &setting).await? {
+                return Err(missing(direction));
+            }
+            out!(
+                "{}",
+                json!({"id": direction, "level": level, "rule": setting.to_stored()})
+            );
         }
         CrmFieldsCommand::Set {
             direction,
@@ -74,6 +119,16 @@ pub async fn crm_fields(url: &str, c: CrmFieldsCommand) -> Result<(), Failure> {
             out!(
                 "{}",
                 json!({"id": direction, "level": level, "rules": rules.len()})
+            );
+        }
+        CrmFieldsCommand::Clear { direction, level } if level == Level::Purchase => {
+            let default = PurchaseSetting::Default;
+            if !storage::directions::set_purchase_rule(&mut conn, direction, &default).await? {
+                return Err(missing(direction));
+            }
+            out!(
+                "{}",
+                json!({"id": direction, "level": level, "rule": "default"})
             );
         }
         CrmFieldsCommand::Clear { direction, level } => {

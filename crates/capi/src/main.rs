@@ -29,6 +29,7 @@ mod dataset;
 mod doctor;
 mod events;
 mod inspect;
+mod lead;
 mod qualification;
 mod reports;
 mod secrets;
@@ -99,6 +100,9 @@ enum Command {
     /// User accounts (the customers of this product).
     #[command(subcommand)]
     Account(admin::AccountCommand),
+    /// A lead's paid orders (the purchase level by hand).
+    #[command(subcommand)]
+    Lead(lead::LeadCommand),
     /// Meta ad accounts and their access tokens.
     #[command(subcommand)]
     AdAccount(admin::AdAccountCommand),
@@ -262,6 +266,7 @@ async fn main() -> ExitCode {
             mapping,
         } => inspect::crm_match(crm, &entity_type, &entity, &mapping),
         Command::Account(c) => admin::account(&cli.database_url, c).await,
+        Command::Lead(c) => lead::lead(&cli.database_url, c).await,
         Command::AdAccount(c) => admin::ad_account(&cli.database_url, c).await,
         Command::Direction(c) => admin::direction(&cli.database_url, c).await,
         Command::Instance(c) => admin::instance(&cli.database_url, c).await,

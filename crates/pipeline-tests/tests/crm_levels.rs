@@ -156,7 +156,7 @@ async fn amo_account(
         "/sandbox/amocrm/account",
         &json!({"subdomain": "clinic", "id": "29", "access_token": access,
                 "refresh_token": refresh, "client_id": "integration-1",
-                "client_secret": "amo-client-secret",
+                "client_secret": "amo-client-secret", "currency": "RUB",
                 "webhook_url": format!("http://127.0.0.1:{}/webhooks/amocrm/{connection}?secret=amo-secret", p.gateway_port)}),
     )
     .await;
@@ -534,5 +534,189 @@ async fn a_contact_who_never_wrote_is_skipped_or_sent_with_the_hashed_phone_only
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(meta_events(&meta).await.len(), 2, "no second Lead");
+    p.stop().await;
+}
+
+/// The one Purchase among `events`.
+fn purchases(events: &[Value]) -> Vec<&Value> {
+    events
+        .iter()
+        .filter(|e| e["event_name"] == "Purchase")
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_amocrm_lead_won_with_a_price_sends_purchase_in_the_accounts_currency_once() {
+    let AmoWorld {
+        env,
+        s,
+        sb,
+        meta,
+        p,
+    } = amo_world(1, None).await;
+    customers_write(&env, &p, &s, &["79161234567"]).await;
+    sb.put(
+        "/sandbox/amocrm/contacts/7140816",
+        &json!({"name": "Customer", "custom_fields_values": [{"field_id": 1, "field_code": "PHONE",
+                "field_type": "multitext", "values": [{"value": "+7 916 123-45-67", "enum_code": "WORK"}]}]}),
+    )
+    .await;
+    let won = |price: u64| {
+        json!({"status_id": 142, "pipeline_id": 936736, "price": price, "custom_fields_values": null,
+               "contacts": [{"id": 7140816, "is_main": true}]})
+    };
+    let fired = sb.put("/sandbox/amocrm/leads/23435433", &won(15000)).await;
+    assert_eq!(fired["webhook_status"], 200, "{fired}");
+    let again = sb.post("/sandbox/amocrm/leads/23435433/redeliver").await;
+    assert_eq!(again["webhook_status"], 200, "{again}");
+    // The deal is edited after it was won: a new change, the same order.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let edited = sb.put("/sandbox/amocrm/leads/23435433", &won(16000)).await;
+    assert_eq!(edited["webhook_status"], 200, "{edited}");
+    eventually("both changes are evaluated", WAIT, || async {
+        (evaluated(&env).await == 2).then_some(())
+    })
+    .await;
+    let events = settled_events(&meta, 4, WAIT).await;
+    assert_eq!(
+        by_click(&events),
+        [
+            (CLID.to_owned(), "LeadSubmitted".to_owned()),
+            (CLID.to_owned(), "OrderCreated".to_owned()),
+            (CLID.to_owned(), "Purchase".to_owned()),
+            (CLID.to_owned(), "QualifiedLead".to_owned()),
+        ],
+        "a purchase implies the lower levels; each once: {events:?}"
+    );
+    let purchase = purchases(&events)[0];
+    assert_eq!(
+        purchase["custom_data"],
+        json!({"event_level": 4, "value": 15000.0, "currency": "RUB"}),
+        "the price when it was won, in the account's currency: {purchase}"
+    );
+    assert_eq!(purchase["action_source"], "business_messaging");
+    let dialog = pipeline_tests::dialog_ids(&env).await[0];
+    assert_eq!(
+        purchase["event_id"],
+        domain::capi_event::purchase_event_id(dialog, "amocrm:lead:23435433")
+    );
+    let edit_outcome = pipeline_tests::count(
+        &env,
+        "SELECT count(*) AS n FROM crm_changes WHERE outcome @> \
+         '{\"directions\": [{\"purchase\": {\"order_ref\": \"amocrm:lead:23435433\", \"claimed\": false, \"value\": 16000.0}}]}'",
+    )
+    .await;
+    assert_eq!(edit_outcome, 1, "the edit saw the purchase already claimed");
+    eventually("Meta's answers are recorded", WAIT, || async {
+        (pipeline_tests::count(
+            &env,
+            "SELECT count(*) AS n FROM capi_events_log WHERE status = 'success'",
+        )
+        .await
+            == 4)
+            .then_some(())
+    })
+    .await;
+    let amo = sb.crm_stats("amocrm").await;
+    // Lead and contact twice, the account's currency once (cached).
+    assert_eq!(amo["requests"], 5, "{amo}");
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitrix24_won_deals_send_a_purchase_each_with_opportunity_and_currency() {
+    let env = TestEnv::new().await;
+    let s = seed(&env, &SeedOptions::default()).await;
+    crm_direction(
+        &env,
+        &s,
+        CrmType::Bitrix24,
+        Level::Interest,
+        json!([{"field_id": "UF_CRM_SOURCE", "enum_id": 81, "entity_type": "deal"}]),
+    )
+    .await;
+    let sb = SandboxServer::start().await;
+    let connection: Uuid = {
+        let mut conn = env.conn().await;
+        storage::crm::create_connection(
+            &mut conn,
+            &NewConnection {
+                default_region: "BR",
+                member_id: Some("member-1"),
+                application_token: Some("app-token"),
+                ..NewConnection::new(
+                    s.user_account_id,
+                    CrmType::Bitrix24,
+                    &format!("{}/rest/1/hook-secret/", sb.url),
+                )
+            },
+        )
+        .await
+        .expect("connection")
+    };
+    let meta = MockServer::start().await;
+    meta_accepts(&meta).await;
+    let p = Pipeline::start(&env, &PipelineOptions::new(&meta.uri())).await;
+    sb.put(
+        "/sandbox/bitrix24/portal",
+        &json!({"domain": "x.bitrix24.com.br", "member_id": "member-1",
+                "application_token": "app-token", "user_id": "1", "webhook_secret": "hook-secret",
+                "handler_url": format!("http://127.0.0.1:{}/webhooks/bitrix24/{connection}", p.gateway_port)}),
+    )
+    .await;
+    customers_write(&env, &p, &s, &["553187424967"]).await;
+    sb.put(
+        "/sandbox/bitrix24/contact/84",
+        &json!({"fields": {"NAME": "Ana", "PHONE": [{"VALUE": "+55 31 98742-4967", "VALUE_TYPE": "WORK"}]}}),
+    )
+    .await;
+    let deal = |id: &str, amount: &str| {
+        let sb = &sb;
+        let path = format!("/sandbox/bitrix24/deal/{id}");
+        let body = json!({"fields": {"STAGE_ID": "C1:WON", "STAGE_SEMANTIC_ID": "S",
+                                     "OPPORTUNITY": amount, "CURRENCY_ID": "USD"},
+                          "contacts": [{"CONTACT_ID": 84, "SORT": 10, "IS_PRIMARY": "Y"}]});
+        async move { sb.put(&path, &body).await }
+    };
+    let fired = deal("7405", "1500.50").await;
+    assert_eq!(fired["webhook_status"], 200, "{fired}");
+    let events = settled_events(&meta, 4, WAIT).await;
+    assert_eq!(purchases(&events).len(), 1, "{events:?}");
+    assert_eq!(
+        purchases(&events)[0]["custom_data"],
+        json!({"event_level": 4, "value": 1500.5, "currency": "USD"})
+    );
+    // The same customer wins a second deal: a second Purchase, nothing else.
+    let fired = deal("7406", "200").await;
+    assert_eq!(fired["webhook_status"], 200, "{fired}");
+    let events = settled_events(&meta, 5, WAIT).await;
+    assert_eq!(
+        by_click(&events),
+        [
+            (CLID.to_owned(), "LeadSubmitted".to_owned()),
+            (CLID.to_owned(), "OrderCreated".to_owned()),
+            (CLID.to_owned(), "Purchase".to_owned()),
+            (CLID.to_owned(), "Purchase".to_owned()),
+            (CLID.to_owned(), "QualifiedLead".to_owned()),
+        ],
+        "{events:?}"
+    );
+    let mut values: Vec<f64> = purchases(&events)
+        .iter()
+        .filter_map(|e| e["custom_data"]["value"].as_f64())
+        .collect();
+    values.sort_by(f64::total_cmp);
+    assert_eq!(values, [200.0, 1500.5]);
+    eventually("both purchases are recorded as accepted", WAIT, || async {
+        (pipeline_tests::count(
+            &env,
+            "SELECT count(*) AS n FROM capi_deliveries WHERE event_level = 4 AND status = 'success' \
+             AND purchase_currency = 'USD' AND order_ref IN ('bitrix24:deal:7405', 'bitrix24:deal:7406')",
+        )
+        .await
+            == 2)
+            .then_some(())
+    })
+    .await;
     p.stop().await;
 }

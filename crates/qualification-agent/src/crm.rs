@@ -20,9 +20,9 @@ use crm::{
 use diesel_async::AsyncConnection;
 use domain::{
     crm::{
-        mapping::{matched_levels, matches},
+        mapping::matched_levels,
         phone,
-        purchase::{Purchase, purchase_of},
+        purchase::{Purchase, needs_account_currency, purchase_of},
     },
     delivery::AttemptStatus,
     event_names::ActionSource,
@@ -318,11 +318,9 @@ impl CrmEvaluator {
         let crm_type = session.access().crm_type;
         let needs_currency = crm_type == CrmType::AmoCrm
             && directions.iter().any(|d| {
-                d.purchase.rule(crm_type).is_some_and(|r| {
-                    r.currency_field.is_none()
-                        && r.currency.is_none()
-                        && matches(crm_type, &ch.entity, &read.entity, &r.when)
-                })
+                d.purchase
+                    .rule(crm_type)
+                    .is_some_and(|r| needs_account_currency(crm_type, &ch.entity, &read.entity, &r))
             });
         if needs_currency {
             read.account_currency = self.account_currency(session).await?;

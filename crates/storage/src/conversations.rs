@@ -397,3 +397,34 @@ pub async fn dialog_by_phones(
         .await
         .optional()
 }
+
+/// A lead's dialog with a direction, as `capi lead purchase` picks one.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct LeadDialog {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub dialog_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub direction_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub direction_name: String,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub capi_enabled: bool,
+}
+
+/// The lead's dialogs that belong to a direction, oldest first.
+pub async fn lead_dialogs(
+    conn: &mut AsyncPgConnection,
+    lead_id: Uuid,
+) -> Result<Vec<LeadDialog>, diesel::result::Error> {
+    // SQL: the dialog's direction, else its instance's (as the reports attribute it).
+    diesel::sql_query(
+        "SELECT da.id AS dialog_id, ad.id AS direction_id, ad.name AS direction_name, ad.capi_enabled \
+         FROM dialog_analysis da \
+         LEFT JOIN whatsapp_phone_numbers w ON w.instance_name = da.instance_name \
+         JOIN account_directions ad ON ad.id = coalesce(da.direction_id, w.direction_id) \
+         WHERE da.lead_id = $1 ORDER BY da.created_at, da.id",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(lead_id)
+    .load(conn)
+    .await
+}

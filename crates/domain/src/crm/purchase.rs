@@ -199,6 +199,26 @@ pub fn purchase_of(
     }))
 }
 
+/// Whether [`purchase_of`] needs the CRM account's currency for this
+/// entity: it is paid, its amount readable, and neither the entity nor the
+/// rule names a currency (so the account is asked only when it matters).
+pub fn needs_account_currency(
+    crm: CrmType,
+    entity_type: &str,
+    entity: &Value,
+    rule: &PurchaseRule,
+) -> bool {
+    let named = rule
+        .currency_field
+        .as_deref()
+        .and_then(|f| scalar_text(&field(crm, entity, f)))
+        .is_some_and(|c| !c.is_empty())
+        || rule.currency.is_some();
+    !named
+        && matches(crm, entity_type, entity, &rule.when)
+        && Amount::from_json(&field(crm, entity, &rule.value_field)).is_ok()
+}
+
 /// A field's first value: a top-level key (amoCRM `price`, any Bitrix24
 /// key), else an amoCRM custom field by id.
 fn field(crm: CrmType, entity: &Value, name: &str) -> Value {

@@ -1,11 +1,11 @@
 //! A fake amoCRM/Kommo account: API v4 reads (`leads/{id}?with=contacts`,
-//! `contacts/{id}`, `{entity}/custom_fields`, `leads/pipelines`), bearer
+//! `contacts/{id}`, `{entity}/custom_fields`, `leads/pipelines`, `account`), bearer
 //! auth, `POST /oauth2/access_token` (refresh), 7 requests/s then 429 with
 //! `retry_after`, 204 for a missing entity — and the status webhook fired
 //! when a lead is put in.
 //!
 //! Set up (sandbox only):
-//! - `PUT /sandbox/amocrm/account` — subdomain, id, tokens, OAuth client, webhook URL
+//! - `PUT /sandbox/amocrm/account` — subdomain, id, tokens, OAuth client, webhook URL, currency
 //! - `PUT /sandbox/amocrm/leads/{id}` — a lead (`status_id`, `pipeline_id`,
 //!   `custom_fields_values`, `contacts: [{id, is_main}]`); fires
 //!   `leads[status]` to the webhook URL when one is set
@@ -40,6 +40,9 @@ pub struct Account {
     pub client_secret: String,
     /// Where lead changes are posted (the connection's webhook URL).
     pub webhook_url: String,
+    /// The account's currency (`GET /api/v4/account` → `currency`): lead
+    /// prices are in it.
+    pub currency: String,
 }
 
 #[derive(Default)]
@@ -197,6 +200,32 @@ async fn get_lead(
         Some(lead)
     })
     .await
+}
+
+/// `GET /api/v4/account`: the fields amoCRM always returns (no `with`).
+async fn get_account(req: HttpRequest, amo: web::Data<crate::crm::Crms>) -> HttpResponse {
+    api(req, &amo.amocrm, |s| {
+        let id = s.account.id.parse::<u64>().map_or_else(|_| json!(s.account.id), |n| json!(n));
+        Some(json!({
+            "id": id, "name": s.account.subdomain, "subdomain": s.account.subdomain,
+            "currency": s.account.currency, "currency_symbol": currency_symbol(&s.account.currency),
+            "country": "RU", "customers_mode": "disabled", "is_unsorted_on": true,
+            "mobile_feature_version": 0, "is_loss_reason_enabled": true,
+            "is_helpbot_enabled": false, "is_technical_account": false,
+            "contact_name_display_order": 1,
+            "_links": {"self": {"href": format!("https://{}.amocrm.ru/api/v4/account", s.account.subdomain)}}
+        }))
+    })
+    .await
+}
+
+fn currency_symbol(code: &str) -> &'static str {
+    match code {
+        "RUB" => "₽",
+        "USD" => "$",
+        "EUR" => "€",
+        _ => "",
+    }
 }
 
 async fn get_contact(
@@ -432,6 +461,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::get().to(get_custom_fields),
     )
     .route("/api/v4/leads/pipelines", web::get().to(get_pipelines))
+    .route("/api/v4/account", web::get().to(get_account))
     .route("/api/v4/leads/{id}", web::get().to(get_lead))
     .route("/api/v4/contacts/{id}", web::get().to(get_contact))
     .route("/oauth2/access_token", web::post().to(refresh))
