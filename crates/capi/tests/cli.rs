@@ -838,8 +838,63 @@ async fn an_operator_maps_crm_fields_per_level_and_bad_rules_store_nothing() {
                 {"field_id": "UF_CRM_LIST", "field_type": "enumeration", "enum_id": "81", "entity_type": "deal"},
                 {"field_id": "STAGE_ID", "enum_value": "WON"}]}),
             json!({"level": "scheduled", "rules": []}),
+            json!({"level": "purchase", "rule": "default",
+                   "amocrm": {"when": {"field_id": "status_id", "enum_id": "142", "entity_type": "lead"},
+                              "value_field": "price"},
+                   "bitrix24": {"when": {"field_id": "STAGE_SEMANTIC_ID", "enum_value": "S", "entity_type": "deal"},
+                                "value_field": "OPPORTUNITY", "currency_field": "CURRENCY_ID"}}),
         ]
     );
+    // The purchase rule: its own, none (false), back to the default.
+    let purchase_line = || {
+        ok(&["direction", "crm-fields", "list", &dir])
+            .lines()
+            .last()
+            .map(|l| serde_json::from_str::<Value>(l).expect("json line"))
+            .expect("a purchase line")
+    };
+    let set_purchase = |rule: &str| {
+        std::fs::write(&rules, rule).expect("rule");
+        run(&[
+            "direction",
+            "crm-fields",
+            "set",
+            &dir,
+            "--level",
+            "purchase",
+            "--rules",
+            &rules_path,
+        ])
+    };
+    let own = json!({"when": {"field_id": "STAGE_ID", "enum_value": "C2:WON"},
+                     "value_field": "UF_CRM_PAID", "currency": "BRL"});
+    assert_eq!(set_purchase(&own.to_string()).0, 0);
+    assert_eq!(purchase_line(), json!({"level": "purchase", "rule": own}));
+    assert_eq!(set_purchase("false").0, 0);
+    assert_eq!(purchase_line(), json!({"level": "purchase", "rule": false}));
+    for bad in [
+        r#"{"when": {"field_id": "X"}}"#,
+        r#"{"when": {"field_id": "X"}, "value_field": "V", "currency": "REAIS"}"#,
+        "null",
+        "true",
+    ] {
+        let (code, _, err) = set_purchase(bad);
+        assert_eq!(code, 2, "{bad}: {err}");
+    }
+    assert_eq!(
+        purchase_line(),
+        json!({"level": "purchase", "rule": false}),
+        "unchanged"
+    );
+    ok(&[
+        "direction",
+        "crm-fields",
+        "clear",
+        &dir,
+        "--level",
+        "purchase",
+    ]);
+    assert_eq!(purchase_line()["rule"], "default");
     // A misspelled key, a rule without a field, an unknown level: exit 2, nothing changes.
     for bad in [
         r#"[{"field_id": "X", "enum_vaule": "Y"}]"#,
@@ -2225,4 +2280,139 @@ fn event_preview_prints_what_the_sender_sends_and_refuses_what_meta_would() {
     ]);
     assert_eq!(code, 0);
     assert!(out.contains(r#""event_name":"Contact""#));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purchase_entered_by_hand_is_sent_once_per_order_with_the_lower_levels() {
+    use diesel_async::RunQueryDsl;
+    use pipeline_tests::{Pipeline, PipelineOptions, SeedOptions, count, meta_accepts, seed};
+    let env = pipeline_tests::TestEnv::new().await;
+    let s = seed(&env, &SeedOptions::default()).await;
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: uuid::Uuid,
+    }
+    let lead: Id = diesel::sql_query(
+        "INSERT INTO leads (instance_name, contact_key, contact_phone, ctwa_clid) \
+         VALUES ($1, '5511999999999', '5511999999999', 'ARclick') RETURNING id",
+    )
+    .bind::<diesel::sql_types::Text, _>(&s.instance)
+    .get_result(&mut env.conn().await)
+    .await
+    .expect("lead");
+    let lead = lead.id.to_string();
+    diesel::sql_query(
+        "INSERT INTO dialog_analysis (instance_name, contact_key, contact_phone, ctwa_clid, lead_id, direction_id) \
+         VALUES ($1, '5511999999999', '5511999999999', 'ARclick', $2, $3)",
+    )
+    .bind::<diesel::sql_types::Text, _>(&s.instance)
+    .bind::<diesel::sql_types::Uuid, _>(lead.parse::<uuid::Uuid>().expect("uuid"))
+    .bind::<diesel::sql_types::Uuid, _>(s.direction_id)
+    .execute(&mut env.conn().await)
+    .await
+    .expect("dialog");
+    let purchase = |value: &str, currency: &str, order: &str| {
+        capi_on(
+            &env.db_url,
+            &[
+                "lead",
+                "purchase",
+                "--lead",
+                &lead,
+                "--value",
+                value,
+                "--currency",
+                currency,
+                "--order-ref",
+                order,
+            ],
+        )
+    };
+    let (code, out, err) = purchase("1500.50", "usd", "INV-1");
+    assert_eq!(code, 0, "{err}");
+    let printed: Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(
+        (&printed["queued"], &printed["value"], &printed["currency"]),
+        (&json!(true), &json!(1500.5), &json!("USD"))
+    );
+    assert_eq!(
+        printed["lower_levels_queued"],
+        json!(["interest", "qualified", "scheduled"])
+    );
+    // The same order again: nothing more.
+    let (code, out, _) = purchase("1500.50", "USD", "INV-1");
+    assert_eq!(code, 0);
+    assert!(out.contains(r#""queued":false"#), "{out}");
+    assert_eq!(count(&env, "SELECT count(*) AS n FROM outbox").await, 4);
+    // What Meta would refuse, and a lead that does not exist: exit 2, nothing stored.
+    for (value, currency, why) in [
+        ("-5", "USD", "--value"),
+        ("1,000.00", "USD", "--value"),
+        ("10", "DOLLARS", "--currency"),
+    ] {
+        let (code, _, err) = purchase(value, currency, "INV-2");
+        assert_eq!(code, 2, "{value} {currency}: {err}");
+        assert!(err.contains(why), "{err}");
+    }
+    let (code, _, err) = capi_on(
+        &env.db_url,
+        &[
+            "lead",
+            "purchase",
+            "--lead",
+            "00000000-0000-0000-0000-000000000000",
+            "--value",
+            "1",
+            "--currency",
+            "USD",
+            "--order-ref",
+            "X",
+        ],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("no lead"), "{err}");
+    assert_eq!(
+        count(&env, "SELECT count(*) AS n FROM capi_deliveries").await,
+        4
+    );
+    // The pipeline sends what was queued; Meta's fake holds it to Meta's rules.
+    let meta = pipeline_tests::wiremock::MockServer::start().await;
+    meta_accepts(&meta).await;
+    let p = Pipeline::start(&env, &PipelineOptions::new(&meta.uri())).await;
+    pipeline_tests::eventually(
+        "the four events are accepted",
+        std::time::Duration::from_secs(30),
+        || async {
+            (count(
+                &env,
+                "SELECT count(*) AS n FROM capi_events_log WHERE status = 'success'",
+            )
+            .await
+                == 4)
+                .then_some(())
+        },
+    )
+    .await;
+    let events: Vec<Value> = meta
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|r| {
+            let body: Value = serde_json::from_slice(&r.body).expect("json");
+            body["data"].as_array().cloned().unwrap_or_default()
+        })
+        .collect();
+    let purchase = events
+        .iter()
+        .find(|e| e["event_name"] == "Purchase")
+        .expect("a Purchase");
+    assert_eq!(
+        purchase["custom_data"],
+        json!({"event_level": 4, "value": 1500.5, "currency": "USD"})
+    );
+    assert_eq!(purchase["user_data"]["ctwa_clid"], "ARclick");
+    assert_eq!(events.len(), 4, "{events:?}");
+    p.stop().await;
 }
