@@ -45,22 +45,15 @@ pub(crate) fn check(names: &DirectionNames) -> Result<(), Failure> {
     ))
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub(crate) enum PreviewLevel {
-    Interest,
-    Qualified,
-    Scheduled,
-    Purchase,
-}
-
 #[derive(clap::Subcommand)]
 pub(crate) enum EventCommand {
     /// Print the event exactly as capi-sender puts it in `data[]` for a
     /// direction with default settings (no database, nothing sent); exit 2
     /// for what Meta would refuse.
     Preview {
-        #[arg(long, value_enum)]
-        level: PreviewLevel,
+        /// interest, qualified, scheduled or purchase.
+        #[arg(long, value_parser = |s: &str| s.parse::<Level>())]
+        level: Level,
         /// The click id from the ad (makes it a business_messaging event).
         #[arg(long)]
         ctwa_clid: Option<String>,
@@ -101,10 +94,7 @@ pub(crate) fn event(c: EventCommand) -> Result<(), Failure> {
         dialog,
     } = c;
     let conversion = match level {
-        PreviewLevel::Interest => Conversion::Level(Level::Interest),
-        PreviewLevel::Qualified => Conversion::Level(Level::Qualified),
-        PreviewLevel::Scheduled => Conversion::Level(Level::Scheduled),
-        PreviewLevel::Purchase => {
+        Level::Purchase => {
             let (Some(value), Some(currency)) = (value, currency.as_deref()) else {
                 return Err(Failure::input(
                     "a Purchase needs --value and --currency (Meta refuses one without: 2804009)",
@@ -116,6 +106,7 @@ pub(crate) fn event(c: EventCommand) -> Result<(), Failure> {
                 order_ref: &order_ref,
             })
         }
+        level => Conversion::Level(level),
     };
     let source = ActionSource::for_click(ctwa_clid.as_deref());
     let facts = EventFacts {

@@ -28,14 +28,18 @@ pub struct LevelCounts {
     pub lead: i64,
     pub registration: i64,
     pub schedule: i64,
+    pub purchase: i64,
 }
 
 impl LevelCounts {
+    /// Counts `n` events of level number `level` (1..4; others are not ours).
     pub fn add_level(&mut self, level: i16, n: i64) {
-        match level {
-            1 => self.lead += n,
-            2 => self.registration += n,
-            _ => self.schedule += n,
+        match crate::level::Level::from_number(level) {
+            Some(crate::level::Level::Interest) => self.lead += n,
+            Some(crate::level::Level::Qualified) => self.registration += n,
+            Some(crate::level::Level::Scheduled) => self.schedule += n,
+            Some(crate::level::Level::Purchase) => self.purchase += n,
+            None => {}
         }
     }
 
@@ -43,6 +47,7 @@ impl LevelCounts {
         self.lead += o.lead;
         self.registration += o.registration;
         self.schedule += o.schedule;
+        self.purchase += o.purchase;
     }
 
     pub fn get(&self, level: Level) -> i64 {
@@ -54,11 +59,50 @@ impl LevelCounts {
     }
 }
 
-/// Ad spend in minor units (cents) of one currency.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Spend {
+/// An amount in minor units (cents) of one currency: ad spend, revenue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Money {
     pub cents: i64,
     pub currency: String,
+}
+
+/// Ad spend.
+pub type Spend = Money;
+
+/// Purchase values summed per currency (a business may sell in several):
+/// never added across currencies.
+pub fn add_revenue<'a>(into: &mut Vec<Money>, parts: impl IntoIterator<Item = &'a Money>) {
+    for p in parts {
+        match into.iter_mut().find(|m| m.currency == p.currency) {
+            Some(m) => m.cents += p.cents,
+            None => into.push(p.clone()),
+        }
+    }
+    into.sort_by(|a, b| a.currency.cmp(&b.currency));
+}
+
+/// Revenue in one currency, and its return on the ad spend.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RevenueView {
+    pub amount: f64,
+    pub currency: String,
+    /// Revenue ÷ spend, two decimals; only when the spend is in this
+    /// currency (no conversion across currencies) and not zero.
+    pub roas: Option<f64>,
+}
+
+/// Each currency's revenue with its ROAS against `spend`.
+pub fn revenue_views(revenue: &[Money], spend: Option<&Spend>) -> Vec<RevenueView> {
+    revenue
+        .iter()
+        .map(|r| RevenueView {
+            amount: r.cents as f64 / 100.0,
+            currency: r.currency.clone(),
+            roas: spend
+                .filter(|s| s.currency == r.currency && s.cents > 0)
+                .map(|s| round2(r.cents as f64 / s.cents as f64)),
+        })
+        .collect()
 }
 
 /// Spend summed over ad accounts; `None` when there is none or currencies mix.
@@ -104,6 +148,7 @@ pub struct Costs {
     pub cost_per_lead: Option<f64>,
     pub cost_per_registration: Option<f64>,
     pub cost_per_schedule: Option<f64>,
+    pub cost_per_purchase: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -122,9 +167,11 @@ pub struct Funnel {
     pub spend: Option<SpendView>,
     #[serde(flatten)]
     pub costs: Costs,
+    /// Accepted purchases' values per currency, by currency code.
+    pub revenue: Vec<RevenueView>,
 }
 
-pub fn funnel(leads: i64, events: LevelCounts, spend: Option<&Spend>) -> Funnel {
+pub fn funnel(leads: i64, events: LevelCounts, spend: Option<&Spend>, revenue: &[Money]) -> Funnel {
     Funnel {
         leads,
         events,
@@ -141,7 +188,9 @@ pub fn funnel(leads: i64, events: LevelCounts, spend: Option<&Spend>) -> Funnel 
             cost_per_lead: cost_per(spend, events.lead),
             cost_per_registration: cost_per(spend, events.registration),
             cost_per_schedule: cost_per(spend, events.schedule),
+            cost_per_purchase: cost_per(spend, events.purchase),
         },
+        revenue: revenue_views(revenue, spend),
     }
 }
 
@@ -287,6 +336,7 @@ mod tests {
                 lead,
                 registration,
                 schedule,
+                purchase: 0,
             },
             spend: cents.map(|cents| Spend {
                 cents,
@@ -307,8 +357,19 @@ mod tests {
                 lead: 80,
                 registration: 20,
                 schedule: 0,
+                purchase: 4,
             },
             Some(&spend),
+            &[
+                Money {
+                    cents: 150_050,
+                    currency: "EUR".into(),
+                },
+                Money {
+                    cents: 250_000,
+                    currency: "USD".into(),
+                },
+            ],
         );
         assert_eq!(f.conversions.leads_to_lead_pct, Some(40.0));
         assert_eq!(f.conversions.lead_to_registration_pct, Some(25.0));
@@ -316,6 +377,49 @@ mod tests {
         assert_eq!(f.costs.cost_per_lead, Some(12.5));
         assert_eq!(f.costs.cost_per_registration, Some(50.0));
         assert_eq!(f.costs.cost_per_schedule, None);
+        assert_eq!(f.costs.cost_per_purchase, Some(250.0));
+        assert_eq!(
+            f.revenue,
+            [
+                RevenueView {
+                    amount: 1500.5,
+                    currency: "EUR".into(),
+                    roas: None
+                },
+                RevenueView {
+                    amount: 2500.0,
+                    currency: "USD".into(),
+                    roas: Some(2.5)
+                },
+            ],
+            "ROAS only in the spend's currency"
+        );
+    }
+
+    #[test]
+    fn revenue_adds_up_per_currency_only() {
+        let m = |cents, currency: &str| Money {
+            cents,
+            currency: currency.into(),
+        };
+        let mut total = Vec::new();
+        add_revenue(&mut total, &[m(100, "RUB"), m(50, "USD")]);
+        add_revenue(&mut total, &[m(250, "USD")]);
+        assert_eq!(total, [m(100, "RUB"), m(300, "USD")]);
+        let mut counts = LevelCounts::default();
+        for level in [1, 2, 3, 4, 4, 5, 0] {
+            counts.add_level(level, 1);
+        }
+        assert_eq!(
+            (
+                counts.lead,
+                counts.registration,
+                counts.schedule,
+                counts.purchase
+            ),
+            (1, 1, 1, 2),
+            "unknown levels are not counted as bookings"
+        );
     }
 
     #[test]

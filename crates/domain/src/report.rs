@@ -26,22 +26,30 @@ text_enum! {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CapiDistribution {
     pub interest: i64,
     pub qualified: i64,
     pub scheduled: i64,
+    /// Purchases Meta accepted (reports from before the level have none).
+    #[serde(default)]
+    pub purchase: i64,
+    /// Their values per currency.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revenue: Vec<crate::analytics::Money>,
 }
 
 impl CapiDistribution {
     pub fn any(&self) -> bool {
-        self.interest + self.qualified + self.scheduled > 0
+        self.interest + self.qualified + self.scheduled + self.purchase > 0
     }
 
     pub fn add(&mut self, o: &CapiDistribution) {
         self.interest += o.interest;
         self.qualified += o.qualified;
         self.scheduled += o.scheduled;
+        self.purchase += o.purchase;
+        crate::analytics::add_revenue(&mut self.revenue, &o.revenue);
     }
 
     /// qualified ÷ interest, in whole percent; `None` without interest.
@@ -119,7 +127,7 @@ impl DirectionDay {
             new_dialogs: c.new_dialogs,
             capi_enabled: self.capi_enabled,
             capi_has_data: self.capi.any(),
-            capi_distribution: self.capi,
+            capi_distribution: self.capi.clone(),
             interest_distribution: c.interest,
             incoming_messages: c.incoming_messages,
             outgoing_messages: c.outgoing_messages,
@@ -223,6 +231,7 @@ struct Words {
     interest: &'static str,
     qualified: &'static str,
     scheduled: &'static str,
+    purchases: &'static str,
     conversion: &'static str,
     temperature: &'static str,
     response: &'static str,
@@ -244,6 +253,7 @@ const RU: Words = Words {
     interest: "Интерес",
     qualified: "Квалиф.",
     scheduled: "Записался",
+    purchases: "Покупки",
     conversion: "Конверсия",
     temperature: "Интерес",
     response: "Среднее время ответа",
@@ -265,6 +275,7 @@ const EN: Words = Words {
     interest: "Interest",
     qualified: "Qualified",
     scheduled: "Booked",
+    purchases: "Purchases",
     conversion: "Conversion",
     temperature: "Interest",
     response: "Average response time",
@@ -327,6 +338,16 @@ fn duration_words(minutes: f64, w: &Words) -> String {
     }
 }
 
+/// An amount as the report writes it: `15000 RUB`, `1500.50 USD`.
+fn money_words(m: &crate::analytics::Money) -> String {
+    let (units, cents) = (m.cents / 100, (m.cents % 100).abs());
+    if cents == 0 {
+        format!("{units} {}", m.currency)
+    } else {
+        format!("{units}.{cents:02} {}", m.currency)
+    }
+}
+
 /// The report's text, as sent to Telegram.
 pub fn render(r: &DailyReport) -> String {
     let w = match r.language {
@@ -379,6 +400,14 @@ pub fn render(r: &DailyReport) -> String {
                 w.scheduled,
                 c.scheduled
             ));
+            if c.purchase > 0 {
+                let revenue: Vec<String> = c.revenue.iter().map(money_words).collect();
+                out.push_str(&format!("  💰 {}: {}", w.purchases, c.purchase));
+                if !revenue.is_empty() {
+                    out.push_str(&format!(" · {}", revenue.join(" + ")));
+                }
+                out.push('\n');
+            }
             if let Some(pct) = c.conversion_pct() {
                 out.push_str(&format!("  📊 {}: {pct}%\n", w.conversion));
             }
@@ -473,6 +502,7 @@ mod tests {
                 interest: 45,
                 qualified: 12,
                 scheduled: 5,
+                ..CapiDistribution::default()
             },
         );
         let dentistry = day(
@@ -525,6 +555,46 @@ mod tests {
 ";
         assert_eq!(render(&r), expected);
         assert_eq!(r.directions[1].avg_response_time_minutes, Some(0.75));
+    }
+
+    #[test]
+    fn purchases_have_their_line_with_revenue_per_currency() {
+        let money = |cents, currency: &str| crate::analytics::Money {
+            cents,
+            currency: currency.into(),
+        };
+        let shop = day(
+            "Shop",
+            true,
+            GroupCounts {
+                total_dialogs: 3,
+                new_dialogs: 3,
+                ..GroupCounts::default()
+            },
+            CapiDistribution {
+                interest: 3,
+                qualified: 2,
+                scheduled: 2,
+                purchase: 2,
+                revenue: vec![money(1_500_000, "RUB"), money(150_050, "USD")],
+            },
+        );
+        let date = NaiveDate::from_ymd_opt(2026, 12, 5).unwrap_or_default();
+        let en = render(&build(date, ReportLanguage::En, vec![shop.clone()]));
+        assert!(
+            en.contains("  📅 Booked: 2\n  💰 Purchases: 2 · 15000 RUB + 1500.50 USD\n  📊 Conversion: 67%\n"),
+            "{en}"
+        );
+        let ru = render(&build(date, ReportLanguage::Ru, vec![shop]));
+        assert!(
+            ru.contains("  💰 Покупки: 2 · 15000 RUB + 1500.50 USD\n"),
+            "{ru}"
+        );
+        // A report stored before the purchase level reads as none.
+        let old: CapiDistribution =
+            serde_json::from_str(r#"{"interest": 1, "qualified": 0, "scheduled": 0}"#)
+                .unwrap_or_default();
+        assert_eq!((old.interest, old.purchase, old.revenue.len()), (1, 0, 0));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The dashboard in a real browser: headless Chromium from Debian's
 //! packages (`chromium`, `chromium-driver`; `scripts/test` installs them)
-//! driven over WebDriver. The 9 cards show the API's numbers, the CAPI
+//! driven over WebDriver. The 12 cards (with purchases, revenue and ROAS) show the API's numbers, the CAPI
 //! section is hidden for an account without CAPI, the lead view shows its
 //! three columns, the session cookie is HttpOnly. Screenshots go to
 //! `target/dashboard*.png` for a reviewer.
@@ -51,10 +51,23 @@ async fn the_dashboard_shows_the_apis_numbers_in_a_real_browser() {
              UPDATE dialog_analysis SET capi_interest_sent = true, capi_interest_event_id = 'e1',
                capi_interest_sent_at = '2026-11-20T05:02:00Z', capi_qualified_sent = true,
                capi_qualified_event_id = 'e4', capi_qualified_sent_at = '2026-11-20T07:00:00Z' WHERE lead_id = '{l}';
-             UPDATE account_directions SET capi_enabled = false WHERE user_account_id = '{p}';",
+             UPDATE account_directions SET capi_enabled = false WHERE user_account_id = '{p}';
+             INSERT INTO capi_deliveries (dialog_id, event_level, event_id, event_time, status, finished_at,
+                                          order_ref, purchase_value, purchase_currency)
+               SELECT dialog_analysis.id, 4, e.id, '2026-11-20T08:00:00Z', 'success', '2026-11-20T08:00:05Z', e.ref, e.v, e.c
+               FROM dialog_analysis, (VALUES ('p1', 'INV-1', 60.00, 'USD'), ('p2', 'INV-2', 30.50, 'USD'),
+                                             ('p3', 'INV-3', 100, 'EUR')) AS e(id, ref, v, c)
+               WHERE lead_id = '{l}';
+             INSERT INTO capi_events_log (direction_id, user_account_id, event_level, event_name, event_id, status, created_at)
+               VALUES ('{d}', '{u}', 4, 'Purchase', 'p1', 'success', '2026-11-20T08:00:05Z'),
+                      ('{d}', '{u}', 4, 'Purchase', 'p1', 'success', '2026-11-20T08:00:06Z'),
+                      ('{d}', '{u}', 4, 'Purchase', 'p2', 'success', '2026-11-20T09:00:00Z'),
+                      ('{d}', '{u}', 4, 'Purchase', 'p3', 'success', '2026-11-21T09:00:00Z');",
             a = f.ad_account,
             l = f.leads[0],
-            p = plain.account
+            p = plain.account,
+            d = f.cosmetology,
+            u = f.account
         ))
         .await
         .unwrap();
@@ -130,14 +143,39 @@ async fn the_dashboard_shows_the_apis_numbers_in_a_real_browser() {
             "cost_per_schedule",
             money(&api["cost_per_schedule"], currency),
         ),
+        ("purchase", api["purchase"].to_string()),
+        (
+            "revenue",
+            api["revenue"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| money(&r["amount"], r["currency"].as_str().unwrap()))
+                .collect::<Vec<_>>()
+                .join(" + "),
+        ),
+        (
+            "roas",
+            api["revenue"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|r| {
+                    r["roas"]
+                        .as_f64()
+                        .map(|x| format!("{x:.2}× {}", r["currency"].as_str().unwrap()))
+                })
+                .collect::<Vec<_>>()
+                .join(" · "),
+        ),
     ];
     let cards = c.find_all("#capi-section .grid .card").await;
-    assert_eq!(cards.len(), 9);
+    assert_eq!(cards.len(), 12);
     for (i, (metric, value)) in expected.iter().enumerate() {
         assert_eq!(
             c.attr(&cards[i], "data-metric").await.as_deref(),
             Some(*metric),
-            "card {i} in the 3×3 order"
+            "card {i} in the 4×3 order"
         );
         assert_eq!(
             &c.text_of(&format!(".card[data-metric='{metric}'] .value"))
@@ -149,6 +187,11 @@ async fn the_dashboard_shows_the_apis_numbers_in_a_real_browser() {
     // The numbers themselves, as computed by hand for this fixture.
     assert_eq!(expected[0].1, "4");
     assert_eq!(expected[6].1, "11.25 USD");
+    // Three purchases (one logged twice counts once); revenue per currency;
+    // ROAS only in the spend's currency: 90.50 ÷ 45.00.
+    assert_eq!(expected[9].1, "3");
+    assert_eq!(expected[10].1, "100.00 EUR + 90.50 USD");
+    assert_eq!(expected[11].1, "2.01× USD");
     assert!(c.text_of("#funnel").await.contains("Косметология"));
     assert_eq!(
         c.find_all("#events-chart rect").await.len(),
@@ -173,6 +216,18 @@ async fn the_dashboard_shows_the_apis_numbers_in_a_real_browser() {
     assert!(c.text_of("#col-interest .event-id").await.contains("e1"));
     assert!(c.text_of("#col-qualified").await.contains("✓ sent"));
     assert!(c.text_of("#col-scheduled").await.contains("— not sent"));
+    let purchases = c.text_of("#purchases").await;
+    for text in [
+        "INV-1",
+        "60.00 USD",
+        "INV-2",
+        "30.50 USD",
+        "INV-3",
+        "100.00 EUR",
+        "p3",
+    ] {
+        assert!(purchases.contains(text), "{text} in {purchases}");
+    }
     std::fs::write(
         target_dir().join("dashboard-lead.png"),
         c.screenshot().await,

@@ -115,15 +115,15 @@ async fn a_day_with_two_directions_and_undirected_dialogs_renders_as_the_spec() 
         r.directions_data,
         json!([
             {"direction_id": f.cosmetology.to_string(), "direction_name": "Косметология", "total_dialogs": 3, "new_dialogs": 2,
-             "capi_enabled": true, "capi_has_data": true, "capi_distribution": {"interest": 3, "qualified": 1, "scheduled": 0},
+             "capi_enabled": true, "capi_has_data": true, "capi_distribution": {"interest": 3, "qualified": 1, "scheduled": 0, "purchase": 0},
              "interest_distribution": {"hot": 1, "warm": 1, "cold": 0}, "incoming_messages": 5, "outgoing_messages": 2,
              "avg_response_time_minutes": 1.5},
             {"direction_id": f.dentistry.to_string(), "direction_name": "Стоматология", "total_dialogs": 1, "new_dialogs": 1,
-             "capi_enabled": false, "capi_has_data": false, "capi_distribution": {"interest": 0, "qualified": 0, "scheduled": 0},
+             "capi_enabled": false, "capi_has_data": false, "capi_distribution": {"interest": 0, "qualified": 0, "scheduled": 0, "purchase": 0},
              "interest_distribution": {"hot": 0, "warm": 0, "cold": 1}, "incoming_messages": 2, "outgoing_messages": 1,
              "avg_response_time_minutes": 2.0},
             {"direction_id": null, "direction_name": "Без направления", "total_dialogs": 1, "new_dialogs": 1,
-             "capi_enabled": false, "capi_has_data": false, "capi_distribution": {"interest": 0, "qualified": 0, "scheduled": 0},
+             "capi_enabled": false, "capi_has_data": false, "capi_distribution": {"interest": 0, "qualified": 0, "scheduled": 0, "purchase": 0},
              "interest_distribution": {"hot": 0, "warm": 0, "cold": 0}, "incoming_messages": 1, "outgoing_messages": 0,
              "avg_response_time_minutes": null}
         ])
@@ -131,7 +131,7 @@ async fn a_day_with_two_directions_and_undirected_dialogs_renders_as_the_spec() 
     // Legacy fields: the CAPI directions' sum, used, the first CAPI direction.
     assert_eq!(
         r.capi_distribution,
-        Some(json!({"interest": 3, "qualified": 1, "scheduled": 0}))
+        Some(json!({"interest": 3, "qualified": 1, "scheduled": 0, "purchase": 0}))
     );
     assert_eq!(r.capi_source_used, Some(true));
     assert_eq!(r.capi_direction_id, Some(f.cosmetology));

@@ -112,6 +112,11 @@ async fn capi_stats_equal_the_hand_computed_fixture() {
         (json!(11.25), json!(45.0))
     );
     assert_eq!(s["cost_per_schedule"], Value::Null);
+    assert_eq!(
+        (&s["purchase"], &s["revenue"], &s["cost_per_purchase"]),
+        (&json!(0), &json!([]), &Value::Null),
+        "no purchases in the fixture"
+    );
     let dirs = s["directions"].as_array().unwrap();
     let cosmetology = dirs.iter().find(|d| d["name"] == "Косметология").unwrap();
     assert_eq!(
@@ -128,9 +133,9 @@ async fn capi_stats_equal_the_hand_computed_fixture() {
     assert_eq!(
         s["daily"],
         json!([
-            {"date": "2026-11-19", "lead": 0, "registration": 0, "schedule": 0},
-            {"date": "2026-11-20", "lead": 3, "registration": 1, "schedule": 0},
-            {"date": "2026-11-21", "lead": 1, "registration": 0, "schedule": 0}
+            {"date": "2026-11-19", "lead": 0, "registration": 0, "schedule": 0, "purchase": 0},
+            {"date": "2026-11-20", "lead": 3, "registration": 1, "schedule": 0, "purchase": 0},
+            {"date": "2026-11-21", "lead": 1, "registration": 0, "schedule": 0, "purchase": 0}
         ])
     );
 

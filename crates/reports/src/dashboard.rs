@@ -1,7 +1,7 @@
 //! The dashboard: server-rendered pages for one account. Sign-in without
 //! passwords: `capi dashboard-link` prints a short-lived signed link;
 //! opening it sets an HttpOnly session cookie (signed, with its own
-//! expiry). The CAPI section (9 cards, funnel per direction, daily chart,
+//! expiry). The CAPI section (12 cards, funnel per direction, daily chart,
 //! optimisation advice) is left out when no direction has CAPI on, as the
 //! spec says; the leads table and a lead's three CAPI columns are always there.
 
@@ -17,6 +17,7 @@ use actix_web::{
     web,
 };
 use chrono::{NaiveDate, Utc};
+use domain::analytics::RevenueView;
 use domain::api_key::{LinkGrant, link_nonce, sign_link, verify_link};
 use maud::{Markup, html};
 use std::collections::HashMap;
@@ -327,6 +328,41 @@ fn card(metric: &str, label: &str, value: &str) -> Markup {
     }
 }
 
+/// Revenue per currency: `15000.00 RUB + 1500.50 USD`, or —.
+fn revenue(r: &[RevenueView]) -> String {
+    if r.is_empty() {
+        return "—".to_owned();
+    }
+    r.iter()
+        .map(|v| money(Some(v.amount), Some(&v.currency)))
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
+/// ROAS where the spend is in the revenue's currency: `2.50× RUB`, or —.
+fn roas(r: &[RevenueView]) -> String {
+    let known: Vec<String> = r
+        .iter()
+        .filter_map(|v| v.roas.map(|x| format!("{x:.2}× {}", v.currency)))
+        .collect();
+    if known.is_empty() {
+        "—".to_owned()
+    } else {
+        known.join(" · ")
+    }
+}
+
+/// A lead's paid orders in the leads table: their values, or —.
+fn purchases_cell(p: &[storage::analytics::PurchaseColumn]) -> String {
+    if p.is_empty() {
+        return "—".to_owned();
+    }
+    p.iter()
+        .map(|x| money(Some(x.value), Some(&x.currency)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// ✓ or — for one CAPI level of a lead.
 fn mark(c: &LevelColumn) -> Markup {
     html! {
@@ -368,13 +404,16 @@ fn render_dashboard(d: &DashboardData) -> Markup {
                     (card("cost_per_lead", "Cost per Lead", &money(t.costs.cost_per_lead, currency)))
                     (card("cost_per_registration", "Cost per Registration", &money(t.costs.cost_per_registration, currency)))
                     (card("cost_per_schedule", "Cost per Schedule", &money(t.costs.cost_per_schedule, currency)))
+                    (card("purchase", "CAPI Purchase", &t.events.purchase.to_string()))
+                    (card("revenue", "Revenue", &revenue(&t.revenue)))
+                    (card("roas", "ROAS (revenue ÷ spend)", &roas(&t.revenue)))
                 }
                 h3 { "Funnel by direction" }
                 table id="funnel" {
                     tr {
                         th { "Direction" } th { "CAPI" } th { "Leads" } th { "Lead" } th { "Registration" }
                         th { "Schedule" } th { "Leads → Lead" } th { "Lead → Reg." } th { "Reg. → Schedule" }
-                        th { "Cost per Lead" }
+                        th { "Cost per Lead" } th { "Purchase" } th { "Revenue" } th { "ROAS" }
                     }
                     @for r in &s.directions {
                         @let f = &r.funnel;
@@ -389,6 +428,9 @@ fn render_dashboard(d: &DashboardData) -> Markup {
                                 (money(f.costs.cost_per_lead, f.spend.as_ref().map(|x| x.currency.as_str())))
                                 @if r.spend_shared { " " span.muted { "(shared ad account)" } }
                             }
+                            td { (f.events.purchase) }
+                            td { (revenue(&f.revenue)) }
+                            td { (roas(&f.revenue)) }
                         }
                     }
                 }
@@ -417,7 +459,7 @@ fn render_dashboard(d: &DashboardData) -> Markup {
             table {
                 tr {
                     th { "Lead" } th { "Direction" } th { "First message" } th { "Interest" }
-                    th { "Qualified (CAPI)" } th { "Booked" }
+                    th { "Qualified (CAPI)" } th { "Booked" } th { "Purchases" }
                 }
                 @for l in &d.leads {
                     tr {
@@ -425,6 +467,7 @@ fn render_dashboard(d: &DashboardData) -> Markup {
                         td { (l.direction_name.as_deref().unwrap_or("—")) }
                         td { (when(l.first_message, "%Y-%m-%d %H:%M UTC")) }
                         td { (mark(&l.interest)) } td { (mark(&l.qualified)) } td { (mark(&l.scheduled)) }
+                        td.purchases { (purchases_cell(&l.purchases)) }
                     }
                 }
             }
@@ -499,6 +542,22 @@ fn render_lead(l: &LeadEvents) -> Markup {
                     (column("interest", "Interest (CAPI Level 1)", &l.interest))
                     (column("qualified", "Qualified (CAPI Level 2)", &l.qualified))
                     (column("scheduled", "Booked (CAPI Level 3)", &l.scheduled))
+                }
+            }
+            h3 { "Purchases (CAPI Level 4)" }
+            @if l.purchases.is_empty() {
+                p.muted { "None yet." }
+            } @else {
+                table id="purchases" {
+                    tr { th { "Order" } th { "Value" } th { "Sent" } th { "Event id" } }
+                    @for p in &l.purchases {
+                        tr {
+                            td { (p.order_ref) }
+                            td { (money(Some(p.value), Some(&p.currency))) }
+                            td { @if p.status == "success" { span.yes { "✓ " } (when(p.sent_at, "%Y-%m-%d %H:%M:%S UTC")) } @else { span.no { "— " (p.status) } } }
+                            td.muted.event-id { (p.event_id) }
+                        }
+                    }
                 }
             }
             p { a href="/dashboard" { "← Dashboard" } }

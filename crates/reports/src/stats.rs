@@ -7,10 +7,12 @@
 //!   directions; the account's row 2 uses the directions with CAPI on;
 //! - spend: the account's ad accounts' spend over the range (all of them,
 //!   as the spec's `totalSpend`); a direction's, its ad account's spend
-//!   (`spend_shared` when other directions use the same ad account).
+//!   (`spend_shared` when other directions use the same ad account);
+//! - revenue: the values of the purchases Meta accepted, per currency, and
+//!   ROAS (revenue ÷ spend) only where the spend is in the same currency.
 
 use chrono::NaiveDate;
-use domain::analytics::{self, Advice, Funnel, LevelCounts, Spend, Window};
+use domain::analytics::{self, Advice, Funnel, LevelCounts, Money, Spend, Window};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use storage::{AsyncPgConnection, DbError, analytics as db};
@@ -63,6 +65,14 @@ pub async fn capi_stats(
         .await?
         .into_iter()
         .collect();
+    let mut revenue: BTreeMap<Option<Uuid>, Vec<Money>> = BTreeMap::new();
+    let mut total_revenue: Vec<Money> = Vec::new();
+    for (direction, money) in
+        db::revenue_by_direction(conn, account, since, until, timezone).await?
+    {
+        analytics::add_revenue(revenue.entry(direction).or_default(), [&money]);
+        analytics::add_revenue(&mut total_revenue, [&money]);
+    }
     let mut per_direction: BTreeMap<Option<Uuid>, LevelCounts> = BTreeMap::new();
     let mut per_day: BTreeMap<NaiveDate, LevelCounts> = BTreeMap::new();
     let mut total = LevelCounts::default();
@@ -96,6 +106,7 @@ pub async fn capi_stats(
                     leads.get(&d.id).copied().unwrap_or(0),
                     per_direction.get(&Some(d.id)).copied().unwrap_or_default(),
                     ad_spend,
+                    revenue.get(&Some(d.id)).map_or(&[], Vec::as_slice),
                 ),
             }
         })
@@ -120,7 +131,7 @@ pub async fn capi_stats(
         until,
         timezone: timezone.to_owned(),
         capi_enabled: directions.iter().any(|d| d.capi_enabled),
-        totals: analytics::funnel(capi_leads, total, total_spend.as_ref()),
+        totals: analytics::funnel(capi_leads, total, total_spend.as_ref(), &total_revenue),
         directions: rows,
         daily,
     })

@@ -10,7 +10,7 @@ use diesel::{
     sql_types::{BigInt, Bool, Date, Int2, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use domain::analytics::Spend;
+use domain::analytics::{Money, Spend};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -87,6 +87,59 @@ pub async fn events_by_day(
         .prepared()
         .load(conn)
         .await
+}
+
+#[derive(QueryableByName)]
+struct RevenueRow {
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    direction_id: Option<Uuid>,
+    #[diesel(sql_type = Text)]
+    currency: String,
+    #[diesel(sql_type = BigInt)]
+    cents: i64,
+}
+
+/// `revenue_by_direction`: $1 account, $2 since, $3 until, $4 time zone.
+/// Purchases Meta accepted in the local days (each event once, as the
+/// counts), their values summed per direction and currency.
+pub const REVENUE_BY_DIRECTION_SQL: &str = "SELECT l.direction_id, cd.purchase_currency AS currency, \
+                round(sum(cd.purchase_value) * 100)::bigint AS cents \
+         FROM (SELECT DISTINCT direction_id, event_id FROM capi_events_log \
+               WHERE user_account_id = $1 AND status = 'success' AND event_level = 4 \
+                 AND created_at >= ($2::date::timestamp AT TIME ZONE $4) \
+                 AND created_at < (($3::date + 1)::timestamp AT TIME ZONE $4)) l \
+         JOIN capi_deliveries cd ON cd.event_id = l.event_id \
+         GROUP BY 1, 2";
+
+/// Revenue per direction and currency from `since` to `until` (local days, inclusive).
+pub async fn revenue_by_direction(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    since: NaiveDate,
+    until: NaiveDate,
+    timezone: &str,
+) -> Result<Vec<(Option<Uuid>, Money)>, diesel::result::Error> {
+    // SQL: the audit log's successes (its account/time index) joined to the deliveries' amounts by the unique event id; NUMERIC summed into integer cents in the database.
+    let rows: Vec<RevenueRow> = diesel::sql_query(REVENUE_BY_DIRECTION_SQL)
+        .bind::<SqlUuid, _>(account_id)
+        .bind::<Date, _>(since)
+        .bind::<Date, _>(until)
+        .bind::<Text, _>(timezone)
+        .prepared()
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.direction_id,
+                Money {
+                    cents: r.cents,
+                    currency: r.currency,
+                },
+            )
+        })
+        .collect())
 }
 
 #[derive(QueryableByName)]
@@ -177,7 +230,19 @@ pub struct LevelColumn {
     pub event_id: Option<String>,
 }
 
-/// A lead with the ROI table's three CAPI columns.
+/// One paid order of a lead: its amount and whether Meta has it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct PurchaseColumn {
+    pub order_ref: String,
+    pub value: f64,
+    pub currency: String,
+    /// `pending`, `success`, `error` or `skipped` (as the delivery).
+    pub status: String,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub event_id: String,
+}
+
+/// A lead with the ROI table's CAPI columns: the three levels and its purchases.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct LeadEvents {
     pub lead_id: Uuid,
@@ -190,6 +255,8 @@ pub struct LeadEvents {
     pub interest: LevelColumn,
     pub qualified: LevelColumn,
     pub scheduled: LevelColumn,
+    /// Paid orders, oldest first.
+    pub purchases: Vec<PurchaseColumn>,
 }
 
 #[derive(QueryableByName)]
@@ -226,6 +293,8 @@ struct LeadRow {
     s_at: Option<DateTime<Utc>>,
     #[diesel(sql_type = Nullable<Text>)]
     s_id: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Jsonb)]
+    purchases: serde_json::Value,
 }
 
 impl From<LeadRow> for LeadEvents {
@@ -253,6 +322,8 @@ impl From<LeadRow> for LeadEvents {
                 sent_at: r.s_at,
                 event_id: r.s_id,
             },
+            // Built by the query itself (LEAD_COLUMNS), so it always reads.
+            purchases: serde_json::from_value(r.purchases).unwrap_or_default(),
         }
     }
 }
@@ -262,7 +333,12 @@ const LEAD_COLUMNS: &str = "da.lead_id, da.id AS dialog_id, coalesce(da.directio
     ad.name AS direction_name, coalesce(da.contact_name, l.name) AS contact_name, da.first_message, da.from_ad, \
     da.capi_interest_sent AS i_sent, da.capi_interest_sent_at AS i_at, da.capi_interest_event_id AS i_id, \
     da.capi_qualified_sent AS q_sent, da.capi_qualified_sent_at AS q_at, da.capi_qualified_event_id AS q_id, \
-    da.capi_scheduled_sent AS s_sent, da.capi_scheduled_sent_at AS s_at, da.capi_scheduled_event_id AS s_id";
+    da.capi_scheduled_sent AS s_sent, da.capi_scheduled_sent_at AS s_at, da.capi_scheduled_event_id AS s_id, \
+    (SELECT coalesce(jsonb_agg(jsonb_build_object('order_ref', cd.order_ref, 'value', cd.purchase_value::float8, \
+        'currency', cd.purchase_currency, 'status', cd.status, \
+        'sent_at', CASE WHEN cd.status = 'success' THEN cd.finished_at END, 'event_id', cd.event_id) \
+        ORDER BY cd.claimed_at, cd.id), '[]'::jsonb) \
+     FROM capi_deliveries cd WHERE cd.dialog_id = da.id AND cd.event_level = 4) AS purchases";
 
 /// One lead of the account; `None` when it does not exist or belongs to another account.
 pub async fn lead(

@@ -243,10 +243,19 @@ pub async fn day_capi(
             }
         };
         let c = &mut out[i].1;
-        match r.event_level {
-            1 => c.interest += r.n,
-            2 => c.qualified += r.n,
-            _ => c.scheduled += r.n,
+        match domain::level::Level::from_number(r.event_level) {
+            Some(domain::level::Level::Interest) => c.interest += r.n,
+            Some(domain::level::Level::Qualified) => c.qualified += r.n,
+            Some(domain::level::Level::Scheduled) => c.scheduled += r.n,
+            Some(domain::level::Level::Purchase) => c.purchase += r.n,
+            None => {}
+        }
+    }
+    let revenue =
+        crate::analytics::revenue_by_direction(conn, account_id, date, date, timezone).await?;
+    for (direction, money) in revenue {
+        if let Some((_, c)) = out.iter_mut().find(|(d, _)| *d == direction) {
+            domain::analytics::add_revenue(&mut c.revenue, [&money]);
         }
     }
     Ok(out)
@@ -276,6 +285,7 @@ pub async fn store(
     let stats = serde_json::to_value(report.totals).unwrap_or_default();
     let legacy = report
         .capi_distribution
+        .as_ref()
         .map(|d| serde_json::to_value(d).unwrap_or_default());
     let status = if account.telegram_configured {
         TelegramStatus::Pending
