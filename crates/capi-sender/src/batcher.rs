@@ -13,15 +13,13 @@
 //! Each request's answer goes, with its events and their payloads, to `on_answer`
 //! (which records them together), and each event's waiter gets its outcome.
 
-use crate::{
-    meta::{Answer, MetaClient},
-    metrics::{Metrics, OutcomeLabel},
-};
+use crate::metrics::{Metrics, OutcomeLabel};
 use domain::{
     capi_event::{appsecret_proof, build_request},
     meta_errors::{MetaError, Verdict, verdict},
 };
 use futures_util::future::BoxFuture;
+use meta_graph::{Answer, Graph};
 use secrecy::SecretString;
 use serde_json::Value;
 use std::{
@@ -203,7 +201,7 @@ pub struct Batcher<P, O> {
     batch_size: usize,
     linger: Duration,
     max_linger: Duration,
-    client: MetaClient,
+    client: Graph,
     requests_in_flight: Arc<Semaphore>,
     max_concurrent: usize,
     partner_agent: Option<String>,
@@ -228,7 +226,7 @@ pub struct BatcherConfig {
 
 impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
     pub fn new(
-        client: MetaClient,
+        client: Graph,
         cfg: BatcherConfig,
         metrics: Arc<Metrics>,
         on_answer: OnAnswer<P, O>,

@@ -6,7 +6,6 @@
 mod batcher;
 mod deliver;
 mod loader;
-pub mod meta;
 mod metrics;
 
 pub use deliver::RetryPolicy;
@@ -26,7 +25,10 @@ pub struct Settings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetaSettings {
+    /// Where the Graph API is (the one `[meta]` every service reads).
+    #[serde(default = "meta_graph::default_base_url")]
     pub graph_base_url: String,
+    #[serde(default = "meta_graph::default_version")]
     pub graph_version: String,
     /// A request to Meta ends after this long, e.g. "10s".
     #[serde(deserialize_with = "domain::duration::deserialize")]
@@ -79,8 +81,6 @@ prefetch = 625
 channels = 64
 
 [meta]
-graph_base_url = "https://graph.facebook.com"
-graph_version = "v26.0"
 timeout = "10s"
 batch_size = 500
 linger = "200ms"
@@ -158,7 +158,13 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
     let mut runtime = Runtime::new("capi-sender", &settings.common, stop)?;
     let metrics = metrics::Metrics::new(&mut runtime.registry);
     runtime.serve(&settings.common, |_| {})?;
-    let client = meta::MetaClient::new(&m.graph_base_url, &m.graph_version, m.timeout)?;
+    let client = meta_graph::Graph::new(
+        &meta_graph::GraphSettings {
+            graph_base_url: m.graph_base_url.clone(),
+            graph_version: m.graph_version.clone(),
+        },
+        m.timeout,
+    )?;
     let partner_agent = Some(m.partner_agent.clone()).filter(|a| !a.trim().is_empty());
     let lease = m.lease.max(Duration::from_secs(1));
     let throttled: loader::Throttled = Arc::new(Mutex::new(HashMap::new()));

@@ -1,81 +1,26 @@
 //! The WhatsApp Business Account's dataset: Meta ties business-messaging
 //! events to it (one per WABA), so a direction's pixel should be it.
-//! `GET /{version}/{waba_id}/dataset` reads it; `POST` creates it or returns
-//! the existing one (idempotent).
+//! `capi direction dataset` reads or creates it through `meta_graph`.
 
 use crate::Failure;
-use domain::meta_errors::MetaError;
+use meta_graph::{Graph, GraphSettings};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::Duration;
 use uuid::Uuid;
 
-/// `[meta]` as far as the CLI's Graph calls need it.
-#[derive(Deserialize)]
-pub(crate) struct MetaSection {
-    pub graph_base_url: String,
-    pub graph_version: String,
-}
-
-const META_DEFAULTS: &str = r#"
-[meta]
-graph_base_url = "https://graph.facebook.com"
-graph_version = "v26.0"
-"#;
-
-pub(crate) fn meta_section() -> Result<MetaSection, String> {
+/// The Graph API client for the CLI's calls, from `[meta]` (`CAPI_CONFIG`,
+/// `CAPI_META__GRAPH_BASE_URL`, `CAPI_META__GRAPH_VERSION`).
+pub(crate) fn graph() -> Result<Graph, String> {
     #[derive(Deserialize)]
     struct Own {
-        meta: MetaSection,
+        #[serde(default)]
+        meta: GraphSettings,
     }
-    runtime::settings::load_section::<Own>(META_DEFAULTS)
+    let settings = runtime::settings::load_section::<Own>("")
         .map(|o| o.meta)
-        .map_err(|e| e.to_string())
-}
-
-/// Reads (`create` false: `None` when the WABA has none yet) or creates the
-/// WABA's dataset; the error is Meta's message or the transport's.
-pub(crate) async fn waba_dataset(
-    http: &reqwest::Client,
-    meta: &MetaSection,
-    waba: &str,
-    token: &str,
-    create: bool,
-) -> Result<Option<String>, String> {
-    let url = format!(
-        "{}/{}/{waba}/dataset",
-        meta.graph_base_url.trim_end_matches('/'),
-        meta.graph_version
-    );
-    let request = if create {
-        http.post(&url)
-    } else {
-        http.get(&url)
-    };
-    let resp = request
-        .bearer_auth(token)
-        .send()
-        .await
-        .map_err(outbound::transport_error)?;
-    let status = resp.status().as_u16();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
-    if let Some(e) = MetaError::from_body(&body) {
-        return Err(format!("Meta answered {status}: {}", e.message));
-    }
-    let id = if create {
-        body.get("id")
-    } else {
-        body.get("data")
-            .and_then(Value::as_array)
-            .and_then(|d| d.first())
-            .and_then(|d| d.get("id"))
-    };
-    match id {
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        _ if !create && status == 200 => Ok(None),
-        _ => Err(format!("Meta answered {status} without a dataset id")),
-    }
+        .map_err(|e| e.to_string())?;
+    Graph::new(&settings, Duration::from_secs(10)).map_err(|e| e.to_string())
 }
 
 /// `capi direction dataset ID`: the WABA's dataset (made if missing) set
@@ -97,11 +42,10 @@ pub(crate) async fn set_direction_dataset(url: &str, id: Uuid) -> Result<(), Fai
         .ok_or_else(|| {
             Failure::input("no access token on the direction's ad account or user account")
         })?;
-    let meta = meta_section().map_err(Failure::input)?;
-    let http =
-        outbound::client(Duration::from_secs(10)).map_err(|e| Failure::input(e.to_string()))?;
+    let graph = graph().map_err(Failure::input)?;
     let token = secrecy::ExposeSecret::expose_secret(&token);
-    let dataset = waba_dataset(&http, &meta, waba, token, true)
+    let dataset = graph
+        .waba_dataset(waba, token, true)
         .await
         .map_err(|e| Failure {
             code: 1,

@@ -5,7 +5,7 @@
 
 use crate::admin::connect;
 use diesel_async::AsyncPgConnection;
-use domain::meta_errors::MetaError;
+use meta_graph::{Graph, GraphError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::{collections::BTreeMap, process::ExitCode, time::Duration};
@@ -185,8 +185,7 @@ async fn capi_setup(conn: &mut AsyncPgConnection, o: &Options) -> Result<Vec<Fin
     if o.offline {
         return Ok(out);
     }
-    let meta = crate::dataset::meta_section()?;
-    let http = outbound::client(Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    let graph = crate::dataset::graph()?;
     // One call per distinct (pixel, token).
     let mut asked: Vec<(&str, String)> = Vec::new();
     for d in dirs
@@ -214,12 +213,12 @@ async fn capi_setup(conn: &mut AsyncPgConnection, o: &Options) -> Result<Vec<Fin
         };
         let token = secrecy::ExposeSecret::expose_secret(&token).to_owned();
         if let Some(waba) = d.waba_id.as_deref() {
-            out.extend(check_dataset(&http, &meta, d, pixel, waba, &token).await);
+            out.extend(check_dataset(&graph, d, pixel, waba, &token).await);
         }
         if asked.iter().any(|(p, t)| *p == pixel && *t == token) {
             continue;
         }
-        out.push(check_token(&http, &meta, pixel, &token, &d.name, d.id).await);
+        out.push(check_token(&graph, pixel, &token, &d.name, d.id).await);
         asked.push((pixel, token));
     }
     if out.iter().all(|f| f.severity <= Severity::Info) {
@@ -239,8 +238,7 @@ async fn capi_setup(conn: &mut AsyncPgConnection, o: &Options) -> Result<Vec<Fin
 /// The direction's pixel should be its WABA's dataset (Meta ties
 /// business-messaging events to it).
 async fn check_dataset(
-    http: &reqwest::Client,
-    meta: &crate::dataset::MetaSection,
+    graph: &Graph,
     d: &doctor::CapiDirection,
     pixel: &str,
     waba: &str,
@@ -249,7 +247,7 @@ async fn check_dataset(
     const CHECK: &str = "dataset";
     let details = json!({"direction_id": d.id, "pixel_id": pixel, "waba_id": waba});
     let who = format!("direction {:?} ({})", d.name, d.id);
-    match crate::dataset::waba_dataset(http, meta, waba, token, false).await {
+    match graph.waba_dataset(waba, token, false).await {
         Ok(Some(dataset)) if dataset == pixel => None,
         Ok(Some(dataset)) => Some(finding(
             Severity::Error,
@@ -280,68 +278,55 @@ async fn check_dataset(
 
 /// `GET /{version}/{pixel_id}?fields=id`: the cheapest call that proves the token reaches the pixel.
 async fn check_token(
-    http: &reqwest::Client,
-    meta: &crate::dataset::MetaSection,
+    graph: &Graph,
     pixel: &str,
     token: &str,
     direction: &str,
     direction_id: Uuid,
 ) -> Finding {
     const CHECK: &str = "meta_token";
-    let url = format!(
-        "{}/{}/{pixel}?fields=id",
-        meta.graph_base_url.trim_end_matches('/'),
-        meta.graph_version
-    );
     let details = json!({"pixel_id": pixel, "direction_id": direction_id});
-    let resp = match http.get(&url).bearer_auth(token).send().await {
-        Ok(r) => r,
-        Err(e) => {
-            return finding(
-                Severity::Warning,
-                CHECK,
-                format!(
-                    "Meta could not be asked about pixel {pixel}: {}",
-                    outbound::transport_error(e)
-                ),
-                details,
-            );
-        }
-    };
-    let status = resp.status().as_u16();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
-    match MetaError::from_body(&body) {
-        None if status == 200 => finding(
+    match graph.get(pixel, &[("fields", "id")], token).await {
+        Ok(_) => finding(
             Severity::Info,
             CHECK,
             format!("Meta accepts the token for pixel {pixel}"),
             details,
         ),
-        Some(e) if matches!(e.code, Some(190 | 102 | 463 | 467)) => finding(
-            Severity::Error,
-            CHECK,
-            format!(
-                "Meta rejects the token of direction {direction:?} ({direction_id}): {} — issue a new one",
-                e.message
-            ),
-            details,
-        ),
-        Some(e) if matches!(e.code, Some(100 | 803 | 10 | 200..=299)) => finding(
-            Severity::Error,
-            CHECK,
-            format!(
-                "pixel {pixel} does not exist or the token has no access to it: {}",
-                e.message
-            ),
-            details,
-        ),
-        e => finding(
+        Err(e) if e.status.is_none() => finding(
             Severity::Warning,
             CHECK,
-            format!(
-                "Meta answered {status} about pixel {pixel}: {}",
-                e.map_or_else(|| "no error object".to_owned(), |e| e.message)
-            ),
+            format!("Meta could not be asked about pixel {pixel}: {e}"),
+            details,
+        ),
+        Err(GraphError { error: Some(e), .. }) if matches!(e.code, Some(190 | 102 | 463 | 467)) => {
+            finding(
+                Severity::Error,
+                CHECK,
+                format!(
+                    "Meta rejects the token of direction {direction:?} ({direction_id}): {} — issue a new one",
+                    e.message
+                ),
+                details,
+            )
+        }
+        Err(GraphError { error: Some(e), .. })
+            if matches!(e.code, Some(100 | 803 | 10 | 200..=299)) =>
+        {
+            finding(
+                Severity::Error,
+                CHECK,
+                format!(
+                    "pixel {pixel} does not exist or the token has no access to it: {}",
+                    e.message
+                ),
+                details,
+            )
+        }
+        Err(e) => finding(
+            Severity::Warning,
+            CHECK,
+            format!("{e} (about pixel {pixel})"),
             details,
         ),
     }

@@ -12,7 +12,6 @@
 
 mod bot;
 mod buffer;
-mod cloud_api;
 mod decide;
 mod evolution;
 mod metrics;
@@ -40,6 +39,8 @@ pub struct Settings {
     pub chatbot: ChatbotSettings,
     pub bot: BotSettings,
     pub llm: LlmSettings,
+    /// Where the Graph API (the Cloud API) is: `meta.graph_base_url`, `meta.graph_version`.
+    pub meta: meta_graph::GraphSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -61,10 +62,6 @@ pub struct BotSettings {
     /// A sendText request ends after this long, e.g. "10s".
     #[serde(deserialize_with = "domain::duration::deserialize")]
     pub evolution_timeout: Duration,
-    /// Meta's Graph API, which serves the WhatsApp Cloud API.
-    pub cloud_api_base_url: String,
-    /// The Graph API version, e.g. "v26.0".
-    pub cloud_api_version: String,
     /// A Cloud API messages request ends after this long, e.g. "10s".
     #[serde(deserialize_with = "domain::duration::deserialize")]
     pub cloud_api_timeout: Duration,
@@ -107,8 +104,6 @@ buffer_delay = "5s"
 enabled = true
 evolution_base_url = ""
 evolution_timeout = "10s"
-cloud_api_base_url = "https://graph.facebook.com"
-cloud_api_version = "v26.0"
 cloud_api_timeout = "10s"
 takeover_window = "30m"
 max_message_age = "10m"
@@ -125,6 +120,8 @@ impl Settings {
             chatbot: ChatbotSettings,
             bot: BotSettings,
             llm: LlmSettings,
+            #[serde(default)]
+            meta: meta_graph::GraphSettings,
         }
         let defaults = format!("{DEFAULTS}\n{}", llm::DEFAULTS);
         let (common, own) = runtime::load_settings::<Own>(&defaults, None)?;
@@ -133,6 +130,7 @@ impl Settings {
             chatbot: own.chatbot,
             bot: own.bot,
             llm: own.llm,
+            meta: own.meta,
         })
     }
 }
@@ -168,12 +166,8 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
                     .context("the Evolution API client")?,
             )
         };
-        let cloud = cloud_api::CloudApi::new(
-            &b.cloud_api_base_url,
-            &b.cloud_api_version,
-            b.cloud_api_timeout,
-        )
-        .context("the Cloud API client")?;
+        let cloud = meta_graph::Graph::new(&settings.meta, b.cloud_api_timeout)
+            .context("the Cloud API client")?;
         let send_timeout = b.evolution_timeout.max(b.cloud_api_timeout);
         Some(Arc::new(bot::Bot {
             pool: runtime.pool.clone(),

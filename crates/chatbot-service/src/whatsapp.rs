@@ -2,13 +2,14 @@
 //! API number the dialog came in on. The route is settled before the model
 //! is asked, so a dialog that cannot be answered costs no model call.
 
-use crate::{cloud_api::CloudApi, evolution::Evolution};
+use crate::evolution::Evolution;
 use chrono::{DateTime, Utc};
 use domain::{
     conversation::{Author, Message},
     evolution::ApiVersion,
     whatsapp_cloud::{Channel, Recipient, within_service_window},
 };
+use meta_graph::{Graph, MessageRefused};
 use secrecy::SecretString;
 use storage::replies::ReplyContext;
 
@@ -24,6 +25,16 @@ pub enum SendError {
     /// than 24 hours ago.
     #[error("outside the 24-hour customer service window: {0}")]
     WindowClosed(String),
+}
+
+impl From<MessageRefused> for SendError {
+    fn from(r: MessageRefused) -> SendError {
+        match r {
+            MessageRefused::Unavailable(m) => SendError::Unavailable(m),
+            MessageRefused::WindowClosed(m) => SendError::WindowClosed(m),
+            MessageRefused::Rejected { status, message } => SendError::Rejected { status, message },
+        }
+    }
 }
 
 /// How one reply is sent.
@@ -54,7 +65,8 @@ impl Route {
 pub struct Senders {
     /// `None` when `bot.evolution_base_url` is not set.
     pub evolution: Option<Evolution>,
-    pub cloud: CloudApi,
+    /// The Cloud API (Meta's Graph API).
+    pub cloud: Graph,
 }
 
 impl Senders {
@@ -138,7 +150,10 @@ impl Senders {
                 phone_number_id,
                 token,
                 to,
-            } => self.cloud.send_text(phone_number_id, token, to, text).await,
+            } => Ok(self
+                .cloud
+                .send_text(phone_number_id, token, to, text)
+                .await?),
         }
     }
 }

@@ -65,32 +65,6 @@ pub fn text_message_body(to: &Recipient, text: &str) -> Value {
     body
 }
 
-/// What to do after the Cloud API refused a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SendVerdict {
-    /// Rate limits and Meta's own trouble: the same message may go later.
-    Retry,
-    /// More than 24 hours since the customer wrote (131047): only a
-    /// template may go; the reply is dropped, not retried.
-    OutsideWindow,
-    /// The request, the token or the recipient is wrong: retrying repeats it.
-    Reject,
-}
-
-/// Classifies a refusal by HTTP status and Graph error code
-/// (developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes).
-pub fn send_verdict(http_status: u16, code: Option<i64>) -> SendVerdict {
-    match code {
-        Some(131047) => SendVerdict::OutsideWindow,
-        // API unknown/service, app and WABA rate limits, throughput, pair
-        // rate limit, service unavailable, "something went wrong".
-        Some(1 | 2 | 4 | 80007 | 130429 | 131000 | 131016 | 131056 | 133004) => SendVerdict::Retry,
-        Some(_) if http_status < 500 && http_status != 429 => SendVerdict::Reject,
-        _ if http_status >= 500 || http_status == 429 || http_status == 408 => SendVerdict::Retry,
-        _ => SendVerdict::Reject,
-    }
-}
-
 /// One inbound message, in the order of the payload. Keys in the order of
 /// `capi parse-webhook whatsapp-cloud`'s contract.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -482,20 +456,6 @@ mod tests {
             now - chrono::TimeDelta::hours(24),
             now
         ));
-    }
-
-    #[test]
-    fn refusals_are_retried_only_when_meta_or_a_limit_is_the_cause() {
-        assert_eq!(send_verdict(400, Some(131047)), SendVerdict::OutsideWindow);
-        assert_eq!(send_verdict(400, Some(130429)), SendVerdict::Retry);
-        assert_eq!(send_verdict(400, Some(131056)), SendVerdict::Retry);
-        assert_eq!(send_verdict(500, Some(131000)), SendVerdict::Retry);
-        assert_eq!(send_verdict(503, None), SendVerdict::Retry);
-        assert_eq!(send_verdict(429, None), SendVerdict::Retry);
-        assert_eq!(send_verdict(401, Some(190)), SendVerdict::Reject);
-        assert_eq!(send_verdict(400, Some(131026)), SendVerdict::Reject);
-        assert_eq!(send_verdict(400, Some(100)), SendVerdict::Reject);
-        assert_eq!(send_verdict(404, None), SendVerdict::Reject);
     }
 
     #[test]

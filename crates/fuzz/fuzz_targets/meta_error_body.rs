@@ -1,6 +1,6 @@
 //! An answer from Meta (Conversions API or Cloud API): its status and body.
 #![no_main]
-use domain::{meta_errors, whatsapp_cloud};
+use domain::meta_errors;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -12,5 +12,5 @@ fuzz_target!(|data: &[u8]| {
         .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(body).into_owned()));
     let error = meta_errors::MetaError::from_body(&value);
     let _ = meta_errors::verdict(status, error.as_ref());
-    let _ = whatsapp_cloud::send_verdict(status.unwrap_or(0), error.as_ref().and_then(|e| e.code));
+    let _ = meta_errors::send_verdict(status.unwrap_or(0), error.as_ref().and_then(|e| e.code));
 });

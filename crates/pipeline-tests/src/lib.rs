@@ -315,7 +315,7 @@ impl PipelineOptions {
         let step = format!("{}ms", self.retry_delay_ms);
         capi_sender::MetaSettings {
             graph_base_url: self.meta_url.clone(),
-            graph_version: "v26.0".into(),
+            graph_version: meta_graph::DEFAULT_GRAPH_VERSION.into(),
             timeout: Duration::from_secs(2),
             batch_size: self.batch_size,
             linger: Duration::from_millis(self.linger_ms),
@@ -400,11 +400,6 @@ impl PipelineOptions {
                     .map(|b| b.evolution_url.clone())
                     .unwrap_or_default(),
                 evolution_timeout: Duration::from_secs(2),
-                cloud_api_base_url: bot
-                    .as_ref()
-                    .map(|b| b.cloud_api_url.clone())
-                    .unwrap_or_default(),
-                cloud_api_version: CLOUD_API_VERSION.into(),
                 cloud_api_timeout: Duration::from_secs(2),
                 takeover_window: "30m".into(),
                 max_message_age: bot
@@ -418,6 +413,13 @@ impl PipelineOptions {
                     .unwrap_or_default(),
                 max_concurrent_replies: 256,
             },
+            meta: meta_graph::GraphSettings {
+                graph_base_url: bot
+                    .as_ref()
+                    .map(|b| b.cloud_api_url.clone())
+                    .unwrap_or_default(),
+                graph_version: CLOUD_API_VERSION.into(),
+            },
             llm: test_llm_settings(bot.map(|b| b.llm_url).unwrap_or_default()),
         }
     }
@@ -429,7 +431,7 @@ pub const CLOUD_VERIFY_TOKEN: &str = "test-verify-token";
 pub const CLOUD_APP_SECRETS: [&str; 2] = ["app-secret-one", "app-secret-two"];
 pub const CLOUD_APP_IDS: [&str; 2] = ["100001", "100002"];
 /// The Graph API version chatbot-service sends Cloud API messages under.
-pub const CLOUD_API_VERSION: &str = "v26.0";
+pub const CLOUD_API_VERSION: &str = meta_graph::DEFAULT_GRAPH_VERSION;
 
 /// The model settings tests use: a fake at `base_url` (empty: none).
 pub fn test_llm_settings(base_url: String) -> llm::LlmSettings {
@@ -861,7 +863,10 @@ pub async fn metrics_text(port: u16) -> String {
 /// Makes the fake Meta answer event requests as Meta does ([`meta_rules`]).
 pub async fn meta_accepts(server: &wiremock::MockServer) {
     wiremock::Mock::given(wiremock::matchers::method("POST"))
-        .and(wiremock::matchers::path_regex(r"^/v26\.0/[^/]+/events$"))
+        .and(wiremock::matchers::path_regex(format!(
+            r"^/{}/[^/]+/events$",
+            meta_graph::DEFAULT_GRAPH_VERSION.replace('.', r"\.")
+        )))
         .respond_with(meta_rules)
         .mount(server)
         .await;
@@ -996,8 +1001,6 @@ pub fn reports_settings(outside_url: &str) -> reports::ReportSettings {
         daily_at: "00:00".into(),
         tick: "200ms".into(),
         telegram_url: outside_url.into(),
-        graph_url: outside_url.into(),
-        graph_version: "v26.0".into(),
         spend_days: 7,
         timeout: "5s".into(),
         dashboard_secret: DASHBOARD_SECRET.to_owned().into(),
@@ -1015,12 +1018,19 @@ pub struct ReportsService {
 }
 
 impl ReportsService {
+    /// Meta's Graph API is at the same outside URL as Telegram (see
+    /// [`reports_settings`]).
     pub async fn start(env: &TestEnv, settings: reports::ReportSettings) -> ReportsService {
         let stop = CancellationToken::new();
+        let meta = meta_graph::GraphSettings {
+            graph_base_url: settings.telegram_url.clone(),
+            ..Default::default()
+        };
         let service = reports::build(
             reports::Settings {
                 common: env.common(),
                 reports: settings,
+                meta,
             },
             stop.clone(),
         )

@@ -589,6 +589,7 @@ async fn a_weak_dashboard_secret_stops_reports() {
             reports::Settings {
                 common: env.common(),
                 reports: settings,
+                meta: meta_graph::GraphSettings::default(),
             },
             runtime::CancellationToken::new(),
         )

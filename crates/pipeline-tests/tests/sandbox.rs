@@ -232,7 +232,11 @@ async fn the_sandbox_answers_as_the_bots_model_and_records_its_whatsapp_messages
 async fn the_sandbox_cloud_api_records_texts_and_refuses_what_meta_would() {
     let sb = pipeline_tests::SandboxServer::start().await;
     let client = reqwest::Client::new();
-    let url = format!("{}/v26.0/1204727649384372/messages", sb.url);
+    let url = format!(
+        "{}/{}/1204727649384372/messages",
+        sb.url,
+        meta_graph::DEFAULT_GRAPH_VERSION
+    );
     let text = serde_json::json!({"messaging_product": "whatsapp", "recipient_type": "individual",
         "to": "16505551234", "type": "text", "text": {"preview_url": false, "body": "Hello"}});
     let r = client.post(&url).json(&text).send().await.unwrap();

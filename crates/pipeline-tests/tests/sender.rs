@@ -183,18 +183,24 @@ async fn permanent_errors_are_not_retried_and_exhausted_retries_are_dead_lettere
     )
     .await;
     let meta = MockServer::start().await;
-    Mock::given(matchers::path("/v26.0/190190/events"))
-        .respond_with(
-            ResponseTemplate::new(400)
-                .set_body_json(json!({"error": {"message": "Error validating access token",
+    Mock::given(matchers::path(&format!(
+        "/{}/190190/events",
+        meta_graph::DEFAULT_GRAPH_VERSION
+    )))
+    .respond_with(
+        ResponseTemplate::new(400)
+            .set_body_json(json!({"error": {"message": "Error validating access token",
             "type": "OAuthException", "code": 190}})),
-        )
-        .mount(&meta)
-        .await;
-    Mock::given(matchers::path("/v26.0/500500/events"))
-        .respond_with(ResponseTemplate::new(502).set_body_string("bad gateway"))
-        .mount(&meta)
-        .await;
+    )
+    .mount(&meta)
+    .await;
+    Mock::given(matchers::path(&format!(
+        "/{}/500500/events",
+        meta_graph::DEFAULT_GRAPH_VERSION
+    )))
+    .respond_with(ResponseTemplate::new(502).set_body_string("bad gateway"))
+    .mount(&meta)
+    .await;
     let mut opts = PipelineOptions::new(&meta.uri());
     opts.retry_schedule = Some("300ms,300ms".into());
     let p = Pipeline::start(&env, &opts).await;
@@ -277,16 +283,19 @@ async fn throttling_one_ad_account_does_not_delay_another() {
     )
     .await;
     let meta = MockServer::start().await;
-    Mock::given(matchers::path("/v26.0/444/events"))
-        .respond_with(
-            ResponseTemplate::new(400)
-                .set_body_json(json!({"error": {"message": "User request limit reached",
+    Mock::given(matchers::path(&format!(
+        "/{}/444/events",
+        meta_graph::DEFAULT_GRAPH_VERSION
+    )))
+    .respond_with(
+        ResponseTemplate::new(400)
+            .set_body_json(json!({"error": {"message": "User request limit reached",
             "code": 80004, "error_subcode": 2446079, "is_transient": true}})),
-        )
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&meta)
-        .await;
+    )
+    .up_to_n_times(1)
+    .with_priority(1)
+    .mount(&meta)
+    .await;
     pipeline_tests::meta_accepts(&meta).await;
     let mut opts = PipelineOptions::new(&meta.uri());
     opts.retry_schedule = Some("200ms,200ms,200ms".into());

@@ -25,6 +25,8 @@ use std::{sync::Arc, time::Duration};
 pub struct Settings {
     pub common: CommonSettings,
     pub reports: ReportSettings,
+    /// Where the Graph API is (insights): `meta.graph_base_url`, `meta.graph_version`.
+    pub meta: meta_graph::GraphSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -36,9 +38,6 @@ pub struct ReportSettings {
     pub tick: String,
     /// Telegram Bot API base URL.
     pub telegram_url: String,
-    /// Meta Graph API base URL and version (insights).
-    pub graph_url: String,
-    pub graph_version: String,
     /// Days of spend fetched by each daily sync (Meta revises recent days).
     pub spend_days: u32,
     /// Outbound request timeout (Telegram, Meta).
@@ -62,8 +61,6 @@ port = 8084
 daily_at = "09:00"
 tick = "30s"
 telegram_url = "https://api.telegram.org"
-graph_url = "https://graph.facebook.com"
-graph_version = "v26.0"
 spend_days = 7
 timeout = "20s"
 dashboard_secret = ""
@@ -77,11 +74,14 @@ impl Settings {
         #[derive(Deserialize)]
         struct Own {
             reports: ReportSettings,
+            #[serde(default)]
+            meta: meta_graph::GraphSettings,
         }
         let (common, own) = runtime::load_settings::<Own>(DEFAULTS, None)?;
         Ok(Settings {
             common,
             reports: own.reports,
+            meta: own.meta,
         })
     }
 }
@@ -200,8 +200,8 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
     })?;
     let telegram =
         telegram::Telegram::new(&s.telegram_url, timeout).context("the Telegram client")?;
-    let insights = spend_sync::Insights::new(&s.graph_url, &s.graph_version, timeout)
-        .context("the Meta insights client")?;
+    let insights =
+        meta_graph::Graph::new(&settings.meta, timeout).context("the Meta Graph client")?;
     let (pool, stop) = (runtime.pool.clone(), runtime.stop.clone());
     runtime.spawn_worker(daily::run(
         pool.clone(),

@@ -8,10 +8,11 @@
 
 use crate::{Config, metrics::Metrics};
 use chrono::{NaiveDate, Utc};
-use domain::meta_errors::{MetaError, Verdict, verdict};
+use domain::meta_errors::Verdict;
+use meta_graph::Graph;
 use runtime::CancellationToken;
 use serde_json::Value;
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 use storage::{DbPool, spend};
 
 const LEASE_SECS: i32 = 600;
@@ -21,45 +22,29 @@ const THROTTLED_BACKOFF_SECS: [i64; 3] = [900, 3600, 4 * 3600];
 const TRANSIENT_BACKOFF_SECS: [i64; 3] = [60, 600, 3600];
 const MAX_ATTEMPTS: i32 = 8;
 
-pub struct Insights {
-    http: reqwest::Client,
-    base_url: String,
-    version: String,
-}
-
 /// Why a fetch stopped.
-#[derive(Debug)]
-pub struct FetchError {
-    pub verdict: Verdict,
-    pub message: String,
-}
+pub type FetchError = meta_graph::GraphError;
 
-impl Insights {
-    pub fn new(base_url: &str, version: &str, timeout: Duration) -> anyhow::Result<Insights> {
-        Ok(Insights {
-            http: outbound::client(timeout)?,
-            base_url: base_url.trim_end_matches('/').to_owned(),
-            version: version.to_owned(),
-        })
-    }
-
-    /// Spend per campaign and day from `since` to `until`, all pages.
-    pub async fn fetch(
-        &self,
-        meta_ad_account_id: &str,
-        token: &secrecy::SecretString,
-        since: NaiveDate,
-        until: NaiveDate,
-    ) -> Result<Vec<spend::SpendRow>, FetchError> {
-        let account = if meta_ad_account_id.starts_with("act_") {
-            meta_ad_account_id.to_owned()
-        } else {
-            format!("act_{meta_ad_account_id}")
-        };
-        let range =
-            serde_json::json!({"since": since.to_string(), "until": until.to_string()}).to_string();
-        let first = reqwest::Url::parse_with_params(
-            &format!("{}/{}/{account}/insights", self.base_url, self.version),
+/// Spend per campaign and day from `since` to `until`, every page
+/// (`GET /act_{id}/insights`, `level=campaign`, one row per day).
+pub async fn fetch(
+    graph: &Graph,
+    meta_ad_account_id: &str,
+    token: &secrecy::SecretString,
+    since: NaiveDate,
+    until: NaiveDate,
+) -> Result<Vec<spend::SpendRow>, FetchError> {
+    let account = if meta_ad_account_id.starts_with("act_") {
+        meta_ad_account_id.to_owned()
+    } else {
+        format!("act_{meta_ad_account_id}")
+    };
+    let token = secrecy::ExposeSecret::expose_secret(token);
+    let range =
+        serde_json::json!({"since": since.to_string(), "until": until.to_string()}).to_string();
+    let mut page = graph
+        .get(
+            &format!("{account}/insights"),
             &[
                 ("level", "campaign"),
                 ("time_increment", "1"),
@@ -70,57 +55,25 @@ impl Insights {
                 ("time_range", range.as_str()),
                 ("limit", "500"),
             ],
+            token,
         )
-        .map_err(|e| FetchError {
-            verdict: Verdict::Invalid,
-            message: format!("insights URL: {e}"),
-        })?;
-        let mut url = Some(first.to_string());
-        let mut rows = Vec::new();
-        let mut pages = 0;
-        while let Some(u) = url.take() {
-            pages += 1;
-            if pages > MAX_PAGES {
-                break;
+        .await?;
+    let mut rows = Vec::new();
+    for _ in 0..MAX_PAGES {
+        for item in page["data"].as_array().into_iter().flatten() {
+            if let Some(row) = parse_row(item) {
+                rows.push(row);
             }
-            let page = self
-                .page(&u, secrecy::ExposeSecret::expose_secret(token))
-                .await?;
-            for item in page["data"].as_array().into_iter().flatten() {
-                if let Some(row) = parse_row(item) {
-                    rows.push(row);
-                }
-            }
-            url = page["paging"]["next"].as_str().map(str::to_owned);
         }
-        Ok(rows)
-    }
-
-    async fn page(&self, url: &str, token: &str) -> Result<Value, FetchError> {
-        let resp = self
-            .http
-            .get(url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .map_err(|e| FetchError {
-                verdict: Verdict::Transient,
-                message: format!("Meta did not answer: {}", outbound::transport_error(e)),
-            })?;
-        let status = resp.status().as_u16();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        let error = MetaError::from_body(&body);
-        match verdict(Some(status), error.as_ref()) {
-            Verdict::Accepted => Ok(body),
-            v => Err(FetchError {
-                verdict: v,
-                message: format!(
-                    "Meta answered {status}: {}",
-                    error.map_or_else(|| "no error object".to_owned(), |e| e.message)
-                ),
-            }),
+        match page["paging"]["next"].as_str() {
+            Some(next) => {
+                let next = next.to_owned();
+                page = graph.get_url(&next, token).await?;
+            }
+            None => break,
         }
     }
+    Ok(rows)
 }
 
 /// One insights row; rows without a date, a readable spend or an ISO 4217
@@ -162,13 +115,13 @@ fn currency(item: &Value) -> Option<String> {
 
 pub async fn run(
     pool: DbPool,
-    insights: Insights,
+    graph: Graph,
     config: Arc<Config>,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
     loop {
-        if let Err(e) = sync_due(&pool, &insights, config.spend_days, &metrics, &stop).await {
+        if let Err(e) = sync_due(&pool, &graph, config.spend_days, &metrics, &stop).await {
             tracing::warn!(error = format!("{e:#}"), "spend sync: will retry");
         }
         tokio::select! {
@@ -181,7 +134,7 @@ pub async fn run(
 /// Runs every sync due; returns how many finished.
 pub async fn sync_due(
     pool: &DbPool,
-    insights: &Insights,
+    graph: &Graph,
     days: u32,
     metrics: &Metrics,
     stop: &CancellationToken,
@@ -195,9 +148,14 @@ pub async fn sync_due(
         let Some(job) = job else { break };
         let until = job.sync_date - chrono::Duration::days(1);
         let since = job.sync_date - chrono::Duration::days(i64::from(days));
-        let fetched = insights
-            .fetch(&job.meta_ad_account_id, &job.access_token, since, until)
-            .await;
+        let fetched = fetch(
+            graph,
+            &job.meta_ad_account_id,
+            &job.access_token,
+            since,
+            until,
+        )
+        .await;
         let mut conn = pool.get().await?;
         match fetched {
             Ok(rows) => {

@@ -286,11 +286,46 @@ const RENAMED_DURATIONS: &[(&str, &str, &str, &str)] = &[
     ("llm", "timeout_ms", "timeout", "ms"),
 ];
 
+/// Settings that moved to another section: (old section, old key, new
+/// section, new key). Where the Graph API is became one `[meta]` for every
+/// service (`meta_graph`). The old keys are still read, with a warning, for
+/// one release; the new key wins when both are set.
+const MOVED_KEYS: &[(&str, &str, &str, &str)] = &[
+    ("reports", "graph_url", "meta", "graph_base_url"),
+    ("reports", "graph_version", "meta", "graph_version"),
+    ("bot", "cloud_api_base_url", "meta", "graph_base_url"),
+    ("bot", "cloud_api_version", "meta", "graph_version"),
+];
+
 static DEPRECATIONS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
 /// A deprecated key that was set overrides its new key's default (the
 /// defaults only ever name new keys, so an old key was set on purpose).
 fn rename_deprecated(root: &mut serde_json::Value) {
+    for (section, old, new_section, new) in MOVED_KEYS {
+        let Some(value) = root
+            .get_mut(*section)
+            .and_then(|v| v.as_object_mut())
+            .and_then(|t| t.remove(*old))
+        else {
+            continue;
+        };
+        let note = format!(
+            "setting `{section}.{old}` is deprecated and will be removed in the next release: \
+             use `{new_section}.{new}` (read as that now, unless it is set too)"
+        );
+        if let Some(top) = root.as_object_mut() {
+            let target = top
+                .entry((*new_section).to_owned())
+                .or_insert_with(|| serde_json::Value::Object(Default::default()));
+            if let Some(t) = target.as_object_mut() {
+                t.entry((*new).to_owned()).or_insert(value);
+            }
+        }
+        if let Ok(mut notes) = DEPRECATIONS.lock() {
+            notes.push(note);
+        }
+    }
     for (section, old, new, unit) in RENAMED_DURATIONS {
         let Some(table) = root.get_mut(*section).and_then(|v| v.as_object_mut()) else {
             continue;
@@ -393,6 +428,35 @@ mod tests {
     }
 
     #[test]
+    fn graph_settings_moved_to_meta_are_still_read_and_the_new_key_wins() {
+        let load_moved = |vars: &[(&str, &str)]| {
+            let source: HashMap<String, String> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            load_from::<Example>(
+                "[http]\nport = 8083\n",
+                None,
+                Environment::with_prefix("CAPI").source(Some(source)),
+            )
+        };
+        let (_, s) = load_moved(&[("CAPI_BOT__CLOUD_API_VERSION", "v25.0")])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.meta.graph_version, "v25.0");
+        assert!(
+            take_deprecations().iter().any(
+                |n| n.contains("`bot.cloud_api_version`") && n.contains("`meta.graph_version`")
+            )
+        );
+        let (_, s) = load_moved(&[
+            ("CAPI_REPORTS__GRAPH_VERSION", "v24.0"),
+            ("CAPI_META__GRAPH_VERSION", "v27.0"),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.meta.graph_version, "v27.0", "the new key wins");
+    }
+
+    #[test]
     fn durations_parse_with_units() {
         use std::time::Duration;
         assert_eq!(parse_duration("5s").ok(), Some(Duration::from_secs(5)));
@@ -420,7 +484,7 @@ mod tests {
         graph_version: String,
     }
 
-    const DEFAULTS: &str = "[http]\nport = 8083\n[meta]\ngraph_version = \"v26.0\"\n";
+    const DEFAULTS: &str = "[http]\nport = 8083\n[meta]\ngraph_version = \"v20.0\"\n";
 
     fn load(vars: &[(&str, &str)]) -> Result<(CommonSettings, Example), SettingsError> {
         let source: HashMap<String, String> = vars

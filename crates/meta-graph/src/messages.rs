@@ -1,31 +1,27 @@
-//! WhatsApp Cloud API: `POST {base}/{version}/{phone_number_id}/messages`
-//! with the number's system-user token as a Bearer token. A refusal is
-//! sorted by Meta's error code (`domain::whatsapp_cloud::send_verdict`):
-//! limits and Meta's own trouble are retried; the closed 24-hour window
-//! (131047), a bad token or recipient are not.
+//! The WhatsApp Cloud API: `POST {base}/{version}/{phone_number_id}/messages`
+//! with the number's system-user token. A refusal is sorted by Meta's error
+//! code (`domain::meta_errors::send_verdict`): limits and Meta's own
+//! trouble are retried; the closed 24-hour window (131047), a bad token or
+//! recipient are not.
 
-use crate::whatsapp::SendError;
-use domain::whatsapp_cloud::{Recipient, SendVerdict, send_verdict, text_message_body};
+use crate::Graph;
+use domain::meta_errors::{SendVerdict, send_verdict};
+use domain::whatsapp_cloud::{Recipient, text_message_body};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
-use std::time::Duration;
 
-#[derive(Clone)]
-pub struct CloudApi {
-    http: reqwest::Client,
-    base_url: String,
-    version: String,
+/// Why a message was not sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageRefused {
+    /// Meta could not be reached, or asks to come back later.
+    Unavailable(String),
+    /// The customer's 24-hour window is closed: only a template may go.
+    WindowClosed(String),
+    /// A bad token, number or recipient: retrying cannot help.
+    Rejected { status: u16, message: String },
 }
 
-impl CloudApi {
-    pub fn new(base_url: &str, version: &str, timeout: Duration) -> reqwest::Result<CloudApi> {
-        Ok(CloudApi {
-            http: outbound::client(timeout)?,
-            base_url: base_url.trim_end_matches('/').to_owned(),
-            version: version.trim_matches('/').to_owned(),
-        })
-    }
-
+impl Graph {
     /// Sends `text`; returns the wamid Meta assigned.
     pub async fn send_text(
         &self,
@@ -33,19 +29,15 @@ impl CloudApi {
         token: &SecretString,
         to: &Recipient,
         text: &str,
-    ) -> Result<Option<String>, SendError> {
-        let url = format!(
-            "{}/{}/{}/messages",
-            self.base_url, self.version, phone_number_id
-        );
+    ) -> Result<Option<String>, MessageRefused> {
         let resp = self
             .http
-            .post(url)
+            .post(self.url(&format!("{phone_number_id}/messages")))
             .bearer_auth(token.expose_secret())
             .json(&text_message_body(to, text))
             .send()
             .await
-            .map_err(|e| SendError::Unavailable(outbound::transport_error(e)))?;
+            .map_err(|e| MessageRefused::Unavailable(outbound::transport_error(e)))?;
         let status = resp.status().as_u16();
         let body: Option<Value> = resp.json().await.ok();
         if (200..300).contains(&status) {
@@ -73,9 +65,9 @@ impl CloudApi {
             })
             .unwrap_or_else(|| format!("HTTP {status}"));
         Err(match send_verdict(status, code) {
-            SendVerdict::Retry => SendError::Unavailable(format!("HTTP {status}: {message}")),
-            SendVerdict::OutsideWindow => SendError::WindowClosed(message),
-            SendVerdict::Reject => SendError::Rejected { status, message },
+            SendVerdict::Retry => MessageRefused::Unavailable(format!("HTTP {status}: {message}")),
+            SendVerdict::OutsideWindow => MessageRefused::WindowClosed(message),
+            SendVerdict::Reject => MessageRefused::Rejected { status, message },
         })
     }
 }

@@ -1,17 +1,13 @@
-//! The Meta Graph API client: `POST {base}/{version}/{pixel_id}/events`.
+//! The Conversions API: `POST {base}/{version}/{pixel_id}/events`.
 
+use crate::Graph;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
-#[derive(Clone)]
-pub struct MetaClient {
-    http: reqwest::Client,
-    base_url: String,
-    version: String,
-}
-
-/// What came back: Meta's HTTP status and body, or why nothing did.
+/// What came back: Meta's HTTP status and body, or why nothing did. The
+/// caller decides with `domain::meta_errors::verdict` (a batch's answer is
+/// read per event, so it is returned whole).
 #[derive(Debug, Clone)]
 pub struct Answer {
     /// `None` when Meta could not be reached or did not answer in time.
@@ -23,15 +19,7 @@ pub struct Answer {
     pub duration: Duration,
 }
 
-impl MetaClient {
-    pub fn new(base_url: &str, version: &str, timeout: Duration) -> anyhow::Result<MetaClient> {
-        Ok(MetaClient {
-            http: outbound::client(timeout)?,
-            base_url: base_url.trim_end_matches('/').to_owned(),
-            version: version.to_owned(),
-        })
-    }
-
+impl Graph {
     /// Sends `body` (`{"data": [...]}`) with `access_token` (and
     /// `appsecret_proof`) added. Neither is part of anything returned.
     pub async fn send_events(
@@ -41,7 +29,7 @@ impl MetaClient {
         proof: Option<&str>,
         body: &Value,
     ) -> Answer {
-        let url = format!("{}/{}/{}/events", self.base_url, self.version, pixel_id);
+        let url = self.url(&format!("{pixel_id}/events"));
         let mut with_token = body.clone();
         with_token["access_token"] = Value::String(token.expose_secret().to_owned());
         if let Some(p) = proof {
