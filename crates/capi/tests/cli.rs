@@ -1988,7 +1988,8 @@ async fn direction_event_names_follow_metas_business_messaging_list() {
         )
     };
     assert_eq!(code, Some(0), "{err}");
-    capi_ok(
+    // `Purchase` belongs to the purchase level: a booking cannot take it.
+    let (code, _, err) = capi_on(
         &env.db_url,
         &[
             "direction",
@@ -1996,6 +1997,18 @@ async fn direction_event_names_follow_metas_business_messaging_list() {
             &dir,
             "--event-name-scheduled",
             "Purchase",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("used for scheduled and purchase"), "{err}");
+    capi_ok(
+        &env.db_url,
+        &[
+            "direction",
+            "set",
+            &dir,
+            "--event-name-scheduled",
+            "InitiateCheckout",
             "--event-name-interest-other",
             "Contact",
         ],
@@ -2005,7 +2018,7 @@ async fn direction_event_names_follow_metas_business_messaging_list() {
         [
             "LeadSubmitted",
             "QualifiedLead",
-            "Purchase",
+            "InitiateCheckout",
             "Contact",
             "CompleteRegistration",
             "Schedule"

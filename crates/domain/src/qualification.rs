@@ -356,7 +356,7 @@ mod tests {
             .into_iter()
             .flat_map(Level::with_lower)
             .collect();
-        assert_eq!(levels, Level::ALL);
+        assert_eq!(levels, Level::CONVERSATION);
     }
 
     #[test]
