@@ -510,12 +510,8 @@ struct CrmDirectionRow {
     capi_scheduled_fields: Value,
     capi_crm_no_dialog: NoDialog,
     pixel_id: Option<String>,
-    event_name_interest: String,
-    event_name_qualified: String,
-    event_name_scheduled: String,
-    event_name_interest_other: String,
-    event_name_qualified_other: String,
-    event_name_scheduled_other: String,
+    #[diesel(embed)]
+    names: crate::directions::EventNameColumns,
     capi_purchase_rule: Option<Value>,
 }
 
@@ -546,18 +542,7 @@ pub async fn crm_directions(
                 )?,
                 no_dialog: r.capi_crm_no_dialog,
                 pixel_id: r.pixel_id,
-                event_names: domain::event_names::DirectionNames {
-                    business_messaging: [
-                        r.event_name_interest,
-                        r.event_name_qualified,
-                        r.event_name_scheduled,
-                    ],
-                    other: [
-                        r.event_name_interest_other,
-                        r.event_name_qualified_other,
-                        r.event_name_scheduled_other,
-                    ],
-                },
+                event_names: r.names.into(),
                 purchase: domain::crm::purchase::PurchaseSetting::from_stored(
                     r.capi_purchase_rule.as_ref(),
                 )

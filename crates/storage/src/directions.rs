@@ -303,12 +303,9 @@ pub struct DirectionSettings {
     pub pixel_id: Option<String>,
     #[diesel(column_name = whatsapp_business_account_id)]
     pub waba_id: Option<String>,
-    pub event_name_interest: String,
-    pub event_name_qualified: String,
-    pub event_name_scheduled: String,
-    pub event_name_interest_other: String,
-    pub event_name_qualified_other: String,
-    pub event_name_scheduled_other: String,
+    #[diesel(embed)]
+    #[serde(flatten)]
+    pub names: EventNameColumns,
     pub test_event_code: Option<String>,
     pub ldu_enabled: bool,
     pub ldu_country: i32,
@@ -317,16 +314,35 @@ pub struct DirectionSettings {
 
 impl DirectionSettings {
     pub fn event_names(&self) -> domain::event_names::DirectionNames {
+        self.names.clone().into()
+    }
+}
+
+/// A direction's six event-name columns: per level, with a click id and
+/// without one. Every read of a direction's names takes these together.
+#[derive(Debug, Clone, Serialize, Queryable, Selectable, diesel::QueryableByName)]
+#[diesel(table_name = account_directions, check_for_backend(diesel::pg::Pg))]
+pub struct EventNameColumns {
+    pub event_name_interest: String,
+    pub event_name_qualified: String,
+    pub event_name_scheduled: String,
+    pub event_name_interest_other: String,
+    pub event_name_qualified_other: String,
+    pub event_name_scheduled_other: String,
+}
+
+impl From<EventNameColumns> for domain::event_names::DirectionNames {
+    fn from(c: EventNameColumns) -> Self {
         domain::event_names::DirectionNames {
             business_messaging: [
-                self.event_name_interest.clone(),
-                self.event_name_qualified.clone(),
-                self.event_name_scheduled.clone(),
+                c.event_name_interest,
+                c.event_name_qualified,
+                c.event_name_scheduled,
             ],
             other: [
-                self.event_name_interest_other.clone(),
-                self.event_name_qualified_other.clone(),
-                self.event_name_scheduled_other.clone(),
+                c.event_name_interest_other,
+                c.event_name_qualified_other,
+                c.event_name_scheduled_other,
             ],
         }
     }

@@ -32,34 +32,13 @@ pub struct CapiDirection {
     /// `secrets::AD_ACCESS_TOKEN`).
     #[diesel(sql_type = Nullable<Text>, deserialize_as = Option<String>)]
     pub token: crate::secrets::Sealed,
-    #[diesel(sql_type = Text)]
-    pub event_name_interest: String,
-    #[diesel(sql_type = Text)]
-    pub event_name_qualified: String,
-    #[diesel(sql_type = Text)]
-    pub event_name_scheduled: String,
-    #[diesel(sql_type = Text)]
-    pub event_name_interest_other: String,
-    #[diesel(sql_type = Text)]
-    pub event_name_qualified_other: String,
-    #[diesel(sql_type = Text)]
-    pub event_name_scheduled_other: String,
+    #[diesel(embed)]
+    pub names: crate::directions::EventNameColumns,
 }
 
 impl CapiDirection {
     pub fn event_names(&self) -> domain::event_names::DirectionNames {
-        domain::event_names::DirectionNames {
-            business_messaging: [
-                self.event_name_interest.clone(),
-                self.event_name_qualified.clone(),
-                self.event_name_scheduled.clone(),
-            ],
-            other: [
-                self.event_name_interest_other.clone(),
-                self.event_name_qualified_other.clone(),
-                self.event_name_scheduled_other.clone(),
-            ],
-        }
+        self.names.clone().into()
     }
 }
 
