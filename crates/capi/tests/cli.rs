@@ -2407,16 +2407,7 @@ async fn a_purchase_entered_by_hand_is_sent_once_per_order_with_the_lower_levels
         },
     )
     .await;
-    let events: Vec<Value> = meta
-        .received_requests()
-        .await
-        .unwrap_or_default()
-        .iter()
-        .flat_map(|r| {
-            let body: Value = serde_json::from_slice(&r.body).expect("json");
-            body["data"].as_array().cloned().unwrap_or_default()
-        })
-        .collect();
+    let events = pipeline_tests::meta_events(&meta).await;
     let purchase = events
         .iter()
         .find(|e| e["event_name"] == "Purchase")

@@ -887,6 +887,20 @@ fn meta_rules(request: &wiremock::Request) -> wiremock::ResponseTemplate {
     }
 }
 
+/// Every event a fake Meta received, across requests (batches hold several).
+pub async fn meta_events(server: &wiremock::MockServer) -> Vec<Value> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|r| {
+            let body: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+            body["data"].as_array().cloned().unwrap_or_default()
+        })
+        .collect()
+}
+
 /// Every dialog's id.
 pub async fn dialog_ids(env: &TestEnv) -> Vec<Uuid> {
     #[derive(diesel::QueryableByName)]

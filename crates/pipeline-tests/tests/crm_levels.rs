@@ -12,7 +12,7 @@ use domain::{
 };
 use pipeline_tests::{
     Pipeline, PipelineOptions, SandboxServer, Seed, SeedOptions, TestEnv, customer_message,
-    eventually, meta_accepts, post_ok, recent, seed, wiremock::MockServer,
+    eventually, meta_accepts, meta_events, post_ok, recent, seed, wiremock::MockServer,
 };
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -21,19 +21,6 @@ use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(30);
 const CLID: &str = "ARclickFromTheAd";
-
-/// Every event fake Meta received.
-async fn meta_events(meta: &MockServer) -> Vec<Value> {
-    meta.received_requests()
-        .await
-        .unwrap_or_default()
-        .iter()
-        .flat_map(|r| {
-            let body: Value = serde_json::from_slice(&r.body).expect("Meta got JSON");
-            body["data"].as_array().cloned().unwrap_or_default()
-        })
-        .collect()
-}
 
 /// The seeded direction switched to a CRM source with `rules` for `level`.
 async fn crm_direction(env: &TestEnv, s: &Seed, crm: CrmType, level: Level, rules: Value) {
@@ -264,8 +251,19 @@ async fn an_amocrm_lead_in_the_qualified_stage_sends_lead_and_registration_once_
     p.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bitrix24_deal_with_a_list_field_set_sends_its_level_and_a_limited_crm_delays_it() {
+/// A running pipeline whose seeded direction takes its levels from the
+/// sandbox's Bitrix24 portal (interest = the list field `UF_CRM_SOURCE` 81 on
+/// a deal), connected by an incoming webhook, the portal posting its events
+/// to the gateway.
+struct Bitrix24World {
+    env: TestEnv,
+    s: Seed,
+    sb: SandboxServer,
+    meta: MockServer,
+    p: Pipeline,
+}
+
+async fn bitrix24_world() -> Bitrix24World {
     let env = TestEnv::new().await;
     let s = seed(&env, &SeedOptions::default()).await;
     crm_direction(
@@ -305,6 +303,24 @@ async fn a_bitrix24_deal_with_a_list_field_set_sends_its_level_and_a_limited_crm
                 "handler_url": format!("http://127.0.0.1:{}/webhooks/bitrix24/{connection}", p.gateway_port)}),
     )
     .await;
+    Bitrix24World {
+        env,
+        s,
+        sb,
+        meta,
+        p,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bitrix24_deal_with_a_list_field_set_sends_its_level_and_a_limited_crm_delays_it() {
+    let Bitrix24World {
+        env,
+        s,
+        sb,
+        meta,
+        p,
+    } = bitrix24_world().await;
     // WhatsApp knows this customer without Brazil's extra 9.
     customers_write(&env, &p, &s, &["553187424967"]).await;
     sb.put(
@@ -625,45 +641,13 @@ async fn an_amocrm_lead_won_with_a_price_sends_purchase_in_the_accounts_currency
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bitrix24_won_deals_send_a_purchase_each_with_opportunity_and_currency() {
-    let env = TestEnv::new().await;
-    let s = seed(&env, &SeedOptions::default()).await;
-    crm_direction(
-        &env,
-        &s,
-        CrmType::Bitrix24,
-        Level::Interest,
-        json!([{"field_id": "UF_CRM_SOURCE", "enum_id": 81, "entity_type": "deal"}]),
-    )
-    .await;
-    let sb = SandboxServer::start().await;
-    let connection: Uuid = {
-        let mut conn = env.conn().await;
-        storage::crm::create_connection(
-            &mut conn,
-            &NewConnection {
-                default_region: "BR",
-                member_id: Some("member-1"),
-                application_token: Some("app-token"),
-                ..NewConnection::new(
-                    s.user_account_id,
-                    CrmType::Bitrix24,
-                    &format!("{}/rest/1/hook-secret/", sb.url),
-                )
-            },
-        )
-        .await
-        .expect("connection")
-    };
-    let meta = MockServer::start().await;
-    meta_accepts(&meta).await;
-    let p = Pipeline::start(&env, &PipelineOptions::new(&meta.uri())).await;
-    sb.put(
-        "/sandbox/bitrix24/portal",
-        &json!({"domain": "x.bitrix24.com.br", "member_id": "member-1",
-                "application_token": "app-token", "user_id": "1", "webhook_secret": "hook-secret",
-                "handler_url": format!("http://127.0.0.1:{}/webhooks/bitrix24/{connection}", p.gateway_port)}),
-    )
-    .await;
+    let Bitrix24World {
+        env,
+        s,
+        sb,
+        meta,
+        p,
+    } = bitrix24_world().await;
     customers_write(&env, &p, &s, &["553187424967"]).await;
     sb.put(
         "/sandbox/bitrix24/contact/84",

@@ -6,7 +6,7 @@
 use domain::{capi_event::event_id, level::Level, normalize::sha256_hex};
 use pipeline_tests::{
     Pipeline, PipelineOptions, SeedOptions, TestEnv, count, customer_message, dialog_ids,
-    eventually, log_rows, meta_accepts, post_ok, seed, successes,
+    eventually, log_rows, meta_accepts, meta_events, post_ok, seed, successes,
     wiremock::{Mock, MockServer, Request, ResponseTemplate, matchers},
 };
 use serde_json::{Value, json};
@@ -25,15 +25,6 @@ async fn meta_bodies(server: &MockServer) -> Vec<Value> {
         .unwrap_or_default()
         .iter()
         .map(|r: &Request| serde_json::from_slice(&r.body).expect("Meta got JSON"))
-        .collect()
-}
-
-/// Every event Meta received, across requests (batches hold several).
-async fn meta_events(server: &MockServer) -> Vec<Value> {
-    meta_bodies(server)
-        .await
-        .iter()
-        .flat_map(|b| b["data"].as_array().cloned().unwrap_or_default())
         .collect()
 }
 
