@@ -2393,20 +2393,7 @@ async fn a_purchase_entered_by_hand_is_sent_once_per_order_with_the_lower_levels
     let meta = pipeline_tests::wiremock::MockServer::start().await;
     meta_accepts(&meta).await;
     let p = Pipeline::start(&env, &PipelineOptions::new(&meta.uri())).await;
-    pipeline_tests::eventually(
-        "the four events are accepted",
-        std::time::Duration::from_secs(30),
-        || async {
-            (count(
-                &env,
-                "SELECT count(*) AS n FROM capi_events_log WHERE status = 'success'",
-            )
-            .await
-                == 4)
-                .then_some(())
-        },
-    )
-    .await;
+    pipeline_tests::wait_for_successes(&env, 4, std::time::Duration::from_secs(30)).await;
     let events = pipeline_tests::meta_events(&meta).await;
     let purchase = events
         .iter()
