@@ -183,7 +183,7 @@ async fn permanent_errors_are_not_retried_and_exhausted_retries_are_dead_lettere
     )
     .await;
     let meta = MockServer::start().await;
-    Mock::given(matchers::path(&format!(
+    Mock::given(matchers::path(format!(
         "/{}/190190/events",
         meta_graph::DEFAULT_GRAPH_VERSION
     )))
@@ -194,7 +194,7 @@ async fn permanent_errors_are_not_retried_and_exhausted_retries_are_dead_lettere
     )
     .mount(&meta)
     .await;
-    Mock::given(matchers::path(&format!(
+    Mock::given(matchers::path(format!(
         "/{}/500500/events",
         meta_graph::DEFAULT_GRAPH_VERSION
     )))
@@ -283,7 +283,7 @@ async fn throttling_one_ad_account_does_not_delay_another() {
     )
     .await;
     let meta = MockServer::start().await;
-    Mock::given(matchers::path(&format!(
+    Mock::given(matchers::path(format!(
         "/{}/444/events",
         meta_graph::DEFAULT_GRAPH_VERSION
     )))

@@ -74,7 +74,7 @@ pub const AMOCRM_WON_STATUS: &str = "142";
 pub enum PurchaseSetting {
     Default,
     Off,
-    Rule(PurchaseRule),
+    Rule(Box<PurchaseRule>),
 }
 
 impl PurchaseSetting {
@@ -107,7 +107,7 @@ impl PurchaseSetting {
         match self {
             PurchaseSetting::Default => Some(PurchaseRule::default_for(crm)),
             PurchaseSetting::Off => None,
-            PurchaseSetting::Rule(r) => Some(r.clone()),
+            PurchaseSetting::Rule(r) => Some((**r).clone()),
         }
     }
 }
@@ -419,7 +419,7 @@ mod tests {
         for s in [
             PurchaseSetting::Default,
             PurchaseSetting::Off,
-            PurchaseSetting::Rule(rule.clone()),
+            PurchaseSetting::Rule(Box::new(rule.clone())),
         ] {
             assert_eq!(PurchaseSetting::from_stored(s.to_stored().as_ref()), Ok(s));
         }
