@@ -1,4 +1,4 @@
-//! amoCRM/Kommo API v4 (research §2): `Authorization: Bearer`, hal+json
+//! amoCRM/Kommo API v4 (amocrm.ru/developers, developers.kommo.com): `Authorization: Bearer`, hal+json
 //! answers, 204 for nothing, 429 `{"retry_after": …}` when over 7 requests/s.
 
 use crate::{CrmError, DEFAULT_THROTTLE};

@@ -1,4 +1,4 @@
-//! Bitrix24 REST (research §4) through an incoming webhook,
+//! Bitrix24 REST (apidocs.bitrix24.com) through an incoming webhook,
 //! `POST https://{portal}/rest/{user}/{secret}/{method}.json`, or as an
 //! OAuth app, `POST {client_endpoint}{method}.json` with `auth` in the JSON
 //! body; answers `{"result": …}` or `{"error", "error_description"}`. The

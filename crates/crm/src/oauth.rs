@@ -1,4 +1,4 @@
-//! OAuth 2.0 refresh (research §2, §4): amoCRM `POST {account}/oauth2/access_token`
+//! OAuth 2.0 refresh (developers.kommo.com oauth; apidocs.bitrix24.com oauth): amoCRM `POST {account}/oauth2/access_token`
 //! (JSON, the redirect URI again), Bitrix24 `GET https://oauth.bitrix.info/oauth/token/`
 //! (query). Either spends the refresh token used: the new pair must be
 //! stored before anyone refreshes again (the caller holds the connection's

@@ -185,7 +185,9 @@ pub fn build_event(f: &EventFacts<'_>, allowed: &AllowedNames) -> Result<Value, 
     if source == ActionSource::BusinessMessaging {
         event["messaging_channel"] = json!("whatsapp");
     }
-    // Always explicit: Meta has rejected requests that left it out (research §4.2).
+    // Always explicit: Meta has rejected requests that left it out (subcode
+    // 2804030 "Limited Data Use Selection Required",
+    // github.com/facebookarchive/offline-conversion-file-uploader/issues/26).
     match f.ldu {
         None => event["data_processing_options"] = json!([]),
         Some(l) => {

@@ -1,4 +1,5 @@
-//! Meta's checks on a `/events` request, as documented (research §1–2):
+//! Meta's checks on a `/events` request, as documented (developers.facebook.com:
+//! conversions-api/business-messaging, conversions-api/using-the-api, graph-api/guides/error-handling):
 //! an invalid event rejects the whole request.
 
 use domain::event_names::BUSINESS_MESSAGING_EVENT_NAMES;
@@ -49,7 +50,7 @@ pub fn graph_error(
 }
 
 /// Meta's `error_user_title` for the subcodes the sandbox answers with
-/// (research §2 and the business-messaging guide).
+/// (the Conversions API's parameters and the business-messaging guide, developers.facebook.com).
 fn user_title(subcode: i64) -> &'static str {
     match subcode {
         2804003 => "Event Timestamp Too Old",

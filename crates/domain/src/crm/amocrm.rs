@@ -1,4 +1,5 @@
-//! amoCRM/Kommo account webhooks (research §1): form bodies whose top-level
+//! amoCRM/Kommo account webhooks (amocrm.ru crm_platform/webhooks-format, Kommo
+//! docs/webhooks-general): form bodies whose top-level
 //! keys are `account[…]` and `<entities>[<action>][<i>][…]`. Every id and
 //! value stays text; the body is only a trigger (the entity is read again
 //! through the API before any decision).

@@ -201,7 +201,7 @@ impl Bitrix {
         match result {
             Some(result) => HttpResponse::Ok().json(json!({"result": result,
                 "time": {"start": 0, "finish": 0, "duration": 0, "processing": 0}})),
-            // crm.*.get: 400 with an empty `error` (research §4).
+            // crm.*.get: 400 with an empty `error` (apidocs.bitrix24.com, crm.deal.get: "error": "" for a missing id).
             None => error(400, "", "Not found"),
         }
     }
