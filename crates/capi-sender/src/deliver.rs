@@ -43,7 +43,7 @@ use std::{
     time::{Duration, Instant},
 };
 use storage::{
-    DbPool,
+    Store,
     deliveries::{self, DeliveryContext, Finished, LogEntry},
 };
 
@@ -91,7 +91,7 @@ impl crate::batcher::Dropped for Outcome {
 }
 
 pub(crate) struct Deliverer {
-    pub pool: DbPool,
+    pub store: Store,
     pub policy: RetryPolicy,
     pub lease: Duration,
     pub metrics: Arc<Metrics>,
@@ -204,9 +204,13 @@ impl Deliverer {
             tracing::warn!(%dialog_id, %level, event_id = %ctx.event_id, attempt,
                 "the previous request for this event may have reached Meta (its sender stopped before recording the answer); sending it again, so Meta may count it twice");
         }
-        let token = ctx.access_token.open(storage::secrets::AD_ACCESS_TOKEN)?;
+        let token = ctx
+            .access_token
+            .open(self.store.keys(), storage::secrets::AD_ACCESS_TOKEN)?;
         let token = token.as_ref().map(ExposeSecret::expose_secret);
-        let app_secret = ctx.app_secret.open(storage::secrets::AD_APP_SECRET)?;
+        let app_secret = ctx
+            .app_secret
+            .open(self.store.keys(), storage::secrets::AD_APP_SECRET)?;
         let key = throttle_key(&ctx, token);
         let skip = |reason| {
             Ok(Prepared::Skipped {
@@ -288,7 +292,7 @@ impl Deliverer {
     ) -> Result<std::collections::HashSet<i64>, String> {
         let lease_secs = i64::try_from(self.lease.as_secs()).unwrap_or(60);
         let owned = async {
-            let mut conn = self.pool.get().await?;
+            let mut conn = self.store.pool().get().await?;
             anyhow::Ok(
                 deliveries::mark_sending(&mut conn, &tokens, lease_secs, &self.sender_id).await?,
             )
@@ -308,7 +312,7 @@ impl Deliverer {
     /// once; if that fails the lease simply runs out.
     async fn return_unsent(&self, token: (i64, i32)) {
         let returned = async {
-            let mut conn = self.pool.get().await?;
+            let mut conn = self.store.pool().get().await?;
             anyhow::Ok(deliveries::return_unsent(&mut conn, &[token]).await?)
         }
         .await;
@@ -466,7 +470,7 @@ impl Deliverer {
         loop {
             tries += 1;
             let result = async {
-                let mut conn = self.pool.get().await?;
+                let mut conn = self.store.pool().get().await?;
                 conn.transaction::<_, storage::DbError, _>(async |conn| {
                     deliveries::insert_logs(conn, entries).await?;
                     for (status, done) in closes {

@@ -169,12 +169,12 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
     let lease = m.lease.max(Duration::from_secs(1));
     let throttled: loader::Throttled = Arc::new(Mutex::new(HashMap::new()));
     let deliverer = Arc::new(deliver::Deliverer {
-        pool: runtime.pool.clone(),
+        store: runtime.store.clone(),
         policy,
         lease,
         metrics: metrics.clone(),
         loader: loader::Loader::start(
-            runtime.pool.clone(),
+            runtime.store.clone(),
             loader::Leasing {
                 lease,
                 uncertain_grace: m.uncertain_grace,

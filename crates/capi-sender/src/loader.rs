@@ -9,7 +9,7 @@ use std::{
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
-use storage::{DbPool, deliveries::DeliveryContext};
+use storage::{Store, deliveries::DeliveryContext};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most requests served by one round of statements.
@@ -73,9 +73,9 @@ pub fn throttle_key(ctx: &DeliveryContext, token: Option<&str>) -> Option<String
 }
 
 impl Loader {
-    pub fn start(pool: DbPool, leasing: Leasing, throttled: Throttled) -> Loader {
+    pub fn start(store: Store, leasing: Leasing, throttled: Throttled) -> Loader {
         let (tx, rx) = mpsc::channel(MAX_GATHER * 4);
-        tokio::spawn(gather(rx, pool, leasing, throttled));
+        tokio::spawn(gather(rx, store, leasing, throttled));
         Loader { tx }
     }
 
@@ -91,7 +91,7 @@ impl Loader {
 
 async fn gather(
     mut rx: mpsc::Receiver<Request>,
-    pool: DbPool,
+    store: Store,
     leasing: Leasing,
     throttled: Throttled,
 ) {
@@ -108,9 +108,9 @@ async fn gather(
                 _ = &mut window => break,
             }
         }
-        let (pool, throttled) = (pool.clone(), throttled.clone());
+        let (store, throttled) = (store.clone(), throttled.clone());
         tokio::spawn(async move {
-            match serve(&pool, leasing, &throttled, &round).await {
+            match serve(&store, leasing, &throttled, &round).await {
                 Ok(mut loaded) => {
                     for (_, reply) in round {
                         let _ = reply.send(Ok(loaded.pop_front().unwrap_or(Loaded::Missing)));
@@ -128,12 +128,12 @@ async fn gather(
 }
 
 async fn serve(
-    pool: &DbPool,
+    store: &Store,
     leasing: Leasing,
     throttled: &Throttled,
     round: &[Request],
 ) -> anyhow::Result<std::collections::VecDeque<Loaded>> {
-    let mut conn = pool.get().await?;
+    let mut conn = store.pool().get().await?;
     let keys: Vec<String> = round.iter().map(|(k, _)| k.clone()).collect();
     let contexts = storage::deliveries::delivery_contexts(&mut conn, &keys).await?;
     let mut by_key: HashMap<String, DeliveryContext> = contexts
@@ -144,7 +144,7 @@ async fn serve(
     let throttled_until = |ctx: &DeliveryContext| {
         let token = ctx
             .access_token
-            .open(storage::secrets::AD_ACCESS_TOKEN)
+            .open(store.keys(), storage::secrets::AD_ACCESS_TOKEN)
             .ok()
             .flatten();
         let key = throttle_key(

@@ -3,9 +3,9 @@ async fn main() -> std::process::ExitCode {
     let run = async {
         let settings = capi_sender::Settings::load()?;
         if runtime::settings::check_requested() {
-            return runtime::settings::config_check("capi-sender");
+            return runtime::settings::config_check("capi-sender", &settings.common);
         }
-        runtime::telemetry::init(&settings.common.log);
+        runtime::telemetry::start(&settings.common);
         capi_sender::build(settings, runtime::shutdown_on_signals())
             .await?
             .run_until_stopped()

@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::json;
 use std::io::Read;
 use storage::directions::{self, DirectionCapiUpdate, NewDirection};
+use storage::secrets::Keys;
 use uuid::Uuid;
 
 pub(crate) async fn connect(url: &str) -> Result<AsyncPgConnection, Failure> {
@@ -54,7 +55,7 @@ pub(crate) fn token_arg(t: Option<String>) -> Result<Option<String>, Failure> {
 /// The migration that moves the old default event names (it says so).
 const EVENT_NAMES_MIGRATION: &str = "20261205000019";
 
-pub async fn migrate(url: &str) -> Result<(), Failure> {
+pub async fn migrate(url: &str, keys: &Keys) -> Result<(), Failure> {
     let moving = {
         let mut conn = connect(url).await?;
         let pending = storage::migrations::pending(&mut conn).await?;
@@ -69,7 +70,7 @@ pub async fn migrate(url: &str) -> Result<(), Failure> {
         }
     };
     let applied = storage::migrations::run_pending(url).await?;
-    let encrypted = crate::secrets::seal_plaintext(url).await?;
+    let encrypted = crate::secrets::seal_plaintext(url, keys).await?;
     let mut answer = json!({"applied": applied, "encrypted": encrypted});
     if moving > 0 && applied.iter().any(|v| v == EVENT_NAMES_MIGRATION) {
         let note = format!(
@@ -114,12 +115,13 @@ pub enum AccountCommand {
     List,
 }
 
-pub async fn account(url: &str, c: AccountCommand) -> Result<(), Failure> {
+pub async fn account(url: &str, keys: &Keys, c: AccountCommand) -> Result<(), Failure> {
     let mut conn = connect(url).await?;
     match c {
         AccountCommand::Create { name, access_token } => {
             let token = token_arg(access_token)?;
-            let id = directions::create_user_account(&mut conn, &name, token.as_deref()).await?;
+            let id =
+                directions::create_user_account(&mut conn, keys, &name, token.as_deref()).await?;
             out!("{}", json!({"id": id}));
         }
         AccountCommand::Set {
@@ -149,7 +151,7 @@ pub async fn account(url: &str, c: AccountCommand) -> Result<(), Failure> {
                     .map(|c| (!c.is_empty()).then_some(c)),
                 telegram_bot_token: token.as_ref().map(Option::as_deref),
             };
-            if !storage::reports::set_account(&mut conn, id, &settings).await? {
+            if !storage::reports::set_account(&mut conn, keys, id, &settings).await? {
                 return Err(Failure::input(format!("no user account {id}")));
             }
             out!("{}", json!({"id": id, "updated": true}));
@@ -184,7 +186,7 @@ pub enum AdAccountCommand {
     List,
 }
 
-pub async fn ad_account(url: &str, c: AdAccountCommand) -> Result<(), Failure> {
+pub async fn ad_account(url: &str, keys: &Keys, c: AdAccountCommand) -> Result<(), Failure> {
     let mut conn = connect(url).await?;
     match c {
         AdAccountCommand::Create {
@@ -196,6 +198,7 @@ pub async fn ad_account(url: &str, c: AdAccountCommand) -> Result<(), Failure> {
             let token = token_arg(access_token)?;
             let id = directions::create_ad_account(
                 &mut conn,
+                keys,
                 user_account,
                 &name,
                 meta_id.as_deref(),
@@ -206,7 +209,9 @@ pub async fn ad_account(url: &str, c: AdAccountCommand) -> Result<(), Failure> {
         }
         AdAccountCommand::SetAppSecret { id, app_secret } => {
             let secret = token_arg(Some(app_secret))?;
-            if !directions::set_ad_account_app_secret(&mut conn, id, secret.as_deref()).await? {
+            if !directions::set_ad_account_app_secret(&mut conn, keys, id, secret.as_deref())
+                .await?
+            {
                 return Err(Failure::input(format!("no ad account {id}")));
             }
             out!("{}", json!({"id": id, "app_secret_set": secret.is_some()}));
@@ -337,9 +342,9 @@ pub enum NoDialogArg {
     PhoneOnly,
 }
 
-pub async fn direction(url: &str, c: DirectionCommand) -> Result<(), Failure> {
+pub async fn direction(url: &str, keys: &Keys, c: DirectionCommand) -> Result<(), Failure> {
     if let DirectionCommand::Dataset { id } = c {
-        return crate::dataset::set_direction_dataset(url, id).await;
+        return crate::dataset::set_direction_dataset(url, keys, id).await;
     }
     let mut conn = connect(url).await?;
     match c {
@@ -499,7 +504,7 @@ pub enum InstanceCommand {
     List,
 }
 
-pub async fn instance(url: &str, c: InstanceCommand) -> Result<(), Failure> {
+pub async fn instance(url: &str, keys: &Keys, c: InstanceCommand) -> Result<(), Failure> {
     let mut conn = connect(url).await?;
     match c {
         InstanceCommand::Map {
@@ -509,8 +514,15 @@ pub async fn instance(url: &str, c: InstanceCommand) -> Result<(), Failure> {
             phone,
         } => {
             let secret = token_arg(secret)?.unwrap_or_else(domain::api_key::random_secret);
-            directions::map_instance(&mut conn, &instance, direction, &secret, phone.as_deref())
-                .await?;
+            directions::map_instance(
+                &mut conn,
+                keys,
+                &instance,
+                direction,
+                &secret,
+                phone.as_deref(),
+            )
+            .await?;
             out!(
                 "{}",
                 json!({
@@ -531,6 +543,7 @@ pub async fn instance(url: &str, c: InstanceCommand) -> Result<(), Failure> {
             let evolution_api_key = token_arg(evolution_api_key)?;
             let found = directions::set_instance_bot(
                 &mut conn,
+                keys,
                 &instance,
                 evolution_api_key.as_deref(),
                 evolution_api_version,
@@ -574,7 +587,7 @@ pub enum NumberCommand {
     },
 }
 
-pub async fn number(url: &str, c: NumberCommand) -> Result<(), Failure> {
+pub async fn number(url: &str, keys: &Keys, c: NumberCommand) -> Result<(), Failure> {
     let mut conn = connect(url).await?;
     match c {
         NumberCommand::Map {
@@ -593,6 +606,7 @@ pub async fn number(url: &str, c: NumberCommand) -> Result<(), Failure> {
             let token = token_arg(access_token)?;
             let instance = storage::cloud_numbers::map(
                 &mut conn,
+                keys,
                 &storage::cloud_numbers::CloudMapping {
                     phone_number_id: &phone_number_id,
                     direction_id: direction,

@@ -20,6 +20,7 @@ use domain::{
 };
 use serde_json::{Value, json};
 use storage::crm::NewConnection;
+use storage::secrets::Keys;
 use uuid::Uuid;
 
 #[derive(Subcommand)]
@@ -261,7 +262,7 @@ fn http_url(what: &str, url: &str) -> Result<(), Failure> {
     }
 }
 
-pub async fn crm(url: &str, c: CrmCommand) -> Result<(), Failure> {
+pub async fn crm(url: &str, keys: &Keys, c: CrmCommand) -> Result<(), Failure> {
     match c {
         CrmCommand::Changes { connection, limit } => {
             let mut conn = connect(url).await?;
@@ -269,16 +270,16 @@ pub async fn crm(url: &str, c: CrmCommand) -> Result<(), Failure> {
                 storage::crm::recent_changes(&mut conn, connection, limit.clamp(1, 1000)).await?;
             print_rows(&rows)?;
         }
-        CrmCommand::Connect(c) => connect_crm(url, c).await?,
+        CrmCommand::Connect(c) => connect_crm(url, keys, c).await?,
         CrmCommand::Fields {
             connection,
             entity_type,
-        } => fields(url, connection, entity_type).await?,
+        } => fields(url, keys, connection, entity_type).await?,
     }
     Ok(())
 }
 
-async fn connect_crm(url: &str, c: ConnectCommand) -> Result<(), Failure> {
+async fn connect_crm(url: &str, keys: &Keys, c: ConnectCommand) -> Result<(), Failure> {
     let expires_at = |o: &OAuthArgs| {
         o.expires_in
             .map(|s| chrono::Utc::now() + chrono::Duration::seconds(s.max(0)))
@@ -303,6 +304,7 @@ async fn connect_crm(url: &str, c: ConnectCommand) -> Result<(), Failure> {
             let secret = domain::api_key::random_secret();
             let id = storage::crm::create_connection(
                 &mut conn,
+                keys,
                 &NewConnection {
                     user_account_id: user_account,
                     crm_type: CrmType::AmoCrm,
@@ -368,6 +370,7 @@ async fn connect_crm(url: &str, c: ConnectCommand) -> Result<(), Failure> {
             };
             let id = storage::crm::create_connection(
                 &mut conn,
+                keys,
                 &NewConnection {
                     user_account_id: user_account,
                     crm_type: CrmType::Bitrix24,
@@ -411,9 +414,14 @@ fn crm_failure(e: ::crm::CrmError) -> Failure {
     Failure::from(anyhow::Error::from(e))
 }
 
-async fn fields(url: &str, connection: Uuid, entity_type: Option<String>) -> Result<(), Failure> {
-    let pool = storage::connect_pool(url, 2)?;
-    let mut session = Session::open(pool, crm_policy()?, connection)
+async fn fields(
+    url: &str,
+    keys: &Keys,
+    connection: Uuid,
+    entity_type: Option<String>,
+) -> Result<(), Failure> {
+    let store = storage::Store::new(storage::connect_pool(url, 2)?, keys.clone());
+    let mut session = Session::open(store, crm_policy()?, connection)
         .await
         .map_err(crm_failure)?
         .ok_or_else(|| Failure::input(format!("no CRM connection {connection}")))?;

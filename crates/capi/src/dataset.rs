@@ -25,7 +25,11 @@ pub(crate) fn graph() -> Result<Graph, String> {
 
 /// `capi direction dataset ID`: the WABA's dataset (made if missing) set
 /// as the direction's pixel.
-pub(crate) async fn set_direction_dataset(url: &str, id: Uuid) -> Result<(), Failure> {
+pub(crate) async fn set_direction_dataset(
+    url: &str,
+    keys: &storage::secrets::Keys,
+    id: Uuid,
+) -> Result<(), Failure> {
     let mut conn = crate::admin::connect(url).await?;
     let Some(d) = storage::doctor::direction_setup(&mut conn, id).await? else {
         return Err(Failure::input(format!("no direction {id}")));
@@ -37,7 +41,7 @@ pub(crate) async fn set_direction_dataset(url: &str, id: Uuid) -> Result<(), Fai
     };
     let token = d
         .token
-        .open(storage::secrets::AD_ACCESS_TOKEN)
+        .open(keys, storage::secrets::AD_ACCESS_TOKEN)
         .map_err(|e| Failure::input(format!("the direction's access token cannot be read: {e}")))?
         .ok_or_else(|| {
             Failure::input("no access token on the direction's ad account or user account")

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::{collections::BTreeMap, process::ExitCode, time::Duration};
 use storage::doctor::{self, Scope};
+use storage::secrets::Keys;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -55,6 +56,8 @@ pub struct Options {
     pub json: bool,
     /// Skip the call to Meta that checks each token.
     pub offline: bool,
+    /// What opens the stored tokens.
+    pub keys: Keys,
 }
 
 pub async fn doctor(url: &str, o: Options) -> ExitCode {
@@ -195,7 +198,7 @@ async fn capi_setup(conn: &mut AsyncPgConnection, o: &Options) -> Result<Vec<Fin
         let Some(pixel) = d.pixel_id.as_deref() else {
             continue;
         };
-        let token = match d.token.open(storage::secrets::AD_ACCESS_TOKEN) {
+        let token = match d.token.open(&o.keys, storage::secrets::AD_ACCESS_TOKEN) {
             Ok(Some(t)) => t,
             Ok(None) => continue,
             Err(e) => {

@@ -221,10 +221,13 @@ impl From<storage::DbError> for Failure {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(f) = secrets::install_from_env() {
-        eprintln!("capi: {}", f.message);
-        return ExitCode::from(f.code);
-    }
+    let keys = match secrets::keys_from_env() {
+        Ok(keys) => keys,
+        Err(f) => {
+            eprintln!("capi: {}", f.message);
+            return ExitCode::from(f.code);
+        }
+    };
     if let Command::Doctor {
         user_account,
         direction,
@@ -242,6 +245,7 @@ async fn main() -> ExitCode {
                 scope,
                 json,
                 offline,
+                keys,
             },
         )
         .await;
@@ -250,7 +254,7 @@ async fn main() -> ExitCode {
         Command::Doctor { .. } => Ok(()),
         Command::Healthcheck { port } => admin::healthcheck(port).await,
         Command::Topology { prefix } => inspect::topology(&prefix),
-        Command::Migrate => admin::migrate(&cli.database_url).await,
+        Command::Migrate => admin::migrate(&cli.database_url, &keys).await,
         Command::Normalize {
             key,
             value,
@@ -258,20 +262,20 @@ async fn main() -> ExitCode {
         } => inspect::normalize(&key, &value, default_country_code),
         Command::ParseWebhook { source, file } => inspect::parse_webhook(source, &file),
         Command::Event(c) => events::event(c),
-        Command::Crm(c) => crm::crm(&cli.database_url, c).await,
+        Command::Crm(c) => crm::crm(&cli.database_url, &keys, c).await,
         Command::CrmMatch {
             crm,
             entity_type,
             entity,
             mapping,
         } => inspect::crm_match(crm, &entity_type, &entity, &mapping),
-        Command::Account(c) => admin::account(&cli.database_url, c).await,
+        Command::Account(c) => admin::account(&cli.database_url, &keys, c).await,
         Command::Lead(c) => lead::lead(&cli.database_url, c).await,
-        Command::AdAccount(c) => admin::ad_account(&cli.database_url, c).await,
-        Command::Direction(c) => admin::direction(&cli.database_url, c).await,
-        Command::Instance(c) => admin::instance(&cli.database_url, c).await,
-        Command::Number(c) => admin::number(&cli.database_url, c).await,
-        Command::Secrets(c) => secrets::secrets(&cli.database_url, c).await,
+        Command::AdAccount(c) => admin::ad_account(&cli.database_url, &keys, c).await,
+        Command::Direction(c) => admin::direction(&cli.database_url, &keys, c).await,
+        Command::Instance(c) => admin::instance(&cli.database_url, &keys, c).await,
+        Command::Number(c) => admin::number(&cli.database_url, &keys, c).await,
+        Command::Secrets(c) => secrets::secrets(&cli.database_url, &keys, c).await,
         Command::Report(c) => reports::report(&cli.database_url, c).await,
         Command::Spend(c) => reports::spend(&cli.database_url, c).await,
         Command::ApiKey(c) => reports::api_key(&cli.database_url, c).await,

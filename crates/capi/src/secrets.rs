@@ -11,7 +11,7 @@ use clap::Subcommand;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::json;
-use storage::secrets;
+use storage::secrets::{self, Keys};
 
 #[derive(Subcommand)]
 pub enum SecretsCommand {
@@ -34,28 +34,27 @@ struct Section {
 
 const DEFAULTS: &str = "[secrets]\nkey = \"\"\nprevious_keys = \"\"\n";
 
-/// Installs the configured keyring if a key is set; a key that is set but
+/// The configured keys, or none if no key is set; a key that is set but
 /// unusable is an error. Without a key, commands that store or read a
 /// credential fail saying so.
-pub fn install_from_env() -> Result<bool, Failure> {
+pub fn keys_from_env() -> Result<Keys, Failure> {
     let s: Section =
         runtime::settings::load_section(DEFAULTS).map_err(|e| Failure::input(e.to_string()))?;
     if s.secrets.key.expose_secret().trim().is_empty() {
-        return Ok(false);
+        return Ok(Keys::none());
     }
     let ring = s
         .secrets
         .keyring()
         .map_err(|e| Failure::input(e.to_string()))?;
-    secrets::install(ring);
-    Ok(true)
+    Ok(Keys::from(ring))
 }
 
-fn ring() -> Result<std::sync::Arc<secrets::Keyring>, Failure> {
-    secrets::keyring().map_err(|e| Failure::input(e.to_string()))
+fn ring(keys: &Keys) -> Result<&secrets::Keyring, Failure> {
+    keys.ring().map_err(|e| Failure::input(e.to_string()))
 }
 
-pub async fn secrets(url: &str, c: SecretsCommand) -> Result<(), Failure> {
+pub async fn secrets(url: &str, keys: &Keys, c: SecretsCommand) -> Result<(), Failure> {
     match c {
         SecretsCommand::GenerateKey => {
             out!("{}", secrets::Key::generate().expose_secret());
@@ -65,7 +64,7 @@ pub async fn secrets(url: &str, c: SecretsCommand) -> Result<(), Failure> {
             let status = secrets::rotate::status(&mut conn)
                 .await
                 .map_err(anyhow::Error::from)?;
-            let primary = secrets::keyring().ok().map(|r| r.primary_id().to_owned());
+            let primary = keys.ring().ok().map(|r| r.primary_id().to_owned());
             for c in status {
                 let by_key: serde_json::Map<String, serde_json::Value> =
                     c.by_key.into_iter().map(|(k, n)| (k, json!(n))).collect();
@@ -76,9 +75,9 @@ pub async fn secrets(url: &str, c: SecretsCommand) -> Result<(), Failure> {
             }
         }
         SecretsCommand::Rotate => {
-            let ring = ring()?;
+            let ring = ring(keys)?;
             let mut conn = connect(url).await?;
-            let done = secrets::rotate::reseal(&mut conn, &ring, true).await?;
+            let done = secrets::rotate::reseal(&mut conn, ring, true).await?;
             let rotated: u64 = done.iter().map(|d| d.rotated).sum();
             let encrypted: u64 = done.iter().map(|d| d.encrypted).sum();
             out!(
@@ -93,11 +92,11 @@ pub async fn secrets(url: &str, c: SecretsCommand) -> Result<(), Failure> {
 /// After the schema migrations: seal any plaintext credential (rows from
 /// before encryption, or written by hand). Without a key, refuses when
 /// there is plaintext to seal.
-pub async fn seal_plaintext(url: &str) -> Result<u64, Failure> {
+pub async fn seal_plaintext(url: &str, keys: &Keys) -> Result<u64, Failure> {
     let mut conn = connect(url).await?;
-    match secrets::keyring() {
+    match keys.ring() {
         Ok(ring) => {
-            let done = secrets::rotate::reseal(&mut conn, &ring, false).await?;
+            let done = secrets::rotate::reseal(&mut conn, ring, false).await?;
             Ok(done.iter().map(|d| d.encrypted).sum())
         }
         Err(_) => {

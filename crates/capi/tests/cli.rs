@@ -319,7 +319,7 @@ async fn an_operator_sets_up_a_direction_without_sql() {
         "tokens are never listed: {ads}"
     );
     let mut conn = env.conn().await;
-    let inst = storage::directions::instance(&mut conn, "clinic-wa")
+    let inst = storage::directions::instance(&mut conn, &env.keys(), "clinic-wa")
         .await
         .expect("query")
         .expect("instance");
@@ -1015,7 +1015,7 @@ async fn crm_connections_take_their_secrets_from_stdin_and_print_the_webhook_url
         "{hook}"
     );
     let mut conn = env.conn().await;
-    let c = storage::crm::connection(&mut conn, id.parse().expect("uuid"))
+    let c = storage::crm::connection(&mut conn, &env.keys(), id.parse().expect("uuid"))
         .await
         .expect("query")
         .expect("connection");
@@ -1658,9 +1658,9 @@ async fn doctor_is_quiet_on_a_healthy_system_and_names_each_problem_of_a_sick_on
              INSERT INTO crm_changes (connection_id, entity, action, entity_id, change_key, change, evaluated_at, outcome)
                VALUES ('{conn_id}', 'lead', 'status', '1', 'k1', '{{}}', now(), '{{\"result\": \"unreadable\", \"error\": \"amoCRM answered 401\"}}');",
             inst = s.instance,
-            expired_token = storage::secrets::seal(storage::secrets::AD_ACCESS_TOKEN, "EAAB-expired-token").unwrap(),
-            crm_token = storage::secrets::seal(storage::secrets::CRM_ACCESS_TOKEN, "t").unwrap(),
-            crm_url = storage::secrets::seal(storage::secrets::CRM_BASE_URL, "http://x").unwrap(),
+            expired_token = env.keys().seal(storage::secrets::AD_ACCESS_TOKEN, "EAAB-expired-token").unwrap(),
+            crm_token = env.keys().seal(storage::secrets::CRM_ACCESS_TOKEN, "t").unwrap(),
+            crm_url = env.keys().seal(storage::secrets::CRM_BASE_URL, "http://x").unwrap(),
         ))
         .await
         .unwrap();

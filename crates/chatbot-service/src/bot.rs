@@ -34,7 +34,7 @@ use domain::{
 use llm::{ChatMessage, LlmClient, LlmError, Role, newest_within};
 use std::{sync::Arc, time::Duration};
 use storage::{
-    DbPool,
+    Store,
     replies::{self, Claim, ReplyContext, ReplyRow, SentReply, Unsent},
 };
 use tokio::sync::Semaphore;
@@ -48,7 +48,7 @@ and when they are interested, offer to book a consultation. Never invent prices 
 not given; offer to have a specialist follow up instead.";
 
 pub(crate) struct Bot {
-    pub pool: DbPool,
+    pub store: Store,
     pub bus: Arc<Bus>,
     pub llm: LlmClient,
     pub senders: Senders,
@@ -137,7 +137,7 @@ impl Bot {
 
     async fn turn(&self, due: &ReplyDue) -> anyhow::Result<Outcome> {
         let dialog_id = due.dialog_id;
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.store.pool().get().await?;
         let row = match replies::claim(&mut conn, dialog_id, due.seq, self.lease_ms()).await? {
             Claim::Taken(row) => row,
             Claim::Done(status) => {
@@ -151,7 +151,8 @@ impl Bot {
             }
         };
         let attempt = u32::try_from(row.attempts).unwrap_or(1);
-        let Some(ctx) = replies::reply_context(&mut conn, dialog_id).await? else {
+        let Some(ctx) = replies::reply_context(&mut conn, self.store.keys(), dialog_id).await?
+        else {
             return Ok(Outcome::DeadLetter(format!("no dialog {dialog_id}")));
         };
         let history = storage::conversations::history(
@@ -165,7 +166,7 @@ impl Bot {
         let skip = |reason: &'static str| async move {
             tracing::info!(%dialog_id, seq = due.seq, reason, "no bot reply");
             self.metrics.reply("skipped");
-            let mut conn = self.pool.get().await?;
+            let mut conn = self.store.pool().get().await?;
             replies::close(&mut conn, row.id, Unsent::Skipped, reason).await?;
             anyhow::Ok(Outcome::Ack)
         };
@@ -288,7 +289,7 @@ impl Bot {
         answer: &Answer,
         settle: Settle<'_>,
     ) -> anyhow::Result<()> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.store.pool().get().await?;
         conn.transaction::<_, storage::DbError, _>(async |c| {
             match &settle {
                 Settle::Sent(sent) => replies::record_sent(c, sent).await?,
@@ -345,7 +346,7 @@ impl Bot {
 
     /// Gives the lease up so the retry, queued to come after `wait`, can take it.
     async fn retry(&self, reply_id: i64, wait: Duration) -> anyhow::Result<Outcome> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.store.pool().get().await?;
         replies::release(&mut conn, reply_id).await?;
         Ok(Outcome::Retry(wait))
     }
@@ -363,7 +364,7 @@ impl Bot {
             return self.retry(row.id, wait).await;
         }
         tracing::error!(%dialog_id, seq = due.seq, error = %e, attempt, "no bot reply: giving up on the model");
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.store.pool().get().await?;
         replies::close(&mut conn, row.id, Unsent::Failed, &e.to_string()).await?;
         Ok(Outcome::Ack)
     }

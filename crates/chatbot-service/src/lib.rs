@@ -170,7 +170,7 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
             .context("the Cloud API client")?;
         let send_timeout = b.evolution_timeout.max(b.cloud_api_timeout);
         Some(Arc::new(bot::Bot {
-            pool: runtime.pool.clone(),
+            store: runtime.store.clone(),
             bus: runtime.bus.clone(),
             llm: LlmClient::new(&settings.llm).context("the LLM client")?,
             senders: whatsapp::Senders { evolution, cloud },
@@ -204,7 +204,7 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         });
     }
     let buffer = Arc::new(buffer::Buffer {
-        pool: runtime.pool.clone(),
+        pool: runtime.store.pool().clone(),
         outbox_wake: runtime.outbox_wake.clone(),
         delay: settings.chatbot.buffer_delay,
         bot,

@@ -3,9 +3,9 @@ async fn main() -> std::process::ExitCode {
     let run = async {
         let settings = chatbot_service::Settings::load()?;
         if runtime::settings::check_requested() {
-            return runtime::settings::config_check("chatbot-service");
+            return runtime::settings::config_check("chatbot-service", &settings.common);
         }
-        runtime::telemetry::init(&settings.common.log);
+        runtime::telemetry::start(&settings.common);
         chatbot_service::build(settings, runtime::shutdown_on_signals())
             .await?
             .run_until_stopped()

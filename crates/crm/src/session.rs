@@ -1,10 +1,15 @@
 //! Calling one connection's CRM the way every replica must: each request
-//! waits for its moment in the connection's shared pace (one row in
-//! PostgreSQL, `storage::crm::reserve_request`), a CRM that says "slow
-//! down" holds back every replica (`hold_requests`), and an OAuth token is
+//! waits for its moment in the connection's shared pace
+//! ([`Connections::reserve_request`]), a CRM that says "slow down" holds
+//! back every replica ([`Connections::hold_requests`]), and an OAuth token is
 //! refreshed before it expires or when the CRM refuses it — by one replica
-//! at a time, under the connection row's lock, the new pair stored before
-//! the lock is released; whoever waited on the lock uses that pair.
+//! at a time, under the connection's lock, the new pair stored before the
+//! lock is released; whoever waited on the lock uses that pair
+//! ([`Connections::refresh_locked`]).
+//!
+//! Where the pace and the tokens are kept is not this crate's business: the
+//! caller passes a [`Connections`] (the services use PostgreSQL's, in
+//! `storage::crm_sessions`).
 
 use crate::{
     CrmError,
@@ -12,14 +17,94 @@ use crate::{
     bitrix24::Bitrix24Client,
     oauth::{self, OAuthApp},
 };
-use diesel_async::AsyncConnection;
 use domain::level::CrmType;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 use std::{future::Future, time::Duration};
-use storage::{DbPool, crm::Access};
 use uuid::Uuid;
+
+/// An OAuth integration/application.
+#[derive(Clone)]
+pub struct OAuthClient {
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub redirect_uri: Option<String>,
+}
+
+/// What calling a connection's CRM needs. Secrets never print.
+#[derive(Clone)]
+pub struct Access {
+    pub connection_id: Uuid,
+    pub user_account_id: Uuid,
+    pub crm_type: CrmType,
+    /// amoCRM: the account's address; Bitrix24: the incoming webhook URL (a
+    /// secret) or the OAuth app's client endpoint.
+    pub base_url: SecretString,
+    pub access_token: Option<SecretString>,
+    pub refresh_token: Option<SecretString>,
+    pub token_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Set for OAuth connections (they can refresh their token).
+    pub oauth: Option<OAuthClient>,
+    pub default_region: String,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("connection_id", &self.connection_id)
+            .field("crm_type", &self.crm_type)
+            .field("oauth", &self.oauth.is_some())
+            .field("token_expires_at", &self.token_expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A refreshed OAuth pair, to be stored before the connection's lock is let go.
+pub struct NewTokens {
+    pub access_token: SecretString,
+    pub refresh_token: SecretString,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Where every replica's sessions share a connection's credentials and
+/// pace. Failures of the store itself come back as
+/// [`CrmError::Unavailable`] (try again later).
+pub trait Connections: Send + Sync {
+    /// The connection's credentials; `None`: no such connection.
+    fn access(
+        &self,
+        connection_id: Uuid,
+    ) -> impl Future<Output = Result<Option<Access>, CrmError>> + Send;
+
+    /// Takes the connection's next request slot (`interval` apart, up to
+    /// `burst` at once, across replicas); returns how long to wait for it.
+    fn reserve_request(
+        &self,
+        connection_id: Uuid,
+        interval: Duration,
+        burst: u32,
+    ) -> impl Future<Output = Result<Duration, CrmError>> + Send;
+
+    /// No request to this connection for `wait` (the CRM said slow down).
+    fn hold_requests(
+        &self,
+        connection_id: Uuid,
+        wait: Duration,
+    ) -> impl Future<Output = Result<(), CrmError>> + Send;
+
+    /// Runs `refresh` on the stored credentials with the connection locked
+    /// against other replicas' refreshes; tokens it returns are stored
+    /// before the lock is released. Returns the credentials now stored.
+    fn refresh_locked<F, Fut>(
+        &self,
+        connection_id: Uuid,
+        refresh: F,
+    ) -> impl Future<Output = Result<Access, CrmError>> + Send
+    where
+        F: FnOnce(Access) -> Fut + Send,
+        Fut: Future<Output = Result<Option<NewTokens>, CrmError>> + Send;
+}
 
 /// `[crm]`: how fast each CRM may be called, and OAuth.
 #[derive(Debug, Clone, Deserialize)]
@@ -34,9 +119,11 @@ pub struct CrmSettings {
     /// Bitrix24's OAuth server (token refresh).
     pub bitrix24_oauth_url: String,
     /// Refresh an OAuth token this long before it expires.
-    pub refresh_before: String,
+    #[serde(deserialize_with = "domain::duration::deserialize")]
+    pub refresh_before: Duration,
     /// Each CRM request ends after this long (amoCRM's own SDK waits 20 s).
-    pub timeout: String,
+    #[serde(deserialize_with = "domain::duration::deserialize")]
+    pub timeout: Duration,
 }
 
 impl Default for CrmSettings {
@@ -46,8 +133,8 @@ impl Default for CrmSettings {
             bitrix24_requests_per_second: 2.0,
             bitrix24_burst: 40,
             bitrix24_oauth_url: "https://oauth.bitrix.info/oauth/token/".into(),
-            refresh_before: "5m".into(),
-            timeout: "20s".into(),
+            refresh_before: Duration::from_secs(5 * 60),
+            timeout: Duration::from_secs(20),
         }
     }
 }
@@ -74,8 +161,6 @@ impl CrmPolicy {
             );
             Ok(Duration::from_secs_f64(1.0 / rate))
         };
-        let refresh_before =
-            runtime::settings::duration_setting("crm.refresh_before", &s.refresh_before)?;
         Ok(CrmPolicy {
             amocrm_interval: per(
                 "crm.amocrm_requests_per_second",
@@ -87,12 +172,9 @@ impl CrmPolicy {
             )?,
             bitrix24_burst: s.bitrix24_burst.max(1),
             bitrix24_oauth_url: s.bitrix24_oauth_url.clone(),
-            refresh_before: chrono::Duration::from_std(refresh_before)
+            refresh_before: chrono::Duration::from_std(s.refresh_before)
                 .unwrap_or_else(|_| chrono::Duration::minutes(5)),
-            http: outbound::client(runtime::settings::duration_setting(
-                "crm.timeout",
-                &s.timeout,
-            )?)?,
+            http: outbound::client(s.timeout)?,
         })
     }
 
@@ -135,32 +217,24 @@ fn wrong_crm() -> CrmError {
     }
 }
 
-fn database(e: impl std::fmt::Display) -> CrmError {
-    CrmError::Unavailable(format!("the database: {e}"))
-}
-
 /// One connection's CRM, called paced and authorised.
-pub struct Session {
-    pool: DbPool,
+pub struct Session<C> {
+    connections: C,
     policy: CrmPolicy,
     access: Access,
     refreshed: bool,
 }
 
-impl Session {
+impl<C: Connections> Session<C> {
     /// `None`: no such connection.
     pub async fn open(
-        pool: DbPool,
+        connections: C,
         policy: CrmPolicy,
         connection_id: Uuid,
-    ) -> Result<Option<Session>, CrmError> {
-        let mut conn = pool.get().await.map_err(database)?;
-        let access = storage::crm::access(&mut conn, connection_id)
-            .await
-            .map_err(database)?;
-        drop(conn);
+    ) -> Result<Option<Session<C>>, CrmError> {
+        let access = connections.access(connection_id).await?;
         Ok(access.map(|access| Session {
-            pool,
+            connections,
             policy,
             access,
             refreshed: false,
@@ -285,12 +359,10 @@ impl Session {
 
     async fn wait_turn(&self) -> Result<(), CrmError> {
         let (interval, burst) = self.policy.pace(self.access.crm_type);
-        let mut conn = self.pool.get().await.map_err(database)?;
-        let wait =
-            storage::crm::reserve_request(&mut conn, self.access.connection_id, interval, burst)
-                .await
-                .map_err(database)?;
-        drop(conn);
+        let wait = self
+            .connections
+            .reserve_request(self.access.connection_id, interval, burst)
+            .await?;
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
@@ -299,17 +371,11 @@ impl Session {
 
     async fn hold(&self, retry_after: Duration) {
         let (interval, burst) = self.policy.pace(self.access.crm_type);
-        let held = async {
-            let mut conn = self.pool.get().await.map_err(database)?;
-            storage::crm::hold_requests(
-                &mut conn,
-                self.access.connection_id,
-                retry_after + interval * burst,
-            )
-            .await
-            .map_err(database)
-        };
-        if let Err(e) = held.await {
+        let held = self
+            .connections
+            .hold_requests(self.access.connection_id, retry_after + interval * burst)
+            .await;
+        if let Err(e) = held {
             tracing::warn!(connection = %self.access.connection_id, error = %e, "could not hold back requests to a throttling CRM");
         }
     }
@@ -326,26 +392,22 @@ impl Session {
             .map(|t| t.expose_secret().to_owned());
         let id = self.access.connection_id;
         let policy = self.policy.clone();
-        let mut conn = self.pool.get().await.map_err(database)?;
-        let fresh = conn
-            .transaction::<_, RefreshError, _>(async |c| {
-                let current = storage::crm::lock_access(c, id)
-                    .await?
-                    .ok_or_else(|| CrmError::Auth("the connection was removed".into()))?;
+        let fresh = self
+            .connections
+            .refresh_locked(id, move |current: Access| async move {
                 let current_token = current
                     .access_token
                     .as_ref()
                     .map(|t| t.expose_secret().to_owned());
                 if current_token != stale {
                     tracing::info!(connection = %id, "another replica refreshed the CRM token; using it");
-                    return Ok(current);
+                    return Ok(None);
                 }
                 let (Some(app), Some(refresh_token)) = (&current.oauth, &current.refresh_token)
                 else {
                     return Err(CrmError::Auth(
                         "the token was refused and the connection has no refresh token".into(),
-                    )
-                    .into());
+                    ));
                 };
                 let app = OAuthApp {
                     client_id: app.client_id.clone(),
@@ -375,45 +437,15 @@ impl Session {
                 let expires_at = chrono::Utc::now()
                     + chrono::Duration::from_std(pair.expires_in)
                         .unwrap_or_else(|_| chrono::Duration::hours(1));
-                storage::crm::store_tokens(
-                    c,
-                    id,
-                    pair.access_token.expose_secret(),
-                    pair.refresh_token.expose_secret(),
-                    expires_at,
-                )
-                .await?;
                 tracing::info!(connection = %id, %expires_at, "CRM token refreshed");
-                Ok(Access {
-                    access_token: Some(pair.access_token),
-                    refresh_token: Some(pair.refresh_token),
-                    token_expires_at: Some(expires_at),
-                    ..current
-                })
+                Ok(Some(NewTokens {
+                    access_token: pair.access_token,
+                    refresh_token: pair.refresh_token,
+                    expires_at,
+                }))
             })
-            .await
-            .map_err(|e| match e {
-                RefreshError::Crm(e) => e,
-                RefreshError::Db(e) => database(e),
-            })?;
+            .await?;
         self.access = fresh;
         Ok(())
-    }
-}
-
-enum RefreshError {
-    Crm(CrmError),
-    Db(diesel::result::Error),
-}
-
-impl From<diesel::result::Error> for RefreshError {
-    fn from(e: diesel::result::Error) -> Self {
-        RefreshError::Db(e)
-    }
-}
-
-impl From<CrmError> for RefreshError {
-    fn from(e: CrmError) -> Self {
-        RefreshError::Crm(e)
     }
 }

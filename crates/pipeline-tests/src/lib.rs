@@ -52,6 +52,9 @@ pub struct TestEnv {
     pub amqp_prefix: String,
     pub pool: DbPool,
     db_name: String,
+    /// `secrets.key` of the services this environment starts (and of
+    /// [`TestEnv::keys`]); `None`: [`TEST_SECRETS_KEY`].
+    pub secrets_key: Option<String>,
     /// `secrets.previous_keys` of the services this environment starts.
     pub secrets_previous_keys: String,
 }
@@ -140,7 +143,6 @@ async fn ensure_template(admin: &mut AsyncPgConnection) -> String {
 impl TestEnv {
     /// A fresh database with the whole schema: a copy of the run's template.
     pub async fn new() -> TestEnv {
-        install_test_key();
         let mut admin = admin_connection().await;
         let template = ensure_template(&mut admin).await;
         TestEnv::create(&mut admin, Some(&template)).await
@@ -148,7 +150,6 @@ impl TestEnv {
 
     /// A fresh database with no schema at all.
     pub async fn unmigrated() -> TestEnv {
-        install_test_key();
         TestEnv::create(&mut admin_connection().await, None).await
     }
 
@@ -168,6 +169,7 @@ impl TestEnv {
             amqp_prefix: format!("t{}", &id[..12]),
             pool,
             db_name: name,
+            secrets_key: None,
             secrets_previous_keys: String::new(),
         }
     }
@@ -194,10 +196,31 @@ impl TestEnv {
                 filter: "info".into(),
             },
             secrets: runtime::settings::SecretsSettings {
+                key: self
+                    .secrets_key
+                    .as_deref()
+                    .unwrap_or(TEST_SECRETS_KEY)
+                    .to_owned()
+                    .into(),
                 previous_keys: self.secrets_previous_keys.clone().into(),
-                ..test_secrets()
             },
+            notes: Default::default(),
         }
+    }
+
+    /// The keys the services started on this database seal with (the test
+    /// key, and any previous keys this environment was given).
+    pub fn keys(&self) -> storage::secrets::Keys {
+        self.common()
+            .secrets
+            .keyring()
+            .map(storage::secrets::Keys::from)
+            .expect("the test keys")
+    }
+
+    /// The pool and keys, as a service holds them.
+    pub fn store(&self) -> storage::Store {
+        storage::Store::new(self.pool.clone(), self.keys())
     }
 
     pub async fn conn(&self) -> AsyncPgConnection {
@@ -352,7 +375,7 @@ impl PipelineOptions {
             bot: None,
             qualification: None,
             crm: crm::session::CrmSettings {
-                timeout: "2s".into(),
+                timeout: Duration::from_secs(2),
                 ..Default::default()
             },
         }
@@ -570,12 +593,20 @@ impl Default for SeedOptions<'_> {
 pub async fn seed(env: &TestEnv, o: &SeedOptions<'_>) -> Seed {
     use storage::directions as d;
     let mut conn = env.conn().await;
-    let user = d::create_user_account(&mut conn, "Clinic", o.user_token)
+    let keys = &env.keys();
+    let user = d::create_user_account(&mut conn, keys, "Clinic", o.user_token)
         .await
         .expect("user");
-    let ad = d::create_ad_account(&mut conn, user, "Main", Some("act_1"), o.ad_account_token)
-        .await
-        .expect("ad account");
+    let ad = d::create_ad_account(
+        &mut conn,
+        keys,
+        user,
+        "Main",
+        Some("act_1"),
+        o.ad_account_token,
+    )
+    .await
+    .expect("ad account");
     let direction = d::create_direction(
         &mut conn,
         &d::NewDirection {
@@ -593,7 +624,7 @@ pub async fn seed(env: &TestEnv, o: &SeedOptions<'_>) -> Seed {
     let instance = format!("inst-{}", &Uuid::new_v4().simple().to_string()[..8]);
     let secret = "s3cret-webhook-key".to_owned();
     if o.map_instance {
-        d::map_instance(&mut conn, &instance, direction, &secret, None)
+        d::map_instance(&mut conn, keys, &instance, direction, &secret, None)
             .await
             .expect("map instance");
     } else {
@@ -603,7 +634,8 @@ pub async fn seed(env: &TestEnv, o: &SeedOptions<'_>) -> Seed {
         )
         .bind::<diesel::sql_types::Text, _>(&instance)
         .bind::<diesel::sql_types::Text, _>(
-            storage::secrets::seal(storage::secrets::NUMBER_WEBHOOK_SECRET, &secret).expect("seal"),
+            keys.seal(storage::secrets::NUMBER_WEBHOOK_SECRET, &secret)
+                .expect("seal"),
         )
         .execute(&mut conn)
         .await
@@ -670,13 +702,6 @@ pub fn test_secrets() -> runtime::settings::SecretsSettings {
     runtime::settings::SecretsSettings {
         key: TEST_SECRETS_KEY.into(),
         previous_keys: "".into(),
-    }
-}
-
-/// Seeds and reads in the test process seal and open with the test key.
-pub fn install_test_key() {
-    if let Ok(ring) = test_secrets().keyring() {
-        storage::secrets::install(ring);
     }
 }
 
@@ -1108,9 +1133,10 @@ pub async fn opened_credentials(
     .load(&mut env.conn().await)
     .await
     .expect("credential query");
+    let keys = env.keys();
     rows.into_iter()
         .filter_map(|r| {
-            storage::secrets::open(column, r.v.as_deref())
+            keys.open(column, r.v.as_deref())
                 .expect("opens")
                 .map(|s| secrecy::ExposeSecret::expose_secret(&s).to_owned())
         })

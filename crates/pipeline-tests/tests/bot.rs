@@ -58,9 +58,16 @@ async fn fakes() -> Fakes {
 async fn start(env: &TestEnv, f: &Fakes, replicas: usize) -> (Seed, Pipeline) {
     let s = seed(env, &SeedOptions::default()).await;
     let mut conn = env.conn().await;
-    storage::directions::set_instance_bot(&mut conn, &s.instance, Some(API_KEY), None, None)
-        .await
-        .unwrap();
+    storage::directions::set_instance_bot(
+        &mut conn,
+        &env.keys(),
+        &s.instance,
+        Some(API_KEY),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
     let mut opts = PipelineOptions::new(&f.meta.uri());
     opts.replicas = replicas;
     opts.bot = Some(BotOptions::new(

@@ -115,6 +115,7 @@ async fn amo_connection(
     let mut conn = env.conn().await;
     storage::crm::create_connection(
         &mut conn,
+        &env.keys(),
         &NewConnection {
             access_token: Some(oauth.map_or("amo-token", |o| o.0)),
             webhook_secret: Some("amo-secret"),
@@ -279,6 +280,7 @@ async fn bitrix24_world() -> Bitrix24World {
         let mut conn = env.conn().await;
         storage::crm::create_connection(
             &mut conn,
+            &env.keys(),
             &NewConnection {
                 default_region: "BR",
                 member_id: Some("member-1"),

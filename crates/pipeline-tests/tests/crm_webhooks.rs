@@ -44,11 +44,12 @@ async fn connections(env: &TestEnv) -> (Uuid, Uuid) {
             "https://unirock.amocrm.ru",
         )
     };
-    let amo = storage::crm::create_connection(&mut conn, &base)
+    let amo = storage::crm::create_connection(&mut conn, &env.keys(), &base)
         .await
         .expect("amo");
     let b24 = storage::crm::create_connection(
         &mut conn,
+        &env.keys(),
         &NewConnection {
             crm_type: CrmType::Bitrix24,
             base_url: "https://b24-3tmral.bitrix24.ru/rest/1/incoming-secret/",

@@ -93,6 +93,7 @@ async fn logs_hold_no_token_secret_or_phone() {
     let mut conn = env.conn().await;
     storage::directions::set_instance_bot(
         &mut conn,
+        &env.keys(),
         &s.instance,
         Some("evo-secret-instance-key"),
         None,
@@ -169,6 +170,7 @@ async fn logs_hold_no_token_secret_or_phone() {
     // the error path logs too).
     storage::cloud_numbers::map(
         &mut conn,
+        &env.keys(),
         &storage::cloud_numbers::CloudMapping {
             phone_number_id: CLOUD_NUMBER_ID,
             direction_id: s.direction_id,
@@ -241,6 +243,7 @@ async fn logs_hold_no_token_secret_or_phone() {
     let bot_token = "555000:very-secret-bot-token";
     storage::reports::set_account(
         &mut conn,
+        &env.keys(),
         s.user_account_id,
         &storage::reports::AccountSettings {
             telegram_chat_id: Some(Some("-42")),

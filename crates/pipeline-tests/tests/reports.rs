@@ -148,6 +148,7 @@ async fn a_day_with_two_directions_and_undirected_dialogs_renders_as_the_spec() 
     // The same day in English, regenerated on demand: the row is updated.
     reports::set_account(
         &mut conn,
+        &env.keys(),
         f.account,
         &reports::AccountSettings {
             language: Some(domain::account::ReportLanguage::En),
@@ -205,6 +206,7 @@ async fn seed_yesterday_with_telegram(env: &TestEnv, chat: &str) -> (Fixture, Na
     let f = seed_day(env, yesterday).await;
     reports::set_account(
         &mut conn,
+        &env.keys(),
         f.account,
         &reports::AccountSettings {
             telegram_chat_id: Some(Some(chat)),
@@ -349,6 +351,7 @@ async fn a_failing_telegram_is_retried_and_a_rejected_token_gives_up() {
     let _ = f;
     reports::set_account(
         &mut env.conn().await,
+        &env.keys(),
         g.account,
         &reports::AccountSettings {
             telegram_bot_token: Some(Some("not-a-token")),
@@ -372,7 +375,9 @@ async fn spend_syncs_every_page_and_backs_off_when_throttled() {
         .await
         .batch_execute(&format!(
             "UPDATE ad_accounts SET access_token = '{}' WHERE id = '{}'",
-            storage::secrets::seal(storage::secrets::AD_ACCESS_TOKEN, "EAAB-spend-token").unwrap(),
+            env.keys()
+                .seal(storage::secrets::AD_ACCESS_TOKEN, "EAAB-spend-token")
+                .unwrap(),
             f.ad_account
         ))
         .await

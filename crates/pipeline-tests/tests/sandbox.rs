@@ -140,6 +140,7 @@ async fn the_sandbox_answers_as_the_bots_model_and_records_its_whatsapp_messages
     let mut conn = env.conn().await;
     storage::directions::set_instance_bot(
         &mut conn,
+        &env.keys(),
         &s.instance,
         Some("evo-key"),
         Some(domain::evolution::ApiVersion::V1),

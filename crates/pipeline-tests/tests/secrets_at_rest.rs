@@ -12,7 +12,7 @@ use pipeline_tests::{
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use std::time::Duration;
-use storage::secrets::{self, COLUMNS, Key, Keyring};
+use storage::secrets::{self, COLUMNS, Key};
 
 const WAIT: Duration = Duration::from_secs(30);
 const PHONE: &str = "5511999999999";
@@ -96,12 +96,14 @@ async fn store_every_kind_of_credential(env: &TestEnv) -> pipeline_tests::Seed {
     )
     .await;
     let mut conn = env.conn().await;
+    let keys = &env.keys();
     let ad = ids(env, "SELECT id FROM ad_accounts LIMIT 1").await[0];
-    storage::directions::set_ad_account_app_secret(&mut conn, ad, Some("meta-app-secret-ad"))
+    storage::directions::set_ad_account_app_secret(&mut conn, keys, ad, Some("meta-app-secret-ad"))
         .await
         .unwrap();
     storage::reports::set_account(
         &mut conn,
+        keys,
         s.user_account_id,
         &storage::reports::AccountSettings {
             telegram_chat_id: Some(Some("-1001")),
@@ -113,6 +115,7 @@ async fn store_every_kind_of_credential(env: &TestEnv) -> pipeline_tests::Seed {
     .unwrap();
     storage::directions::set_instance_bot(
         &mut conn,
+        keys,
         &s.instance,
         Some("evolution-api-key-42"),
         None,
@@ -122,6 +125,7 @@ async fn store_every_kind_of_credential(env: &TestEnv) -> pipeline_tests::Seed {
     .unwrap();
     storage::cloud_numbers::map(
         &mut conn,
+        keys,
         &storage::cloud_numbers::CloudMapping {
             phone_number_id: "106540352242922",
             direction_id: s.direction_id,
@@ -135,6 +139,7 @@ async fn store_every_kind_of_credential(env: &TestEnv) -> pipeline_tests::Seed {
     .unwrap();
     storage::crm::create_connection(
         &mut conn,
+        keys,
         &storage::crm::NewConnection {
             access_token: Some("amo-access-token"),
             refresh_token: Some("amo-refresh-token"),
@@ -152,6 +157,7 @@ async fn store_every_kind_of_credential(env: &TestEnv) -> pipeline_tests::Seed {
     .unwrap();
     storage::crm::create_connection(
         &mut conn,
+        keys,
         &storage::crm::NewConnection {
             application_token: Some("b24-application-token"),
             ..storage::crm::NewConnection::new(
@@ -199,8 +205,8 @@ async fn every_stored_credential_is_ciphertext_and_still_works() {
     )
     .await;
     assert_eq!(unsealed(&env).await, 1, "the hand-written plaintext");
-    let ring = secrets::keyring().unwrap();
-    let done = secrets::rotate::reseal(&mut env.conn().await, &ring, false)
+    let keys = env.keys();
+    let done = secrets::rotate::reseal(&mut env.conn().await, keys.ring().unwrap(), false)
         .await
         .unwrap();
     assert_eq!(done.iter().map(|d| d.encrypted).sum::<u64>(), 1);
@@ -220,7 +226,7 @@ async fn every_stored_credential_is_ciphertext_and_still_works() {
 
     // What is read back opens to what was stored.
     let mut conn = env.conn().await;
-    let instance = storage::directions::instance(&mut conn, &s.instance)
+    let instance = storage::directions::instance(&mut conn, &keys, &s.instance)
         .await
         .unwrap()
         .unwrap();
@@ -230,7 +236,10 @@ async fn every_stored_credential_is_ciphertext_and_still_works() {
     );
     let mut urls = Vec::new();
     for id in ids(&env, "SELECT id FROM crm_connections ORDER BY crm_type").await {
-        let access = storage::crm::access(&mut conn, id).await.unwrap().unwrap();
+        let access = storage::crm::access(&mut conn, &keys, id)
+            .await
+            .unwrap()
+            .unwrap();
         urls.push(access.base_url.expose_secret().to_owned());
     }
     assert_eq!(urls, ["https://clinic.amocrm.ru", B24_WEBHOOK_URL]);
@@ -270,17 +279,17 @@ async fn keys_rotate_while_the_services_run() {
     let mut env = TestEnv::new().await;
     // Everything is first sealed with an old key.
     let old = Key::generate();
-    secrets::install(Keyring::from_settings(&old, &SecretString::from("")).unwrap());
-    let old_id = secrets::keyring().unwrap().primary_id().to_owned();
+    env.secrets_key = Some(old.expose_secret().to_owned());
+    let old_keys = env.keys();
+    let old_id = old_keys.ring().unwrap().primary_id().to_owned();
     let s = store_every_kind_of_credential(&env).await;
-    // The services now run with the new key and the old one as previous.
+    // The services now run with the new key and the old one as previous:
+    // a second handle, beside the first.
+    env.secrets_key = None;
     env.secrets_previous_keys = old.expose_secret().to_owned();
-    let both = Keyring::from_settings(&pipeline_tests::TEST_SECRETS_KEY.into(), &old).unwrap();
-    let new_id = both.primary_id().to_owned();
+    let both = env.keys();
+    let new_id = both.ring().unwrap().primary_id().to_owned();
     assert_ne!(new_id, old_id);
-    secrets::install(
-        Keyring::from_settings(&pipeline_tests::TEST_SECRETS_KEY.into(), &old).unwrap(),
-    );
 
     let meta = MockServer::start().await;
     meta_accepts(&meta).await;
@@ -313,11 +322,11 @@ async fn keys_rotate_while_the_services_run() {
     post_ok(&p, &s, &a).await;
     post_ok(&p, &s, &b).await;
     let rotation = {
-        let ring = std::sync::Arc::new(both);
+        let keys = both.clone();
         let pool = env.pool.clone();
         tokio::spawn(async move {
             let mut conn = pool.get().await.unwrap();
-            secrets::rotate::reseal(&mut conn, &ring, true)
+            secrets::rotate::reseal(&mut conn, keys.ring().unwrap(), true)
                 .await
                 .unwrap()
         })
@@ -365,15 +374,17 @@ async fn keys_rotate_while_the_services_run() {
         .await,
         0
     );
-    // With the old key gone, everything still opens.
-    secrets::install(
-        Keyring::from_settings(
-            &pipeline_tests::TEST_SECRETS_KEY.into(),
-            &SecretString::from(""),
-        )
-        .unwrap(),
+    // With the old key gone, everything still opens; the old key alone
+    // opens nothing any more.
+    env.secrets_previous_keys = String::new();
+    let new_only = env.keys();
+    assert!(
+        storage::directions::instance(&mut env.conn().await, &old_keys, &s.instance)
+            .await
+            .is_err(),
+        "the old key's handle still opened a resealed secret"
     );
-    let instance = storage::directions::instance(&mut env.conn().await, &s.instance)
+    let instance = storage::directions::instance(&mut env.conn().await, &new_only, &s.instance)
         .await
         .unwrap()
         .unwrap();
@@ -412,23 +423,27 @@ async fn no_debug_of_a_credential_carrying_type_prints_a_secret() {
     let env = TestEnv::new().await;
     let s = store_every_kind_of_credential(&env).await;
     let mut conn = env.conn().await;
+    let keys = env.keys();
     let mut shown = Vec::new();
     shown.push(format!(
         "{:?}",
-        storage::directions::instance(&mut conn, &s.instance)
+        storage::directions::instance(&mut conn, &keys, &s.instance)
             .await
             .unwrap()
     ));
     let connections = ids(&env, "SELECT id FROM crm_connections").await;
     assert_eq!(connections.len(), 2);
     for id in connections {
-        let c = storage::crm::connection(&mut conn, id)
+        let c = storage::crm::connection(&mut conn, &keys, id)
             .await
             .unwrap()
             .unwrap();
         assert!(c.webhook_secret.is_some() || c.application_token.is_some());
         shown.push(format!("{c:?}"));
-        let a = storage::crm::access(&mut conn, id).await.unwrap().unwrap();
+        let a = storage::crm::access(&mut conn, &keys, id)
+            .await
+            .unwrap()
+            .unwrap();
         shown.push(format!("{a:?}"));
     }
     shown.push(format!(
@@ -467,7 +482,8 @@ async fn no_debug_of_a_credential_carrying_type_prints_a_secret() {
         "{:?}",
         secrets::Sealed::from(Some("EAAB-test-token".to_owned()))
     ));
-    shown.push(format!("{:?}", secrets::keyring().unwrap()));
+    shown.push(format!("{:?}", keys.ring().unwrap()));
+    shown.push(format!("{keys:?}"));
     let mut common = env.common();
     common.secrets.previous_keys = SecretString::from("meta-app-secret-user");
     shown.push(format!("{common:?}"));

@@ -415,9 +415,14 @@ async fn direction_settings_shape_the_request() {
             storage::directions::list_ad_accounts(&mut conn)
                 .await
                 .expect("ad accounts");
-        storage::directions::set_ad_account_app_secret(&mut conn, ad[0].id, Some("app-secret-1"))
-            .await
-            .expect("secret");
+        storage::directions::set_ad_account_app_secret(
+            &mut conn,
+            &env.keys(),
+            ad[0].id,
+            Some("app-secret-1"),
+        )
+        .await
+        .expect("secret");
     }
     let meta = MockServer::start().await;
     pipeline_tests::meta_accepts(&meta).await;

@@ -89,6 +89,7 @@ async fn map_number(env: &TestEnv, s: &Seed, token: Option<&str>) {
     let mut conn = env.conn().await;
     cloud_numbers::map(
         &mut conn,
+        &env.keys(),
         &CloudMapping {
             phone_number_id: PHONE_NUMBER_ID,
             direction_id: s.direction_id,

@@ -36,7 +36,7 @@ use std::{
     time::{Duration, Instant},
 };
 use storage::{
-    DbPool,
+    Store,
     crm::{CrmDirection, StoredChange},
     deliveries::LogEntry,
 };
@@ -48,7 +48,7 @@ const RETRY_AFTER: Duration = Duration::from_secs(5);
 const CURRENCY_TTL: Duration = Duration::from_secs(3600);
 
 pub(crate) struct CrmEvaluator {
-    pub pool: DbPool,
+    pub store: Store,
     pub outbox_wake: Arc<Notify>,
     /// How each CRM is called (pace, OAuth, timeout).
     pub policy: CrmPolicy,
@@ -87,7 +87,7 @@ impl CrmEvaluator {
     }
 
     async fn evaluate(&self, change_id: i64, attempt: u32) -> anyhow::Result<Outcome> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.store.pool().get().await?;
         let Some(ch) = storage::crm::change(&mut conn, change_id).await? else {
             return Ok(Outcome::DeadLetter(format!("no CRM change {change_id}")));
         };
@@ -96,7 +96,7 @@ impl CrmEvaluator {
         }
         drop(conn);
         let Some(mut session) =
-            Session::open(self.pool.clone(), self.policy.clone(), ch.connection_id).await?
+            Session::open(self.store.clone(), self.policy.clone(), ch.connection_id).await?
         else {
             return Ok(Outcome::DeadLetter(format!(
                 "no CRM connection {}",
@@ -105,7 +105,7 @@ impl CrmEvaluator {
         };
         let (user_account_id, crm_type) =
             (session.access().user_account_id, session.access().crm_type);
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.store.pool().get().await?;
         let directions = storage::crm::crm_directions(&mut conn, user_account_id, crm_type).await?;
         drop(conn);
         if directions.is_empty() {
@@ -147,7 +147,7 @@ impl CrmEvaluator {
             .iter()
             .flat_map(|p| phone::candidates(p, cc))
             .collect();
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.store.pool().get().await?;
         let mut found = Vec::with_capacity(directions.len());
         // Levels reached that nothing will be sent for: audit rows.
         let mut skipped: Vec<(&CrmDirection, Level)> = Vec::new();
@@ -236,7 +236,7 @@ impl CrmEvaluator {
 
     /// Closes a change whose evaluation reached no direction's levels.
     async fn done(&self, change_id: i64, outcome: Value) -> anyhow::Result<Outcome> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.store.pool().get().await?;
         storage::crm::mark_evaluated(&mut conn, change_id, &outcome).await?;
         Ok(Outcome::Ack)
     }
@@ -282,7 +282,7 @@ impl CrmEvaluator {
                 fbtrace_id: None,
             })
             .collect();
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.store.pool().get().await?;
         conn.transaction::<_, storage::DbError, _>(async |c| {
             if storage::crm::mark_evaluated(c, change_id, &outcome).await? {
                 storage::deliveries::insert_logs(c, &logs).await?;
@@ -308,7 +308,7 @@ impl CrmEvaluator {
     /// amoCRM account's currency (cached per connection).
     async fn read(
         &self,
-        session: &mut Session,
+        session: &mut Session<Store>,
         ch: &StoredChange,
         directions: &[CrmDirection],
     ) -> Result<Option<Read>, CrmError> {
@@ -328,7 +328,10 @@ impl CrmEvaluator {
         Ok(Some(read))
     }
 
-    async fn account_currency(&self, session: &mut Session) -> Result<Option<String>, CrmError> {
+    async fn account_currency(
+        &self,
+        session: &mut Session<Store>,
+    ) -> Result<Option<String>, CrmError> {
         let connection = session.access().connection_id;
         let cached = self.currencies.lock().ok().and_then(|m| {
             m.get(&connection)
@@ -367,7 +370,10 @@ async fn join(
 }
 
 /// The entity and its phones, or `None` for entities levels do not come from.
-async fn read_entity(session: &mut Session, ch: &StoredChange) -> Result<Option<Read>, CrmError> {
+async fn read_entity(
+    session: &mut Session<Store>,
+    ch: &StoredChange,
+) -> Result<Option<Read>, CrmError> {
     let id = ch.entity_id.as_str();
     let read = match (session.access().crm_type, ch.entity.as_str()) {
         (CrmType::AmoCrm, "lead") => {

@@ -114,7 +114,7 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         })
     };
     let evaluator = Arc::new(crm::CrmEvaluator {
-        pool: runtime.pool.clone(),
+        store: runtime.store.clone(),
         outbox_wake: runtime.outbox_wake.clone(),
         policy: ::crm::session::CrmPolicy::new(&settings.crm)?,
         retry_schedule: retry_schedule.clone(),
@@ -122,7 +122,7 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         currencies: Default::default(),
     });
     let agent = Arc::new(agent::Agent {
-        pool: runtime.pool.clone(),
+        pool: runtime.store.pool().clone(),
         outbox_wake: runtime.outbox_wake.clone(),
         rules,
         analyzer,

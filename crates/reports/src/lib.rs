@@ -189,7 +189,7 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
     let mut runtime = Runtime::new("reports", &settings.common, stop)?;
     let metrics = metrics::Metrics::new(&mut runtime.registry);
     let state = actix_web::web::Data::new(State {
-        pool: runtime.pool.clone(),
+        pool: runtime.store.pool().clone(),
         main: runtime.main.clone(),
         config: config.clone(),
     });
@@ -202,7 +202,8 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         telegram::Telegram::new(&s.telegram_url, timeout).context("the Telegram client")?;
     let insights =
         meta_graph::Graph::new(&settings.meta, timeout).context("the Meta Graph client")?;
-    let (pool, stop) = (runtime.pool.clone(), runtime.stop.clone());
+    let (store, stop) = (runtime.store.clone(), runtime.stop.clone());
+    let pool = store.pool().clone();
     runtime.spawn_worker(daily::run(
         pool.clone(),
         config.clone(),
@@ -210,7 +211,7 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         stop.clone(),
     ));
     runtime.spawn_worker(telegram::run(
-        pool.clone(),
+        store.clone(),
         telegram,
         config.clone(),
         metrics.clone(),
@@ -221,6 +222,6 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         metrics.clone(),
         stop.clone(),
     ));
-    runtime.spawn_worker(spend_sync::run(pool, insights, config, metrics, stop));
+    runtime.spawn_worker(spend_sync::run(store, insights, config, metrics, stop));
     Ok(runtime)
 }

@@ -3,9 +3,9 @@ async fn main() -> std::process::ExitCode {
     let run = async {
         let settings = reports::Settings::load()?;
         if runtime::settings::check_requested() {
-            return runtime::settings::config_check("reports");
+            return runtime::settings::config_check("reports", &settings.common);
         }
-        runtime::telemetry::init(&settings.common.log);
+        runtime::telemetry::start(&settings.common);
         reports::build(settings, runtime::shutdown_on_signals())
             .await?
             .run_until_stopped()

@@ -13,7 +13,7 @@ use meta_graph::Graph;
 use runtime::CancellationToken;
 use serde_json::Value;
 use std::sync::Arc;
-use storage::{DbPool, spend};
+use storage::{Store, spend};
 
 const LEASE_SECS: i32 = 600;
 /// At most this many pages per sync (500 rows each): a loop guard.
@@ -114,14 +114,14 @@ fn currency(item: &Value) -> Option<String> {
 }
 
 pub async fn run(
-    pool: DbPool,
+    store: Store,
     graph: Graph,
     config: Arc<Config>,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
     loop {
-        if let Err(e) = sync_due(&pool, &graph, config.spend_days, &metrics, &stop).await {
+        if let Err(e) = sync_due(&store, &graph, config.spend_days, &metrics, &stop).await {
             tracing::warn!(error = format!("{e:#}"), "spend sync: will retry");
         }
         tokio::select! {
@@ -133,7 +133,7 @@ pub async fn run(
 
 /// Runs every sync due; returns how many finished.
 pub async fn sync_due(
-    pool: &DbPool,
+    store: &Store,
     graph: &Graph,
     days: u32,
     metrics: &Metrics,
@@ -142,8 +142,8 @@ pub async fn sync_due(
     let mut done = 0;
     while !stop.is_cancelled() {
         let job = {
-            let mut conn = pool.get().await?;
-            spend::claim_sync(&mut conn, LEASE_SECS).await?
+            let mut conn = store.pool().get().await?;
+            spend::claim_sync(&mut conn, store.keys(), LEASE_SECS).await?
         };
         let Some(job) = job else { break };
         let until = job.sync_date - chrono::Duration::days(1);
@@ -156,7 +156,7 @@ pub async fn sync_due(
             until,
         )
         .await;
-        let mut conn = pool.get().await?;
+        let mut conn = store.pool().get().await?;
         match fetched {
             Ok(rows) => {
                 spend::upsert(

@@ -13,7 +13,7 @@ use domain::report::{TELEGRAM_LIMIT, split_message};
 use runtime::CancellationToken;
 use serde_json::{Value, json};
 use std::{sync::Arc, time::Duration};
-use storage::{DbPool, reports};
+use storage::{Store, reports};
 
 /// Held per report while its parts go out; renewed by each part.
 const LEASE_SECS: i32 = 120;
@@ -88,14 +88,14 @@ impl Telegram {
 }
 
 pub async fn run(
-    pool: DbPool,
+    store: Store,
     telegram: Telegram,
     config: Arc<Config>,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
     loop {
-        match deliver_due(&pool, &telegram, &metrics, &stop).await {
+        match deliver_due(&store, &telegram, &metrics, &stop).await {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = format!("{e:#}"), "report delivery: will retry"),
         }
@@ -108,7 +108,7 @@ pub async fn run(
 
 /// Sends every report due; returns how many were delivered completely.
 pub async fn deliver_due(
-    pool: &DbPool,
+    store: &Store,
     telegram: &Telegram,
     metrics: &Metrics,
     stop: &CancellationToken,
@@ -116,11 +116,11 @@ pub async fn deliver_due(
     let mut delivered = 0;
     while !stop.is_cancelled() {
         let claimed = {
-            let mut conn = pool.get().await?;
+            let mut conn = store.pool().get().await?;
             reports::claim_send(&mut conn, LEASE_SECS).await?
         };
         let Some(job) = claimed else { break };
-        if deliver(pool, telegram, metrics, &job).await? {
+        if deliver(store, telegram, metrics, &job).await? {
             delivered += 1;
         }
     }
@@ -129,7 +129,7 @@ pub async fn deliver_due(
 
 /// Sends the parts not sent yet; true when the whole report went out.
 async fn deliver(
-    pool: &DbPool,
+    store: &Store,
     telegram: &Telegram,
     metrics: &Metrics,
     job: &reports::PendingSend,
@@ -140,14 +140,14 @@ async fn deliver(
     let account = job.user_account_id;
     let token = job
         .bot_token
-        .open(storage::secrets::USER_TELEGRAM_BOT_TOKEN)?
+        .open(store.keys(), storage::secrets::USER_TELEGRAM_BOT_TOKEN)?
         .unwrap_or_else(|| secrecy::SecretString::from(""));
     while let Some(part) = parts.get(next) {
         match telegram.send_message(&token, &job.chat_id, part).await {
             Sent::Ok => {
                 metrics.telegram("sent");
                 next += 1;
-                let mut conn = pool.get().await?;
+                let mut conn = store.pool().get().await?;
                 reports::part_sent(
                     &mut conn,
                     job.id,
@@ -164,7 +164,7 @@ async fn deliver(
             Sent::RetryAfter(wait) => {
                 metrics.telegram("retry");
                 let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-                let mut conn = pool.get().await?;
+                let mut conn = store.pool().get().await?;
                 reports::send_failed(&mut conn, job.id, Some(at), "Telegram answered 429").await?;
                 return Ok(false);
             }
@@ -177,14 +177,14 @@ async fn deliver(
                     Utc::now() + chrono::Duration::seconds(BACKOFF_SECS[i])
                 });
                 tracing::warn!(user_account_id = %account, error = %e, attempt = job.attempts, "report not delivered");
-                let mut conn = pool.get().await?;
+                let mut conn = store.pool().get().await?;
                 reports::send_failed(&mut conn, job.id, retry, &e).await?;
                 return Ok(false);
             }
             Sent::Permanent(e) => {
                 metrics.telegram("failed");
                 tracing::error!(user_account_id = %account, error = %e, "report delivery failed for good");
-                let mut conn = pool.get().await?;
+                let mut conn = store.pool().get().await?;
                 reports::send_failed(&mut conn, job.id, None, &e).await?;
                 return Ok(false);
             }

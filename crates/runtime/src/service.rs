@@ -8,12 +8,13 @@ use bus::Bus;
 use prometheus_client::registry::Registry;
 use secrecy::ExposeSecret;
 use std::{future::Future, sync::Arc, time::Duration};
-use storage::DbPool;
+use storage::{DbPool, Store};
 use tokio::{sync::Notify, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 pub struct Runtime {
-    pub pool: DbPool,
+    /// The pool and the keys stored credentials are sealed with.
+    pub store: Store,
     pub bus: Arc<Bus>,
     pub stop: CancellationToken,
     /// Notify after committing outbox rows so the relay publishes at once.
@@ -64,14 +65,14 @@ impl Runtime {
         stop: CancellationToken,
     ) -> anyhow::Result<Runtime> {
         // Every service reads or writes stored credentials: no key, no start.
-        storage::secrets::install(common.secrets.keyring()?);
+        let keys = storage::secrets::Keys::from(common.secrets.keyring()?);
         let pool = storage::connect_pool(
             common.database.url.expose_secret(),
             common.database.pool_size,
         )
         .context("database.url")?;
         Ok(Runtime {
-            pool,
+            store: Store::new(pool, keys),
             bus: Arc::new(Bus::new(common.amqp.clone())),
             stop,
             outbox_wake: Arc::new(Notify::new()),
@@ -90,15 +91,17 @@ impl Runtime {
         F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
     {
         let readiness = web::Data::new(Readiness {
-            pool: self.pool.clone(),
+            pool: self.store.pool().clone(),
             bus: self.bus.clone(),
             main: self.main.clone(),
         });
         let shared = metrics::Shared::register(&mut self.registry);
         let registry = Arc::new(std::mem::take(&mut self.registry));
-        let sampler = shared
-            .clone()
-            .sample(self.pool.clone(), self.bus.clone(), self.stop.clone());
+        let sampler = shared.clone().sample(
+            self.store.pool().clone(),
+            self.bus.clone(),
+            self.stop.clone(),
+        );
         self.tasks.spawn(sampler);
         let server = HttpServer::new(move || {
             let http = shared.clone();
@@ -182,7 +185,7 @@ impl Runtime {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let (pool, stop, name) = (self.pool.clone(), self.stop.clone(), self.name);
+        let (pool, stop, name) = (self.store.pool().clone(), self.stop.clone(), self.name);
         self.tasks.spawn(async move {
             if wait_for_schema(&pool, &stop, name).await {
                 work.await;
@@ -197,7 +200,7 @@ impl Runtime {
         // by another at once.
         for _ in 0..OUTBOX_RELAYS {
             let relay = outbox_relay::run(
-                self.pool.clone(),
+                self.store.pool().clone(),
                 self.bus.clone(),
                 self.outbox_wake.clone(),
                 self.stop.clone(),

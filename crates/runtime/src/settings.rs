@@ -17,6 +17,21 @@ pub struct CommonSettings {
     pub http: HttpSettings,
     pub log: LogSettings,
     pub secrets: SecretsSettings,
+    /// What loading noticed, for the service to report once it can.
+    #[serde(skip)]
+    pub notes: LoadNotes,
+}
+
+/// What [`load_settings`] noticed besides the values: deprecated keys that
+/// were read under their new name, and `CAPI_*` variables for sections this
+/// service does not read. Returned with the settings, not kept anywhere else.
+#[derive(Debug, Clone, Default)]
+pub struct LoadNotes {
+    /// One warning per deprecated key that was set (logged at start).
+    pub deprecations: Vec<String>,
+    /// Variables set for sections this service has no use for
+    /// (`--check-config` refuses them).
+    pub unread_variables: Vec<String>,
 }
 
 /// The keys stored credentials are encrypted with (`storage::secrets`).
@@ -117,9 +132,11 @@ pub fn load_settings<T: DeserializeOwned>(
 }
 
 /// Loads only the part `T` (e.g. `[llm]`) from `defaults`, `CAPI_CONFIG` and
-/// the environment, for tools that run no service (the `capi` CLI).
+/// the environment, for tools that run no service (the `capi` CLI). A
+/// deprecated key is read under its new name; the CLI logs nothing, so its
+/// warning is not shown here (the services show it).
 pub fn load_section<T: DeserializeOwned>(defaults: &str) -> Result<T, SettingsError> {
-    let root = load_root(defaults, None, Environment::with_prefix("CAPI"))?;
+    let (root, _deprecations) = load_root(defaults, None, Environment::with_prefix("CAPI"))?;
     with_path(&root)
 }
 
@@ -128,8 +145,8 @@ fn load_from<T: DeserializeOwned>(
     file: Option<&Path>,
     env: Environment,
 ) -> Result<(CommonSettings, T), SettingsError> {
-    let root = load_root(service_defaults, file, env)?;
-    let loaded: (CommonSettings, T) = (with_path(&root)?, with_path(&root)?);
+    let (root, deprecations) = load_root(service_defaults, file, env)?;
+    let mut loaded: (CommonSettings, T) = (with_path(&root)?, with_path(&root)?);
     // sslmode / sslrootcert (and the CA file itself) checked before start,
     // so `--check-config` catches a URL that could never connect.
     storage::PgTarget::parse(loaded.0.database.url.expose_secret()).map_err(|e| {
@@ -140,9 +157,10 @@ fn load_from<T: DeserializeOwned>(
     })?;
     let unread = unread_sections::<T>(&root);
     let vars = std::env::vars().map(|(name, _)| name);
-    if let Ok(mut found) = UNREAD_VARIABLES.lock() {
-        *found = unread_variables(vars, &unread);
-    }
+    loaded.0.notes = LoadNotes {
+        deprecations,
+        unread_variables: unread_variables(vars, &unread),
+    };
     Ok(loaded)
 }
 
@@ -171,10 +189,6 @@ fn unread_variables(vars: impl Iterator<Item = String>, unread: &[String]) -> Ve
     found
 }
 
-/// Environment variables the last [`load_settings`] found set for sections
-/// this service does not read (`--check-config` reports them).
-static UNREAD_VARIABLES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-
 /// `SERVICE --check-config`: load the settings as at start (every value
 /// parsed, unknown keys and sections refused), then stop.
 pub fn check_requested() -> bool {
@@ -184,11 +198,8 @@ pub fn check_requested() -> bool {
 /// The verdict of `--check-config` after the settings loaded: an error
 /// names each `CAPI_*` variable the service would not read (a setting meant
 /// for another service, or a misplaced one); else one line on stdout.
-pub fn config_check(service: &str) -> anyhow::Result<()> {
-    let unread = UNREAD_VARIABLES
-        .lock()
-        .map(|v| v.clone())
-        .unwrap_or_default();
+pub fn config_check(service: &str, common: &CommonSettings) -> anyhow::Result<()> {
+    let unread = &common.notes.unread_variables;
     if unread.is_empty() {
         println!("{service}: configuration is valid");
         return Ok(());
@@ -199,11 +210,12 @@ pub fn config_check(service: &str) -> anyhow::Result<()> {
     )
 }
 
+/// The merged settings tree, and a warning per deprecated key it held.
 fn load_root(
     service_defaults: &str,
     file: Option<&Path>,
     env: Environment,
-) -> Result<serde_json::Value, SettingsError> {
+) -> Result<(serde_json::Value, Vec<String>), SettingsError> {
     let file = file
         .map(Path::to_path_buf)
         .or_else(|| std::env::var_os("CAPI_CONFIG").map(Into::into));
@@ -230,8 +242,8 @@ fn load_root(
     }
     // Variables such as CAPI_CONFIG are not sections; CAPI_<SECTION>__<KEY> are.
     reject_unknown_sections(&root, serde_json::Value::is_object)?;
-    rename_deprecated(&mut root);
-    Ok(root)
+    let deprecations = rename_deprecated(&mut root);
+    Ok((root, deprecations))
 }
 
 /// Every section any service reads. One configuration file may serve every
@@ -297,11 +309,11 @@ const MOVED_KEYS: &[(&str, &str, &str, &str)] = &[
     ("bot", "cloud_api_version", "meta", "graph_version"),
 ];
 
-static DEPRECATIONS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-
 /// A deprecated key that was set overrides its new key's default (the
 /// defaults only ever name new keys, so an old key was set on purpose).
-fn rename_deprecated(root: &mut serde_json::Value) {
+/// Returns a warning per key renamed.
+fn rename_deprecated(root: &mut serde_json::Value) -> Vec<String> {
+    let mut notes = Vec::new();
     for (section, old, new_section, new) in MOVED_KEYS {
         let Some(value) = root
             .get_mut(*section)
@@ -322,9 +334,7 @@ fn rename_deprecated(root: &mut serde_json::Value) {
                 t.entry((*new).to_owned()).or_insert(value);
             }
         }
-        if let Ok(mut notes) = DEPRECATIONS.lock() {
-            notes.push(note);
-        }
+        notes.push(note);
     }
     for (section, old, new, unit) in RENAMED_DURATIONS {
         let Some(table) = root.get_mut(*section).and_then(|v| v.as_object_mut()) else {
@@ -344,19 +354,9 @@ fn rename_deprecated(root: &mut serde_json::Value) {
              use `{section}.{new} = \"{humane}\"` (read as that now)"
         );
         table.insert((*new).to_owned(), serde_json::Value::String(humane));
-        if let Ok(mut notes) = DEPRECATIONS.lock() {
-            notes.push(note);
-        }
+        notes.push(note);
     }
-}
-
-/// The deprecation warnings of the settings loaded so far (each once);
-/// logged once logging is set up.
-pub fn take_deprecations() -> Vec<String> {
-    DEPRECATIONS
-        .lock()
-        .map(|mut notes| std::mem::take(&mut *notes))
-        .unwrap_or_default()
+    notes
 }
 
 /// Deserializes with the failing key's path in the error.
@@ -440,11 +440,11 @@ mod tests {
                 Environment::with_prefix("CAPI").source(Some(source)),
             )
         };
-        let (_, s) = load_moved(&[("CAPI_BOT__CLOUD_API_VERSION", "v25.0")])
+        let (common, s) = load_moved(&[("CAPI_BOT__CLOUD_API_VERSION", "v25.0")])
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.meta.graph_version, "v25.0");
         assert!(
-            take_deprecations().iter().any(
+            common.notes.deprecations.iter().any(
                 |n| n.contains("`bot.cloud_api_version`") && n.contains("`meta.graph_version`")
             )
         );
@@ -585,14 +585,14 @@ mod tests {
         }
         let source: HashMap<String, String> =
             [("CAPI_META__TIMEOUT_MS".to_owned(), "2500".to_owned())].into();
-        let (_, own) = load_from::<Own>(
+        let (common, own) = load_from::<Own>(
             "[http]\nport = 1\n[meta]\ntimeout = \"10s\"\n",
             None,
             Environment::with_prefix("CAPI").source(Some(source)),
         )
         .expect("loads");
         assert_eq!(own.meta.timeout, std::time::Duration::from_millis(2500));
-        let notes = take_deprecations();
+        let notes = common.notes.deprecations;
         assert!(
             notes
                 .iter()

@@ -1,11 +1,19 @@
 //! Structured logs: human-readable by default, JSON when configured.
 
-use crate::settings::{LogFormat, LogSettings};
+use crate::settings::{CommonSettings, LogFormat, LogSettings};
 use std::io::IsTerminal;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
-/// Installs the global subscriber (once; later calls are no-ops), then logs
-/// the settings' deprecation warnings.
+/// A service's start: logging as configured, then the warnings its
+/// settings' loading noted (deprecated keys).
+pub fn start(common: &CommonSettings) {
+    init(&common.log);
+    for note in &common.notes.deprecations {
+        tracing::warn!("{note}");
+    }
+}
+
+/// Installs the global subscriber (once; later calls are no-ops).
 pub fn init(settings: &LogSettings) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.filter))
@@ -28,7 +36,4 @@ pub fn init(settings: &LogSettings) {
             )
             .try_init(),
     };
-    for note in crate::settings::take_deprecations() {
-        tracing::warn!("{note}");
-    }
 }

@@ -56,12 +56,12 @@ impl std::fmt::Debug for CloudMapping<'_> {
 /// existing dialogs pick the direction up. Returns its instance name.
 pub async fn map(
     conn: &mut AsyncPgConnection,
+    keys: &crate::secrets::Keys,
     m: &CloudMapping<'_>,
 ) -> Result<String, diesel::result::Error> {
     use whatsapp_phone_numbers::dsl as w;
     let name = instance_name(m.phone_number_id);
-    let token =
-        crate::secrets::seal_opt(crate::secrets::NUMBER_CLOUD_ACCESS_TOKEN, m.access_token)?;
+    let token = keys.seal_opt(crate::secrets::NUMBER_CLOUD_ACCESS_TOKEN, m.access_token)?;
     let token = token.as_deref();
     diesel::insert_into(w::whatsapp_phone_numbers)
         .values((

@@ -59,6 +59,7 @@ struct ConnectionRow {
 
 pub async fn connection(
     conn: &mut AsyncPgConnection,
+    keys: &crate::secrets::Keys,
     id: Uuid,
 ) -> Result<Option<Connection>, diesel::result::Error> {
     let Some(r) = crm_connections::table
@@ -74,11 +75,11 @@ pub async fn connection(
         id: r.id,
         user_account_id: r.user_account_id,
         crm_type: r.crm_type,
-        webhook_secret: secrets::open(secrets::CRM_WEBHOOK_SECRET, r.webhook_secret.as_deref())?,
+        webhook_secret: keys.open(secrets::CRM_WEBHOOK_SECRET, r.webhook_secret.as_deref())?,
         account_subdomain: r.account_subdomain,
         account_id: r.account_id,
         member_id: r.member_id,
-        application_token: secrets::open(
+        application_token: keys.open(
             secrets::CRM_APPLICATION_TOKEN,
             r.application_token.as_deref(),
         )?,
@@ -146,15 +147,16 @@ impl<'a> NewConnection<'a> {
 
 pub async fn create_connection(
     conn: &mut AsyncPgConnection,
+    keys: &crate::secrets::Keys,
     c: &NewConnection<'_>,
 ) -> Result<Uuid, diesel::result::Error> {
-    let base_url = secrets::seal(secrets::CRM_BASE_URL, c.base_url)?;
-    let access_token = secrets::seal_opt(secrets::CRM_ACCESS_TOKEN, c.access_token)?;
-    let webhook_secret = secrets::seal_opt(secrets::CRM_WEBHOOK_SECRET, c.webhook_secret)?;
-    let application_token = secrets::seal_opt(secrets::CRM_APPLICATION_TOKEN, c.application_token)?;
-    let refresh_token = secrets::seal_opt(secrets::CRM_REFRESH_TOKEN, c.refresh_token)?;
+    let base_url = keys.seal(secrets::CRM_BASE_URL, c.base_url)?;
+    let access_token = keys.seal_opt(secrets::CRM_ACCESS_TOKEN, c.access_token)?;
+    let webhook_secret = keys.seal_opt(secrets::CRM_WEBHOOK_SECRET, c.webhook_secret)?;
+    let application_token = keys.seal_opt(secrets::CRM_APPLICATION_TOKEN, c.application_token)?;
+    let refresh_token = keys.seal_opt(secrets::CRM_REFRESH_TOKEN, c.refresh_token)?;
     let oauth_client_secret =
-        secrets::seal_opt(secrets::CRM_OAUTH_CLIENT_SECRET, c.oauth_client_secret)?;
+        keys.seal_opt(secrets::CRM_OAUTH_CLIENT_SECRET, c.oauth_client_secret)?;
     let sealed = NewConnection {
         base_url: &base_url,
         access_token: access_token.as_deref(),
@@ -239,41 +241,7 @@ pub async fn change(
         .optional()
 }
 
-/// An OAuth integration/application.
-#[derive(Clone)]
-pub struct OAuthClient {
-    pub client_id: String,
-    pub client_secret: SecretString,
-    pub redirect_uri: Option<String>,
-}
-
-/// What calling a connection's CRM needs. Secrets never print.
-#[derive(Clone)]
-pub struct Access {
-    pub connection_id: Uuid,
-    pub user_account_id: Uuid,
-    pub crm_type: CrmType,
-    /// amoCRM: the account's address; Bitrix24: the incoming webhook URL (a
-    /// secret) or the OAuth app's client endpoint.
-    pub base_url: SecretString,
-    pub access_token: Option<SecretString>,
-    pub refresh_token: Option<SecretString>,
-    pub token_expires_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// Set for OAuth connections (they can refresh their token).
-    pub oauth: Option<OAuthClient>,
-    pub default_region: String,
-}
-
-impl std::fmt::Debug for Access {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Access")
-            .field("connection_id", &self.connection_id)
-            .field("crm_type", &self.crm_type)
-            .field("oauth", &self.oauth.is_some())
-            .field("token_expires_at", &self.token_expires_at)
-            .finish_non_exhaustive()
-    }
-}
+pub use crm::session::{Access, OAuthClient};
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = crm_connections, check_for_backend(diesel::pg::Pg))]
@@ -291,11 +259,11 @@ struct AccessRow {
     default_region: String,
 }
 
-impl TryFrom<AccessRow> for Access {
-    type Error = secrets::SecretError;
-    fn try_from(r: AccessRow) -> Result<Access, secrets::SecretError> {
+impl AccessRow {
+    fn open(self, keys: &crate::secrets::Keys) -> Result<Access, secrets::SecretError> {
+        let r = self;
         let open = |column, s: Option<String>| {
-            secrets::open(column, s.as_deref())
+            keys.open(column, s.as_deref())
                 .map(|s| s.filter(|t| !t.expose_secret().trim().is_empty()))
         };
         let oauth = match (
@@ -327,6 +295,7 @@ impl TryFrom<AccessRow> for Access {
 /// How to call the connection's CRM.
 pub async fn access(
     conn: &mut AsyncPgConnection,
+    keys: &crate::secrets::Keys,
     connection_id: Uuid,
 ) -> Result<Option<Access>, diesel::result::Error> {
     let row: Option<AccessRow> = crm_connections::table
@@ -335,13 +304,14 @@ pub async fn access(
         .get_result(conn)
         .await
         .optional()?;
-    Ok(row.map(Access::try_from).transpose()?)
+    Ok(row.map(|r| r.open(keys)).transpose()?)
 }
 
 /// The same, with the connection's row locked until the transaction ends:
 /// whoever holds it is the one who may refresh the token.
 pub async fn lock_access(
     conn: &mut AsyncPgConnection,
+    keys: &crate::secrets::Keys,
     connection_id: Uuid,
 ) -> Result<Option<Access>, diesel::result::Error> {
     let locked: Option<Uuid> = crm_connections::table
@@ -352,7 +322,7 @@ pub async fn lock_access(
         .await
         .optional()?;
     match locked {
-        Some(_) => access(conn, connection_id).await,
+        Some(_) => access(conn, keys, connection_id).await,
         None => Ok(None),
     }
 }
@@ -360,14 +330,15 @@ pub async fn lock_access(
 /// Stores a refreshed token pair (inside the transaction holding the lock).
 pub async fn store_tokens(
     conn: &mut AsyncPgConnection,
+    keys: &crate::secrets::Keys,
     connection_id: Uuid,
     access_token: &str,
     refresh_token: &str,
     expires_at: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), diesel::result::Error> {
     use crm_connections::dsl as k;
-    let access_token = secrets::seal(secrets::CRM_ACCESS_TOKEN, access_token)?;
-    let refresh_token = secrets::seal(secrets::CRM_REFRESH_TOKEN, refresh_token)?;
+    let access_token = keys.seal(secrets::CRM_ACCESS_TOKEN, access_token)?;
+    let refresh_token = keys.seal(secrets::CRM_REFRESH_TOKEN, refresh_token)?;
     diesel::update(k::crm_connections.find(connection_id))
         .set((
             k::access_token.eq(access_token),

@@ -45,6 +45,7 @@ struct GatewayInstanceRow {
 
 pub async fn instance(
     conn: &mut AsyncPgConnection,
+    keys: &crate::secrets::Keys,
     name: &str,
 ) -> Result<Option<Instance>, diesel::result::Error> {
     use whatsapp_phone_numbers::dsl as w;
@@ -57,7 +58,8 @@ pub async fn instance(
     else {
         return Ok(None);
     };
-    let webhook_secret = secrets::open(secrets::NUMBER_WEBHOOK_SECRET, Some(&row.webhook_secret))?
+    let webhook_secret = keys
+        .open(secrets::NUMBER_WEBHOOK_SECRET, Some(&row.webhook_secret))?
         .unwrap_or_else(|| SecretString::from(""));
     Ok(Some(Instance {
         instance_name: row.instance_name,
@@ -69,11 +71,12 @@ pub async fn instance(
 
 pub async fn create_user_account(
     conn: &mut AsyncPgConnection,
+    keys: &crate::secrets::Keys,
     name: &str,
     access_token: Option<&str>,
 ) -> Result<Uuid, diesel::result::Error> {
     use user_accounts::dsl as u;
-    let access_token = secrets::seal_opt(secrets::USER_ACCESS_TOKEN, access_token)?;
+    let access_token = keys.seal_opt(secrets::USER_ACCESS_TOKEN, access_token)?;
     diesel::insert_into(u::user_accounts)
         .values((u::name.eq(name), u::access_token.eq(access_token)))
         .returning(u::id)
@@ -85,11 +88,12 @@ pub async fn create_user_account(
 /// account's token, used for `appsecret_proof`.
 pub async fn set_ad_account_app_secret(
     conn: &mut AsyncPgConnection,
+    keys: &crate::secrets::Keys,
     id: Uuid,
     app_secret: Option<&str>,
 ) -> Result<bool, diesel::result::Error> {
     use ad_accounts::dsl as a;
-    let app_secret = secrets::seal_opt(secrets::AD_APP_SECRET, app_secret)?;
+    let app_secret = keys.seal_opt(secrets::AD_APP_SECRET, app_secret)?;
     let n = diesel::update(a::ad_accounts.find(id))
         .set(a::app_secret.eq(app_secret))
         .execute(conn)
@@ -99,13 +103,14 @@ pub async fn set_ad_account_app_secret(
 
 pub async fn create_ad_account(
     conn: &mut AsyncPgConnection,
+    keys: &crate::secrets::Keys,
     user_account_id: Uuid,
     name: &str,
     meta_ad_account_id: Option<&str>,
     access_token: Option<&str>,
 ) -> Result<Uuid, diesel::result::Error> {
     use ad_accounts::dsl as a;
-    let access_token = secrets::seal_opt(secrets::AD_ACCESS_TOKEN, access_token)?;
+    let access_token = keys.seal_opt(secrets::AD_ACCESS_TOKEN, access_token)?;
     diesel::insert_into(a::ad_accounts)
         .values((
             a::user_account_id.eq(user_account_id),
@@ -157,13 +162,14 @@ struct InstanceMapping<'a> {
 /// lets existing dialogs of that instance pick the direction up.
 pub async fn map_instance(
     conn: &mut AsyncPgConnection,
+    keys: &crate::secrets::Keys,
     instance_name: &str,
     direction_id: Uuid,
     webhook_secret: &str,
     phone_number: Option<&str>,
 ) -> Result<(), diesel::result::Error> {
     use whatsapp_phone_numbers::dsl as w;
-    let webhook_secret = secrets::seal(secrets::NUMBER_WEBHOOK_SECRET, webhook_secret)?;
+    let webhook_secret = keys.seal(secrets::NUMBER_WEBHOOK_SECRET, webhook_secret)?;
     let mapping = InstanceMapping {
         instance_name,
         direction_id,
@@ -536,13 +542,14 @@ struct InstanceBotChanges<'a> {
 /// `evolution_api_version` is `v1` or `v2`.
 pub async fn set_instance_bot(
     conn: &mut AsyncPgConnection,
+    keys: &crate::secrets::Keys,
     instance_name: &str,
     evolution_api_key: Option<&str>,
     evolution_api_version: Option<ApiVersion>,
     bot_enabled: Option<bool>,
 ) -> Result<bool, diesel::result::Error> {
     use whatsapp_phone_numbers::dsl as w;
-    let sealed_key = secrets::seal_opt(secrets::NUMBER_EVOLUTION_API_KEY, evolution_api_key)?;
+    let sealed_key = keys.seal_opt(secrets::NUMBER_EVOLUTION_API_KEY, evolution_api_key)?;
     let changes = InstanceBotChanges {
         evolution_api_key: sealed_key.as_deref(),
         evolution_api_version,
@@ -550,7 +557,7 @@ pub async fn set_instance_bot(
     };
     if evolution_api_key.is_none() && evolution_api_version.is_none() && bot_enabled.is_none() {
         // Nothing to change: say whether the instance exists.
-        return Ok(instance(conn, instance_name).await?.is_some());
+        return Ok(instance(conn, keys, instance_name).await?.is_some());
     }
     let n = diesel::update(w::whatsapp_phone_numbers.filter(w::instance_name.eq(instance_name)))
         .set(&changes)

@@ -8,6 +8,7 @@ pub mod cloud_numbers;
 pub mod connect;
 pub mod conversations;
 pub mod crm;
+mod crm_sessions;
 pub mod dashboard;
 pub mod deliveries;
 pub mod directions;
@@ -23,12 +24,14 @@ mod schema;
 pub mod secrets;
 pub mod spend;
 mod sql_functions;
+mod store;
 pub mod usage;
 
 pub use connect::{PgTarget, SslMode, connect};
 pub use diesel_async::AsyncPgConnection;
 pub use pool::{DbPool, PooledConn, connect_pool, ping};
 pub use prepared::{Prepared, PreparedExt};
+pub use store::Store;
 
 /// Errors from the database layer.
 pub type DbError = diesel::result::Error;

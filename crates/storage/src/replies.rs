@@ -63,6 +63,7 @@ type ReplyContextRow = (
 
 pub async fn reply_context(
     conn: &mut AsyncPgConnection,
+    keys: &crate::secrets::Keys,
     dialog_id: Uuid,
 ) -> Result<Option<ReplyContext>, diesel::result::Error> {
     use account_directions::dsl as ad;
@@ -110,7 +111,7 @@ pub async fn reply_context(
         )|
          -> Result<ReplyContext, diesel::result::Error> {
             let open = |column, s: Option<String>| {
-                crate::secrets::open(column, s.as_deref()).map(|s| {
+                keys.open(column, s.as_deref()).map(|s| {
                     s.filter(|k| !secrecy::ExposeSecret::expose_secret(k).trim().is_empty())
                 })
             };

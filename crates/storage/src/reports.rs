@@ -707,6 +707,7 @@ impl std::fmt::Debug for AccountSettings<'_> {
 /// Applies the settings; false when there is no such account.
 pub async fn set_account(
     conn: &mut AsyncPgConnection,
+    keys: &crate::secrets::Keys,
     id: Uuid,
     s: &AccountSettings<'_>,
 ) -> Result<bool, diesel::result::Error> {
@@ -739,7 +740,7 @@ pub async fn set_account(
             .await?;
     }
     if let Some(token) = s.telegram_bot_token {
-        let token = crate::secrets::seal_opt(crate::secrets::USER_TELEGRAM_BOT_TOKEN, token)?;
+        let token = keys.seal_opt(crate::secrets::USER_TELEGRAM_BOT_TOKEN, token)?;
         diesel::update(u::user_accounts.find(id))
             .set(u::telegram_bot_token.eq(token))
             .execute(conn)

@@ -89,6 +89,7 @@ struct Claimed {
 /// or waiting; `None` when there is nothing to do.
 pub async fn claim_sync(
     conn: &mut AsyncPgConnection,
+    keys: &crate::secrets::Keys,
     lease_secs: i32,
 ) -> Result<Option<SyncJob>, diesel::result::Error> {
     // SQL: the claim is the (ad_account_id, sync_date) key: a new row, or a
@@ -128,7 +129,7 @@ pub async fn claim_sync(
         ))
         .first(conn)
         .await?;
-    let token = crate::secrets::open(crate::secrets::AD_ACCESS_TOKEN, token.as_deref())?;
+    let token = keys.open(crate::secrets::AD_ACCESS_TOKEN, token.as_deref())?;
     Ok(match (meta_id, token) {
         (Some(meta_ad_account_id), Some(access_token)) => Some(SyncJob {
             ad_account_id: c.ad_account_id,

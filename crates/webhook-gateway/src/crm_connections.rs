@@ -37,7 +37,7 @@ pub(crate) struct Connections {
 }
 
 struct Inner {
-    pool: storage::DbPool,
+    store: storage::Store,
     main: runtime::MainRuntime,
     /// What each id was found to be, and when.
     seen: Mutex<HashMap<Uuid, (Option<Connection>, Instant)>>,
@@ -46,10 +46,10 @@ struct Inner {
 }
 
 impl Connections {
-    pub fn new(pool: storage::DbPool, main: runtime::MainRuntime) -> Connections {
+    pub fn new(store: storage::Store, main: runtime::MainRuntime) -> Connections {
         Connections {
             inner: Arc::new(Inner {
-                pool,
+                store,
                 main,
                 seen: Mutex::new(HashMap::new()),
                 reading: Mutex::new(HashMap::new()),
@@ -126,10 +126,10 @@ impl Inner {
                 .map_err(|e| e.to_string())?;
             Some(permit)
         };
-        let pool = self.pool.clone();
+        let store = self.store.clone();
         let read = async move {
-            let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-            storage::crm::connection(&mut conn, id)
+            let mut conn = store.pool().get().await.map_err(|e| e.to_string())?;
+            storage::crm::connection(&mut conn, store.keys(), id)
                 .await
                 .map_err(|e| e.to_string())
         };

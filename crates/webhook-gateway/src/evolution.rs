@@ -54,8 +54,13 @@ async fn handle(
 ) -> Result<serde_json::Value, ApiError> {
     // One connection for the lookup and the message(s): a webhook costs one
     // checkout from the pool.
-    let mut conn = state.pool.get().await.map_err(ApiError::unavailable)?;
-    let instance = storage::directions::instance(&mut conn, &instance_name)
+    let mut conn = state
+        .store
+        .pool()
+        .get()
+        .await
+        .map_err(ApiError::unavailable)?;
+    let instance = storage::directions::instance(&mut conn, state.store.keys(), &instance_name)
         .await
         .map_err(ApiError::unavailable)?
         // A Cloud API number's row is not an Evolution instance.

@@ -79,7 +79,7 @@ impl Settings {
 
 /// Shared by the request handlers.
 pub(crate) struct State {
-    pub pool: storage::DbPool,
+    pub store: storage::Store,
     pub outbox_wake: Arc<Notify>,
     pub body_limits: body::Limits,
     pub main: runtime::MainRuntime,
@@ -105,16 +105,19 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         );
     }
     let state = actix_web::web::Data::new(State {
-        pool: runtime.pool.clone(),
+        store: runtime.store.clone(),
         outbox_wake: runtime.outbox_wake.clone(),
         body_limits: body::Limits {
             max_bytes: settings.gateway.max_body_bytes,
             timeout: settings.gateway.body_timeout,
         },
         main: runtime.main.clone(),
-        changes: crm_store::ChangeStore::start(runtime.pool.clone(), runtime.outbox_wake.clone()),
+        changes: crm_store::ChangeStore::start(
+            runtime.store.pool().clone(),
+            runtime.outbox_wake.clone(),
+        ),
         crm_connections: crm_connections::Connections::new(
-            runtime.pool.clone(),
+            runtime.store.clone(),
             runtime.main.clone(),
         ),
         cloud,

@@ -3,9 +3,9 @@ async fn main() -> std::process::ExitCode {
     let run = async {
         let settings = webhook_gateway::Settings::load()?;
         if runtime::settings::check_requested() {
-            return runtime::settings::config_check("webhook-gateway");
+            return runtime::settings::config_check("webhook-gateway", &settings.common);
         }
-        runtime::telemetry::init(&settings.common.log);
+        runtime::telemetry::start(&settings.common);
         webhook_gateway::build(settings, runtime::shutdown_on_signals())
             .await?
             .run_until_stopped()

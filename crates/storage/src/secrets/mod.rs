@@ -10,9 +10,10 @@
 //! stays empty: it means "none" in the schema and is no secret.
 //!
 //! The keys come from the environment (`secrets.key`, `secrets.previous_keys`)
-//! and are installed once per process (`install`) by the service runtime or
-//! the CLI; the query functions find them here rather than taking them as an
-//! argument, as every query takes only a connection.
+//! and travel as [`Keys`], held by the [`crate::Store`] beside the pool: a
+//! query that seals or opens a credential takes them as an argument. Nothing
+//! here is process-wide, so two handles may hold two keyrings (a rotation
+//! test does).
 
 mod keyring;
 pub mod rotate;
@@ -20,7 +21,7 @@ pub mod rotate;
 pub use keyring::{Key, KeyError, Keyring};
 
 use secrecy::SecretString;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 /// A credential column: its table, its name, its table's key (as text) and
 /// the kind of credential it holds (the associated data of its
@@ -138,43 +139,65 @@ impl From<SecretError> for diesel::result::Error {
     }
 }
 
-static KEYRING: RwLock<Option<Arc<Keyring>>> = RwLock::new(None);
+/// The keys this handle seals and opens with, or none (the CLI without
+/// `CAPI_SECRETS__KEY`: commands that touch a credential then fail with
+/// [`SecretError::NoKey`]). Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Keys(Option<Arc<Keyring>>);
 
-/// Makes `keyring` the one this process seals and opens with.
-pub fn install(keyring: Keyring) {
-    let mut slot = KEYRING
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    *slot = Some(Arc::new(keyring));
-}
-
-/// The installed keyring.
-pub fn keyring() -> Result<Arc<Keyring>, SecretError> {
-    KEYRING
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone()
-        .ok_or(SecretError::NoKey)
-}
-
-/// The stored form of `plain` for `column` (empty stays empty).
-pub fn seal(column: Column, plain: &str) -> Result<String, SecretError> {
-    if plain.is_empty() {
-        return Ok(String::new());
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(ring) => write!(f, "Keys({ring:?})"),
+            None => f.write_str("Keys(none)"),
+        }
     }
-    Ok(keyring()?.seal(column, plain))
 }
 
-/// `seal` of an optional value.
-pub fn seal_opt(column: Column, plain: Option<&str>) -> Result<Option<String>, SecretError> {
-    plain.map(|p| seal(column, p)).transpose()
+impl From<Keyring> for Keys {
+    fn from(ring: Keyring) -> Keys {
+        Keys(Some(Arc::new(ring)))
+    }
 }
 
-/// The credential a stored value holds; `None` for NULL or empty.
-pub fn open(column: Column, stored: Option<&str>) -> Result<Option<SecretString>, SecretError> {
-    match stored {
-        None | Some("") => Ok(None),
-        Some(s) => keyring()?.open(column, s).map(Some),
+impl Keys {
+    /// No key configured.
+    pub fn none() -> Keys {
+        Keys(None)
+    }
+
+    /// The keyring, or why there is none.
+    pub fn ring(&self) -> Result<&Keyring, SecretError> {
+        self.0.as_deref().ok_or(SecretError::NoKey)
+    }
+
+    /// The stored form of `plain` for `column` (empty stays empty).
+    pub fn seal(&self, column: Column, plain: &str) -> Result<String, SecretError> {
+        if plain.is_empty() {
+            return Ok(String::new());
+        }
+        Ok(self.ring()?.seal(column, plain))
+    }
+
+    /// `seal` of an optional value.
+    pub fn seal_opt(
+        &self,
+        column: Column,
+        plain: Option<&str>,
+    ) -> Result<Option<String>, SecretError> {
+        plain.map(|p| self.seal(column, p)).transpose()
+    }
+
+    /// The credential a stored value holds; `None` for NULL or empty.
+    pub fn open(
+        &self,
+        column: Column,
+        stored: Option<&str>,
+    ) -> Result<Option<SecretString>, SecretError> {
+        match stored {
+            None | Some("") => Ok(None),
+            Some(s) => self.ring()?.open(column, s).map(Some),
+        }
     }
 }
 
@@ -216,8 +239,8 @@ impl Sealed {
         self.0.as_deref().is_some_and(|s| !s.is_empty())
     }
 
-    /// The credential, opened as `column`'s kind.
-    pub fn open(&self, column: Column) -> Result<Option<SecretString>, SecretError> {
-        open(column, self.0.as_deref())
+    /// The credential, opened with `keys` as `column`'s kind.
+    pub fn open(&self, keys: &Keys, column: Column) -> Result<Option<SecretString>, SecretError> {
+        keys.open(column, self.0.as_deref())
     }
 }
