@@ -216,13 +216,19 @@ pub async fn api_key(url: &str, c: ApiKeyCommand) -> Result<(), Failure> {
 
 /// `capi dashboard-link`: a short-lived sign-in link to the account's dashboard.
 pub async fn dashboard_link(url: &str, user_account: Uuid) -> Result<(), Failure> {
-    let s = ::reports::ReportSettings::load()?;
+    #[derive(serde::Deserialize)]
+    struct Own {
+        reports: dashboard_link::LinkSettings,
+    }
+    let s = runtime::settings::load_section::<Own>(dashboard_link::DEFAULTS)
+        .map_err(anyhow::Error::from)?
+        .reports;
     let mut conn = connect(url).await?;
     let Some(generation) = storage::dashboard::generation(&mut conn, user_account).await? else {
         return Err(Failure::input(format!("no user account {user_account}")));
     };
     let (link, expires) = s
-        .dashboard_link(user_account, generation)
+        .link(user_account, generation)
         .map_err(|e| Failure::input(format!("{e:#}")))?;
     out!(
         "{}",

@@ -18,7 +18,7 @@ use actix_web::{
 };
 use chrono::{NaiveDate, Utc};
 use domain::analytics::RevenueView;
-use domain::api_key::{LinkGrant, link_nonce, sign_link, verify_link};
+use domain::api_key::verify_link;
 use maud::{Markup, html};
 use std::collections::HashMap;
 use storage::analytics::{LeadEvents, LevelColumn};
@@ -34,30 +34,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(at("/dashboard/logout", "POST").route(web::post().to(logout)))
         .service(at("/dashboard", "GET").route(web::get().to(dashboard)))
         .service(at("/dashboard/leads/{lead_id}", "GET").route(web::get().to(lead_view)));
-}
-
-/// The link `capi dashboard-link` prints, and when it expires (Unix
-/// seconds): it signs in once, while the account's dashboard generation is
-/// still `generation`.
-pub fn link(
-    public_url: &str,
-    secret: &[u8],
-    account: Uuid,
-    generation: i32,
-    ttl: std::time::Duration,
-) -> (String, i64) {
-    let expires = Utc::now().timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
-    let grant = LinkGrant {
-        account,
-        generation,
-        expires_unix: expires,
-        nonce: link_nonce(),
-    };
-    let url = format!(
-        "{public_url}/dashboard/login?token={}",
-        sign_link(secret, &grant)
-    );
-    (url, expires)
 }
 
 fn message_page(status: StatusCode, title: &str, text: &str) -> HttpResponse {

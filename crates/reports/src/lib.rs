@@ -52,7 +52,9 @@ pub struct ReportSettings {
     pub session_ttl: String,
 }
 
-/// `[reports]` defaults; `capi` reads the same section.
+/// `[reports]` defaults; the sign-in link's keys (`dashboard_secret`,
+/// `public_url`, `link_ttl`) have theirs in `dashboard_link::DEFAULTS`,
+/// which the `capi` CLI reads too.
 pub const DEFAULTS: &str = r#"
 [http]
 port = 8084
@@ -63,9 +65,6 @@ tick = "30s"
 telegram_url = "https://api.telegram.org"
 spend_days = 7
 timeout = "20s"
-dashboard_secret = ""
-public_url = "http://127.0.0.1:8084"
-link_ttl = "15m"
 session_ttl = "12h"
 "#;
 
@@ -77,7 +76,10 @@ impl Settings {
             #[serde(default)]
             meta: meta_graph::GraphSettings,
         }
-        let (common, own) = runtime::load_settings::<Own>(DEFAULTS, None)?;
+        let (common, own) = runtime::settings::load_settings_layered::<Own>(
+            &[DEFAULTS, dashboard_link::DEFAULTS],
+            None,
+        )?;
         Ok(Settings {
             common,
             reports: own.reports,
@@ -87,53 +89,23 @@ impl Settings {
 }
 
 impl ReportSettings {
-    /// `[reports]` as the `capi` CLI sees it (defaults, `CAPI_CONFIG`, `CAPI_REPORTS__*`).
-    pub fn load() -> anyhow::Result<ReportSettings> {
-        #[derive(Deserialize)]
-        struct Own {
-            reports: ReportSettings,
-        }
-        Ok(runtime::settings::load_section::<Own>(DEFAULTS)?.reports)
+    /// The sign-in link keys of this section.
+    fn link_settings(&self) -> anyhow::Result<dashboard_link::LinkSettings> {
+        Ok(dashboard_link::LinkSettings {
+            dashboard_secret: self.dashboard_secret.clone(),
+            public_url: self.public_url.clone(),
+            link_ttl: duration_setting("reports.link_ttl", &self.link_ttl)?,
+        })
     }
 
-    /// A sign-in link to the account's dashboard, valid for `link_ttl` and
-    /// once, while the account's dashboard generation is `generation`
-    /// (`storage::dashboard::generation`); with its expiry (Unix seconds).
+    /// A sign-in link to the account's dashboard (`dashboard_link`), with
+    /// its expiry (Unix seconds).
     pub fn dashboard_link(
         &self,
         account: uuid::Uuid,
         generation: i32,
     ) -> anyhow::Result<(String, i64)> {
-        let secret = self.dashboard_secret()?.ok_or_else(|| {
-            anyhow::anyhow!(
-                "reports.dashboard_secret is not set (CAPI_REPORTS__DASHBOARD_SECRET): the dashboard is off"
-            )
-        })?;
-        let ttl = duration_setting("reports.link_ttl", &self.link_ttl)?;
-        Ok(dashboard::link(
-            self.public_url.trim_end_matches('/'),
-            &secret,
-            account,
-            generation,
-            ttl,
-        ))
-    }
-
-    /// The secret links are signed with: `None` when it is not set (the
-    /// dashboard is off), an error naming the setting when it is set but
-    /// weak (`domain::signing_key`), so a guessable secret never signs.
-    fn dashboard_secret(&self) -> anyhow::Result<Option<Vec<u8>>> {
-        use secrecy::ExposeSecret;
-        let secret = self.dashboard_secret.expose_secret().trim();
-        if secret.is_empty() {
-            return Ok(None);
-        }
-        domain::signing_key::decode_strong(
-            secret,
-            "reports.dashboard_secret",
-            "CAPI_REPORTS__DASHBOARD_SECRET",
-        )?;
-        Ok(Some(secret.as_bytes().to_vec()))
+        self.link_settings()?.link(account, generation)
     }
 }
 
@@ -164,8 +136,8 @@ impl Config {
             daily_at_minutes: parse_daily_at(&s.daily_at)?,
             tick: duration_setting("reports.tick", &s.tick)?,
             spend_days: s.spend_days.clamp(1, 90),
-            dashboard_secret: s.dashboard_secret()?,
-            public_url: s.public_url.trim_end_matches('/').to_owned(),
+            dashboard_secret: dashboard_link::secret(&s.dashboard_secret)?,
+            public_url: dashboard_link::public_url(&s.public_url).to_owned(),
             session_ttl: duration_setting("reports.session_ttl", &s.session_ttl)?,
         })
     }

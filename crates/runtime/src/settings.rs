@@ -131,12 +131,22 @@ pub fn load_settings<T: DeserializeOwned>(
     load_from(service_defaults, file, Environment::with_prefix("CAPI"))
 }
 
+/// [`load_settings`] with the defaults in layers, each merged over the one
+/// before: the service's own, then those of a library that reads keys of
+/// the same sections (e.g. `dashboard_link::DEFAULTS`).
+pub fn load_settings_layered<T: DeserializeOwned>(
+    defaults: &[&str],
+    file: Option<&Path>,
+) -> Result<(CommonSettings, T), SettingsError> {
+    load_layers(defaults, file, Environment::with_prefix("CAPI"))
+}
+
 /// Loads only the part `T` (e.g. `[llm]`) from `defaults`, `CAPI_CONFIG` and
 /// the environment, for tools that run no service (the `capi` CLI). A
 /// deprecated key is read under its new name; the CLI logs nothing, so its
 /// warning is not shown here (the services show it).
 pub fn load_section<T: DeserializeOwned>(defaults: &str) -> Result<T, SettingsError> {
-    let (root, _deprecations) = load_root(defaults, None, Environment::with_prefix("CAPI"))?;
+    let (root, _deprecations) = load_root(&[defaults], None, Environment::with_prefix("CAPI"))?;
     with_path(&root)
 }
 
@@ -145,7 +155,15 @@ fn load_from<T: DeserializeOwned>(
     file: Option<&Path>,
     env: Environment,
 ) -> Result<(CommonSettings, T), SettingsError> {
-    let (root, deprecations) = load_root(service_defaults, file, env)?;
+    load_layers(&[service_defaults], file, env)
+}
+
+fn load_layers<T: DeserializeOwned>(
+    defaults: &[&str],
+    file: Option<&Path>,
+    env: Environment,
+) -> Result<(CommonSettings, T), SettingsError> {
+    let (root, deprecations) = load_root(defaults, file, env)?;
     let mut loaded: (CommonSettings, T) = (with_path(&root)?, with_path(&root)?);
     // sslmode / sslrootcert (and the CA file itself) checked before start,
     // so `--check-config` catches a URL that could never connect.
@@ -212,16 +230,18 @@ pub fn config_check(service: &str, common: &CommonSettings) -> anyhow::Result<()
 
 /// The merged settings tree, and a warning per deprecated key it held.
 fn load_root(
-    service_defaults: &str,
+    defaults: &[&str],
     file: Option<&Path>,
     env: Environment,
 ) -> Result<(serde_json::Value, Vec<String>), SettingsError> {
     let file = file
         .map(Path::to_path_buf)
         .or_else(|| std::env::var_os("CAPI_CONFIG").map(Into::into));
-    let mut builder = Config::builder()
-        .add_source(File::from_str(COMMON_DEFAULTS, FileFormat::Toml))
-        .add_source(File::from_str(service_defaults, FileFormat::Toml));
+    let mut builder =
+        Config::builder().add_source(File::from_str(COMMON_DEFAULTS, FileFormat::Toml));
+    for layer in defaults {
+        builder = builder.add_source(File::from_str(layer, FileFormat::Toml));
+    }
     if let Some(path) = &file {
         builder = builder.add_source(
             File::from(path.as_path())
