@@ -10,7 +10,7 @@ use diesel::{QueryableByName, migration::MigrationSource, pg::Pg, sql_types::Tex
 use diesel_async::{AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
-pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../../migrations");
 
 /// Arbitrary constant shared by every `capi migrate`.
 const MIGRATION_LOCK_KEY: i64 = 0x4341_5049_4d49_4752; // "CAPIMIGR"

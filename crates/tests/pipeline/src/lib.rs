@@ -682,7 +682,7 @@ pub fn customer_message(
 /// re-serialising it changes the bytes).
 pub fn cloud_referral_payload(message_id: &str, secs_ago: i64) -> Vec<u8> {
     let path = format!(
-        "{}/../capi/tests/fixtures/meta-cloud/meta-cloudapi_webhook_messages_text_ctwa-referral_META-DOCS-EXAMPLE.json",
+        "{}/../../tools/capi/tests/fixtures/meta-cloud/meta-cloudapi_webhook_messages_text_ctwa-referral_META-DOCS-EXAMPLE.json",
         env!("CARGO_MANIFEST_DIR")
     );
     let text = std::fs::read_to_string(path).expect("the Cloud API fixture");

@@ -46,7 +46,7 @@ fn replay(target: &str, data: &[u8]) {
 
 #[test]
 fn every_kept_fuzz_finding_is_handled() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fuzz/regressions");
     let mut replayed = 0;
     for target in std::fs::read_dir(&root).into_iter().flatten().flatten() {
         let name = target.file_name().to_string_lossy().into_owned();

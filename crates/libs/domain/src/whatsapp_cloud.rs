@@ -303,7 +303,7 @@ mod tests {
 
     fn fixture(name: &str) -> Value {
         let path = format!(
-            "{}/../capi/tests/fixtures/meta-cloud/{name}",
+            "{}/../../tools/capi/tests/fixtures/meta-cloud/{name}",
             env!("CARGO_MANIFEST_DIR")
         );
         serde_json::from_str(

@@ -2035,7 +2035,7 @@ async fn the_event_names_migration_moves_the_old_defaults_and_says_so() {
     let env = pipeline_tests::TestEnv::new().await;
     let down = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../migrations/2026-12-05-000019_business_messaging_event_names/down.sql"
+        "/../../../migrations/2026-12-05-000019_business_messaging_event_names/down.sql"
     ))
     .unwrap();
     let user = id_of(&capi_ok(
