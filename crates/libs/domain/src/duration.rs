@@ -31,9 +31,36 @@ pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D
     parse(&text).map_err(serde::de::Error::custom)
 }
 
+/// "1s,30s,2m" → the waits of a retry schedule (empty parts ignored).
+pub fn parse_schedule(s: &str) -> Result<Vec<Duration>, String> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(parse)
+        .collect()
+}
+
+/// For schedule fields: `#[serde(deserialize_with = "domain::duration::deserialize_schedule")]`
+/// reads "1s,30s,2m".
+pub fn deserialize_schedule<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<Duration>, D::Error> {
+    let text = <String as serde::Deserialize>::deserialize(d)?;
+    parse_schedule(&text).map_err(serde::de::Error::custom)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_schedule_is_its_parts_and_a_bad_part_is_an_error() {
+        assert_eq!(
+            parse_schedule("1s, 2m,"),
+            Ok(vec![Duration::from_secs(1), Duration::from_secs(120)])
+        );
+        assert!(parse_schedule("1s,soon").is_err());
+        assert_eq!(parse_schedule(""), Ok(vec![]));
+    }
 
     #[test]
     fn units_scale_and_overflow_is_an_error() {

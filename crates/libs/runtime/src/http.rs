@@ -6,7 +6,7 @@
 //! nothing here needs a script, a frame, a referrer or a cache.
 
 use crate::ApiError;
-use actix_web::{HttpResponse, Resource, http::StatusCode, middleware::DefaultHeaders, web};
+use actix_web::{HttpResponse, Resource, middleware::DefaultHeaders, web};
 
 /// No script, style, image, frame or form target from anywhere, and no
 /// page of ours in anyone's frame (JSON and metrics need none of them).
@@ -28,8 +28,7 @@ pub fn security_headers() -> DefaultHeaders {
 pub fn resource(path: &str, allow: &'static str) -> Resource {
     web::resource(path).default_service(web::to(move || async move {
         let mut answer = actix_web::ResponseError::error_response(&ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
+            crate::ErrorCode::MethodNotAllowed,
             format!("this path serves {allow}"),
         ));
         answer.headers_mut().insert(

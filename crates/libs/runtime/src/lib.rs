@@ -14,7 +14,7 @@ pub mod telemetry;
 
 mod service;
 
-pub use api_error::ApiError;
+pub use api_error::{ApiError, ErrorCode};
 pub use health::Readiness;
 pub use service::{MainRuntime, Runtime};
 pub use settings::{CommonSettings, load_settings};

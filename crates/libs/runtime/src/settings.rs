@@ -387,40 +387,58 @@ fn with_path<T: DeserializeOwned>(root: &serde_json::Value) -> Result<T, Setting
     })
 }
 
-/// "500ms", "5s", "2m", "1h" → duration.
-pub fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
-    domain::duration::parse(s).map_err(|e| anyhow::anyhow!(e))
-}
-
-/// "1s,30s,2m" → the waits of a retry schedule (empty parts ignored); the
-/// error names the configuration `key`.
-pub fn parse_schedule(key: &str, value: &str) -> anyhow::Result<Vec<std::time::Duration>> {
-    value
-        .split(',')
-        .filter(|p| !p.trim().is_empty())
-        .map(|p| duration_setting(key, p))
-        .collect()
-}
-
-/// A duration setting; the error names the configuration `key`.
-pub fn duration_setting(key: &str, value: &str) -> anyhow::Result<std::time::Duration> {
-    use anyhow::Context;
-    parse_duration(value).with_context(|| format!("invalid configuration: key `{key}`"))
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
-    fn schedules_parse_and_name_their_key() {
-        use std::time::Duration;
+    fn durations_and_schedules_are_typed_and_a_bad_one_names_its_key() {
+        #[derive(Debug, Deserialize)]
+        struct Own {
+            reports: X,
+        }
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct X {
+            #[serde(deserialize_with = "domain::duration::deserialize")]
+            wait: std::time::Duration,
+            #[serde(deserialize_with = "domain::duration::deserialize_schedule")]
+            retry: Vec<std::time::Duration>,
+        }
+        let load = |vars: &[(&str, &str)]| {
+            let source: std::collections::HashMap<String, String> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            super::load_from::<Own>(
+                "[http]\nport = 1\n[reports]\nwait = \"250ms\"\nretry = \"1s, 2m,\"\n",
+                None,
+                config::Environment::with_prefix("CAPI").source(Some(source)),
+            )
+        };
+        let (_, own) = load(&[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(own.reports.wait, std::time::Duration::from_millis(250));
         assert_eq!(
-            super::parse_schedule("x.retry", "1s, 2m,").ok(),
-            Some(vec![Duration::from_secs(1), Duration::from_secs(120)])
+            own.reports.retry,
+            [
+                std::time::Duration::from_secs(1),
+                std::time::Duration::from_secs(120)
+            ]
         );
-        let err = super::parse_schedule("x.retry", "1s,soon")
+        let err = load(&[("CAPI_REPORTS__RETRY", "1s,soon")])
             .err()
-            .map(|e| format!("{e:#}"));
-        assert!(err.is_some_and(|e| e.contains("`x.retry`")));
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("`reports.retry`") && err.contains("soon"),
+            "{err}"
+        );
+        let err = load(&[("CAPI_REPORTS__WAIT", "5d")])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("`reports.wait`") && err.contains("unknown unit"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -474,20 +492,6 @@ mod tests {
         ])
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.meta.graph_version, "v27.0", "the new key wins");
-    }
-
-    #[test]
-    fn durations_parse_with_units() {
-        use std::time::Duration;
-        assert_eq!(parse_duration("5s").ok(), Some(Duration::from_secs(5)));
-        assert_eq!(
-            parse_duration("250ms").ok(),
-            Some(Duration::from_millis(250))
-        );
-        assert_eq!(parse_duration("2m").ok(), Some(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1h").ok(), Some(Duration::from_secs(3600)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5d").is_err());
     }
 
     use super::*;

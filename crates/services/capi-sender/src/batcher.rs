@@ -13,7 +13,7 @@
 //! Each request's answer goes, with its events and their payloads, to `on_answer`
 //! (which records them together), and each event's waiter gets its outcome.
 
-use crate::metrics::{Metrics, OutcomeLabel};
+use crate::metrics::Metrics;
 use domain::{
     capi_event::{appsecret_proof, build_request},
     meta_errors::{MetaError, Verdict, verdict},
@@ -489,17 +489,7 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
     fn judge(&self, answer: Answer, n: usize) -> EventResult {
         let error = answer.body.as_ref().and_then(MetaError::from_body);
         let v = verdict(answer.status, error.as_ref());
-        let outcome = match v {
-            Verdict::Accepted => "accepted",
-            Verdict::Transient => "transient",
-            Verdict::Throttled => "throttled",
-            Verdict::Invalid => "invalid",
-            Verdict::Permanent => "permanent",
-        };
-        self.metrics
-            .requests
-            .get_or_create(&OutcomeLabel { outcome })
-            .inc();
+        self.metrics.request(v);
         self.metrics.batch_size.observe(n as f64);
         self.metrics
             .meta_latency_seconds

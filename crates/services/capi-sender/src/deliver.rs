@@ -137,7 +137,7 @@ impl Deliverer {
                 attempt,
                 reason,
             }) => {
-                self.metrics.event("skipped");
+                self.metrics.event(AttemptStatus::Skipped);
                 let entry = log_entry(
                     &ctx,
                     &queued,
@@ -395,13 +395,13 @@ impl Deliverer {
         match r.verdict {
             Verdict::Accepted => {
                 tracing::info!(dialog_id = %q.dialog_id, level = %q.level, event_id = %ctx.event_id, pixel_id = ?ctx.pixel_id, batch_size = r.batch_size, "CAPI event sent");
-                self.metrics.event("sent");
+                self.metrics.event(AttemptStatus::Success);
                 (Outcome::Ack, AttemptStatus::Success, None)
             }
             Verdict::Invalid | Verdict::Permanent => {
                 tracing::error!(dialog_id = %q.dialog_id, level = %q.level, event_id = %ctx.event_id, verdict = ?r.verdict,
                     message = ?r.error_message, "Meta rejected the event");
-                self.metrics.event("failed");
+                self.metrics.event(AttemptStatus::Error);
                 let reason = if r.verdict == Verdict::Invalid {
                     "invalid"
                 } else {
@@ -424,7 +424,7 @@ impl Deliverer {
                 )
                 .map(Duration::from_millis) else {
                     tracing::error!(dialog_id = %q.dialog_id, level = %q.level, event_id = %ctx.event_id, attempt = p.attempt, "giving up after the last attempt");
-                    self.metrics.event("failed");
+                    self.metrics.event(AttemptStatus::Error);
                     let why = format!("gave up after {} attempts", p.attempt);
                     return (
                         Outcome::DeadLetter(why.clone()),

@@ -11,7 +11,6 @@ mod metrics;
 pub use deliver::RetryPolicy;
 
 use anyhow::bail;
-use runtime::settings::{duration_setting, parse_schedule};
 use runtime::{CancellationToken, CommonSettings, Runtime};
 use serde::Deserialize;
 use std::{collections::HashMap, sync::Arc, sync::Mutex, time::Duration};
@@ -44,13 +43,16 @@ pub struct MetaSettings {
     /// Requests to Meta in flight at once, per replica.
     pub max_concurrent_requests: usize,
     /// Waits before each retry, e.g. "5s,30s,2m,10m,1h"; after the last, the event is dead-lettered.
-    pub retry_schedule: String,
+    #[serde(deserialize_with = "domain::duration::deserialize_schedule")]
+    pub retry_schedule: Vec<Duration>,
     /// ±fraction of random spread on each wait.
     pub retry_jitter: f64,
     /// Minimum wait for an ad account Meta is throttling, e.g. "15m".
-    pub throttle_backoff: String,
+    #[serde(deserialize_with = "domain::duration::deserialize")]
+    pub throttle_backoff: Duration,
     /// Safety margin before Meta's 7-day limit, e.g. "1h".
-    pub max_age_margin: String,
+    #[serde(deserialize_with = "domain::duration::deserialize")]
+    pub max_age_margin: Duration,
     /// How long a sender owns an event while its request is in flight.
     #[serde(deserialize_with = "domain::duration::deserialize")]
     pub lease: Duration,
@@ -111,8 +113,9 @@ impl Settings {
 
 impl MetaSettings {
     pub fn policy(&self) -> anyhow::Result<RetryPolicy> {
-        let schedule_ms = parse_schedule("meta.retry_schedule", &self.retry_schedule)?
-            .into_iter()
+        let schedule_ms = self
+            .retry_schedule
+            .iter()
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             .collect();
         if !(0.0..1.0).contains(&self.retry_jitter) {
@@ -127,11 +130,8 @@ impl MetaSettings {
         Ok(RetryPolicy {
             schedule_ms,
             jitter: self.retry_jitter,
-            throttle_backoff: duration_setting("meta.throttle_backoff", &self.throttle_backoff)?,
-            age_margin_secs: i64::try_from(
-                duration_setting("meta.max_age_margin", &self.max_age_margin)?.as_secs(),
-            )
-            .unwrap_or(3600),
+            throttle_backoff: self.throttle_backoff,
+            age_margin_secs: i64::try_from(self.max_age_margin.as_secs()).unwrap_or(3600),
         })
     }
 }

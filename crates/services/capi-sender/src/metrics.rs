@@ -1,6 +1,7 @@
 //! capi-sender's own metrics, served at `/metrics` with every service's
 //! (`runtime::metrics`).
 
+use domain::{delivery::AttemptStatus, meta_errors::Verdict};
 use prometheus_client::{
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
@@ -87,7 +88,26 @@ impl Metrics {
         })
     }
 
-    pub fn event(&self, outcome: &'static str) {
+    /// An event's final outcome, by its audit status (the metric's words:
+    /// sent, failed, skipped).
+    pub fn event(&self, status: AttemptStatus) {
+        let outcome = match status {
+            AttemptStatus::Success => "sent",
+            AttemptStatus::Error => "failed",
+            AttemptStatus::Skipped => "skipped",
+        };
         self.events.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+
+    /// A request's answer, by what it means.
+    pub fn request(&self, verdict: Verdict) {
+        let outcome = match verdict {
+            Verdict::Accepted => "accepted",
+            Verdict::Transient => "transient",
+            Verdict::Throttled => "throttled",
+            Verdict::Invalid => "invalid",
+            Verdict::Permanent => "permanent",
+        };
+        self.requests.get_or_create(&OutcomeLabel { outcome }).inc();
     }
 }

@@ -21,10 +21,7 @@ pub use bot::GENERIC_PROMPT;
 
 use anyhow::Context;
 use llm::{LlmClient, LlmSettings};
-use runtime::{
-    CancellationToken, CommonSettings, Runtime,
-    settings::{duration_setting, parse_schedule},
-};
+use runtime::{CancellationToken, CommonSettings, Runtime};
 use serde::Deserialize;
 use std::{sync::Arc, time::Duration};
 use tokio::sync::Semaphore;
@@ -67,17 +64,20 @@ pub struct BotSettings {
     pub cloud_api_timeout: Duration,
     /// A human who wrote from the business phone this recently (e.g. "30m")
     /// owns the conversation: the bot stays quiet.
-    pub takeover_window: String,
+    #[serde(deserialize_with = "domain::duration::deserialize")]
+    pub takeover_window: Duration,
     /// Customer messages older than this (e.g. "10m", a backlog after a
     /// reconnect) get no reply.
-    pub max_message_age: String,
+    #[serde(deserialize_with = "domain::duration::deserialize")]
+    pub max_message_age: Duration,
     /// The conversation sent to the model: at most this many messages…
     pub max_history_messages: usize,
     /// …and this many characters (about 4 per token), oldest dropped first.
     pub max_history_chars: usize,
     /// Waits before each retry when the model or Evolution API is
     /// unavailable, e.g. "1s,3s"; after the last, this reply is given up.
-    pub retry_schedule: String,
+    #[serde(deserialize_with = "domain::duration::deserialize_schedule")]
+    pub retry_schedule: Vec<Duration>,
     /// Replies being worked on at once per process (model calls in flight).
     pub max_concurrent_replies: usize,
 }
@@ -135,8 +135,7 @@ impl Settings {
     }
 }
 
-fn chrono_duration(key: &str, value: &str) -> anyhow::Result<chrono::Duration> {
-    let d = duration_setting(&format!("bot.{key}"), value)?;
+fn chrono_duration(key: &str, d: Duration) -> anyhow::Result<chrono::Duration> {
     chrono::Duration::from_std(d).with_context(|| format!("invalid configuration: key `bot.{key}`"))
 }
 
@@ -144,10 +143,10 @@ fn chrono_duration(key: &str, value: &str) -> anyhow::Result<chrono::Duration> {
 pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Result<Runtime> {
     let b = &settings.bot;
     let rules = decide::Rules {
-        takeover_window: chrono_duration("takeover_window", &b.takeover_window)?,
-        max_message_age: chrono_duration("max_message_age", &b.max_message_age)?,
+        takeover_window: chrono_duration("takeover_window", b.takeover_window)?,
+        max_message_age: chrono_duration("max_message_age", b.max_message_age)?,
     };
-    let retry_schedule = parse_schedule("bot.retry_schedule", &b.retry_schedule)?;
+    let retry_schedule = b.retry_schedule.clone();
     let mut runtime = Runtime::new("chatbot-service", &settings.common, stop)?;
     let metrics = metrics::Metrics::new(&mut runtime.registry);
     runtime.serve(&settings.common, |_| {})?;

@@ -17,12 +17,9 @@ pub use decide::Policy;
 
 use anyhow::Context;
 use llm::{LlmClient, LlmSettings};
-use runtime::{
-    CancellationToken, CommonSettings, Runtime,
-    settings::{duration_setting, parse_schedule},
-};
+use runtime::{CancellationToken, CommonSettings, Runtime};
 use serde::Deserialize;
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -41,12 +38,15 @@ pub struct QualificationSettings {
     pub policy: Policy,
     /// After a burst, wait this long for the customer to go quiet before
     /// analysing (a newer burst starts the wait again); "0s": at once.
-    pub quiet_period: String,
+    #[serde(deserialize_with = "domain::duration::deserialize")]
+    pub quiet_period: Duration,
     /// Analyse anyway once the oldest unread customer message is this old.
-    pub max_wait: String,
+    #[serde(deserialize_with = "domain::duration::deserialize")]
+    pub max_wait: Duration,
     /// Waits while the model is unavailable, e.g. "30s,2m,10m,30m"; the last
     /// repeats until it is back (a dialog is never dropped).
-    pub retry_schedule: String,
+    #[serde(deserialize_with = "domain::duration::deserialize_schedule")]
+    pub retry_schedule: Vec<Duration>,
     /// The conversation sent to the model: at most this many messages…
     pub max_history_messages: usize,
     /// …and this many characters (about 4 per token), oldest dropped first.
@@ -91,10 +91,10 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
     let s = &settings.qualification;
     let rules = decide::Rules {
         policy: s.policy,
-        quiet_period: duration_setting("qualification.quiet_period", &s.quiet_period)?,
-        max_wait: duration_setting("qualification.max_wait", &s.max_wait)?,
+        quiet_period: s.quiet_period,
+        max_wait: s.max_wait,
     };
-    let retry_schedule = parse_schedule("qualification.retry_schedule", &s.retry_schedule)?;
+    let retry_schedule = s.retry_schedule.clone();
     if rules.policy == Policy::PerMessage {
         tracing::warn!(
             "qualification.policy = per_message: one model call per customer message (the naive baseline)"

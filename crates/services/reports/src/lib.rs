@@ -16,7 +16,7 @@ mod telegram;
 pub use api::API_PATHS;
 
 use anyhow::Context;
-use runtime::{CancellationToken, CommonSettings, Runtime, settings::duration_setting};
+use runtime::{CancellationToken, CommonSettings, Runtime};
 use secrecy::SecretString;
 use serde::Deserialize;
 use std::{sync::Arc, time::Duration};
@@ -35,21 +35,25 @@ pub struct ReportSettings {
     /// Local time (account's zone) after which yesterday's report is made, "HH:MM".
     pub daily_at: String,
     /// How often the schedule, the Telegram sender and the spend sync look for work.
-    pub tick: String,
+    #[serde(deserialize_with = "domain::duration::deserialize")]
+    pub tick: Duration,
     /// Telegram Bot API base URL.
     pub telegram_url: String,
     /// Days of spend fetched by each daily sync (Meta revises recent days).
     pub spend_days: u32,
     /// Outbound request timeout (Telegram, Meta).
-    pub timeout: String,
+    #[serde(deserialize_with = "domain::duration::deserialize")]
+    pub timeout: Duration,
     /// Signs dashboard links and session cookies; the dashboard is off
     /// while empty. `capi dashboard-link` needs the same value.
     pub dashboard_secret: SecretString,
     /// How the dashboard is reached from a browser (printed links).
     pub public_url: String,
     /// How long a dashboard link and a dashboard session last.
-    pub link_ttl: String,
-    pub session_ttl: String,
+    #[serde(deserialize_with = "domain::duration::deserialize")]
+    pub link_ttl: Duration,
+    #[serde(deserialize_with = "domain::duration::deserialize")]
+    pub session_ttl: Duration,
 }
 
 /// `[reports]` defaults; the sign-in link's keys (`dashboard_secret`,
@@ -90,12 +94,12 @@ impl Settings {
 
 impl ReportSettings {
     /// The sign-in link keys of this section.
-    fn link_settings(&self) -> anyhow::Result<dashboard_link::LinkSettings> {
-        Ok(dashboard_link::LinkSettings {
+    fn link_settings(&self) -> dashboard_link::LinkSettings {
+        dashboard_link::LinkSettings {
             dashboard_secret: self.dashboard_secret.clone(),
             public_url: self.public_url.clone(),
-            link_ttl: duration_setting("reports.link_ttl", &self.link_ttl)?,
-        })
+            link_ttl: self.link_ttl,
+        }
     }
 
     /// A sign-in link to the account's dashboard (`dashboard_link`), with
@@ -105,7 +109,7 @@ impl ReportSettings {
         account: uuid::Uuid,
         generation: i32,
     ) -> anyhow::Result<(String, i64)> {
-        self.link_settings()?.link(account, generation)
+        self.link_settings().link(account, generation)
     }
 }
 
@@ -134,11 +138,11 @@ impl Config {
     fn from(s: &ReportSettings) -> anyhow::Result<Config> {
         Ok(Config {
             daily_at_minutes: parse_daily_at(&s.daily_at)?,
-            tick: duration_setting("reports.tick", &s.tick)?,
+            tick: s.tick,
             spend_days: s.spend_days.clamp(1, 90),
             dashboard_secret: dashboard_link::secret(&s.dashboard_secret)?,
             public_url: dashboard_link::public_url(&s.public_url).to_owned(),
-            session_ttl: duration_setting("reports.session_ttl", &s.session_ttl)?,
+            session_ttl: s.session_ttl,
         })
     }
 }
@@ -154,7 +158,7 @@ pub(crate) struct State {
 pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Result<Runtime> {
     let s = &settings.reports;
     let config = Arc::new(Config::from(s)?);
-    let timeout = duration_setting("reports.timeout", &s.timeout)?;
+    let timeout = s.timeout;
     if config.dashboard_secret.is_none() {
         tracing::warn!("the dashboard is off: set reports.dashboard_secret");
     }

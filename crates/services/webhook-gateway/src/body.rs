@@ -3,7 +3,7 @@
 //! and find the secret it presents. Nothing here depends on whether the
 //! instance or connection exists, so these answers reveal nothing about it.
 
-use actix_web::{HttpRequest, http::StatusCode, web};
+use actix_web::{HttpRequest, web};
 use futures_util::StreamExt;
 use runtime::ApiError;
 use secrecy::{ExposeSecret, SecretString};
@@ -38,8 +38,7 @@ pub const SECRET_HEADER: &str = "x-webhook-secret";
 
 fn too_large(limit: usize) -> ApiError {
     ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
+        runtime::ErrorCode::PayloadTooLarge,
         format!("body exceeds {limit} bytes"),
     )
 }
@@ -57,8 +56,7 @@ fn check_content_type(req: &HttpRequest, kind: Kind) -> Result<(), ApiError> {
         return Ok(());
     }
     Err(ApiError::new(
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
+        runtime::ErrorCode::UnsupportedMediaType,
         format!(
             "Content-Type must be {}, not '{}'",
             kind.media_type(),
@@ -81,8 +79,7 @@ pub async fn read(
         .await
         .map_err(|_| {
             ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
+                runtime::ErrorCode::RequestTimeout,
                 format!(
                     "the body did not arrive within {} s",
                     limits.timeout.as_secs_f64()
@@ -106,7 +103,7 @@ async fn read_within(
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk =
-            chunk.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.to_string()))?;
+            chunk.map_err(|e| ApiError::new(runtime::ErrorCode::BodyUnreadable, e.to_string()))?;
         if body.len() + chunk.len() > limit {
             return Err(too_large(limit));
         }
@@ -119,8 +116,7 @@ async fn read_within(
 pub fn json(body: &[u8]) -> Result<serde_json::Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
+            runtime::ErrorCode::InvalidBody,
             format!("body is not valid JSON: {e}"),
         )
     })
@@ -146,11 +142,11 @@ pub fn secret_matches(presented: Option<&str>, expected: Option<&SecretString>) 
 
 /// 400 for a body over one of `domain::limits`: it names the limit.
 pub fn over_limit(e: domain::limits::LimitExceeded) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "limit_exceeded", e.to_string())
+    ApiError::new(runtime::ErrorCode::LimitExceeded, e.to_string())
 }
 
 pub fn unauthorized(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    ApiError::new(runtime::ErrorCode::Unauthorized, message)
 }
 
 /// The one answer for a hook URL that is not known *or* whose secret is

@@ -12,7 +12,7 @@
 //! in constant time, and `auth[member_id]`, which must be the connection's.
 
 use crate::{State, body, crm_store::Change};
-use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use domain::{
     crm::{amocrm, bitrix24, form::FormError},
     level::CrmType,
@@ -40,7 +40,7 @@ struct SecretQuery {
 }
 
 fn invalid_body(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.to_string())
+    ApiError::new(runtime::ErrorCode::InvalidBody, e.to_string())
 }
 
 /// 400 for a body the form reader refused: `limit_exceeded` naming the

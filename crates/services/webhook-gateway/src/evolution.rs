@@ -5,7 +5,7 @@
 //! `headers`) or, for senders that cannot set headers, as `?token=`.
 
 use crate::{State, body, inbound};
-use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, TimeZone, Utc};
 use domain::{
     evolution::{self, InboundMessage, Parsed},
@@ -87,11 +87,7 @@ async fn handle(
     }
     let parsed = evolution::parse_messages_upsert(&value).map_err(|e| match e {
         evolution::ParseError::Limit(l) => body::over_limit(l),
-        other => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_payload",
-            other.to_string(),
-        ),
+        other => ApiError::new(runtime::ErrorCode::InvalidBody, other.to_string()),
     })?;
     let mut results = Vec::with_capacity(parsed.len());
     for p in parsed {

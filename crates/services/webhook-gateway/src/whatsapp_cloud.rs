@@ -10,7 +10,7 @@
 //! retries for days, so a repeat (same wamid) is a 200 that stores nothing.
 
 use crate::{State, body, inbound};
-use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{TimeZone, Utc};
 use domain::whatsapp_cloud::{self, CloudMessage, CloudParseError};
 use runtime::ApiError;
@@ -118,10 +118,10 @@ async fn handshake(query: web::Query<Handshake>, state: web::Data<State>) -> Htt
         }
         _ => {
             tracing::warn!("WhatsApp Cloud API subscription refused: wrong mode or verify token");
-            HttpResponse::Forbidden().json(json!({
-                "code": "forbidden",
-                "message": "hub.mode must be subscribe and hub.verify_token the configured token",
-            }))
+            actix_web::ResponseError::error_response(&ApiError::new(
+                runtime::ErrorCode::Forbidden,
+                "hub.mode must be subscribe and hub.verify_token the configured token",
+            ))
         }
     }
 }
@@ -174,8 +174,7 @@ async fn handle(
         Err(CloudParseError::Limit(l)) => return Err(body::over_limit(l)),
         Err(e) => {
             return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_payload",
+                runtime::ErrorCode::InvalidBody,
                 e.to_string(),
             ));
         }

@@ -345,13 +345,15 @@ impl PipelineOptions {
             // Tests time batches exactly: no longer linger under a backlog.
             max_linger: Duration::from_millis(self.linger_ms),
             max_concurrent_requests: 8,
-            retry_schedule: self
-                .retry_schedule
-                .clone()
-                .unwrap_or_else(|| vec![step; 5].join(",")),
+            retry_schedule: schedule(
+                &self
+                    .retry_schedule
+                    .clone()
+                    .unwrap_or_else(|| vec![step; 5].join(",")),
+            ),
             retry_jitter: 0.0,
-            throttle_backoff: self.throttle_backoff.clone(),
-            max_age_margin: "1h".into(),
+            throttle_backoff: duration(&self.throttle_backoff),
+            max_age_margin: Duration::from_secs(3600),
             lease: Duration::from_secs(30),
             uncertain_grace: Duration::from_secs(5),
             partner_agent: self.partner_agent.clone(),
@@ -393,13 +395,9 @@ impl PipelineOptions {
                 policy: q
                     .as_ref()
                     .map_or(qualification_agent::Policy::Economy, |q| q.policy),
-                quiet_period: q
-                    .as_ref()
-                    .map_or_else(|| "0s".into(), |q| q.quiet_period.clone()),
-                max_wait: "10m".into(),
-                retry_schedule: q
-                    .as_ref()
-                    .map_or_else(|| "300ms".into(), |q| q.retry_schedule.clone()),
+                quiet_period: duration(q.as_ref().map_or("0s", |q| &q.quiet_period)),
+                max_wait: Duration::from_secs(600),
+                retry_schedule: schedule(q.as_ref().map_or("300ms", |q| &q.retry_schedule)),
                 max_history_messages: 60,
                 max_history_chars: 16000,
             },
@@ -424,16 +422,11 @@ impl PipelineOptions {
                     .unwrap_or_default(),
                 evolution_timeout: Duration::from_secs(2),
                 cloud_api_timeout: Duration::from_secs(2),
-                takeover_window: "30m".into(),
-                max_message_age: bot
-                    .as_ref()
-                    .map_or_else(|| "10m".into(), |b| b.max_message_age.clone()),
+                takeover_window: Duration::from_secs(30 * 60),
+                max_message_age: duration(bot.as_ref().map_or("10m", |b| &b.max_message_age)),
                 max_history_messages: 30,
                 max_history_chars: 12000,
-                retry_schedule: bot
-                    .as_ref()
-                    .map(|b| b.retry_schedule.clone())
-                    .unwrap_or_default(),
+                retry_schedule: schedule(bot.as_ref().map_or("", |b| &b.retry_schedule)),
                 max_concurrent_replies: 256,
             },
             meta: meta_graph::GraphSettings {
@@ -691,6 +684,16 @@ pub fn cloud_referral_payload(message_id: &str, secs_ago: i64) -> Vec<u8> {
     m["id"] = json!(message_id);
     m["timestamp"] = json!(recent(secs_ago).to_string());
     serde_json::to_vec_pretty(&v).expect("JSON")
+}
+
+/// A test option's "300ms"-style duration.
+fn duration(text: &str) -> Duration {
+    domain::duration::parse(text).unwrap_or_else(|e| panic!("test duration {text:?}: {e}"))
+}
+
+/// A test option's "200ms,200ms"-style retry schedule.
+fn schedule(text: &str) -> Vec<Duration> {
+    domain::duration::parse_schedule(text).unwrap_or_else(|e| panic!("test schedule {text:?}: {e}"))
 }
 
 /// POSTs a webhook with the secret header; returns status and JSON body.
@@ -1038,14 +1041,14 @@ pub const DASHBOARD_SECRET: &str =
 pub fn reports_settings(outside_url: &str) -> reports::ReportSettings {
     reports::ReportSettings {
         daily_at: "00:00".into(),
-        tick: "200ms".into(),
+        tick: Duration::from_millis(200),
         telegram_url: outside_url.into(),
         spend_days: 7,
-        timeout: "5s".into(),
+        timeout: Duration::from_secs(5),
         dashboard_secret: DASHBOARD_SECRET.to_owned().into(),
         public_url: "http://127.0.0.1".into(),
-        link_ttl: "15m".into(),
-        session_ttl: "1h".into(),
+        link_ttl: Duration::from_secs(15 * 60),
+        session_ttl: Duration::from_secs(3600),
     }
 }
 

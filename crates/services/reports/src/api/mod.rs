@@ -7,7 +7,7 @@
 pub(crate) mod params;
 
 use crate::{State, stats};
-use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use params::{Params, Range, parse_uuid};
 use runtime::ApiError;
 use serde_json::{Value, json};
@@ -44,11 +44,7 @@ async fn openapi() -> HttpResponse {
 }
 
 fn not_found(what: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("no such {what}"),
-    )
+    ApiError::new(runtime::ErrorCode::NotFound, format!("no such {what}"))
 }
 
 /// The presented key: `Authorization: Bearer …` or `X-Api-Key`.
@@ -66,8 +62,7 @@ fn presented_key(req: &HttpRequest) -> Result<String, ApiError> {
         .filter(|k| !k.is_empty())
         .ok_or_else(|| {
             ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
+                runtime::ErrorCode::Unauthorized,
                 "an API key is required: Authorization: Bearer <key> (capi api-key create)",
             )
         })
@@ -97,8 +92,7 @@ async fn authorize(
         .map_err(db_error)?
         .ok_or_else(|| {
             ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
+                runtime::ErrorCode::Unauthorized,
                 "the API key is unknown or revoked",
             )
         })?;

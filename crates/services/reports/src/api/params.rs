@@ -1,7 +1,6 @@
 //! Query and path parameters, checked by hand so that every refusal is a
 //! 400 `{code: "bad_parameter", message}` whose message names the parameter.
 
-use actix_web::http::StatusCode;
 use chrono::NaiveDate;
 use runtime::ApiError;
 use std::collections::HashMap;
@@ -14,8 +13,7 @@ pub const DEFAULT_RANGE_DAYS: i64 = 30;
 
 pub fn bad(parameter: &str, why: &str) -> ApiError {
     ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "bad_parameter",
+        runtime::ErrorCode::BadParameter,
         format!("{parameter}: {why}"),
     )
 }

@@ -39,7 +39,7 @@ async fn bad_requests_get_their_status_and_a_json_error_and_store_nothing() {
         post_webhook(p.gateway_port, &s.instance, Some(&s.secret), b"{not json").await;
     assert_eq!(
         (status, body["code"].as_str()),
-        (400, Some("invalid_json")),
+        (400, Some("invalid_body")),
         "{body}"
     );
     assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
@@ -114,7 +114,7 @@ async fn bad_requests_get_their_status_and_a_json_error_and_store_nothing() {
     .await;
     assert_eq!(
         (status, body["code"].as_str()),
-        (400, Some("invalid_payload")),
+        (400, Some("invalid_body")),
         "{body}"
     );
     assert!(

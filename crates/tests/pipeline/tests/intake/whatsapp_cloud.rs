@@ -232,7 +232,7 @@ async fn only_a_signature_over_the_exact_bytes_is_accepted_and_repeats_store_not
         post_cloud(&p, junk, Some(&sign(CLOUD_APP_SECRETS[0].as_bytes(), junk))).await;
     assert_eq!(
         (status, answer["code"].as_str()),
-        (400, Some("invalid_payload")),
+        (400, Some("invalid_body")),
         "{answer}"
     );
     assert_eq!(answer["message"], "entry[0].id is missing or not a string");
