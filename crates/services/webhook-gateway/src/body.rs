@@ -112,7 +112,7 @@ async fn read_within(
     Ok(body.freeze())
 }
 
-/// The body as JSON, or 400 `invalid_json` saying why.
+/// The body as JSON, or 400 `invalid_body` saying why.
 pub fn json(body: &[u8]) -> Result<serde_json::Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
