@@ -54,12 +54,7 @@ async fn handle(
 ) -> Result<serde_json::Value, ApiError> {
     // One connection for the lookup and the message(s): a webhook costs one
     // checkout from the pool.
-    let mut conn = state
-        .store
-        .pool()
-        .get()
-        .await
-        .map_err(ApiError::unavailable)?;
+    let mut conn = state.conn().await?;
     let instance = storage::directions::instance(&mut conn, state.store.keys(), &instance_name)
         .await
         .map_err(ApiError::unavailable)?

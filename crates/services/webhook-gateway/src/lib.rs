@@ -90,6 +90,17 @@ pub(crate) struct State {
     pub cloud: whatsapp_cloud::CloudAuth,
 }
 
+impl State {
+    /// A pooled connection; 503 `unavailable` when the database is not there.
+    pub(crate) async fn conn(&self) -> Result<storage::PooledConn, runtime::ApiError> {
+        self.store
+            .pool()
+            .get()
+            .await
+            .map_err(runtime::ApiError::unavailable)
+    }
+}
+
 /// Builds the service: it runs until `stop` is cancelled (`Runtime::run_until_stopped`).
 pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Result<Runtime> {
     let mut runtime = Runtime::new("webhook-gateway", &settings.common, stop)?;

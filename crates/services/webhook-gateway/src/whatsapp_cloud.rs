@@ -183,12 +183,7 @@ async fn handle(
         tracing::debug!("statuses or other fields acknowledged");
         return Ok(json!({"status": "ignored", "reason": "no messages"}));
     }
-    let mut conn = state
-        .store
-        .pool()
-        .get()
-        .await
-        .map_err(ApiError::unavailable)?;
+    let mut conn = state.conn().await?;
     // Every number the body names must be one the signing app may speak
     // for, before anything of it is stored.
     let mut checked = std::collections::HashSet::new();

@@ -686,6 +686,15 @@ pub fn cloud_referral_payload(message_id: &str, secs_ago: i64) -> Vec<u8> {
     serde_json::to_vec_pretty(&v).expect("JSON")
 }
 
+/// A finished command as (exit code, stdout, stderr); -1 when a signal ended it.
+pub fn exit_and_output(out: std::process::Output) -> (i32, String, String) {
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A test option's "300ms"-style duration.
 fn duration(text: &str) -> Duration {
     domain::duration::parse(text).unwrap_or_else(|e| panic!("test duration {text:?}: {e}"))

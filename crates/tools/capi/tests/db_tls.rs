@@ -193,11 +193,7 @@ fn capi(args: &[&str]) -> (i32, String, String) {
         .env("CAPI_SECRETS__KEY", pipeline_tests::TEST_SECRETS_KEY)
         .output()
         .expect("run capi");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    pipeline_tests::exit_and_output(out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -158,10 +158,5 @@ fn capi_stdin(args: &[&str], input: &str) -> (i32, String, String) {
         .expect("stdin")
         .write_all(input.as_bytes())
         .expect("write stdin");
-    let out = child.wait_with_output().expect("capi output");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    pipeline_tests::exit_and_output(child.wait_with_output().expect("capi output"))
 }

@@ -12,11 +12,7 @@ fn capi_with_model(llm: &str, db: &str, args: &[&str]) -> (i32, String, String) 
         .env("CAPI_LLM__API_KEY", "sk-cli-test")
         .output()
         .expect("run capi");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    pipeline_tests::exit_and_output(out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
