@@ -2,9 +2,9 @@
 //! JSON object with a `v` field next to the message's own fields; a consumer
 //! dead-letters a version it does not know instead of guessing.
 
+use domain::ids::DialogId;
 use domain::level::Level;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use uuid::Uuid;
 
 pub trait BusMessage: Serialize + DeserializeOwned {
     const ROUTING_KEY: &'static str;
@@ -53,7 +53,7 @@ pub fn decode<M: BusMessage>(bytes: &[u8]) -> Result<M, DecodeError> {
 /// A customer message was stored; `seq` is the dialog's buffer sequence after it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageReceived {
-    pub dialog_id: Uuid,
+    pub dialog_id: DialogId,
     pub seq: i64,
     /// When the gateway took the message (Unix milliseconds): the buffer
     /// delay runs from here, not from when the buffer heard of it. Absent in
@@ -69,7 +69,7 @@ impl BusMessage for MessageReceived {
 /// Fires after the buffer delay; acts only if `seq` is still the dialog's latest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BufferFlush {
-    pub dialog_id: Uuid,
+    pub dialog_id: DialogId,
     pub seq: i64,
 }
 
@@ -80,7 +80,7 @@ impl BusMessage for BufferFlush {
 /// A customer's burst of messages is complete: qualify the dialog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DialogReady {
-    pub dialog_id: Uuid,
+    pub dialog_id: DialogId,
     pub seq: i64,
 }
 
@@ -94,7 +94,7 @@ impl BusMessage for DialogReady {
 /// over after a crash) and carries the retries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplyDue {
-    pub dialog_id: Uuid,
+    pub dialog_id: DialogId,
     pub seq: i64,
 }
 
@@ -105,7 +105,7 @@ impl BusMessage for ReplyDue {
 /// A level was claimed for a dialog: send its event to Meta.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CapiEventQueued {
-    pub dialog_id: Uuid,
+    pub dialog_id: DialogId,
     pub level: Level,
     pub event_id: String,
 }
@@ -131,7 +131,7 @@ mod tests {
     #[test]
     fn messages_carry_their_version_and_round_trip() {
         let m = DialogReady {
-            dialog_id: Uuid::nil(),
+            dialog_id: DialogId::from(uuid::Uuid::nil()),
             seq: 3,
         };
         let json = encode(&m);

@@ -1,6 +1,7 @@
 //! The Meta Conversions API event for one (dialog, level).
 
 use crate::event_names::{ActionSource, AllowedNames, NameRefused, default_event_name};
+use crate::ids::DialogId;
 use crate::level::Level;
 use crate::normalize::{NormalizeOptions, UserDataKey, hash_for_meta};
 use serde_json::{Value, json};
@@ -10,7 +11,7 @@ use uuid::Uuid;
 const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6a1f_4c2e_9b3d_4e58_a7c1_2d9e_8f0b_3c41);
 
 /// The same (dialog, level) always gets the same `event_id`.
-pub fn event_id(dialog_id: Uuid, level: Level) -> String {
+pub fn event_id(dialog_id: DialogId, level: Level) -> String {
     Uuid::new_v5(
         &EVENT_ID_NAMESPACE,
         format!("{dialog_id}:{}", level.number()).as_bytes(),
@@ -21,7 +22,7 @@ pub fn event_id(dialog_id: Uuid, level: Level) -> String {
 /// A purchase's event id: one per (dialog, order reference), so a second
 /// paid order of the same customer is a second Purchase and a redelivered
 /// one is the same event.
-pub fn purchase_event_id(dialog_id: Uuid, order_ref: &str) -> String {
+pub fn purchase_event_id(dialog_id: DialogId, order_ref: &str) -> String {
     Uuid::new_v5(
         &EVENT_ID_NAMESPACE,
         format!("{dialog_id}:purchase:{order_ref}").as_bytes(),
@@ -62,7 +63,7 @@ impl Conversion<'_> {
 /// Everything the event is built from.
 #[derive(Debug, Clone)]
 pub struct EventFacts<'a> {
-    pub dialog_id: Uuid,
+    pub dialog_id: DialogId,
     pub conversion: Conversion<'a>,
     pub event_name: &'a str,
     /// When the level was reached, unix seconds.
@@ -284,16 +285,19 @@ mod tests {
             e["custom_data"],
             json!({"event_level": 4, "value": 1500.5, "currency": "USD"})
         );
-        assert_eq!(e["event_id"], purchase_event_id(Uuid::nil(), "deal-7"));
+        assert_eq!(
+            e["event_id"],
+            purchase_event_id(DialogId::from(Uuid::nil()), "deal-7")
+        );
         assert_ne!(
-            purchase_event_id(Uuid::nil(), "deal-7"),
-            purchase_event_id(Uuid::nil(), "deal-8")
+            purchase_event_id(DialogId::from(Uuid::nil()), "deal-7"),
+            purchase_event_id(DialogId::from(Uuid::nil()), "deal-8")
         );
     }
 
     fn facts<'a>(clid: Option<&'a str>, waba: Option<&'a str>) -> EventFacts<'a> {
         EventFacts {
-            dialog_id: Uuid::nil(),
+            dialog_id: DialogId::from(Uuid::nil()),
             conversion: Conversion::Level(Level::Interest),
             event_name: if clid.is_some() {
                 "LeadSubmitted"
@@ -320,7 +324,7 @@ mod tests {
             json!({
                 "event_name": "LeadSubmitted",
                 "event_time": 1_703_520_000,
-                "event_id": event_id(Uuid::nil(), Level::Interest),
+                "event_id": event_id(DialogId::from(Uuid::nil()), Level::Interest),
                 "event_source_url": "https://wa.me/",
                 "action_source": "business_messaging",
                 "messaging_channel": "whatsapp",
@@ -401,7 +405,7 @@ mod tests {
 
     #[test]
     fn event_ids_are_stable_per_dialog_and_level() {
-        let d = Uuid::new_v4();
+        let d = DialogId::from(Uuid::new_v4());
         assert_eq!(event_id(d, Level::Interest), event_id(d, Level::Interest));
         assert_ne!(event_id(d, Level::Interest), event_id(d, Level::Qualified));
     }

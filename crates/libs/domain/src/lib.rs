@@ -16,6 +16,7 @@ pub mod duration;
 pub mod event_names;
 pub mod evolution;
 pub mod http_policy;
+pub mod ids;
 pub mod level;
 pub mod limits;
 pub mod meta_errors;

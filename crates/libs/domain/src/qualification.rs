@@ -58,7 +58,7 @@ crate::text_enum! {
 /// A dialog as qualification judges it, with its direction's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DialogForQualification {
-    pub dialog_id: uuid::Uuid,
+    pub dialog_id: crate::ids::DialogId,
     pub direction_id: Option<uuid::Uuid>,
     pub direction_name: Option<String>,
     pub capi_enabled: Option<bool>,

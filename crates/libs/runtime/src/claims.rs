@@ -5,19 +5,19 @@
 
 use bus::messages::{BusMessage, CapiEventQueued, encode};
 use chrono::{DateTime, Utc};
+use domain::ids::DialogId;
 use domain::{
     capi_event::{event_id, purchase_event_id},
     crm::purchase::Purchase,
     level::Level,
 };
 use storage::{AsyncPgConnection, DbError, deliveries};
-use uuid::Uuid;
 
 /// Claims each of `levels` (once per dialog ever) and queues their events;
 /// returns those claimed now. A purchase is claimed with [`claim_purchase`].
 pub async fn claim_levels(
     conn: &mut AsyncPgConnection,
-    dialog_id: Uuid,
+    dialog_id: DialogId,
     levels: &[Level],
     reached_at: DateTime<Utc>,
 ) -> Result<Vec<Level>, DbError> {
@@ -36,7 +36,7 @@ pub async fn claim_levels(
 /// event; false when this order was claimed before.
 pub async fn claim_purchase(
     conn: &mut AsyncPgConnection,
-    dialog_id: Uuid,
+    dialog_id: DialogId,
     purchase: &Purchase,
     reached_at: DateTime<Utc>,
 ) -> Result<bool, DbError> {
@@ -51,7 +51,7 @@ pub async fn claim_purchase(
 
 async fn queue(
     conn: &mut AsyncPgConnection,
-    dialog_id: Uuid,
+    dialog_id: DialogId,
     level: Level,
     event_id: String,
 ) -> Result<(), DbError> {

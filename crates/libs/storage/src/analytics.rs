@@ -11,6 +11,7 @@ use diesel::{
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::analytics::{Money, Spend};
+use domain::ids::DialogId;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -246,7 +247,7 @@ pub struct PurchaseColumn {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct LeadEvents {
     pub lead_id: Uuid,
-    pub dialog_id: Uuid,
+    pub dialog_id: DialogId,
     pub direction_id: Option<Uuid>,
     pub direction_name: Option<String>,
     pub contact_name: Option<String>,
@@ -264,7 +265,7 @@ struct LeadRow {
     #[diesel(sql_type = SqlUuid)]
     lead_id: Uuid,
     #[diesel(sql_type = SqlUuid)]
-    dialog_id: Uuid,
+    dialog_id: DialogId,
     #[diesel(sql_type = Nullable<SqlUuid>)]
     direction_id: Option<Uuid>,
     #[diesel(sql_type = Nullable<Text>)]

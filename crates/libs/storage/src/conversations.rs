@@ -13,6 +13,7 @@ use diesel::{
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 pub use domain::conversation::{Author, Message};
+use domain::ids::DialogId;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -40,7 +41,7 @@ pub enum Recorded {
     /// This (instance, message id, fromMe) was already stored.
     Duplicate,
     Stored {
-        dialog_id: Uuid,
+        dialog_id: DialogId,
         /// The dialog's buffer sequence after a customer message bumped it.
         buffer_seq: Option<i64>,
     },
@@ -58,7 +59,7 @@ pub async fn record_message<F>(
     announce: F,
 ) -> Result<Recorded, diesel::result::Error>
 where
-    F: FnOnce(Uuid, i64) -> Option<Queued>,
+    F: FnOnce(DialogId, i64) -> Option<Queued>,
 {
     let Some(stored) = store_message(conn, m).await? else {
         return Ok(Recorded::Duplicate);
@@ -87,7 +88,7 @@ where
 #[derive(QueryableByName)]
 struct Stored {
     #[diesel(sql_type = SqlUuid)]
-    dialog_id: Uuid,
+    dialog_id: DialogId,
     #[diesel(sql_type = Text)]
     contact_key: String,
     #[diesel(sql_type = BigInt)]
@@ -261,7 +262,7 @@ pub struct Queued {
 /// trip: two of every three flushes of a burst are stale.
 pub async fn flush_buffer(
     conn: &mut AsyncPgConnection,
-    dialog_id: Uuid,
+    dialog_id: DialogId,
     seq: i64,
     then: &[Queued],
 ) -> Result<bool, diesel::result::Error> {
@@ -323,7 +324,7 @@ impl From<MessageRow> for Message {
 /// given), oldest first.
 pub async fn history(
     conn: &mut AsyncPgConnection,
-    dialog_id: Uuid,
+    dialog_id: DialogId,
     through: Option<i64>,
     limit: i64,
 ) -> Result<Vec<Message>, diesel::result::Error> {
@@ -350,7 +351,7 @@ pub async fn crm_contact_dialog(
     conn: &mut AsyncPgConnection,
     direction_id: Uuid,
     phone: &str,
-) -> Result<Option<Uuid>, diesel::result::Error> {
+) -> Result<Option<DialogId>, diesel::result::Error> {
     use crate::schema::whatsapp_phone_numbers::dsl as w;
     use dialog_analysis::dsl as d;
     let Some(instance): Option<String> = w::whatsapp_phone_numbers
@@ -382,7 +383,7 @@ pub async fn dialog_by_phones(
     conn: &mut AsyncPgConnection,
     direction_id: Uuid,
     phones: &[String],
-) -> Result<Option<Uuid>, diesel::result::Error> {
+) -> Result<Option<DialogId>, diesel::result::Error> {
     use dialog_analysis::dsl as d;
     use diesel::PgSortExpressionMethods;
     if phones.is_empty() {
@@ -402,7 +403,7 @@ pub async fn dialog_by_phones(
 #[derive(Debug, Clone, QueryableByName)]
 pub struct LeadDialog {
     #[diesel(sql_type = diesel::sql_types::Uuid)]
-    pub dialog_id: Uuid,
+    pub dialog_id: DialogId,
     #[diesel(sql_type = diesel::sql_types::Uuid)]
     pub direction_id: Uuid,
     #[diesel(sql_type = diesel::sql_types::Text)]

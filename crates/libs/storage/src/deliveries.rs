@@ -11,6 +11,7 @@ use diesel::{
     sql_types::{Array, BigInt, Bool, Int2, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::ids::DialogId;
 use domain::{
     delivery::{AttemptStatus, DeliveryStatus},
     event_names::{ActionSource, name_or_default},
@@ -23,7 +24,7 @@ use uuid::Uuid;
 /// replicas race; the caller queues the event in the same transaction.
 pub async fn claim_level(
     conn: &mut AsyncPgConnection,
-    dialog_id: Uuid,
+    dialog_id: DialogId,
     level: Level,
     event_id: &str,
     event_time: DateTime<Utc>,
@@ -50,7 +51,7 @@ pub async fn claim_level(
 /// The caller queues the event in the same transaction.
 pub async fn claim_purchase(
     conn: &mut AsyncPgConnection,
-    dialog_id: Uuid,
+    dialog_id: DialogId,
     purchase: &domain::crm::purchase::Purchase,
     event_id: &str,
     event_time: DateTime<Utc>,
@@ -102,7 +103,7 @@ pub struct DeliveryContext {
     #[diesel(sql_type = Nullable<Timestamptz>)]
     pub sending_at: Option<DateTime<Utc>>,
     #[diesel(sql_type = SqlUuid)]
-    pub dialog_id: Uuid,
+    pub dialog_id: DialogId,
     #[diesel(sql_type = Nullable<Text>)]
     pub contact_phone: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
@@ -368,7 +369,7 @@ pub async fn return_unsent(
 #[derive(Debug, Clone)]
 pub struct LogEntry<'a> {
     /// `None` for a level reached in a CRM that no dialog could be joined to.
-    pub dialog_id: Option<Uuid>,
+    pub dialog_id: Option<DialogId>,
     pub direction_id: Option<Uuid>,
     pub user_account_id: Option<Uuid>,
     pub level: Level,
@@ -391,7 +392,7 @@ pub struct LogEntry<'a> {
 #[derive(diesel::Insertable)]
 #[diesel(table_name = crate::schema::capi_events_log)]
 struct NewLogRow<'a> {
-    dialog_id: Option<Uuid>,
+    dialog_id: Option<DialogId>,
     direction_id: Option<Uuid>,
     user_account_id: Option<Uuid>,
     event_level: Level,
@@ -456,7 +457,7 @@ pub async fn insert_logs(
 #[derive(Debug, Clone)]
 pub struct Finished<'a> {
     pub delivery_id: i64,
-    pub dialog_id: Uuid,
+    pub dialog_id: DialogId,
     pub level: Level,
     pub event_id: &'a str,
 }
@@ -473,7 +474,7 @@ pub async fn finish_many(
         return Ok(());
     }
     let ids: Vec<i64> = done.iter().map(|d| d.delivery_id).collect();
-    let dialogs: Vec<Uuid> = done.iter().map(|d| d.dialog_id).collect();
+    let dialogs: Vec<DialogId> = done.iter().map(|d| d.dialog_id).collect();
     let levels: Vec<Level> = done.iter().map(|d| d.level).collect();
     let event_ids: Vec<&str> = done.iter().map(|d| d.event_id).collect();
     // A dialog may appear with several levels in one batch: one row per
@@ -541,7 +542,7 @@ pub async fn release_many(
 pub async fn finish(
     conn: &mut AsyncPgConnection,
     delivery_id: i64,
-    dialog_id: Uuid,
+    dialog_id: DialogId,
     level: Level,
     event_id: &str,
     status: AttemptStatus,
@@ -571,7 +572,7 @@ pub struct SentFlags {
 
 pub async fn sent_flags(
     conn: &mut AsyncPgConnection,
-    dialog_id: Uuid,
+    dialog_id: DialogId,
 ) -> Result<Option<SentFlags>, diesel::result::Error> {
     dialog_analysis::table
         .find(dialog_id)

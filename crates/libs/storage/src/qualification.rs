@@ -14,6 +14,7 @@ use diesel::{
     sql_types::{Array, BigInt, Bool, Int2, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::ids::DialogId;
 pub use domain::qualification::DialogForQualification;
 use domain::{
     conversation::Author,
@@ -26,7 +27,7 @@ use uuid::Uuid;
 #[derive(QueryableByName)]
 struct DialogRow {
     #[diesel(sql_type = SqlUuid)]
-    dialog_id: Uuid,
+    dialog_id: DialogId,
     #[diesel(sql_type = Nullable<SqlUuid>)]
     direction_id: Option<Uuid>,
     #[diesel(sql_type = Nullable<Text>)]
@@ -87,7 +88,7 @@ impl From<DialogRow> for DialogForQualification {
 
 pub async fn dialog_for_qualification(
     conn: &mut AsyncPgConnection,
-    dialog_id: Uuid,
+    dialog_id: DialogId,
 ) -> Result<Option<DialogForQualification>, diesel::result::Error> {
     // SQL: a LATERAL aggregate and correlated subqueries (second customer message, first unread one, claimed levels as an ARRAY) in one read.
     diesel::sql_query(
@@ -118,7 +119,7 @@ pub async fn dialog_for_qualification(
 /// analyses each).
 pub async fn customer_messages_after(
     conn: &mut AsyncPgConnection,
-    dialog_id: Uuid,
+    dialog_id: DialogId,
     after: i64,
 ) -> Result<Vec<i64>, diesel::result::Error> {
     use dialog_messages::dsl as m;
@@ -135,7 +136,7 @@ pub async fn customer_messages_after(
 /// One analysis, as recorded.
 #[derive(Debug, Clone)]
 pub struct Run<'a> {
-    pub dialog_id: Uuid,
+    pub dialog_id: DialogId,
     pub direction_id: Option<Uuid>,
     pub through_message_id: i64,
     pub model: &'a str,

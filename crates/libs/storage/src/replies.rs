@@ -14,6 +14,7 @@ use diesel::{
     sql_types::{BigInt, Bool, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::ids::DialogId;
 use domain::{
     conversation::{BotTarget, ReplyStatus},
     evolution::ApiVersion,
@@ -64,7 +65,7 @@ type ReplyContextRow = (
 pub async fn reply_context(
     conn: &mut AsyncPgConnection,
     keys: &crate::secrets::Keys,
-    dialog_id: Uuid,
+    dialog_id: DialogId,
 ) -> Result<Option<ReplyContext>, diesel::result::Error> {
     use account_directions::dsl as ad;
     use dialog_analysis::dsl as d;
@@ -174,7 +175,7 @@ pub enum Claim {
 /// lease is still running.
 pub async fn claim(
     conn: &mut AsyncPgConnection,
-    dialog_id: Uuid,
+    dialog_id: DialogId,
     seq: i64,
     lease_ms: i64,
 ) -> Result<Claim, diesel::result::Error> {
@@ -303,7 +304,7 @@ pub async fn close(
 #[derive(Debug, Clone)]
 pub struct SentReply<'a> {
     pub reply_id: i64,
-    pub dialog_id: Uuid,
+    pub dialog_id: DialogId,
     pub instance_name: &'a str,
     pub message_id: &'a str,
     pub text: &'a str,

@@ -3,6 +3,7 @@ use bus::{
     Incoming, Outcome, Queue,
     messages::{BufferFlush, BusMessage, DialogReady, MessageReceived, ReplyDue, decode, encode},
 };
+use domain::ids::DialogId;
 use runtime::{CancellationToken, Runtime};
 use std::{
     collections::HashMap,
@@ -14,7 +15,6 @@ use storage::{
     conversations::{self, Queued},
 };
 use tokio::sync::Notify;
-use uuid::Uuid;
 
 /// A failed step is tried again after this long.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
@@ -27,7 +27,7 @@ pub(crate) struct Buffer {
     pub bot: Option<Arc<Bot>>,
     /// The newest buffer seq of each dialog with a message held here: an
     /// older one's flush is known stale without asking the database.
-    pub held: Mutex<HashMap<Uuid, i64>>,
+    pub held: Mutex<HashMap<DialogId, i64>>,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Cancelled when the process stops: held messages go back to the queue.
     pub stop: CancellationToken,
@@ -94,7 +94,7 @@ impl Buffer {
         self.flush(dialog_id, seq).await
     }
 
-    fn note_held(&self, dialog_id: Uuid, seq: i64) {
+    fn note_held(&self, dialog_id: DialogId, seq: i64) {
         if let Ok(mut held) = self.held.lock() {
             let newest = held.entry(dialog_id).or_insert(seq);
             *newest = (*newest).max(seq);
@@ -103,7 +103,7 @@ impl Buffer {
 
     /// Whether a newer message of the dialog is held here; forgets the
     /// dialog when `seq` is its newest.
-    fn newer_held(&self, dialog_id: Uuid, seq: i64) -> bool {
+    fn newer_held(&self, dialog_id: DialogId, seq: i64) -> bool {
         let Ok(mut held) = self.held.lock() else {
             return false;
         };
@@ -117,7 +117,7 @@ impl Buffer {
     }
 
     /// The delay passed: hand the dialog on if no newer message came in.
-    async fn flush(&self, dialog_id: Uuid, seq: i64) -> Outcome {
+    async fn flush(&self, dialog_id: DialogId, seq: i64) -> Outcome {
         let mut then = vec![Queued {
             routing_key: DialogReady::ROUTING_KEY,
             payload: encode(&DialogReady { dialog_id, seq }),

@@ -18,6 +18,7 @@ use crm::{
     session::{CrmPolicy, Session},
 };
 use diesel_async::AsyncConnection;
+use domain::ids::DialogId;
 use domain::{
     crm::{
         mapping::matched_levels,
@@ -355,7 +356,7 @@ async fn join(
     conn: &mut storage::AsyncPgConnection,
     d: &CrmDirection,
     candidates: &[String],
-) -> Result<Option<(Uuid, bool)>, storage::DbError> {
+) -> Result<Option<(DialogId, bool)>, storage::DbError> {
     if let Some(id) = storage::conversations::dialog_by_phones(conn, d.id, candidates).await? {
         return Ok(Some((id, false)));
     }

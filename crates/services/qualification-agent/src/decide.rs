@@ -110,7 +110,7 @@ mod tests {
 
     fn dialog() -> DialogForQualification {
         DialogForQualification {
-            dialog_id: Uuid::nil(),
+            dialog_id: domain::ids::DialogId::from(uuid::Uuid::nil()),
             direction_id: Some(Uuid::nil()),
             direction_name: Some("Clinic".into()),
             capi_enabled: Some(true),

@@ -939,11 +939,11 @@ pub async fn meta_events(server: &wiremock::MockServer) -> Vec<Value> {
 }
 
 /// Every dialog's id.
-pub async fn dialog_ids(env: &TestEnv) -> Vec<Uuid> {
+pub async fn dialog_ids(env: &TestEnv) -> Vec<domain::ids::DialogId> {
     #[derive(diesel::QueryableByName)]
     struct D {
         #[diesel(sql_type = diesel::sql_types::Uuid)]
-        id: Uuid,
+        id: domain::ids::DialogId,
     }
     let mut conn = env.conn().await;
     let rows: Vec<D> = diesel::sql_query("SELECT id FROM dialog_analysis ORDER BY created_at")

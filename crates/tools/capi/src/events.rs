@@ -110,7 +110,7 @@ pub(crate) fn event(c: EventCommand) -> Result<(), Failure> {
     };
     let source = ActionSource::for_click(ctwa_clid.as_deref());
     let facts = EventFacts {
-        dialog_id: dialog,
+        dialog_id: dialog.into(),
         conversion,
         event_name: event_name
             .as_deref()

@@ -48,7 +48,7 @@ async fn event_ids_at_meta(meta: &MockServer) -> Vec<Vec<String>> {
 async fn reach_lead(env: &TestEnv, instance: &str, phone: &str) -> String {
     use diesel_async::{AsyncConnection, RunQueryDsl};
     let mut conn = env.conn().await;
-    let dialog = Uuid::new_v4();
+    let dialog = domain::ids::DialogId::from(Uuid::new_v4());
     diesel::sql_query(
         "INSERT INTO dialog_analysis (id, instance_name, contact_key, contact_phone, ctwa_clid) \
          VALUES ($1, $2, $3, $3, 'CLID-' || $3)",

@@ -8,7 +8,7 @@ use pipeline_tests::{SeedOptions, TestEnv, count, dialog_ids, seed};
 use storage::deliveries;
 
 /// A seeded instance with one dialog; its id.
-async fn one_dialog(env: &TestEnv) -> uuid::Uuid {
+async fn one_dialog(env: &TestEnv) -> domain::ids::DialogId {
     use diesel_async::RunQueryDsl;
     let s = seed(env, &SeedOptions::default()).await;
     diesel::sql_query(
