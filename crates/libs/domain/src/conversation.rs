@@ -1,8 +1,8 @@
 //! A dialog's messages as the rules read them: who wrote each one, what it
 //! said and when. Storage converts its rows into these at its boundary.
 
+use crate::ids::DirectionId;
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 crate::text_enum! {
     /// Who wrote a message (`dialog_messages.author`).
@@ -48,7 +48,7 @@ impl ReplyStatus {
 /// instance let it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BotTarget {
-    pub direction_id: Option<Uuid>,
+    pub direction_id: Option<DirectionId>,
     pub direction_bot_enabled: Option<bool>,
     pub instance_bot_enabled: Option<bool>,
     pub contact_phone: Option<String>,
@@ -101,7 +101,7 @@ mod tests {
 
     fn target() -> BotTarget {
         BotTarget {
-            direction_id: Some(Uuid::nil()),
+            direction_id: Some(DirectionId::from(uuid::Uuid::nil())),
             direction_bot_enabled: Some(true),
             instance_bot_enabled: Some(true),
             contact_phone: Some("+55 11 99999-9999".into()),

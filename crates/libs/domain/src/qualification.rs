@@ -59,7 +59,7 @@ crate::text_enum! {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DialogForQualification {
     pub dialog_id: crate::ids::DialogId,
-    pub direction_id: Option<uuid::Uuid>,
+    pub direction_id: Option<crate::ids::DirectionId>,
     pub direction_name: Option<String>,
     pub capi_enabled: Option<bool>,
     pub capi_source: Option<crate::level::CapiSource>,

@@ -106,7 +106,7 @@ pub struct GroupCounts {
 /// A direction of the account, with its day.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DirectionDay {
-    pub id: Option<uuid::Uuid>,
+    pub id: Option<crate::ids::DirectionId>,
     pub name: String,
     pub capi_enabled: bool,
     pub counts: GroupCounts,
@@ -149,7 +149,7 @@ pub struct DailyReport {
     /// Legacy fields (spec "Обратная совместимость").
     pub capi_distribution: Option<CapiDistribution>,
     pub capi_source_used: bool,
-    pub capi_direction_id: Option<uuid::Uuid>,
+    pub capi_direction_id: Option<crate::ids::DirectionId>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -477,7 +477,7 @@ mod tests {
 
     fn day(name: &str, capi: bool, counts: GroupCounts, c: CapiDistribution) -> DirectionDay {
         DirectionDay {
-            id: Some(uuid::Uuid::new_v4()),
+            id: Some(crate::ids::DirectionId::from(uuid::Uuid::new_v4())),
             name: name.into(),
             capi_enabled: capi,
             counts,

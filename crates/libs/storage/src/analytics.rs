@@ -12,13 +12,14 @@ use diesel::{
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::analytics::{Money, Spend};
 use domain::ids::DialogId;
+use domain::ids::DirectionId;
 use serde::Serialize;
 use uuid::Uuid;
 
 /// A direction of the account, with what the reports and analytics need of it.
 #[derive(Debug, Clone, Queryable, Serialize)]
 pub struct DirectionInfo {
-    pub id: Uuid,
+    pub id: DirectionId,
     pub name: String,
     pub capi_enabled: bool,
     pub ad_account_id: Option<Uuid>,
@@ -55,7 +56,7 @@ pub struct DayEvents {
     #[diesel(sql_type = Date)]
     pub day: NaiveDate,
     #[diesel(sql_type = Nullable<SqlUuid>)]
-    pub direction_id: Option<Uuid>,
+    pub direction_id: Option<DirectionId>,
     #[diesel(sql_type = Int2)]
     pub event_level: i16,
     #[diesel(sql_type = BigInt)]
@@ -93,7 +94,7 @@ pub async fn events_by_day(
 #[derive(QueryableByName)]
 struct RevenueRow {
     #[diesel(sql_type = Nullable<SqlUuid>)]
-    direction_id: Option<Uuid>,
+    direction_id: Option<DirectionId>,
     #[diesel(sql_type = Text)]
     currency: String,
     #[diesel(sql_type = BigInt)]
@@ -119,7 +120,7 @@ pub async fn revenue_by_direction(
     since: NaiveDate,
     until: NaiveDate,
     timezone: &str,
-) -> Result<Vec<(Option<Uuid>, Money)>, diesel::result::Error> {
+) -> Result<Vec<(Option<DirectionId>, Money)>, diesel::result::Error> {
     // SQL: the audit log's successes (its account/time index) joined to the deliveries' amounts by the unique event id; NUMERIC summed into integer cents in the database.
     let rows: Vec<RevenueRow> = diesel::sql_query(REVENUE_BY_DIRECTION_SQL)
         .bind::<SqlUuid, _>(account_id)
@@ -146,7 +147,7 @@ pub async fn revenue_by_direction(
 #[derive(QueryableByName)]
 struct DirectionCount {
     #[diesel(sql_type = SqlUuid)]
-    direction_id: Uuid,
+    direction_id: DirectionId,
     #[diesel(sql_type = BigInt)]
     n: i64,
 }
@@ -166,7 +167,7 @@ pub async fn leads_by_direction(
     since: NaiveDate,
     until: NaiveDate,
     timezone: &str,
-) -> Result<Vec<(Uuid, i64)>, diesel::result::Error> {
+) -> Result<Vec<(DirectionId, i64)>, diesel::result::Error> {
     // SQL: local days (AT TIME ZONE) over dialog_analysis' (direction_id, first_message) index.
     let rows: Vec<DirectionCount> = diesel::sql_query(LEADS_BY_DIRECTION_SQL)
         .bind::<SqlUuid, _>(account_id)
@@ -248,7 +249,7 @@ pub struct PurchaseColumn {
 pub struct LeadEvents {
     pub lead_id: Uuid,
     pub dialog_id: DialogId,
-    pub direction_id: Option<Uuid>,
+    pub direction_id: Option<DirectionId>,
     pub direction_name: Option<String>,
     pub contact_name: Option<String>,
     pub first_message: Option<DateTime<Utc>>,
@@ -267,7 +268,7 @@ struct LeadRow {
     #[diesel(sql_type = SqlUuid)]
     dialog_id: DialogId,
     #[diesel(sql_type = Nullable<SqlUuid>)]
-    direction_id: Option<Uuid>,
+    direction_id: Option<DirectionId>,
     #[diesel(sql_type = Nullable<Text>)]
     direction_name: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
@@ -418,7 +419,7 @@ pub async fn leads_page(
 #[derive(Debug, Clone, QueryableByName)]
 pub struct DirectionSilence {
     #[diesel(sql_type = SqlUuid)]
-    pub direction_id: Uuid,
+    pub direction_id: DirectionId,
     #[diesel(sql_type = Text)]
     pub name: String,
     #[diesel(sql_type = BigInt)]

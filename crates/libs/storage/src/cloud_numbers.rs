@@ -10,15 +10,15 @@ use diesel::{
     ExpressionMethods, OptionalExtension, QueryDsl, Queryable, Selectable, SelectableHelper,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::ids::DirectionId;
 use domain::whatsapp_cloud::{Channel, instance_name};
-use uuid::Uuid;
 
 /// What the gateway needs of a Cloud number.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
 #[diesel(table_name = whatsapp_phone_numbers, check_for_backend(diesel::pg::Pg))]
 pub struct CloudNumber {
     pub instance_name: String,
-    pub direction_id: Option<Uuid>,
+    pub direction_id: Option<DirectionId>,
     pub waba_id: Option<String>,
     /// The Meta app whose secret must sign the number's webhooks.
     pub meta_app_id: Option<String>,
@@ -28,7 +28,7 @@ pub struct CloudNumber {
 #[derive(Clone)]
 pub struct CloudMapping<'a> {
     pub phone_number_id: &'a str,
-    pub direction_id: Uuid,
+    pub direction_id: DirectionId,
     /// `None` keeps what is known (webhooks fill it in from `entry[].id`).
     pub waba_id: Option<&'a str>,
     /// The number itself, for people reading lists; `None` keeps it.

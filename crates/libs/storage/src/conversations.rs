@@ -14,6 +14,7 @@ use diesel::{
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 pub use domain::conversation::{Author, Message};
 use domain::ids::DialogId;
+use domain::ids::DirectionId;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -349,7 +350,7 @@ pub async fn history(
 /// instance.
 pub async fn crm_contact_dialog(
     conn: &mut AsyncPgConnection,
-    direction_id: Uuid,
+    direction_id: DirectionId,
     phone: &str,
 ) -> Result<Option<DialogId>, diesel::result::Error> {
     use crate::schema::whatsapp_phone_numbers::dsl as w;
@@ -381,7 +382,7 @@ pub async fn crm_contact_dialog(
 
 pub async fn dialog_by_phones(
     conn: &mut AsyncPgConnection,
-    direction_id: Uuid,
+    direction_id: DirectionId,
     phones: &[String],
 ) -> Result<Option<DialogId>, diesel::result::Error> {
     use dialog_analysis::dsl as d;
@@ -405,7 +406,7 @@ pub struct LeadDialog {
     #[diesel(sql_type = diesel::sql_types::Uuid)]
     pub dialog_id: DialogId,
     #[diesel(sql_type = diesel::sql_types::Uuid)]
-    pub direction_id: Uuid,
+    pub direction_id: DirectionId,
     #[diesel(sql_type = diesel::sql_types::Text)]
     pub direction_name: String,
     #[diesel(sql_type = diesel::sql_types::Bool)]

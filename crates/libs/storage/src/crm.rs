@@ -10,6 +10,7 @@ use diesel::{
     Selectable, SelectableHelper,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::ids::DirectionId;
 use domain::{
     crm::mapping::{FieldRule, LevelMapping},
     level::{CapiSource, CrmType, NoDialog},
@@ -461,7 +462,7 @@ pub async fn recent_changes(
 /// A direction whose levels come from this CRM.
 #[derive(Debug, Clone)]
 pub struct CrmDirection {
-    pub id: Uuid,
+    pub id: DirectionId,
     pub mapping: LevelMapping,
     /// When no dialog has the contact's phone.
     pub no_dialog: NoDialog,
@@ -475,7 +476,7 @@ pub struct CrmDirection {
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = account_directions, check_for_backend(diesel::pg::Pg))]
 struct CrmDirectionRow {
-    id: Uuid,
+    id: DirectionId,
     capi_interest_fields: Value,
     capi_qualified_fields: Value,
     capi_scheduled_fields: Value,

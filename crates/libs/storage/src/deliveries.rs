@@ -12,6 +12,7 @@ use diesel::{
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::ids::DialogId;
+use domain::ids::DirectionId;
 use domain::{
     delivery::{AttemptStatus, DeliveryStatus},
     event_names::{ActionSource, name_or_default},
@@ -109,7 +110,7 @@ pub struct DeliveryContext {
     #[diesel(sql_type = Nullable<Text>)]
     pub ctwa_clid: Option<String>,
     #[diesel(sql_type = Nullable<SqlUuid>)]
-    pub direction_id: Option<Uuid>,
+    pub direction_id: Option<DirectionId>,
     #[diesel(sql_type = Nullable<SqlUuid>)]
     pub user_account_id: Option<Uuid>,
     #[diesel(sql_type = Nullable<Text>)]
@@ -370,7 +371,7 @@ pub async fn return_unsent(
 pub struct LogEntry<'a> {
     /// `None` for a level reached in a CRM that no dialog could be joined to.
     pub dialog_id: Option<DialogId>,
-    pub direction_id: Option<Uuid>,
+    pub direction_id: Option<DirectionId>,
     pub user_account_id: Option<Uuid>,
     pub level: Level,
     pub event_name: &'a str,
@@ -393,7 +394,7 @@ pub struct LogEntry<'a> {
 #[diesel(table_name = crate::schema::capi_events_log)]
 struct NewLogRow<'a> {
     dialog_id: Option<DialogId>,
-    direction_id: Option<Uuid>,
+    direction_id: Option<DirectionId>,
     user_account_id: Option<Uuid>,
     event_level: Level,
     event_name: &'a str,

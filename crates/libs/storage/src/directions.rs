@@ -10,6 +10,7 @@ use diesel::{
     OptionalExtension, QueryDsl, Queryable, Selectable, SelectableHelper,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::ids::DirectionId;
 use domain::{
     crm::{
         mapping::{FieldRule, LevelMapping},
@@ -28,7 +29,7 @@ use uuid::Uuid;
 #[derive(Debug, Clone)]
 pub struct Instance {
     pub instance_name: String,
-    pub direction_id: Option<Uuid>,
+    pub direction_id: Option<DirectionId>,
     /// Empty for a Cloud API number (it has no Evolution secret).
     pub webhook_secret: SecretString,
     pub channel: Channel,
@@ -38,7 +39,7 @@ pub struct Instance {
 #[diesel(table_name = whatsapp_phone_numbers, check_for_backend(diesel::pg::Pg))]
 struct GatewayInstanceRow {
     instance_name: String,
-    direction_id: Option<Uuid>,
+    direction_id: Option<DirectionId>,
     webhook_secret: String,
     channel: Channel,
 }
@@ -140,7 +141,7 @@ pub struct NewDirection<'a> {
 pub async fn create_direction(
     conn: &mut AsyncPgConnection,
     d: &NewDirection<'_>,
-) -> Result<Uuid, diesel::result::Error> {
+) -> Result<DirectionId, diesel::result::Error> {
     diesel::insert_into(account_directions::table)
         .values(d)
         .returning(account_directions::id)
@@ -152,7 +153,7 @@ pub async fn create_direction(
 #[diesel(table_name = whatsapp_phone_numbers)]
 struct InstanceMapping<'a> {
     instance_name: &'a str,
-    direction_id: Uuid,
+    direction_id: DirectionId,
     webhook_secret: &'a str,
     /// `None` keeps the number already known.
     phone_number: Option<&'a str>,
@@ -164,7 +165,7 @@ pub async fn map_instance(
     conn: &mut AsyncPgConnection,
     keys: &crate::secrets::Keys,
     instance_name: &str,
-    direction_id: Uuid,
+    direction_id: DirectionId,
     webhook_secret: &str,
     phone_number: Option<&str>,
 ) -> Result<(), diesel::result::Error> {
@@ -192,7 +193,7 @@ pub async fn map_instance(
 pub(crate) async fn attach_to_direction(
     conn: &mut AsyncPgConnection,
     instance_name: &str,
-    direction_id: Uuid,
+    direction_id: DirectionId,
 ) -> Result<(), diesel::result::Error> {
     use whatsapp_phone_numbers::dsl as w;
     diesel::update(w::whatsapp_phone_numbers.filter(w::instance_name.eq(instance_name)))
@@ -298,7 +299,7 @@ pub struct DirectionRow {
 #[derive(Debug, Clone, Serialize, Queryable, Selectable)]
 #[diesel(table_name = account_directions, check_for_backend(diesel::pg::Pg))]
 pub struct DirectionSettings {
-    pub id: Uuid,
+    pub id: DirectionId,
     pub user_account_id: Uuid,
     pub ad_account_id: Option<Uuid>,
     pub name: String,
@@ -357,7 +358,7 @@ impl From<EventNameColumns> for domain::event_names::DirectionNames {
 /// One direction's settings.
 pub async fn direction_settings(
     conn: &mut AsyncPgConnection,
-    id: Uuid,
+    id: DirectionId,
 ) -> Result<Option<DirectionSettings>, diesel::result::Error> {
     account_directions::table
         .find(id)
@@ -451,7 +452,7 @@ fn clearing(v: Option<&str>) -> Option<Option<&str>> {
 
 async fn update_direction(
     conn: &mut AsyncPgConnection,
-    id: Uuid,
+    id: DirectionId,
     changes: &DirectionChanges<'_>,
 ) -> Result<bool, diesel::result::Error> {
     let n = diesel::update(account_directions::table.find(id))
@@ -463,7 +464,7 @@ async fn update_direction(
 
 pub async fn update_direction_capi(
     conn: &mut AsyncPgConnection,
-    id: Uuid,
+    id: DirectionId,
     u: &DirectionCapiUpdate<'_>,
 ) -> Result<bool, diesel::result::Error> {
     let [interest, qualified, scheduled] = u.event_names;
@@ -495,7 +496,7 @@ pub async fn update_direction_capi(
 #[diesel(table_name = whatsapp_phone_numbers, check_for_backend(diesel::pg::Pg))]
 pub struct InstanceRow {
     pub instance_name: String,
-    pub direction_id: Option<Uuid>,
+    pub direction_id: Option<DirectionId>,
     pub phone_number: Option<String>,
     pub channel: Channel,
     /// Cloud API numbers: Meta's id of the number and its WABA.
@@ -518,7 +519,7 @@ pub async fn list_instances(
 /// prompt clears it: the generic one is used). Only what is given changes.
 pub async fn set_direction_bot(
     conn: &mut AsyncPgConnection,
-    id: Uuid,
+    id: DirectionId,
     enabled: Option<bool>,
     prompt: Option<&str>,
 ) -> Result<bool, diesel::result::Error> {
@@ -569,7 +570,7 @@ pub async fn set_instance_bot(
 /// A direction's CRM field rules per level; `None` if there is no such direction.
 pub async fn crm_fields(
     conn: &mut AsyncPgConnection,
-    id: Uuid,
+    id: DirectionId,
 ) -> Result<Option<LevelMapping>, diesel::result::Error> {
     use account_directions::dsl as d;
     let row: Option<(Value, Value, Value)> = d::account_directions
@@ -594,7 +595,7 @@ pub async fn crm_fields(
 /// if there is no such direction.
 pub async fn set_crm_fields(
     conn: &mut AsyncPgConnection,
-    id: Uuid,
+    id: DirectionId,
     level: Level,
     rules: &[FieldRule],
 ) -> Result<bool, diesel::result::Error> {
@@ -617,7 +618,7 @@ pub async fn set_crm_fields(
 /// A direction's purchase setting; `None` if there is no such direction.
 pub async fn purchase_rule(
     conn: &mut AsyncPgConnection,
-    id: Uuid,
+    id: DirectionId,
 ) -> Result<Option<PurchaseSetting>, diesel::result::Error> {
     use account_directions::dsl as d;
     let row: Option<Option<Value>> = d::account_directions
@@ -636,7 +637,7 @@ pub async fn purchase_rule(
 /// Stores a direction's purchase setting; false if there is no such direction.
 pub async fn set_purchase_rule(
     conn: &mut AsyncPgConnection,
-    id: Uuid,
+    id: DirectionId,
     setting: &PurchaseSetting,
 ) -> Result<bool, diesel::result::Error> {
     use account_directions::dsl as d;

@@ -7,6 +7,7 @@ use diesel::{
     sql_types::{BigInt, Bool, Nullable, Text, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::ids::DirectionId;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -21,7 +22,7 @@ pub struct Scope {
 #[derive(Clone, QueryableByName)]
 pub struct CapiDirection {
     #[diesel(sql_type = SqlUuid)]
-    pub id: Uuid,
+    pub id: DirectionId,
     #[diesel(sql_type = Text)]
     pub name: String,
     #[diesel(sql_type = Nullable<Text>)]
@@ -74,7 +75,7 @@ pub async fn capi_directions(
 /// One direction's Meta setup, CAPI on or off (`capi direction dataset`).
 pub async fn direction_setup(
     conn: &mut AsyncPgConnection,
-    id: Uuid,
+    id: DirectionId,
 ) -> Result<Option<CapiDirection>, diesel::result::Error> {
     use diesel::OptionalExtension;
     // SQL: the same read as `capi_directions`, for one direction by id.
@@ -89,7 +90,7 @@ pub async fn direction_setup(
 #[derive(Debug, Clone, QueryableByName, Serialize)]
 pub struct ClickIds {
     #[diesel(sql_type = SqlUuid)]
-    pub direction_id: Uuid,
+    pub direction_id: DirectionId,
     #[diesel(sql_type = Text)]
     pub direction_name: String,
     #[diesel(sql_type = BigInt)]

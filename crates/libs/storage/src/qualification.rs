@@ -15,6 +15,7 @@ use diesel::{
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::ids::DialogId;
+use domain::ids::DirectionId;
 pub use domain::qualification::DialogForQualification;
 use domain::{
     conversation::Author,
@@ -22,14 +23,13 @@ use domain::{
     qualification::{AnalysisStatus, FunnelStage, InterestLevel},
 };
 use serde_json::Value;
-use uuid::Uuid;
 
 #[derive(QueryableByName)]
 struct DialogRow {
     #[diesel(sql_type = SqlUuid)]
     dialog_id: DialogId,
     #[diesel(sql_type = Nullable<SqlUuid>)]
-    direction_id: Option<Uuid>,
+    direction_id: Option<DirectionId>,
     #[diesel(sql_type = Nullable<Text>)]
     direction_name: Option<String>,
     #[diesel(sql_type = Nullable<Bool>)]
@@ -137,7 +137,7 @@ pub async fn customer_messages_after(
 #[derive(Debug, Clone)]
 pub struct Run<'a> {
     pub dialog_id: DialogId,
-    pub direction_id: Option<Uuid>,
+    pub direction_id: Option<DirectionId>,
     pub through_message_id: i64,
     pub model: &'a str,
     /// The model's answer, when it was usable.
@@ -225,7 +225,7 @@ pub async fn record_run(
 /// there is no such direction.
 pub async fn set_prompt(
     conn: &mut AsyncPgConnection,
-    direction_id: Uuid,
+    direction_id: DirectionId,
     prompt: Option<&str>,
 ) -> Result<bool, diesel::result::Error> {
     use account_directions::dsl as d;
@@ -242,7 +242,7 @@ pub async fn set_prompt(
 /// A direction's name and qualification prompt; `None` if there is no such direction.
 pub async fn prompt(
     conn: &mut AsyncPgConnection,
-    direction_id: Uuid,
+    direction_id: DirectionId,
 ) -> Result<Option<(String, Option<String>)>, diesel::result::Error> {
     use account_directions::dsl as d;
     d::account_directions

@@ -21,7 +21,6 @@ use domain::{
     whatsapp_cloud::Channel,
 };
 use secrecy::SecretString;
-use uuid::Uuid;
 
 /// Everything about a dialog the bot's decision depends on.
 #[derive(Debug, Clone)]
@@ -50,7 +49,7 @@ type ReplyContextRow = (
     Option<String>,
     Option<String>,
     i64,
-    Option<Uuid>,
+    Option<domain::ids::DirectionId>,
     Option<String>,
     Option<bool>,
     Option<String>,

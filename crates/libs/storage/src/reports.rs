@@ -14,6 +14,7 @@ use diesel::{
     sql_types::{BigInt, Bool, Date, Int2, Int4, Nullable, Text, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::ids::DirectionId;
 use domain::{
     account::ReportLanguage,
     report::{
@@ -93,7 +94,7 @@ pub async fn is_time_zone(
 #[derive(QueryableByName)]
 struct GroupRow {
     #[diesel(sql_type = Nullable<SqlUuid>)]
-    direction_id: Option<Uuid>,
+    direction_id: Option<DirectionId>,
     #[diesel(sql_type = BigInt)]
     total: i64,
     #[diesel(sql_type = BigInt)]
@@ -159,7 +160,7 @@ pub async fn day_groups(
     account_id: Uuid,
     date: NaiveDate,
     timezone: &str,
-) -> Result<Vec<(Option<Uuid>, GroupCounts)>, diesel::result::Error> {
+) -> Result<Vec<(Option<DirectionId>, GroupCounts)>, diesel::result::Error> {
     // SQL: the day's bounds in the account's zone (AT TIME ZONE), candidate
     // dialogs through two indexes ((direction_id, last_message) and the
     // partial one on undirected dialogs) and a LATERAL count of each
@@ -203,7 +204,7 @@ pub async fn day_groups(
 #[derive(QueryableByName)]
 struct LevelCount {
     #[diesel(sql_type = Nullable<SqlUuid>)]
-    direction_id: Option<Uuid>,
+    direction_id: Option<DirectionId>,
     #[diesel(sql_type = Int2)]
     event_level: i16,
     #[diesel(sql_type = BigInt)]
@@ -223,7 +224,7 @@ pub async fn day_capi(
     account_id: Uuid,
     date: NaiveDate,
     timezone: &str,
-) -> Result<Vec<(Option<Uuid>, CapiDistribution)>, diesel::result::Error> {
+) -> Result<Vec<(Option<DirectionId>, CapiDistribution)>, diesel::result::Error> {
     // SQL: the day's bounds in the account's zone (AT TIME ZONE) over
     // capi_events_log's (user_account_id, created_at) index.
     let rows: Vec<LevelCount> = diesel::sql_query(DAY_CAPI_SQL)
@@ -233,7 +234,7 @@ pub async fn day_capi(
         .prepared()
         .load(conn)
         .await?;
-    let mut out: Vec<(Option<Uuid>, CapiDistribution)> = Vec::new();
+    let mut out: Vec<(Option<DirectionId>, CapiDistribution)> = Vec::new();
     for r in rows {
         let i = match out.iter().position(|(d, _)| *d == r.direction_id) {
             Some(i) => i,
@@ -357,7 +358,7 @@ pub struct StoredReport {
     pub directions_data: serde_json::Value,
     pub capi_distribution: Option<serde_json::Value>,
     pub capi_source_used: Option<bool>,
-    pub capi_direction_id: Option<Uuid>,
+    pub capi_direction_id: Option<DirectionId>,
     pub telegram_status: TelegramStatus,
     pub telegram_parts_sent: i32,
     pub telegram_sent_at: Option<DateTime<Utc>>,
@@ -374,7 +375,7 @@ type StoredRow = (
         serde_json::Value,
         serde_json::Value,
     ),
-    (Option<serde_json::Value>, Option<bool>, Option<Uuid>),
+    (Option<serde_json::Value>, Option<bool>, Option<DirectionId>),
     (
         TelegramStatus,
         i32,

@@ -7,7 +7,7 @@ use diesel::{
     sql_types::{BigInt, Int4, Text, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use uuid::Uuid;
+use domain::ids::DirectionId;
 
 pub use domain::usage::Purpose;
 
@@ -18,7 +18,7 @@ const SHARDS: i32 = 16;
 /// Adds model calls and tokens to the direction's counters for today (UTC).
 pub async fn add(
     conn: &mut AsyncPgConnection,
-    direction_id: Uuid,
+    direction_id: DirectionId,
     purpose: Purpose,
     calls: i32,
     prompt_tokens: i32,
@@ -48,7 +48,7 @@ pub async fn add(
 #[derive(Debug, Clone, QueryableByName, serde::Serialize)]
 pub struct UsageRow {
     #[diesel(sql_type = SqlUuid)]
-    pub direction_id: Uuid,
+    pub direction_id: DirectionId,
     #[diesel(sql_type = Text)]
     pub direction: String,
     #[diesel(sql_type = Text)]

@@ -111,7 +111,7 @@ mod tests {
     fn dialog() -> DialogForQualification {
         DialogForQualification {
             dialog_id: domain::ids::DialogId::from(uuid::Uuid::nil()),
-            direction_id: Some(Uuid::nil()),
+            direction_id: Some(domain::ids::DirectionId::from(Uuid::nil())),
             direction_name: Some("Clinic".into()),
             capi_enabled: Some(true),
             capi_source: Some(CapiSource::Whatsapp),

@@ -13,6 +13,7 @@
 
 use chrono::NaiveDate;
 use domain::analytics::{self, Advice, Funnel, LevelCounts, Money, Spend, Window};
+use domain::ids::DirectionId;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use storage::{AsyncPgConnection, DbError, analytics as db};
@@ -20,7 +21,7 @@ use uuid::Uuid;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DirectionStats {
-    pub direction_id: Uuid,
+    pub direction_id: DirectionId,
     pub name: String,
     pub capi_enabled: bool,
     pub spend_shared: bool,
@@ -57,15 +58,16 @@ pub async fn capi_stats(
 ) -> Result<CapiStats, DbError> {
     let directions = db::directions(conn, account).await?;
     let events = db::events_by_day(conn, account, since, until, timezone).await?;
-    let leads: BTreeMap<Uuid, i64> = db::leads_by_direction(conn, account, since, until, timezone)
-        .await?
-        .into_iter()
-        .collect();
+    let leads: BTreeMap<DirectionId, i64> =
+        db::leads_by_direction(conn, account, since, until, timezone)
+            .await?
+            .into_iter()
+            .collect();
     let spend: BTreeMap<Uuid, Spend> = db::spend_by_ad_account(conn, account, since, until)
         .await?
         .into_iter()
         .collect();
-    let mut revenue: BTreeMap<Option<Uuid>, Vec<Money>> = BTreeMap::new();
+    let mut revenue: BTreeMap<Option<DirectionId>, Vec<Money>> = BTreeMap::new();
     let mut total_revenue: Vec<Money> = Vec::new();
     for (direction, money) in
         db::revenue_by_direction(conn, account, since, until, timezone).await?
@@ -73,7 +75,7 @@ pub async fn capi_stats(
         analytics::add_revenue(revenue.entry(direction).or_default(), [&money]);
         analytics::add_revenue(&mut total_revenue, [&money]);
     }
-    let mut per_direction: BTreeMap<Option<Uuid>, LevelCounts> = BTreeMap::new();
+    let mut per_direction: BTreeMap<Option<DirectionId>, LevelCounts> = BTreeMap::new();
     let mut per_day: BTreeMap<NaiveDate, LevelCounts> = BTreeMap::new();
     let mut total = LevelCounts::default();
     for e in &events {
@@ -139,7 +141,7 @@ pub async fn capi_stats(
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DirectionAdvice {
-    pub direction_id: Uuid,
+    pub direction_id: DirectionId,
     pub name: String,
     /// The event name the direction sends for the advised level.
     pub event_name: String,
@@ -172,7 +174,7 @@ pub async fn optimisation(
     let now = capi_stats(conn, account, timezone, last[0], last[1]).await?;
     let before = capi_stats(conn, account, timezone, previous[0], previous[1]).await?;
     let infos = db::directions(conn, account).await?;
-    let window = |s: &CapiStats, id: Uuid| {
+    let window = |s: &CapiStats, id: DirectionId| {
         s.directions
             .iter()
             .find(|d| d.direction_id == id)

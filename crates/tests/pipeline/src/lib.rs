@@ -555,7 +555,7 @@ impl Pipeline {
 #[derive(Debug, Clone)]
 pub struct Seed {
     pub user_account_id: Uuid,
-    pub direction_id: Uuid,
+    pub direction_id: domain::ids::DirectionId,
     pub instance: String,
     pub secret: String,
 }

@@ -4,6 +4,7 @@
 use crate::Failure;
 use clap::Subcommand;
 use diesel_async::AsyncPgConnection;
+use domain::ids::DirectionId;
 use domain::{
     evolution::ApiVersion,
     level::{CapiSource, NoDialog},
@@ -260,7 +261,7 @@ pub enum DirectionCommand {
     },
     /// Change a direction's CAPI settings (only the options given).
     Set {
-        id: Uuid,
+        id: DirectionId,
         #[arg(long)]
         capi_enabled: Option<bool>,
         #[arg(long, value_enum)]
@@ -315,12 +316,12 @@ pub enum DirectionCommand {
     /// Set the direction's pixel to its WhatsApp Business Account's dataset
     /// (read from Meta, created there if the WABA has none: idempotent).
     Dataset {
-        id: Uuid,
+        id: DirectionId,
     },
     /// The WhatsApp bot of a direction: on/off and its prompt (business
     /// context, tone, language; an empty prompt means the generic one).
     Bot {
-        id: Uuid,
+        id: DirectionId,
         #[arg(long)]
         enabled: Option<bool>,
         #[arg(long)]
@@ -480,7 +481,7 @@ pub enum InstanceCommand {
         #[arg(long)]
         instance: String,
         #[arg(long)]
-        direction: Uuid,
+        direction: DirectionId,
         /// `-`: read the webhook secret from standard input (generated when
         /// not given).
         #[arg(long)]
@@ -569,7 +570,7 @@ pub enum NumberCommand {
         #[arg(long)]
         phone_number_id: String,
         #[arg(long)]
-        direction: Uuid,
+        direction: DirectionId,
         /// The WhatsApp Business Account id (webhooks fill it in too).
         #[arg(long)]
         waba_id: Option<String>,

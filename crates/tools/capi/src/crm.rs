@@ -10,6 +10,7 @@ use crate::{
 };
 use ::crm::session::{CrmPolicy, CrmSettings, Session};
 use clap::Subcommand;
+use domain::ids::DirectionId;
 use domain::{
     capi_event::check_purchase,
     crm::{
@@ -26,14 +27,14 @@ use uuid::Uuid;
 #[derive(Subcommand)]
 pub enum CrmFieldsCommand {
     /// Print each level's rules, one JSON line per level.
-    List { direction: Uuid },
+    List { direction: DirectionId },
     /// Replace one level's rules with a JSON array of rules, from a file (or - for stdin):
     /// `[{"field_id": "…", "enum_id": "…"}, {"field_id": "…", "enum_value": "…", "entity_type": "deal"}]`.
     /// For `--level purchase`, one rule with its value source, or `false` for none:
     /// `{"when": {"field_id": "status_id", "enum_id": "142"}, "value_field": "price",
     /// "currency_field": "…" | "currency": "RUB"}` (without either: the amoCRM account's currency).
     Set {
-        direction: Uuid,
+        direction: DirectionId,
         #[arg(long, value_parser = |s: &str| s.parse::<Level>())]
         level: Level,
         #[arg(long)]
@@ -41,7 +42,7 @@ pub enum CrmFieldsCommand {
     },
     /// Remove one level's rules (`--level purchase`: back to the CRM's default rule).
     Clear {
-        direction: Uuid,
+        direction: DirectionId,
         #[arg(long, value_parser = |s: &str| s.parse::<Level>())]
         level: Level,
     },
@@ -57,7 +58,7 @@ fn read_rules(file: &str) -> Result<Vec<FieldRule>, Failure> {
 }
 
 pub async fn crm_fields(url: &str, c: CrmFieldsCommand) -> Result<(), Failure> {
-    let missing = |id: Uuid| Failure::input(format!("no direction {id}"));
+    let missing = |id: DirectionId| Failure::input(format!("no direction {id}"));
     let mut conn = connect(url).await?;
     match c {
         CrmFieldsCommand::List { direction } => {

@@ -7,7 +7,6 @@ use meta_graph::{Graph, GraphSettings};
 use serde::Deserialize;
 use serde_json::json;
 use std::time::Duration;
-use uuid::Uuid;
 
 /// The Graph API client for the CLI's calls, from `[meta]` (`CAPI_CONFIG`,
 /// `CAPI_META__GRAPH_BASE_URL`, `CAPI_META__GRAPH_VERSION`).
@@ -28,7 +27,7 @@ pub(crate) fn graph() -> Result<Graph, String> {
 pub(crate) async fn set_direction_dataset(
     url: &str,
     keys: &storage::secrets::Keys,
-    id: Uuid,
+    id: domain::ids::DirectionId,
 ) -> Result<(), Failure> {
     let mut conn = crate::admin::connect(url).await?;
     let Some(d) = storage::doctor::direction_setup(&mut conn, id).await? else {

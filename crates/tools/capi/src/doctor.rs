@@ -5,13 +5,13 @@
 
 use crate::admin::connect;
 use diesel_async::AsyncPgConnection;
+use domain::ids::DirectionId;
 use meta_graph::{Graph, GraphError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::{collections::BTreeMap, process::ExitCode, time::Duration};
 use storage::doctor::{self, Scope};
 use storage::secrets::Keys;
-use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -285,7 +285,7 @@ async fn check_token(
     pixel: &str,
     token: &str,
     direction: &str,
-    direction_id: Uuid,
+    direction_id: DirectionId,
 ) -> Finding {
     const CHECK: &str = "meta_token";
     let details = json!({"pixel_id": pixel, "direction_id": direction_id});

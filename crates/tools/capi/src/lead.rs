@@ -7,6 +7,7 @@ use crate::{Failure, admin::connect};
 use chrono::Utc;
 use clap::Subcommand;
 use diesel_async::AsyncConnection;
+use domain::ids::DirectionId;
 use domain::{
     capi_event::check_purchase,
     crm::purchase::{Amount, Purchase},
@@ -27,7 +28,7 @@ pub enum LeadCommand {
         lead: Uuid,
         /// The lead's direction, when it wrote to more than one.
         #[arg(long)]
-        direction: Option<Uuid>,
+        direction: Option<DirectionId>,
         /// The amount, e.g. 15000 or 1500.50.
         #[arg(long)]
         value: String,

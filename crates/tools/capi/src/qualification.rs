@@ -7,6 +7,7 @@
 use crate::{Failure, admin::connect};
 use chrono::{Duration, TimeZone, Utc};
 use clap::Subcommand;
+use domain::ids::DirectionId;
 use domain::{
     conversation::{Author, Message},
     qualification::BusinessDescription,
@@ -18,24 +19,23 @@ use storage::{
     qualification as q,
     usage::{self, Purpose},
 };
-use uuid::Uuid;
 
 #[derive(Subcommand)]
 pub enum PromptCommand {
     /// Print the direction's prompt (and whether it is the generic one).
-    Show { id: Uuid },
+    Show { id: DirectionId },
     /// Store a prompt written by hand: TEXT, or a file with --file (- for stdin).
     Set {
-        id: Uuid,
+        id: DirectionId,
         text: Option<String>,
         #[arg(long)]
         file: Option<String>,
     },
     /// Remove the direction's prompt: the generic one is used.
-    Clear { id: Uuid },
+    Clear { id: DirectionId },
     /// Generate the prompt with the model from a business description and store it.
     Generate {
-        id: Uuid,
+        id: DirectionId,
         /// What the business sells.
         #[arg(long)]
         sells: String,
@@ -85,7 +85,7 @@ fn read_text(text: Option<String>, file: Option<String>) -> Result<String, Failu
 
 pub async fn prompt(url: &str, c: PromptCommand) -> Result<(), Failure> {
     let mut conn = connect(url).await?;
-    let missing = |id: Uuid| Failure::input(format!("no direction {id}"));
+    let missing = |id: DirectionId| Failure::input(format!("no direction {id}"));
     match c {
         PromptCommand::Show { id } => {
             let (name, prompt) = q::prompt(&mut conn, id).await?.ok_or_else(|| missing(id))?;

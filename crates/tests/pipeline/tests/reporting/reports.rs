@@ -134,7 +134,7 @@ async fn a_day_with_two_directions_and_undirected_dialogs_renders_as_the_spec() 
         Some(json!({"interest": 3, "qualified": 1, "scheduled": 0, "purchase": 0}))
     );
     assert_eq!(r.capi_source_used, Some(true));
-    assert_eq!(r.capi_direction_id, Some(f.cosmetology));
+    assert_eq!(r.capi_direction_id, Some(f.cosmetology.into()));
     assert_eq!(
         r.stats,
         json!({"total_dialogs": 5, "new_dialogs": 4, "incoming_messages": 8, "outgoing_messages": 3})

@@ -47,7 +47,7 @@ async fn doctor_is_quiet_on_a_healthy_system_and_names_each_problem_of_a_sick_on
         .unwrap();
     // The direction's pixel becomes its WABA's dataset (made at Meta; a
     // second run finds the same one).
-    let dataset = |env: &pipeline_tests::TestEnv, dir: uuid::Uuid| {
+    let dataset = |env: &pipeline_tests::TestEnv, dir: domain::ids::DirectionId| {
         let out = Command::new(env!("CARGO_BIN_EXE_capi"))
             .args([
                 "direction",
