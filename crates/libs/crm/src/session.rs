@@ -17,6 +17,7 @@ use crate::{
     bitrix24::Bitrix24Client,
     oauth::{self, OAuthApp},
 };
+use domain::ids::ConnectionId;
 use domain::level::CrmType;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -35,7 +36,7 @@ pub struct OAuthClient {
 /// What calling a connection's CRM needs. Secrets never print.
 #[derive(Clone)]
 pub struct Access {
-    pub connection_id: Uuid,
+    pub connection_id: ConnectionId,
     pub user_account_id: Uuid,
     pub crm_type: CrmType,
     /// amoCRM: the account's address; Bitrix24: the incoming webhook URL (a
@@ -74,14 +75,14 @@ pub trait Connections: Send + Sync {
     /// The connection's credentials; `None`: no such connection.
     fn access(
         &self,
-        connection_id: Uuid,
+        connection_id: ConnectionId,
     ) -> impl Future<Output = Result<Option<Access>, CrmError>> + Send;
 
     /// Takes the connection's next request slot (`interval` apart, up to
     /// `burst` at once, across replicas); returns how long to wait for it.
     fn reserve_request(
         &self,
-        connection_id: Uuid,
+        connection_id: ConnectionId,
         interval: Duration,
         burst: u32,
     ) -> impl Future<Output = Result<Duration, CrmError>> + Send;
@@ -89,7 +90,7 @@ pub trait Connections: Send + Sync {
     /// No request to this connection for `wait` (the CRM said slow down).
     fn hold_requests(
         &self,
-        connection_id: Uuid,
+        connection_id: ConnectionId,
         wait: Duration,
     ) -> impl Future<Output = Result<(), CrmError>> + Send;
 
@@ -98,7 +99,7 @@ pub trait Connections: Send + Sync {
     /// before the lock is released. Returns the credentials now stored.
     fn refresh_locked<F, Fut>(
         &self,
-        connection_id: Uuid,
+        connection_id: ConnectionId,
         refresh: F,
     ) -> impl Future<Output = Result<Access, CrmError>> + Send
     where
@@ -230,7 +231,7 @@ impl<C: Connections> Session<C> {
     pub async fn open(
         connections: C,
         policy: CrmPolicy,
-        connection_id: Uuid,
+        connection_id: ConnectionId,
     ) -> Result<Option<Session<C>>, CrmError> {
         let access = connections.access(connection_id).await?;
         Ok(access.map(|access| Session {

@@ -13,6 +13,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::analytics::{Money, Spend};
 use domain::ids::DialogId;
 use domain::ids::DirectionId;
+use domain::ids::LeadId;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -247,7 +248,7 @@ pub struct PurchaseColumn {
 /// A lead with the ROI table's CAPI columns: the three levels and its purchases.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct LeadEvents {
-    pub lead_id: Uuid,
+    pub lead_id: LeadId,
     pub dialog_id: DialogId,
     pub direction_id: Option<DirectionId>,
     pub direction_name: Option<String>,
@@ -264,7 +265,7 @@ pub struct LeadEvents {
 #[derive(QueryableByName)]
 struct LeadRow {
     #[diesel(sql_type = SqlUuid)]
-    lead_id: Uuid,
+    lead_id: LeadId,
     #[diesel(sql_type = SqlUuid)]
     dialog_id: DialogId,
     #[diesel(sql_type = Nullable<SqlUuid>)]
@@ -346,7 +347,7 @@ const LEAD_COLUMNS: &str = "da.lead_id, da.id AS dialog_id, coalesce(da.directio
 pub async fn lead(
     conn: &mut AsyncPgConnection,
     account_id: Uuid,
-    lead_id: Uuid,
+    lead_id: LeadId,
 ) -> Result<Option<LeadEvents>, diesel::result::Error> {
     // SQL: the account check follows the dialog's direction, else its
     // instance (coalesce across two joins), in the same statement.

@@ -15,6 +15,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 pub use domain::conversation::{Author, Message};
 use domain::ids::DialogId;
 use domain::ids::DirectionId;
+use domain::ids::LeadId;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -416,7 +417,7 @@ pub struct LeadDialog {
 /// The lead's dialogs that belong to a direction, oldest first.
 pub async fn lead_dialogs(
     conn: &mut AsyncPgConnection,
-    lead_id: Uuid,
+    lead_id: LeadId,
 ) -> Result<Vec<LeadDialog>, diesel::result::Error> {
     // SQL: the dialog's direction, else its instance's (as the reports attribute it).
     diesel::sql_query(

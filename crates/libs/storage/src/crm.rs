@@ -10,6 +10,7 @@ use diesel::{
     Selectable, SelectableHelper,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::ids::ConnectionId;
 use domain::ids::DirectionId;
 use domain::{
     crm::mapping::{FieldRule, LevelMapping},
@@ -22,7 +23,7 @@ use uuid::Uuid;
 /// What the gateway checks a CRM webhook against. Secrets never print.
 #[derive(Clone)]
 pub struct Connection {
-    pub id: Uuid,
+    pub id: ConnectionId,
     pub user_account_id: Uuid,
     pub crm_type: CrmType,
     /// amoCRM: the secret in the webhook URL.
@@ -48,7 +49,7 @@ impl std::fmt::Debug for Connection {
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = crm_connections, check_for_backend(diesel::pg::Pg))]
 struct ConnectionRow {
-    id: Uuid,
+    id: ConnectionId,
     user_account_id: Uuid,
     crm_type: CrmType,
     webhook_secret: Option<String>,
@@ -61,7 +62,7 @@ struct ConnectionRow {
 pub async fn connection(
     conn: &mut AsyncPgConnection,
     keys: &crate::secrets::Keys,
-    id: Uuid,
+    id: ConnectionId,
 ) -> Result<Option<Connection>, diesel::result::Error> {
     let Some(r) = crm_connections::table
         .find(id)
@@ -150,7 +151,7 @@ pub async fn create_connection(
     conn: &mut AsyncPgConnection,
     keys: &crate::secrets::Keys,
     c: &NewConnection<'_>,
-) -> Result<Uuid, diesel::result::Error> {
+) -> Result<ConnectionId, diesel::result::Error> {
     let base_url = keys.seal(secrets::CRM_BASE_URL, c.base_url)?;
     let access_token = keys.seal_opt(secrets::CRM_ACCESS_TOKEN, c.access_token)?;
     let webhook_secret = keys.seal_opt(secrets::CRM_WEBHOOK_SECRET, c.webhook_secret)?;
@@ -190,8 +191,8 @@ pub struct NewChange<'a> {
 /// in `changes` is stored once.
 pub async fn record_changes(
     conn: &mut AsyncPgConnection,
-    changes: &[(Uuid, NewChange<'_>)],
-) -> Result<Vec<(i64, Uuid, String)>, diesel::result::Error> {
+    changes: &[(ConnectionId, NewChange<'_>)],
+) -> Result<Vec<(i64, ConnectionId, String)>, diesel::result::Error> {
     use crm_changes::dsl as c;
     if changes.is_empty() {
         return Ok(Vec::new());
@@ -223,7 +224,7 @@ pub async fn record_changes(
 #[diesel(table_name = crm_changes, check_for_backend(diesel::pg::Pg))]
 pub struct StoredChange {
     pub id: i64,
-    pub connection_id: Uuid,
+    pub connection_id: ConnectionId,
     pub entity: String,
     pub action: String,
     pub entity_id: String,
@@ -247,7 +248,7 @@ pub use crm::session::{Access, OAuthClient};
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = crm_connections, check_for_backend(diesel::pg::Pg))]
 struct AccessRow {
-    id: Uuid,
+    id: ConnectionId,
     user_account_id: Uuid,
     crm_type: CrmType,
     base_url: String,
@@ -297,7 +298,7 @@ impl AccessRow {
 pub async fn access(
     conn: &mut AsyncPgConnection,
     keys: &crate::secrets::Keys,
-    connection_id: Uuid,
+    connection_id: ConnectionId,
 ) -> Result<Option<Access>, diesel::result::Error> {
     let row: Option<AccessRow> = crm_connections::table
         .find(connection_id)
@@ -313,9 +314,9 @@ pub async fn access(
 pub async fn lock_access(
     conn: &mut AsyncPgConnection,
     keys: &crate::secrets::Keys,
-    connection_id: Uuid,
+    connection_id: ConnectionId,
 ) -> Result<Option<Access>, diesel::result::Error> {
-    let locked: Option<Uuid> = crm_connections::table
+    let locked: Option<ConnectionId> = crm_connections::table
         .find(connection_id)
         .select(crm_connections::id)
         .for_update()
@@ -332,7 +333,7 @@ pub async fn lock_access(
 pub async fn store_tokens(
     conn: &mut AsyncPgConnection,
     keys: &crate::secrets::Keys,
-    connection_id: Uuid,
+    connection_id: ConnectionId,
     access_token: &str,
     refresh_token: &str,
     expires_at: chrono::DateTime<chrono::Utc>,
@@ -363,7 +364,7 @@ struct Wait {
 /// up to `burst` at once. Returns how long to wait before sending.
 pub async fn reserve_request(
     conn: &mut AsyncPgConnection,
-    connection_id: Uuid,
+    connection_id: ConnectionId,
     interval: std::time::Duration,
     burst: u32,
 ) -> Result<std::time::Duration, diesel::result::Error> {
@@ -392,7 +393,7 @@ pub async fn reserve_request(
 /// the burst window, which would otherwise go at once when the wait ends).
 pub async fn hold_requests(
     conn: &mut AsyncPgConnection,
-    connection_id: Uuid,
+    connection_id: ConnectionId,
     wait: std::time::Duration,
 ) -> Result<(), diesel::result::Error> {
     use diesel::sql_types::{Double, Uuid as SqlUuid};
@@ -446,7 +447,7 @@ pub struct ChangeRow {
 /// A connection's newest changes, newest first.
 pub async fn recent_changes(
     conn: &mut AsyncPgConnection,
-    connection_id: Uuid,
+    connection_id: ConnectionId,
     limit: i64,
 ) -> Result<Vec<ChangeRow>, diesel::result::Error> {
     use crm_changes::dsl as c;

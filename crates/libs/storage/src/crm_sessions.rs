@@ -8,16 +8,16 @@ use ::crm::{
     session::{Access, Connections, NewTokens},
 };
 use diesel_async::AsyncConnection;
+use domain::ids::ConnectionId;
 use secrecy::ExposeSecret;
 use std::{future::Future, time::Duration};
-use uuid::Uuid;
 
 fn database(e: impl std::fmt::Display) -> CrmError {
     CrmError::Unavailable(format!("the database: {e}"))
 }
 
 impl Connections for Store {
-    async fn access(&self, connection_id: Uuid) -> Result<Option<Access>, CrmError> {
+    async fn access(&self, connection_id: ConnectionId) -> Result<Option<Access>, CrmError> {
         let mut conn = self.pool().get().await.map_err(database)?;
         crm::access(&mut conn, self.keys(), connection_id)
             .await
@@ -26,7 +26,7 @@ impl Connections for Store {
 
     async fn reserve_request(
         &self,
-        connection_id: Uuid,
+        connection_id: ConnectionId,
         interval: Duration,
         burst: u32,
     ) -> Result<Duration, CrmError> {
@@ -36,7 +36,11 @@ impl Connections for Store {
             .map_err(database)
     }
 
-    async fn hold_requests(&self, connection_id: Uuid, wait: Duration) -> Result<(), CrmError> {
+    async fn hold_requests(
+        &self,
+        connection_id: ConnectionId,
+        wait: Duration,
+    ) -> Result<(), CrmError> {
         let mut conn = self.pool().get().await.map_err(database)?;
         crm::hold_requests(&mut conn, connection_id, wait)
             .await
@@ -45,7 +49,7 @@ impl Connections for Store {
 
     async fn refresh_locked<F, Fut>(
         &self,
-        connection_id: Uuid,
+        connection_id: ConnectionId,
         refresh: F,
     ) -> Result<Access, CrmError>
     where

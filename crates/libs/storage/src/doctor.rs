@@ -7,6 +7,7 @@ use diesel::{
     sql_types::{BigInt, Bool, Nullable, Text, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::ids::ConnectionId;
 use domain::ids::DirectionId;
 use serde::Serialize;
 use uuid::Uuid;
@@ -218,7 +219,7 @@ pub async fn model_failures(
 #[derive(Debug, Clone, QueryableByName, Serialize)]
 pub struct CrmFailing {
     #[diesel(sql_type = SqlUuid)]
-    pub connection_id: Uuid,
+    pub connection_id: ConnectionId,
     #[diesel(sql_type = Text)]
     pub crm_type: String,
     #[diesel(sql_type = BigInt)]

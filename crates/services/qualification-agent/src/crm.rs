@@ -57,7 +57,7 @@ pub(crate) struct CrmEvaluator {
     pub retry_schedule: Vec<Duration>,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Each amoCRM connection's account currency, read at most hourly.
-    pub currencies: Mutex<HashMap<Uuid, (String, Instant)>>,
+    pub currencies: Mutex<HashMap<domain::ids::ConnectionId, (String, Instant)>>,
 }
 
 /// The entity as the CRM has it now, and its contact's phones.

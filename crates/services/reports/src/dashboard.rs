@@ -478,7 +478,7 @@ async fn lead_view(
     let pool = state.pool.clone();
     let work = async move {
         let mut conn = pool.get().await?;
-        Ok::<_, anyhow::Error>(storage::analytics::lead(&mut conn, account, lead_id).await?)
+        Ok::<_, anyhow::Error>(storage::analytics::lead(&mut conn, account, lead_id.into()).await?)
     };
     match state.main.run(work).await {
         Ok(Ok(Some(l))) => ok_page(render_lead(&l)),

@@ -13,6 +13,7 @@
 
 use crate::{State, body, crm_store::Change};
 use actix_web::{HttpRequest, HttpResponse, web};
+use domain::ids::ConnectionId;
 use domain::{
     crm::{amocrm, bitrix24, form::FormError},
     level::CrmType,
@@ -153,7 +154,7 @@ async fn amocrm_changes(
 /// many were new.
 async fn store(
     state: &State,
-    connection_id: Uuid,
+    connection_id: ConnectionId,
     changes: Vec<Change>,
 ) -> Result<usize, ApiError> {
     state

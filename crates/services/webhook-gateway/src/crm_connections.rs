@@ -129,7 +129,7 @@ impl Inner {
         let store = self.store.clone();
         let read = async move {
             let mut conn = store.pool().get().await.map_err(|e| e.to_string())?;
-            storage::crm::connection(&mut conn, store.keys(), id)
+            storage::crm::connection(&mut conn, store.keys(), id.into())
                 .await
                 .map_err(|e| e.to_string())
         };

@@ -7,6 +7,7 @@
 
 use bus::messages::{BusMessage, CrmChanged, encode};
 use diesel_async::AsyncConnection;
+use domain::ids::ConnectionId;
 use serde_json::Value;
 use std::{
     collections::HashSet,
@@ -15,7 +16,6 @@ use std::{
 };
 use storage::crm::NewChange;
 use tokio::sync::{Notify, mpsc, oneshot};
-use uuid::Uuid;
 
 /// Writers storing batches side by side.
 const WRITERS: usize = 4;
@@ -39,7 +39,7 @@ pub(crate) struct Change {
 }
 
 struct Job {
-    connection_id: Uuid,
+    connection_id: ConnectionId,
     changes: Vec<Change>,
     /// How many of the job's changes were new, or why storing failed.
     reply: oneshot::Sender<Result<usize, String>>,
@@ -64,7 +64,11 @@ impl ChangeStore {
 
     /// Stores the changes (each once per connection) with their queue
     /// messages; how many were new.
-    pub async fn store(&self, connection_id: Uuid, changes: Vec<Change>) -> Result<usize, String> {
+    pub async fn store(
+        &self,
+        connection_id: ConnectionId,
+        changes: Vec<Change>,
+    ) -> Result<usize, String> {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Job {
@@ -149,7 +153,7 @@ fn refuse(jobs: impl IntoIterator<Item = Job>, e: &str) {
 
 /// One transaction for the batch; per job, how many of its changes were new.
 async fn write(pool: &storage::DbPool, batch: &[Job]) -> Result<Vec<usize>, String> {
-    let rows: Vec<(Uuid, NewChange<'_>)> = batch
+    let rows: Vec<(ConnectionId, NewChange<'_>)> = batch
         .iter()
         .flat_map(|job| {
             job.changes.iter().map(|c| {
@@ -184,7 +188,7 @@ async fn write(pool: &storage::DbPool, batch: &[Job]) -> Result<Vec<usize>, Stri
         .await
         .map_err(|e| e.to_string())?;
     // A change is new for the first job that brought it.
-    let mut new: HashSet<(Uuid, &str)> = stored
+    let mut new: HashSet<(ConnectionId, &str)> = stored
         .iter()
         .map(|(_, connection, key)| (*connection, key.as_str()))
         .collect();

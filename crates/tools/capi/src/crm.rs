@@ -10,7 +10,7 @@ use crate::{
 };
 use ::crm::session::{CrmPolicy, CrmSettings, Session};
 use clap::Subcommand;
-use domain::ids::DirectionId;
+use domain::ids::{ConnectionId, DirectionId};
 use domain::{
     capi_event::check_purchase,
     crm::{
@@ -149,7 +149,7 @@ pub enum CrmCommand {
     /// evaluation found (levels reached, the dialog joined, or why none:
     /// `no_dialog`, `no_levels`, `no_crm_direction`, `unreadable`).
     Changes {
-        connection: Uuid,
+        connection: ConnectionId,
         #[arg(long, default_value_t = 20)]
         limit: i64,
     },
@@ -161,7 +161,7 @@ pub enum CrmCommand {
     /// rules from (amoCRM: custom fields page by page, and for leads the
     /// pipelines' statuses as `status_id`; Bitrix24: `crm.{entity}.fields`).
     Fields {
-        connection: Uuid,
+        connection: ConnectionId,
         /// amoCRM: leads (default), contacts, companies; Bitrix24: deal (default), lead, contact.
         #[arg(long)]
         entity_type: Option<String>,
@@ -418,7 +418,7 @@ fn crm_failure(e: ::crm::CrmError) -> Failure {
 async fn fields(
     url: &str,
     keys: &Keys,
-    connection: Uuid,
+    connection: ConnectionId,
     entity_type: Option<String>,
 ) -> Result<(), Failure> {
     let store = storage::Store::new(storage::connect_pool(url, 2)?, keys.clone());

@@ -15,7 +15,6 @@ use domain::{
 };
 use runtime::claims::{claim_levels, claim_purchase};
 use serde_json::json;
-use uuid::Uuid;
 
 #[derive(Subcommand)]
 pub enum LeadCommand {
@@ -25,7 +24,7 @@ pub enum LeadCommand {
     Purchase {
         /// The lead (its id in the dashboard and the analytics API).
         #[arg(long)]
-        lead: Uuid,
+        lead: domain::ids::LeadId,
         /// The lead's direction, when it wrote to more than one.
         #[arg(long)]
         direction: Option<DirectionId>,

@@ -231,7 +231,7 @@ async fn lead(
     let lead_id = parse_uuid("lead_id", &path.into_inner())?;
     let body = on_main(&state, async move {
         let (mut conn, account) = c.open().await?;
-        storage::analytics::lead(&mut conn, account.id, lead_id)
+        storage::analytics::lead(&mut conn, account.id, lead_id.into())
             .await
             .map_err(db_error)?
             .ok_or_else(|| not_found("lead"))

@@ -17,7 +17,6 @@ use pipeline_tests::{
 use serde_json::{Value, json};
 use std::time::Duration;
 use storage::{crm::NewConnection, directions::DirectionCapiUpdate};
-use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(30);
 const CLID: &str = "ARclickFromTheAd";
@@ -111,7 +110,7 @@ async fn amo_connection(
     s: &Seed,
     sb: &SandboxServer,
     oauth: Option<(&str, &str)>,
-) -> Uuid {
+) -> domain::ids::ConnectionId {
     let mut conn = env.conn().await;
     storage::crm::create_connection(
         &mut conn,
@@ -136,7 +135,7 @@ async fn amo_connection(
 async fn amo_account(
     sb: &SandboxServer,
     p: &Pipeline,
-    connection: Uuid,
+    connection: domain::ids::ConnectionId,
     access: &str,
     refresh: &str,
 ) {
@@ -276,7 +275,7 @@ async fn bitrix24_world() -> Bitrix24World {
     )
     .await;
     let sb = SandboxServer::start().await;
-    let connection: Uuid = {
+    let connection: domain::ids::ConnectionId = {
         let mut conn = env.conn().await;
         storage::crm::create_connection(
             &mut conn,

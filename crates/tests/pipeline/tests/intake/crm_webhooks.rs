@@ -4,6 +4,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
 
+use domain::ids::ConnectionId;
 use domain::level::CrmType;
 use pipeline_tests::{Pipeline, PipelineOptions, SeedOptions, TestEnv, count, seed};
 use serde_json::Value;
@@ -30,7 +31,7 @@ async fn changes(env: &TestEnv) -> i64 {
     count(env, "SELECT count(*) AS n FROM crm_changes").await
 }
 
-async fn connections(env: &TestEnv) -> (Uuid, Uuid) {
+async fn connections(env: &TestEnv) -> (ConnectionId, ConnectionId) {
     let s = seed(env, &SeedOptions::default()).await;
     let mut conn = env.conn().await;
     let base = NewConnection {

@@ -236,7 +236,7 @@ async fn every_stored_credential_is_ciphertext_and_still_works() {
     );
     let mut urls = Vec::new();
     for id in ids(&env, "SELECT id FROM crm_connections ORDER BY crm_type").await {
-        let access = storage::crm::access(&mut conn, &keys, id)
+        let access = storage::crm::access(&mut conn, &keys, id.into())
             .await
             .unwrap()
             .unwrap();
@@ -434,13 +434,13 @@ async fn no_debug_of_a_credential_carrying_type_prints_a_secret() {
     let connections = ids(&env, "SELECT id FROM crm_connections").await;
     assert_eq!(connections.len(), 2);
     for id in connections {
-        let c = storage::crm::connection(&mut conn, &keys, id)
+        let c = storage::crm::connection(&mut conn, &keys, id.into())
             .await
             .unwrap()
             .unwrap();
         assert!(c.webhook_secret.is_some() || c.application_token.is_some());
         shown.push(format!("{c:?}"));
-        let a = storage::crm::access(&mut conn, &keys, id)
+        let a = storage::crm::access(&mut conn, &keys, id.into())
             .await
             .unwrap()
             .unwrap();
