@@ -17,13 +17,12 @@ use crate::{
     bitrix24::Bitrix24Client,
     oauth::{self, OAuthApp},
 };
-use domain::ids::ConnectionId;
+use domain::ids::{ConnectionId, UserAccountId};
 use domain::level::CrmType;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 use std::{future::Future, time::Duration};
-use uuid::Uuid;
 
 /// An OAuth integration/application.
 #[derive(Clone)]
@@ -37,7 +36,7 @@ pub struct OAuthClient {
 #[derive(Clone)]
 pub struct Access {
     pub connection_id: ConnectionId,
-    pub user_account_id: Uuid,
+    pub user_account_id: UserAccountId,
     pub crm_type: CrmType,
     /// amoCRM: the account's address; Bitrix24: the incoming webhook URL (a
     /// secret) or the OAuth app's client endpoint.

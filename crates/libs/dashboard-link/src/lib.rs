@@ -5,9 +5,9 @@
 
 use chrono::Utc;
 use domain::api_key::{LinkGrant, link_nonce, sign_link};
+use domain::ids::UserAccountId;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use uuid::Uuid;
 
 /// The defaults of the keys this crate reads, merged under every
 /// service's and the CLI's own defaults.
@@ -36,7 +36,7 @@ impl LinkSettings {
     /// A sign-in link to the account's dashboard, valid for `link_ttl` and
     /// once, while the account's dashboard generation is `generation`
     /// (`storage::dashboard::generation`); with its expiry (Unix seconds).
-    pub fn link(&self, account: Uuid, generation: i32) -> anyhow::Result<(String, i64)> {
+    pub fn link(&self, account: UserAccountId, generation: i32) -> anyhow::Result<(String, i64)> {
         let secret = secret(&self.dashboard_secret)?.ok_or_else(|| {
             anyhow::anyhow!(
                 "reports.dashboard_secret is not set (CAPI_REPORTS__DASHBOARD_SECRET): the dashboard is off"
@@ -78,7 +78,7 @@ pub fn secret(value: &SecretString) -> anyhow::Result<Option<Vec<u8>>> {
 pub fn link(
     public_url: &str,
     secret: &[u8],
-    account: Uuid,
+    account: UserAccountId,
     generation: i32,
     ttl: std::time::Duration,
 ) -> (String, i64) {
@@ -110,7 +110,7 @@ mod tests {
             public_url: "https://dash.example/".into(),
             link_ttl: std::time::Duration::from_secs(60),
         };
-        let account = Uuid::new_v4();
+        let account = domain::ids::UserAccountId::from(uuid::Uuid::new_v4());
         let made = settings.link(account, 3);
         let (url, expires) = match made {
             Ok(l) => l,

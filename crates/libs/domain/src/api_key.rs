@@ -2,6 +2,7 @@
 //! A key is shown once; only its SHA-256 is stored (so is a dashboard
 //! session's token). A link carries what it grants, signed with HMAC-SHA256.
 
+use crate::ids::UserAccountId;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -35,7 +36,7 @@ pub fn display_prefix(key: &str) -> String {
 /// its nonce was never used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkGrant {
-    pub account: Uuid,
+    pub account: UserAccountId,
     pub generation: i32,
     pub expires_unix: i64,
     pub nonce: String,
@@ -56,7 +57,7 @@ pub fn link_nonce() -> String {
 pub fn sign_link(secret: &[u8], grant: &LinkGrant) -> String {
     let payload = format!(
         "{}.{}.{}.{}",
-        grant.account.simple(),
+        grant.account.uuid().simple(),
         grant.generation,
         grant.expires_unix,
         grant.nonce
@@ -77,7 +78,7 @@ pub fn verify_link(secret: &[u8], token: &str, now_unix: i64) -> Option<LinkGran
         .ok()?;
     let mut parts = payload.split('.');
     let grant = LinkGrant {
-        account: Uuid::parse_str(parts.next()?).ok()?,
+        account: uuid::Uuid::parse_str(parts.next()?).ok()?.into(),
         generation: parts.next()?.parse().ok()?,
         expires_unix: parts.next()?.parse().ok()?,
         nonce: parts.next()?.to_owned(),
@@ -92,7 +93,7 @@ mod tests {
     #[test]
     fn links_hold_only_for_their_secret_and_time_and_say_what_they_grant() {
         let grant = LinkGrant {
-            account: Uuid::new_v4(),
+            account: uuid::Uuid::new_v4().into(),
             generation: 3,
             expires_unix: 1_000,
             nonce: link_nonce(),

@@ -11,9 +11,7 @@ use diesel::{
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::analytics::{Money, Spend};
-use domain::ids::DialogId;
-use domain::ids::DirectionId;
-use domain::ids::LeadId;
+use domain::ids::{DialogId, DirectionId, LeadId, UserAccountId};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -32,7 +30,7 @@ pub struct DirectionInfo {
 /// The account's directions, by name.
 pub async fn directions(
     conn: &mut AsyncPgConnection,
-    account_id: Uuid,
+    account_id: UserAccountId,
 ) -> Result<Vec<DirectionInfo>, diesel::result::Error> {
     use crate::schema::account_directions::dsl as d;
     d::account_directions
@@ -76,7 +74,7 @@ pub const EVENTS_BY_DAY_SQL: &str = "SELECT (created_at AT TIME ZONE $4)::date A
 /// Successes in the audit log from `since` to `until` (local days, inclusive).
 pub async fn events_by_day(
     conn: &mut AsyncPgConnection,
-    account_id: Uuid,
+    account_id: UserAccountId,
     since: NaiveDate,
     until: NaiveDate,
     timezone: &str,
@@ -117,7 +115,7 @@ pub const REVENUE_BY_DIRECTION_SQL: &str = "SELECT l.direction_id, cd.purchase_c
 /// Revenue per direction and currency from `since` to `until` (local days, inclusive).
 pub async fn revenue_by_direction(
     conn: &mut AsyncPgConnection,
-    account_id: Uuid,
+    account_id: UserAccountId,
     since: NaiveDate,
     until: NaiveDate,
     timezone: &str,
@@ -164,7 +162,7 @@ pub const LEADS_BY_DIRECTION_SQL: &str = "SELECT ad.id AS direction_id, count(da
 /// New dialogs (leads) per direction: first message within the local days.
 pub async fn leads_by_direction(
     conn: &mut AsyncPgConnection,
-    account_id: Uuid,
+    account_id: UserAccountId,
     since: NaiveDate,
     until: NaiveDate,
     timezone: &str,
@@ -194,7 +192,7 @@ struct SpendRow {
 /// Spend per ad account of the account over the days (the ad account's own days).
 pub async fn spend_by_ad_account(
     conn: &mut AsyncPgConnection,
-    account_id: Uuid,
+    account_id: UserAccountId,
     since: NaiveDate,
     until: NaiveDate,
 ) -> Result<Vec<(Uuid, Spend)>, diesel::result::Error> {
@@ -346,7 +344,7 @@ const LEAD_COLUMNS: &str = "da.lead_id, da.id AS dialog_id, coalesce(da.directio
 /// One lead of the account; `None` when it does not exist or belongs to another account.
 pub async fn lead(
     conn: &mut AsyncPgConnection,
-    account_id: Uuid,
+    account_id: UserAccountId,
     lead_id: LeadId,
 ) -> Result<Option<LeadEvents>, diesel::result::Error> {
     // SQL: the account check follows the dialog's direction, else its
@@ -371,7 +369,7 @@ pub async fn lead(
 /// days, newest first, and how many there are in all.
 pub async fn leads_page(
     conn: &mut AsyncPgConnection,
-    account_id: Uuid,
+    account_id: UserAccountId,
     since: NaiveDate,
     until: NaiveDate,
     timezone: &str,

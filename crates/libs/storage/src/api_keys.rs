@@ -5,12 +5,13 @@ use crate::schema::api_keys;
 use chrono::{DateTime, Utc};
 use diesel::{ExpressionMethods, OptionalExtension, QueryDsl};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::ids::UserAccountId;
 use serde::Serialize;
 use uuid::Uuid;
 
 pub async fn create(
     conn: &mut AsyncPgConnection,
-    account_id: Uuid,
+    account_id: UserAccountId,
     name: &str,
     key_hash: &str,
     key_prefix: &str,
@@ -54,7 +55,7 @@ pub struct ApiKeyRow {
 
 pub async fn list(
     conn: &mut AsyncPgConnection,
-    account_id: Uuid,
+    account_id: UserAccountId,
 ) -> Result<Vec<ApiKeyRow>, diesel::result::Error> {
     use api_keys::dsl as k;
     k::api_keys
@@ -77,9 +78,9 @@ pub async fn list(
 pub async fn authenticate(
     conn: &mut AsyncPgConnection,
     key_hash: &str,
-) -> Result<Option<Uuid>, diesel::result::Error> {
+) -> Result<Option<UserAccountId>, diesel::result::Error> {
     use api_keys::dsl as k;
-    let found: Option<(Uuid, Uuid, Option<DateTime<Utc>>)> = k::api_keys
+    let found: Option<(Uuid, UserAccountId, Option<DateTime<Utc>>)> = k::api_keys
         .filter(k::key_hash.eq(key_hash))
         .filter(k::revoked_at.is_null())
         .select((k::id, k::user_account_id, k::last_used_at))

@@ -13,9 +13,7 @@ use diesel::{
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 pub use domain::conversation::{Author, Message};
-use domain::ids::DialogId;
-use domain::ids::DirectionId;
-use domain::ids::LeadId;
+use domain::ids::{DialogId, DirectionId, LeadId};
 use serde_json::Value;
 use uuid::Uuid;
 

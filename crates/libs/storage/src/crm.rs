@@ -10,21 +10,19 @@ use diesel::{
     Selectable, SelectableHelper,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use domain::ids::ConnectionId;
-use domain::ids::DirectionId;
+use domain::ids::{ConnectionId, DirectionId, UserAccountId};
 use domain::{
     crm::mapping::{FieldRule, LevelMapping},
     level::{CapiSource, CrmType, NoDialog},
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
-use uuid::Uuid;
 
 /// What the gateway checks a CRM webhook against. Secrets never print.
 #[derive(Clone)]
 pub struct Connection {
     pub id: ConnectionId,
-    pub user_account_id: Uuid,
+    pub user_account_id: UserAccountId,
     pub crm_type: CrmType,
     /// amoCRM: the secret in the webhook URL.
     pub webhook_secret: Option<SecretString>,
@@ -50,7 +48,7 @@ impl std::fmt::Debug for Connection {
 #[diesel(table_name = crm_connections, check_for_backend(diesel::pg::Pg))]
 struct ConnectionRow {
     id: ConnectionId,
-    user_account_id: Uuid,
+    user_account_id: UserAccountId,
     crm_type: CrmType,
     webhook_secret: Option<String>,
     account_subdomain: Option<String>,
@@ -92,7 +90,7 @@ pub async fn connection(
 #[derive(Clone, Insertable)]
 #[diesel(table_name = crm_connections)]
 pub struct NewConnection<'a> {
-    pub user_account_id: Uuid,
+    pub user_account_id: UserAccountId,
     pub crm_type: CrmType,
     /// The API base (amoCRM `https://x.amocrm.ru`; Bitrix24 the REST endpoint).
     pub base_url: &'a str,
@@ -126,7 +124,7 @@ impl std::fmt::Debug for NewConnection<'_> {
 impl<'a> NewConnection<'a> {
     /// A connection with nothing but its account, CRM and base URL (phones
     /// without a country code read as Russian); fill in the rest.
-    pub fn new(user_account_id: Uuid, crm_type: CrmType, base_url: &'a str) -> Self {
+    pub fn new(user_account_id: UserAccountId, crm_type: CrmType, base_url: &'a str) -> Self {
         NewConnection {
             user_account_id,
             crm_type,
@@ -249,7 +247,7 @@ pub use crm::session::{Access, OAuthClient};
 #[diesel(table_name = crm_connections, check_for_backend(diesel::pg::Pg))]
 struct AccessRow {
     id: ConnectionId,
-    user_account_id: Uuid,
+    user_account_id: UserAccountId,
     crm_type: CrmType,
     base_url: String,
     access_token: Option<String>,
@@ -491,7 +489,7 @@ struct CrmDirectionRow {
 /// The user account's directions with CAPI on, source `crm` and this CRM.
 pub async fn crm_directions(
     conn: &mut AsyncPgConnection,
-    user_account_id: Uuid,
+    user_account_id: UserAccountId,
     crm_type: CrmType,
 ) -> Result<Vec<CrmDirection>, diesel::result::Error> {
     use account_directions::dsl as d;

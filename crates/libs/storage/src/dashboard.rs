@@ -8,11 +8,11 @@ use crate::schema::{dashboard_sessions, dashboard_sign_ins, user_accounts};
 use chrono::{DateTime, Utc};
 use diesel::{ExpressionMethods, OptionalExtension, QueryDsl};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use uuid::Uuid;
+use domain::ids::UserAccountId;
 
 /// A link the dashboard was shown, as it was verified.
 pub struct SignIn<'a> {
-    pub account: Uuid,
+    pub account: UserAccountId,
     pub generation: i32,
     pub nonce: &'a str,
     pub link_expires_at: DateTime<Utc>,
@@ -35,7 +35,7 @@ pub enum SignInOutcome {
 /// The account's dashboard generation (`None`: no such account).
 pub async fn generation(
     conn: &mut AsyncPgConnection,
-    account: Uuid,
+    account: UserAccountId,
 ) -> Result<Option<i32>, diesel::result::Error> {
     use user_accounts::dsl as u;
     u::user_accounts
@@ -108,7 +108,7 @@ pub async fn sign_in(
 pub async fn session_account(
     conn: &mut AsyncPgConnection,
     session_hash: &str,
-) -> Result<Option<Uuid>, diesel::result::Error> {
+) -> Result<Option<UserAccountId>, diesel::result::Error> {
     use dashboard_sessions::dsl as ds;
     use user_accounts::dsl as u;
     ds::dashboard_sessions
@@ -139,7 +139,7 @@ pub async fn end_session(
 /// account).
 pub async fn revoke(
     conn: &mut AsyncPgConnection,
-    account: Uuid,
+    account: UserAccountId,
 ) -> Result<Option<(i32, usize)>, diesel::result::Error> {
     conn.transaction(async |c| {
         use dashboard_sessions::dsl as ds;

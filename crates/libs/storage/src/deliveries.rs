@@ -11,8 +11,7 @@ use diesel::{
     sql_types::{Array, BigInt, Bool, Int2, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use domain::ids::DialogId;
-use domain::ids::DirectionId;
+use domain::ids::{DialogId, DirectionId, UserAccountId};
 use domain::{
     delivery::{AttemptStatus, DeliveryStatus},
     event_names::{ActionSource, name_or_default},
@@ -112,7 +111,7 @@ pub struct DeliveryContext {
     #[diesel(sql_type = Nullable<SqlUuid>)]
     pub direction_id: Option<DirectionId>,
     #[diesel(sql_type = Nullable<SqlUuid>)]
-    pub user_account_id: Option<Uuid>,
+    pub user_account_id: Option<UserAccountId>,
     #[diesel(sql_type = Nullable<Text>)]
     pub pixel_id: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
@@ -372,7 +371,7 @@ pub struct LogEntry<'a> {
     /// `None` for a level reached in a CRM that no dialog could be joined to.
     pub dialog_id: Option<DialogId>,
     pub direction_id: Option<DirectionId>,
-    pub user_account_id: Option<Uuid>,
+    pub user_account_id: Option<UserAccountId>,
     pub level: Level,
     pub event_name: &'a str,
     pub event_id: &'a str,
@@ -395,7 +394,7 @@ pub struct LogEntry<'a> {
 struct NewLogRow<'a> {
     dialog_id: Option<DialogId>,
     direction_id: Option<DirectionId>,
-    user_account_id: Option<Uuid>,
+    user_account_id: Option<UserAccountId>,
     event_level: Level,
     event_name: &'a str,
     event_id: &'a str,

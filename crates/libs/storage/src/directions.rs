@@ -10,7 +10,7 @@ use diesel::{
     OptionalExtension, QueryDsl, Queryable, Selectable, SelectableHelper,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use domain::ids::DirectionId;
+use domain::ids::{DirectionId, UserAccountId};
 use domain::{
     crm::{
         mapping::{FieldRule, LevelMapping},
@@ -75,7 +75,7 @@ pub async fn create_user_account(
     keys: &crate::secrets::Keys,
     name: &str,
     access_token: Option<&str>,
-) -> Result<Uuid, diesel::result::Error> {
+) -> Result<UserAccountId, diesel::result::Error> {
     use user_accounts::dsl as u;
     let access_token = keys.seal_opt(secrets::USER_ACCESS_TOKEN, access_token)?;
     diesel::insert_into(u::user_accounts)
@@ -105,7 +105,7 @@ pub async fn set_ad_account_app_secret(
 pub async fn create_ad_account(
     conn: &mut AsyncPgConnection,
     keys: &crate::secrets::Keys,
-    user_account_id: Uuid,
+    user_account_id: UserAccountId,
     name: &str,
     meta_ad_account_id: Option<&str>,
     access_token: Option<&str>,
@@ -128,7 +128,7 @@ pub async fn create_ad_account(
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = account_directions)]
 pub struct NewDirection<'a> {
-    pub user_account_id: Uuid,
+    pub user_account_id: UserAccountId,
     pub ad_account_id: Option<Uuid>,
     pub name: &'a str,
     pub capi_enabled: bool,
@@ -249,7 +249,7 @@ pub async fn list_user_accounts(
 #[derive(Debug, Clone, Serialize)]
 pub struct AdAccountRow {
     pub id: Uuid,
-    pub user_account_id: Uuid,
+    pub user_account_id: UserAccountId,
     pub name: String,
     pub meta_ad_account_id: Option<String>,
     pub has_token: bool,
@@ -259,7 +259,7 @@ pub async fn list_ad_accounts(
     conn: &mut AsyncPgConnection,
 ) -> Result<Vec<AdAccountRow>, diesel::result::Error> {
     use ad_accounts::dsl as a;
-    type Row = (Uuid, Uuid, String, Option<String>, Option<bool>);
+    type Row = (Uuid, UserAccountId, String, Option<String>, Option<bool>);
     let rows: Vec<Row> = a::ad_accounts
         .order((a::created_at, a::name))
         .select((
@@ -300,7 +300,7 @@ pub struct DirectionRow {
 #[diesel(table_name = account_directions, check_for_backend(diesel::pg::Pg))]
 pub struct DirectionSettings {
     pub id: DirectionId,
-    pub user_account_id: Uuid,
+    pub user_account_id: UserAccountId,
     pub ad_account_id: Option<Uuid>,
     pub name: String,
     pub capi_enabled: bool,

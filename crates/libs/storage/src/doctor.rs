@@ -7,15 +7,14 @@ use diesel::{
     sql_types::{BigInt, Bool, Nullable, Text, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use domain::ids::ConnectionId;
-use domain::ids::DirectionId;
+use domain::ids::{ConnectionId, DirectionId, UserAccountId};
 use serde::Serialize;
 use uuid::Uuid;
 
 /// Narrows the direction- and account-level checks.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Scope {
-    pub user_account: Option<Uuid>,
+    pub user_account: Option<UserAccountId>,
     pub direction: Option<Uuid>,
 }
 

@@ -14,8 +14,7 @@ use diesel::{
     sql_types::{Array, BigInt, Bool, Int2, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use domain::ids::DialogId;
-use domain::ids::DirectionId;
+use domain::ids::{DialogId, DirectionId};
 pub use domain::qualification::DialogForQualification;
 use domain::{
     conversation::Author,

@@ -14,7 +14,7 @@ use diesel::{
     sql_types::{BigInt, Bool, Date, Int2, Int4, Nullable, Text, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use domain::ids::DirectionId;
+use domain::ids::{DirectionId, UserAccountId};
 use domain::{
     account::ReportLanguage,
     report::{
@@ -27,7 +27,7 @@ use uuid::Uuid;
 /// An account as the report needs it.
 #[derive(Debug, Clone)]
 pub struct ReportAccount {
-    pub id: Uuid,
+    pub id: UserAccountId,
     pub name: String,
     pub language: ReportLanguage,
     pub timezone: String,
@@ -36,11 +36,11 @@ pub struct ReportAccount {
 
 pub async fn account(
     conn: &mut AsyncPgConnection,
-    id: Uuid,
+    id: UserAccountId,
 ) -> Result<Option<ReportAccount>, diesel::result::Error> {
     use user_accounts::dsl as u;
     type Row = (
-        Uuid,
+        UserAccountId,
         String,
         ReportLanguage,
         String,
@@ -157,7 +157,7 @@ pub const DAY_GROUPS_SQL: &str = "WITH b AS (SELECT ($2::date::timestamp AT TIME
 /// it has a message that day; it is new when its first message was that day.
 pub async fn day_groups(
     conn: &mut AsyncPgConnection,
-    account_id: Uuid,
+    account_id: UserAccountId,
     date: NaiveDate,
     timezone: &str,
 ) -> Result<Vec<(Option<DirectionId>, GroupCounts)>, diesel::result::Error> {
@@ -221,7 +221,7 @@ pub const DAY_CAPI_SQL: &str = "SELECT direction_id, event_level, count(DISTINCT
 /// Events Meta accepted during the account's local day, per direction and level.
 pub async fn day_capi(
     conn: &mut AsyncPgConnection,
-    account_id: Uuid,
+    account_id: UserAccountId,
     date: NaiveDate,
     timezone: &str,
 ) -> Result<Vec<(Option<DirectionId>, CapiDistribution)>, diesel::result::Error> {
@@ -350,7 +350,7 @@ pub async fn store(
 /// A stored report, as the API and the CLI show it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StoredReport {
-    pub user_account_id: Uuid,
+    pub user_account_id: UserAccountId,
     pub report_date: NaiveDate,
     pub language: ReportLanguage,
     pub report_text: String,
@@ -368,7 +368,7 @@ pub struct StoredReport {
 
 type StoredRow = (
     (
-        Uuid,
+        UserAccountId,
         NaiveDate,
         ReportLanguage,
         String,
@@ -387,7 +387,7 @@ type StoredRow = (
 
 pub async fn get(
     conn: &mut AsyncPgConnection,
-    account_id: Uuid,
+    account_id: UserAccountId,
     date: NaiveDate,
 ) -> Result<Option<StoredReport>, diesel::result::Error> {
     use conversation_reports::dsl as c;
@@ -450,7 +450,7 @@ struct Due {
 pub async fn due_accounts(
     conn: &mut AsyncPgConnection,
     send_after_minutes: i32,
-) -> Result<Vec<(Uuid, NaiveDate)>, diesel::result::Error> {
+) -> Result<Vec<(UserAccountId, NaiveDate)>, diesel::result::Error> {
     // SQL: each account's local time (now() AT TIME ZONE its zone) compared
     // with the send time, and an anti-join on conversation_reports' unique key.
     let rows: Vec<Due> = diesel::sql_query(
@@ -465,7 +465,7 @@ pub async fn due_accounts(
     .prepared()
     .load(conn)
     .await?;
-    Ok(rows.into_iter().map(|r| (r.id, r.day)).collect())
+    Ok(rows.into_iter().map(|r| (r.id.into(), r.day)).collect())
 }
 
 /// A report whose delivery this process holds the lease for. No `Debug`:
@@ -475,7 +475,7 @@ pub struct PendingSend {
     #[diesel(sql_type = SqlUuid)]
     pub id: Uuid,
     #[diesel(sql_type = SqlUuid)]
-    pub user_account_id: Uuid,
+    pub user_account_id: UserAccountId,
     #[diesel(sql_type = Date)]
     pub report_date: NaiveDate,
     #[diesel(sql_type = Text)]
@@ -590,7 +590,7 @@ pub struct ReportSummary {
 
 pub async fn list(
     conn: &mut AsyncPgConnection,
-    account_id: Uuid,
+    account_id: UserAccountId,
     limit: i64,
 ) -> Result<Vec<ReportSummary>, diesel::result::Error> {
     use conversation_reports::dsl as c;
@@ -709,7 +709,7 @@ impl std::fmt::Debug for AccountSettings<'_> {
 pub async fn set_account(
     conn: &mut AsyncPgConnection,
     keys: &crate::secrets::Keys,
-    id: Uuid,
+    id: UserAccountId,
     s: &AccountSettings<'_>,
 ) -> Result<bool, diesel::result::Error> {
     use user_accounts::dsl as u;

@@ -18,7 +18,7 @@ use crm::{
     session::{CrmPolicy, Session},
 };
 use diesel_async::AsyncConnection;
-use domain::ids::DialogId;
+use domain::ids::{DialogId, UserAccountId};
 use domain::{
     crm::{
         mapping::matched_levels,
@@ -42,7 +42,6 @@ use storage::{
     deliveries::LogEntry,
 };
 use tokio::sync::Notify;
-use uuid::Uuid;
 
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 /// How long an amoCRM account's currency is trusted before it is read again.
@@ -250,7 +249,7 @@ impl CrmEvaluator {
         &self,
         change_id: i64,
         outcome: Value,
-        user_account_id: Uuid,
+        user_account_id: UserAccountId,
         skipped: &[(&CrmDirection, Level)],
     ) -> anyhow::Result<Outcome> {
         // No event was built: the row names the change and the level.

@@ -70,7 +70,7 @@ async fn main() {
             let days_ago: i64 = args.get(1).and_then(|d| d.parse().ok()).unwrap_or(3);
             let mut times = Vec::new();
             for a in accounts(&mut conn).await {
-                let account = storage::reports::account(&mut conn, a.id)
+                let account = storage::reports::account(&mut conn, a.id.into())
                     .await
                     .unwrap()
                     .unwrap();
@@ -95,7 +95,7 @@ async fn main() {
                 let key = domain::api_key::generate();
                 storage::api_keys::create(
                     &mut conn,
-                    a.id,
+                    a.id.into(),
                     "bench",
                     &domain::api_key::hash(&key),
                     "capi_bench",

@@ -181,7 +181,7 @@ async fn logout(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
 
 /// The signed-in account: the cookie's session is open, not expired, and
 /// of the account's current generation.
-async fn session(req: &HttpRequest, state: &State) -> Result<Uuid, Refusal> {
+async fn session(req: &HttpRequest, state: &State) -> Result<domain::ids::UserAccountId, Refusal> {
     secret(state)?;
     let hash = req
         .cookie(COOKIE)

@@ -106,7 +106,7 @@ impl ReportSettings {
     /// its expiry (Unix seconds).
     pub fn dashboard_link(
         &self,
-        account: uuid::Uuid,
+        account: domain::ids::UserAccountId,
         generation: i32,
     ) -> anyhow::Result<(String, i64)> {
         self.link_settings().link(account, generation)

@@ -13,7 +13,7 @@
 
 use chrono::NaiveDate;
 use domain::analytics::{self, Advice, Funnel, LevelCounts, Money, Spend, Window};
-use domain::ids::DirectionId;
+use domain::ids::{DirectionId, UserAccountId};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use storage::{AsyncPgConnection, DbError, analytics as db};
@@ -38,7 +38,7 @@ pub struct DayStats {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CapiStats {
-    pub user_account_id: Uuid,
+    pub user_account_id: UserAccountId,
     pub since: NaiveDate,
     pub until: NaiveDate,
     pub timezone: String,
@@ -51,7 +51,7 @@ pub struct CapiStats {
 
 pub async fn capi_stats(
     conn: &mut AsyncPgConnection,
-    account: Uuid,
+    account: UserAccountId,
     timezone: &str,
     since: NaiveDate,
     until: NaiveDate,
@@ -151,7 +151,7 @@ pub struct DirectionAdvice {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Optimisation {
-    pub user_account_id: Uuid,
+    pub user_account_id: UserAccountId,
     /// The last 7 complete local days end here (yesterday).
     pub last_7_days: [NaiveDate; 2],
     pub previous_7_days: [NaiveDate; 2],
@@ -164,7 +164,7 @@ pub struct Optimisation {
 /// before `today` against the 7 days before those.
 pub async fn optimisation(
     conn: &mut AsyncPgConnection,
-    account: Uuid,
+    account: UserAccountId,
     timezone: &str,
     today: NaiveDate,
 ) -> Result<Optimisation, DbError> {

@@ -554,7 +554,7 @@ impl Pipeline {
 /// The account → ad account → direction → instance chain a test needs.
 #[derive(Debug, Clone)]
 pub struct Seed {
-    pub user_account_id: Uuid,
+    pub user_account_id: domain::ids::UserAccountId,
     pub direction_id: domain::ids::DirectionId,
     pub instance: String,
     pub secret: String,

@@ -4,7 +4,7 @@
 use crate::Failure;
 use clap::Subcommand;
 use diesel_async::AsyncPgConnection;
-use domain::ids::DirectionId;
+use domain::ids::{DirectionId, UserAccountId};
 use domain::{
     evolution::ApiVersion,
     level::{CapiSource, NoDialog},
@@ -99,7 +99,7 @@ pub enum AccountCommand {
     /// The daily report's settings: time zone (IANA, e.g. Europe/Moscow),
     /// language, and the Telegram chat it goes to.
     Set {
-        id: Uuid,
+        id: UserAccountId,
         #[arg(long)]
         timezone: Option<String>,
         /// ru or en.
@@ -167,7 +167,7 @@ pub enum AdAccountCommand {
     /// Create an ad account with its Meta access token; prints its id.
     Create {
         #[arg(long)]
-        user_account: Uuid,
+        user_account: UserAccountId,
         #[arg(long)]
         name: String,
         /// Meta's ad account id (act_...).
@@ -242,7 +242,7 @@ pub enum DirectionCommand {
     /// Create a direction; prints its id.
     Create {
         #[arg(long)]
-        user_account: Uuid,
+        user_account: UserAccountId,
         #[arg(long)]
         name: String,
         #[arg(long)]

@@ -10,7 +10,7 @@ use crate::{
 };
 use ::crm::session::{CrmPolicy, CrmSettings, Session};
 use clap::Subcommand;
-use domain::ids::{ConnectionId, DirectionId};
+use domain::ids::{ConnectionId, DirectionId, UserAccountId};
 use domain::{
     capi_event::check_purchase,
     crm::{
@@ -22,7 +22,6 @@ use domain::{
 use serde_json::{Value, json};
 use storage::crm::NewConnection;
 use storage::secrets::Keys;
-use uuid::Uuid;
 
 #[derive(Subcommand)]
 pub enum CrmFieldsCommand {
@@ -175,7 +174,7 @@ pub enum ConnectCommand {
     /// Paste the printed URL in amoCRM (Settings → Integrations → Web hooks).
     Amocrm {
         #[arg(long)]
-        user_account: Uuid,
+        user_account: UserAccountId,
         /// The account's address, e.g. https://clinic.amocrm.ru or https://clinic.kommo.com.
         #[arg(long)]
         base_url: String,
@@ -208,7 +207,7 @@ pub enum ConnectCommand {
         #[arg(long)]
         client_endpoint: Option<String>,
         #[arg(long)]
-        user_account: Uuid,
+        user_account: UserAccountId,
         #[command(flatten)]
         common: ConnectArgs,
     },

@@ -131,7 +131,7 @@ enum Command {
     /// (reports.dashboard_secret must match the reports service's).
     DashboardLink {
         #[arg(long)]
-        user_account: uuid::Uuid,
+        user_account: domain::ids::UserAccountId,
     },
     /// Dashboard sessions: end all of one account's.
     #[command(subcommand)]
@@ -142,7 +142,7 @@ enum Command {
     /// Exit 0 healthy, 1 warnings, 2 errors.
     Doctor {
         #[arg(long)]
-        user_account: Option<uuid::Uuid>,
+        user_account: Option<domain::ids::UserAccountId>,
         #[arg(long)]
         direction: Option<uuid::Uuid>,
         /// One JSON object instead of lines.

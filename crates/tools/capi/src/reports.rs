@@ -8,6 +8,7 @@ use crate::{
 };
 use chrono::NaiveDate;
 use clap::Subcommand;
+use domain::ids::UserAccountId;
 use serde_json::json;
 use storage::{api_keys, reports, spend};
 use uuid::Uuid;
@@ -19,7 +20,7 @@ pub enum ReportCommand {
     /// sent to Telegram is never sent again.
     Generate {
         #[arg(long)]
-        user_account: Uuid,
+        user_account: UserAccountId,
         /// The local day, YYYY-MM-DD.
         #[arg(long)]
         date: NaiveDate,
@@ -27,14 +28,14 @@ pub enum ReportCommand {
     /// The stored report of a day (text, directions_data, delivery).
     Show {
         #[arg(long)]
-        user_account: Uuid,
+        user_account: UserAccountId,
         #[arg(long)]
         date: NaiveDate,
     },
     /// The account's recent reports and their Telegram delivery.
     List {
         #[arg(long)]
-        user_account: Uuid,
+        user_account: UserAccountId,
         #[arg(long, default_value_t = 14)]
         limit: i64,
     },
@@ -168,7 +169,7 @@ pub enum ApiKeyCommand {
     /// Create a key for the reports API; prints it once (only its hash is kept).
     Create {
         #[arg(long)]
-        user_account: Uuid,
+        user_account: UserAccountId,
         #[arg(long, default_value = "api")]
         name: String,
     },
@@ -176,7 +177,7 @@ pub enum ApiKeyCommand {
     Revoke { id: Uuid },
     List {
         #[arg(long)]
-        user_account: Uuid,
+        user_account: UserAccountId,
     },
 }
 
@@ -215,7 +216,7 @@ pub async fn api_key(url: &str, c: ApiKeyCommand) -> Result<(), Failure> {
 }
 
 /// `capi dashboard-link`: a short-lived sign-in link to the account's dashboard.
-pub async fn dashboard_link(url: &str, user_account: Uuid) -> Result<(), Failure> {
+pub async fn dashboard_link(url: &str, user_account: UserAccountId) -> Result<(), Failure> {
     #[derive(serde::Deserialize)]
     struct Own {
         reports: dashboard_link::LinkSettings,
@@ -244,7 +245,7 @@ pub enum DashboardSessionsCommand {
     /// of it not yet used, at once (other accounts keep theirs).
     Revoke {
         #[arg(long)]
-        user_account: Uuid,
+        user_account: UserAccountId,
     },
 }
 

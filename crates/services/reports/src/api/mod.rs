@@ -8,12 +8,12 @@ pub(crate) mod params;
 
 use crate::{State, stats};
 use actix_web::{HttpRequest, HttpResponse, web};
+use domain::ids::UserAccountId;
 use params::{Params, Range, parse_uuid};
 use runtime::ApiError;
 use serde_json::{Value, json};
 use std::{collections::HashMap, future::Future};
 use storage::{AsyncPgConnection, reports::ReportAccount};
-use uuid::Uuid;
 
 /// The paths this module serves, as the OpenAPI document names them.
 pub const API_PATHS: &[&str] = &[
@@ -85,7 +85,7 @@ where
 async fn authorize(
     conn: &mut AsyncPgConnection,
     key: &str,
-    account_id: Uuid,
+    account_id: UserAccountId,
 ) -> Result<ReportAccount, ApiError> {
     let owner = storage::api_keys::authenticate(conn, &domain::api_key::hash(key))
         .await
@@ -107,7 +107,7 @@ async fn authorize(
 
 struct Call {
     key: String,
-    account: Uuid,
+    account: UserAccountId,
     params: Params,
     pool: storage::DbPool,
 }
@@ -117,7 +117,7 @@ fn call(req: &HttpRequest, q: HashMap<String, String>, state: &State) -> Result<
     let params = Params(q);
     Ok(Call {
         key,
-        account: params.uuid("user_account_id")?,
+        account: params.uuid("user_account_id")?.into(),
         params,
         pool: state.pool.clone(),
     })

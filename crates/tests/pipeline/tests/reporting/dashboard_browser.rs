@@ -22,7 +22,7 @@ fn target_dir() -> PathBuf {
 
 fn link(service: &ReportsService, account: uuid::Uuid) -> String {
     let (url, _) = reports_settings("http://unused")
-        .dashboard_link(account, 0)
+        .dashboard_link(account.into(), 0)
         .unwrap();
     url.replace("http://127.0.0.1", &service.url(""))
 }
@@ -76,7 +76,7 @@ async fn the_dashboard_shows_the_apis_numbers_in_a_real_browser() {
     let key = domain::api_key::generate();
     storage::api_keys::create(
         &mut env.conn().await,
-        f.account,
+        f.account.into(),
         "t",
         &domain::api_key::hash(&key),
         "capi_x",

@@ -98,7 +98,7 @@ async fn a_day_with_two_directions_and_undirected_dialogs_renders_as_the_spec() 
     let env = TestEnv::new().await;
     let f = seed_day(&env, day()).await;
     let mut conn = env.conn().await;
-    let account = reports::account(&mut conn, f.account)
+    let account = reports::account(&mut conn, f.account.into())
         .await
         .unwrap()
         .unwrap();
@@ -106,7 +106,7 @@ async fn a_day_with_two_directions_and_undirected_dialogs_renders_as_the_spec() 
         .await
         .unwrap();
     assert_eq!(stored, reports::Stored::Created);
-    let r = reports::get(&mut conn, f.account, day())
+    let r = reports::get(&mut conn, f.account.into(), day())
         .await
         .unwrap()
         .unwrap();
@@ -149,7 +149,7 @@ async fn a_day_with_two_directions_and_undirected_dialogs_renders_as_the_spec() 
     reports::set_account(
         &mut conn,
         &env.keys(),
-        f.account,
+        f.account.into(),
         &reports::AccountSettings {
             language: Some(domain::account::ReportLanguage::En),
             ..Default::default()
@@ -157,7 +157,7 @@ async fn a_day_with_two_directions_and_undirected_dialogs_renders_as_the_spec() 
     )
     .await
     .unwrap();
-    let account = reports::account(&mut conn, f.account)
+    let account = reports::account(&mut conn, f.account.into())
         .await
         .unwrap()
         .unwrap();
@@ -165,7 +165,7 @@ async fn a_day_with_two_directions_and_undirected_dialogs_renders_as_the_spec() 
         .await
         .unwrap();
     assert_eq!(stored, reports::Stored::Updated);
-    let r = reports::get(&mut conn, f.account, day())
+    let r = reports::get(&mut conn, f.account.into(), day())
         .await
         .unwrap()
         .unwrap();
@@ -207,7 +207,7 @@ async fn seed_yesterday_with_telegram(env: &TestEnv, chat: &str) -> (Fixture, Na
     reports::set_account(
         &mut conn,
         &env.keys(),
-        f.account,
+        f.account.into(),
         &reports::AccountSettings {
             telegram_chat_id: Some(Some(chat)),
             telegram_bot_token: Some(Some("123456:TEST-bot-token-abcdef")),
@@ -247,11 +247,11 @@ async fn two_replicas_make_one_report_and_regenerating_sends_nothing_again() {
 
     // Regenerated on demand: same content, nothing changes, nothing is sent.
     let mut conn = env.conn().await;
-    let before = reports::get(&mut conn, f.account, yesterday)
+    let before = reports::get(&mut conn, f.account.into(), yesterday)
         .await
         .unwrap()
         .unwrap();
-    let account = reports::account(&mut conn, f.account)
+    let account = reports::account(&mut conn, f.account.into())
         .await
         .unwrap()
         .unwrap();
@@ -260,7 +260,7 @@ async fn two_replicas_make_one_report_and_regenerating_sends_nothing_again() {
         .unwrap();
     assert_eq!(stored, reports::Stored::Unchanged);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = reports::get(&mut conn, f.account, yesterday)
+    let after = reports::get(&mut conn, f.account.into(), yesterday)
         .await
         .unwrap()
         .unwrap();
@@ -352,7 +352,7 @@ async fn a_failing_telegram_is_retried_and_a_rejected_token_gives_up() {
     reports::set_account(
         &mut env.conn().await,
         &env.keys(),
-        g.account,
+        g.account.into(),
         &reports::AccountSettings {
             telegram_bot_token: Some(Some("not-a-token")),
             ..Default::default()
@@ -492,7 +492,7 @@ async fn a_long_report_goes_in_parts_and_a_retry_resumes_after_the_last_part_sen
     let (b, _) = seed_yesterday_with_telegram(&env, "1002").await;
     add_directions(&env, b.account, yesterday, 60).await;
     let mut conn = env.conn().await;
-    let account = reports::account(&mut conn, b.account)
+    let account = reports::account(&mut conn, b.account.into())
         .await
         .unwrap()
         .unwrap();
@@ -518,7 +518,7 @@ async fn a_long_report_goes_in_parts_and_a_retry_resumes_after_the_last_part_sen
     .await;
     let text_of = |r: reports::StoredReport| r.report_text;
     let whole_a = text_of(
-        reports::get(&mut conn, a.account, yesterday)
+        reports::get(&mut conn, a.account.into(), yesterday)
             .await
             .unwrap()
             .unwrap(),
@@ -545,7 +545,7 @@ async fn a_long_report_goes_in_parts_and_a_retry_resumes_after_the_last_part_sen
     assert_eq!(parts_a.concat(), whole_a);
     // B: only the second part was sent again, never the first.
     let whole_b = text_of(
-        reports::get(&mut conn, b.account, yesterday)
+        reports::get(&mut conn, b.account.into(), yesterday)
             .await
             .unwrap()
             .unwrap(),

@@ -13,7 +13,7 @@ async fn key_for(env: &TestEnv, account: Uuid) -> (Uuid, String) {
     let key = domain::api_key::generate();
     let id = storage::api_keys::create(
         &mut env.conn().await,
-        account,
+        account.into(),
         "test",
         &domain::api_key::hash(&key),
         &domain::api_key::display_prefix(&key),
@@ -185,7 +185,7 @@ async fn capi_stats_equal_the_hand_computed_fixture() {
 
     // The stored report.
     let mut conn = w.env.conn().await;
-    let account = storage::reports::account(&mut conn, w.f.account)
+    let account = storage::reports::account(&mut conn, w.f.account.into())
         .await
         .unwrap()
         .unwrap();
@@ -441,7 +441,7 @@ async fn sign_in_links_work_once_and_sessions_end_on_sign_out_or_revoke() {
         .unwrap();
     let link = |account: Uuid, generation: i32| {
         let (url, _) = reports_settings("x")
-            .dashboard_link(account, generation)
+            .dashboard_link(account.into(), generation)
             .unwrap();
         w.service.url(&format!(
             "/dashboard/login?{}",
@@ -508,7 +508,7 @@ async fn sign_in_links_work_once_and_sessions_end_on_sign_out_or_revoke() {
     let unused = link(w.f.account, 0);
     let (_, theirs, _) = sign_in(link(other.account, 0)).await;
     let theirs = theirs.unwrap();
-    let revoked = storage::dashboard::revoke(&mut w.env.conn().await, w.f.account)
+    let revoked = storage::dashboard::revoke(&mut w.env.conn().await, w.f.account.into())
         .await
         .unwrap();
     assert_eq!(revoked, Some((1, 1)));
@@ -626,7 +626,7 @@ async fn names_carrying_html_are_shown_as_text() {
         .await
         .unwrap();
     let (url, _) = reports_settings("x")
-        .dashboard_link(w.f.account, 0)
+        .dashboard_link(w.f.account.into(), 0)
         .unwrap();
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

@@ -232,7 +232,10 @@ async fn an_operator_runs_reports_spend_keys_and_dashboard_links_from_the_cli() 
         .expect(url);
     let now = chrono::Utc::now().timestamp();
     let grant = domain::api_key::verify_link(secret.as_bytes(), token, now).expect("a valid link");
-    assert_eq!((grant.account, grant.generation), (f.account, 0));
+    assert_eq!(
+        (grant.account, grant.generation),
+        (domain::ids::UserAccountId::from(f.account), 0)
+    );
     assert_eq!(
         domain::api_key::verify_link(secret.as_bytes(), token, now + 16 * 60),
         None,
