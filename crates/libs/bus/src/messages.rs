@@ -2,7 +2,7 @@
 //! JSON object with a `v` field next to the message's own fields; a consumer
 //! dead-letters a version it does not know instead of guessing.
 
-use domain::ids::DialogId;
+use domain::ids::{DialogId, EventId};
 use domain::level::Level;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -107,7 +107,7 @@ impl BusMessage for ReplyDue {
 pub struct CapiEventQueued {
     pub dialog_id: DialogId,
     pub level: Level,
-    pub event_id: String,
+    pub event_id: EventId,
 }
 
 impl BusMessage for CapiEventQueued {

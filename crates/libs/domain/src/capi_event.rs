@@ -1,7 +1,7 @@
 //! The Meta Conversions API event for one (dialog, level).
 
 use crate::event_names::{ActionSource, AllowedNames, NameRefused, default_event_name};
-use crate::ids::DialogId;
+use crate::ids::{DialogId, EventId};
 use crate::level::Level;
 use crate::normalize::{NormalizeOptions, UserDataKey, hash_for_meta};
 use serde_json::{Value, json};
@@ -11,23 +11,25 @@ use uuid::Uuid;
 const EVENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6a1f_4c2e_9b3d_4e58_a7c1_2d9e_8f0b_3c41);
 
 /// The same (dialog, level) always gets the same `event_id`.
-pub fn event_id(dialog_id: DialogId, level: Level) -> String {
+pub fn event_id(dialog_id: DialogId, level: Level) -> EventId {
     Uuid::new_v5(
         &EVENT_ID_NAMESPACE,
         format!("{dialog_id}:{}", level.number()).as_bytes(),
     )
     .to_string()
+    .into()
 }
 
 /// A purchase's event id: one per (dialog, order reference), so a second
 /// paid order of the same customer is a second Purchase and a redelivered
 /// one is the same event.
-pub fn purchase_event_id(dialog_id: DialogId, order_ref: &str) -> String {
+pub fn purchase_event_id(dialog_id: DialogId, order_ref: &str) -> EventId {
     Uuid::new_v5(
         &EVENT_ID_NAMESPACE,
         format!("{dialog_id}:purchase:{order_ref}").as_bytes(),
     )
     .to_string()
+    .into()
 }
 
 /// `custom_data.event_level` of a Purchase (after the three levels).
@@ -287,7 +289,7 @@ mod tests {
         );
         assert_eq!(
             e["event_id"],
-            purchase_event_id(DialogId::from(Uuid::nil()), "deal-7")
+            purchase_event_id(DialogId::from(Uuid::nil()), "deal-7").as_str()
         );
         assert_ne!(
             purchase_event_id(DialogId::from(Uuid::nil()), "deal-7"),

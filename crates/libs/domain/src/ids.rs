@@ -96,6 +96,78 @@ uuid_id! {
     ConnectionId
 }
 
+/// A CAPI event's id: the deduplication key Meta sees (`event_id`), a
+/// UUIDv5 of (dialog, level) or (dialog, order) as text
+/// (`domain::capi_event::event_id`); `capi_deliveries.event_id`.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+#[cfg_attr(
+    feature = "diesel",
+    derive(diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)
+)]
+#[cfg_attr(feature = "diesel", diesel(sql_type = diesel::sql_types::Text))]
+pub struct EventId(String);
+
+impl EventId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for EventId {
+    fn from(id: String) -> EventId {
+        EventId(id)
+    }
+}
+
+impl From<&str> for EventId {
+    fn from(id: &str) -> EventId {
+        EventId(id.to_owned())
+    }
+}
+
+impl std::fmt::Display for EventId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for EventId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for EventId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+#[cfg(feature = "diesel")]
+impl diesel::serialize::ToSql<diesel::sql_types::Text, diesel::pg::Pg> for EventId {
+    fn to_sql<'b>(
+        &'b self,
+        out: &mut diesel::serialize::Output<'b, '_, diesel::pg::Pg>,
+    ) -> diesel::serialize::Result {
+        <str as diesel::serialize::ToSql<diesel::sql_types::Text, diesel::pg::Pg>>::to_sql(
+            &self.0, out,
+        )
+    }
+}
+
+#[cfg(feature = "diesel")]
+impl diesel::deserialize::FromSql<diesel::sql_types::Text, diesel::pg::Pg> for EventId {
+    fn from_sql(bytes: diesel::pg::PgValue<'_>) -> diesel::deserialize::Result<Self> {
+        <String as diesel::deserialize::FromSql<diesel::sql_types::Text, diesel::pg::Pg>>::from_sql(
+            bytes,
+        )
+        .map(EventId)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

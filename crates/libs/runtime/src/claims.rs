@@ -6,6 +6,7 @@
 use bus::messages::{BusMessage, CapiEventQueued, encode};
 use chrono::{DateTime, Utc};
 use domain::ids::DialogId;
+use domain::ids::EventId;
 use domain::{
     capi_event::{event_id, purchase_event_id},
     crm::purchase::Purchase,
@@ -53,7 +54,7 @@ async fn queue(
     conn: &mut AsyncPgConnection,
     dialog_id: DialogId,
     level: Level,
-    event_id: String,
+    event_id: EventId,
 ) -> Result<(), DbError> {
     let queued = CapiEventQueued {
         dialog_id,

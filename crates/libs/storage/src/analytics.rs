@@ -11,7 +11,7 @@ use diesel::{
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::analytics::{Money, Spend};
-use domain::ids::{DialogId, DirectionId, LeadId, UserAccountId};
+use domain::ids::{DialogId, DirectionId, EventId, LeadId, UserAccountId};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -240,7 +240,7 @@ pub struct PurchaseColumn {
     /// `pending`, `success`, `error` or `skipped` (as the delivery).
     pub status: String,
     pub sent_at: Option<DateTime<Utc>>,
-    pub event_id: String,
+    pub event_id: EventId,
 }
 
 /// A lead with the ROI table's CAPI columns: the three levels and its purchases.

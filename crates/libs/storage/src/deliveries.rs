@@ -11,7 +11,7 @@ use diesel::{
     sql_types::{Array, BigInt, Bool, Int2, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use domain::ids::{DialogId, DirectionId, UserAccountId};
+use domain::ids::{DialogId, DirectionId, EventId, UserAccountId};
 use domain::{
     delivery::{AttemptStatus, DeliveryStatus},
     event_names::{ActionSource, name_or_default},
@@ -26,7 +26,7 @@ pub async fn claim_level(
     conn: &mut AsyncPgConnection,
     dialog_id: DialogId,
     level: Level,
-    event_id: &str,
+    event_id: &EventId,
     event_time: DateTime<Utc>,
 ) -> Result<bool, diesel::result::Error> {
     use capi_deliveries::dsl as d;
@@ -53,7 +53,7 @@ pub async fn claim_purchase(
     conn: &mut AsyncPgConnection,
     dialog_id: DialogId,
     purchase: &domain::crm::purchase::Purchase,
-    event_id: &str,
+    event_id: &EventId,
     event_time: DateTime<Utc>,
 ) -> Result<bool, diesel::result::Error> {
     // SQL: the amount is bound as text and cast to NUMERIC (exact, as the CRM wrote it) without a decimal crate; the conflict target is the (dialog, level, order) key.
@@ -90,7 +90,7 @@ pub struct DeliveryContext {
     #[diesel(sql_type = Text)]
     pub status: DeliveryStatus,
     #[diesel(sql_type = Text)]
-    pub event_id: String,
+    pub event_id: EventId,
     #[diesel(sql_type = Timestamptz)]
     pub event_time: DateTime<Utc>,
     #[diesel(sql_type = Int4)]
@@ -218,15 +218,17 @@ impl DeliveryContext {
 /// The delivery with this event id (the bus message names it).
 pub async fn delivery_context(
     conn: &mut AsyncPgConnection,
-    event_id: &str,
+    event_id: &EventId,
 ) -> Result<Option<DeliveryContext>, diesel::result::Error> {
-    Ok(delivery_contexts(conn, &[event_id.to_owned()]).await?.pop())
+    Ok(delivery_contexts(conn, std::slice::from_ref(event_id))
+        .await?
+        .pop())
 }
 
 /// [`delivery_context`] for many event ids in one query.
 pub async fn delivery_contexts(
     conn: &mut AsyncPgConnection,
-    event_ids: &[String],
+    event_ids: &[EventId],
 ) -> Result<Vec<DeliveryContext>, diesel::result::Error> {
     // SQL: the event ids arrive as one array (the unique `event_id` index finds each), so a batch's deliveries load in one statement with their direction, ad account and token; the WABA a Cloud number's webhooks named comes before the direction's.
     diesel::sql_query(
@@ -374,7 +376,7 @@ pub struct LogEntry<'a> {
     pub user_account_id: Option<UserAccountId>,
     pub level: Level,
     pub event_name: &'a str,
-    pub event_id: &'a str,
+    pub event_id: &'a EventId,
     pub pixel_id: Option<&'a str>,
     pub status: AttemptStatus,
     pub attempt: i32,
@@ -397,7 +399,7 @@ struct NewLogRow<'a> {
     user_account_id: Option<UserAccountId>,
     event_level: Level,
     event_name: &'a str,
-    event_id: &'a str,
+    event_id: &'a EventId,
     pixel_id: Option<&'a str>,
     status: AttemptStatus,
     attempt: i32,
@@ -459,7 +461,7 @@ pub struct Finished<'a> {
     pub delivery_id: i64,
     pub dialog_id: DialogId,
     pub level: Level,
-    pub event_id: &'a str,
+    pub event_id: &'a EventId,
 }
 
 /// Closes many deliveries with one status; on success also sets each
@@ -476,7 +478,7 @@ pub async fn finish_many(
     let ids: Vec<i64> = done.iter().map(|d| d.delivery_id).collect();
     let dialogs: Vec<DialogId> = done.iter().map(|d| d.dialog_id).collect();
     let levels: Vec<Level> = done.iter().map(|d| d.level).collect();
-    let event_ids: Vec<&str> = done.iter().map(|d| d.event_id).collect();
+    let event_ids: Vec<&str> = done.iter().map(|d| d.event_id.as_str()).collect();
     // A dialog may appear with several levels in one batch: one row per
     // dialog, each level's event id in its own column.
     // SQL: a CTE over `unnest` closes the deliveries and folds each dialog's levels into its sent flags in one statement.
@@ -544,7 +546,7 @@ pub async fn finish(
     delivery_id: i64,
     dialog_id: DialogId,
     level: Level,
-    event_id: &str,
+    event_id: &EventId,
     status: AttemptStatus,
 ) -> Result<(), diesel::result::Error> {
     finish_many(

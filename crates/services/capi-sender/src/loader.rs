@@ -4,6 +4,7 @@
 
 use chrono::Utc;
 use domain::delivery::DeliveryStatus;
+use domain::ids::EventId;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -45,7 +46,7 @@ pub struct Lease {
 
 /// A delivery is looked up by its event id (unique: a purchase shares its
 /// dialog and level with the customer's other purchases).
-type Request = (String, oneshot::Sender<Result<Loaded, String>>);
+type Request = (EventId, oneshot::Sender<Result<Loaded, String>>);
 
 /// How long leases last.
 #[derive(Debug, Clone, Copy)]
@@ -79,10 +80,10 @@ impl Loader {
         Loader { tx }
     }
 
-    pub async fn load(&self, event_id: &str) -> anyhow::Result<Loaded> {
+    pub async fn load(&self, event_id: &EventId) -> anyhow::Result<Loaded> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send((event_id.to_owned(), reply))
+            .send((event_id.clone(), reply))
             .await
             .map_err(|_| anyhow::anyhow!("the loader stopped"))?;
         answer.await?.map_err(|e| anyhow::anyhow!(e))
@@ -134,9 +135,9 @@ async fn serve(
     round: &[Request],
 ) -> anyhow::Result<std::collections::VecDeque<Loaded>> {
     let mut conn = store.pool().get().await?;
-    let keys: Vec<String> = round.iter().map(|(k, _)| k.clone()).collect();
+    let keys: Vec<EventId> = round.iter().map(|(k, _)| k.clone()).collect();
     let contexts = storage::deliveries::delivery_contexts(&mut conn, &keys).await?;
-    let mut by_key: HashMap<String, DeliveryContext> = contexts
+    let mut by_key: HashMap<EventId, DeliveryContext> = contexts
         .into_iter()
         .map(|c| (c.event_id.clone(), c))
         .collect();

@@ -18,7 +18,7 @@ use crm::{
     session::{CrmPolicy, Session},
 };
 use diesel_async::AsyncConnection;
-use domain::ids::{DialogId, UserAccountId};
+use domain::ids::{DialogId, EventId, UserAccountId};
 use domain::{
     crm::{
         mapping::matched_levels,
@@ -253,9 +253,9 @@ impl CrmEvaluator {
         skipped: &[(&CrmDirection, Level)],
     ) -> anyhow::Result<Outcome> {
         // No event was built: the row names the change and the level.
-        let event_ids: Vec<String> = skipped
+        let event_ids: Vec<EventId> = skipped
             .iter()
-            .map(|(_, level)| format!("crm:{change_id}:{}", level.number()))
+            .map(|(_, level)| format!("crm:{change_id}:{}", level.number()).into())
             .collect();
         let logs: Vec<LogEntry<'_>> = skipped
             .iter()

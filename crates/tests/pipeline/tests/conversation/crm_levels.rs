@@ -604,7 +604,7 @@ async fn an_amocrm_lead_won_with_a_price_sends_purchase_in_the_accounts_currency
     let dialog = pipeline_tests::dialog_ids(&env).await[0];
     assert_eq!(
         purchase["event_id"],
-        domain::capi_event::purchase_event_id(dialog, "amocrm:lead:23435433")
+        domain::capi_event::purchase_event_id(dialog, "amocrm:lead:23435433").as_str()
     );
     let edit_outcome = pipeline_tests::count(
         &env,

@@ -25,7 +25,7 @@ const WAIT: Duration = Duration::from_secs(30);
 const QUICK_STOP: Duration = Duration::from_secs(10);
 
 /// The event ids in every request Meta received, in order.
-async fn event_ids_at_meta(meta: &MockServer) -> Vec<Vec<String>> {
+async fn event_ids_at_meta(meta: &MockServer) -> Vec<Vec<domain::ids::EventId>> {
     meta.received_requests()
         .await
         .unwrap_or_default()
@@ -37,7 +37,7 @@ async fn event_ids_at_meta(meta: &MockServer) -> Vec<Vec<String>> {
                 .cloned()
                 .unwrap_or_default()
                 .iter()
-                .map(|e| e["event_id"].as_str().unwrap_or_default().to_owned())
+                .map(|e| e["event_id"].as_str().unwrap_or_default().into())
                 .collect()
         })
         .collect()
@@ -45,7 +45,7 @@ async fn event_ids_at_meta(meta: &MockServer) -> Vec<Vec<String>> {
 
 /// A dialog of the seeded instance reaching level 1 now, as
 /// qualification-agent records it: the delivery and its queued message.
-async fn reach_lead(env: &TestEnv, instance: &str, phone: &str) -> String {
+async fn reach_lead(env: &TestEnv, instance: &str, phone: &str) -> domain::ids::EventId {
     use diesel_async::{AsyncConnection, RunQueryDsl};
     let mut conn = env.conn().await;
     let dialog = domain::ids::DialogId::from(Uuid::new_v4());

@@ -39,17 +39,29 @@ async fn a_sender_whose_lease_was_taken_over_can_no_longer_send() {
     let mut conn = env.conn().await;
     let dialog = one_dialog(&env).await;
     assert!(
-        deliveries::claim_level(&mut conn, dialog, Level::Interest, "e-1", Utc::now())
-            .await
-            .expect("claim")
+        deliveries::claim_level(
+            &mut conn,
+            dialog,
+            Level::Interest,
+            &"e-1".into(),
+            Utc::now()
+        )
+        .await
+        .expect("claim")
     );
     assert!(
-        !deliveries::claim_level(&mut conn, dialog, Level::Interest, "e-1", Utc::now())
-            .await
-            .expect("claim"),
+        !deliveries::claim_level(
+            &mut conn,
+            dialog,
+            Level::Interest,
+            &"e-1".into(),
+            Utc::now()
+        )
+        .await
+        .expect("claim"),
         "claimed once"
     );
-    let ctx = deliveries::delivery_context(&mut conn, "e-1")
+    let ctx = deliveries::delivery_context(&mut conn, &"e-1".into())
         .await
         .expect("query")
         .expect("delivery");
@@ -135,7 +147,7 @@ async fn a_sender_whose_lease_was_taken_over_can_no_longer_send() {
         ctx.delivery_id,
         dialog,
         Level::Interest,
-        "e-1",
+        &"e-1".into(),
         domain::delivery::AttemptStatus::Success,
     )
     .await

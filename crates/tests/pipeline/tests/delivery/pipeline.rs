@@ -89,8 +89,8 @@ async fn an_ad_click_and_a_second_message_send_one_lead_exactly_as_specified() {
         .expect("dialog");
     assert!(flags.capi_interest_sent && !flags.capi_qualified_sent && !flags.capi_scheduled_sent);
     assert_eq!(
-        flags.capi_interest_event_id,
-        Some(event_id(dialog, Level::Interest))
+        flags.capi_interest_event_id.as_deref(),
+        Some(event_id(dialog, Level::Interest).as_str())
     );
     let rows = log_rows(&env).await;
     assert_eq!(rows.len(), 1);
