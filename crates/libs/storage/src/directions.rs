@@ -215,7 +215,7 @@ pub(crate) async fn attach_to_direction(
 
 #[derive(Debug, Clone, Serialize)]
 pub struct UserAccountRow {
-    pub id: Uuid,
+    pub id: UserAccountId,
     pub name: String,
     pub has_token: bool,
 }
@@ -224,7 +224,7 @@ pub async fn list_user_accounts(
     conn: &mut AsyncPgConnection,
 ) -> Result<Vec<UserAccountRow>, diesel::result::Error> {
     use user_accounts::dsl as u;
-    let rows: Vec<(Uuid, String, Option<bool>)> = u::user_accounts
+    let rows: Vec<(UserAccountId, String, Option<bool>)> = u::user_accounts
         .order((u::created_at, u::name))
         .select((
             u::id,

@@ -15,7 +15,7 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Scope {
     pub user_account: Option<UserAccountId>,
-    pub direction: Option<Uuid>,
+    pub direction: Option<DirectionId>,
 }
 
 /// A direction with CAPI on and what it needs to send.

@@ -440,7 +440,7 @@ pub async fn get(
 #[derive(QueryableByName)]
 struct Due {
     #[diesel(sql_type = SqlUuid)]
-    id: Uuid,
+    id: UserAccountId,
     #[diesel(sql_type = Date)]
     day: NaiveDate,
 }
@@ -465,7 +465,7 @@ pub async fn due_accounts(
     .prepared()
     .load(conn)
     .await?;
-    Ok(rows.into_iter().map(|r| (r.id.into(), r.day)).collect())
+    Ok(rows.into_iter().map(|r| (r.id, r.day)).collect())
 }
 
 /// A report whose delivery this process holds the lease for. No `Debug`:

@@ -22,7 +22,6 @@ use runtime::ApiError;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use storage::crm::Connection;
-use uuid::Uuid;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -85,7 +84,7 @@ async fn connection(state: &State, id: &str, crm: CrmType) -> Result<Connection,
         tracing::warn!(connection = %id, %crm, "CRM webhook rejected: no such connection");
         body::not_authenticated()
     };
-    let id: Uuid = id.parse().map_err(|_| unknown())?;
+    let id: ConnectionId = id.parse().map_err(|_| unknown())?;
     let found = state
         .crm_connections
         .get(id)

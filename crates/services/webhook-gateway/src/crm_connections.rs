@@ -11,6 +11,7 @@
 //!   refreshes of known connections keep theirs. A read that waits longer
 //!   than `MISS_WAIT` for its turn is answered 503 (the CRM retries).
 
+use domain::ids::ConnectionId;
 use futures_util::{FutureExt, future::Shared};
 use std::{
     collections::HashMap,
@@ -21,7 +22,6 @@ use std::{
 };
 use storage::crm::Connection;
 use tokio::sync::Semaphore;
-use uuid::Uuid;
 
 const FRESH: Duration = Duration::from_secs(10);
 const UNKNOWN_FOR: Duration = Duration::from_secs(5);
@@ -40,8 +40,8 @@ struct Inner {
     store: storage::Store,
     main: runtime::MainRuntime,
     /// What each id was found to be, and when.
-    seen: Mutex<HashMap<Uuid, (Option<Connection>, Instant)>>,
-    reading: Mutex<HashMap<Uuid, Read>>,
+    seen: Mutex<HashMap<ConnectionId, (Option<Connection>, Instant)>>,
+    reading: Mutex<HashMap<ConnectionId, Read>>,
     misses: Semaphore,
 }
 
@@ -59,7 +59,7 @@ impl Connections {
     }
 
     /// The connection `id`, or `None` when there is no such connection.
-    pub async fn get(&self, id: Uuid) -> Result<Option<Connection>, String> {
+    pub async fn get(&self, id: ConnectionId) -> Result<Option<Connection>, String> {
         let known = match self.inner.remembered(id) {
             Remembered::Fresh(found) => return Ok(found),
             Remembered::Stale => true,
@@ -88,7 +88,7 @@ enum Remembered {
 }
 
 impl Inner {
-    fn remembered(&self, id: Uuid) -> Remembered {
+    fn remembered(&self, id: ConnectionId) -> Remembered {
         let Ok(seen) = self.seen.lock() else {
             return Remembered::Nothing;
         };
@@ -101,7 +101,11 @@ impl Inner {
     }
 
     /// The one read of `id` in flight; whoever asks meanwhile shares it.
-    async fn read(self: Arc<Self>, id: Uuid, known: bool) -> Result<Option<Connection>, String> {
+    async fn read(
+        self: Arc<Self>,
+        id: ConnectionId,
+        known: bool,
+    ) -> Result<Option<Connection>, String> {
         let result = self.clone().read_from_database(id, known).await;
         if let Ok(found) = &result {
             self.remember(id, found.clone());
@@ -114,7 +118,7 @@ impl Inner {
 
     async fn read_from_database(
         self: Arc<Self>,
-        id: Uuid,
+        id: ConnectionId,
         known: bool,
     ) -> Result<Option<Connection>, String> {
         let _turn = if known {
@@ -129,14 +133,14 @@ impl Inner {
         let store = self.store.clone();
         let read = async move {
             let mut conn = store.pool().get().await.map_err(|e| e.to_string())?;
-            storage::crm::connection(&mut conn, store.keys(), id.into())
+            storage::crm::connection(&mut conn, store.keys(), id)
                 .await
                 .map_err(|e| e.to_string())
         };
         self.main.run(read).await.map_err(|e| e.to_string())?
     }
 
-    fn remember(&self, id: Uuid, found: Option<Connection>) {
+    fn remember(&self, id: ConnectionId, found: Option<Connection>) {
         let Ok(mut seen) = self.seen.lock() else {
             return;
         };

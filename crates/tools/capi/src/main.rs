@@ -144,7 +144,7 @@ enum Command {
         #[arg(long)]
         user_account: Option<domain::ids::UserAccountId>,
         #[arg(long)]
-        direction: Option<uuid::Uuid>,
+        direction: Option<domain::ids::DirectionId>,
         /// One JSON object instead of lines.
         #[arg(long)]
         json: bool,
