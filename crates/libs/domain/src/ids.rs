@@ -13,10 +13,6 @@ macro_rules! uuid_id {
         pub struct $name(uuid::Uuid);
 
         impl $name {
-            pub const fn from_uuid(id: uuid::Uuid) -> $name {
-                $name(id)
-            }
-
             pub const fn uuid(self) -> uuid::Uuid {
                 self.0
             }
@@ -131,18 +127,6 @@ impl From<&str> for EventId {
 impl std::fmt::Display for EventId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-impl PartialEq<str> for EventId {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
-}
-
-impl PartialEq<&str> for EventId {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
     }
 }
 

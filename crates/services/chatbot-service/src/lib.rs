@@ -123,8 +123,8 @@ impl Settings {
             #[serde(default)]
             meta: meta_graph::GraphSettings,
         }
-        let defaults = format!("{DEFAULTS}\n{}", llm::DEFAULTS);
-        let (common, own) = runtime::load_settings::<Own>(&defaults, None)?;
+        let (common, own) =
+            runtime::settings::load_settings_layered::<Own>(&[DEFAULTS, llm::DEFAULTS], None)?;
         Ok(Settings {
             common,
             chatbot: own.chatbot,

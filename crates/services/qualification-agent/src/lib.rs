@@ -75,8 +75,8 @@ impl Settings {
             #[serde(default)]
             crm: ::crm::session::CrmSettings,
         }
-        let defaults = format!("{DEFAULTS}\n{}", llm::DEFAULTS);
-        let (common, own) = runtime::load_settings::<Own>(&defaults, None)?;
+        let (common, own) =
+            runtime::settings::load_settings_layered::<Own>(&[DEFAULTS, llm::DEFAULTS], None)?;
         Ok(Settings {
             common,
             qualification: own.qualification,

@@ -710,13 +710,6 @@ fn schedule(text: &str) -> Vec<Duration> {
 /// bytes; `CAPI_SECRETS__KEY` for the binaries the tests start).
 pub const TEST_SECRETS_KEY: &str = "Xb+GuSr6x0NPW1AbMHvBoq7sF1Cq2VFa2Obe87ofwTQ=";
 
-pub fn test_secrets() -> runtime::settings::SecretsSettings {
-    runtime::settings::SecretsSettings {
-        key: TEST_SECRETS_KEY.into(),
-        previous_keys: "".into(),
-    }
-}
-
 /// How long the test gateway waits for a webhook's body.
 pub const GATEWAY_BODY_TIMEOUT: Duration = Duration::from_secs(2);
 
