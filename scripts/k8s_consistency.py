@@ -9,7 +9,7 @@ BIN_DIR holds the built binaries (the services and `capi`).
   consumer stage has a ScaledObject, the gateway an HPA on CPU;
 - every CAPI_* variable a Deployment sets is a real setting of its service:
   the service binary itself judges, `SERVICE --check-config` with exactly
-  that environment (unknown keys and sections, bad values, and settings of
+  that environment (unknown keys, slipped section names, bad values, and settings of
   sections the service does not read are refused);
 - every probe, container port, scrape annotation and Service targetPort is
   the port the service listens on (its CAPI_HTTP__PORT);

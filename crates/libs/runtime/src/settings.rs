@@ -32,6 +32,11 @@ pub struct LoadNotes {
     /// Variables set for sections this service has no use for
     /// (`--check-config` refuses them).
     pub unread_variables: Vec<String>,
+    /// Sections of the file or the environment this service does not read:
+    /// another service's (one file may serve them all) or a name no
+    /// service reads. Logged at start; a name one letter or two away from a
+    /// section this service reads is refused instead (a misspelling).
+    pub unread_sections: Vec<String>,
 }
 
 /// The keys stored credentials are encrypted with (`storage::secrets`).
@@ -147,6 +152,7 @@ pub fn load_settings_layered<T: DeserializeOwned>(
 /// warning is not shown here (the services show it).
 pub fn load_section<T: DeserializeOwned>(defaults: &str) -> Result<T, SettingsError> {
     let (root, _deprecations) = load_root(&[defaults], None, Environment::with_prefix("CAPI"))?;
+    refuse_misspelled_sections(&root, &ignored_by::<T>(&root))?;
     with_path(&root)
 }
 
@@ -164,6 +170,8 @@ fn load_layers<T: DeserializeOwned>(
     env: Environment,
 ) -> Result<(CommonSettings, T), SettingsError> {
     let (root, deprecations) = load_root(defaults, file, env)?;
+    let unread = intersect(ignored_by::<CommonSettings>(&root), &ignored_by::<T>(&root));
+    refuse_misspelled_sections(&root, &unread)?;
     let mut loaded: (CommonSettings, T) = (with_path(&root)?, with_path(&root)?);
     // sslmode / sslrootcert (and the CA file itself) checked before start,
     // so `--check-config` catches a URL that could never connect.
@@ -173,25 +181,62 @@ fn load_layers<T: DeserializeOwned>(
             message: e.to_string(),
         }
     })?;
-    let unread = unread_sections::<T>(&root);
     let vars = std::env::vars().map(|(name, _)| name);
     loaded.0.notes = LoadNotes {
         deprecations,
         unread_variables: unread_variables(vars, &unread),
+        unread_sections: unread,
     };
     Ok(loaded)
 }
 
-/// Top-level sections that neither the common part nor the service's part
-/// `T` reads (other services' sections, which a shared file may hold).
-fn unread_sections<T: DeserializeOwned>(root: &serde_json::Value) -> Vec<String> {
-    let mut by_common = Vec::new();
-    let mut by_service = Vec::new();
-    let _ =
-        serde_ignored::deserialize::<_, _, CommonSettings>(root, |p| by_common.push(p.to_string()));
-    let _ = serde_ignored::deserialize::<_, _, T>(root, |p| by_service.push(p.to_string()));
-    by_common.retain(|section| by_service.contains(section));
-    by_common
+/// The top-level sections of `root` that `T` does not read. The settings
+/// types are each service's declaration of its sections: no list of names
+/// is kept beside them.
+fn ignored_by<T: DeserializeOwned>(root: &serde_json::Value) -> Vec<String> {
+    let mut ignored = Vec::new();
+    let _ = serde_ignored::deserialize::<_, _, T>(root, |p| ignored.push(p.to_string()));
+    ignored.retain(|path| root.get(path).is_some_and(serde_json::Value::is_object));
+    ignored
+}
+
+fn intersect(mut a: Vec<String>, b: &[String]) -> Vec<String> {
+    a.retain(|x| b.contains(x));
+    a
+}
+
+/// An unread section whose name is a slip of one the reader reads
+/// (`mtea` for `meta`, `qualificaton` for `qualification`) is refused:
+/// the reader would otherwise run on its defaults without a word. The
+/// slip allowed is one edit (a transposition counts as one) for names of
+/// up to four letters, two for longer ones; no two sections of the
+/// services are that close (a test in the pipeline tests loads one file
+/// holding every service's sections into every service).
+fn refuse_misspelled_sections(
+    root: &serde_json::Value,
+    unread: &[String],
+) -> Result<(), SettingsError> {
+    let Some(top) = root.as_object() else {
+        return Ok(());
+    };
+    let read: Vec<&String> = top
+        .iter()
+        .filter(|(name, value)| value.is_object() && !unread.contains(name))
+        .map(|(name, _)| name)
+        .collect();
+    for name in unread {
+        let slip = read.iter().find(|own| {
+            let allowed = if own.len() <= 4 { 1 } else { 2 };
+            strsim::osa_distance(name, own) <= allowed
+        });
+        if let Some(own) = slip {
+            return Err(SettingsError::Key {
+                path: name.clone(),
+                message: format!("unknown section (did you mean `{own}`?)"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The `CAPI_<SECTION>__<KEY>` variables among `vars` whose section is in `unread`.
@@ -219,7 +264,13 @@ pub fn check_requested() -> bool {
 pub fn config_check(service: &str, common: &CommonSettings) -> anyhow::Result<()> {
     let unread = &common.notes.unread_variables;
     if unread.is_empty() {
-        println!("{service}: configuration is valid");
+        match common.notes.unread_sections.as_slice() {
+            [] => println!("{service}: configuration is valid"),
+            others => println!(
+                "{service}: configuration is valid (sections it does not read: {})",
+                others.join(", ")
+            ),
+        }
         return Ok(());
     }
     anyhow::bail!(
@@ -258,48 +309,21 @@ fn load_root(
             .add_source(File::from(path.as_path()).format(FileFormat::Toml))
             .build()?
             .try_deserialize()?;
-        reject_unknown_sections(&own, |_| true)?;
+        reject_loose_keys(&own)?;
     }
-    // Variables such as CAPI_CONFIG are not sections; CAPI_<SECTION>__<KEY> are.
-    reject_unknown_sections(&root, serde_json::Value::is_object)?;
     let deprecations = rename_deprecated(&mut root);
     Ok((root, deprecations))
 }
 
-/// Every section any service reads. One configuration file may serve every
-/// service, so a section another service reads is fine; any other name is
-/// a mistake (a misspelled section would otherwise be silently ignored).
-pub const KNOWN_SECTIONS: &[&str] = &[
-    "database",
-    "amqp",
-    "http",
-    "log",
-    "secrets",
-    "gateway",
-    "whatsapp_cloud",
-    "reports",
-    "chatbot",
-    "bot",
-    "llm",
-    "qualification",
-    "crm",
-    "meta",
-];
-
-fn reject_unknown_sections(
-    root: &serde_json::Value,
-    is_section: impl Fn(&serde_json::Value) -> bool,
-) -> Result<(), SettingsError> {
-    let Some(top) = root.as_object() else {
-        return Ok(());
-    };
-    match top
-        .iter()
-        .find(|(k, v)| is_section(v) && !KNOWN_SECTIONS.contains(&k.as_str()))
-    {
+/// A file's top level holds only sections: a key outside any is a mistake.
+fn reject_loose_keys(file: &serde_json::Value) -> Result<(), SettingsError> {
+    let loose = file
+        .as_object()
+        .and_then(|top| top.iter().find(|(_, value)| !value.is_object()));
+    match loose {
         Some((name, _)) => Err(SettingsError::Key {
             path: name.clone(),
-            message: format!("unknown section (known: {})", KNOWN_SECTIONS.join(", ")),
+            message: "a setting outside any section (write it under `[section]`)".into(),
         }),
         None => Ok(()),
     }
@@ -451,7 +475,10 @@ mod tests {
             "meta": {"graph_version": "v1"},
             "llm": {"base_url": "u"}
         });
-        let unread = unread_sections::<Example>(&root);
+        let unread = intersect(
+            ignored_by::<CommonSettings>(&root),
+            &ignored_by::<Example>(&root),
+        );
         assert_eq!(unread, vec!["llm".to_owned()]);
         let vars = [
             "CAPI_LLM__BASE_URL",
@@ -569,29 +596,48 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_section_is_rejected_and_a_known_one_of_another_service_is_not() {
+    fn a_slip_of_a_section_read_is_refused_and_another_services_section_is_noted() {
         let err = load(&[("CAPI_MTEA__GRAPH_VERSION", "v1")])
             .expect_err("must fail")
             .to_string();
-        assert!(
-            err.contains("`mtea`") && err.contains("unknown section"),
-            "{err}"
+        assert_eq!(
+            err,
+            "invalid configuration: key `mtea`: unknown section (did you mean `meta`?)"
         );
-        // A shared file or environment may carry every service's sections.
-        assert!(load(&[("CAPI_LLM__MODEL", "m"), ("CAPI_CONFIG_DIR", "/x")]).is_ok());
+        let err = load(&[("CAPI_DATABSE__POOL_SIZE", "3")])
+            .expect_err("must fail")
+            .to_string();
+        assert!(err.contains("did you mean `database`?"), "{err}");
+        // A shared file or environment may carry every service's sections:
+        // read by none of this service's parts, they are noted, not refused.
+        let (common, _) = load(&[("CAPI_LLM__MODEL", "m"), ("CAPI_CONFIG_DIR", "/x")])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(common.notes.unread_sections, vec!["llm".to_owned()]);
         let dir = std::env::temp_dir().join(format!("capi-settings-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("capi.toml");
-        std::fs::write(
-            &path,
-            "[meta]\ngraph_version = \"v1\"\n[qualificaton]\nmax_wait = \"1m\"\n",
-        )
-        .expect("write");
-        let err =
+        let from_file = |text: &str| {
+            std::fs::write(&path, text).expect("write");
             load_from::<Example>(DEFAULTS, Some(&path), Environment::with_prefix("CAPI_NONE"))
-                .expect_err("must fail")
-                .to_string();
-        assert!(err.contains("`qualificaton`"), "{err}");
+                .map(|(common, _)| common.notes.unread_sections)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            from_file("[meta]\ngraph_version = \"v1\"\n[qualification]\nmax_wait = \"1m\"\n"),
+            Ok(vec!["qualification".to_owned()])
+        );
+        assert_eq!(
+            from_file("[mtea]\ngraph_version = \"v1\"\n"),
+            Err("invalid configuration: key `mtea`: unknown section (did you mean `meta`?)".into())
+        );
+        assert_eq!(
+            from_file("graph_version = \"v1\"\n"),
+            Err(
+                "invalid configuration: key `graph_version`: a setting outside any section \
+                 (write it under `[section]`)"
+                    .into()
+            )
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -5,11 +5,17 @@ use std::io::IsTerminal;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 /// A service's start: logging as configured, then the warnings its
-/// settings' loading noted (deprecated keys).
+/// settings' loading noted (deprecated keys, sections it does not read).
 pub fn start(common: &CommonSettings) {
     init(&common.log);
     for note in &common.notes.deprecations {
         tracing::warn!("{note}");
+    }
+    if !common.notes.unread_sections.is_empty() {
+        tracing::info!(
+            sections = %common.notes.unread_sections.join(", "),
+            "configuration sections this service does not read (another service's, or a name no service reads)"
+        );
     }
 }
 

@@ -72,7 +72,9 @@ pub struct MetaSettings {
     pub business_messaging_event_names: domain::event_names::AllowedNames,
 }
 
-const DEFAULTS: &str = r#"
+/// This service's settings sections with their defaults (over
+/// `runtime::settings::COMMON_DEFAULTS`): the sections it declares.
+pub const DEFAULTS: &str = r#"
 [http]
 port = 8083
 
@@ -98,12 +100,13 @@ partner_agent = ""
 "#;
 
 impl Settings {
-    pub fn load() -> anyhow::Result<Settings> {
+    /// Defaults, then `file` (or the file `CAPI_CONFIG` names), then `CAPI_*`.
+    pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Settings> {
         #[derive(Deserialize)]
         struct Own {
             meta: MetaSettings,
         }
-        let (common, own) = runtime::load_settings::<Own>(DEFAULTS, None)?;
+        let (common, own) = runtime::load_settings::<Own>(DEFAULTS, file)?;
         Ok(Settings {
             common,
             meta: own.meta,

@@ -1,7 +1,7 @@
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let run = async {
-        let settings = capi_sender::Settings::load()?;
+        let settings = capi_sender::Settings::load(None)?;
         if runtime::settings::check_requested() {
             return runtime::settings::config_check("capi-sender", &settings.common);
         }

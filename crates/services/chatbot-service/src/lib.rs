@@ -82,7 +82,9 @@ pub struct BotSettings {
     pub max_concurrent_replies: usize,
 }
 
-const DEFAULTS: &str = r#"
+/// This service's settings sections with their defaults (over
+/// `runtime::settings::COMMON_DEFAULTS`): the sections it declares.
+pub const DEFAULTS: &str = r#"
 [http]
 port = 8081
 
@@ -114,7 +116,8 @@ max_concurrent_replies = 256
 "#;
 
 impl Settings {
-    pub fn load() -> anyhow::Result<Settings> {
+    /// Defaults, then `file` (or the file `CAPI_CONFIG` names), then `CAPI_*`.
+    pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Settings> {
         #[derive(Deserialize)]
         struct Own {
             chatbot: ChatbotSettings,
@@ -124,7 +127,7 @@ impl Settings {
             meta: meta_graph::GraphSettings,
         }
         let (common, own) =
-            runtime::settings::load_settings_layered::<Own>(&[DEFAULTS, llm::DEFAULTS], None)?;
+            runtime::settings::load_settings_layered::<Own>(&[DEFAULTS, llm::DEFAULTS], file)?;
         Ok(Settings {
             common,
             chatbot: own.chatbot,

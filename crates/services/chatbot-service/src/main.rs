@@ -1,7 +1,7 @@
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let run = async {
-        let settings = chatbot_service::Settings::load()?;
+        let settings = chatbot_service::Settings::load(None)?;
         if runtime::settings::check_requested() {
             return runtime::settings::config_check("chatbot-service", &settings.common);
         }

@@ -53,7 +53,9 @@ pub struct QualificationSettings {
     pub max_history_chars: usize,
 }
 
-const DEFAULTS: &str = r#"
+/// This service's settings sections with their defaults (over
+/// `runtime::settings::COMMON_DEFAULTS`): the sections it declares.
+pub const DEFAULTS: &str = r#"
 [http]
 port = 8082
 
@@ -67,7 +69,8 @@ max_history_chars = 16000
 "#;
 
 impl Settings {
-    pub fn load() -> anyhow::Result<Settings> {
+    /// Defaults, then `file` (or the file `CAPI_CONFIG` names), then `CAPI_*`.
+    pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Settings> {
         #[derive(Deserialize)]
         struct Own {
             qualification: QualificationSettings,
@@ -76,7 +79,7 @@ impl Settings {
             crm: ::crm::session::CrmSettings,
         }
         let (common, own) =
-            runtime::settings::load_settings_layered::<Own>(&[DEFAULTS, llm::DEFAULTS], None)?;
+            runtime::settings::load_settings_layered::<Own>(&[DEFAULTS, llm::DEFAULTS], file)?;
         Ok(Settings {
             common,
             qualification: own.qualification,

@@ -1,7 +1,7 @@
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let run = async {
-        let settings = qualification_agent::Settings::load()?;
+        let settings = qualification_agent::Settings::load(None)?;
         if runtime::settings::check_requested() {
             return runtime::settings::config_check("qualification-agent", &settings.common);
         }

@@ -73,7 +73,8 @@ session_ttl = "12h"
 "#;
 
 impl Settings {
-    pub fn load() -> anyhow::Result<Settings> {
+    /// Defaults, then `file` (or the file `CAPI_CONFIG` names), then `CAPI_*`.
+    pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Settings> {
         #[derive(Deserialize)]
         struct Own {
             reports: ReportSettings,
@@ -82,7 +83,7 @@ impl Settings {
         }
         let (common, own) = runtime::settings::load_settings_layered::<Own>(
             &[DEFAULTS, dashboard_link::DEFAULTS],
-            None,
+            file,
         )?;
         Ok(Settings {
             common,

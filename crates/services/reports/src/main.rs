@@ -1,7 +1,7 @@
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let run = async {
-        let settings = reports::Settings::load()?;
+        let settings = reports::Settings::load(None)?;
         if runtime::settings::check_requested() {
             return runtime::settings::config_check("reports", &settings.common);
         }

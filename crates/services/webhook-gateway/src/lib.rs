@@ -46,7 +46,9 @@ pub struct GatewaySettings {
     pub body_timeout: std::time::Duration,
 }
 
-const DEFAULTS: &str = r#"
+/// This service's settings sections with their defaults (over
+/// `runtime::settings::COMMON_DEFAULTS`): the sections it declares.
+pub const DEFAULTS: &str = r#"
 [http]
 port = 8080
 # Bursts of webhooks (a CRM's mass update) are answered side by side.
@@ -62,13 +64,14 @@ app_secrets = ""
 "#;
 
 impl Settings {
-    pub fn load() -> anyhow::Result<Settings> {
+    /// Defaults, then `file` (or the file `CAPI_CONFIG` names), then `CAPI_*`.
+    pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Settings> {
         #[derive(Deserialize)]
         struct Own {
             gateway: GatewaySettings,
             whatsapp_cloud: CloudSettings,
         }
-        let (common, own) = runtime::load_settings::<Own>(DEFAULTS, None)?;
+        let (common, own) = runtime::load_settings::<Own>(DEFAULTS, file)?;
         Ok(Settings {
             common,
             gateway: own.gateway,

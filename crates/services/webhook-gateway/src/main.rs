@@ -1,7 +1,7 @@
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let run = async {
-        let settings = webhook_gateway::Settings::load()?;
+        let settings = webhook_gateway::Settings::load(None)?;
         if runtime::settings::check_requested() {
             return runtime::settings::config_check("webhook-gateway", &settings.common);
         }
