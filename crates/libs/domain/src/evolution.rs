@@ -34,6 +34,8 @@ pub struct InboundMessage {
     /// `messageTimestamp`, unix seconds.
     pub timestamp: Option<i64>,
     pub ctwa_clid: Option<String>,
+    /// The ad the conversation started from (`externalAdReply.sourceId`).
+    pub ad_id: Option<String>,
     /// The message carries Click-to-WhatsApp ad markers (even without a click id).
     pub from_ad: bool,
     /// The ad context as received (without thumbnails), for auditing attribution.
@@ -165,6 +167,7 @@ fn parse_data(data: &Value, instance: Option<String>) -> Result<Parsed, ParseErr
         text: message.and_then(text),
         timestamp: data.get("messageTimestamp").and_then(unix_seconds),
         ctwa_clid: ad.ctwa_clid,
+        ad_id: ad.ad_id,
         from_ad: ad.from_ad,
         ad_context: ad.context,
         remote_jid: remote_jid.to_owned(),
@@ -292,6 +295,7 @@ fn unix_seconds(v: &Value) -> Option<i64> {
 #[derive(Default)]
 struct AdInfo {
     ctwa_clid: Option<String>,
+    ad_id: Option<String>,
     from_ad: bool,
     context: Option<Value>,
 }
@@ -333,6 +337,11 @@ impl AdInfo {
                 }
                 if info.ctwa_clid.is_none() {
                     info.ctwa_clid = clid;
+                }
+                if info.ad_id.is_none() {
+                    info.ad_id = reply.and_then(|r| {
+                        crate::ad_source::ad_id(r, &["sourceId", "sourceID"], &["sourceType"])
+                    });
                 }
             }
         }
@@ -395,6 +404,7 @@ mod tests {
         })));
         assert_eq!(m.text.as_deref(), Some("hi"));
         assert_eq!(m.ctwa_clid.as_deref(), Some("clid-1"));
+        assert_eq!(m.ad_id.as_deref(), Some("123"));
         assert!(m.from_ad);
         assert_eq!(m.timestamp, Some(1717607420));
         assert!(

@@ -6,6 +6,7 @@
 mod text_enum;
 
 pub mod account;
+pub mod ad_source;
 pub mod analytics;
 pub mod api_key;
 pub mod capi_event;

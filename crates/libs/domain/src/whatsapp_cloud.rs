@@ -88,8 +88,7 @@ pub struct CloudMessage {
     pub from_ad: bool,
     /// Unix seconds.
     pub timestamp: i64,
-    /// The ad's id (`referral.source_id`).
-    #[serde(skip)]
+    /// The ad's id (`referral.source_id` when `source_type` is `ad`).
     pub ad_id: Option<String>,
     /// `contacts[].profile.name`.
     #[serde(skip)]
@@ -256,7 +255,7 @@ fn parse_message(
         ctwa_clid,
         from_ad,
         timestamp,
-        ad_id: referral.and_then(|r| text_field(r, "source_id")),
+        ad_id: referral.and_then(|r| crate::ad_source::ad_id(r, &["source_id"], &["source_type"])),
         push_name: contact
             .and_then(|c| c.pointer("/profile/name"))
             .and_then(as_text),

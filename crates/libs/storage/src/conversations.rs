@@ -32,6 +32,8 @@ pub struct NewMessage<'a> {
     pub message_type: Option<&'a str>,
     pub sent_at: DateTime<Utc>,
     pub ctwa_clid: Option<&'a str>,
+    /// The ad the message came from (digits, as `domain::ad_source` keeps).
+    pub ad_id: Option<&'a str>,
     pub from_ad: bool,
     pub ad_context: Option<&'a Value>,
 }
@@ -186,7 +188,7 @@ async fn dialog_by_lid(
 
 /// The stored message folded into its dialog's counters and click data (a
 /// later message never erases the click id or ad context a first one
-/// brought), its lead upserted and linked, and `queued` written to the
+/// brought; the ad id stays the first ad message's), its lead upserted and linked, and `queued` written to the
 /// outbox, in one statement; the dialog's buffer sequence after it.
 async fn fold_into_dialog(
     conn: &mut AsyncPgConnection,
@@ -204,13 +206,14 @@ async fn fold_into_dialog(
     // SQL: a CTE: the lead's upsert, the dialog's one update (counters, click data, buffer sequence, lead link) and the outbox row, in one round trip.
     let seq: Seq = diesel::sql_query(
         "WITH lead AS ( \
-           INSERT INTO leads (instance_name, contact_key, contact_phone, contact_lid, name, ctwa_clid) \
-           VALUES ($1, $2, $3, $4, $5, $6) \
+           INSERT INTO leads (instance_name, contact_key, contact_phone, contact_lid, name, ctwa_clid, source_ad_id) \
+           VALUES ($1, $2, $3, $4, $5, $6, $18) \
            ON CONFLICT (instance_name, contact_key) DO UPDATE SET \
              contact_phone = COALESCE(excluded.contact_phone, leads.contact_phone), \
              contact_lid = COALESCE(excluded.contact_lid, leads.contact_lid), \
              name = COALESCE(leads.name, excluded.name), \
              ctwa_clid = COALESCE(excluded.ctwa_clid, leads.ctwa_clid), \
+             source_ad_id = COALESCE(leads.source_ad_id, excluded.source_ad_id), \
              updated_at = now() \
            RETURNING id \
          ), counted AS ( \
@@ -218,6 +221,7 @@ async fn fold_into_dialog(
              incoming_count = incoming_count + $7, outgoing_count = outgoing_count + $8, \
              first_message = LEAST(first_message, $9), last_message = GREATEST(last_message, $9), \
              ctwa_clid = COALESCE($6, ctwa_clid), from_ad = from_ad OR $10, ad_context = COALESCE($11, ad_context), \
+             ad_id = COALESCE(ad_id, $18), \
              buffer_seq = buffer_seq + $12, updated_at = now(), lead_id = (SELECT id FROM lead) \
            WHERE id = $13 RETURNING buffer_seq \
          ), queued AS ( \
@@ -242,6 +246,7 @@ async fn fold_into_dialog(
     .bind::<Nullable<Text>, _>(queued.map(|q| q.routing_key))
     .bind::<Nullable<Jsonb>, _>(queued.map(|q| &q.payload))
     .bind::<BigInt, _>(queued.map_or(0, |q| q.delay_ms))
+    .bind::<Nullable<Text>, _>(m.ad_id)
     .prepared()
     .get_result(conn)
     .await?;

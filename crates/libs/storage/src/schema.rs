@@ -57,6 +57,10 @@ diesel::table! {
         campaign_id -> Text,
         campaign_name -> Nullable<Text>,
         source -> Text,
+        adset_id -> Text,
+        adset_name -> Nullable<Text>,
+        ad_id -> Text,
+        ad_name -> Nullable<Text>,
     }
 }
 
@@ -278,6 +282,7 @@ diesel::table! {
         llm_calls -> Int4,
         llm_prompt_tokens -> Int8,
         llm_completion_tokens -> Int8,
+        ad_id -> Nullable<Text>,
     }
 }
 

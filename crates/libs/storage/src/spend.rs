@@ -1,6 +1,6 @@
-//! Ad spend per ad account, campaign and day: written by the daily sync from
-//! Meta's insights (one sync per ad account and day, whichever replica
-//! claims it) and by `capi spend import`.
+//! Ad spend per ad account, ad and day: written by the daily sync from
+//! Meta's insights at ad level (one sync per ad account and day, whichever
+//! replica claims it) and, per campaign, by `capi spend import`.
 
 use crate::{
     PreparedExt,
@@ -11,22 +11,31 @@ use diesel::{
     ExpressionMethods, JoinOnDsl, OptionalExtension, QueryDsl, QueryableByName,
     sql_types::{Array, Date, Int4, Text, Uuid as SqlUuid},
 };
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use domain::analytics::{SpendSource, SyncStatus};
 use uuid::Uuid;
 
-/// One campaign's spend on one day; `spend` a decimal string ("12.30").
-#[derive(Debug, Clone, PartialEq)]
+/// One ad's (or, from a CSV import, one campaign's) spend on one day;
+/// `spend` a decimal string ("12.30"). Ids are `""` where the row is not
+/// broken down that far.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct SpendRow {
     pub date: NaiveDate,
     pub campaign_id: String,
     pub campaign_name: Option<String>,
+    pub adset_id: String,
+    pub adset_name: Option<String>,
+    pub ad_id: String,
+    pub ad_name: Option<String>,
     pub spend: String,
     pub currency: String,
 }
 
-/// Inserts or replaces the rows (the latest figure for a campaign and day
-/// wins: Meta revises recent days). A malformed amount fails the whole batch.
+/// Inserts or replaces the rows (the latest figure for an ad and day wins:
+/// Meta revises recent days). Synced rows (`SpendSource::Api`) also drop
+/// the synced rows without an ad of the same days, which an earlier
+/// campaign-level sync wrote, so a day is never counted twice; both in one
+/// transaction. A malformed amount fails the whole batch.
 pub async fn upsert(
     conn: &mut AsyncPgConnection,
     ad_account_id: Uuid,
@@ -36,28 +45,65 @@ pub async fn upsert(
     if rows.is_empty() {
         return Ok(0);
     }
+    conn.transaction(async |conn| {
+        if source == SpendSource::Api {
+            drop_unbroken_synced_days(conn, ad_account_id, rows).await?;
+        }
+        insert_rows(conn, ad_account_id, rows, source).await
+    })
+    .await
+}
+
+async fn drop_unbroken_synced_days(
+    conn: &mut AsyncPgConnection,
+    ad_account_id: Uuid,
+    rows: &[SpendRow],
+) -> Result<usize, diesel::result::Error> {
     let dates: Vec<NaiveDate> = rows.iter().map(|r| r.date).collect();
-    let campaigns: Vec<&str> = rows.iter().map(|r| r.campaign_id.as_str()).collect();
-    let names: Vec<Option<&str>> = rows.iter().map(|r| r.campaign_name.as_deref()).collect();
-    let amounts: Vec<&str> = rows.iter().map(|r| r.spend.as_str()).collect();
-    let currencies: Vec<&str> = rows.iter().map(|r| r.currency.as_str()).collect();
+    diesel::sql_query(
+        "DELETE FROM ad_spend WHERE ad_account_id = $1 AND source = 'api' AND ad_id = '' \
+             AND spend_date = ANY($2::date[])",
+    )
+    .bind::<SqlUuid, _>(ad_account_id)
+    .bind::<Array<Date>, _>(dates)
+    .execute(conn)
+    .await
+}
+
+async fn insert_rows(
+    conn: &mut AsyncPgConnection,
+    ad_account_id: Uuid,
+    rows: &[SpendRow],
+    source: SpendSource,
+) -> Result<usize, diesel::result::Error> {
+    let dates: Vec<NaiveDate> = rows.iter().map(|r| r.date).collect();
+    let text = |f: fn(&SpendRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
+    let name = |f: fn(&SpendRow) -> Option<&str>| rows.iter().map(f).collect::<Vec<Option<&str>>>();
     // SQL: one statement for the whole batch (unnest of arrays); the amounts
     // travel as text and PostgreSQL parses them as NUMERIC(14,2).
     diesel::sql_query(
-        "INSERT INTO ad_spend AS s (ad_account_id, spend_date, campaign_id, campaign_name, spend, currency, source) \
-         SELECT $1, d, c, n, a::numeric(14, 2), cur, $7 \
-         FROM unnest($2::date[], $3::text[], $4::text[], $5::text[], $6::text[]) AS t(d, c, n, a, cur) \
-         ON CONFLICT (ad_account_id, spend_date, campaign_id) DO UPDATE SET \
+        "INSERT INTO ad_spend AS s (ad_account_id, spend_date, campaign_id, campaign_name, \
+           adset_id, adset_name, ad_id, ad_name, spend, currency, source) \
+         SELECT $1, d, c, cn, st, sn, a, an, amount::numeric(14, 2), cur, $11 \
+         FROM unnest($2::date[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                     $8::text[], $9::text[], $10::text[]) AS t(d, c, cn, st, sn, a, an, amount, cur) \
+         ON CONFLICT (ad_account_id, spend_date, campaign_id, adset_id, ad_id) DO UPDATE SET \
            spend = EXCLUDED.spend, currency = EXCLUDED.currency, \
            campaign_name = coalesce(EXCLUDED.campaign_name, s.campaign_name), \
+           adset_name = coalesce(EXCLUDED.adset_name, s.adset_name), \
+           ad_name = coalesce(EXCLUDED.ad_name, s.ad_name), \
            source = EXCLUDED.source, synced_at = now()",
     )
     .bind::<SqlUuid, _>(ad_account_id)
     .bind::<Array<Date>, _>(dates)
-    .bind::<Array<Text>, _>(campaigns)
-    .bind::<Array<diesel::sql_types::Nullable<Text>>, _>(names)
-    .bind::<Array<Text>, _>(amounts)
-    .bind::<Array<Text>, _>(currencies)
+    .bind::<Array<Text>, _>(text(|r| &r.campaign_id))
+    .bind::<Array<diesel::sql_types::Nullable<Text>>, _>(name(|r| r.campaign_name.as_deref()))
+    .bind::<Array<Text>, _>(text(|r| &r.adset_id))
+    .bind::<Array<diesel::sql_types::Nullable<Text>>, _>(name(|r| r.adset_name.as_deref()))
+    .bind::<Array<Text>, _>(text(|r| &r.ad_id))
+    .bind::<Array<diesel::sql_types::Nullable<Text>>, _>(name(|r| r.ad_name.as_deref()))
+    .bind::<Array<Text>, _>(text(|r| &r.spend))
+    .bind::<Array<Text>, _>(text(|r| &r.currency))
     .bind::<Text, _>(source)
     .prepared()
     .execute(conn)

@@ -1,7 +1,8 @@
 //! The daily ad-spend sync: once per ad account and UTC day (a claimed row
 //! in `ad_spend_syncs`, so replicas split the accounts), the last
-//! `reports.spend_days` complete days of spend per campaign from the
-//! Marketing API insights endpoint, every page followed, into `ad_spend`.
+//! `reports.spend_days` complete days of spend per ad (with its campaign
+//! and ad set, ids and names) from the Marketing API insights endpoint,
+//! every page followed, into `ad_spend`.
 //! Throttling (codes 4, 17, 613, 80000–80014, or 429) backs off for that ad
 //! account only, as in capi-sender; token problems end the day's sync as
 //! `failed` (visible in `capi spend syncs`).
@@ -22,11 +23,15 @@ const THROTTLED_BACKOFF_SECS: [i64; 3] = [900, 3600, 4 * 3600];
 const TRANSIENT_BACKOFF_SECS: [i64; 3] = [60, 600, 3600];
 const MAX_ATTEMPTS: i32 = 8;
 
+/// What each insights row is asked for.
+const INSIGHTS_FIELDS: &str =
+    "campaign_id,campaign_name,adset_id,adset_name,ad_id,ad_name,spend,account_currency,date_start";
+
 /// Why a fetch stopped.
 pub type FetchError = meta_graph::GraphError;
 
-/// Spend per campaign and day from `since` to `until`, every page
-/// (`GET /act_{id}/insights`, `level=campaign`, one row per day).
+/// Spend per ad and day from `since` to `until`, every page
+/// (`GET /act_{id}/insights`, `level=ad`, one row per ad and day).
 pub async fn fetch(
     graph: &Graph,
     meta_ad_account_id: &str,
@@ -46,12 +51,9 @@ pub async fn fetch(
         .get(
             &format!("{account}/insights"),
             &[
-                ("level", "campaign"),
+                ("level", "ad"),
                 ("time_increment", "1"),
-                (
-                    "fields",
-                    "campaign_id,campaign_name,spend,account_currency,date_start",
-                ),
+                ("fields", INSIGHTS_FIELDS),
                 ("time_range", range.as_str()),
                 ("limit", "500"),
             ],
@@ -89,10 +91,16 @@ fn parse_row(item: &Value) -> Option<spend::SpendRow> {
         .parse::<f64>()
         .ok()
         .filter(|x| x.is_finite() && *x >= 0.0)?;
+    let id = |key: &str| item[key].as_str().unwrap_or_default().to_owned();
+    let name = |key: &str| item[key].as_str().map(str::to_owned);
     Some(spend::SpendRow {
         date,
-        campaign_id: item["campaign_id"].as_str().unwrap_or_default().to_owned(),
-        campaign_name: item["campaign_name"].as_str().map(str::to_owned),
+        campaign_id: id("campaign_id"),
+        campaign_name: name("campaign_name"),
+        adset_id: id("adset_id"),
+        adset_name: name("adset_name"),
+        ad_id: id("ad_id"),
+        ad_name: name("ad_name"),
         spend: amount,
         currency: currency(item)?,
     })

@@ -132,6 +132,7 @@ async fn store(
         message_type: m.message_type.as_deref(),
         sent_at: sent_at(m),
         ctwa_clid: m.ctwa_clid.as_deref(),
+        ad_id: m.ad_id.as_deref(),
         from_ad: m.from_ad,
         ad_context: m.ad_context.as_ref(),
     };

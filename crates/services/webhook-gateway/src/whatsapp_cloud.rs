@@ -262,6 +262,7 @@ fn new_message<'a>(instance_name: &'a str, m: &'a CloudMessage) -> Option<NewMes
             .single()
             .unwrap_or_else(Utc::now),
         ctwa_clid: m.ctwa_clid.as_deref(),
+        ad_id: m.ad_id.as_deref(),
         from_ad: m.from_ad,
         ad_context: m.ad_context.as_ref(),
     })

@@ -159,6 +159,7 @@ pub fn parse_spend_csv(text: &str, default_currency: &str) -> Result<Vec<spend::
             campaign_name: field(name_col).map(str::to_owned),
             spend: amount.to_owned(),
             currency: currency.to_ascii_uppercase(),
+            ..Default::default()
         });
     }
     Ok(rows)

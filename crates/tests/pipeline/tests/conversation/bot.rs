@@ -471,6 +471,7 @@ async fn the_queued_reply_due_leaves_an_answered_burst_alone_and_answers_one_nob
             message_type: Some("conversation"),
             sent_at: chrono::Utc::now(),
             ctwa_clid: None,
+            ad_id: None,
             from_ad: false,
             ad_context: None,
         },

@@ -237,7 +237,8 @@ async fn messages_are_stored_once_with_the_click_id_kept_and_groups_ignored() {
         let r: D = diesel::sql_query(
             "SELECT jsonb_build_object('ctwa_clid', d.ctwa_clid, 'incoming', d.incoming_count, 'outgoing', d.outgoing_count, \
                'last_message', extract(epoch FROM d.last_message)::bigint, 'direction_id', d.direction_id, \
-               'phone', d.contact_phone, 'lead_clid', l.ctwa_clid, 'from_ad', d.from_ad) AS d \
+               'phone', d.contact_phone, 'lead_clid', l.ctwa_clid, 'from_ad', d.from_ad, \
+               'ad_id', d.ad_id, 'lead_ad_id', l.source_ad_id) AS d \
              FROM dialog_analysis d JOIN leads l ON l.id = d.lead_id",
         )
         .get_result(&mut conn)
@@ -255,7 +256,9 @@ async fn messages_are_stored_once_with_the_click_id_kept_and_groups_ignored() {
             "last_message": 1_773_449_700,
             "direction_id": s.direction_id,
             "phone": "5511999999999",
-            "from_ad": true
+            "from_ad": true,
+            "ad_id": "120239177205810192",
+            "lead_ad_id": "120239177205810192"
         })
     );
     p.stop().await;

@@ -288,7 +288,8 @@ async fn an_ad_click_reaches_lead_with_the_click_id_and_the_waba_from_the_payloa
                 "SELECT count(*) AS n FROM dialog_analysis WHERE instance_name = 'cloud-{PHONE_NUMBER_ID}' \
                  AND contact_phone = '16505551234' AND contact_name = 'Sheena Nelson' AND from_ad \
                  AND ctwa_clid LIKE 'Aff-n8ZT%' AND direction_id = '{}' \
-                 AND ad_context->'referral'->>'source_id' = '120226305854810726'",
+                 AND ad_context->'referral'->>'source_id' = '120226305854810726' \
+                 AND ad_id = '120226305854810726'",
                 s.direction_id
             )
         )

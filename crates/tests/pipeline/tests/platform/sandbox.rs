@@ -282,3 +282,80 @@ async fn the_sandbox_cloud_api_records_texts_and_refuses_what_meta_would() {
     assert_eq!(sent["messages"][0]["number"], "16505551234");
     assert_eq!(sent["messages"][0]["text"], "Hello");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_insights_sum_ads_up_to_the_level_asked_and_refuse_what_meta_would() {
+    let sb = pipeline_tests::SandboxServer::start().await;
+    let row = |ad: &str, adset: &str, spend: &str| {
+        serde_json::json!({"campaign_id": "c1", "campaign_name": "Spring", "adset_id": adset,
+            "adset_name": format!("Set {adset}"), "ad_id": ad, "ad_name": format!("Ad {ad}"),
+            "date": "2026-11-30", "spend": spend, "currency": "EUR"})
+    };
+    sb.put(
+        "/sandbox/insights/act_9",
+        &serde_json::json!({"rows": [row("1", "s1", "1.25"), row("2", "s1", "2.50"), row("3", "s2", "0.05")]}),
+    )
+    .await;
+    let get = |level: &'static str, fields: &'static str| {
+        let url = format!(
+            "{}/{}/act_9/insights",
+            sb.url,
+            meta_graph::DEFAULT_GRAPH_VERSION
+        );
+        async move {
+            let r = reqwest::Client::new()
+                .get(url)
+                .bearer_auth("EAAB-token")
+                .query(&[
+                    ("level", level),
+                    ("fields", fields),
+                    ("time_increment", "1"),
+                    (
+                        "time_range",
+                        r#"{"since":"2026-11-30","until":"2026-11-30"}"#,
+                    ),
+                ])
+                .send()
+                .await
+                .unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    let (status, body) = get("ad", "ad_id,ad_name,spend").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["data"][1],
+        serde_json::json!({"ad_id": "2", "ad_name": "Ad 2", "spend": "2.50",
+            "date_start": "2026-11-30", "date_stop": "2026-11-30"})
+    );
+    let (_, body) = get("adset", "adset_id,spend").await;
+    let sets: Vec<(&str, &str)> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["adset_id"].as_str().unwrap(),
+                r["spend"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(sets, [("s1", "3.75"), ("s2", "0.05")]);
+    let (_, body) = get("campaign", "campaign_id,spend").await;
+    assert_eq!(body["data"][0]["spend"], "3.80");
+    assert_eq!(body["data"].as_array().map(Vec::len), Some(1));
+    let (status, body) = get("creative", "spend").await;
+    assert_eq!((status, body["error"]["code"].as_i64()), (400, Some(100)));
+    let (status, body) = get("ad", "ad_id,spendd").await;
+    assert_eq!((status, body["error"]["code"].as_i64()), (400, Some(100)));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("spendd"),
+        "{body}"
+    );
+}

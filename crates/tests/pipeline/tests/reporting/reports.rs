@@ -382,17 +382,32 @@ async fn spend_syncs_every_page_and_backs_off_when_throttled() {
         ))
         .await
         .unwrap();
-    // 7 days × 80 campaigns = 560 rows: two pages of 500.
+    // 7 days × 80 ads (in 8 campaigns) = 560 rows: two pages of 500.
     let today = reports::local_today(&mut env.conn().await, "UTC")
         .await
         .unwrap();
     let mut rows = Vec::new();
     for d in 1..=7 {
-        for c in 0..80 {
+        for a in 0..80 {
+            let c = a % 8;
             rows.push(json!({"campaign_id": format!("c{c}"), "campaign_name": format!("Campaign {c}"),
+                             "adset_id": format!("s{c}"), "adset_name": format!("Set {c}"),
+                             "ad_id": format!("{}", 9000 + a), "ad_name": format!("Ad {a}"),
                              "date": (today - chrono::Duration::days(d)).to_string(), "spend": "1.25", "currency": "EUR"}));
         }
     }
+    // What a campaign-level sync of an earlier release wrote for yesterday:
+    // replaced by yesterday's ad rows, not added to them.
+    env.conn()
+        .await
+        .batch_execute(&format!(
+            "INSERT INTO ad_spend (ad_account_id, spend_date, campaign_id, spend, currency, source)
+             VALUES ('{}', '{}', 'c0', 99, 'EUR', 'api')",
+            f.ad_account,
+            today - chrono::Duration::days(1)
+        ))
+        .await
+        .unwrap();
     sandbox
         .put("/sandbox/insights/act_77", &json!({"rows": rows}))
         .await;
@@ -404,7 +419,7 @@ async fn spend_syncs_every_page_and_backs_off_when_throttled() {
         .await;
     let service = ReportsService::start(&env, reports_settings(&sandbox.url)).await;
     one_row(&env, "the throttle is recorded", "SELECT count(*) AS n FROM ad_spend_syncs WHERE status = 'pending' AND next_at > now() + interval '10 minutes' AND error LIKE 'Meta answered 400: (#17)%'").await;
-    assert_eq!(count(&env, "SELECT count(*) AS n FROM ad_spend").await, 0);
+    assert_eq!(count(&env, "SELECT count(*) AS n FROM ad_spend").await, 1);
     env.conn()
         .await
         .batch_execute("UPDATE ad_spend_syncs SET next_at = now()")
@@ -428,6 +443,15 @@ async fn spend_syncs_every_page_and_backs_off_when_throttled() {
         count(&env, "SELECT (sum(spend) * 100)::bigint AS n FROM ad_spend").await,
         70_000
     );
+    assert_eq!(
+        count(
+            &env,
+            "SELECT count(*) AS n FROM ad_spend WHERE ad_id = '9013' AND ad_name = 'Ad 13' \
+             AND adset_id = 's5' AND adset_name = 'Set 5' AND campaign_id = 'c5' AND campaign_name = 'Campaign 5'"
+        )
+        .await,
+        7
+    );
     let requests: Value = reqwest::get(format!("{}/sandbox/insights/requests", sandbox.url))
         .await
         .unwrap()
@@ -438,7 +462,11 @@ async fn spend_syncs_every_page_and_backs_off_when_throttled() {
     assert_eq!(requests.len(), 3, "throttled, page 1, page 2: {requests:?}");
     for r in requests {
         assert_eq!(r["token"], "EAAB-spend-token");
-        assert_eq!(r["level"], "campaign");
+        assert_eq!(r["level"], "ad");
+        assert_eq!(
+            r["fields"],
+            "campaign_id,campaign_name,adset_id,adset_name,ad_id,ad_name,spend,account_currency,date_start"
+        );
         assert_eq!(r["time_increment"], "1");
         assert_eq!(r["since"], (today - chrono::Duration::days(7)).to_string());
         assert_eq!(r["until"], (today - chrono::Duration::days(1)).to_string());

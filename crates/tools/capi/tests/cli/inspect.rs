@@ -25,13 +25,13 @@ fn both_cloud_api_fixtures_parse_through_the_cli_as_the_contract_says() {
             "message_id": "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQUQ0N0VFMDA2MTQ0RkJFNkNDNAA=",
             "phone": "16505551234", "user_id": null, "from_me": false, "text": "Can I get more info about this?",
             "ctwa_clid": "Aff-n8ZTODiE79d22KtAwQKj9e_mIEOOj27vDVwFjN80dp4_0NiNhEgpGo0AHemvuSoifXaytfTzcchptiErTKCqTrJ5nW1h7IHYeYymGb5K5J5iTROpBhWAGaIAeUzHL50",
-            "from_ad": true, "timestamp": 1750275992}]})
+            "from_ad": true, "timestamp": 1750275992, "ad_id": "120226305854810726"}]})
     );
     assert_eq!(
         run("meta-cloudapi_webhook_messages_text_APP-DASHBOARD-TEST-payload.json"),
         json!({"messages": [{"phone_number_id": "123456123", "waba_id": "0", "message_id": "ABGGFlA5Fpa",
             "phone": "16315551181", "user_id": null, "from_me": false, "text": "this is a text message",
-            "ctwa_clid": null, "from_ad": false, "timestamp": 1504902988}]})
+            "ctwa_clid": null, "ad_id": null, "from_ad": false, "timestamp": 1504902988}]})
     );
     // Keys in the contract's order, on one line.
     let (_, out, _) = capi(&[
@@ -72,36 +72,36 @@ fn every_evolution_fixture_parses_as_documented() {
             // The capture's phone digits are masked (`55119********`), so no phone can be read.
             json!({"instance": "5535********", "message_id": "3A554E20ECABF3D45BB2", "from_me": false, "phone": null, "lid": null,
                    "text": "Olá! Vim do Instagram da **** e gostaria de agendar uma Consulta Online.", "timestamp": 1717607420,
-                   "ctwa_clid": null, "from_ad": false}),
+                   "ctwa_clid": null, "ad_id": null, "from_ad": false}),
         ),
         (
             "evolution-v1.8.0_webhook_messages-upsert_text-sent-from-phone_fromMe-true_issue631.json",
             json!({"instance": "5535********", "message_id": "4DA1D8D1B5B0139AC8C44B44B8CF5A93", "from_me": true, "phone": null, "lid": null,
                    "text": "Clínica ****** agradece seu contato. Como podemos ajudar?\n*Atendimento de segunda a sexta das 08:00hs as 18:00hs*\nNosso telefone fixo: **********",
-                   "timestamp": 1717604327, "ctwa_clid": null, "from_ad": false}),
+                   "timestamp": 1717604327, "ctwa_clid": null, "ad_id": null, "from_ad": false}),
         ),
         (
             "evolution-v2.3.6_webhook_messages-upsert_ctwa_SHAPE-DERIVED-from-code.json",
             json!({"instance": "my-instance", "message_id": "AC1830B11436BAC01F6FA6196C534B8A", "from_me": false,
                    "phone": "5511999999999", "lid": "66417458159826@lid",
                    "text": "Olá! Tenho interesse e queria mais informações, por favor.", "timestamp": 1773449493,
-                   "ctwa_clid": "Aff...", "from_ad": true}),
+                   "ctwa_clid": "Aff...", "ad_id": "120239177205810192", "from_ad": true}),
         ),
         (
             "v1-media-ad-click.json",
             json!({"instance": "clinic-1", "message_id": "3EB0C4A1F2", "from_me": false, "phone": "79161234567", "lid": null,
                    "text": "Здравствуйте, хочу записаться", "timestamp": 1760000000,
-                   "ctwa_clid": "AfhQz0w2_ClickIdFromAd", "from_ad": true}),
+                   "ctwa_clid": "AfhQz0w2_ClickIdFromAd", "ad_id": "120211111111111111", "from_ad": true}),
         ),
         (
             "v2-4-lid-markers-only.json",
             json!({"instance": "clinic-2", "message_id": "AC99", "from_me": false, "phone": "447700900123", "lid": "99887766554433@lid",
-                   "text": "Hi, is this still available?", "timestamp": 1773449493, "ctwa_clid": null, "from_ad": true}),
+                   "text": "Hi, is this still available?", "timestamp": 1773449493, "ctwa_clid": null, "ad_id": null, "from_ad": true}),
         ),
         (
             "lid-only.json",
             json!({"instance": "clinic-3", "message_id": "L1", "from_me": false, "phone": null, "lid": "66417458159826@lid",
-                   "text": "oi", "timestamp": 1773449000, "ctwa_clid": null, "from_ad": false}),
+                   "text": "oi", "timestamp": 1773449000, "ctwa_clid": null, "ad_id": null, "from_ad": false}),
         ),
         ("group.json", json!({"ignored": "group"})),
         ("status.json", json!({"ignored": "status"})),

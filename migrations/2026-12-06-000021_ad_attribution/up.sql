@@ -1,0 +1,30 @@
+-- The ad each dialog started from (Evolution's externalAdReply.sourceId,
+-- the Cloud API's referral.source_id), kept from the first ad message.
+ALTER TABLE dialog_analysis ADD COLUMN ad_id TEXT
+    CHECK (ad_id ~ '^[0-9]{1,32}$');
+-- Dialogs recorded before: their ad context already holds the id.
+UPDATE dialog_analysis SET ad_id = src.id
+FROM (
+    SELECT id AS dialog_id, coalesce(
+        ad_context #>> '{externalAdReply,sourceId}',
+        ad_context #>> '{externalAdReply,sourceID}',
+        CASE WHEN coalesce(ad_context #>> '{referral,source_type}', 'ad') = 'ad'
+             THEN ad_context #>> '{referral,source_id}' END) AS id
+    FROM dialog_analysis
+    WHERE ad_context IS NOT NULL
+      AND lower(coalesce(ad_context #>> '{externalAdReply,sourceType}', 'ad')) = 'ad'
+) src
+WHERE dialog_analysis.id = src.dialog_id AND src.id ~ '^[0-9]{1,32}$';
+
+-- Spend per ad (insights at level=ad): the ad set and ad beside the
+-- campaign. Rows of a CSV import, or synced before, have no ad ('').
+ALTER TABLE ad_spend
+    ADD COLUMN adset_id   TEXT NOT NULL DEFAULT '',
+    ADD COLUMN adset_name TEXT,
+    ADD COLUMN ad_id      TEXT NOT NULL DEFAULT '',
+    ADD COLUMN ad_name    TEXT;
+ALTER TABLE ad_spend DROP CONSTRAINT ad_spend_account_date_campaign_key;
+ALTER TABLE ad_spend ADD CONSTRAINT ad_spend_account_date_ad_key
+    UNIQUE (ad_account_id, spend_date, campaign_id, adset_id, ad_id);
+-- The ads report looks spend up by ad over a range of days.
+CREATE INDEX ad_spend_ad_idx ON ad_spend (ad_id, spend_date) WHERE ad_id <> '';
