@@ -2,6 +2,7 @@
 //! services run. Queries take `&mut AsyncPgConnection` so they compose inside
 //! one transaction.
 
+pub mod ads;
 pub mod analytics;
 pub mod api_keys;
 pub mod cloud_numbers;

@@ -4,6 +4,7 @@
 //! daily ad-spend sync from Meta's insights, the analytics/ROI HTTP API
 //! (API keys per account) and the server-rendered dashboard.
 
+mod ads;
 mod api;
 mod daily;
 mod dashboard;

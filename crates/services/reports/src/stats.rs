@@ -6,8 +6,12 @@
 //! - leads: new dialogs (first message in the range) of the account's
 //!   directions; the account's row 2 uses the directions with CAPI on;
 //! - spend: the account's ad accounts' spend over the range (all of them,
-//!   as the spec's `totalSpend`); a direction's, its ad account's spend
-//!   (`spend_shared` when other directions use the same ad account);
+//!   as the spec's `totalSpend`); a direction's, the spend of the ads its
+//!   dialogs came from (an ad whose dialogs went to several directions
+//!   split by their dialogs; `spend_basis: ads`), else — no dialog of it
+//!   came from an ad insights knows — its ad account's whole spend
+//!   (`spend_basis: ad_account`, `spend_shared` when other directions use
+//!   the same ad account);
 //! - revenue: the values of the purchases Meta accepted, per currency, and
 //!   ROAS (revenue ÷ spend) only where the spend is in the same currency.
 
@@ -19,12 +23,24 @@ use std::collections::BTreeMap;
 use storage::{AsyncPgConnection, DbError, analytics as db};
 use uuid::Uuid;
 
+/// Where a direction's spend comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpendBasis {
+    /// The spend of the ads its dialogs came from.
+    Ads,
+    /// Its ad account's whole spend (no dialog came from a known ad).
+    AdAccount,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct DirectionStats {
     pub direction_id: DirectionId,
     pub name: String,
     pub capi_enabled: bool,
     pub spend_shared: bool,
+    /// `None` when the direction has no spend at all.
+    pub spend_basis: Option<SpendBasis>,
     #[serde(flatten)]
     pub funnel: Funnel,
 }
@@ -89,25 +105,36 @@ pub async fn capi_stats(
             .add_level(e.event_level, e.n);
         total.add_level(e.event_level, e.n);
     }
+    let by_ads = spend_by_ads(conn, account, since, until, timezone).await?;
     let rows: Vec<DirectionStats> = directions
         .iter()
         .map(|d| {
-            let ad_spend = d.ad_account_id.and_then(|a| spend.get(&a));
+            let from_ads = by_ads.get(&d.id).and_then(analytics::total_spend);
+            let (ad_spend, basis) = match from_ads {
+                Some(s) => (Some(s), Some(SpendBasis::Ads)),
+                None => {
+                    let whole = d.ad_account_id.and_then(|a| spend.get(&a)).cloned();
+                    let basis = whole.as_ref().map(|_| SpendBasis::AdAccount);
+                    (whole, basis)
+                }
+            };
             DirectionStats {
                 direction_id: d.id,
                 name: d.name.clone(),
                 capi_enabled: d.capi_enabled,
-                spend_shared: d.ad_account_id.is_some_and(|a| {
-                    directions
-                        .iter()
-                        .filter(|o| o.ad_account_id == Some(a))
-                        .count()
-                        > 1
-                }),
+                spend_shared: basis == Some(SpendBasis::AdAccount)
+                    && d.ad_account_id.is_some_and(|a| {
+                        directions
+                            .iter()
+                            .filter(|o| o.ad_account_id == Some(a))
+                            .count()
+                            > 1
+                    }),
+                spend_basis: basis,
                 funnel: analytics::funnel(
                     leads.get(&d.id).copied().unwrap_or(0),
                     per_direction.get(&Some(d.id)).copied().unwrap_or_default(),
-                    ad_spend,
+                    ad_spend.as_ref(),
                     revenue.get(&Some(d.id)).map_or(&[], Vec::as_slice),
                 ),
             }
@@ -137,6 +164,48 @@ pub async fn capi_stats(
         directions: rows,
         daily,
     })
+}
+
+/// Each direction's share of the spend of the ads its new dialogs came
+/// from: an ad's spend split between directions by their dialogs from it
+/// (in cents, the remainder to the direction with most). Only ads that
+/// insights broke down and that brought a dialog count.
+async fn spend_by_ads(
+    conn: &mut AsyncPgConnection,
+    account: UserAccountId,
+    since: NaiveDate,
+    until: NaiveDate,
+    timezone: &str,
+) -> Result<BTreeMap<DirectionId, Vec<Money>>, DbError> {
+    let mut dialogs: BTreeMap<String, Vec<(DirectionId, i64)>> = BTreeMap::new();
+    for d in storage::ads::dialogs_by_ad(conn, account, since, until, timezone).await? {
+        if let Some(ad) = d.ad_id {
+            dialogs.entry(ad).or_default().push((d.direction_id, d.n));
+        }
+    }
+    let mut out: BTreeMap<DirectionId, Vec<Money>> = BTreeMap::new();
+    for s in storage::ads::spend_by_ad(conn, account, since, until).await? {
+        let Some(split) = dialogs.get_mut(&s.ad_id) else {
+            continue;
+        };
+        split.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let all: i128 = split.iter().map(|(_, n)| i128::from(*n)).sum();
+        let shares: Vec<i64> = split
+            .iter()
+            .map(|(_, n)| {
+                i64::try_from(i128::from(s.cents) * i128::from(*n) / all.max(1)).unwrap_or(0)
+            })
+            .collect();
+        let remainder = s.cents - shares.iter().sum::<i64>();
+        for (i, ((direction, _), share)) in split.iter().zip(shares).enumerate() {
+            let money = Money {
+                cents: share + if i == 0 { remainder } else { 0 },
+                currency: s.currency.clone(),
+            };
+            analytics::add_revenue(out.entry(*direction).or_default(), [&money]);
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -6,7 +6,7 @@
 
 pub(crate) mod params;
 
-use crate::{State, stats};
+use crate::{State, ads, stats};
 use actix_web::{HttpRequest, HttpResponse, web};
 use domain::ids::UserAccountId;
 use params::{Params, Range, parse_uuid};
@@ -18,6 +18,7 @@ use storage::{AsyncPgConnection, reports::ReportAccount};
 /// The paths this module serves, as the OpenAPI document names them.
 pub const API_PATHS: &[&str] = &[
     "/analytics/capi-stats",
+    "/analytics/ads",
     "/analytics/optimisation",
     "/api/capi-events",
     "/api/capi-events/{lead_id}",
@@ -30,11 +31,12 @@ pub const OPENAPI: &str = include_str!("../../openapi.json");
 pub fn routes(cfg: &mut web::ServiceConfig) {
     let get = |path| runtime::http::resource(path, "GET");
     cfg.service(get(API_PATHS[0]).route(web::get().to(capi_stats)))
-        .service(get(API_PATHS[1]).route(web::get().to(optimisation)))
-        .service(get(API_PATHS[2]).route(web::get().to(leads)))
-        .service(get(API_PATHS[3]).route(web::get().to(lead)))
-        .service(get(API_PATHS[4]).route(web::get().to(daily_report)))
-        .service(get(API_PATHS[5]).route(web::get().to(openapi)));
+        .service(get(API_PATHS[1]).route(web::get().to(ads)))
+        .service(get(API_PATHS[2]).route(web::get().to(optimisation)))
+        .service(get(API_PATHS[3]).route(web::get().to(leads)))
+        .service(get(API_PATHS[4]).route(web::get().to(lead)))
+        .service(get(API_PATHS[5]).route(web::get().to(daily_report)))
+        .service(get(API_PATHS[6]).route(web::get().to(openapi)));
 }
 
 async fn openapi() -> HttpResponse {
@@ -168,6 +170,35 @@ async fn capi_stats(
         duration_ms = started.elapsed().as_millis() as u64,
         "[capi-stats] fetched"
     );
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn ads(
+    req: HttpRequest,
+    q: web::Query<HashMap<String, String>>,
+    state: web::Data<State>,
+) -> Result<HttpResponse, ApiError> {
+    let c = call(&req, q.into_inner(), &state)?;
+    let range = Range::from(&c.params)?;
+    let view = params::AdsView::from(&c.params)?;
+    let body = on_main(&state, async move {
+        let (mut conn, account) = c.open().await?;
+        let today = today(&mut conn, &account).await?;
+        let (since, until) = range.resolve(today)?;
+        let mut table = ads::table(
+            &mut conn,
+            account.id,
+            &account.timezone,
+            since,
+            until,
+            view.group,
+        )
+        .await
+        .map_err(db_error)?;
+        ads::sort(&mut table.rows, view.sort, view.descending);
+        Ok(table)
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(body))
 }
 

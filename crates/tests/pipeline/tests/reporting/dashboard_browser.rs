@@ -46,8 +46,10 @@ async fn the_dashboard_shows_the_apis_numbers_in_a_real_browser() {
     env.conn()
         .await
         .batch_execute(&format!(
-            "INSERT INTO ad_spend (ad_account_id, spend_date, campaign_id, spend, currency)
-               VALUES ('{a}', '2026-11-20', 'c1', 30.00, 'USD'), ('{a}', '2026-11-21', 'c1', 15.00, 'USD');
+            "INSERT INTO ad_spend (ad_account_id, spend_date, campaign_id, campaign_name, ad_id, ad_name, spend, currency)
+               VALUES ('{a}', '2026-11-20', 'c1', 'Spring', '901', 'Ad A', 30.00, 'USD'),
+                      ('{a}', '2026-11-21', 'c1', 'Spring', '902', 'Ad B', 15.00, 'USD');
+             UPDATE dialog_analysis SET ad_id = '901' WHERE lead_id = '{l}';
              UPDATE dialog_analysis SET capi_interest_sent = true, capi_interest_event_id = 'e1',
                capi_interest_sent_at = '2026-11-20T05:02:00Z', capi_qualified_sent = true,
                capi_qualified_event_id = 'e4', capi_qualified_sent_at = '2026-11-20T07:00:00Z' WHERE lead_id = '{l}';
@@ -58,11 +60,11 @@ async fn the_dashboard_shows_the_apis_numbers_in_a_real_browser() {
                FROM dialog_analysis, (VALUES ('p1', 'INV-1', 60.00, 'USD'), ('p2', 'INV-2', 30.50, 'USD'),
                                              ('p3', 'INV-3', 100, 'EUR')) AS e(id, ref, v, c)
                WHERE lead_id = '{l}';
-             INSERT INTO capi_events_log (direction_id, user_account_id, event_level, event_name, event_id, status, created_at)
-               VALUES ('{d}', '{u}', 4, 'Purchase', 'p1', 'success', '2026-11-20T08:00:05Z'),
-                      ('{d}', '{u}', 4, 'Purchase', 'p1', 'success', '2026-11-20T08:00:06Z'),
-                      ('{d}', '{u}', 4, 'Purchase', 'p2', 'success', '2026-11-20T09:00:00Z'),
-                      ('{d}', '{u}', 4, 'Purchase', 'p3', 'success', '2026-11-21T09:00:00Z');",
+             INSERT INTO capi_events_log (dialog_id, direction_id, user_account_id, event_level, event_name, event_id, status, created_at)
+               SELECT dialog_analysis.id, '{d}', '{u}', 4, 'Purchase', e.id, 'success', e.at::timestamptz
+               FROM dialog_analysis, (VALUES ('p1', '2026-11-20T08:00:05Z'), ('p1', '2026-11-20T08:00:06Z'),
+                                             ('p2', '2026-11-20T09:00:00Z'), ('p3', '2026-11-21T09:00:00Z')) AS e(id, at)
+               WHERE lead_id = '{l}';",
             a = f.ad_account,
             l = f.leads[0],
             p = plain.account,
@@ -203,6 +205,44 @@ async fn the_dashboard_shows_the_apis_numbers_in_a_real_browser() {
     std::fs::create_dir_all(target_dir()).unwrap();
     std::fs::write(target_dir().join("dashboard.png"), &png).unwrap();
     assert!(png.starts_with(b"\x89PNG"));
+
+    // Results by ad, sorted by ROAS through the column's link: ad 901 (the
+    // purchases' dialog: 3 purchases, 90.50 USD on 30.00) before 902 (no
+    // revenue), the rows without an ad id last.
+    c.goto(&service.url("/dashboard?since=2026-11-19&until=2026-11-21&group=ad"))
+        .await;
+    let roas_header = c.find("#ads-table th[data-sort='roas'] a").await.unwrap();
+    let href = c.attr(&roas_header, "href").await.unwrap();
+    c.goto(&service.url(&href)).await;
+    let mut order = Vec::new();
+    for r in c.find_all("#ads-table tr[data-kind]").await {
+        order.push((
+            c.attr(&r, "data-kind").await.unwrap(),
+            c.attr(&r, "data-id").await.unwrap(),
+        ));
+    }
+    assert_eq!(
+        order,
+        [
+            ("insights".to_owned(), "901".to_owned()),
+            ("insights".to_owned(), "902".to_owned()),
+            ("no_ad_id".to_owned(), String::new()),
+        ]
+    );
+    assert_eq!(
+        c.text_of("#ads-table tr[data-id='901'] td.roas").await,
+        "3.02× USD"
+    );
+    assert_eq!(
+        c.text_of("#ads-table tr[data-id='901'] td.purchases").await,
+        "3"
+    );
+    assert!(
+        c.text_of("#ads-table th[data-sort='roas']")
+            .await
+            .contains('▼')
+    );
+    std::fs::write(target_dir().join("dashboard-ads.png"), c.screenshot().await).unwrap();
 
     // The lead view: its three CAPI columns.
     c.goto(&service.url(&format!("/dashboard/leads/{}", f.leads[0])))

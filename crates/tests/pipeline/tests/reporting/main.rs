@@ -1,6 +1,7 @@
 //! End-to-end tests, one binary per area (each test binary links the
-//! whole workspace, so few binaries build fast). Reporting: the daily report, the analytics API and the dashboard (with a browser).
+//! whole workspace, so few binaries build fast). Reporting: the daily report, the analytics API (with results per ad) and the dashboard (with a browser).
 
+mod ads_api;
 mod dashboard_browser;
 mod reports;
 mod reports_api;

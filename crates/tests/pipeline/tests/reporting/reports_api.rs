@@ -9,7 +9,7 @@ use pipeline_tests::{ReportsService, SandboxServer, TestEnv, report_day as day, 
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-async fn key_for(env: &TestEnv, account: Uuid) -> (Uuid, String) {
+pub(crate) async fn key_for(env: &TestEnv, account: Uuid) -> (Uuid, String) {
     let key = domain::api_key::generate();
     let id = storage::api_keys::create(
         &mut env.conn().await,
@@ -23,7 +23,7 @@ async fn key_for(env: &TestEnv, account: Uuid) -> (Uuid, String) {
     (id, key)
 }
 
-async fn get(service: &ReportsService, path: &str, key: Option<&str>) -> (u16, Value) {
+pub(crate) async fn get(service: &ReportsService, path: &str, key: Option<&str>) -> (u16, Value) {
     let mut req = reqwest::Client::new().get(service.url(path));
     if let Some(k) = key {
         req = req.bearer_auth(k);

@@ -5,6 +5,8 @@
 //! optimisation advice) is left out when no direction has CAPI on, as the
 //! spec says; the leads table and a lead's three CAPI columns are always there.
 
+mod ads;
+
 use crate::{
     State,
     html::{chart, csp, money, page, pct},
@@ -210,6 +212,8 @@ fn date_param(q: &HashMap<String, String>, name: &str) -> Option<NaiveDate> {
 struct DashboardData {
     name: String,
     stats: CapiStats,
+    ads: crate::ads::AdsTable,
+    view: ads::View,
     advice: Optimisation,
     leads: Vec<LeadEvents>,
     total_leads: i64,
@@ -231,6 +235,7 @@ async fn dashboard(
         .and_then(|p| p.parse::<i64>().ok())
         .unwrap_or(1)
         .clamp(1, 1_000_000);
+    let view = ads::View::from_query(&q);
     let pool = state.pool.clone();
     let work = async move {
         let mut conn = pool.get().await?;
@@ -245,6 +250,9 @@ async fn dashboard(
         }
         let stats = stats::capi_stats(&mut conn, a.id, &a.timezone, since, until).await?;
         let advice = stats::optimisation(&mut conn, a.id, &a.timezone, today).await?;
+        let mut ads =
+            crate::ads::table(&mut conn, a.id, &a.timezone, since, until, view.group).await?;
+        crate::ads::sort(&mut ads.rows, view.sort, view.descending);
         let (leads, total_leads) = storage::analytics::leads_page(
             &mut conn,
             a.id,
@@ -258,6 +266,8 @@ async fn dashboard(
         Ok(Some(DashboardData {
             name: a.name,
             stats,
+            ads,
+            view,
             advice,
             leads,
             total_leads,
@@ -402,13 +412,21 @@ fn render_dashboard(d: &DashboardData) -> Markup {
                             td { (pct(f.conversions.registration_to_schedule_pct)) }
                             td {
                                 (money(f.costs.cost_per_lead, f.spend.as_ref().map(|x| x.currency.as_str())))
-                                @if r.spend_shared { " " span.muted { "(shared ad account)" } }
+                                @if r.spend_basis == Some(stats::SpendBasis::AdAccount) {
+                                    " " span.muted {
+                                        @if r.spend_shared { "(whole ad account, shared)" } @else { "(whole ad account)" }
+                                    }
+                                }
                             }
                             td { (f.events.purchase) }
                             td { (revenue(&f.revenue)) }
                             td { (roas(&f.revenue)) }
                         }
                     }
+                }
+                p.muted {
+                    "A direction's cost is the spend of the ads its dialogs came from; "
+                    "“whole ad account” marks a direction none of whose dialogs came from an ad Meta's insights know."
                 }
                 h3 { "Events per day" }
                 (chart(&s.daily))
@@ -430,6 +448,7 @@ fn render_dashboard(d: &DashboardData) -> Markup {
                 }
             }
         }
+        (ads::section(&d.ads, d.view))
         section id="leads" {
             h2 { "Leads (" (d.total_leads) ")" }
             table {
