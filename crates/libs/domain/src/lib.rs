@@ -16,6 +16,7 @@ pub mod delivery;
 pub mod duration;
 pub mod event_names;
 pub mod evolution;
+pub mod health;
 pub mod http_policy;
 pub mod ids;
 pub mod level;

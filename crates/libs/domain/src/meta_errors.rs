@@ -38,6 +38,40 @@ impl MetaError {
     }
 }
 
+/// A refusal that no retry cures and that the business must fix in Meta.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    /// The access token is expired, revoked or invalid (190, 102, 463, 467).
+    Token,
+    /// The dataset (pixel) does not exist or the token may not use it
+    /// (100, 803, 10, 200–299): it is not shared with the token's user.
+    Dataset,
+}
+
+impl Refusal {
+    /// Which refusal Meta's error `code` is, if it is one.
+    pub fn of_code(code: Option<i64>) -> Option<Refusal> {
+        match code? {
+            190 | 102 | 463 | 467 => Some(Refusal::Token),
+            100 | 803 | 10 | 200..=299 => Some(Refusal::Dataset),
+            _ => None,
+        }
+    }
+
+    /// What the business has to do, for people.
+    pub fn what_to_do(self) -> &'static str {
+        match self {
+            Refusal::Token => {
+                "issue a new access token (Meta Business Settings → System users) and store it for this ad account or user account"
+            }
+            Refusal::Dataset => {
+                "share the dataset with the token's system user (Events Manager → dataset → Settings → Share), or set the direction's pixel to a dataset the token can use"
+            }
+        }
+    }
+}
+
 /// What an answer means for the events in the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {

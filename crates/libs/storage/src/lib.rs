@@ -14,6 +14,7 @@ pub mod dashboard;
 pub mod deliveries;
 pub mod directions;
 pub mod doctor;
+pub mod health;
 pub mod migrations;
 pub mod outbox;
 mod pool;

@@ -5,7 +5,9 @@
 
 use crate::admin::connect;
 use diesel_async::AsyncPgConnection;
+use domain::health::Status;
 use domain::ids::DirectionId;
+use domain::meta_errors::Refusal;
 use meta_graph::{Graph, GraphError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -103,8 +105,9 @@ pub async fn doctor(url: &str, o: Options) -> ExitCode {
 
 async fn run(conn: &mut AsyncPgConnection, o: &Options) -> Vec<Finding> {
     let mut out = Vec::new();
-    let checks: [(&'static str, Result<Vec<Finding>, String>); 7] = [
+    let checks: [(&'static str, Result<Vec<Finding>, String>); 8] = [
         ("capi_setup", capi_setup(conn, o).await),
+        ("capi_health", health(conn, o.scope).await),
         ("ctwa_clid", click_ids(conn, o.scope).await),
         ("events", events(conn, o.scope).await),
         ("outbox", outbox(conn).await),
@@ -302,30 +305,34 @@ async fn check_token(
             format!("Meta could not be asked about pixel {pixel}: {e}"),
             details,
         ),
-        Err(GraphError { error: Some(e), .. }) if matches!(e.code, Some(190 | 102 | 463 | 467)) => {
-            finding(
+        Err(GraphError { error: Some(e), .. }) => match Refusal::of_code(e.code) {
+            Some(Refusal::Token) => finding(
                 Severity::Error,
                 CHECK,
                 format!(
-                    "Meta rejects the token of direction {direction:?} ({direction_id}): {} — issue a new one",
-                    e.message
+                    "Meta rejects the token of direction {direction:?} ({direction_id}): {} — {}",
+                    e.message,
+                    Refusal::Token.what_to_do()
                 ),
                 details,
-            )
-        }
-        Err(GraphError { error: Some(e), .. })
-            if matches!(e.code, Some(100 | 803 | 10 | 200..=299)) =>
-        {
-            finding(
+            ),
+            Some(Refusal::Dataset) => finding(
                 Severity::Error,
                 CHECK,
                 format!(
-                    "pixel {pixel} does not exist or the token has no access to it: {}",
-                    e.message
+                    "pixel {pixel} does not exist or the token has no access to it: {} — {}",
+                    e.message,
+                    Refusal::Dataset.what_to_do()
                 ),
                 details,
-            )
-        }
+            ),
+            None => finding(
+                Severity::Warning,
+                CHECK,
+                format!("{} (about pixel {pixel})", e.message),
+                details,
+            ),
+        },
         Err(e) => finding(
             Severity::Warning,
             CHECK,
@@ -333,6 +340,44 @@ async fn check_token(
             details,
         ),
     }
+}
+
+/// Each direction's CAPI status, judged as the dashboard's health section
+/// judges it (`domain::health::assess` on `storage::health`'s facts).
+async fn health(conn: &mut AsyncPgConnection, scope: Scope) -> Result<Vec<Finding>, String> {
+    const CHECK: &str = "capi_health";
+    let now = chrono::Utc::now();
+    let rows = storage::health::direction_facts(conn, scope)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(rows
+        .into_iter()
+        .filter(|d| d.facts.capi_enabled)
+        .map(|d| {
+            let h = domain::health::assess(&d.facts, now);
+            let severity = match h.status {
+                Status::Failing => Severity::Error,
+                Status::Silent => Severity::Warning,
+                Status::Test => Severity::Info,
+                Status::Active | Status::Off => Severity::Ok,
+            };
+            let mut message = format!(
+                "direction {:?}: {}: {}",
+                d.name,
+                h.status.as_str(),
+                h.summary
+            );
+            if let Some(b) = &h.banner {
+                message.push_str(&format!(" — {}", b.what_to_do));
+            }
+            finding(
+                severity,
+                CHECK,
+                message,
+                json!({"direction_id": d.direction_id, "health": h, "facts": d.facts}),
+            )
+        })
+        .collect())
 }
 
 /// Ad dialogs of the last 7 days without a click id.

@@ -6,7 +6,7 @@
 
 pub(crate) mod params;
 
-use crate::{State, ads, stats};
+use crate::{State, ads, health, stats};
 use actix_web::{HttpRequest, HttpResponse, web};
 use domain::ids::UserAccountId;
 use params::{Params, Range, parse_uuid};
@@ -19,6 +19,7 @@ use storage::{AsyncPgConnection, reports::ReportAccount};
 pub const API_PATHS: &[&str] = &[
     "/analytics/capi-stats",
     "/analytics/ads",
+    "/analytics/capi-health",
     "/analytics/optimisation",
     "/api/capi-events",
     "/api/capi-events/{lead_id}",
@@ -32,11 +33,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     let get = |path| runtime::http::resource(path, "GET");
     cfg.service(get(API_PATHS[0]).route(web::get().to(capi_stats)))
         .service(get(API_PATHS[1]).route(web::get().to(ads)))
-        .service(get(API_PATHS[2]).route(web::get().to(optimisation)))
-        .service(get(API_PATHS[3]).route(web::get().to(leads)))
-        .service(get(API_PATHS[4]).route(web::get().to(lead)))
-        .service(get(API_PATHS[5]).route(web::get().to(daily_report)))
-        .service(get(API_PATHS[6]).route(web::get().to(openapi)));
+        .service(get(API_PATHS[2]).route(web::get().to(capi_health)))
+        .service(get(API_PATHS[3]).route(web::get().to(optimisation)))
+        .service(get(API_PATHS[4]).route(web::get().to(leads)))
+        .service(get(API_PATHS[5]).route(web::get().to(lead)))
+        .service(get(API_PATHS[6]).route(web::get().to(daily_report)))
+        .service(get(API_PATHS[7]).route(web::get().to(openapi)));
 }
 
 async fn openapi() -> HttpResponse {
@@ -197,6 +199,22 @@ async fn ads(
         .map_err(db_error)?;
         ads::sort(&mut table.rows, view.sort, view.descending);
         Ok(table)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn capi_health(
+    req: HttpRequest,
+    q: web::Query<HashMap<String, String>>,
+    state: web::Data<State>,
+) -> Result<HttpResponse, ApiError> {
+    let c = call(&req, q.into_inner(), &state)?;
+    let body = on_main(&state, async move {
+        let (mut conn, account) = c.open().await?;
+        health::capi_health(&mut conn, account.id)
+            .await
+            .map_err(db_error)
     })
     .await?;
     Ok(HttpResponse::Ok().json(body))

@@ -6,6 +6,7 @@
 //! spec says; the leads table and a lead's three CAPI columns are always there.
 
 mod ads;
+mod health;
 
 use crate::{
     State,
@@ -214,6 +215,7 @@ struct DashboardData {
     stats: CapiStats,
     ads: crate::ads::AdsTable,
     view: ads::View,
+    health: crate::health::CapiHealth,
     advice: Optimisation,
     leads: Vec<LeadEvents>,
     total_leads: i64,
@@ -253,6 +255,7 @@ async fn dashboard(
         let mut ads =
             crate::ads::table(&mut conn, a.id, &a.timezone, since, until, view.group).await?;
         crate::ads::sort(&mut ads.rows, view.sort, view.descending);
+        let health = crate::health::capi_health(&mut conn, a.id).await?;
         let (leads, total_leads) = storage::analytics::leads_page(
             &mut conn,
             a.id,
@@ -268,6 +271,7 @@ async fn dashboard(
             stats,
             ads,
             view,
+            health,
             advice,
             leads,
             total_leads,
@@ -369,6 +373,7 @@ fn render_dashboard(d: &DashboardData) -> Markup {
         html! { a href={ "/dashboard?since=" (s.since) "&until=" (s.until) "&page=" (p) } { (label) } }
     };
     let body = html! {
+        (health::section(&d.health))
         section id="summary" {
             h2 { "Summary" }
             p {

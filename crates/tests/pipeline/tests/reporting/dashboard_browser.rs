@@ -64,7 +64,12 @@ async fn the_dashboard_shows_the_apis_numbers_in_a_real_browser() {
                SELECT dialog_analysis.id, '{d}', '{u}', 4, 'Purchase', e.id, 'success', e.at::timestamptz
                FROM dialog_analysis, (VALUES ('p1', '2026-11-20T08:00:05Z'), ('p1', '2026-11-20T08:00:06Z'),
                                              ('p2', '2026-11-20T09:00:00Z'), ('p3', '2026-11-21T09:00:00Z')) AS e(id, at)
-               WHERE lead_id = '{l}';",
+               WHERE lead_id = '{l}';
+             INSERT INTO capi_events_log (direction_id, user_account_id, event_level, event_name, event_id, status,
+                                          response, error_message, created_at)
+               VALUES ('{d}', '{u}', 1, 'Lead', 'refused-1', 'error',
+                       '{{\"error\": {{\"message\": \"Error validating access token: Session has expired.\", \"code\": 190}}}}',
+                       'Meta answered 400: Error validating access token: Session has expired.', now() - interval '5 minutes');",
             a = f.ad_account,
             l = f.leads[0],
             p = plain.account,
@@ -171,6 +176,24 @@ async fn the_dashboard_shows_the_apis_numbers_in_a_real_browser() {
                 .join(" · "),
         ),
     ];
+    // The health section first: Meta refused the token, so a banner says
+    // what to do and the direction is failing.
+    let banner = c.find(".banner[data-refusal='token']").await.unwrap();
+    let banner_text = c.text(&banner).await;
+    assert!(banner_text.contains("Косметология"), "{banner_text}");
+    assert!(banner_text.contains("new access token"), "{banner_text}");
+    let row = c
+        .find(&format!(
+            "#capi-health tr[data-direction='{}']",
+            f.cosmetology
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        c.attr(&row, "data-status").await.as_deref(),
+        Some("failing")
+    );
+    assert!(c.text(&row).await.contains("Session has expired"));
     let cards = c.find_all("#capi-section .grid .card").await;
     assert_eq!(cards.len(), 12);
     for (i, (metric, value)) in expected.iter().enumerate() {

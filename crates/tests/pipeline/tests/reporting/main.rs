@@ -3,5 +3,6 @@
 
 mod ads_api;
 mod dashboard_browser;
+mod health_api;
 mod reports;
 mod reports_api;

@@ -85,6 +85,10 @@ async fn doctor_is_quiet_on_a_healthy_system_and_names_each_problem_of_a_sick_on
             .starts_with("last 24 h: 1 sent, 0 failed")
     );
     assert!(!out.contains("EAAB-test-token"), "no token in the output");
+    let active = findings(&report, "capi_health");
+    assert_eq!(active.len(), 1, "{out}");
+    assert_eq!(active[0]["severity"], "ok");
+    assert_eq!(active[0]["details"]["health"]["status"], "active");
 
     // Sick: one seeded problem per check.
     let env = pipeline_tests::TestEnv::new().await;
@@ -154,6 +158,36 @@ async fn doctor_is_quiet_on_a_healthy_system_and_names_each_problem_of_a_sick_on
     let (code, report, out) = doctor(&env, &sandbox.url, &[]);
     assert_eq!(code, 2, "{out}");
     assert_eq!(report["status"], "errors");
+    // The health verdicts the dashboard shows (domain::health): Meta refused
+    // the seeded direction's events and accepted none; the new directions
+    // have sent nothing yet.
+    let health = |id: String| {
+        findings(&report, "capi_health")
+            .into_iter()
+            .find(|f| f["details"]["direction_id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id}: {out}"))
+    };
+    let failing = health(d.to_string());
+    assert_eq!(
+        (
+            &failing["severity"],
+            &failing["details"]["health"]["status"]
+        ),
+        (&json!("error"), &json!("failing"))
+    );
+    assert!(
+        failing["message"]
+            .as_str()
+            .unwrap()
+            .contains("failing: Meta refuses its events (2 refused in 24 h"),
+        "{failing}"
+    );
+    let silent = health(nopixel.to_string());
+    assert_eq!(
+        (&silent["severity"], &silent["details"]["health"]["status"]),
+        (&json!("warning"), &json!("silent"))
+    );
     let setup: Vec<&str> = findings(&report, "capi_setup")
         .iter()
         .map(|f| f["message"].as_str().unwrap())
