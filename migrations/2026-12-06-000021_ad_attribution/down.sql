@@ -1,3 +1,4 @@
+DROP INDEX capi_events_log_direction_time_idx;
 DROP INDEX ad_spend_ad_idx;
 ALTER TABLE ad_spend DROP CONSTRAINT ad_spend_account_date_ad_key;
 -- Per campaign and day again: the ad rows of a day summed into one.

@@ -28,3 +28,7 @@ ALTER TABLE ad_spend ADD CONSTRAINT ad_spend_account_date_ad_key
     UNIQUE (ad_account_id, spend_date, campaign_id, adset_id, ad_id);
 -- The ads report looks spend up by ad over a range of days.
 CREATE INDEX ad_spend_ad_idx ON ad_spend (ad_id, spend_date) WHERE ad_id <> '';
+
+-- CAPI health reads each direction's newest refusal and its last 24 h of
+-- attempts of every status (the success-only index serves acceptances).
+CREATE INDEX capi_events_log_direction_time_idx ON capi_events_log (direction_id, created_at);

@@ -413,6 +413,49 @@ pub async fn leads_page(
     Ok((rows.into_iter().map(LeadEvents::from).collect(), total.n))
 }
 
+/// One attempt to send a lead's event, as the audit log holds it.
+#[derive(Debug, Clone, QueryableByName, Serialize, PartialEq)]
+pub struct Attempt {
+    #[diesel(sql_type = Timestamptz)]
+    pub at: DateTime<Utc>,
+    #[diesel(sql_type = Int2)]
+    pub level: i16,
+    #[diesel(sql_type = Text)]
+    pub event_name: String,
+    #[diesel(sql_type = Text)]
+    pub event_id: String,
+    /// `success`, `error` or `skipped`.
+    #[diesel(sql_type = Text)]
+    pub status: String,
+    #[diesel(sql_type = diesel::sql_types::Int4)]
+    pub attempt: i32,
+    /// Why it was skipped (`too_old`, `no_pixel`, `no_dialog`, …) or the error's class.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub reason: Option<String>,
+    /// Meta's message, for a refusal.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub message: Option<String>,
+    #[diesel(sql_type = Nullable<diesel::sql_types::Int4>)]
+    pub http_status: Option<i32>,
+}
+
+/// Every attempt for the dialog's events, oldest first (at most 500: a
+/// dialog's four levels and its purchases never need more).
+pub async fn attempts(
+    conn: &mut AsyncPgConnection,
+    dialog_id: DialogId,
+) -> Result<Vec<Attempt>, diesel::result::Error> {
+    // SQL: the audit log by dialog (its dialog_id index), the level as its number.
+    diesel::sql_query(
+        "SELECT created_at AS at, event_level AS level, event_name, event_id, status, attempt, reason, \
+                error_message AS message, http_status \
+         FROM capi_events_log WHERE dialog_id = $1 ORDER BY created_at, id LIMIT 500",
+    )
+    .bind::<SqlUuid, _>(dialog_id)
+    .load(conn)
+    .await
+}
+
 /// A direction with CAPI on and how long ago Meta last accepted one of its
 /// events (since the direction was created, when none ever was).
 #[derive(Debug, Clone, QueryableByName)]

@@ -280,10 +280,16 @@ async fn lead(
     let lead_id = parse_uuid("lead_id", &path.into_inner())?;
     let body = on_main(&state, async move {
         let (mut conn, account) = c.open().await?;
-        storage::analytics::lead(&mut conn, account.id, lead_id.into())
+        let lead = storage::analytics::lead(&mut conn, account.id, lead_id.into())
             .await
             .map_err(db_error)?
-            .ok_or_else(|| not_found("lead"))
+            .ok_or_else(|| not_found("lead"))?;
+        let attempts = storage::analytics::attempts(&mut conn, lead.dialog_id)
+            .await
+            .map_err(db_error)?;
+        let mut body = serde_json::to_value(lead).map_err(db_error)?;
+        body["attempts"] = serde_json::to_value(attempts).map_err(db_error)?;
+        Ok(body)
     })
     .await?;
     Ok(HttpResponse::Ok().json(body))

@@ -502,10 +502,14 @@ async fn lead_view(
     let pool = state.pool.clone();
     let work = async move {
         let mut conn = pool.get().await?;
-        Ok::<_, anyhow::Error>(storage::analytics::lead(&mut conn, account, lead_id.into()).await?)
+        let Some(lead) = storage::analytics::lead(&mut conn, account, lead_id.into()).await? else {
+            return Ok::<_, anyhow::Error>(None);
+        };
+        let attempts = storage::analytics::attempts(&mut conn, lead.dialog_id).await?;
+        Ok(Some((lead, attempts)))
     };
     match state.main.run(work).await {
-        Ok(Ok(Some(l))) => ok_page(render_lead(&l)),
+        Ok(Ok(Some((l, attempts)))) => ok_page(render_lead(&l, &attempts)),
         Ok(Ok(None)) => message_page(StatusCode::NOT_FOUND, "Not found", "No such lead."),
         Ok(Err(e)) | Err(e) => {
             tracing::error!(error = format!("{e:#}"), "dashboard lead");
@@ -518,7 +522,31 @@ async fn lead_view(
     }
 }
 
-fn render_lead(l: &LeadEvents) -> Markup {
+/// What an attempt's outcome means, for people.
+fn outcome(a: &storage::analytics::Attempt) -> String {
+    match a.status.as_str() {
+        "success" => "accepted by Meta".to_owned(),
+        "skipped" => format!(
+            "not sent: {}",
+            match a.reason.as_deref() {
+                Some("too_old") => "older than Meta's 7 days",
+                Some("no_dialog") => "no WhatsApp dialog for the CRM deal",
+                Some("no_pixel") => "the direction has no pixel",
+                Some("no_access_token") => "no access token on the ad account or user account",
+                Some("event_name_not_allowed") => "an event name Meta refuses",
+                Some(other) => other,
+                None => "no reason recorded",
+            }
+        ),
+        _ => format!(
+            "refused{}: {}",
+            a.http_status.map(|s| format!(" ({s})")).unwrap_or_default(),
+            a.message.as_deref().unwrap_or("no message")
+        ),
+    }
+}
+
+fn render_lead(l: &LeadEvents, attempts: &[storage::analytics::Attempt]) -> Markup {
     let column = |id: &str, title: &str, c: &LevelColumn| {
         html! {
             td id={ "col-" (id) } data-sent=(c.sent) {
@@ -556,6 +584,29 @@ fn render_lead(l: &LeadEvents) -> Markup {
                             td { (money(Some(p.value), Some(&p.currency))) }
                             td { @if p.status == "success" { span.yes { "✓ " } (when(p.sent_at, "%Y-%m-%d %H:%M:%S UTC")) } @else { span.no { "— " (p.status) } } }
                             td.muted.event-id { (p.event_id) }
+                        }
+                    }
+                }
+            }
+            h3 { "Every attempt" }
+            @if attempts.is_empty() {
+                p.muted { "No event was attempted for this lead." }
+            } @else {
+                table id="attempts" {
+                    tr { th { "Time" } th { "Level" } th { "Event" } th { "Outcome" } th { "Event id" } }
+                    @for a in attempts {
+                        tr data-status=(a.status) data-level=(a.level) {
+                            td { (a.at.format("%Y-%m-%d %H:%M:%S UTC")) }
+                            td { (a.level) }
+                            td { (a.event_name) @if a.attempt > 1 { " " span.muted { "(attempt " (a.attempt) ")" } } }
+                            td.outcome {
+                                @match a.status.as_str() {
+                                    "success" => { span.yes { "✓ " } }
+                                    _ => { span.no { "— " } }
+                                }
+                                (outcome(a))
+                            }
+                            td.muted.event-id { (a.event_id) }
                         }
                     }
                 }

@@ -69,7 +69,14 @@ async fn the_dashboard_shows_the_apis_numbers_in_a_real_browser() {
                                           response, error_message, created_at)
                VALUES ('{d}', '{u}', 1, 'Lead', 'refused-1', 'error',
                        '{{\"error\": {{\"message\": \"Error validating access token: Session has expired.\", \"code\": 190}}}}',
-                       'Meta answered 400: Error validating access token: Session has expired.', now() - interval '5 minutes');",
+                       'Meta answered 400: Error validating access token: Session has expired.', now() - interval '5 minutes');
+             INSERT INTO capi_events_log (dialog_id, event_level, event_name, event_id, status, attempt, reason, http_status, error_message, created_at)
+               SELECT dialog_analysis.id, 2, 'CompleteRegistration', 'e4', e.status, e.attempt, e.reason, e.http, e.message, e.at::timestamptz
+               FROM dialog_analysis, (VALUES
+                 ('error', 1, 'invalid', 400, 'Meta answered 400: Invalid parameter (event_time)', '2026-11-20T06:59:00Z'),
+                 ('success', 2, NULL, 200, NULL, '2026-11-20T07:00:00Z'),
+                 ('skipped', 1, 'too_old', NULL, NULL, '2026-11-20T07:30:00Z')) AS e(status, attempt, reason, http, message, at)
+               WHERE lead_id = '{l}';",
             a = f.ad_account,
             l = f.leads[0],
             p = plain.account,
@@ -279,6 +286,59 @@ async fn the_dashboard_shows_the_apis_numbers_in_a_real_browser() {
     assert!(c.text_of("#col-interest .event-id").await.contains("e1"));
     assert!(c.text_of("#col-qualified").await.contains("✓ sent"));
     assert!(c.text_of("#col-scheduled").await.contains("— not sent"));
+    // Every attempt, oldest first: the refusal with Meta's message, the
+    // retry Meta accepted, a skip with its reason.
+    let attempts = c.text_of("#attempts").await;
+    for text in [
+        "refused (400): Meta answered 400: Invalid parameter (event_time)",
+        "(attempt 2)",
+        "accepted by Meta",
+        "not sent: older than Meta's 7 days",
+        "e4",
+    ] {
+        assert!(attempts.contains(text), "{text} in {attempts}");
+    }
+    let refused = c.find("#attempts tr[data-status='error']").await.unwrap();
+    assert!(c.text(&refused).await.contains("2026-11-20 06:59:00 UTC"));
+    let lead_api: Value = reqwest::Client::new()
+        .get(service.url(&format!(
+            "/api/capi-events/{}?user_account_id={}",
+            f.leads[0], f.account
+        )))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let statuses: Vec<(&str, &str)> = lead_api["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["event_id"].as_str().unwrap(),
+                a["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("e4", "error"),
+            ("e4", "success"),
+            ("e4", "skipped"),
+            ("p1", "success"),
+            ("p1", "success"),
+            ("p2", "success"),
+            ("p3", "success")
+        ]
+    );
+    assert_eq!(
+        lead_api["attempts"][0]["message"],
+        "Meta answered 400: Invalid parameter (event_time)"
+    );
     let purchases = c.text_of("#purchases").await;
     for text in [
         "INV-1",
