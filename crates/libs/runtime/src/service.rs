@@ -50,6 +50,15 @@ impl MainRuntime {
     {
         Ok(self.0.spawn(fut).await?)
     }
+
+    /// Starts `fut` on the main runtime without waiting for it (a response
+    /// streamed from the database: the task feeds the body's channel).
+    pub fn spawn<F>(&self, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        drop(self.0.spawn(fut));
+    }
 }
 
 /// Pending connections the kernel may hold for the HTTP server.

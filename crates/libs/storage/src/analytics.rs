@@ -365,6 +365,19 @@ pub async fn lead(
     Ok(row.map(LeadEvents::from))
 }
 
+/// The account's dialogs (through its directions, and its instances for
+/// dialogs without one) whose first message falls in the local days
+/// ($1 account, $2 since, $3 until, $4 time zone).
+const LEADS_SCOPE: &str = "FROM dialog_analysis da \
+     JOIN leads l ON l.id = da.lead_id \
+     LEFT JOIN whatsapp_phone_numbers w ON w.instance_name = da.instance_name \
+     LEFT JOIN account_directions ad ON ad.id = coalesce(da.direction_id, w.direction_id) \
+     WHERE (da.direction_id IN (SELECT id FROM account_directions WHERE user_account_id = $1) \
+            OR (da.direction_id IS NULL AND da.instance_name IN \
+                (SELECT instance_name FROM whatsapp_phone_numbers WHERE user_account_id = $1))) \
+       AND da.first_message >= ($2::date::timestamp AT TIME ZONE $4) \
+       AND da.first_message < (($3::date + 1)::timestamp AT TIME ZONE $4)";
+
 /// A page of the account's leads whose first message falls in the local
 /// days, newest first, and how many there are in all.
 pub async fn leads_page(
@@ -381,18 +394,8 @@ pub async fn leads_page(
         #[diesel(sql_type = BigInt)]
         n: i64,
     }
-    // SQL: the account's dialogs (through its directions, and its instances
-    // for dialogs without one), local days via AT TIME ZONE.
-    const SCOPE: &str = "FROM dialog_analysis da \
-         JOIN leads l ON l.id = da.lead_id \
-         LEFT JOIN whatsapp_phone_numbers w ON w.instance_name = da.instance_name \
-         LEFT JOIN account_directions ad ON ad.id = coalesce(da.direction_id, w.direction_id) \
-         WHERE (da.direction_id IN (SELECT id FROM account_directions WHERE user_account_id = $1) \
-                OR (da.direction_id IS NULL AND da.instance_name IN \
-                    (SELECT instance_name FROM whatsapp_phone_numbers WHERE user_account_id = $1))) \
-           AND da.first_message >= ($2::date::timestamp AT TIME ZONE $4) \
-           AND da.first_message < (($3::date + 1)::timestamp AT TIME ZONE $4)";
-    let total: Total = diesel::sql_query(format!("SELECT count(*) AS n {SCOPE}"))
+    // SQL: LEADS_SCOPE counted, then one page of it.
+    let total: Total = diesel::sql_query(format!("SELECT count(*) AS n {LEADS_SCOPE}"))
         .bind::<SqlUuid, _>(account_id)
         .bind::<Date, _>(since)
         .bind::<Date, _>(until)
@@ -400,7 +403,7 @@ pub async fn leads_page(
         .get_result(conn)
         .await?;
     let rows: Vec<LeadRow> = diesel::sql_query(format!(
-        "SELECT {LEAD_COLUMNS} {SCOPE} ORDER BY da.first_message DESC, da.id LIMIT $5 OFFSET $6"
+        "SELECT {LEAD_COLUMNS} {LEADS_SCOPE} ORDER BY da.first_message DESC, da.id LIMIT $5 OFFSET $6"
     ))
     .bind::<SqlUuid, _>(account_id)
     .bind::<Date, _>(since)
@@ -411,6 +414,40 @@ pub async fn leads_page(
     .load(conn)
     .await?;
     Ok((rows.into_iter().map(LeadEvents::from).collect(), total.n))
+}
+
+/// Where the previous batch of an export ended: its last lead's first
+/// message and dialog id.
+pub type LeadsAfter = (DateTime<Utc>, DialogId);
+
+/// Up to `limit` of the account's leads in the local days, newest first,
+/// after `after` (keyset paging: each batch starts where the last ended,
+/// so an export of any size reads batch by batch).
+pub async fn leads_batch(
+    conn: &mut AsyncPgConnection,
+    account_id: UserAccountId,
+    since: NaiveDate,
+    until: NaiveDate,
+    timezone: &str,
+    after: Option<LeadsAfter>,
+    limit: i64,
+) -> Result<Vec<LeadEvents>, diesel::result::Error> {
+    // SQL: the same scope as leads_page, then a row comparison for the keyset.
+    let rows: Vec<LeadRow> = diesel::sql_query(format!(
+        "SELECT {LEAD_COLUMNS} {LEADS_SCOPE} \
+           AND ($5::timestamptz IS NULL OR (da.first_message, da.id) < ($5, $6)) \
+         ORDER BY da.first_message DESC, da.id DESC LIMIT $7"
+    ))
+    .bind::<SqlUuid, _>(account_id)
+    .bind::<Date, _>(since)
+    .bind::<Date, _>(until)
+    .bind::<Text, _>(timezone)
+    .bind::<Nullable<Timestamptz>, _>(after.map(|a| a.0))
+    .bind::<SqlUuid, _>(after.map_or(Uuid::nil(), |a| a.1.into()))
+    .bind::<BigInt, _>(limit)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(LeadEvents::from).collect())
 }
 
 /// One attempt to send a lead's event, as the audit log holds it.

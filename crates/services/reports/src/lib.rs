@@ -8,6 +8,7 @@ mod ads;
 mod api;
 mod daily;
 mod dashboard;
+mod export;
 mod health;
 mod html;
 mod metrics;

@@ -6,7 +6,7 @@
 
 pub(crate) mod params;
 
-use crate::{State, ads, health, stats};
+use crate::{State, ads, export, health, stats};
 use actix_web::{HttpRequest, HttpResponse, web};
 use domain::ids::UserAccountId;
 use params::{Params, Range, parse_uuid};
@@ -19,9 +19,11 @@ use storage::{AsyncPgConnection, reports::ReportAccount};
 pub const API_PATHS: &[&str] = &[
     "/analytics/capi-stats",
     "/analytics/ads",
+    "/analytics/ads.csv",
     "/analytics/capi-health",
     "/analytics/optimisation",
     "/api/capi-events",
+    "/api/capi-events.csv",
     "/api/capi-events/{lead_id}",
     "/reports/daily",
     "/openapi.json",
@@ -33,12 +35,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     let get = |path| runtime::http::resource(path, "GET");
     cfg.service(get(API_PATHS[0]).route(web::get().to(capi_stats)))
         .service(get(API_PATHS[1]).route(web::get().to(ads)))
-        .service(get(API_PATHS[2]).route(web::get().to(capi_health)))
-        .service(get(API_PATHS[3]).route(web::get().to(optimisation)))
-        .service(get(API_PATHS[4]).route(web::get().to(leads)))
-        .service(get(API_PATHS[5]).route(web::get().to(lead)))
-        .service(get(API_PATHS[6]).route(web::get().to(daily_report)))
-        .service(get(API_PATHS[7]).route(web::get().to(openapi)));
+        .service(get(API_PATHS[2]).route(web::get().to(ads_csv)))
+        .service(get(API_PATHS[3]).route(web::get().to(capi_health)))
+        .service(get(API_PATHS[4]).route(web::get().to(optimisation)))
+        .service(get(API_PATHS[5]).route(web::get().to(leads)))
+        .service(get(API_PATHS[6]).route(web::get().to(leads_csv)))
+        .service(get(API_PATHS[7]).route(web::get().to(lead)))
+        .service(get(API_PATHS[8]).route(web::get().to(daily_report)))
+        .service(get(API_PATHS[9]).route(web::get().to(openapi)));
 }
 
 async fn openapi() -> HttpResponse {
@@ -202,6 +206,61 @@ async fn ads(
     })
     .await?;
     Ok(HttpResponse::Ok().json(body))
+}
+
+/// The ads table as CSV (`export`): the same rows, grouping and sort.
+async fn ads_csv(
+    req: HttpRequest,
+    q: web::Query<HashMap<String, String>>,
+    state: web::Data<State>,
+) -> Result<HttpResponse, ApiError> {
+    let c = call(&req, q.into_inner(), &state)?;
+    let range = Range::from(&c.params)?;
+    let view = params::AdsView::from(&c.params)?;
+    let (table, language) = on_main(&state, async move {
+        let (mut conn, account) = c.open().await?;
+        let today = today(&mut conn, &account).await?;
+        let (since, until) = range.resolve(today)?;
+        let mut table = ads::table(
+            &mut conn,
+            account.id,
+            &account.timezone,
+            since,
+            until,
+            view.group,
+        )
+        .await
+        .map_err(db_error)?;
+        ads::sort(&mut table.rows, view.sort, view.descending);
+        Ok((table, account.language))
+    })
+    .await?;
+    Ok(export::ads(&table, export::Dialect::of(language)))
+}
+
+/// The leads of the range as CSV, streamed (`export`).
+async fn leads_csv(
+    req: HttpRequest,
+    q: web::Query<HashMap<String, String>>,
+    state: web::Data<State>,
+) -> Result<HttpResponse, ApiError> {
+    let c = call(&req, q.into_inner(), &state)?;
+    let range = Range::from(&c.params)?;
+    let pool = c.pool.clone();
+    let export = on_main(&state, async move {
+        let (mut conn, account) = c.open().await?;
+        let today = today(&mut conn, &account).await?;
+        let (since, until) = range.resolve(today)?;
+        Ok(export::Export {
+            account: account.id,
+            timezone: account.timezone,
+            dialect: export::Dialect::of(account.language),
+            since,
+            until,
+        })
+    })
+    .await?;
+    Ok(export::leads(pool, &state.main, export))
 }
 
 async fn capi_health(

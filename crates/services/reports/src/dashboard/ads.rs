@@ -78,6 +78,13 @@ pub fn section(t: &AdsTable, view: View) -> Markup {
                     " "
                 }
             }
+            p {
+                a id="ads-csv" download href=(format!(
+                    "/dashboard/ads.csv?since={}&until={}&group={}&sort={}&order={}",
+                    t.since, t.until, view.group.as_str(), view.sort.as_str(),
+                    if view.descending { "desc" } else { "asc" }
+                )) { "Download CSV" }
+            }
             p.muted {
                 "A dialog counts for the ad it started from; spend is Meta's, per ad. "
                 "“No ad id”: dialogs without one, events without a dialog, spend not broken down this far. "

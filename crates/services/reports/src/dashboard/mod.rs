@@ -36,7 +36,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(at("/dashboard/login", "GET").route(web::get().to(login)))
         .service(at("/dashboard/logout", "POST").route(web::post().to(logout)))
         .service(at("/dashboard", "GET").route(web::get().to(dashboard)))
-        .service(at("/dashboard/leads/{lead_id}", "GET").route(web::get().to(lead_view)));
+        .service(at("/dashboard/leads/{lead_id}", "GET").route(web::get().to(lead_view)))
+        .service(at("/dashboard/leads.csv", "GET").route(web::get().to(leads_csv)))
+        .service(at("/dashboard/ads.csv", "GET").route(web::get().to(ads_csv)));
 }
 
 fn message_page(status: StatusCode, title: &str, text: &str) -> HttpResponse {
@@ -210,6 +212,101 @@ fn date_param(q: &HashMap<String, String>, name: &str) -> Option<NaiveDate> {
         .and_then(crate::api::params::in_range)
 }
 
+/// The days shown: the form's, else the last 30 to today; a range the API
+/// would refuse (reversed, over 366 days) is the last 30 to `until`.
+fn shown_range(
+    today: NaiveDate,
+    since: Option<NaiveDate>,
+    until: Option<NaiveDate>,
+) -> (NaiveDate, NaiveDate) {
+    let until = until.unwrap_or(today);
+    let mut since = since.unwrap_or(until - chrono::Duration::days(29));
+    if since > until || (until - since).num_days() >= 366 {
+        since = until - chrono::Duration::days(29);
+    }
+    (since, until)
+}
+
+/// The signed-in account's export of the shown range, or why not.
+async fn export_of(
+    req: &HttpRequest,
+    q: &HashMap<String, String>,
+    state: &State,
+) -> Result<crate::export::Export, HttpResponse> {
+    let account = session(req, state).await.map_err(Refusal::page)?;
+    let (since, until) = (date_param(q, "since"), date_param(q, "until"));
+    let pool = state.pool.clone();
+    let work = async move {
+        let mut conn = pool.get().await?;
+        let Some(a) = storage::reports::account(&mut conn, account).await? else {
+            return Ok::<_, anyhow::Error>(None);
+        };
+        let today = storage::reports::local_today(&mut conn, &a.timezone).await?;
+        let (since, until) = shown_range(today, since, until);
+        Ok(Some(crate::export::Export {
+            account: a.id,
+            timezone: a.timezone,
+            dialect: crate::export::Dialect::of(a.language),
+            since,
+            until,
+        }))
+    };
+    match state.main.run(work).await {
+        Ok(Ok(Some(e))) => Ok(e),
+        Ok(Ok(None)) => Err(message_page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "This account no longer exists.",
+        )),
+        Ok(Err(e)) | Err(e) => Err(unavailable(&e, "dashboard export")),
+    }
+}
+
+/// The leads table of the shown range as CSV (`export`).
+async fn leads_csv(
+    req: HttpRequest,
+    q: web::Query<HashMap<String, String>>,
+    state: web::Data<State>,
+) -> HttpResponse {
+    match export_of(&req, &q, &state).await {
+        Ok(e) => crate::export::leads(state.pool.clone(), &state.main, e),
+        Err(page) => page,
+    }
+}
+
+/// The ads table of the shown range, grouping and sort as CSV (`export`).
+async fn ads_csv(
+    req: HttpRequest,
+    q: web::Query<HashMap<String, String>>,
+    state: web::Data<State>,
+) -> HttpResponse {
+    let e = match export_of(&req, &q, &state).await {
+        Ok(e) => e,
+        Err(page) => return page,
+    };
+    let view = ads::View::from_query(&q);
+    let pool = state.pool.clone();
+    let dialect = e.dialect;
+    let work = async move {
+        let mut conn = pool.get().await?;
+        let mut table = crate::ads::table(
+            &mut conn,
+            e.account,
+            &e.timezone,
+            e.since,
+            e.until,
+            view.group,
+        )
+        .await?;
+        crate::ads::sort(&mut table.rows, view.sort, view.descending);
+        Ok::<_, anyhow::Error>(table)
+    };
+    match state.main.run(work).await {
+        Ok(Ok(table)) => crate::export::ads(&table, dialect),
+        Ok(Err(e)) | Err(e) => unavailable(&e, "dashboard ads export"),
+    }
+}
+
 struct DashboardData {
     name: String,
     stats: CapiStats,
@@ -245,11 +342,7 @@ async fn dashboard(
             return Ok::<_, anyhow::Error>(None);
         };
         let today = storage::reports::local_today(&mut conn, &a.timezone).await?;
-        let until = until.unwrap_or(today);
-        let mut since = since.unwrap_or(until - chrono::Duration::days(29));
-        if since > until || (until - since).num_days() >= 366 {
-            since = until - chrono::Duration::days(29);
-        }
+        let (since, until) = shown_range(today, since, until);
         let stats = stats::capi_stats(&mut conn, a.id, &a.timezone, since, until).await?;
         let advice = stats::optimisation(&mut conn, a.id, &a.timezone, today).await?;
         let mut ads =
@@ -456,6 +549,7 @@ fn render_dashboard(d: &DashboardData) -> Markup {
         (ads::section(&d.ads, d.view))
         section id="leads" {
             h2 { "Leads (" (d.total_leads) ")" }
+            p { a id="leads-csv" href={ "/dashboard/leads.csv?since=" (s.since) "&until=" (s.until) } download { "Download CSV" } }
             table {
                 tr {
                     th { "Lead" } th { "Direction" } th { "First message" } th { "Interest" }

@@ -273,6 +273,34 @@ async fn the_dashboard_shows_the_apis_numbers_in_a_real_browser() {
             .contains('▼')
     );
     std::fs::write(target_dir().join("dashboard-ads.png"), c.screenshot().await).unwrap();
+    // The table's CSV link downloads the same rows in the same order, with
+    // the signed-in session (the account is Russian: `;`).
+    let csv_link = c.find("#ads-csv").await.unwrap();
+    let href = c.attr(&csv_link, "href").await.unwrap();
+    assert!(href.contains("group=ad&sort=roas&order=desc"), "{href}");
+    let session_cookie = c
+        .cookies()
+        .await
+        .into_iter()
+        .find(|k| k["name"] == "capi_session")
+        .unwrap();
+    let download = reqwest::Client::new()
+        .get(service.url(&href))
+        .header(
+            "cookie",
+            format!("capi_session={}", session_cookie["value"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.status().as_u16(), 200);
+    let body = download.bytes().await.unwrap();
+    let text = body.strip_prefix(b"\xEF\xBB\xBF").expect("BOM");
+    let mut reader = csv::ReaderBuilder::new().delimiter(b';').from_reader(text);
+    let ids: Vec<String> = reader.records().map(|r| r.unwrap()[1].to_owned()).collect();
+    assert_eq!(ids, ["901", "902", "", ""], "the rows, then the total");
+    let anonymous = reqwest::get(service.url(&href)).await.unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401, "no session, no export");
 
     // The lead view: its three CAPI columns.
     c.goto(&service.url(&format!("/dashboard/leads/{}", f.leads[0])))

@@ -3,6 +3,7 @@
 
 mod ads_api;
 mod dashboard_browser;
+mod exports;
 mod health_api;
 mod reports;
 mod reports_api;
