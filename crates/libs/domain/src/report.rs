@@ -150,6 +150,44 @@ pub struct DailyReport {
     pub capi_distribution: Option<CapiDistribution>,
     pub capi_source_used: bool,
     pub capi_direction_id: Option<crate::ids::DirectionId>,
+    /// The day's best ads by cost per qualified lead (at most three; none
+    /// without spend): see [`top_ads`].
+    pub top_ads: Vec<TopAd>,
+}
+
+/// An ad of the day with its qualified leads (CompleteRegistration events
+/// Meta accepted from its dialogs) and its spend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopAd {
+    pub ad_id: String,
+    pub name: Option<String>,
+    pub campaign_name: Option<String>,
+    pub qualified: i64,
+    pub spend: crate::analytics::Money,
+}
+
+impl TopAd {
+    /// Spend ÷ qualified leads, in cents.
+    pub fn cost_cents(&self) -> i64 {
+        self.spend.cents / self.qualified.max(1)
+    }
+}
+
+/// How many ads the report names.
+pub const TOP_ADS: usize = 3;
+
+/// The ads with qualified leads and spend, cheapest qualified lead first
+/// (more leads first on a tie), at most [`TOP_ADS`].
+pub fn top_ads(mut ads: Vec<TopAd>) -> Vec<TopAd> {
+    ads.retain(|a| a.qualified > 0 && a.spend.cents > 0);
+    ads.sort_by(|a, b| {
+        a.cost_cents()
+            .cmp(&b.cost_cents())
+            .then(b.qualified.cmp(&a.qualified))
+            .then(a.ad_id.cmp(&b.ad_id))
+    });
+    ads.truncate(TOP_ADS);
+    ads
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,6 +243,7 @@ pub fn build(
         capi_distribution,
         capi_source_used,
         capi_direction_id,
+        top_ads: Vec::new(),
     }
 }
 
@@ -238,6 +277,9 @@ struct Words {
     sec: &'static str,
     min: &'static str,
     hour: &'static str,
+    top_ads: &'static str,
+    qualified_leads: &'static str,
+    spend: &'static str,
 }
 
 const RU: Words = Words {
@@ -260,6 +302,9 @@ const RU: Words = Words {
     sec: "сек",
     min: "мин",
     hour: "ч",
+    top_ads: "ЛУЧШИЕ ОБЪЯВЛЕНИЯ (цена квалифицированного лида)",
+    qualified_leads: "квалиф.",
+    spend: "расход",
 };
 
 const EN: Words = Words {
@@ -282,6 +327,9 @@ const EN: Words = Words {
     sec: "sec",
     min: "min",
     hour: "h",
+    top_ads: "TOP ADS (cost per qualified lead)",
+    qualified_leads: "qualified",
+    spend: "spend",
 };
 
 const MONTHS_RU: [&str; 12] = [
@@ -368,6 +416,30 @@ pub fn render(r: &DailyReport) -> String {
         t.incoming_messages,
         t.outgoing_messages,
     );
+    if !r.top_ads.is_empty() {
+        out.push_str(&format!("\n{RULE}\n🏆 {}\n", w.top_ads));
+        for (i, a) in r.top_ads.iter().enumerate() {
+            let name = a.name.as_deref().unwrap_or(&a.ad_id);
+            let campaign = a
+                .campaign_name
+                .as_deref()
+                .map(|c| format!(" ({c})"))
+                .unwrap_or_default();
+            let cost = crate::analytics::Money {
+                cents: a.cost_cents(),
+                currency: a.spend.currency.clone(),
+            };
+            out.push_str(&format!(
+                "{}. {name}{campaign}: {} · {} {} · {} {}\n",
+                i + 1,
+                money_words(&cost),
+                a.qualified,
+                w.qualified_leads,
+                w.spend,
+                money_words(&a.spend)
+            ));
+        }
+    }
     if r.directions.is_empty() {
         return out;
     }
@@ -486,6 +558,51 @@ mod tests {
     }
 
     /// The spec's example ("Формат отчёта"), number for number.
+    #[test]
+    fn the_top_three_ads_by_cost_per_qualified_lead_in_both_languages() {
+        let ad = |id: &str, qualified: i64, cents: i64| TopAd {
+            ad_id: id.to_owned(),
+            name: Some(format!("Ad {id}")),
+            campaign_name: Some("Spring".to_owned()),
+            qualified,
+            spend: crate::analytics::Money {
+                cents,
+                currency: "USD".to_owned(),
+            },
+        };
+        let top = top_ads(vec![
+            ad("1", 2, 3000),  // 15.00 each
+            ad("2", 0, 500),   // no qualified lead: left out
+            ad("3", 4, 2000),  // 5.00
+            ad("4", 1, 0),     // no spend: left out
+            ad("5", 1, 1500),  // 15.00, fewer leads than ad 1
+            ad("6", 10, 9000), // 9.00
+        ]);
+        let ids: Vec<&str> = top.iter().map(|a| a.ad_id.as_str()).collect();
+        assert_eq!(ids, ["3", "6", "1"]);
+        let date = NaiveDate::from_ymd_opt(2025, 12, 28).unwrap_or_default();
+        let mut r = build(date, ReportLanguage::Ru, vec![]);
+        r.top_ads = top;
+        let text = render(&r);
+        assert!(
+            text.ends_with(
+                "🏆 ЛУЧШИЕ ОБЪЯВЛЕНИЯ (цена квалифицированного лида)\n\
+                 1. Ad 3 (Spring): 5 USD · 4 квалиф. · расход 20 USD\n\
+                 2. Ad 6 (Spring): 9 USD · 10 квалиф. · расход 90 USD\n\
+                 3. Ad 1 (Spring): 15 USD · 2 квалиф. · расход 30 USD\n"
+            ),
+            "{text}"
+        );
+        r.language = ReportLanguage::En;
+        assert!(
+            render(&r).contains("🏆 TOP ADS (cost per qualified lead)\n1. Ad 3 (Spring): 5 USD · 4 qualified · spend 20 USD\n"),
+            "{}",
+            render(&r)
+        );
+        r.top_ads.clear();
+        assert!(!render(&r).contains("🏆"), "no spend, no section");
+    }
+
     #[test]
     fn renders_the_spec_example() {
         let cosmetology = day(

@@ -283,7 +283,10 @@ pub async fn store(
 ) -> Result<Stored, diesel::result::Error> {
     use conversation_reports::dsl as c;
     let directions = serde_json::to_value(&report.directions).unwrap_or_default();
-    let stats = serde_json::to_value(report.totals).unwrap_or_default();
+    let mut stats = serde_json::to_value(report.totals).unwrap_or_default();
+    if !report.top_ads.is_empty() {
+        stats["top_ads"] = serde_json::to_value(&report.top_ads).unwrap_or_default();
+    }
     let legacy = report
         .capi_distribution
         .as_ref()
@@ -659,7 +662,48 @@ pub async fn compute(
             d.capi = c;
         }
     }
-    Ok(domain::report::build(date, account.language, days))
+    let mut report = domain::report::build(date, account.language, days);
+    report.top_ads = day_top_ads(conn, account, date).await?;
+    Ok(report)
+}
+
+/// The day's ads with qualified leads (CompleteRegistration events Meta
+/// accepted that day, by their dialog's ad) and spend that day, ranked by
+/// `domain::report::top_ads`.
+async fn day_top_ads(
+    conn: &mut AsyncPgConnection,
+    account: &ReportAccount,
+    date: NaiveDate,
+) -> Result<Vec<domain::report::TopAd>, diesel::result::Error> {
+    let spend = crate::ads::spend_by_ad(conn, account.id, date, date).await?;
+    if spend.iter().all(|s| s.ad_id.is_empty()) {
+        return Ok(Vec::new()); // no spend per ad known for the day
+    }
+    let qualified_level = domain::level::Level::Qualified.number();
+    let events = crate::ads::events_by_ad(conn, account.id, date, date, &account.timezone).await?;
+    let candidates = spend
+        .into_iter()
+        .filter(|s| !s.ad_id.is_empty())
+        .map(|s| {
+            let qualified = events
+                .iter()
+                .filter(|e| e.ad_id.as_deref() == Some(s.ad_id.as_str()))
+                .filter(|e| e.event_level == qualified_level)
+                .map(|e| e.n)
+                .sum();
+            domain::report::TopAd {
+                ad_id: s.ad_id,
+                name: s.ad_name,
+                campaign_name: s.campaign_name,
+                qualified,
+                spend: domain::analytics::Money {
+                    cents: s.cents,
+                    currency: s.currency,
+                },
+            }
+        })
+        .collect();
+    Ok(domain::report::top_ads(candidates))
 }
 
 /// Today's date in the time zone.

@@ -177,6 +177,54 @@ async fn a_day_with_two_directions_and_undirected_dialogs_renders_as_the_spec() 
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_names_the_days_top_ads_by_cost_per_qualified_lead_when_spend_is_known() {
+    let env = TestEnv::new().await;
+    let f = seed_day(&env, day()).await;
+    let mut conn = env.conn().await;
+    // e4 (the day's CompleteRegistration) came from a1's ad 901; ad 902 spent
+    // without a qualified lead; another day's spend and e6 (the next day)
+    // do not count.
+    conn.batch_execute(&format!(
+        "UPDATE dialog_analysis SET ad_id = '901' WHERE lead_id = '{l}';
+         UPDATE capi_events_log SET dialog_id = (SELECT id FROM dialog_analysis WHERE lead_id = '{l}')
+           WHERE event_id IN ('e4', 'e6');
+         UPDATE capi_events_log SET event_level = 2 WHERE event_id = 'e6';
+         INSERT INTO ad_spend (ad_account_id, spend_date, campaign_id, campaign_name, ad_id, ad_name, spend, currency) VALUES
+           ('{a}', '{d}', 'c1', 'Весна', '901', 'Видео 1', 12.50, 'USD'),
+           ('{a}', '{d}', 'c1', 'Весна', '902', 'Видео 2', 8.00, 'USD'),
+           ('{a}', '{d}'::date + 1, 'c1', 'Весна', '901', 'Видео 1', 99.00, 'USD');",
+        l = f.leads[0],
+        a = f.ad_account,
+        d = day()
+    ))
+    .await
+    .unwrap();
+    let account = reports::account(&mut conn, f.account.into())
+        .await
+        .unwrap()
+        .unwrap();
+    let (report, _) = reports::generate(&mut conn, &account, day(), false)
+        .await
+        .unwrap();
+    assert_eq!(report.top_ads.len(), 1, "{:?}", report.top_ads);
+    let r = reports::get(&mut conn, f.account.into(), day())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        r.report_text.contains(
+            "🏆 ЛУЧШИЕ ОБЪЯВЛЕНИЯ (цена квалифицированного лида)\n\
+             1. Видео 1 (Весна): 12.50 USD · 1 квалиф. · расход 12.50 USD\n"
+        ),
+        "{}",
+        r.report_text
+    );
+    assert_eq!(r.stats["top_ads"][0]["ad_id"], "901");
+    // Without spend per ad the section is left out (the spec's report as before).
+    assert!(!RU.contains("🏆"));
+}
+
 /// Waits (up to 20 s) until `sql` (a `count(*) AS n`) is 1.
 async fn one_row(env: &TestEnv, what: &str, sql: &str) {
     eventually(what, Duration::from_secs(20), || async {
