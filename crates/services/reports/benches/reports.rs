@@ -3,8 +3,11 @@
 //!
 //!   reports-bench generate DAYS_AGO     — each account's report of that local
 //!                                         day, timed one by one: p50/p99
-//!   reports-bench api URL N             — N capi-stats calls (30-day range)
-//!                                         over random accounts: p50/p99
+//!   reports-bench api URL N [PATH]      — N calls of PATH (default
+//!                                         /analytics/capi-stats; 30-day
+//!                                         range) over 100 accounts: p50/p99
+//!   reports-bench export URL            — the "Bulk" account's leads CSV
+//!                                         (30 days): time, rows, bytes
 //!   reports-bench explain               — EXPLAIN (ANALYZE, BUFFERS) of the
 //!                                         report's and the API's queries
 //!
@@ -51,7 +54,8 @@ fn summary(what: &str, mut times: Vec<Duration>) {
 }
 
 async fn accounts(conn: &mut AsyncPgConnection) -> Vec<Account> {
-    diesel::sql_query("SELECT id, timezone FROM user_accounts ORDER BY id")
+    // The export's "Bulk" account is not one of the 1,000 measured.
+    diesel::sql_query("SELECT id, timezone FROM user_accounts WHERE name <> 'Bulk' ORDER BY id")
         .load(conn)
         .await
         .unwrap()
@@ -89,6 +93,8 @@ async fn main() {
         Some("api") => {
             let base = args.get(1).expect("URL");
             let n: usize = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1000);
+            let path = args.get(3).map_or("/analytics/capi-stats", String::as_str);
+            let joiner = if path.contains('?') { '&' } else { '?' };
             let all = accounts(&mut conn).await;
             let mut keys = Vec::new();
             for a in all.iter().take(100) {
@@ -110,19 +116,58 @@ async fn main() {
                 let (id, key) = &keys[(i * 37) % keys.len()];
                 let started = Instant::now();
                 let resp = http
-                    .get(format!("{base}/analytics/capi-stats?user_account_id={id}"))
+                    .get(format!("{base}{path}{joiner}user_account_id={id}"))
                     .bearer_auth(key)
                     .send()
                     .await
                     .unwrap();
                 assert_eq!(resp.status(), 200);
                 let body: serde_json::Value = resp.json().await.unwrap();
-                assert!(body["lead"].as_i64().is_some());
+                assert!(body["lead"].as_i64().is_some() || body["rows"].is_array());
                 if i >= 20 {
                     times.push(started.elapsed()); // the first 20 warm the pools
                 }
             }
-            summary("GET /analytics/capi-stats (30 days), sequential", times);
+            summary(&format!("GET {path} (30 days), sequential"), times);
+        }
+        Some("export") => {
+            let base = args.get(1).expect("URL");
+            let bulk: Uuid = diesel::sql_query("SELECT md5('bulk')::uuid AS id, 'UTC' AS timezone")
+                .get_result::<Account>(&mut conn)
+                .await
+                .unwrap()
+                .id;
+            let key = domain::api_key::generate();
+            storage::api_keys::create(
+                &mut conn,
+                bulk.into(),
+                "bench",
+                &domain::api_key::hash(&key),
+                "capi_bench",
+            )
+            .await
+            .unwrap();
+            let started = Instant::now();
+            let mut resp = reqwest::Client::new()
+                .get(format!("{base}/api/capi-events.csv?user_account_id={bulk}"))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            let first_byte = started.elapsed();
+            let (mut bytes, mut lines) = (0usize, 0usize);
+            while let Some(chunk) = resp.chunk().await.unwrap() {
+                bytes += chunk.len();
+                lines += chunk.iter().filter(|b| **b == b'\n').count();
+            }
+            println!(
+                "GET /api/capi-events.csv, one account's 30 days: {} rows, {:.1} MB in {:.2} s (first byte after {:.0} ms)",
+                lines - 1,
+                bytes as f64 / 1e6,
+                started.elapsed().as_secs_f64(),
+                first_byte.as_secs_f64() * 1000.0
+            );
         }
         Some("explain") => {
             let a = accounts(&mut conn).await.into_iter().nth(1).unwrap();
@@ -152,6 +197,16 @@ async fn main() {
                     storage::analytics::LEADS_BY_DIRECTION_SQL,
                     true,
                 ),
+                (
+                    "ads: dialogs per direction and ad (dialogs_by_ad)",
+                    storage::ads::DIALOGS_BY_AD_SQL,
+                    true,
+                ),
+                (
+                    "ads: events per ad (events_by_ad)",
+                    storage::ads::EVENTS_BY_AD_SQL,
+                    true,
+                ),
             ] {
                 let q = format!("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {sql}");
                 let lines: Vec<PlanLine> = if range {
@@ -179,6 +234,8 @@ async fn main() {
                 println!();
             }
         }
-        _ => eprintln!("usage: reports-bench generate DAYS_AGO | api URL N | explain"),
+        _ => eprintln!(
+            "usage: reports-bench generate DAYS_AGO | api URL N [PATH] | export URL | explain"
+        ),
     }
 }
