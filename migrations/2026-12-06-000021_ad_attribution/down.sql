@@ -1,3 +1,5 @@
+CREATE INDEX dialog_analysis_direction_first_idx ON dialog_analysis (direction_id, first_message);
+DROP INDEX dialog_analysis_direction_first_id_idx;
 DROP INDEX capi_events_log_direction_time_idx;
 DROP INDEX ad_spend_ad_idx;
 ALTER TABLE ad_spend DROP CONSTRAINT ad_spend_account_date_ad_key;

@@ -32,3 +32,9 @@ CREATE INDEX ad_spend_ad_idx ON ad_spend (ad_id, spend_date) WHERE ad_id <> '';
 -- CAPI health reads each direction's newest refusal and its last 24 h of
 -- attempts of every status (the success-only index serves acceptances).
 CREATE INDEX capi_events_log_direction_time_idx ON capi_events_log (direction_id, created_at);
+
+-- The leads export pages by (first_message, id) per direction: with the id
+-- in the index a batch is a backward index scan of its own rows, not a
+-- sort of the whole range. It serves every (direction_id, first_message) read.
+CREATE INDEX dialog_analysis_direction_first_id_idx ON dialog_analysis (direction_id, first_message, id);
+DROP INDEX dialog_analysis_direction_first_idx;

@@ -420,6 +420,14 @@ pub async fn leads_page(
 /// message and dialog id.
 pub type LeadsAfter = (DateTime<Utc>, DialogId);
 
+/// The local days' bounds on `da.first_message` ($2 since, $3 until, $4 zone).
+const RANGE: &str = "da.first_message >= ($2::date::timestamp AT TIME ZONE $4) \
+     AND da.first_message < (($3::date + 1)::timestamp AT TIME ZONE $4)";
+/// After the previous batch's last lead ($5 its first message, $6 its
+/// dialog): the bound on `first_message` lets the index range start there.
+const KEYSET: &str = "($5::timestamptz IS NULL OR (da.first_message <= $5 \
+     AND (da.first_message, da.id) < ($5, $6)))";
+
 /// Up to `limit` of the account's leads in the local days, newest first,
 /// after `after` (keyset paging: each batch starts where the last ended,
 /// so an export of any size reads batch by batch).
@@ -432,11 +440,30 @@ pub async fn leads_batch(
     after: Option<LeadsAfter>,
     limit: i64,
 ) -> Result<Vec<LeadEvents>, diesel::result::Error> {
-    // SQL: the same scope as leads_page, then a row comparison for the keyset.
+    // SQL: the same leads as LEADS_SCOPE, picked per direction (and per
+    // instance for dialogs without one) through LATERAL keyset probes on the
+    // (direction_id, first_message) index — a batch reads about `limit` rows
+    // per direction whatever the range holds — then merged and joined.
     let rows: Vec<LeadRow> = diesel::sql_query(format!(
-        "SELECT {LEAD_COLUMNS} {LEADS_SCOPE} \
-           AND ($5::timestamptz IS NULL OR (da.first_message, da.id) < ($5, $6)) \
-         ORDER BY da.first_message DESC, da.id DESC LIMIT $7"
+        "WITH picked AS ( \
+           SELECT x.id, x.first_message FROM account_directions dirs CROSS JOIN LATERAL ( \
+             SELECT da.id, da.first_message FROM dialog_analysis da \
+             WHERE da.direction_id = dirs.id AND da.lead_id IS NOT NULL AND {RANGE} AND {KEYSET} \
+             ORDER BY da.first_message DESC, da.id DESC LIMIT $7) x \
+           WHERE dirs.user_account_id = $1 \
+           UNION ALL \
+           SELECT y.id, y.first_message FROM whatsapp_phone_numbers i CROSS JOIN LATERAL ( \
+             SELECT da.id, da.first_message FROM dialog_analysis da \
+             WHERE da.instance_name = i.instance_name AND da.direction_id IS NULL \
+               AND da.lead_id IS NOT NULL AND {RANGE} AND {KEYSET} \
+             ORDER BY da.first_message DESC, da.id DESC LIMIT $7) y \
+           WHERE i.user_account_id = $1 \
+           ORDER BY first_message DESC, id DESC LIMIT $7) \
+         SELECT {LEAD_COLUMNS} FROM picked p JOIN dialog_analysis da ON da.id = p.id \
+         JOIN leads l ON l.id = da.lead_id \
+         LEFT JOIN whatsapp_phone_numbers w ON w.instance_name = da.instance_name \
+         LEFT JOIN account_directions ad ON ad.id = coalesce(da.direction_id, w.direction_id) \
+         ORDER BY da.first_message DESC, da.id DESC"
     ))
     .bind::<SqlUuid, _>(account_id)
     .bind::<Date, _>(since)
