@@ -4,6 +4,7 @@
 //! summary's does (`analytics`), so the rows add up to its cards.
 
 use crate::PreparedExt;
+use crate::analytics::over_local_days;
 use chrono::NaiveDate;
 use diesel::{
     QueryableByName,
@@ -42,12 +43,7 @@ pub async fn dialogs_by_ad(
     timezone: &str,
 ) -> Result<Vec<DialogsByAd>, diesel::result::Error> {
     // SQL: local days (AT TIME ZONE) over dialog_analysis' (direction_id, first_message) index.
-    diesel::sql_query(DIALOGS_BY_AD_SQL)
-        .bind::<diesel::sql_types::Uuid, _>(account_id)
-        .bind::<Date, _>(since)
-        .bind::<Date, _>(until)
-        .bind::<Text, _>(timezone)
-        .prepared()
+    over_local_days(DIALOGS_BY_AD_SQL, account_id, since, until, timezone)
         .load(conn)
         .await
 }
@@ -83,12 +79,7 @@ pub async fn events_by_ad(
     timezone: &str,
 ) -> Result<Vec<EventsByAd>, diesel::result::Error> {
     // SQL: the audit log's (user_account_id, created_at) index, then each dialog by its key.
-    diesel::sql_query(EVENTS_BY_AD_SQL)
-        .bind::<diesel::sql_types::Uuid, _>(account_id)
-        .bind::<Date, _>(since)
-        .bind::<Date, _>(until)
-        .bind::<Text, _>(timezone)
-        .prepared()
+    over_local_days(EVENTS_BY_AD_SQL, account_id, since, until, timezone)
         .load(conn)
         .await
 }
@@ -125,14 +116,10 @@ pub async fn revenue_by_ad(
     timezone: &str,
 ) -> Result<Vec<(Option<String>, Money)>, diesel::result::Error> {
     // SQL: as analytics::revenue_by_direction, keyed by the dialog's ad.
-    let rows: Vec<RevenueByAd> = diesel::sql_query(REVENUE_BY_AD_SQL)
-        .bind::<diesel::sql_types::Uuid, _>(account_id)
-        .bind::<Date, _>(since)
-        .bind::<Date, _>(until)
-        .bind::<Text, _>(timezone)
-        .prepared()
-        .load(conn)
-        .await?;
+    let rows: Vec<RevenueByAd> =
+        over_local_days(REVENUE_BY_AD_SQL, account_id, since, until, timezone)
+            .load(conn)
+            .await?;
     Ok(rows
         .into_iter()
         .map(|r| {
@@ -151,18 +138,8 @@ pub async fn revenue_by_ad(
 /// names insights last gave; ids are `""` where the row has none.
 #[derive(Debug, Clone, PartialEq, QueryableByName)]
 pub struct AdSpend {
-    #[diesel(sql_type = Text)]
-    pub campaign_id: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub campaign_name: Option<String>,
-    #[diesel(sql_type = Text)]
-    pub adset_id: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub adset_name: Option<String>,
-    #[diesel(sql_type = Text)]
-    pub ad_id: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub ad_name: Option<String>,
+    #[diesel(embed)]
+    pub place: AdPlace,
     #[diesel(sql_type = Text)]
     pub currency: String,
     #[diesel(sql_type = BigInt)]
@@ -195,7 +172,8 @@ pub async fn spend_by_ad(
         .await
 }
 
-/// Where an ad sits, from any day insights named it.
+/// Where an ad sits (ids `""` below the level a row was broken down to),
+/// with the names insights gave.
 #[derive(Debug, Clone, PartialEq, QueryableByName)]
 pub struct AdPlace {
     #[diesel(sql_type = Text)]

@@ -5,6 +5,8 @@
 
 use crate::PreparedExt;
 use chrono::{DateTime, NaiveDate, Utc};
+use diesel::pg::Pg;
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::{
     ExpressionMethods, OptionalExtension, QueryDsl, Queryable, QueryableByName,
     sql_types::{BigInt, Bool, Date, Int2, Nullable, Text, Timestamptz, Uuid as SqlUuid},
@@ -49,6 +51,24 @@ pub async fn directions(
         .await
 }
 
+/// `sql` (static text, kept prepared) bound as every local-days read is:
+/// $1 the account, $2 since, $3 until (local days, inclusive), $4 its time zone.
+pub(crate) fn over_local_days<'a>(
+    sql: &'static str,
+    account_id: UserAccountId,
+    since: NaiveDate,
+    until: NaiveDate,
+    timezone: &'a str,
+) -> crate::Prepared<BoxedSqlQuery<'a, Pg, SqlQuery>> {
+    diesel::sql_query(sql)
+        .into_boxed()
+        .bind::<SqlUuid, _>(account_id)
+        .bind::<Date, _>(since)
+        .bind::<Date, _>(until)
+        .bind::<Text, _>(timezone)
+        .prepared()
+}
+
 /// Events accepted on one local day, for one direction and level.
 #[derive(Debug, Clone, QueryableByName)]
 pub struct DayEvents {
@@ -80,12 +100,7 @@ pub async fn events_by_day(
     timezone: &str,
 ) -> Result<Vec<DayEvents>, diesel::result::Error> {
     // SQL: local days (AT TIME ZONE) over capi_events_log's (user_account_id, created_at) index.
-    diesel::sql_query(EVENTS_BY_DAY_SQL)
-        .bind::<SqlUuid, _>(account_id)
-        .bind::<Date, _>(since)
-        .bind::<Date, _>(until)
-        .bind::<Text, _>(timezone)
-        .prepared()
+    over_local_days(EVENTS_BY_DAY_SQL, account_id, since, until, timezone)
         .load(conn)
         .await
 }
@@ -121,14 +136,10 @@ pub async fn revenue_by_direction(
     timezone: &str,
 ) -> Result<Vec<(Option<DirectionId>, Money)>, diesel::result::Error> {
     // SQL: the audit log's successes (its account/time index) joined to the deliveries' amounts by the unique event id; NUMERIC summed into integer cents in the database.
-    let rows: Vec<RevenueRow> = diesel::sql_query(REVENUE_BY_DIRECTION_SQL)
-        .bind::<SqlUuid, _>(account_id)
-        .bind::<Date, _>(since)
-        .bind::<Date, _>(until)
-        .bind::<Text, _>(timezone)
-        .prepared()
-        .load(conn)
-        .await?;
+    let rows: Vec<RevenueRow> =
+        over_local_days(REVENUE_BY_DIRECTION_SQL, account_id, since, until, timezone)
+            .load(conn)
+            .await?;
     Ok(rows
         .into_iter()
         .map(|r| {
@@ -168,14 +179,10 @@ pub async fn leads_by_direction(
     timezone: &str,
 ) -> Result<Vec<(DirectionId, i64)>, diesel::result::Error> {
     // SQL: local days (AT TIME ZONE) over dialog_analysis' (direction_id, first_message) index.
-    let rows: Vec<DirectionCount> = diesel::sql_query(LEADS_BY_DIRECTION_SQL)
-        .bind::<SqlUuid, _>(account_id)
-        .bind::<Date, _>(since)
-        .bind::<Date, _>(until)
-        .bind::<Text, _>(timezone)
-        .prepared()
-        .load(conn)
-        .await?;
+    let rows: Vec<DirectionCount> =
+        over_local_days(LEADS_BY_DIRECTION_SQL, account_id, since, until, timezone)
+            .load(conn)
+            .await?;
     Ok(rows.into_iter().map(|r| (r.direction_id, r.n)).collect())
 }
 

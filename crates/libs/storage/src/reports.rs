@@ -676,25 +676,25 @@ async fn day_top_ads(
     date: NaiveDate,
 ) -> Result<Vec<domain::report::TopAd>, diesel::result::Error> {
     let spend = crate::ads::spend_by_ad(conn, account.id, date, date).await?;
-    if spend.iter().all(|s| s.ad_id.is_empty()) {
+    if spend.iter().all(|s| s.place.ad_id.is_empty()) {
         return Ok(Vec::new()); // no spend per ad known for the day
     }
     let qualified_level = domain::level::Level::Qualified.number();
     let events = crate::ads::events_by_ad(conn, account.id, date, date, &account.timezone).await?;
     let candidates = spend
         .into_iter()
-        .filter(|s| !s.ad_id.is_empty())
+        .filter(|s| !s.place.ad_id.is_empty())
         .map(|s| {
             let qualified = events
                 .iter()
-                .filter(|e| e.ad_id.as_deref() == Some(s.ad_id.as_str()))
+                .filter(|e| e.ad_id.as_deref() == Some(s.place.ad_id.as_str()))
                 .filter(|e| e.event_level == qualified_level)
                 .map(|e| e.n)
                 .sum();
             domain::report::TopAd {
-                ad_id: s.ad_id,
-                name: s.ad_name,
-                campaign_name: s.campaign_name,
+                ad_id: s.place.ad_id,
+                name: s.place.ad_name,
+                campaign_name: s.place.campaign_name,
                 qualified,
                 spend: domain::analytics::Money {
                     cents: s.cents,

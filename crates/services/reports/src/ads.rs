@@ -43,6 +43,25 @@ impl Group {
     }
 }
 
+/// How the table is cut and sorted: `group`, `sort`, `order`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct View {
+    pub group: Group,
+    pub sort: Sort,
+    pub descending: bool,
+}
+
+impl Default for View {
+    /// Per campaign, by spend, largest first.
+    fn default() -> View {
+        View {
+            group: Group::Campaign,
+            sort: Sort::Spend,
+            descending: true,
+        }
+    }
+}
+
 /// What a row stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -114,6 +133,16 @@ struct Place {
     ad: (String, Option<String>),
 }
 
+impl From<&db::AdPlace> for Place {
+    fn from(p: &db::AdPlace) -> Place {
+        Place {
+            campaign: (p.campaign_id.clone(), p.campaign_name.clone()),
+            adset: (p.adset_id.clone(), p.adset_name.clone()),
+            ad: (p.ad_id.clone(), p.ad_name.clone()),
+        }
+    }
+}
+
 impl Place {
     fn at(&self, group: Group) -> &(String, Option<String>) {
         match group {
@@ -130,8 +159,9 @@ pub async fn table(
     timezone: &str,
     since: NaiveDate,
     until: NaiveDate,
-    group: Group,
+    view: View,
 ) -> Result<AdsTable, DbError> {
+    let group = view.group;
     let capi_on: BTreeSet<_> = summary::directions(conn, account)
         .await?
         .into_iter()
@@ -144,12 +174,10 @@ pub async fn table(
     let spend = db::spend_by_ad(conn, account, since, until).await?;
 
     let mut places: HashMap<String, Place> = HashMap::new();
-    for s in spend.iter().filter(|s| !s.ad_id.is_empty()) {
-        places.entry(s.ad_id.clone()).or_insert_with(|| Place {
-            campaign: (s.campaign_id.clone(), s.campaign_name.clone()),
-            adset: (s.adset_id.clone(), s.adset_name.clone()),
-            ad: (s.ad_id.clone(), s.ad_name.clone()),
-        });
+    for s in spend.iter().filter(|s| !s.place.ad_id.is_empty()) {
+        places
+            .entry(s.place.ad_id.clone())
+            .or_insert_with(|| Place::from(&s.place));
     }
     let unplaced: Vec<String> = dialogs
         .iter()
@@ -162,14 +190,7 @@ pub async fn table(
         .into_iter()
         .collect();
     for p in db::ad_places(conn, account, &unplaced).await? {
-        places.insert(
-            p.ad_id.clone(),
-            Place {
-                campaign: (p.campaign_id, p.campaign_name),
-                adset: (p.adset_id, p.adset_name),
-                ad: (p.ad_id, p.ad_name),
-            },
-        );
+        places.insert(p.ad_id.clone(), Place::from(&p));
     }
 
     let mut rows: BTreeMap<Key, Sums> = BTreeMap::new();
@@ -186,11 +207,7 @@ pub async fn table(
         analytics::add_revenue(&mut sums.revenue, [money]);
     }
     for s in &spend {
-        let place = Place {
-            campaign: (s.campaign_id.clone(), s.campaign_name.clone()),
-            adset: (s.adset_id.clone(), s.adset_name.clone()),
-            ad: (s.ad_id.clone(), s.ad_name.clone()),
-        };
+        let place = Place::from(&s.place);
         let id = &place.at(group).0;
         let sums = rows
             .entry(if id.is_empty() {
@@ -233,7 +250,7 @@ pub async fn table(
         })
         .collect();
     let mut rows = rows;
-    sort(&mut rows, Sort::Spend, true);
+    sort(&mut rows, view.sort, view.descending);
     Ok(AdsTable {
         user_account_id: account,
         since,

@@ -185,7 +185,7 @@ async fn spend_by_ads(
     }
     let mut out: BTreeMap<DirectionId, Vec<Money>> = BTreeMap::new();
     for s in storage::ads::spend_by_ad(conn, account, since, until).await? {
-        let Some(split) = dialogs.get_mut(&s.ad_id) else {
+        let Some(split) = dialogs.get_mut(&s.place.ad_id) else {
             continue;
         };
         split.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));

@@ -185,27 +185,8 @@ async fn ads(
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
     let c = call(&req, q.into_inner(), &state)?;
-    let range = Range::from(&c.params)?;
-    let view = params::AdsView::from(&c.params)?;
-    let body = on_main(&state, async move {
-        let (mut conn, account) = c.open().await?;
-        let today = today(&mut conn, &account).await?;
-        let (since, until) = range.resolve(today)?;
-        let mut table = ads::table(
-            &mut conn,
-            account.id,
-            &account.timezone,
-            since,
-            until,
-            view.group,
-        )
-        .await
-        .map_err(db_error)?;
-        ads::sort(&mut table.rows, view.sort, view.descending);
-        Ok(table)
-    })
-    .await?;
-    Ok(HttpResponse::Ok().json(body))
+    let (table, _) = ads_table(&state, c).await?;
+    Ok(HttpResponse::Ok().json(table))
 }
 
 /// The ads table as CSV (`export`): the same rows, grouping and sort.
@@ -215,27 +196,28 @@ async fn ads_csv(
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
     let c = call(&req, q.into_inner(), &state)?;
+    let (table, language) = ads_table(&state, c).await?;
+    Ok(export::ads(&table, export::Dialect::of(language)))
+}
+
+/// The call's ads table (its range, `group`, `sort`, `order`) and the
+/// account's language.
+async fn ads_table(
+    state: &State,
+    c: Call,
+) -> Result<(ads::AdsTable, domain::account::ReportLanguage), ApiError> {
     let range = Range::from(&c.params)?;
-    let view = params::AdsView::from(&c.params)?;
-    let (table, language) = on_main(&state, async move {
+    let view = params::ads_view(&c.params)?;
+    on_main(state, async move {
         let (mut conn, account) = c.open().await?;
         let today = today(&mut conn, &account).await?;
         let (since, until) = range.resolve(today)?;
-        let mut table = ads::table(
-            &mut conn,
-            account.id,
-            &account.timezone,
-            since,
-            until,
-            view.group,
-        )
-        .await
-        .map_err(db_error)?;
-        ads::sort(&mut table.rows, view.sort, view.descending);
+        let table = ads::table(&mut conn, account.id, &account.timezone, since, until, view)
+            .await
+            .map_err(db_error)?;
         Ok((table, account.language))
     })
-    .await?;
-    Ok(export::ads(&table, export::Dialect::of(language)))
+    .await
 }
 
 /// The leads of the range as CSV, streamed (`export`).

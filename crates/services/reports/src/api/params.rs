@@ -131,38 +131,31 @@ fn check(since: NaiveDate, until: NaiveDate) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// How the ads table is cut and sorted: `group`, `sort`, `order`.
-#[derive(Debug, Clone, Copy)]
-pub struct AdsView {
-    pub group: crate::ads::Group,
-    pub sort: crate::ads::Sort,
-    pub descending: bool,
-}
-
-impl AdsView {
-    pub fn from(p: &Params) -> Result<AdsView, ApiError> {
-        use crate::ads::{Group, Sort};
-        let group = match p.get("group") {
-            None => Group::Campaign,
-            Some(g) => Group::parse(g)
-                .ok_or_else(|| bad("group", &format!("expected {}", Group::NAMES)))?,
-        };
-        let sort = match p.get("sort") {
-            None => Sort::Spend,
-            Some(s) => Sort::parse(s).ok_or_else(|| {
-                let names: Vec<&str> = Sort::ALL.iter().map(|(n, _)| *n).collect();
-                bad("sort", &format!("expected one of {}", names.join(", ")))
-            })?,
-        };
-        let descending = match p.get("order") {
-            None | Some("desc") => true,
-            Some("asc") => false,
-            Some(_) => return Err(bad("order", "expected asc or desc")),
-        };
-        Ok(AdsView {
-            group,
-            sort,
-            descending,
-        })
-    }
+/// The ads table's `group`, `sort` and `order`; anything unknown is a 400.
+pub fn ads_view(p: &Params) -> Result<crate::ads::View, ApiError> {
+    use crate::ads::{Group, Sort, View};
+    let default = View::default();
+    let group = match p.get("group") {
+        None => default.group,
+        Some(g) => {
+            Group::parse(g).ok_or_else(|| bad("group", &format!("expected {}", Group::NAMES)))?
+        }
+    };
+    let sort = match p.get("sort") {
+        None => default.sort,
+        Some(s) => Sort::parse(s).ok_or_else(|| {
+            let names: Vec<&str> = Sort::ALL.iter().map(|(n, _)| *n).collect();
+            bad("sort", &format!("expected one of {}", names.join(", ")))
+        })?,
+    };
+    let descending = match p.get("order") {
+        None | Some("desc") => true,
+        Some("asc") => false,
+        Some(_) => return Err(bad("order", "expected asc or desc")),
+    };
+    Ok(View {
+        group,
+        sort,
+        descending,
+    })
 }

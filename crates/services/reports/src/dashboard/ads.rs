@@ -1,33 +1,25 @@
 //! The dashboard's results per campaign, ad set or ad: the table of
 //! `/analytics/ads`, its grouping and sort chosen by links (no script).
 
-use crate::ads::{AdRow, AdsTable, Group, RowKind, Sort};
+use crate::ads::{AdRow, AdsTable, Group, RowKind, Sort, View};
 use crate::html::{money, pct};
 use maud::{Markup, html};
 use std::collections::HashMap;
 
 /// The table's grouping and sort from the page's query; anything unknown
 /// is the default (per campaign, by spend, largest first).
-#[derive(Debug, Clone, Copy)]
-pub struct View {
-    pub group: Group,
-    pub sort: Sort,
-    pub descending: bool,
-}
-
-impl View {
-    pub fn from_query(q: &HashMap<String, String>) -> View {
-        View {
-            group: q
-                .get("group")
-                .and_then(|g| Group::parse(g))
-                .unwrap_or(Group::Campaign),
-            sort: q
-                .get("sort")
-                .and_then(|s| Sort::parse(s))
-                .unwrap_or(Sort::Spend),
-            descending: q.get("order").map(String::as_str) != Some("asc"),
-        }
+pub fn view_of(q: &HashMap<String, String>) -> View {
+    let default = View::default();
+    View {
+        group: q
+            .get("group")
+            .and_then(|g| Group::parse(g))
+            .unwrap_or(default.group),
+        sort: q
+            .get("sort")
+            .and_then(|s| Sort::parse(s))
+            .unwrap_or(default.sort),
+        descending: q.get("order").map(String::as_str) != Some("asc"),
     }
 }
 

@@ -227,6 +227,28 @@ fn shown_range(
     (since, until)
 }
 
+/// The account, its today and the range shown (`None`: the account is gone).
+async fn account_range(
+    conn: &mut storage::AsyncPgConnection,
+    account: domain::ids::UserAccountId,
+    since: Option<NaiveDate>,
+    until: Option<NaiveDate>,
+) -> anyhow::Result<
+    Option<(
+        storage::reports::ReportAccount,
+        NaiveDate,
+        NaiveDate,
+        NaiveDate,
+    )>,
+> {
+    let Some(a) = storage::reports::account(conn, account).await? else {
+        return Ok(None);
+    };
+    let today = storage::reports::local_today(conn, &a.timezone).await?;
+    let (since, until) = shown_range(today, since, until);
+    Ok(Some((a, today, since, until)))
+}
+
 /// The signed-in account's export of the shown range, or why not.
 async fn export_of(
     req: &HttpRequest,
@@ -238,11 +260,10 @@ async fn export_of(
     let pool = state.pool.clone();
     let work = async move {
         let mut conn = pool.get().await?;
-        let Some(a) = storage::reports::account(&mut conn, account).await? else {
+        let Some((a, _, since, until)) = account_range(&mut conn, account, since, until).await?
+        else {
             return Ok::<_, anyhow::Error>(None);
         };
-        let today = storage::reports::local_today(&mut conn, &a.timezone).await?;
-        let (since, until) = shown_range(today, since, until);
         Ok(Some(crate::export::Export {
             account: a.id,
             timezone: a.timezone,
@@ -284,21 +305,13 @@ async fn ads_csv(
         Ok(e) => e,
         Err(page) => return page,
     };
-    let view = ads::View::from_query(&q);
+    let view = ads::view_of(&q);
     let pool = state.pool.clone();
     let dialect = e.dialect;
     let work = async move {
         let mut conn = pool.get().await?;
-        let mut table = crate::ads::table(
-            &mut conn,
-            e.account,
-            &e.timezone,
-            e.since,
-            e.until,
-            view.group,
-        )
-        .await?;
-        crate::ads::sort(&mut table.rows, view.sort, view.descending);
+        let table =
+            crate::ads::table(&mut conn, e.account, &e.timezone, e.since, e.until, view).await?;
         Ok::<_, anyhow::Error>(table)
     };
     match state.main.run(work).await {
@@ -311,7 +324,7 @@ struct DashboardData {
     name: String,
     stats: CapiStats,
     ads: crate::ads::AdsTable,
-    view: ads::View,
+    view: crate::ads::View,
     health: crate::health::CapiHealth,
     advice: Optimisation,
     leads: Vec<LeadEvents>,
@@ -334,20 +347,18 @@ async fn dashboard(
         .and_then(|p| p.parse::<i64>().ok())
         .unwrap_or(1)
         .clamp(1, 1_000_000);
-    let view = ads::View::from_query(&q);
+    let view = ads::view_of(&q);
     let pool = state.pool.clone();
     let work = async move {
         let mut conn = pool.get().await?;
-        let Some(a) = storage::reports::account(&mut conn, account).await? else {
+        let Some((a, today, since, until)) =
+            account_range(&mut conn, account, since, until).await?
+        else {
             return Ok::<_, anyhow::Error>(None);
         };
-        let today = storage::reports::local_today(&mut conn, &a.timezone).await?;
-        let (since, until) = shown_range(today, since, until);
         let stats = stats::capi_stats(&mut conn, a.id, &a.timezone, since, until).await?;
         let advice = stats::optimisation(&mut conn, a.id, &a.timezone, today).await?;
-        let mut ads =
-            crate::ads::table(&mut conn, a.id, &a.timezone, since, until, view.group).await?;
-        crate::ads::sort(&mut ads.rows, view.sort, view.descending);
+        let ads = crate::ads::table(&mut conn, a.id, &a.timezone, since, until, view).await?;
         let health = crate::health::capi_health(&mut conn, a.id).await?;
         let (leads, total_leads) = storage::analytics::leads_page(
             &mut conn,
