@@ -10,6 +10,7 @@ pub mod connect;
 pub mod conversations;
 pub mod crm;
 mod crm_sessions;
+pub mod customers;
 pub mod dashboard;
 pub mod deliveries;
 pub mod directions;

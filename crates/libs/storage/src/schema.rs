@@ -303,6 +303,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    erasures (id) {
+        id -> Int8,
+        user_account_id -> Nullable<Uuid>,
+        requested_by -> Text,
+        erased -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     leads (id) {
         id -> Uuid,
         instance_name -> Text,
@@ -415,6 +425,7 @@ diesel::joinable!(dashboard_sign_ins -> user_accounts (user_account_id));
 diesel::joinable!(dialog_analysis -> account_directions (direction_id));
 diesel::joinable!(dialog_analysis -> leads (lead_id));
 diesel::joinable!(dialog_messages -> dialog_analysis (dialog_id));
+diesel::joinable!(erasures -> user_accounts (user_account_id));
 diesel::joinable!(llm_usage_daily -> account_directions (direction_id));
 diesel::joinable!(qualification_runs -> account_directions (direction_id));
 diesel::joinable!(qualification_runs -> dialog_analysis (dialog_id));
@@ -438,6 +449,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     dashboard_sign_ins,
     dialog_analysis,
     dialog_messages,
+    erasures,
     leads,
     llm_usage_daily,
     outbox,

@@ -25,6 +25,7 @@ fn stdout_closed(e: std::io::Error) -> ! {
 
 mod admin;
 mod crm;
+mod customer;
 mod dataset;
 mod doctor;
 mod events;
@@ -103,6 +104,9 @@ enum Command {
     /// A lead's paid orders (the purchase level by hand).
     #[command(subcommand)]
     Lead(lead::LeadCommand),
+    /// A customer's personal data: erasure.
+    #[command(subcommand)]
+    Customer(customer::CustomerCommand),
     /// Meta ad accounts and their access tokens.
     #[command(subcommand)]
     AdAccount(admin::AdAccountCommand),
@@ -271,6 +275,7 @@ async fn main() -> ExitCode {
         } => inspect::crm_match(crm, &entity_type, &entity, &mapping),
         Command::Account(c) => admin::account(&cli.database_url, &keys, c).await,
         Command::Lead(c) => lead::lead(&cli.database_url, c).await,
+        Command::Customer(c) => customer::customer(&cli.database_url, c).await,
         Command::AdAccount(c) => admin::ad_account(&cli.database_url, &keys, c).await,
         Command::Direction(c) => admin::direction(&cli.database_url, &keys, c).await,
         Command::Instance(c) => admin::instance(&cli.database_url, &keys, c).await,

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use std::{path::PathBuf, process::Command};
 
 mod crm;
+mod customer;
 mod doctor;
 mod inspect;
 mod qualification;

@@ -1,0 +1,54 @@
+//! `capi customer forget`: a customer's erasure request (LGPD, GDPR,
+//! 152-FZ) answered in one command (`storage::customers`).
+
+use crate::{Failure, admin::connect};
+use clap::Subcommand;
+use domain::ids::UserAccountId;
+use serde_json::json;
+
+#[derive(Subcommand)]
+pub enum CustomerCommand {
+    /// Erase one person's personal data everywhere it is held (message
+    /// texts, phone, LID/BSUID, names, hashed phones in the audit log, CRM
+    /// bodies naming them) and cancel their events not sent yet. Dialogs
+    /// and events stay, anonymised, so past reports do not change.
+    /// Idempotent: a second run changes nothing. Prints counts per kind.
+    Forget {
+        /// The person's phone with country code (any formatting: +55 11 99999-9999).
+        #[arg(long)]
+        phone: String,
+        /// Only this user account's data (default: every account's).
+        #[arg(long)]
+        user_account: Option<UserAccountId>,
+    },
+}
+
+/// The phone's digits, as the gateway stores it (country code, no `+`).
+fn phone_digits(raw: &str) -> Result<String, Failure> {
+    let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
+    let allowed = raw
+        .chars()
+        .all(|c| c.is_ascii_digit() || " +-().".contains(c));
+    if !allowed || !(6..=15).contains(&digits.len()) {
+        return Err(Failure::input(
+            "--phone: a phone number with its country code (6 to 15 digits)",
+        ));
+    }
+    Ok(digits)
+}
+
+pub async fn customer(url: &str, c: CustomerCommand) -> Result<(), Failure> {
+    let CustomerCommand::Forget {
+        phone,
+        user_account,
+    } = c;
+    let phone = phone_digits(&phone)?;
+    let mut conn = connect(url).await?;
+    let by = format!(
+        "capi customer forget (user {})",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    );
+    let erased = storage::customers::forget(&mut conn, &phone, user_account, &by).await?;
+    out!("{}", json!({"erased": erased}));
+    Ok(())
+}

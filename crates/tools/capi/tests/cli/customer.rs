@@ -1,0 +1,338 @@
+//! `capi customer forget` against real PostgreSQL: afterwards no text or
+//! JSON column of any table holds the person's phone (in any formatting),
+//! its SHA-256, their LID or a message text of theirs; the day's report is
+//! byte-identical; their queued event is cancelled and audited `erased`;
+//! another customer is untouched; a second run changes nothing.
+
+use super::*;
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+use storage::conversations::{self, NewMessage};
+
+const PHONE: &str = "5511987654321";
+const LID: &str = "66417458159826@lid";
+const OTHER: &str = "5521912345678";
+
+#[derive(diesel::QueryableByName)]
+struct Column {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    table_name: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    column_name: String,
+}
+
+#[derive(diesel::QueryableByName)]
+struct N {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// Every `table.column` (text, varchar or jsonb) holding `needle`; digits
+/// are also looked for with every non-digit removed (a phone written with
+/// spaces, dashes and brackets).
+async fn holders(conn: &mut diesel_async::AsyncPgConnection, needle: &str) -> Vec<String> {
+    let columns: Vec<Column> = diesel::sql_query(
+        "SELECT table_name::text, column_name::text FROM information_schema.columns \
+         WHERE table_schema = 'public' AND data_type IN ('text', 'character varying', 'jsonb') \
+           AND table_name <> '__diesel_schema_migrations'",
+    )
+    .load(conn)
+    .await
+    .unwrap();
+    assert!(columns.len() > 40, "every text column: {}", columns.len());
+    let digits_only = needle.chars().all(|c| c.is_ascii_digit());
+    let mut found = Vec::new();
+    for c in columns {
+        let value = if digits_only {
+            format!(
+                "regexp_replace(\"{}\"::text, '[^0-9]', '', 'g')",
+                c.column_name
+            )
+        } else {
+            format!("\"{}\"::text", c.column_name)
+        };
+        let n: N = diesel::sql_query(format!(
+            "SELECT count(*) AS n FROM \"{}\" WHERE strpos({value}, $1) > 0",
+            c.table_name
+        ))
+        .bind::<diesel::sql_types::Text, _>(needle)
+        .get_result(conn)
+        .await
+        .unwrap();
+        if n.n > 0 {
+            found.push(format!("{}.{}", c.table_name, c.column_name));
+        }
+    }
+    found
+}
+
+async fn message(
+    conn: &mut diesel_async::AsyncPgConnection,
+    instance: &str,
+    id: &str,
+    key: &str,
+    phone: Option<&str>,
+    lid: Option<&str>,
+    text: &str,
+) -> domain::ids::DialogId {
+    let clid = if key == OTHER {
+        "ARclick-ana"
+    } else {
+        "ARclick-maria"
+    };
+    let ad_context = json!({"externalAdReply": {"ctwaClid": clid}});
+    match conversations::record_message(
+        conn,
+        &NewMessage {
+            instance_name: instance,
+            message_id: id,
+            from_me: false,
+            author: domain::conversation::Author::Customer,
+            contact_key: key,
+            contact_phone: phone,
+            contact_lid: lid,
+            contact_name: Some(if key == OTHER {
+                "Ana Lima"
+            } else {
+                "Maria Souza"
+            }),
+            text: Some(text),
+            message_type: Some("conversation"),
+            sent_at: chrono::Utc::now() - chrono::Duration::hours(2),
+            ctwa_clid: Some(clid),
+            ad_id: Some("120239177205810192"),
+            from_ad: true,
+            ad_context: Some(&ad_context),
+        },
+        |_, _| None,
+    )
+    .await
+    .unwrap()
+    {
+        conversations::Recorded::Stored { dialog_id, .. } => dialog_id,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forget_leaves_nothing_of_the_person_and_the_report_unchanged() {
+    let env = pipeline_tests::TestEnv::new().await;
+    let s = pipeline_tests::seed(&env, &pipeline_tests::SeedOptions::default()).await;
+    let mut conn = env.conn().await;
+    // Maria: first under her LID only, then under her phone (the LID known);
+    // Ana: another customer of the same number.
+    let by_lid = message(
+        &mut conn,
+        &s.instance,
+        "L1",
+        LID,
+        None,
+        Some(LID),
+        "Oi, vi o anúncio da clínica",
+    )
+    .await;
+    let maria = message(
+        &mut conn,
+        &s.instance,
+        "M1",
+        PHONE,
+        Some(PHONE),
+        Some(LID),
+        "Quero agendar uma limpeza amanhã",
+    )
+    .await;
+    // Maria again, LID only, on the account's second number: a dialog of its own.
+    let second = format!("second-{}", s.instance);
+    conn.batch_execute(&format!(
+        "INSERT INTO whatsapp_phone_numbers (instance_name, direction_id, webhook_secret, user_account_id)
+         VALUES ('{second}', '{}', 'x', '{}')",
+        s.direction_id, s.user_account_id
+    ))
+    .await
+    .unwrap();
+    let lid_only = message(
+        &mut conn,
+        &second,
+        "L2",
+        LID,
+        None,
+        Some(LID),
+        "Vocês atendem sábado?",
+    )
+    .await;
+    assert_ne!(lid_only, maria);
+    let ana = message(
+        &mut conn,
+        &s.instance,
+        "A1",
+        OTHER,
+        Some(OTHER),
+        None,
+        "Qual o preço do clareamento?",
+    )
+    .await;
+    let hashed = domain::normalize::sha256_hex(PHONE);
+    let (u, d) = (s.user_account_id, s.direction_id);
+    conn.batch_execute(&format!(
+        "INSERT INTO bot_replies (dialog_id, seq, status, reply_text) VALUES ('{maria}', 1, 'sent', 'Olá Maria Souza, temos horário'),
+                                                                        ('{ana}', 1, 'sent', 'Olá Ana, o clareamento custa');
+         INSERT INTO qualification_runs (dialog_id, direction_id, through_message_id, model, status, result, llm_calls, prompt_tokens, completion_tokens)
+           VALUES ('{maria}', '{d}', 1, 'm', 'ok', '{{\"reason\": \"Quero agendar uma limpeza amanhã\"}}', 1, 0, 0);
+         UPDATE dialog_analysis SET qualification_reason = 'asked: Quero agendar uma limpeza amanhã', interest_level = 'hot' WHERE id = '{maria}';
+         INSERT INTO capi_events_log (dialog_id, direction_id, user_account_id, event_level, event_name, event_id, status, request, response, created_at)
+           VALUES ('{maria}', '{d}', '{u}', 1, 'LeadSubmitted', 'ev-maria-1', 'success',
+                   '{{\"data\": [{{\"user_data\": {{\"ph\": [\"{hashed}\"], \"ctwa_clid\": \"ARclick-maria\"}}}}]}}', '{{\"events_received\": 1}}', now() - interval '1 hour'),
+                  ('{ana}', '{d}', '{u}', 1, 'LeadSubmitted', 'ev-ana-1', 'success',
+                   '{{\"data\": [{{\"user_data\": {{\"ph\": [\"{other_hash}\"]}}}}]}}', NULL, now() - interval '1 hour');
+         INSERT INTO capi_deliveries (dialog_id, event_level, event_id, event_time, status)
+           VALUES ('{maria}', 2, 'ev-maria-2', now(), 'pending'), ('{ana}', 2, 'ev-ana-2', now(), 'pending');
+         INSERT INTO crm_connections (id, user_account_id, crm_type, base_url, access_token)
+           VALUES ('{conn_id}', '{u}', 'amocrm', 'sealed', 'sealed');
+         INSERT INTO crm_changes (connection_id, entity, action, entity_id, change_key, change)
+           VALUES ('{conn_id}', 'contact', 'update', '7', 'c7', '{{\"contacts\": {{\"update\": [{{\"name\": \"Maria Souza\", \"phone\": \"+55 (11) 98765-4321\"}}]}}}}'),
+                  ('{conn_id}', 'contact', 'update', '8', 'c8', '{{\"contacts\": {{\"update\": [{{\"name\": \"Ana\", \"phone\": \"+55 21 91234-5678\"}}]}}}}');",
+        other_hash = domain::normalize::sha256_hex(OTHER),
+        conn_id = uuid::Uuid::new_v4(),
+    ))
+    .await
+    .unwrap();
+    let account = storage::reports::account(&mut conn, u)
+        .await
+        .unwrap()
+        .unwrap();
+    let today = storage::reports::local_today(&mut conn, &account.timezone)
+        .await
+        .unwrap();
+    let report_before = domain::report::render(
+        &storage::reports::compute(&mut conn, &account, today)
+            .await
+            .unwrap(),
+    );
+    // Maria's LID dialog took her phone when it came: with the second
+    // number's and Ana's, three dialogs.
+    assert_eq!(by_lid, maria);
+    assert!(
+        report_before.contains("Всего диалогов: 3"),
+        "{report_before}"
+    );
+
+    // Maria's data is everywhere before.
+    for needle in [
+        PHONE,
+        hashed.as_str(),
+        LID,
+        "Quero agendar uma limpeza",
+        "Oi, vi o anúncio",
+    ] {
+        assert!(
+            !holders(&mut conn, needle).await.is_empty(),
+            "{needle} seeded"
+        );
+    }
+    let first = capi_json(
+        &env.db_url,
+        &["customer", "forget", "--phone", "+55 (11) 98765-4321"],
+    );
+    assert_eq!(
+        first["erased"],
+        json!({"dialogs": 2, "leads": 2, "messages": 3, "bot_replies": 1, "qualification_runs": 1,
+               "audit_rows": 1, "events_cancelled": 1, "crm_changes": 1}),
+        "both dialogs (by phone, and by the LID it carried)"
+    );
+    for needle in [
+        PHONE,
+        hashed.as_str(),
+        LID,
+        "66417458159826",
+        "Quero agendar uma limpeza",
+        "Oi, vi o anúncio",
+        "Vocês atendem sábado",
+        "Maria Souza",
+        "ARclick-maria",
+    ] {
+        assert_eq!(
+            holders(&mut conn, needle).await,
+            Vec::<String>::new(),
+            "{needle} left"
+        );
+    }
+    // Ana is untouched.
+    for needle in [
+        OTHER,
+        "Qual o preço do clareamento",
+        "Olá Ana",
+        "+55 21 91234-5678",
+    ] {
+        assert!(
+            !holders(&mut conn, needle).await.is_empty(),
+            "{needle} kept"
+        );
+    }
+    // The report of the day is the same, byte for byte.
+    let report_after = domain::report::render(
+        &storage::reports::compute(&mut conn, &account, today)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(report_after, report_before);
+    // Her queued event is closed and audited `erased`; Ana's still waits.
+    let states: Vec<(String, String)> = {
+        #[derive(diesel::QueryableByName)]
+        struct S {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            event_id: String,
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            status: String,
+        }
+        diesel::sql_query("SELECT event_id, status FROM capi_deliveries ORDER BY event_id")
+            .load::<S>(&mut conn)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.event_id, s.status))
+            .collect()
+    };
+    assert_eq!(
+        states,
+        [
+            ("ev-ana-2".to_owned(), "pending".to_owned()),
+            ("ev-maria-2".to_owned(), "skipped".to_owned())
+        ]
+    );
+    let audited: N = diesel::sql_query(
+        "SELECT count(*) AS n FROM capi_events_log WHERE event_id = 'ev-maria-2' AND status = 'skipped' AND reason = 'erased'",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(audited.n, 1);
+    // A second run: nothing left to erase.
+    let second = capi_json(&env.db_url, &["customer", "forget", "--phone", PHONE]);
+    assert_eq!(
+        second["erased"],
+        json!({"dialogs": 0, "leads": 0, "messages": 0, "bot_replies": 0, "qualification_runs": 0,
+               "audit_rows": 0, "events_cancelled": 0, "crm_changes": 0})
+    );
+    // One audit entry, for the first run only: who asked and the counts.
+    #[derive(diesel::QueryableByName)]
+    struct Entry {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        requested_by: String,
+        #[diesel(sql_type = diesel::sql_types::Jsonb)]
+        erased: Value,
+    }
+    let entries: Vec<Entry> =
+        diesel::sql_query("SELECT requested_by, erased FROM erasures ORDER BY id")
+            .load(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(entries.len(), 1);
+    assert!(entries[0].requested_by.starts_with("capi customer forget"));
+    assert_eq!(entries[0].erased, first["erased"]);
+    // A phone that is not one is refused before anything is read.
+    let (code, _, err) = capi_on(
+        &env.db_url,
+        &["customer", "forget", "--phone", "maria@example.com"],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--phone"), "{err}");
+}
