@@ -12,6 +12,7 @@ pub mod api_key;
 pub mod capi_event;
 pub mod conversation;
 pub mod crm;
+pub mod customer;
 pub mod delivery;
 pub mod duration;
 pub mod event_names;

@@ -16,7 +16,7 @@ mod spend_sync;
 mod stats;
 mod telegram;
 
-pub use api::API_PATHS;
+pub use api::{API_DELETE_PATHS, API_PATHS};
 
 use anyhow::Context;
 use runtime::{CancellationToken, CommonSettings, Runtime};

@@ -23,26 +23,14 @@ pub enum CustomerCommand {
     },
 }
 
-/// The phone's digits, as the gateway stores it (country code, no `+`).
-fn phone_digits(raw: &str) -> Result<String, Failure> {
-    let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
-    let allowed = raw
-        .chars()
-        .all(|c| c.is_ascii_digit() || " +-().".contains(c));
-    if !allowed || !(6..=15).contains(&digits.len()) {
-        return Err(Failure::input(
-            "--phone: a phone number with its country code (6 to 15 digits)",
-        ));
-    }
-    Ok(digits)
-}
-
 pub async fn customer(url: &str, c: CustomerCommand) -> Result<(), Failure> {
     let CustomerCommand::Forget {
         phone,
         user_account,
     } = c;
-    let phone = phone_digits(&phone)?;
+    let phone = domain::customer::phone_digits(&phone).ok_or_else(|| {
+        Failure::input("--phone: a phone number with its country code (6 to 15 digits)")
+    })?;
     let mut conn = connect(url).await?;
     let by = format!(
         "capi customer forget (user {})",

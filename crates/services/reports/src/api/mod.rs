@@ -29,6 +29,9 @@ pub const API_PATHS: &[&str] = &[
     "/openapi.json",
 ];
 
+/// The paths this module serves with DELETE.
+pub const API_DELETE_PATHS: &[&str] = &["/api/customers/{phone}"];
+
 pub const OPENAPI: &str = include_str!("../../openapi.json");
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -42,7 +45,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(get(API_PATHS[6]).route(web::get().to(leads_csv)))
         .service(get(API_PATHS[7]).route(web::get().to(lead)))
         .service(get(API_PATHS[8]).route(web::get().to(daily_report)))
-        .service(get(API_PATHS[9]).route(web::get().to(openapi)));
+        .service(get(API_PATHS[9]).route(web::get().to(openapi)))
+        .service(
+            runtime::http::resource(API_DELETE_PATHS[0], "DELETE")
+                .route(web::delete().to(forget_customer)),
+        );
 }
 
 async fn openapi() -> HttpResponse {
@@ -243,6 +250,33 @@ async fn leads_csv(
     })
     .await?;
     Ok(export::leads(pool, &state.main, export))
+}
+
+/// An erasure request for one customer of the key's account
+/// (`storage::customers::forget`, as `capi customer forget`).
+async fn forget_customer(
+    req: HttpRequest,
+    path: web::Path<String>,
+    q: web::Query<HashMap<String, String>>,
+    state: web::Data<State>,
+) -> Result<HttpResponse, ApiError> {
+    let c = call(&req, q.into_inner(), &state)?;
+    let phone = domain::customer::phone_digits(&path.into_inner()).ok_or_else(|| {
+        params::bad(
+            "phone",
+            "expected a phone number with its country code (6 to 15 digits)",
+        )
+    })?;
+    let by = format!("API key {}", domain::api_key::display_prefix(&c.key));
+    let body = on_main(&state, async move {
+        let (mut conn, account) = c.open().await?;
+        let erased = storage::customers::forget(&mut conn, &phone, Some(account.id), &by)
+            .await
+            .map_err(db_error)?;
+        Ok(json!({ "erased": erased }))
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(body))
 }
 
 async fn capi_health(

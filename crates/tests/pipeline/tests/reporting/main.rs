@@ -2,6 +2,7 @@
 //! whole workspace, so few binaries build fast). Reporting: the daily report, the analytics API (with results per ad) and the dashboard (with a browser).
 
 mod ads_api;
+mod customers_api;
 mod dashboard_browser;
 mod exports;
 mod health_api;
