@@ -225,3 +225,63 @@ async fn record(
     .await?;
     Ok(())
 }
+
+#[derive(QueryableByName)]
+struct Document {
+    #[diesel(sql_type = diesel::sql_types::Jsonb)]
+    doc: serde_json::Value,
+}
+
+/// Everything held about the person with this phone in `account`'s data
+/// (every account's when `None`), as one JSON document: each dialog with
+/// its contact details, levels with times, messages, the bot's replies,
+/// the events sent with their ids and outcomes, and the CRM changes whose
+/// body carries the phone. `dialogs: []` when nothing is held.
+pub async fn export(
+    conn: &mut AsyncPgConnection,
+    phone: &str,
+    account: Option<UserAccountId>,
+) -> Result<serde_json::Value, diesel::result::Error> {
+    let dialogs = dialogs_of(conn, phone, account).await?;
+    // SQL: one document built by PostgreSQL (jsonb_agg per kind, ordered),
+    // so a person with thousands of messages is one round trip.
+    let d: Document = diesel::sql_query(
+        "SELECT jsonb_build_object( \
+           'phone', $2::text, \
+           'dialogs', coalesce((SELECT jsonb_agg(jsonb_build_object( \
+               'dialog_id', da.id, 'instance', da.instance_name, 'direction_id', da.direction_id, \
+               'phone', da.contact_phone, 'whatsapp_id', da.contact_lid, 'name', da.contact_name, \
+               'first_message', da.first_message, 'last_message', da.last_message, \
+               'from_ad', da.from_ad, 'ctwa_clid', da.ctwa_clid, 'ad_id', da.ad_id, \
+               'interest_level', da.interest_level, 'qualification_reason', da.qualification_reason, \
+               'levels', jsonb_build_object( \
+                 'interest', CASE WHEN da.capi_interest_sent THEN da.capi_interest_sent_at END, \
+                 'qualified', CASE WHEN da.capi_qualified_sent THEN da.capi_qualified_sent_at END, \
+                 'scheduled', CASE WHEN da.capi_scheduled_sent THEN da.capi_scheduled_sent_at END), \
+               'messages', coalesce((SELECT jsonb_agg(jsonb_build_object('sent_at', m.sent_at, \
+                   'from_business', m.from_me, 'author', m.author, 'text', m.text, 'type', m.message_type) \
+                   ORDER BY m.sent_at, m.id) FROM dialog_messages m WHERE m.dialog_id = da.id), '[]'::jsonb), \
+               'bot_replies', coalesce((SELECT jsonb_agg(jsonb_build_object('at', b.created_at, \
+                   'status', b.status, 'text', b.reply_text) ORDER BY b.id) \
+                   FROM bot_replies b WHERE b.dialog_id = da.id), '[]'::jsonb), \
+               'events', coalesce((SELECT jsonb_agg(jsonb_build_object('at', l.created_at, \
+                   'level', l.event_level, 'event_name', l.event_name, 'event_id', l.event_id, \
+                   'status', l.status, 'reason', l.reason) ORDER BY l.created_at, l.id) \
+                   FROM capi_events_log l WHERE l.dialog_id = da.id), '[]'::jsonb)) \
+             ORDER BY da.first_message, da.id) \
+             FROM dialog_analysis da WHERE da.id = ANY($1)), '[]'::jsonb), \
+           'crm_changes', coalesce((SELECT jsonb_agg(jsonb_build_object('received_at', ch.received_at, \
+               'entity', ch.entity, 'entity_id', ch.entity_id, 'action', ch.action, 'body', ch.change) \
+               ORDER BY ch.id) \
+             FROM crm_changes ch JOIN crm_connections c ON c.id = ch.connection_id \
+             WHERE ($3::uuid IS NULL OR c.user_account_id = $3) \
+               AND strpos(regexp_replace(ch.change::text, '[^0-9]', '', 'g'), $2) > 0), '[]'::jsonb) \
+         ) AS doc",
+    )
+    .bind::<Array<SqlUuid>, _>(&dialogs)
+    .bind::<Text, _>(phone)
+    .bind::<Nullable<SqlUuid>, _>(account)
+    .get_result(conn)
+    .await?;
+    Ok(d.doc)
+}

@@ -21,16 +21,42 @@ pub enum CustomerCommand {
         #[arg(long)]
         user_account: Option<UserAccountId>,
     },
+    /// Everything held about one person, as one JSON document (an access
+    /// request): dialogs, messages, levels with times, events sent with
+    /// their ids, the bot's replies, CRM changes naming the phone.
+    Export {
+        /// The person's phone with country code (any formatting).
+        #[arg(long)]
+        phone: String,
+        /// Only this user account's data (default: every account's).
+        #[arg(long)]
+        user_account: Option<UserAccountId>,
+    },
+}
+
+fn phone_arg(raw: &str) -> Result<String, Failure> {
+    domain::customer::phone_digits(raw).ok_or_else(|| {
+        Failure::input("--phone: a phone number with its country code (6 to 15 digits)")
+    })
 }
 
 pub async fn customer(url: &str, c: CustomerCommand) -> Result<(), Failure> {
-    let CustomerCommand::Forget {
-        phone,
-        user_account,
-    } = c;
-    let phone = domain::customer::phone_digits(&phone).ok_or_else(|| {
-        Failure::input("--phone: a phone number with its country code (6 to 15 digits)")
-    })?;
+    let (phone, user_account) = match c {
+        CustomerCommand::Export {
+            phone,
+            user_account,
+        } => {
+            let phone = phone_arg(&phone)?;
+            let mut conn = connect(url).await?;
+            let doc = storage::customers::export(&mut conn, &phone, user_account).await?;
+            out!("{doc}");
+            return Ok(());
+        }
+        CustomerCommand::Forget {
+            phone,
+            user_account,
+        } => (phone_arg(&phone)?, user_account),
+    };
     let mut conn = connect(url).await?;
     let by = format!(
         "capi customer forget (user {})",

@@ -228,6 +228,44 @@ async fn forget_leaves_nothing_of_the_person_and_the_report_unchanged() {
             "{needle} seeded"
         );
     }
+    // The access request first: exactly what is held about her.
+    let doc = capi_json(&env.db_url, &["customer", "export", "--phone", PHONE]);
+    let texts: Vec<&str> = doc["dialogs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|d| d["messages"].as_array().unwrap())
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "Oi, vi o anúncio da clínica",
+            "Quero agendar uma limpeza amanhã",
+            "Vocês atendem sábado?"
+        ]
+    );
+    let first_dialog = &doc["dialogs"][0];
+    assert_eq!(
+        (
+            &first_dialog["phone"],
+            &first_dialog["whatsapp_id"],
+            &first_dialog["name"]
+        ),
+        (&json!(PHONE), &json!(LID), &json!("Maria Souza"))
+    );
+    assert_eq!(
+        first_dialog["bot_replies"][0]["text"],
+        "Olá Maria Souza, temos horário"
+    );
+    assert_eq!(first_dialog["events"][0]["event_id"], "ev-maria-1");
+    assert_eq!(doc["crm_changes"].as_array().unwrap().len(), 1);
+    assert_eq!(doc["crm_changes"][0]["entity_id"], "7");
+    assert!(
+        !doc.to_string().contains("Ana"),
+        "nobody else's data: {doc}"
+    );
+    assert_eq!(doc["dialogs"].as_array().unwrap().len(), 2);
     let first = capi_json(
         &env.db_url,
         &["customer", "forget", "--phone", "+55 (11) 98765-4321"],
