@@ -27,9 +27,11 @@ pub const API_PATHS: &[&str] = &[
     "/api/capi-events/{lead_id}",
     "/reports/daily",
     "/openapi.json",
+    "/api/customers/{phone}",
 ];
 
-/// The paths this module serves with DELETE.
+/// The paths this module serves with DELETE (the customer's path serves
+/// GET too: what is held, then its erasure).
 pub const API_DELETE_PATHS: &[&str] = &["/api/customers/{phone}"];
 
 pub const OPENAPI: &str = include_str!("../../openapi.json");
@@ -47,7 +49,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(get(API_PATHS[8]).route(web::get().to(daily_report)))
         .service(get(API_PATHS[9]).route(web::get().to(openapi)))
         .service(
-            runtime::http::resource(API_DELETE_PATHS[0], "DELETE")
+            runtime::http::resource(API_DELETE_PATHS[0], "GET, DELETE")
+                .route(web::get().to(export_customer))
                 .route(web::delete().to(forget_customer)),
         );
 }
@@ -252,6 +255,36 @@ async fn leads_csv(
     Ok(export::leads(pool, &state.main, export))
 }
 
+/// The customer's phone from the path, by the rule the CLI uses.
+fn customer_phone(path: web::Path<String>) -> Result<String, ApiError> {
+    domain::customer::phone_digits(&path.into_inner()).ok_or_else(|| {
+        params::bad(
+            "phone",
+            "expected a phone number with its country code (6 to 15 digits)",
+        )
+    })
+}
+
+/// An access request for one customer of the key's account: everything
+/// held about them (`storage::customers::export`, as `capi customer export`).
+async fn export_customer(
+    req: HttpRequest,
+    path: web::Path<String>,
+    q: web::Query<HashMap<String, String>>,
+    state: web::Data<State>,
+) -> Result<HttpResponse, ApiError> {
+    let c = call(&req, q.into_inner(), &state)?;
+    let phone = customer_phone(path)?;
+    let body = on_main(&state, async move {
+        let (mut conn, account) = c.open().await?;
+        storage::customers::export(&mut conn, &phone, Some(account.id))
+            .await
+            .map_err(db_error)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
 /// An erasure request for one customer of the key's account
 /// (`storage::customers::forget`, as `capi customer forget`).
 async fn forget_customer(
@@ -261,12 +294,7 @@ async fn forget_customer(
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
     let c = call(&req, q.into_inner(), &state)?;
-    let phone = domain::customer::phone_digits(&path.into_inner()).ok_or_else(|| {
-        params::bad(
-            "phone",
-            "expected a phone number with its country code (6 to 15 digits)",
-        )
-    })?;
+    let phone = customer_phone(path)?;
     let by = format!("API key {}", domain::api_key::display_prefix(&c.key));
     let body = on_main(&state, async move {
         let (mut conn, account) = c.open().await?;

@@ -1,5 +1,6 @@
-//! `DELETE /api/customers/{phone}`: the erasure of `capi customer forget`
-//! for the key's own account only, as the API answers everything else.
+//! `GET` and `DELETE /api/customers/{phone}`: the export and erasure of
+//! `capi customer export|forget` for the key's own account only, as the API
+//! answers everything else.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -39,7 +40,14 @@ async fn write(env: &TestEnv, instance: &str, id: &str) {
 }
 
 async fn delete(service: &ReportsService, path: &str, key: Option<&str>) -> (u16, Value) {
-    let mut req = reqwest::Client::new().delete(service.url(path));
+    call(reqwest::Client::new().delete(service.url(path)), key).await
+}
+
+async fn get(service: &ReportsService, path: &str, key: Option<&str>) -> (u16, Value) {
+    call(reqwest::Client::new().get(service.url(path)), key).await
+}
+
+async fn call(mut req: reqwest::RequestBuilder, key: Option<&str>) -> (u16, Value) {
     if let Some(k) = key {
         req = req.bearer_auth(k);
     }
@@ -90,12 +98,35 @@ async fn an_erasure_request_erases_the_keys_account_only() {
         "{body}"
     );
 
+    // The access request first: the person's dialog with A only.
+    assert_eq!(get(&service, &path(&a.user_account_id), None).await.0, 401);
+    assert_eq!(
+        get(&service, &path(&b.user_account_id), Some(&key)).await.0,
+        404
+    );
+    let (status, held) = get(&service, &path(&a.user_account_id), Some(&key)).await;
+    assert_eq!(status, 200, "{held}");
+    assert_eq!(held["phone"], PHONE);
+    let dialogs = held["dialogs"].as_array().unwrap();
+    assert_eq!(dialogs.len(), 1, "{held}");
+    assert_eq!(dialogs[0]["instance"], a.instance.as_str());
+    assert_eq!(dialogs[0]["name"], "Maria");
+    let texts: Vec<&Value> = dialogs[0]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| &m["text"])
+        .collect();
+    assert_eq!(texts, [&json!("Quero agendar")]);
+
     let (status, body) = delete(&service, &path(&a.user_account_id), Some(&key)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["erased"]["dialogs"], 1);
     assert_eq!(body["erased"]["messages"], 1);
     let (_, again) = delete(&service, &path(&a.user_account_id), Some(&key)).await;
     assert_eq!(again["erased"]["dialogs"], 0, "idempotent");
+    let (_, held) = get(&service, &path(&a.user_account_id), Some(&key)).await;
+    assert_eq!(held["dialogs"], json!([]), "nothing held after the erasure");
     // Only A's: the same person's dialog with B keeps its phone and text.
     assert_eq!(
         count(&env, &format!("SELECT count(*) AS n FROM dialog_analysis WHERE contact_phone = '{PHONE}' AND instance_name = '{}'", b.instance)).await,
