@@ -2,7 +2,7 @@
 //! buffer and qualification read them.
 
 use crate::{
-    PreparedExt,
+    PreparedExt, identity,
     schema::{dialog_analysis, dialog_messages},
     sql_functions::coalesce,
 };
@@ -99,17 +99,25 @@ struct Stored {
     stored: bool,
 }
 
-/// Resolves the message's dialog (see [`dialog_by_lid`]; else the one keyed
-/// by the contact key, created if new) and inserts the message unless it is
-/// a repeat; `None` for a repeat.
+/// Resolves the message's dialog and inserts the message unless it is a
+/// repeat; `None` for a repeat. The contact's ids are locked first
+/// ([`identity`]); a message naming the phone and the LID joins every dialog
+/// known by either into the one keyed by the phone, which the upsert below
+/// finds; one naming only the LID goes to the dialog known by it
+/// ([`dialog_by_lid`]); else the dialog keyed by the contact key, created if new.
 async fn store_message(
     conn: &mut AsyncPgConnection,
     m: &NewMessage<'_>,
 ) -> Result<Option<Stored>, diesel::result::Error> {
     let name = m.contact_name.filter(|_| !m.from_me);
-    let by_lid = match m.contact_lid {
-        Some(lid) => dialog_by_lid(conn, m, lid, name).await?,
-        None => None,
+    identity::lock_contact(conn, m.instance_name, m.contact_lid, m.contact_phone).await?;
+    let by_lid = match (m.contact_lid, m.contact_phone) {
+        (Some(lid), Some(phone)) => {
+            identity::unify(conn, m.instance_name, phone, lid).await?;
+            None
+        }
+        (Some(lid), None) => dialog_by_lid(conn, m, lid, name).await?,
+        (None, _) => None,
     };
     // SQL: a CTE: the dialog's upsert (skipped when the LID found it) and the message's insert in one round trip.
     let stored: Stored = diesel::sql_query(
@@ -157,9 +165,8 @@ struct DialogByLid {
     buffer_seq: i64,
 }
 
-/// The oldest dialog already known by the contact's LID (WhatsApp may
-/// address the same person by LID and by phone), completed with the phone
-/// and name it lacked.
+/// The oldest dialog already known by the LID of a message that names only
+/// the LID (it may be keyed by the phone), completed with the name it lacked.
 async fn dialog_by_lid(
     conn: &mut AsyncPgConnection,
     m: &NewMessage<'_>,
@@ -176,10 +183,7 @@ async fn dialog_by_lid(
         .limit(1);
     diesel::update(d::dialog_analysis)
         .filter(d::id.eq_any(oldest_with_lid))
-        .set((
-            d::contact_phone.eq(coalesce(d::contact_phone, m.contact_phone)),
-            d::contact_name.eq(coalesce(d::contact_name, name)),
-        ))
+        .set(d::contact_name.eq(coalesce(d::contact_name, name)))
         .returning((d::id, d::contact_key, d::buffer_seq))
         .get_result(conn)
         .await

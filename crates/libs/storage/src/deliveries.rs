@@ -455,11 +455,12 @@ pub async fn insert_logs(
     Ok(())
 }
 
-/// One delivery to close: its row, dialog, level and event id.
+/// One delivery to close: its row, level and event id (its dialog is the
+/// row's, which a merge of one person's dialogs may have changed since the
+/// event was queued).
 #[derive(Debug, Clone)]
 pub struct Finished<'a> {
     pub delivery_id: i64,
-    pub dialog_id: DialogId,
     pub level: Level,
     pub event_id: &'a EventId,
 }
@@ -476,21 +477,20 @@ pub async fn finish_many(
         return Ok(());
     }
     let ids: Vec<i64> = done.iter().map(|d| d.delivery_id).collect();
-    let dialogs: Vec<DialogId> = done.iter().map(|d| d.dialog_id).collect();
     let levels: Vec<Level> = done.iter().map(|d| d.level).collect();
     let event_ids: Vec<&str> = done.iter().map(|d| d.event_id.as_str()).collect();
     // A dialog may appear with several levels in one batch: one row per
     // dialog, each level's event id in its own column.
     // SQL: a CTE over `unnest` closes the deliveries and folds each dialog's levels into its sent flags in one statement.
     diesel::sql_query(
-        "WITH x AS (SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::int2[], $4::text[]) AS x(id, dialog_id, level, event_id)), \
-         closed AS (UPDATE capi_deliveries cd SET status = $5, finished_at = now(), lease_until = NULL, sending_at = NULL, sending_by = NULL \
-                    FROM x WHERE cd.id = x.id RETURNING cd.id), \
-         sent AS (SELECT dialog_id, \
+        "WITH x AS (SELECT * FROM unnest($1::bigint[], $2::int2[], $3::text[]) AS x(id, level, event_id)), \
+         closed AS (UPDATE capi_deliveries cd SET status = $4, finished_at = now(), lease_until = NULL, sending_at = NULL, sending_by = NULL \
+                    FROM x WHERE cd.id = x.id RETURNING cd.id, cd.dialog_id), \
+         sent AS (SELECT closed.dialog_id, \
                     max(event_id) FILTER (WHERE level = 1) AS e1, \
                     max(event_id) FILTER (WHERE level = 2) AS e2, \
                     max(event_id) FILTER (WHERE level = 3) AS e3 \
-                  FROM x WHERE $5 = 'success' GROUP BY dialog_id) \
+                  FROM x JOIN closed ON closed.id = x.id WHERE $4 = 'success' GROUP BY closed.dialog_id) \
          UPDATE dialog_analysis d SET \
            capi_interest_sent_at  = CASE WHEN NOT d.capi_interest_sent  AND s.e1 IS NOT NULL THEN now() ELSE d.capi_interest_sent_at END, \
            capi_interest_event_id = CASE WHEN NOT d.capi_interest_sent  AND s.e1 IS NOT NULL THEN s.e1 ELSE d.capi_interest_event_id END, \
@@ -505,7 +505,6 @@ pub async fn finish_many(
          FROM sent s WHERE d.id = s.dialog_id",
     )
     .bind::<Array<BigInt>, _>(&ids)
-    .bind::<Array<SqlUuid>, _>(&dialogs)
     .bind::<Array<Int2>, _>(&levels)
     .bind::<Array<Text>, _>(&event_ids)
     .bind::<Text, _>(DeliveryStatus::from(status))
@@ -544,7 +543,6 @@ pub async fn release_many(
 pub async fn finish(
     conn: &mut AsyncPgConnection,
     delivery_id: i64,
-    dialog_id: DialogId,
     level: Level,
     event_id: &EventId,
     status: AttemptStatus,
@@ -553,7 +551,6 @@ pub async fn finish(
         conn,
         &[Finished {
             delivery_id,
-            dialog_id,
             level,
             event_id,
         }],

@@ -16,6 +16,7 @@ pub mod deliveries;
 pub mod directions;
 pub mod doctor;
 pub mod health;
+mod identity;
 pub mod migrations;
 pub mod outbox;
 mod pool;

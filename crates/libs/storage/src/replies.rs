@@ -167,6 +167,9 @@ pub enum Claim {
     Done(ReplyStatus),
     /// Another handler holds it until then.
     Leased(DateTime<Utc>),
+    /// The dialog is gone: merged into another of the same person since the
+    /// burst was flushed (that dialog answers its own bursts).
+    NoDialog,
 }
 
 /// Takes the reply for (dialog, seq) for `lease_ms`, creating it on first
@@ -179,7 +182,7 @@ pub async fn claim(
     lease_ms: i64,
 ) -> Result<Claim, diesel::result::Error> {
     // SQL: `ON CONFLICT … DO UPDATE … WHERE`: the reply is taken only while it is open and no lease runs.
-    let taken: Option<ReplyRow> = diesel::sql_query(
+    let taken: Result<Option<ReplyRow>, _> = diesel::sql_query(
         "INSERT INTO bot_replies (dialog_id, seq, lease_until, attempts) \
          VALUES ($1, $2, now() + make_interval(secs => $3 / 1000.0), 1) \
          ON CONFLICT (dialog_id, seq) DO UPDATE \
@@ -194,7 +197,14 @@ pub async fn claim(
     .prepared()
     .get_result(conn)
     .await
-    .optional()?;
+    .optional();
+    let taken = match taken {
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::ForeignKeyViolation,
+            _,
+        )) => return Ok(Claim::NoDialog),
+        other => other?,
+    };
     if let Some(row) = taken {
         return Ok(Claim::Taken(row));
     }

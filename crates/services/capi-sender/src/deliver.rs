@@ -502,7 +502,6 @@ impl Deliverer {
 fn finished<'a>(ctx: &'a DeliveryContext, q: &CapiEventQueued) -> Finished<'a> {
     Finished {
         delivery_id: ctx.delivery_id,
-        dialog_id: q.dialog_id,
         level: q.level,
         event_id: &ctx.event_id,
     }
@@ -518,7 +517,9 @@ fn log_entry<'a>(
     r: Option<&'a EventResult>,
 ) -> LogEntry<'a> {
     LogEntry {
-        dialog_id: Some(q.dialog_id),
+        // The delivery's dialog as loaded: a merge may have moved it since
+        // the event was queued.
+        dialog_id: Some(ctx.dialog_id),
         direction_id: ctx.direction_id,
         user_account_id: ctx.user_account_id,
         level: q.level,

@@ -144,6 +144,10 @@ impl Bot {
                 tracing::debug!(%dialog_id, seq = due.seq, %status, "reply already done");
                 return Ok(Outcome::Ack);
             }
+            Claim::NoDialog => {
+                tracing::info!(%dialog_id, seq = due.seq, "no reply: the dialog was merged into another of the same person");
+                return Ok(Outcome::Ack);
+            }
             Claim::Leased(until) => {
                 let left = (until - Utc::now()).to_std().unwrap_or_default();
                 tracing::debug!(%dialog_id, seq = due.seq, "another turn holds the reply; looking again when its lease ends");

@@ -670,6 +670,35 @@ pub fn customer_message(
     json!({"event": "messages.upsert", "instance": instance, "data": data, "date_time": "2026-03-13T21:51:33.000Z", "apikey": null})
 }
 
+/// A customer's text, sent now, as the gateway hands it to
+/// `storage::conversations::record_message`: keyed by the phone, else by the
+/// LID; no name, no ad (struct update syntax sets the rest).
+pub fn text_message<'a>(
+    instance: &'a str,
+    id: &'a str,
+    phone: Option<&'a str>,
+    lid: Option<&'a str>,
+    text: &'a str,
+) -> storage::conversations::NewMessage<'a> {
+    storage::conversations::NewMessage {
+        instance_name: instance,
+        message_id: id,
+        from_me: false,
+        author: domain::conversation::Author::Customer,
+        contact_key: phone.or(lid).expect("a phone or a LID"),
+        contact_phone: phone,
+        contact_lid: lid,
+        contact_name: None,
+        text: Some(text),
+        message_type: Some("conversation"),
+        sent_at: chrono::Utc::now(),
+        ctwa_clid: None,
+        ad_id: None,
+        from_ad: false,
+        ad_context: None,
+    }
+}
+
 /// Meta's documented Click-to-WhatsApp Cloud API webhook (a fixture), with
 /// this message id, sent `secs_ago`, pretty-printed as Meta sends it (so
 /// re-serialising it changes the bytes).
@@ -777,6 +806,22 @@ pub async fn count(env: &TestEnv, sql: &str) -> i64 {
         .await
         .expect("count query");
     r.n
+}
+
+/// The one `jsonb` value `sql` selects as `v` (`jsonb_agg`, `to_jsonb`…);
+/// SQL `NULL` (an aggregate over no rows) as `Value::Null`.
+pub async fn query_json(env: &TestEnv, sql: &str) -> Value {
+    #[derive(diesel::QueryableByName)]
+    struct V {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Jsonb>)]
+        v: Option<Value>,
+    }
+    let mut conn = env.conn().await;
+    let r: V = diesel::sql_query(sql)
+        .get_result(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    r.v.unwrap_or(Value::Null)
 }
 
 /// Rows of `capi_events_log` as JSON objects, oldest first.

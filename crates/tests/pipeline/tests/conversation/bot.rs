@@ -6,7 +6,7 @@
 
 use pipeline_tests::{
     BotOptions, Pipeline, PipelineOptions, Seed, SeedOptions, TestEnv, count, customer_message,
-    eventually, meta_accepts, post_ok, recent, reply_status, seed,
+    eventually, meta_accepts, post_ok, recent, reply_status, seed, text_message,
     wiremock::{Mock, MockServer, Request, ResponseTemplate, matchers},
 };
 use serde_json::{Value, json};
@@ -421,7 +421,7 @@ async fn evolution_rejections_are_not_retried_and_its_outages_are() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_queued_reply_due_leaves_an_answered_burst_alone_and_answers_one_nobody_did() {
     use bus::messages::{BusMessage, ReplyDue, encode};
-    use storage::conversations::{self, Author, NewMessage, Queued, Recorded};
+    use storage::conversations::{self, Queued, Recorded};
     let env = TestEnv::new().await;
     let f = fakes().await;
     respond(&f.llm, completion(ANSWER)).await;
@@ -458,23 +458,7 @@ async fn the_queued_reply_due_leaves_an_answered_burst_alone_and_answers_one_nob
     let mut conn = env.conn().await;
     let recorded = conversations::record_message(
         &mut conn,
-        &NewMessage {
-            instance_name: &s.instance,
-            message_id: "M2",
-            from_me: false,
-            author: Author::Customer,
-            contact_key: PHONE,
-            contact_phone: Some(PHONE),
-            contact_lid: None,
-            contact_name: None,
-            text: Some("Tem horário amanhã?"),
-            message_type: Some("conversation"),
-            sent_at: chrono::Utc::now(),
-            ctwa_clid: None,
-            ad_id: None,
-            from_ad: false,
-            ad_context: None,
-        },
+        &text_message(&s.instance, "M2", Some(PHONE), None, "Tem horário amanhã?"),
         |_, _| None,
     )
     .await

@@ -145,7 +145,6 @@ async fn a_sender_whose_lease_was_taken_over_can_no_longer_send() {
     deliveries::finish(
         &mut conn,
         ctx.delivery_id,
-        dialog,
         Level::Interest,
         &"e-1".into(),
         domain::delivery::AttemptStatus::Success,

@@ -3,4 +3,5 @@
 
 mod crm_webhooks;
 mod gateway;
+mod one_person;
 mod whatsapp_cloud;

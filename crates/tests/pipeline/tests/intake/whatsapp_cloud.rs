@@ -240,6 +240,38 @@ async fn only_a_signature_over_the_exact_bytes_is_accepted_and_repeats_store_not
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_id_later_seen_with_the_phone_joins_the_phones_dialog() {
+    let env = TestEnv::new().await;
+    let s = seed(&env, &SeedOptions::default()).await;
+    map_number(&env, &s, None).await;
+    let p = Pipeline::start(&env, &PipelineOptions::new("http://127.0.0.1:9")).await;
+    let user_id = "US.13491208655302741918";
+    post_signed(
+        &p,
+        &username_payload("wamid.USER-ONLY", user_id, "Do you deliver?"),
+    )
+    .await;
+    // The same person's next message carries the phone and the user id.
+    let mut v: Value =
+        serde_json::from_slice(&follow_up_payload("wamid.BOTH", "To Lisbon?")).unwrap();
+    let value = &mut v["entry"][0]["changes"][0]["value"];
+    value["contacts"][0]["user_id"] = json!(user_id);
+    value["messages"][0]["from_user_id"] = json!(user_id);
+    post_signed(&p, &serde_json::to_vec(&v).unwrap()).await;
+    assert_eq!(
+        pipeline_tests::query_json(
+            &env,
+            "SELECT jsonb_agg(jsonb_build_object('key', d.contact_key, 'lid', d.contact_lid, 'incoming', d.incoming_count, \
+               'messages', (SELECT count(*) FROM dialog_messages m WHERE m.dialog_id = d.id))) AS v \
+             FROM dialog_analysis d"
+        )
+        .await,
+        json!([{"key": "16505551234", "lid": user_id, "incoming": 2, "messages": 2}])
+    );
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ad_click_reaches_lead_with_the_click_id_and_the_waba_from_the_payload() {
     let env = TestEnv::new().await;
     let meta = MockServer::start().await;

@@ -7,6 +7,7 @@
 use crate::reports_api::key_for;
 use pipeline_tests::{
     ReportsService, SandboxServer, SeedOptions, TestEnv, count, reports_settings, seed,
+    text_message,
 };
 use serde_json::{Value, json};
 use storage::conversations::{self, NewMessage};
@@ -17,21 +18,8 @@ async fn write(env: &TestEnv, instance: &str, id: &str) {
     conversations::record_message(
         &mut env.conn().await,
         &NewMessage {
-            instance_name: instance,
-            message_id: id,
-            from_me: false,
-            author: domain::conversation::Author::Customer,
-            contact_key: PHONE,
-            contact_phone: Some(PHONE),
-            contact_lid: None,
             contact_name: Some("Maria"),
-            text: Some("Quero agendar"),
-            message_type: Some("conversation"),
-            sent_at: chrono::Utc::now(),
-            ctwa_clid: None,
-            ad_id: None,
-            from_ad: false,
-            ad_context: None,
+            ..text_message(instance, id, Some(PHONE), None, "Quero agendar")
         },
         |_, _| None,
     )

@@ -83,25 +83,17 @@ async fn message(
     match conversations::record_message(
         conn,
         &NewMessage {
-            instance_name: instance,
-            message_id: id,
-            from_me: false,
-            author: domain::conversation::Author::Customer,
-            contact_key: key,
-            contact_phone: phone,
-            contact_lid: lid,
             contact_name: Some(if key == OTHER {
                 "Ana Lima"
             } else {
                 "Maria Souza"
             }),
-            text: Some(text),
-            message_type: Some("conversation"),
             sent_at: chrono::Utc::now() - chrono::Duration::hours(2),
             ctwa_clid: Some(clid),
             ad_id: Some("120239177205810192"),
             from_ad: true,
             ad_context: Some(&ad_context),
+            ..pipeline_tests::text_message(instance, id, phone, lid, text)
         },
         |_, _| None,
     )
