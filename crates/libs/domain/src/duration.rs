@@ -20,8 +20,21 @@ pub fn parse(s: &str) -> Result<Duration, String> {
         "s" | "" => secs(1),
         "m" => secs(60),
         "h" => secs(3600),
-        other => Err(format!("'{s}': unknown unit '{other}' (ms, s, m, h)")),
+        "d" => secs(86_400),
+        other => Err(format!("'{s}': unknown unit '{other}' (ms, s, m, h, d)")),
     }
+}
+
+/// "90d" (or "2160h") → 90: a whole number of days, for retention windows.
+pub fn parse_days(s: &str) -> Result<i32, String> {
+    let d = parse(s)?;
+    if d.as_secs() % 86_400 != 0 || d.subsec_nanos() != 0 {
+        return Err(format!(
+            "'{}' is not a whole number of days (e.g. 90d)",
+            s.trim()
+        ));
+    }
+    i32::try_from(d.as_secs() / 86_400).map_err(|_| format!("'{}' is too long", s.trim()))
 }
 
 /// For settings fields: `#[serde(deserialize_with = "domain::duration::deserialize")]`
@@ -51,6 +64,21 @@ pub fn deserialize_schedule<'de, D: serde::Deserializer<'de>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retention_windows_are_whole_days() {
+        assert_eq!(parse_days("90d"), Ok(90));
+        assert_eq!(parse_days("48h"), Ok(2));
+        assert_eq!(
+            parse_days("36h"),
+            Err("'36h' is not a whole number of days (e.g. 90d)".into())
+        );
+        assert_eq!(
+            parse_days("90 days"),
+            Err("'90 days': unknown unit ' days' (ms, s, m, h, d)".into())
+        );
+        assert!(parse_days("99999999999999d").is_err());
+    }
 
     #[test]
     fn a_schedule_is_its_parts_and_a_bad_part_is_an_error() {

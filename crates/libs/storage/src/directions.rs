@@ -218,13 +218,17 @@ pub struct UserAccountRow {
     pub id: UserAccountId,
     pub name: String,
     pub has_token: bool,
+    /// How long message texts and evaluated CRM change bodies are kept.
+    pub retain_messages_days: i32,
+    pub retain_crm_bodies_days: i32,
 }
 
 pub async fn list_user_accounts(
     conn: &mut AsyncPgConnection,
 ) -> Result<Vec<UserAccountRow>, diesel::result::Error> {
     use user_accounts::dsl as u;
-    let rows: Vec<(UserAccountId, String, Option<bool>)> = u::user_accounts
+    type Row = (UserAccountId, String, Option<bool>, i32, i32);
+    let rows: Vec<Row> = u::user_accounts
         .order((u::created_at, u::name))
         .select((
             u::id,
@@ -233,15 +237,19 @@ pub async fn list_user_accounts(
                 .is_not_null()
                 .and(u::access_token.ne(""))
                 .nullable(),
+            u::retain_messages_days,
+            u::retain_crm_bodies_days,
         ))
         .load(conn)
         .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, name, has_token)| UserAccountRow {
+        .map(|(id, name, has_token, messages, crm)| UserAccountRow {
             id,
             name,
             has_token: has_token.unwrap_or(false),
+            retain_messages_days: messages,
+            retain_crm_bodies_days: crm,
         })
         .collect())
 }

@@ -24,6 +24,7 @@ mod prepared;
 pub mod qualification;
 pub mod replies;
 pub mod reports;
+pub mod retention;
 mod schema;
 pub mod secrets;
 pub mod spend;

@@ -381,6 +381,8 @@ diesel::table! {
         telegram_bot_token -> Nullable<Text>,
         telegram_chat_id -> Nullable<Text>,
         dashboard_generation -> Int4,
+        retain_messages_days -> Int4,
+        retain_crm_bodies_days -> Int4,
     }
 }
 

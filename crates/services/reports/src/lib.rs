@@ -12,6 +12,7 @@ mod export;
 mod health;
 mod html;
 mod metrics;
+mod retention;
 mod spend_sync;
 mod stats;
 mod telegram;
@@ -57,6 +58,15 @@ pub struct ReportSettings {
     pub link_ttl: Duration,
     #[serde(deserialize_with = "domain::duration::deserialize")]
     pub session_ttl: Duration,
+    /// How often the retention sweep blanks texts past their account's
+    /// window (`capi account set --retain-messages`).
+    #[serde(deserialize_with = "domain::duration::deserialize")]
+    pub retention_every: Duration,
+    /// Rows the sweep blanks per transaction.
+    pub retention_batch: u32,
+    /// The sweep's pause between batches (room for the writers).
+    #[serde(deserialize_with = "domain::duration::deserialize")]
+    pub retention_pause: Duration,
 }
 
 /// `[reports]` defaults; the sign-in link's keys (`dashboard_secret`,
@@ -73,6 +83,9 @@ telegram_url = "https://api.telegram.org"
 spend_days = 7
 timeout = "20s"
 session_ttl = "12h"
+retention_every = "10m"
+retention_batch = 1000
+retention_pause = "20ms"
 "#;
 
 impl Settings {
@@ -125,6 +138,9 @@ pub(crate) struct Config {
     pub dashboard_secret: Option<Vec<u8>>,
     pub public_url: String,
     pub session_ttl: Duration,
+    pub retention_every: Duration,
+    pub retention_batch: i64,
+    pub retention_pause: Duration,
 }
 
 /// "HH:MM" → minutes after midnight.
@@ -147,6 +163,9 @@ impl Config {
             dashboard_secret: dashboard_link::secret(&s.dashboard_secret)?,
             public_url: dashboard_link::public_url(&s.public_url).to_owned(),
             session_ttl: s.session_ttl,
+            retention_every: s.retention_every,
+            retention_batch: i64::from(s.retention_batch.clamp(1, 100_000)),
+            retention_pause: s.retention_pause,
         })
     }
 }
@@ -199,6 +218,12 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
     ));
     runtime.spawn_worker(metrics::sample_directions(
         pool.clone(),
+        metrics.clone(),
+        stop.clone(),
+    ));
+    runtime.spawn_worker(retention::run(
+        pool.clone(),
+        config.clone(),
         metrics.clone(),
         stop.clone(),
     ));

@@ -27,6 +27,13 @@ pub struct Metrics {
     /// Per direction with CAPI on: seconds since Meta last accepted one of
     /// its events (since it was created, if never), sampled every minute.
     pub direction_silence: Family<DirectionLabel, Gauge>,
+    /// Rows the retention sweep blanked, by kind (messages, bot_replies, crm_bodies).
+    pub retention_blanked: Family<KindLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
 }
 
 impl Metrics {
@@ -36,6 +43,7 @@ impl Metrics {
             telegram: Family::default(),
             spend_syncs: Family::default(),
             direction_silence: Family::default(),
+            retention_blanked: Family::default(),
         };
         registry.register(
             "reports_generated",
@@ -56,6 +64,11 @@ impl Metrics {
             "direction_last_event_age_seconds",
             "Seconds since Meta last accepted an event of the direction (CAPI on)",
             m.direction_silence.clone(),
+        );
+        registry.register(
+            "retention_blanked",
+            "Texts and CRM bodies the retention sweep blanked, by kind",
+            m.retention_blanked.clone(),
         );
         Arc::new(m)
     }

@@ -1096,6 +1096,10 @@ pub fn reports_settings(outside_url: &str) -> reports::ReportSettings {
         public_url: "http://127.0.0.1".into(),
         link_ttl: Duration::from_secs(15 * 60),
         session_ttl: Duration::from_secs(3600),
+        // Not within a test unless the test asks (tests seed old data).
+        retention_every: Duration::from_secs(3600),
+        retention_batch: 1000,
+        retention_pause: Duration::ZERO,
     }
 }
 

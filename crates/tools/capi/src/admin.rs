@@ -112,8 +112,30 @@ pub enum AccountCommand {
         /// The bot's token: `-` reads it from standard input; "" clears it.
         #[arg(long)]
         telegram_bot_token: Option<String>,
+        /// How long message texts are kept, in whole days (e.g. 90d; 7d to
+        /// 3650d; default 90d): older ones are blanked by the reports service.
+        #[arg(long, value_parser = |s: &str| retention_days(s, storage::retention::MESSAGE_DAYS))]
+        retain_messages: Option<i32>,
+        /// How long CRM change bodies are kept once evaluated (e.g. 30d; 1d
+        /// to 3650d; default 30d).
+        #[arg(long, value_parser = |s: &str| retention_days(s, storage::retention::CRM_BODY_DAYS))]
+        retain_crm_bodies: Option<i32>,
     },
     List,
+}
+
+/// A retention window option: whole days within the column's bounds.
+fn retention_days(text: &str, bounds: std::ops::RangeInclusive<i32>) -> Result<i32, String> {
+    let days = domain::duration::parse_days(text)?;
+    if bounds.contains(&days) {
+        Ok(days)
+    } else {
+        Err(format!(
+            "{days} days is outside {}d..{}d",
+            bounds.start(),
+            bounds.end()
+        ))
+    }
 }
 
 pub async fn account(url: &str, keys: &Keys, c: AccountCommand) -> Result<(), Failure> {
@@ -131,6 +153,8 @@ pub async fn account(url: &str, keys: &Keys, c: AccountCommand) -> Result<(), Fa
             report_language,
             telegram_chat_id,
             telegram_bot_token,
+            retain_messages,
+            retain_crm_bodies,
         } => {
             if let Some(tz) = &timezone
                 && !storage::reports::is_time_zone(&mut conn, tz).await?
@@ -152,7 +176,13 @@ pub async fn account(url: &str, keys: &Keys, c: AccountCommand) -> Result<(), Fa
                     .map(|c| (!c.is_empty()).then_some(c)),
                 telegram_bot_token: token.as_ref().map(Option::as_deref),
             };
-            if !storage::reports::set_account(&mut conn, keys, id, &settings).await? {
+            let windows = storage::retention::Windows {
+                messages_days: retain_messages,
+                crm_bodies_days: retain_crm_bodies,
+            };
+            if !storage::reports::set_account(&mut conn, keys, id, &settings).await?
+                || !storage::retention::set_windows(&mut conn, id, windows).await?
+            {
                 return Err(Failure::input(format!("no user account {id}")));
             }
             out!("{}", json!({"id": id, "updated": true}));

@@ -1,5 +1,7 @@
-//! `capi customer forget`: a customer's erasure request (LGPD, GDPR,
-//! 152-FZ) answered in one command (`storage::customers`).
+//! `capi customer forget|export|sweep`: a customer's erasure or access
+//! request (LGPD, GDPR, 152-FZ) answered in one command
+//! (`storage::customers`), and the retention sweep run by hand
+//! (`storage::retention`).
 
 use crate::{Failure, admin::connect};
 use clap::Subcommand;
@@ -32,6 +34,17 @@ pub enum CustomerCommand {
         #[arg(long)]
         user_account: Option<UserAccountId>,
     },
+    /// Blank now what is past each account's retention window (`account
+    /// set --retain-messages/--retain-crm-bodies`): what the reports
+    /// service does every `reports.retention_every`. Prints counts per kind.
+    Sweep {
+        /// Rows per transaction.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+        batch: i64,
+        /// Pause between batches (e.g. 20ms), room for the writers.
+        #[arg(long, default_value = "0ms", value_parser = |s: &str| domain::duration::parse(s))]
+        pause: std::time::Duration,
+    },
 }
 
 fn phone_arg(raw: &str) -> Result<String, Failure> {
@@ -56,6 +69,16 @@ pub async fn customer(url: &str, c: CustomerCommand) -> Result<(), Failure> {
             phone,
             user_account,
         } => (phone_arg(&phone)?, user_account),
+        CustomerCommand::Sweep { batch, pause } => {
+            let mut conn = connect(url).await?;
+            let started = std::time::Instant::now();
+            let swept = storage::retention::sweep(&mut conn, batch, pause, || false).await?;
+            out!(
+                "{}",
+                json!({"blanked": swept, "seconds": started.elapsed().as_secs_f64()})
+            );
+            return Ok(());
+        }
     };
     let mut conn = connect(url).await?;
     let by = format!(

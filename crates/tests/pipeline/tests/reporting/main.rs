@@ -8,3 +8,4 @@ mod exports;
 mod health_api;
 mod reports;
 mod reports_api;
+mod retention;

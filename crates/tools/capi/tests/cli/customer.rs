@@ -366,3 +366,104 @@ async fn forget_leaves_nothing_of_the_person_and_the_report_unchanged() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--phone"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_windows_are_whole_days_within_bounds_and_the_sweep_runs_by_hand() {
+    let env = pipeline_tests::TestEnv::new().await;
+    let db = env.db_url.as_str();
+    let s = pipeline_tests::seed(&env, &pipeline_tests::SeedOptions::default()).await;
+    let account = s.user_account_id.to_string();
+    for (flag, value, error) in [
+        (
+            "--retain-messages",
+            "36h",
+            "'36h' is not a whole number of days (e.g. 90d)",
+        ),
+        ("--retain-messages", "3d", "3 days is outside 7d..3650d"),
+        ("--retain-crm-bodies", "0d", "0 days is outside 1d..3650d"),
+        (
+            "--retain-crm-bodies",
+            "forever",
+            "'forever' does not start with a number",
+        ),
+    ] {
+        let (code, _, err) = capi_on(db, &["account", "set", &account, flag, value]);
+        assert_eq!(code, 2, "{flag} {value}: {err}");
+        assert!(err.contains(flag) && err.contains(error), "{err}");
+    }
+    let listed = |db: &str| {
+        let out = capi_ok(db, &["account", "list"]);
+        serde_json::from_str::<Value>(out.lines().next().unwrap()).unwrap()
+    };
+    let row = listed(db);
+    assert_eq!(
+        (&row["retain_messages_days"], &row["retain_crm_bodies_days"]),
+        (&json!(90), &json!(30)),
+        "the defaults: {row}"
+    );
+    capi_ok(
+        db,
+        &[
+            "account",
+            "set",
+            &account,
+            "--retain-messages",
+            "45d",
+            "--retain-crm-bodies",
+            "14d",
+        ],
+    );
+    let row = listed(db);
+    assert_eq!(
+        (&row["retain_messages_days"], &row["retain_crm_bodies_days"]),
+        (&json!(45), &json!(14))
+    );
+    let (code, _, err) = capi_on(
+        db,
+        &[
+            "account",
+            "set",
+            "00000000-0000-4000-8000-000000000000",
+            "--retain-messages",
+            "45d",
+        ],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("no user account"), "{err}");
+
+    // Texts of 46 and 44 days: the sweep by hand blanks the older one only.
+    let mut conn = env.conn().await;
+    for (id, days) in [("OLD", 46), ("NEW", 44)] {
+        conversations::record_message(
+            &mut conn,
+            &NewMessage {
+                sent_at: chrono::Utc::now() - chrono::Duration::days(days),
+                ..pipeline_tests::text_message(&s.instance, id, Some(PHONE), None, "texto")
+            },
+            |_, _| None,
+        )
+        .await
+        .unwrap();
+    }
+    let out = capi_json(db, &["customer", "sweep", "--batch", "1"]);
+    assert_eq!(
+        out["blanked"],
+        json!({"messages": 1, "bot_replies": 0, "crm_bodies": 0}),
+        "{out}"
+    );
+    let again = capi_json(db, &["customer", "sweep"]);
+    assert_eq!(again["blanked"]["messages"], 0, "{again}");
+    assert_eq!(
+        pipeline_tests::count(
+            &env,
+            "SELECT count(*) AS n FROM dialog_messages WHERE text IS NULL AND message_id = 'OLD'"
+        )
+        .await
+            + pipeline_tests::count(
+                &env,
+                "SELECT count(*) AS n FROM dialog_messages WHERE text IS NOT NULL AND message_id = 'NEW'"
+            )
+            .await,
+        2
+    );
+}
