@@ -455,7 +455,7 @@ mod tests {
             err.contains("`reports.retry`") && err.contains("soon"),
             "{err}"
         );
-        let err = load(&[("CAPI_REPORTS__WAIT", "5d")])
+        let err = load(&[("CAPI_REPORTS__WAIT", "5w")])
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
