@@ -8,6 +8,7 @@ pub mod http;
 mod http_span;
 pub mod metrics;
 pub mod outbox_relay;
+pub mod periodic;
 pub mod settings;
 mod shutdown;
 pub mod telemetry;

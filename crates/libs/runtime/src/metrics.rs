@@ -4,6 +4,7 @@
 //! queue's ready and dead-lettered messages (sampled every 15 s) — and what
 //! the service registers of its own before `Runtime::serve`.
 
+use crate::periodic::{First, every};
 use actix_web::{HttpResponse, web};
 use bus::{Bus, Queue};
 use prometheus_client::{
@@ -101,7 +102,7 @@ impl Shared {
 
     /// Samples the outbox and the queues every 15 s until stopped.
     pub async fn sample(self, pool: DbPool, bus: Arc<Bus>, stop: CancellationToken) {
-        loop {
+        every(Duration::from_secs(15), First::Now, &stop, || async {
             if let Ok(mut conn) = pool.get().await
                 && let Ok(b) = storage::outbox::backlog(&mut conn).await
             {
@@ -124,11 +125,8 @@ impl Shared {
                         .set(i64::from(n));
                 }
             }
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(15)) => {}
-            }
-        }
+        })
+        .await
     }
 }
 

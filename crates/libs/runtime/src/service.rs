@@ -272,9 +272,8 @@ async fn wait_for_schema(pool: &DbPool, stop: &CancellationToken, service: &str)
             }
             _ => {}
         }
-        tokio::select! {
-            _ = stop.cancelled() => return false,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        if !crate::periodic::sleep_or_stop(stop, Duration::from_secs(1)).await {
+            return false;
         }
     }
 }

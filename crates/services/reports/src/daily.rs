@@ -3,31 +3,23 @@
 //! report row's unique key (account, day) is the guard: replicas racing on
 //! the same account compute the same report and one insert wins.
 
-use crate::{Config, metrics::Metrics};
-use runtime::CancellationToken;
-use std::sync::Arc;
+use crate::Background;
+use runtime::periodic::{First, every};
 use storage::{DbPool, reports};
 
-pub async fn run(
-    pool: DbPool,
-    config: Arc<Config>,
-    metrics: Arc<Metrics>,
-    stop: CancellationToken,
-) {
-    loop {
-        match generate_due(&pool, config.daily_at_minutes).await {
+pub(crate) async fn run(bg: Background) {
+    let pool = bg.store.pool();
+    every(bg.config.tick, First::Now, &bg.stop, || async {
+        match generate_due(pool, bg.config.daily_at_minutes).await {
             Ok(0) => {}
             Ok(n) => {
-                metrics.reports_generated.inc_by(n as u64);
+                bg.metrics.reports_generated.inc_by(n as u64);
                 tracing::info!(reports = n, "daily reports generated")
             }
             Err(e) => tracing::warn!(error = format!("{e:#}"), "daily reports: will retry"),
         }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(config.tick) => {}
-        }
-    }
+    })
+    .await
 }
 
 /// Generates every due report; returns how many this process created.

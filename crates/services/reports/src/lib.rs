@@ -143,6 +143,16 @@ pub(crate) struct Config {
     pub retention_pause: Duration,
 }
 
+/// What the service's background rounds (the daily schedule, Telegram
+/// delivery, the spend sync, the retention sweep, the silence sampler) share.
+#[derive(Clone)]
+pub(crate) struct Background {
+    store: storage::Store,
+    config: Arc<Config>,
+    metrics: Arc<metrics::Metrics>,
+    stop: CancellationToken,
+}
+
 /// "HH:MM" → minutes after midnight.
 pub fn parse_daily_at(s: &str) -> anyhow::Result<i32> {
     let bad = || anyhow::anyhow!("reports.daily_at: expected HH:MM (00:00-23:59), got {s:?}");
@@ -201,32 +211,16 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         telegram::Telegram::new(&s.telegram_url, timeout).context("the Telegram client")?;
     let insights =
         meta_graph::Graph::new(&settings.meta, timeout).context("the Meta Graph client")?;
-    let (store, stop) = (runtime.store.clone(), runtime.stop.clone());
-    let pool = store.pool().clone();
-    runtime.spawn_worker(daily::run(
-        pool.clone(),
-        config.clone(),
-        metrics.clone(),
-        stop.clone(),
-    ));
-    runtime.spawn_worker(telegram::run(
-        store.clone(),
-        telegram,
-        config.clone(),
-        metrics.clone(),
-        stop.clone(),
-    ));
-    runtime.spawn_worker(metrics::sample_directions(
-        pool.clone(),
-        metrics.clone(),
-        stop.clone(),
-    ));
-    runtime.spawn_worker(retention::run(
-        pool.clone(),
-        config.clone(),
-        metrics.clone(),
-        stop.clone(),
-    ));
-    runtime.spawn_worker(spend_sync::run(store, insights, config, metrics, stop));
+    let bg = Background {
+        store: runtime.store.clone(),
+        config,
+        metrics,
+        stop: runtime.stop.clone(),
+    };
+    runtime.spawn_worker(daily::run(bg.clone()));
+    runtime.spawn_worker(telegram::run(bg.clone(), telegram));
+    runtime.spawn_worker(metrics::sample_directions(bg.clone()));
+    runtime.spawn_worker(retention::run(bg.clone()));
+    runtime.spawn_worker(spend_sync::run(bg, insights));
     Ok(runtime)
 }

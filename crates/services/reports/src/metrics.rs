@@ -1,14 +1,17 @@
 //! The reports service's own metrics (served at `/metrics` with every
 //! service's, `runtime::metrics`; the API's latency is the shared HTTP one).
 
+use crate::Background;
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::Registry,
 };
-use runtime::{CancellationToken, metrics::OutcomeLabel};
+use runtime::{
+    metrics::OutcomeLabel,
+    periodic::{First, every},
+};
 use std::{sync::Arc, time::Duration};
-use storage::DbPool;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DirectionLabel {
@@ -85,9 +88,10 @@ impl Metrics {
 }
 
 /// Samples each CAPI direction's silence every minute until stopped.
-pub async fn sample_directions(pool: DbPool, metrics: Arc<Metrics>, stop: CancellationToken) {
-    loop {
-        if let Ok(mut conn) = pool.get().await
+pub(crate) async fn sample_directions(bg: Background) {
+    let metrics = &bg.metrics;
+    every(Duration::from_secs(60), First::Now, &bg.stop, || async {
+        if let Ok(mut conn) = bg.store.pool().get().await
             && let Ok(rows) = storage::analytics::direction_silences(&mut conn).await
         {
             metrics.direction_silence.clear();
@@ -101,9 +105,6 @@ pub async fn sample_directions(pool: DbPool, metrics: Arc<Metrics>, stop: Cancel
                     .set(r.seconds);
             }
         }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
-        }
-    }
+    })
+    .await
 }

@@ -3,47 +3,45 @@
 //! a small batch per transaction. Replicas may all run it: a batch skips the
 //! rows another replica holds, so they share the work.
 
-use crate::{Config, metrics::Metrics};
-use runtime::CancellationToken;
-use std::sync::Arc;
+use crate::{Background, Config};
+use runtime::{
+    CancellationToken,
+    periodic::{First, every},
+};
 use storage::{DbPool, retention};
 
-pub async fn run(
-    pool: DbPool,
-    config: Arc<Config>,
-    metrics: Arc<Metrics>,
-    stop: CancellationToken,
-) {
-    loop {
-        // The first sweep a period after the start: a fleet restarting
-        // together does not sweep all at once.
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(config.retention_every) => {}
-        }
-        match sweep(&pool, &config, &stop).await {
-            Ok(swept) => {
-                for kind in retention::Kind::ALL {
-                    let n = swept.get(kind) as u64;
-                    metrics
-                        .retention_blanked
-                        .get_or_create(&crate::metrics::KindLabel {
-                            kind: kind.as_str(),
-                        })
-                        .inc_by(n);
+pub(crate) async fn run(bg: Background) {
+    let (config, metrics) = (&bg.config, &bg.metrics);
+    every(
+        config.retention_every,
+        First::AfterOnePeriod,
+        &bg.stop,
+        || async {
+            match sweep(bg.store.pool(), config, &bg.stop).await {
+                Ok(swept) => {
+                    for kind in retention::Kind::ALL {
+                        let n = swept.get(kind) as u64;
+                        metrics
+                            .retention_blanked
+                            .get_or_create(&crate::metrics::KindLabel {
+                                kind: kind.as_str(),
+                            })
+                            .inc_by(n);
+                    }
+                    if swept != retention::Swept::default() {
+                        tracing::info!(
+                            messages = swept.messages,
+                            bot_replies = swept.bot_replies,
+                            crm_bodies = swept.crm_bodies,
+                            "retention: texts past their window blanked"
+                        );
+                    }
                 }
-                if swept != retention::Swept::default() {
-                    tracing::info!(
-                        messages = swept.messages,
-                        bot_replies = swept.bot_replies,
-                        crm_bodies = swept.crm_bodies,
-                        "retention: texts past their window blanked"
-                    );
-                }
+                Err(e) => tracing::warn!(error = format!("{e:#}"), "retention sweep: will retry"),
             }
-            Err(e) => tracing::warn!(error = format!("{e:#}"), "retention sweep: will retry"),
-        }
-    }
+        },
+    )
+    .await
 }
 
 async fn sweep(

@@ -7,13 +7,15 @@
 //! account only, as in capi-sender; token problems end the day's sync as
 //! `failed` (visible in `capi spend syncs`).
 
-use crate::{Config, metrics::Metrics};
+use crate::{Background, metrics::Metrics};
 use chrono::{NaiveDate, Utc};
 use domain::meta_errors::Verdict;
 use meta_graph::Graph;
-use runtime::CancellationToken;
+use runtime::{
+    CancellationToken,
+    periodic::{First, every},
+};
 use serde_json::Value;
-use std::sync::Arc;
 use storage::{Store, spend};
 
 const LEASE_SECS: i32 = 600;
@@ -121,22 +123,14 @@ fn currency(item: &Value) -> Option<String> {
     }
 }
 
-pub async fn run(
-    store: Store,
-    graph: Graph,
-    config: Arc<Config>,
-    metrics: Arc<Metrics>,
-    stop: CancellationToken,
-) {
-    loop {
-        if let Err(e) = sync_due(&store, &graph, config.spend_days, &metrics, &stop).await {
+pub(crate) async fn run(bg: Background, graph: Graph) {
+    let days = bg.config.spend_days;
+    every(bg.config.tick, First::Now, &bg.stop, || async {
+        if let Err(e) = sync_due(&bg.store, &graph, days, &bg.metrics, &bg.stop).await {
             tracing::warn!(error = format!("{e:#}"), "spend sync: will retry");
         }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(config.tick) => {}
-        }
-    }
+    })
+    .await
 }
 
 /// Runs every sync due; returns how many finished.

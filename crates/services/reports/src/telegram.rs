@@ -7,12 +7,15 @@
 //! retried on a back-off, and errors that retrying cannot fix (a wrong
 //! token, a chat the bot cannot write to) end the delivery as `failed`.
 
-use crate::{Config, metrics::Metrics};
+use crate::{Background, metrics::Metrics};
 use chrono::Utc;
 use domain::report::{TELEGRAM_LIMIT, split_message};
-use runtime::CancellationToken;
+use runtime::{
+    CancellationToken,
+    periodic::{First, every},
+};
 use serde_json::{Value, json};
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 use storage::{Store, reports};
 
 /// Held per report while its parts go out; renewed by each part.
@@ -87,23 +90,13 @@ impl Telegram {
     }
 }
 
-pub async fn run(
-    store: Store,
-    telegram: Telegram,
-    config: Arc<Config>,
-    metrics: Arc<Metrics>,
-    stop: CancellationToken,
-) {
-    loop {
-        match deliver_due(&store, &telegram, &metrics, &stop).await {
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = format!("{e:#}"), "report delivery: will retry"),
+pub(crate) async fn run(bg: Background, telegram: Telegram) {
+    every(bg.config.tick, First::Now, &bg.stop, || async {
+        if let Err(e) = deliver_due(&bg.store, &telegram, &bg.metrics, &bg.stop).await {
+            tracing::warn!(error = format!("{e:#}"), "report delivery: will retry");
         }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(config.tick) => {}
-        }
-    }
+    })
+    .await
 }
 
 /// Sends every report due; returns how many were delivered completely.
