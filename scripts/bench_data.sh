@@ -34,15 +34,16 @@ INSERT INTO dialog_analysis (id, instance_name, contact_key, first_message, last
 -- Messages: 5 per dialog, bulk-loaded with the secondary indexes built afterwards.
 ALTER TABLE dialog_messages DROP CONSTRAINT dialog_messages_instance_name_message_id_from_me_key;
 DROP INDEX dialog_messages_dialog_idx;
-DROP INDEX IF EXISTS dialog_messages_texts_by_age_idx;
-INSERT INTO dialog_messages (dialog_id, instance_name, message_id, from_me, author, text, sent_at, response_ms)
+DROP INDEX dialog_messages_by_arrival_idx;
+INSERT INTO dialog_messages (dialog_id, instance_name, message_id, from_me, author, text, sent_at, received_at, response_ms)
   SELECT d.id, d.instance_name, d.contact_key || '-' || j, j % 2 = 1, CASE WHEN j % 2 = 1 THEN 'operator' ELSE 'customer' END,
-         'message', d.first_message + (d.last_message - d.first_message) * (j / 4.0),
+         'message', t.at, t.at,
          CASE WHEN j % 2 = 1 THEN (random() * 600000)::int END
-  FROM dialog_analysis d, generate_series(0, 4) j;
+  FROM dialog_analysis d, generate_series(0, 4) j,
+       LATERAL (SELECT d.first_message + (d.last_message - d.first_message) * (j / 4.0) AS at) t;
 ALTER TABLE dialog_messages ADD CONSTRAINT dialog_messages_instance_name_message_id_from_me_key UNIQUE (instance_name, message_id, from_me);
 CREATE INDEX dialog_messages_dialog_idx ON dialog_messages (dialog_id, sent_at);
-CREATE INDEX dialog_messages_texts_by_age_idx ON dialog_messages (instance_name, sent_at) WHERE text IS NOT NULL;
+CREATE INDEX dialog_messages_by_arrival_idx ON dialog_messages (instance_name, received_at);
 -- CAPI events of the CAPI direction's dialogs: Lead for 80 %, Registration 24 %, Schedule 8 %.
 INSERT INTO capi_events_log (dialog_id, direction_id, user_account_id, event_level, event_name, event_id, status, created_at)
   SELECT d.id, d.direction_id, u.user_account_id, l, 'e', d.id::text || '-' || l, 'success',

@@ -5,10 +5,18 @@
 //! Rows stay: counts, levels, events and reports do not change.
 //!
 //! The sweep goes one scope at a time (a WhatsApp number, a CRM connection:
-//! each has one window) and one small batch per transaction. A batch takes
-//! its rows `FOR UPDATE SKIP LOCKED`, so replicas sweeping together split
-//! the work instead of waiting on each other, and a writer that touches a
-//! row (a merge moving messages) waits at most one batch's few milliseconds.
+//! each has one window) and one small batch per transaction. A replica
+//! takes a scope with a session advisory lock and skips the scopes another
+//! holds, so replicas sweeping together split the work instead of waiting
+//! on each other; a writer that touches a row being blanked (a merge moving
+//! messages) waits at most one batch's few milliseconds.
+//!
+//! Message texts, the bulk, are blanked by arrival (`received_at`: a text
+//! is kept N days from when it reached us, so at least N days from when it
+//! was written) in order, from where the scope's last pass ended
+//! (`retention_marks`), so a pass reads only what arrived since, never the
+//! years already blank. The index behind it has no `text` predicate, so
+//! blanking is an in-place (HOT) update that touches no index.
 
 use crate::PreparedExt;
 use diesel::{
@@ -24,7 +32,7 @@ pub const DEFAULT_MESSAGE_DAYS: i32 = 90;
 /// What one batch blanks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// `dialog_messages.text`, by `sent_at`; scope: the number (instance).
+    /// `dialog_messages.text`, by `received_at`; scope: the number (instance).
     Messages,
     /// `bot_replies.reply_text`, by `created_at`; scope: the number.
     BotReplies,
@@ -73,14 +81,30 @@ impl Kind {
     /// Blanks up to `$3` rows of scope `$1` older than `$2` days.
     fn batch_sql(self) -> &'static str {
         match self {
-            // SQL: the partial index (instance_name, sent_at) WHERE text IS NOT
-            // NULL walks only what is left to blank, oldest first.
+            // SQL: (instance_name, received_at) walked from the scope's mark
+            // (less an hour: a writer's transaction that began before the
+            // mark moved commits inside it), oldest first. FOR UPDATE without
+            // SKIP LOCKED: a row a writer holds is waited for, not passed,
+            // so everything before the batch's last arrival is blank and the
+            // mark may move there.
             Kind::Messages => {
-                "WITH due AS ( \
-                   SELECT id FROM dialog_messages \
-                   WHERE instance_name = $1 AND text IS NOT NULL AND sent_at < now() - make_interval(days => $2) \
-                   ORDER BY sent_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
-                 UPDATE dialog_messages m SET text = NULL FROM due WHERE m.id = due.id"
+                "WITH mark AS ( \
+                   SELECT COALESCE((SELECT blank_before - interval '1 hour' FROM retention_marks \
+                                    WHERE kind = 'messages' AND scope = $1), '-infinity') AS since), \
+                 due AS ( \
+                   SELECT m.id, m.received_at FROM dialog_messages m, mark \
+                   WHERE m.instance_name = $1 AND m.received_at >= mark.since \
+                     AND m.received_at < now() - make_interval(days => $2) AND m.text IS NOT NULL \
+                   ORDER BY m.received_at LIMIT $3 FOR UPDATE OF m), \
+                 blanked AS ( \
+                   UPDATE dialog_messages m SET text = NULL FROM due WHERE m.id = due.id \
+                   RETURNING due.received_at), \
+                 moved AS ( \
+                   INSERT INTO retention_marks (kind, scope, blank_before) \
+                   SELECT 'messages', $1, max(received_at) FROM blanked HAVING count(*) > 0 \
+                   ON CONFLICT (kind, scope) DO UPDATE \
+                     SET blank_before = GREATEST(retention_marks.blank_before, EXCLUDED.blank_before)) \
+                 SELECT count(*) AS n FROM blanked"
             }
             Kind::BotReplies => {
                 "WITH due AS ( \
@@ -102,6 +126,13 @@ impl Kind {
             }
         }
     }
+}
+
+/// Rows a batch blanked.
+#[derive(QueryableByName)]
+struct Blanked {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
 }
 
 /// A number or CRM connection, with its window.
@@ -133,21 +164,90 @@ pub async fn scopes(
 }
 
 /// Blanks at most `limit` rows of `kind` in `scope` past its window (one
-/// statement, its own transaction); returns how many. Fewer than `limit`:
-/// the scope is done (or another replica holds the rest).
+/// statement, its own transaction; for messages it moves the scope's mark
+/// too); returns how many. Fewer than `limit`: the pass is done.
 pub async fn blank_batch(
     conn: &mut AsyncPgConnection,
     kind: Kind,
     scope: &Scope,
     limit: i64,
 ) -> Result<usize, diesel::result::Error> {
-    diesel::sql_query(kind.batch_sql())
+    let query = diesel::sql_query(kind.batch_sql())
         .bind::<Text, _>(&scope.scope)
         .bind::<Integer, _>(scope.days)
         .bind::<BigInt, _>(limit)
+        .prepared();
+    match kind {
+        Kind::Messages => {
+            let b: Blanked = query.get_result(conn).await?;
+            Ok(b.n as usize)
+        }
+        Kind::BotReplies | Kind::CrmBodies => query.execute(conn).await,
+    }
+}
+
+/// A pass over `scope` found nothing more to blank: everything that arrived
+/// before its window began is blank, so the next pass starts there.
+async fn pass_done(
+    conn: &mut AsyncPgConnection,
+    kind: Kind,
+    scope: &Scope,
+) -> Result<(), diesel::result::Error> {
+    if kind != Kind::Messages {
+        return Ok(());
+    }
+    diesel::sql_query(
+        "INSERT INTO retention_marks (kind, scope, blank_before) \
+         VALUES ('messages', $1, now() - make_interval(days => $2)) \
+         ON CONFLICT (kind, scope) DO UPDATE \
+           SET blank_before = GREATEST(retention_marks.blank_before, EXCLUDED.blank_before)",
+    )
+    .bind::<Text, _>(&scope.scope)
+    .bind::<Integer, _>(scope.days)
+    .prepared()
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Takes `scope` for this connection's session unless another replica
+/// sweeps it (`pg_try_advisory_lock` on the kind and the scope; released by
+/// [`release`], or by the connection's end if the process dies).
+async fn claim(
+    conn: &mut AsyncPgConnection,
+    kind: Kind,
+    scope: &Scope,
+) -> Result<bool, diesel::result::Error> {
+    #[derive(QueryableByName)]
+    struct Taken {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        taken: bool,
+    }
+    // SQL: the two-int advisory key space (the contact locks and the
+    // migration lock use the one-bigint space, apart from this one).
+    let t: Taken = diesel::sql_query(
+        "SELECT pg_try_advisory_lock(hashtext('retention ' || $1), hashtext($2)) AS taken",
+    )
+    .bind::<Text, _>(kind.as_str())
+    .bind::<Text, _>(&scope.scope)
+    .prepared()
+    .get_result(conn)
+    .await?;
+    Ok(t.taken)
+}
+
+async fn release(
+    conn: &mut AsyncPgConnection,
+    kind: Kind,
+    scope: &Scope,
+) -> Result<(), diesel::result::Error> {
+    diesel::sql_query("SELECT pg_advisory_unlock(hashtext('retention ' || $1), hashtext($2))")
+        .bind::<Text, _>(kind.as_str())
+        .bind::<Text, _>(&scope.scope)
         .prepared()
         .execute(conn)
-        .await
+        .await?;
+    Ok(())
 }
 
 /// An account's windows, in days.
@@ -220,20 +320,43 @@ pub async fn sweep(
     let mut swept = Swept::default();
     for kind in Kind::ALL {
         for scope in scopes(conn, kind).await? {
-            loop {
-                if stopped() {
-                    return Ok(swept);
-                }
-                let n = blank_batch(conn, kind, &scope, batch).await?;
-                swept.add(kind, n);
-                if (n as i64) < batch {
-                    break;
-                }
-                if !pause.is_zero() {
-                    tokio::time::sleep(pause).await;
-                }
+            if stopped() {
+                return Ok(swept);
             }
+            if !claim(conn, kind, &scope).await? {
+                continue;
+            }
+            let pass = sweep_scope(conn, kind, &scope, batch, pause, &stopped, &mut swept).await;
+            // On an error the connection may be gone, and the lock with it.
+            let released = release(conn, kind, &scope).await;
+            pass?;
+            released?;
         }
     }
     Ok(swept)
+}
+
+/// One scope's batches until none is full (the pass is done) or `stopped()`.
+async fn sweep_scope(
+    conn: &mut AsyncPgConnection,
+    kind: Kind,
+    scope: &Scope,
+    batch: i64,
+    pause: std::time::Duration,
+    stopped: &impl Fn() -> bool,
+    swept: &mut Swept,
+) -> Result<(), diesel::result::Error> {
+    loop {
+        let n = blank_batch(conn, kind, scope, batch).await?;
+        swept.add(kind, n);
+        if (n as i64) < batch {
+            return pass_done(conn, kind, scope).await;
+        }
+        if stopped() {
+            return Ok(());
+        }
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+    }
 }

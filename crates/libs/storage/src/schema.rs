@@ -370,6 +370,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    retention_marks (kind, scope) {
+        kind -> Text,
+        scope -> Text,
+        blank_before -> Timestamptz,
+    }
+}
+
+diesel::table! {
     user_accounts (id) {
         id -> Uuid,
         name -> Text,
@@ -456,6 +464,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     llm_usage_daily,
     outbox,
     qualification_runs,
+    retention_marks,
     user_accounts,
     whatsapp_phone_numbers,
 );

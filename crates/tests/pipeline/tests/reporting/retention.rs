@@ -16,16 +16,35 @@ use storage::{
     retention::{self, Windows},
 };
 
-/// Stores a customer's message sent `days` ago, named by its id.
+/// Stores a customer's message that reached us `days` ago, named by its id.
 async fn message_aged(env: &TestEnv, instance: &str, id: &str, phone: &str, days: i64) {
+    message_sent_and_received(env, instance, id, phone, days, days).await
+}
+
+/// Stores a message written `sent` days ago that reached us `received` days ago.
+async fn message_sent_and_received(
+    env: &TestEnv,
+    instance: &str,
+    id: &str,
+    phone: &str,
+    sent: i64,
+    received: i64,
+) {
+    let mut conn = env.conn().await;
     conversations::record_message(
-        &mut env.conn().await,
+        &mut conn,
         &NewMessage {
-            sent_at: chrono::Utc::now() - chrono::Duration::days(days),
+            sent_at: chrono::Utc::now() - chrono::Duration::days(sent),
             ..text_message(instance, id, Some(phone), None, &format!("text of {id}"))
         },
         |_, _| None,
     )
+    .await
+    .unwrap();
+    conn.batch_execute(&format!(
+        "UPDATE dialog_messages SET received_at = now() - interval '{received} days' \
+         WHERE message_id = '{id}'"
+    ))
     .await
     .unwrap();
 }
@@ -67,6 +86,9 @@ async fn the_sweep_blanks_exactly_what_is_past_each_accounts_window() {
     for (id, days) in [("A-29", 29), ("A-31", 31), ("A-100", 100)] {
         message_aged(&env, &a.instance, id, "5511900000001", days).await;
     }
+    // Written 100 days ago, reached us today (a history sync): kept its
+    // window from today.
+    message_sent_and_received(&env, &a.instance, "A-sync", "5511900000001", 100, 0).await;
     for (id, days) in [("B-31", 31), ("B-89", 89), ("B-91", 91)] {
         message_aged(&env, &b.instance, id, "5511900000002", days).await;
     }
@@ -140,8 +162,18 @@ async fn the_sweep_blanks_exactly_what_is_past_each_accounts_window() {
             "SELECT jsonb_object_agg(message_id, text IS NOT NULL) AS v FROM dialog_messages"
         )
         .await,
-        json!({"A-29": true, "A-31": false, "A-100": false, "B-31": true, "B-89": true, "B-91": false,
-               "O-89": true, "O-91": false})
+        json!({"A-29": true, "A-31": false, "A-100": false, "A-sync": true, "B-31": true, "B-89": true,
+               "B-91": false, "O-89": true, "O-91": false})
+    );
+    // Each number's next pass starts where its window began.
+    assert_eq!(
+        query_json(
+            &env,
+            "SELECT jsonb_object_agg(scope, round(extract(epoch FROM now() - blank_before) / 86400)) AS v \
+             FROM retention_marks WHERE kind = 'messages'"
+        )
+        .await,
+        json!({a.instance.as_str(): 30, b.instance.as_str(): 90, "unmapped-number": 90})
     );
     assert_eq!(
         query_json(

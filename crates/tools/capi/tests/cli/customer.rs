@@ -445,6 +445,13 @@ async fn retention_windows_are_whole_days_within_bounds_and_the_sweep_runs_by_ha
         .await
         .unwrap();
     }
+    // They reached us when written (the window counts from arrival).
+    diesel_async::SimpleAsyncConnection::batch_execute(
+        &mut conn,
+        "UPDATE dialog_messages SET received_at = sent_at WHERE message_id IN ('OLD', 'NEW')",
+    )
+    .await
+    .unwrap();
     let out = capi_json(db, &["customer", "sweep", "--batch", "1"]);
     assert_eq!(
         out["blanked"],
