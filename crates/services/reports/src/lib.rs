@@ -84,7 +84,7 @@ spend_days = 7
 timeout = "20s"
 session_ttl = "12h"
 retention_every = "10m"
-retention_batch = 1000
+retention_batch = 250
 retention_pause = "20ms"
 "#;
 

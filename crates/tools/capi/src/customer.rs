@@ -39,10 +39,10 @@ pub enum CustomerCommand {
     /// service does every `reports.retention_every`. Prints counts per kind.
     Sweep {
         /// Rows per transaction.
-        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+        #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(i64).range(1..=100_000))]
         batch: i64,
         /// Pause between batches (e.g. 20ms), room for the writers.
-        #[arg(long, default_value = "0ms", value_parser = |s: &str| domain::duration::parse(s))]
+        #[arg(long, default_value = "20ms", value_parser = |s: &str| domain::duration::parse(s))]
         pause: std::time::Duration,
     },
 }
