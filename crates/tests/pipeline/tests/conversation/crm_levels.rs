@@ -359,9 +359,11 @@ async fn an_expired_oauth_token_is_refreshed_once_by_two_replicas() {
         p,
     } = amo_world(2, Some(("expired-token", "refresh-1"))).await;
     // A slow refresh: the other replica is refused the old token meanwhile.
+    // A second long (half the client's 2 s timeout): at 500 ms a busy CI
+    // machine once let the other replica read only after the refresh.
     sb.put(
         "/sandbox/crm/faults/amocrm",
-        &json!({"refresh_latency_ms": 500}),
+        &json!({"refresh_latency_ms": 1000}),
     )
     .await;
     let phones = ["79161230001", "79161230002", "79161230003", "79161230004"];
