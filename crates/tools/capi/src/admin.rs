@@ -1,37 +1,18 @@
 //! Commands that set up and list accounts, directions and instances, so a
 //! new user configures everything without SQL.
 
-use crate::Failure;
+use crate::{Failure, connect, print_rows};
 use clap::Subcommand;
-use diesel_async::AsyncPgConnection;
 use domain::ids::{DirectionId, UserAccountId};
 use domain::{
     evolution::ApiVersion,
     level::{CapiSource, NoDialog},
 };
-use serde::Serialize;
 use serde_json::json;
 use std::io::Read;
 use storage::directions::{self, DirectionCapiUpdate, NewDirection};
 use storage::secrets::Keys;
 use uuid::Uuid;
-
-pub(crate) async fn connect(url: &str) -> Result<AsyncPgConnection, Failure> {
-    storage::connect(url).await.map_err(|e| Failure {
-        code: 1,
-        message: format!("cannot connect to PostgreSQL: {e:#}"),
-    })
-}
-
-pub(crate) fn print_rows<T: Serialize>(rows: &[T]) -> Result<(), Failure> {
-    for r in rows {
-        out!(
-            "{}",
-            serde_json::to_string(r).map_err(|e| Failure::from(anyhow::Error::from(e)))?
-        );
-    }
-    Ok(())
-}
 
 /// `-` reads the token from standard input, so it stays out of shell
 /// history and process lists; `""` clears it. Any other value is refused:

@@ -3,11 +3,7 @@
 //! `capi_qualified_fields`, `capi_scheduled_fields`; checked before they
 //! are stored). Secrets are read from standard input, never from arguments.
 
-use crate::{
-    Failure,
-    admin::{connect, print_rows},
-    inspect::read_input,
-};
+use crate::{Failure, connect, inspect::read_input, print_rows};
 use ::crm::session::{CrmPolicy, CrmSettings, Session};
 use clap::Subcommand;
 use domain::ids::{ConnectionId, DirectionId, UserAccountId};

@@ -3,7 +3,7 @@
 //! (`storage::customers`), and the retention sweep run by hand
 //! (`storage::retention`).
 
-use crate::{Failure, admin::connect};
+use crate::{Failure, connect};
 use clap::Subcommand;
 use domain::ids::UserAccountId;
 use serde_json::json;

@@ -29,7 +29,7 @@ pub(crate) async fn set_direction_dataset(
     keys: &storage::secrets::Keys,
     id: domain::ids::DirectionId,
 ) -> Result<(), Failure> {
-    let mut conn = crate::admin::connect(url).await?;
+    let mut conn = crate::connect(url).await?;
     let Some(d) = storage::doctor::direction_setup(&mut conn, id).await? else {
         return Err(Failure::input(format!("no direction {id}")));
     };

@@ -3,7 +3,7 @@
 //! healthy, 1 with warnings, 2 with errors. Human-readable by default,
 //! one JSON object with `--json`. Never prints a token or a phone number.
 
-use crate::admin::connect;
+use crate::connect;
 use diesel_async::AsyncPgConnection;
 use domain::health::Status;
 use domain::ids::DirectionId;

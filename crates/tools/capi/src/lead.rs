@@ -3,7 +3,7 @@
 //! path: once per (dialog, order reference), the lower levels with it, the
 //! event queued in the same transaction.
 
-use crate::{Failure, admin::connect};
+use crate::{Failure, connect};
 use chrono::Utc;
 use clap::Subcommand;
 use diesel_async::AsyncConnection;

@@ -189,6 +189,25 @@ enum Command {
     },
 }
 
+/// A connection to the database the command works on.
+pub(crate) async fn connect(url: &str) -> Result<diesel_async::AsyncPgConnection, Failure> {
+    storage::connect(url).await.map_err(|e| Failure {
+        code: 1,
+        message: format!("cannot connect to PostgreSQL: {e:#}"),
+    })
+}
+
+/// One JSON line per row on standard output.
+pub(crate) fn print_rows<T: serde::Serialize>(rows: &[T]) -> Result<(), Failure> {
+    for r in rows {
+        out!(
+            "{}",
+            serde_json::to_string(r).map_err(|e| Failure::from(anyhow::Error::from(e)))?
+        );
+    }
+    Ok(())
+}
+
 /// An error with the exit code it deserves.
 pub struct Failure {
     pub code: u8,

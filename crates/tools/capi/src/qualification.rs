@@ -4,7 +4,7 @@
 //! set of conversations. The model is the one configured by `CAPI_LLM__*`
 //! (the same `[llm]` settings as the services).
 
-use crate::{Failure, admin::connect};
+use crate::{Failure, connect};
 use chrono::{Duration, TimeZone, Utc};
 use clap::Subcommand;
 use domain::ids::DirectionId;
@@ -164,7 +164,7 @@ pub async fn prompt(url: &str, c: PromptCommand) -> Result<(), Failure> {
 /// `capi usage`: model calls and tokens per direction, day and purpose.
 pub async fn usage(url: &str, days: i32) -> Result<(), Failure> {
     let mut conn = connect(url).await?;
-    crate::admin::print_rows(&usage::daily(&mut conn, days.max(1)).await?)
+    crate::print_rows(&usage::daily(&mut conn, days.max(1)).await?)
 }
 
 /// One labeled conversation of an evaluation set.

@@ -2,10 +2,7 @@
 //! daily report (regenerated on demand), ad spend imports, API keys and
 //! dashboard links.
 
-use crate::{
-    Failure,
-    admin::{connect, print_rows},
-};
+use crate::{Failure, connect, print_rows};
 use chrono::NaiveDate;
 use clap::Subcommand;
 use domain::ids::UserAccountId;

@@ -6,7 +6,7 @@
 //! one in `previous_keys` (a rolling restart), run `capi secrets rotate`,
 //! then drop the old key.
 
-use crate::{Failure, admin::connect};
+use crate::{Failure, connect};
 use clap::Subcommand;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
