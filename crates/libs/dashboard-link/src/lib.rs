@@ -4,7 +4,7 @@
 //! secret's strength rule and its defaults live in one place.
 
 use chrono::Utc;
-use domain::api_key::{LinkGrant, link_nonce, sign_link};
+use domain::api_key::{LinkGrant, Role, link_nonce, sign_link};
 use domain::ids::UserAccountId;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -33,10 +33,16 @@ pub struct LinkSettings {
 }
 
 impl LinkSettings {
-    /// A sign-in link to the account's dashboard, valid for `link_ttl` and
-    /// once, while the account's dashboard generation is `generation`
-    /// (`storage::dashboard::generation`); with its expiry (Unix seconds).
-    pub fn link(&self, account: UserAccountId, generation: i32) -> anyhow::Result<(String, i64)> {
+    /// A sign-in link to the account's dashboard with `role`, valid for
+    /// `link_ttl` and once, while the account's dashboard generation is
+    /// `generation` (`storage::dashboard::generation`); with its expiry
+    /// (Unix seconds).
+    pub fn link(
+        &self,
+        account: UserAccountId,
+        generation: i32,
+        role: Role,
+    ) -> anyhow::Result<(String, i64)> {
         let secret = secret(&self.dashboard_secret)?.ok_or_else(|| {
             anyhow::anyhow!(
                 "reports.dashboard_secret is not set (CAPI_REPORTS__DASHBOARD_SECRET): the dashboard is off"
@@ -47,6 +53,7 @@ impl LinkSettings {
             &secret,
             account,
             generation,
+            role,
             self.link_ttl,
         ))
     }
@@ -80,6 +87,7 @@ pub fn link(
     secret: &[u8],
     account: UserAccountId,
     generation: i32,
+    role: Role,
     ttl: std::time::Duration,
 ) -> (String, i64) {
     let expires = Utc::now().timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
@@ -88,6 +96,7 @@ pub fn link(
         generation,
         expires_unix: expires,
         nonce: link_nonce(),
+        role,
     };
     let url = format!(
         "{public_url}/dashboard/login?token={}",
@@ -111,7 +120,7 @@ mod tests {
             link_ttl: std::time::Duration::from_secs(60),
         };
         let account = domain::ids::UserAccountId::from(uuid::Uuid::new_v4());
-        let made = settings.link(account, 3);
+        let made = settings.link(account, 3, Role::Editor);
         let (url, expires) = match made {
             Ok(l) => l,
             Err(e) => panic!("{e:#}"),
@@ -122,13 +131,20 @@ mod tests {
         let now = Utc::now().timestamp();
         assert!((now + 55..=now + 65).contains(&expires));
         let grant = verify_link(secret.as_bytes(), token, now);
-        assert!(grant.is_some_and(|g| g.account == account && g.generation == 3));
+        assert!(
+            grant.is_some_and(|g| g.account == account
+                && g.generation == 3
+                && g.role == Role::Editor)
+        );
         assert!(verify_link(b"another-secret-another-secret-another", token, now).is_none());
         let off = LinkSettings {
             dashboard_secret: SecretString::from(""),
             ..settings
         };
-        let err = off.link(account, 3).err().map(|e| e.to_string());
+        let err = off
+            .link(account, 3, Role::Viewer)
+            .err()
+            .map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("reports.dashboard_secret is not set")));
     }
 }

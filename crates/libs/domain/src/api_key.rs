@@ -31,15 +31,35 @@ pub fn display_prefix(key: &str) -> String {
     key.chars().take(KEY_PREFIX.len() + 6).collect()
 }
 
-/// What a sign-in link grants: one session for the account, if the
-/// account's dashboard generation is still the one the link was made in and
-/// its nonce was never used.
+crate::text_enum! {
+    /// What a dashboard session may do: a viewer reads the dashboard; an
+    /// editor may also change the account's set-up (directions, numbers,
+    /// CRM mapping, the bot).
+    pub enum Role {
+        Viewer = "viewer",
+        Editor = "editor",
+    }
+}
+
+/// What a sign-in link grants: one session for the account, with its role,
+/// if the account's dashboard generation is still the one the link was made
+/// in and its nonce was never used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkGrant {
     pub account: UserAccountId,
     pub generation: i32,
     pub expires_unix: i64,
     pub nonce: String,
+    pub role: Role,
+}
+
+impl LinkGrant {
+    /// The link's public name in the audit trail: the nonce's first 8
+    /// characters (the nonce is spent at sign-in, so naming it grants
+    /// nothing).
+    pub fn link_id(&self) -> String {
+        self.nonce.chars().take(8).collect()
+    }
 }
 
 fn mac(secret: &[u8], payload: &str) -> Option<Hmac<Sha256>> {
@@ -53,14 +73,15 @@ pub fn link_nonce() -> String {
     Uuid::new_v4().simple().to_string()
 }
 
-/// `account.generation.expiry.nonce.signature`, signed with HMAC-SHA256.
+/// `account.generation.expiry.nonce.role.signature`, signed with HMAC-SHA256.
 pub fn sign_link(secret: &[u8], grant: &LinkGrant) -> String {
     let payload = format!(
-        "{}.{}.{}.{}",
+        "{}.{}.{}.{}.{}",
         grant.account.uuid().simple(),
         grant.generation,
         grant.expires_unix,
-        grant.nonce
+        grant.nonce,
+        grant.role
     );
     let signature = mac(secret, &format!("{payload}.link"))
         .map(|m| hex::encode(m.finalize().into_bytes()))
@@ -69,7 +90,8 @@ pub fn sign_link(secret: &[u8], grant: &LinkGrant) -> String {
 }
 
 /// What a link grants at `now_unix`, when its signature (checked in
-/// constant time) and expiry hold.
+/// constant time) and expiry hold. A link made before roles (no role part)
+/// grants a viewer.
 pub fn verify_link(secret: &[u8], token: &str, now_unix: i64) -> Option<LinkGrant> {
     let (payload, signature) = token.rsplit_once('.')?;
     let signature = hex::decode(signature).ok()?;
@@ -82,6 +104,9 @@ pub fn verify_link(secret: &[u8], token: &str, now_unix: i64) -> Option<LinkGran
         generation: parts.next()?.parse().ok()?,
         expires_unix: parts.next()?.parse().ok()?,
         nonce: parts.next()?.to_owned(),
+        role: parts
+            .next()
+            .map_or(Some(Role::Viewer), |r| r.parse().ok())?,
     };
     (parts.next().is_none() && now_unix < grant.expires_unix).then_some(grant)
 }
@@ -97,6 +122,7 @@ mod tests {
             generation: 3,
             expires_unix: 1_000,
             nonce: link_nonce(),
+            role: Role::Viewer,
         };
         let t = sign_link(b"k1", &grant);
         assert_eq!(verify_link(b"k1", &t, 999), Some(grant.clone()));
@@ -106,11 +132,28 @@ mod tests {
             t.replace(".1000.", ".9999."),
             t.replace(".3.", ".4."),
             t.replace(&grant.nonce, &link_nonce()),
+            t.replace(".viewer.", ".editor."),
         ] {
             assert_eq!(verify_link(b"k1", &forged, 999), None, "{forged}");
         }
         assert_eq!(verify_link(b"k1", "garbage", 0), None);
         assert_ne!(link_nonce(), link_nonce());
+        let editor = LinkGrant {
+            role: Role::Editor,
+            ..grant.clone()
+        };
+        let e = sign_link(b"k1", &editor);
+        assert_eq!(
+            verify_link(b"k1", &e, 999).map(|g| g.role),
+            Some(Role::Editor)
+        );
+        // A link signed before roles existed (four parts) is a viewer's.
+        let payload = format!("{}.3.1000.{}", grant.account.uuid().simple(), grant.nonce);
+        let sig = mac(b"k1", &format!("{payload}.link"))
+            .map(|m| hex::encode(m.finalize().into_bytes()))
+            .unwrap_or_default();
+        let old = verify_link(b"k1", &format!("{payload}.{sig}"), 999);
+        assert_eq!(old, Some(grant.clone()));
     }
 
     #[test]

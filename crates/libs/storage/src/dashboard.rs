@@ -8,7 +8,7 @@ use crate::schema::{dashboard_sessions, dashboard_sign_ins, user_accounts};
 use chrono::{DateTime, Utc};
 use diesel::{ExpressionMethods, OptionalExtension, QueryDsl};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use domain::ids::UserAccountId;
+use domain::{api_key::Role, ids::UserAccountId};
 
 /// A link the dashboard was shown, as it was verified.
 pub struct SignIn<'a> {
@@ -19,6 +19,17 @@ pub struct SignIn<'a> {
     /// The new session's token hash and expiry.
     pub session_hash: &'a str,
     pub session_expires_at: DateTime<Utc>,
+    /// What the session may do, and the link's public name (audit trail).
+    pub role: Role,
+    pub link_id: &'a str,
+}
+
+/// A live session: whose, what it may do, the link that opened it.
+#[derive(Debug, Clone, PartialEq, Eq, diesel::Queryable)]
+pub struct Session {
+    pub account: UserAccountId,
+    pub role: Role,
+    pub link_id: String,
 }
 
 /// What became of a sign-in.
@@ -95,6 +106,8 @@ pub async fn sign_in(
                 ds::user_account_id.eq(s.account),
                 ds::generation.eq(s.generation),
                 ds::expires_at.eq(s.session_expires_at),
+                ds::role.eq(s.role),
+                ds::link_id.eq(s.link_id),
             ))
             .execute(c)
             .await?;
@@ -103,12 +116,11 @@ pub async fn sign_in(
     .await
 }
 
-/// The account a live session (not expired, of the account's current
-/// generation) belongs to.
-pub async fn session_account(
+/// A live session (not expired, of the account's current generation).
+pub async fn session(
     conn: &mut AsyncPgConnection,
     session_hash: &str,
-) -> Result<Option<UserAccountId>, diesel::result::Error> {
+) -> Result<Option<Session>, diesel::result::Error> {
     use dashboard_sessions::dsl as ds;
     use user_accounts::dsl as u;
     ds::dashboard_sessions
@@ -116,7 +128,7 @@ pub async fn session_account(
         .filter(ds::token_hash.eq(session_hash))
         .filter(ds::expires_at.gt(diesel::dsl::now))
         .filter(ds::generation.eq(u::dashboard_generation))
-        .select(ds::user_account_id)
+        .select((ds::user_account_id, ds::role, ds::link_id))
         .get_result(conn)
         .await
         .optional()

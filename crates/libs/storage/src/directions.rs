@@ -512,6 +512,41 @@ pub struct InstanceRow {
     pub waba_id: Option<String>,
 }
 
+/// An instance's Evolution API key (opened; `None` when unset) and API
+/// version (`None`: no such instance).
+pub async fn instance_evolution(
+    conn: &mut AsyncPgConnection,
+    keys: &crate::secrets::Keys,
+    name: &str,
+) -> Result<Option<(Option<SecretString>, ApiVersion)>, diesel::result::Error> {
+    use whatsapp_phone_numbers::dsl as w;
+    let row: Option<(Option<String>, ApiVersion)> = w::whatsapp_phone_numbers
+        .filter(w::instance_name.eq(name))
+        .select((w::evolution_api_key, w::evolution_api_version))
+        .get_result(conn)
+        .await
+        .optional()?;
+    row.map(|(key, version)| {
+        let key = keys.open(secrets::NUMBER_EVOLUTION_API_KEY, key.as_deref())?;
+        Ok((key, version))
+    })
+    .transpose()
+}
+
+/// One instance as `list_instances` shows it (`None`: not mapped).
+pub async fn instance_row(
+    conn: &mut AsyncPgConnection,
+    name: &str,
+) -> Result<Option<InstanceRow>, diesel::result::Error> {
+    use whatsapp_phone_numbers::dsl as w;
+    w::whatsapp_phone_numbers
+        .filter(w::instance_name.eq(name))
+        .select(InstanceRow::as_select())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
 pub async fn list_instances(
     conn: &mut AsyncPgConnection,
 ) -> Result<Vec<InstanceRow>, diesel::result::Error> {
@@ -521,6 +556,20 @@ pub async fn list_instances(
         .select(InstanceRow::as_select())
         .load(conn)
         .await
+}
+
+/// A direction's bot: on or off, and its prompt (`None`: no such direction).
+pub async fn direction_bot(
+    conn: &mut AsyncPgConnection,
+    id: DirectionId,
+) -> Result<Option<(bool, Option<String>)>, diesel::result::Error> {
+    use account_directions::dsl as d;
+    d::account_directions
+        .find(id)
+        .select((d::bot_enabled, d::bot_prompt))
+        .get_result(conn)
+        .await
+        .optional()
 }
 
 /// Switches a direction's bot on or off and sets its prompt (an empty

@@ -27,6 +27,7 @@ pub mod reports;
 pub mod retention;
 mod schema;
 pub mod secrets;
+pub mod setup_changes;
 pub mod spend;
 mod sql_functions;
 mod store;

@@ -231,6 +231,8 @@ diesel::table! {
         generation -> Int4,
         created_at -> Timestamptz,
         expires_at -> Timestamptz,
+        role -> Text,
+        link_id -> Text,
     }
 }
 
@@ -378,6 +380,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    setup_changes (id) {
+        id -> Int8,
+        at -> Timestamptz,
+        user_account_id -> Nullable<Uuid>,
+        actor -> Text,
+        action -> Text,
+        target -> Text,
+        before -> Nullable<Jsonb>,
+        after -> Nullable<Jsonb>,
+    }
+}
+
+diesel::table! {
     user_accounts (id) {
         id -> Uuid,
         name -> Text,
@@ -439,6 +454,7 @@ diesel::joinable!(erasures -> user_accounts (user_account_id));
 diesel::joinable!(llm_usage_daily -> account_directions (direction_id));
 diesel::joinable!(qualification_runs -> account_directions (direction_id));
 diesel::joinable!(qualification_runs -> dialog_analysis (dialog_id));
+diesel::joinable!(setup_changes -> user_accounts (user_account_id));
 diesel::joinable!(whatsapp_phone_numbers -> account_directions (direction_id));
 diesel::joinable!(whatsapp_phone_numbers -> user_accounts (user_account_id));
 
@@ -465,6 +481,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     outbox,
     qualification_runs,
     retention_marks,
+    setup_changes,
     user_accounts,
     whatsapp_phone_numbers,
 );

@@ -119,14 +119,15 @@ impl ReportSettings {
         }
     }
 
-    /// A sign-in link to the account's dashboard (`dashboard_link`), with
-    /// its expiry (Unix seconds).
+    /// A sign-in link to the account's dashboard (`dashboard_link`) with
+    /// `role`, and its expiry (Unix seconds).
     pub fn dashboard_link(
         &self,
         account: domain::ids::UserAccountId,
         generation: i32,
+        role: domain::api_key::Role,
     ) -> anyhow::Result<(String, i64)> {
-        self.link_settings().link(account, generation)
+        self.link_settings().link(account, generation, role)
     }
 }
 

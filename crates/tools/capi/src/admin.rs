@@ -10,7 +10,7 @@ use domain::{
 };
 use serde_json::json;
 use std::io::Read;
-use storage::directions::{self, DirectionCapiUpdate, NewDirection};
+use storage::directions;
 use storage::secrets::Keys;
 use uuid::Uuid;
 
@@ -370,16 +370,16 @@ pub async fn direction(url: &str, keys: &Keys, c: DirectionCommand) -> Result<()
             pixel,
             waba,
         } => {
-            let d = NewDirection {
-                user_account_id: user_account,
-                ad_account_id: ad_account,
-                name: &name,
+            let d = setup::directions::NewDirection {
+                account: user_account,
+                name,
+                ad_account,
                 capi_enabled,
-                capi_source: source.into(),
-                pixel_id: pixel.as_deref(),
-                waba_id: waba.as_deref(),
+                source: source.into(),
+                pixel,
+                waba,
             };
-            let id = directions::create_direction(&mut conn, &d).await?;
+            let id = setup::directions::create(&mut conn, &setup::Actor::cli(), &d).await?;
             out!("{}", json!({"id": id}));
         }
         DirectionCommand::Set {
@@ -402,64 +402,35 @@ pub async fn direction(url: &str, keys: &Keys, c: DirectionCommand) -> Result<()
             ldu_country,
             ldu_state,
         } => {
-            let names = [
-                &event_name_interest,
-                &event_name_qualified,
-                &event_name_scheduled,
-            ];
-            let names_other = [
-                &event_name_interest_other,
-                &event_name_qualified_other,
-                &event_name_scheduled_other,
-            ];
-            if names
-                .iter()
-                .chain(&names_other)
-                .any(|n| n.as_deref().is_some_and(|n| n.trim().is_empty()))
-            {
-                return Err(Failure::input("an event name cannot be empty"));
-            }
-            // A name given: the names the direction will have, checked as
-            // Meta checks them (other changes never wait on old names:
-            // `capi doctor` reports those).
-            if names.iter().chain(&names_other).any(|n| n.is_some()) {
-                let Some(current) = directions::direction_settings(&mut conn, id).await? else {
-                    return Err(Failure::input(format!("no direction {id}")));
-                };
-                let mut will_be = current.event_names();
-                for (stored, given) in will_be.business_messaging.iter_mut().zip(names) {
-                    if let Some(n) = given {
-                        n.trim().clone_into(stored);
-                    }
-                }
-                for (stored, given) in will_be.other.iter_mut().zip(names_other) {
-                    if let Some(n) = given {
-                        n.trim().clone_into(stored);
-                    }
-                }
-                crate::events::check(&will_be)?;
-            }
-            let u = DirectionCapiUpdate {
+            let c = setup::directions::DirectionChange {
                 capi_enabled,
-                capi_source: source.map(CapiSource::from),
-                capi_crm_type: crm.map(Into::into),
-                capi_crm_no_dialog: crm_no_dialog.map(|n| match n {
+                source: source.map(CapiSource::from),
+                crm: crm.map(Into::into),
+                crm_no_dialog: crm_no_dialog.map(|n| match n {
                     NoDialogArg::Skip => NoDialog::Skip,
                     NoDialogArg::PhoneOnly => NoDialog::PhoneOnly,
                 }),
-                pixel_id: pixel.as_deref(),
-                waba_id: waba.as_deref(),
-                ad_account_id: ad_account,
-                event_names: names.map(|n| n.as_deref().map(str::trim)),
-                event_names_other: names_other.map(|n| n.as_deref().map(str::trim)),
-                test_event_code: test_event_code.as_deref(),
-                ldu_enabled: ldu,
+                pixel,
+                waba,
+                ad_account,
+                event_names: [
+                    event_name_interest,
+                    event_name_qualified,
+                    event_name_scheduled,
+                ],
+                event_names_other: [
+                    event_name_interest_other,
+                    event_name_qualified_other,
+                    event_name_scheduled_other,
+                ],
+                test_event_code,
+                ldu,
                 ldu_country,
                 ldu_state,
             };
-            if !directions::update_direction_capi(&mut conn, id, &u).await? {
-                return Err(Failure::input(format!("no direction {id}")));
-            }
+            let allowed = crate::events::allowed()?;
+            setup::directions::update(&mut conn, &setup::Actor::cli(), &allowed, None, id, &c)
+                .await?;
             out!("{}", json!({"id": id, "updated": true}));
         }
         DirectionCommand::Bot {
@@ -467,9 +438,15 @@ pub async fn direction(url: &str, keys: &Keys, c: DirectionCommand) -> Result<()
             enabled,
             prompt,
         } => {
-            if !directions::set_direction_bot(&mut conn, id, enabled, prompt.as_deref()).await? {
-                return Err(Failure::input(format!("no direction {id}")));
-            }
+            setup::directions::set_bot(
+                &mut conn,
+                &setup::Actor::cli(),
+                None,
+                id,
+                enabled,
+                prompt.as_deref(),
+            )
+            .await?;
             out!("{}", json!({"id": id, "updated": true}));
         }
         DirectionCommand::QualificationPrompt(c) => {
@@ -513,7 +490,52 @@ pub enum InstanceCommand {
         #[arg(long)]
         enabled: Option<bool>,
     },
+    /// Connect an Evolution API instance: map it to the direction, keep its
+    /// API key (sealed), and set its webhook through Evolution API's own
+    /// endpoint (the gateway's URL, MESSAGES_UPSERT, the secret header),
+    /// read back to confirm. Evolution's address is bot.evolution_base_url.
+    Connect {
+        #[arg(long)]
+        instance: String,
+        #[arg(long)]
+        direction: DirectionId,
+        /// The instance's WhatsApp number.
+        #[arg(long)]
+        phone: Option<String>,
+        /// `-`: read the instance's Evolution API key from standard input
+        /// (not given: the one stored).
+        #[arg(long)]
+        evolution_api_key: Option<String>,
+        #[arg(long, value_parser = |s: &str| s.parse::<ApiVersion>())]
+        evolution_api_version: Option<ApiVersion>,
+        /// Where webhook-gateway is reachable from Evolution API.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        gateway_url: String,
+    },
     List,
+}
+
+/// Evolution API at `bot.evolution_base_url` (`CAPI_BOT__EVOLUTION_BASE_URL`).
+fn evolution() -> Result<Option<setup::evolution::Evolution>, Failure> {
+    #[derive(serde::Deserialize, Default)]
+    struct Bot {
+        #[serde(default)]
+        evolution_base_url: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Own {
+        #[serde(default)]
+        bot: Bot,
+    }
+    let own =
+        runtime::settings::load_section::<Own>("").map_err(|e| Failure::input(format!("{e}")))?;
+    let base = own.bot.evolution_base_url.trim().to_owned();
+    if base.is_empty() {
+        return Ok(None);
+    }
+    setup::evolution::Evolution::new(&base, std::time::Duration::from_secs(10))
+        .map(Some)
+        .map_err(Failure::from)
 }
 
 pub async fn instance(url: &str, keys: &Keys, c: InstanceCommand) -> Result<(), Failure> {
@@ -566,6 +588,42 @@ pub async fn instance(url: &str, keys: &Keys, c: InstanceCommand) -> Result<(), 
                 return Err(Failure::input(format!("no instance {instance}")));
             }
             out!("{}", json!({"instance": instance, "updated": true}));
+        }
+        InstanceCommand::Connect {
+            instance,
+            direction,
+            phone,
+            evolution_api_key,
+            evolution_api_version,
+            gateway_url,
+        } => {
+            let c = setup::instances::ConnectInstance {
+                instance,
+                direction,
+                phone,
+                api_key: token_arg(evolution_api_key)?,
+                version: evolution_api_version,
+                secret: None,
+            };
+            let done = setup::instances::connect(
+                &mut conn,
+                keys,
+                evolution()?.as_ref(),
+                &gateway_url,
+                &setup::Actor::cli(),
+                None,
+                &c,
+            )
+            .await?;
+            out!(
+                "{}",
+                json!({
+                    "instance": c.instance,
+                    "direction_id": direction,
+                    "webhook_url": done.webhook_url,
+                    "evolution": done.evolution,
+                })
+            );
         }
         InstanceCommand::List => print_rows(&directions::list_instances(&mut conn).await?)?,
     }

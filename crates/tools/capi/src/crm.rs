@@ -4,7 +4,7 @@
 //! are stored). Secrets are read from standard input, never from arguments.
 
 use crate::{Failure, connect, inspect::read_input, print_rows};
-use ::crm::session::{CrmPolicy, CrmSettings, Session};
+use ::crm::session::{CrmPolicy, CrmSettings};
 use clap::Subcommand;
 use domain::ids::{ConnectionId, DirectionId, UserAccountId};
 use domain::{
@@ -110,9 +110,15 @@ pub async fn crm_fields(url: &str, c: CrmFieldsCommand) -> Result<(), Failure> {
             rules,
         } => {
             let rules = read_rules(&rules)?;
-            if !storage::directions::set_crm_fields(&mut conn, direction, level, &rules).await? {
-                return Err(missing(direction));
-            }
+            setup::crm_mapping::set_level(
+                &mut conn,
+                &setup::Actor::cli(),
+                None,
+                direction,
+                level,
+                &rules,
+            )
+            .await?;
             out!(
                 "{}",
                 json!({"id": direction, "level": level, "rules": rules.len()})
@@ -129,9 +135,15 @@ pub async fn crm_fields(url: &str, c: CrmFieldsCommand) -> Result<(), Failure> {
             );
         }
         CrmFieldsCommand::Clear { direction, level } => {
-            if !storage::directions::set_crm_fields(&mut conn, direction, level, &[]).await? {
-                return Err(missing(direction));
-            }
+            setup::crm_mapping::set_level(
+                &mut conn,
+                &setup::Actor::cli(),
+                None,
+                direction,
+                level,
+                &[],
+            )
+            .await?;
             out!("{}", json!({"id": direction, "level": level, "rules": 0}));
         }
     }
@@ -406,10 +418,6 @@ fn crm_policy() -> Result<CrmPolicy, Failure> {
     CrmPolicy::new(&own.crm).map_err(|e| Failure::input(format!("{e:#}")))
 }
 
-fn crm_failure(e: ::crm::CrmError) -> Failure {
-    Failure::from(anyhow::Error::from(e))
-}
-
 async fn fields(
     url: &str,
     keys: &Keys,
@@ -417,113 +425,14 @@ async fn fields(
     entity_type: Option<String>,
 ) -> Result<(), Failure> {
     let store = storage::Store::new(storage::connect_pool(url, 2)?, keys.clone());
-    let mut session = Session::open(store, crm_policy()?, connection)
-        .await
-        .map_err(crm_failure)?
-        .ok_or_else(|| Failure::input(format!("no CRM connection {connection}")))?;
-    let lines = match session.access().crm_type {
-        CrmType::AmoCrm => {
-            let entity = entity_type.unwrap_or_else(|| "leads".into());
-            if !matches!(entity.as_str(), "leads" | "contacts" | "companies") {
-                return Err(Failure::input(
-                    "--entity-type for amoCRM: leads, contacts or companies",
-                ));
-            }
-            let mut lines = Vec::new();
-            if entity == "leads" {
-                let pipelines = session.amo_pipelines().await.or_else(|e| match e {
-                    ::crm::CrmError::NotFound => Ok(json!({})),
-                    e => Err(e),
-                });
-                lines.extend(amo_statuses(&pipelines.map_err(crm_failure)?));
-            }
-            let fields = session
-                .amo_custom_fields(&entity)
-                .await
-                .map_err(crm_failure)?;
-            lines.extend(fields.iter().map(amo_field));
-            lines
-        }
-        CrmType::Bitrix24 => {
-            let entity = entity_type.unwrap_or_else(|| "deal".into());
-            if !matches!(entity.as_str(), "deal" | "lead" | "contact") {
-                return Err(Failure::input(
-                    "--entity-type for Bitrix24: deal, lead or contact",
-                ));
-            }
-            let fields = session
-                .bitrix24_fields(&entity)
-                .await
-                .map_err(crm_failure)?;
-            bitrix24_fields(&fields)
-        }
-    };
+    let lines = setup::crm_mapping::fields(
+        store,
+        crm_policy()?,
+        None,
+        connection,
+        entity_type.as_deref(),
+    )
+    .await?;
     print_rows(&lines)?;
     Ok(())
-}
-
-fn text(v: &Value) -> Value {
-    domain::crm::mapping::scalar_text(v).map_or(Value::Null, Value::String)
-}
-
-/// amoCRM's pipelines as one `status_id` field whose enums are the statuses.
-fn amo_statuses(pipelines: &Value) -> Option<Value> {
-    let statuses: Vec<Value> = pipelines["_embedded"]["pipelines"]
-        .as_array()?
-        .iter()
-        .flat_map(|p| {
-            let pipeline = p["name"].as_str().unwrap_or_default().to_owned();
-            p["_embedded"]["statuses"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .map(move |s| {
-                    json!({"id": text(&s["id"]),
-                           "value": format!("{pipeline} / {}", s["name"].as_str().unwrap_or_default())})
-                })
-        })
-        .collect();
-    Some(
-        json!({"id": "status_id", "name": "Lead status (pipeline / status)",
-                "code": null, "type": "status", "enums": statuses}),
-    )
-}
-
-fn amo_field(f: &Value) -> Value {
-    let enums: Vec<Value> = f["enums"]
-        .as_array()
-        .map(|e| {
-            e.iter()
-                .map(|o| json!({"id": text(&o["id"]), "value": text(&o["value"])}))
-                .collect()
-        })
-        .unwrap_or_default();
-    json!({"id": text(&f["id"]), "name": text(&f["name"]), "code": text(&f["code"]),
-           "type": text(&f["type"]), "enums": enums})
-}
-
-/// `crm.{entity}.fields`: a line per field key, list items as enums.
-fn bitrix24_fields(fields: &Value) -> Vec<Value> {
-    let Some(map) = fields.as_object() else {
-        return Vec::new();
-    };
-    map.iter()
-        .map(|(key, f)| {
-            let name = ["listLabel", "formLabel", "title"]
-                .iter()
-                .find_map(|k| f[*k].as_str().filter(|s| !s.is_empty()))
-                .unwrap_or(key);
-            let items: Vec<Value> = f["items"]
-                .as_array()
-                .map(|i| {
-                    i.iter()
-                        .map(|o| json!({"id": text(&o["ID"]), "value": text(&o["VALUE"])}))
-                        .collect()
-                })
-                .unwrap_or_default();
-            json!({"id": key, "name": name, "type": text(&f["type"]),
-                   "multiple": f["isMultiple"].as_bool().unwrap_or(false), "enums": items})
-        })
-        .collect()
 }

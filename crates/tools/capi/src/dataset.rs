@@ -30,39 +30,19 @@ pub(crate) async fn set_direction_dataset(
     id: domain::ids::DirectionId,
 ) -> Result<(), Failure> {
     let mut conn = crate::connect(url).await?;
-    let Some(d) = storage::doctor::direction_setup(&mut conn, id).await? else {
-        return Err(Failure::input(format!("no direction {id}")));
-    };
-    let Some(waba) = d.waba_id.as_deref() else {
-        return Err(Failure::input(format!(
-            "direction {id} has no WhatsApp Business Account id: capi direction set {id} --waba …"
-        )));
-    };
-    let token = d
-        .token
-        .open(keys, storage::secrets::AD_ACCESS_TOKEN)
-        .map_err(|e| Failure::input(format!("the direction's access token cannot be read: {e}")))?
-        .ok_or_else(|| {
-            Failure::input("no access token on the direction's ad account or user account")
-        })?;
     let graph = graph().map_err(Failure::input)?;
-    let token = secrecy::ExposeSecret::expose_secret(&token);
-    let dataset = graph
-        .waba_dataset(waba, token, true)
-        .await
-        .map_err(|e| Failure {
-            code: 1,
-            message: format!("the WABA's dataset: {e}"),
-        })?
-        .ok_or_else(|| Failure::from(anyhow::anyhow!("Meta returned no dataset id")))?;
-    let update = storage::directions::DirectionCapiUpdate {
-        pixel_id: Some(&dataset),
-        ..Default::default()
-    };
-    storage::directions::update_direction_capi(&mut conn, id, &update).await?;
+    let (dataset, waba, was) = setup::directions::use_waba_dataset(
+        &mut conn,
+        keys,
+        &graph,
+        &setup::Actor::cli(),
+        None,
+        id,
+    )
+    .await?;
     out!(
         "{}",
-        json!({"id": id, "waba": waba, "dataset": dataset, "pixel_was": d.pixel_id})
+        json!({"id": id, "waba": waba, "dataset": dataset, "pixel_was": was})
     );
     Ok(())
 }

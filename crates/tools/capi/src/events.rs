@@ -6,7 +6,7 @@
 use crate::Failure;
 use domain::{
     capi_event::{Conversion, EventFacts, PurchaseFacts, build_event},
-    event_names::{ActionSource, AllowedNames, DirectionNames},
+    event_names::{ActionSource, AllowedNames},
     level::Level,
 };
 use serde::Deserialize;
@@ -27,22 +27,6 @@ pub(crate) fn allowed() -> Result<AllowedNames, Failure> {
     runtime::settings::load_section::<Own>("")
         .map(|o| o.meta.business_messaging_event_names)
         .map_err(|e| Failure::input(e.to_string()))
-}
-
-/// A direction's names as Meta would take them; else exit 2 naming each
-/// refusal and the allowed names.
-pub(crate) fn check(names: &DirectionNames) -> Result<(), Failure> {
-    let refused = allowed()?.check_direction(names);
-    if refused.is_empty() {
-        return Ok(());
-    }
-    Err(Failure::input(
-        refused
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n"),
-    ))
 }
 
 #[derive(clap::Subcommand)]

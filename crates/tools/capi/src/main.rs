@@ -24,6 +24,7 @@ fn stdout_closed(e: std::io::Error) -> ! {
 }
 
 mod admin;
+mod audit;
 mod crm;
 mod customer;
 mod dataset;
@@ -136,6 +137,10 @@ enum Command {
     DashboardLink {
         #[arg(long)]
         user_account: domain::ids::UserAccountId,
+        /// viewer: the read-only dashboard; editor: may also change the
+        /// account's set-up in the browser (every change is audited).
+        #[arg(long, default_value = "viewer", value_parser = |s: &str| s.parse::<domain::api_key::Role>())]
+        role: domain::api_key::Role,
     },
     /// Dashboard sessions: end all of one account's.
     #[command(subcommand)]
@@ -169,6 +174,10 @@ enum Command {
         prefix: String,
     },
     /// Model calls and tokens per direction, day and purpose.
+    /// Set-up changes (directions, numbers, CRM mapping, the bot) from the
+    /// dashboard and this CLI: who, when, before → after.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     Usage {
         /// The last this many days (UTC).
         #[arg(long, default_value_t = 7)]
@@ -228,6 +237,15 @@ impl From<anyhow::Error> for Failure {
         Failure {
             code: 1,
             message: format!("{e:#}"),
+        }
+    }
+}
+
+impl From<setup::SetupError> for Failure {
+    fn from(e: setup::SetupError) -> Failure {
+        Failure {
+            code: if e.is_input() { 2 } else { 1 },
+            message: e.to_string(),
         }
     }
 }
@@ -303,10 +321,11 @@ async fn main() -> ExitCode {
         Command::Report(c) => reports::report(&cli.database_url, c).await,
         Command::Spend(c) => reports::spend(&cli.database_url, c).await,
         Command::ApiKey(c) => reports::api_key(&cli.database_url, c).await,
-        Command::DashboardLink { user_account } => {
-            reports::dashboard_link(&cli.database_url, user_account).await
+        Command::DashboardLink { user_account, role } => {
+            reports::dashboard_link(&cli.database_url, user_account, role).await
         }
         Command::DashboardSessions(c) => reports::dashboard_sessions(&cli.database_url, c).await,
+        Command::Audit(c) => audit::audit(&cli.database_url, c).await,
         Command::Usage { days } => qualification::usage(&cli.database_url, days).await,
         Command::EvalQualification {
             set,

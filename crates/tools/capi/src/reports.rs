@@ -213,8 +213,13 @@ pub async fn api_key(url: &str, c: ApiKeyCommand) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `capi dashboard-link`: a short-lived sign-in link to the account's dashboard.
-pub async fn dashboard_link(url: &str, user_account: UserAccountId) -> Result<(), Failure> {
+/// `capi dashboard-link`: a short-lived sign-in link to the account's
+/// dashboard, for a viewer or an editor.
+pub async fn dashboard_link(
+    url: &str,
+    user_account: UserAccountId,
+    role: domain::api_key::Role,
+) -> Result<(), Failure> {
     #[derive(serde::Deserialize)]
     struct Own {
         reports: dashboard_link::LinkSettings,
@@ -227,11 +232,11 @@ pub async fn dashboard_link(url: &str, user_account: UserAccountId) -> Result<()
         return Err(Failure::input(format!("no user account {user_account}")));
     };
     let (link, expires) = s
-        .link(user_account, generation)
+        .link(user_account, generation, role)
         .map_err(|e| Failure::input(format!("{e:#}")))?;
     out!(
         "{}",
-        json!({"user_account_id": user_account, "url": link, "expires_unix": expires})
+        json!({"user_account_id": user_account, "role": role, "url": link, "expires_unix": expires})
     );
     Ok(())
 }

@@ -302,7 +302,7 @@ async fn logs_hold_no_token_secret_or_phone() {
             .unwrap();
     }
     let (link, _) = pipeline_tests::reports_settings("x")
-        .dashboard_link(s.user_account_id, 0)
+        .dashboard_link(s.user_account_id, 0, domain::api_key::Role::Viewer)
         .unwrap();
     let token = link
         .rsplit_once("token=")

@@ -22,7 +22,7 @@ fn target_dir() -> PathBuf {
 
 fn link(service: &ReportsService, account: uuid::Uuid) -> String {
     let (url, _) = reports_settings("http://unused")
-        .dashboard_link(account.into(), 0)
+        .dashboard_link(account.into(), 0, domain::api_key::Role::Viewer)
         .unwrap();
     url.replace("http://127.0.0.1", &service.url(""))
 }

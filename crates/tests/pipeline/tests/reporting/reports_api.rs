@@ -445,7 +445,7 @@ async fn sign_in_links_work_once_and_sessions_end_on_sign_out_or_revoke() {
         .unwrap();
     let link = |account: Uuid, generation: i32| {
         let (url, _) = reports_settings("x")
-            .dashboard_link(account.into(), generation)
+            .dashboard_link(account.into(), generation, domain::api_key::Role::Viewer)
             .unwrap();
         w.service.url(&format!(
             "/dashboard/login?{}",
@@ -630,7 +630,7 @@ async fn names_carrying_html_are_shown_as_text() {
         .await
         .unwrap();
     let (url, _) = reports_settings("x")
-        .dashboard_link(w.f.account.into(), 0)
+        .dashboard_link(w.f.account.into(), 0, domain::api_key::Role::Viewer)
         .unwrap();
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

@@ -1,0 +1,2 @@
+DROP TABLE setup_changes;
+ALTER TABLE dashboard_sessions DROP COLUMN role, DROP COLUMN link_id;
