@@ -111,6 +111,23 @@ pub fn verify_link(secret: &[u8], token: &str, now_unix: i64) -> Option<LinkGran
     (parts.next().is_none() && now_unix < grant.expires_unix).then_some(grant)
 }
 
+/// A dashboard session's CSRF token: bound to the session (the hash of its
+/// cookie's token) by HMAC, so a form carrying another session's token, or
+/// none, is refused; it needs no storage and lives as long as the session.
+pub fn csrf_token(secret: &[u8], session_hash: &str) -> String {
+    mac(secret, &format!("{session_hash}.csrf"))
+        .map(|m| hex::encode(m.finalize().into_bytes()))
+        .unwrap_or_default()
+}
+
+/// Whether `token` is the session's CSRF token (compared in constant time).
+pub fn verify_csrf(secret: &[u8], session_hash: &str, token: &str) -> bool {
+    let Ok(token) = hex::decode(token) else {
+        return false;
+    };
+    mac(secret, &format!("{session_hash}.csrf")).is_some_and(|m| m.verify_slice(&token).is_ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +171,16 @@ mod tests {
             .unwrap_or_default();
         let old = verify_link(b"k1", &format!("{payload}.{sig}"), 999);
         assert_eq!(old, Some(grant.clone()));
+    }
+
+    #[test]
+    fn a_csrf_token_holds_for_its_session_and_secret_only() {
+        let t = csrf_token(b"k1", "session-a");
+        assert!(verify_csrf(b"k1", "session-a", &t));
+        assert!(!verify_csrf(b"k1", "session-b", &t));
+        assert!(!verify_csrf(b"k2", "session-a", &t));
+        assert!(!verify_csrf(b"k1", "session-a", ""));
+        assert!(!verify_csrf(b"k1", "session-a", "zz"));
     }
 
     #[test]

@@ -176,6 +176,11 @@ impl AllowedNames {
         Ok(AllowedNames(names))
     }
 
+    /// The names, in the order given.
+    pub fn names(&self) -> &[String] {
+        &self.0
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.0.iter().any(|n| n == name)
     }

@@ -226,3 +226,46 @@ fn bitrix24_fields(fields: &Value) -> Vec<Value> {
         })
         .collect()
 }
+
+/// "Test with a real deal": reads one entity (amoCRM lead, Bitrix24 deal)
+/// from the CRM and answers the levels the direction's rules give it,
+/// changing nothing.
+pub async fn try_entity(
+    conn: &mut AsyncPgConnection,
+    store: storage::Store,
+    policy: CrmPolicy,
+    account: Option<UserAccountId>,
+    direction: DirectionId,
+    connection: ConnectionId,
+    entity_id: &str,
+) -> Result<Vec<Level>> {
+    let entity_id = entity_id.trim();
+    if entity_id.is_empty()
+        || entity_id.len() > 20
+        || !entity_id.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(SetupError::invalid("a deal's id is digits only"));
+    }
+    directions::find(conn, account, direction).await?;
+    let mapping = storage::directions::crm_fields(conn, direction)
+        .await?
+        .ok_or_else(|| SetupError::NotFound(format!("no direction {direction}")))?;
+    let mut session = session(store, policy, account, connection).await?;
+    let crm_type = session.access().crm_type;
+    let (entity_type, entity) = match crm_type {
+        CrmType::AmoCrm => ("lead", session.amo_lead(entity_id).await),
+        CrmType::Bitrix24 => ("deal", session.bitrix24_entity("deal", entity_id).await),
+    };
+    let entity = entity.map_err(|e| match e {
+        ::crm::CrmError::NotFound => {
+            SetupError::NotFound(format!("the CRM has no deal {entity_id}"))
+        }
+        e => crm_failure(e),
+    })?;
+    Ok(domain::crm::mapping::matched_levels(
+        crm_type,
+        entity_type,
+        &entity,
+        &mapping,
+    ))
+}

@@ -538,3 +538,25 @@ pub(crate) fn level_mapping(
         scheduled: rules(scheduled)?,
     })
 }
+
+/// A connection as the set-up pages list it (no secrets).
+#[derive(Debug, Clone, serde::Serialize, Queryable)]
+pub struct ConnectionSummary {
+    pub id: ConnectionId,
+    pub crm_type: CrmType,
+    pub base_url: String,
+}
+
+/// The account's CRM connections, oldest first.
+pub async fn list_connections(
+    conn: &mut AsyncPgConnection,
+    account: UserAccountId,
+) -> Result<Vec<ConnectionSummary>, diesel::result::Error> {
+    use crm_connections::dsl as c;
+    c::crm_connections
+        .filter(c::user_account_id.eq(account))
+        .order(c::created_at)
+        .select((c::id, c::crm_type, c::base_url))
+        .load(conn)
+        .await
+}

@@ -40,6 +40,8 @@ th{color:#6a7282;font-weight:500}.yes{color:#1a7f37;font-weight:600}.no{color:#9
 .legend span{display:inline-block;margin-right:14px;font-size:12px}.legend i{display:inline-block;width:10px;height:10px;margin-right:4px;border-radius:2px}
 .legend .lead{background:#4c7bd9}.legend .registration{background:#f0a030}.legend .schedule{background:#3aa676}
 header form.logout button{background:none;color:#fff;border-color:#667}
+header a.setup,header nav a{color:#fff}.error{color:#b42318;font-weight:600}
+form label{margin-right:8px}select[multiple]{min-width:320px;vertical-align:top}
 .banner{background:#fdecea;border:1px solid #e5a29b;color:#7a1c12;border-radius:10px;padding:12px 16px;margin-bottom:18px}
 .status{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600}
 .status.active{background:#e3f4e8;color:#1a7f37}.status.test{background:#e8effc;color:#2456c7}

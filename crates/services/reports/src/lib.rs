@@ -31,6 +31,19 @@ pub struct Settings {
     pub reports: ReportSettings,
     /// Where the Graph API is (insights): `meta.graph_base_url`, `meta.graph_version`.
     pub meta: meta_graph::GraphSettings,
+    /// What the set-up pages need of other sections: the event names Meta
+    /// takes (`meta.business_messaging_event_names`), Evolution API's
+    /// address (`bot.evolution_base_url`), the CRM pace (`[crm]`).
+    pub setup: SetupSettings,
+}
+
+/// The other services' keys the set-up pages read (the same keys, so one
+/// config file serves all).
+#[derive(Debug, Clone, Default)]
+pub struct SetupSettings {
+    pub allowed_names: domain::event_names::AllowedNames,
+    pub evolution_base_url: String,
+    pub crm: crm::session::CrmSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,6 +80,9 @@ pub struct ReportSettings {
     /// The sweep's pause between batches (room for the writers).
     #[serde(deserialize_with = "domain::duration::deserialize")]
     pub retention_pause: Duration,
+    /// Where webhook-gateway is reachable from Evolution API and the CRMs
+    /// (the set-up pages point webhooks at it).
+    pub gateway_url: String,
 }
 
 /// `[reports]` defaults; the sign-in link's keys (`dashboard_secret`,
@@ -86,6 +102,7 @@ session_ttl = "12h"
 retention_every = "10m"
 retention_batch = 250
 retention_pause = "20ms"
+gateway_url = "http://127.0.0.1:8080"
 "#;
 
 impl Settings {
@@ -95,7 +112,23 @@ impl Settings {
         struct Own {
             reports: ReportSettings,
             #[serde(default)]
-            meta: meta_graph::GraphSettings,
+            meta: Meta,
+            #[serde(default)]
+            bot: Bot,
+            #[serde(default)]
+            crm: crm::session::CrmSettings,
+        }
+        #[derive(Deserialize, Default)]
+        struct Meta {
+            #[serde(flatten)]
+            graph: meta_graph::GraphSettings,
+            #[serde(default)]
+            business_messaging_event_names: domain::event_names::AllowedNames,
+        }
+        #[derive(Deserialize, Default)]
+        struct Bot {
+            #[serde(default)]
+            evolution_base_url: String,
         }
         let (common, own) = runtime::settings::load_settings_layered::<Own>(
             &[DEFAULTS, dashboard_link::DEFAULTS],
@@ -104,7 +137,12 @@ impl Settings {
         Ok(Settings {
             common,
             reports: own.reports,
-            meta: own.meta,
+            meta: own.meta.graph,
+            setup: SetupSettings {
+                allowed_names: own.meta.business_messaging_event_names,
+                evolution_base_url: own.bot.evolution_base_url,
+                crm: own.crm,
+            },
         })
     }
 }
@@ -186,6 +224,17 @@ pub(crate) struct State {
     pub pool: storage::DbPool,
     pub main: runtime::MainRuntime,
     pub config: Arc<Config>,
+    pub setup: Arc<SetupContext>,
+}
+
+/// What the set-up pages call the shared operations with.
+pub(crate) struct SetupContext {
+    pub store: storage::Store,
+    pub allowed_names: domain::event_names::AllowedNames,
+    pub evolution: Option<setup::evolution::Evolution>,
+    pub gateway_url: String,
+    pub crm: crm::session::CrmPolicy,
+    pub graph: meta_graph::Graph,
 }
 
 /// Builds the service: it runs until `stop` is cancelled (`Runtime::run_until_stopped`).
@@ -198,10 +247,23 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
     }
     let mut runtime = Runtime::new("reports", &settings.common, stop)?;
     let metrics = metrics::Metrics::new(&mut runtime.registry);
+    let evolution_url = settings.setup.evolution_base_url.trim();
+    let setup = SetupContext {
+        store: runtime.store.clone(),
+        allowed_names: settings.setup.allowed_names.clone(),
+        evolution: (!evolution_url.is_empty())
+            .then(|| setup::evolution::Evolution::new(evolution_url, timeout))
+            .transpose()
+            .context("the Evolution API client")?,
+        gateway_url: s.gateway_url.trim_end_matches('/').to_owned(),
+        crm: crm::session::CrmPolicy::new(&settings.setup.crm).context("[crm]")?,
+        graph: meta_graph::Graph::new(&settings.meta, timeout).context("the Meta Graph client")?,
+    };
     let state = actix_web::web::Data::new(State {
         pool: runtime.store.pool().clone(),
         main: runtime.main.clone(),
         config: config.clone(),
+        setup: Arc::new(setup),
     });
     runtime.serve(&settings.common, move |cfg| {
         cfg.app_data(state.clone())

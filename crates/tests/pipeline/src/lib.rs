@@ -1100,6 +1100,7 @@ pub fn reports_settings(outside_url: &str) -> reports::ReportSettings {
         retention_every: Duration::from_secs(3600),
         retention_batch: 1000,
         retention_pause: Duration::ZERO,
+        gateway_url: "http://127.0.0.1:8080".into(),
     }
 }
 
@@ -1111,8 +1112,8 @@ pub struct ReportsService {
 }
 
 impl ReportsService {
-    /// Meta's Graph API is at the same outside URL as Telegram (see
-    /// [`reports_settings`]).
+    /// Meta's Graph API and Evolution API are at the same outside URL as
+    /// Telegram (see [`reports_settings`]).
     pub async fn start(env: &TestEnv, settings: reports::ReportSettings) -> ReportsService {
         let stop = CancellationToken::new();
         let meta = meta_graph::GraphSettings {
@@ -1122,6 +1123,10 @@ impl ReportsService {
         let service = reports::build(
             reports::Settings {
                 common: env.common(),
+                setup: reports::SetupSettings {
+                    evolution_base_url: settings.telegram_url.clone(),
+                    ..Default::default()
+                },
                 reports: settings,
                 meta,
             },

@@ -15,6 +15,8 @@
 //! - `DELETE /sandbox/events` — forget everything recorded
 //! - `POST /v1/chat/completions` — an OpenAI-compatible model with fixed answers
 //! - `POST /message/sendText/{instance}` — Evolution API's send; `GET /sandbox/whatsapp/sent`
+//! - `POST /webhook/set/{instance}`, `GET /webhook/find/{instance}` — Evolution API's webhook
+//!   settings (`evolution_webhook.rs`); `GET /sandbox/evolution/webhooks`
 //! - `GET|PUT /sandbox/llm/faults` — the model's latency, failures to inject
 //!
 //! - amoCRM and Bitrix24 APIs, OAuth, rate limits and webhooks (`crm/`), `GET /sandbox/crm/stats`
@@ -30,6 +32,7 @@ pub mod crm;
 pub mod crm_burst;
 pub mod customers;
 pub mod dataset;
+pub mod evolution_webhook;
 pub mod marketing;
 mod qualify;
 mod validate;
@@ -374,12 +377,15 @@ pub fn serve(
     let crms = web::Data::new(crm::Crms::default());
     let marketing = web::Data::new(marketing::Marketing::default());
     let datasets = web::Data::new(dataset::Datasets::default());
+    let webhooks = web::Data::new(evolution_webhook::Webhooks::default());
     Ok(actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(sandbox.clone())
             .app_data(datasets.clone())
             .app_data(crms.clone())
             .app_data(marketing.clone())
+            .app_data(webhooks.clone())
+            .configure(evolution_webhook::routes)
             .configure(crm::routes)
             .configure(marketing::routes)
             .configure(routes)

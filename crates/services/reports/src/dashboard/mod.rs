@@ -7,6 +7,7 @@
 
 mod ads;
 mod health;
+mod setup;
 
 use crate::{
     State,
@@ -38,7 +39,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(at("/dashboard", "GET").route(web::get().to(dashboard)))
         .service(at("/dashboard/leads/{lead_id}", "GET").route(web::get().to(lead_view)))
         .service(at("/dashboard/leads.csv", "GET").route(web::get().to(leads_csv)))
-        .service(at("/dashboard/ads.csv", "GET").route(web::get().to(ads_csv)));
+        .service(at("/dashboard/ads.csv", "GET").route(web::get().to(ads_csv)))
+        .configure(setup::routes);
 }
 
 fn message_page(status: StatusCode, title: &str, text: &str) -> HttpResponse {
@@ -129,6 +131,8 @@ async fn login(q: web::Query<HashMap<String, String>>, state: web::Data<State>) 
             session_hash: &session_hash,
             session_expires_at: now
                 + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(12)),
+            role: grant.role,
+            link_id: &grant.link_id(),
         };
         Ok::<_, anyhow::Error>(storage::dashboard::sign_in(&mut conn, &sign_in).await?)
     };
@@ -187,18 +191,29 @@ async fn logout(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
 /// The signed-in account: the cookie's session is open, not expired, and
 /// of the account's current generation.
 async fn session(req: &HttpRequest, state: &State) -> Result<domain::ids::UserAccountId, Refusal> {
+    signed_in(req, state).await.map(|s| s.session.account)
+}
+
+/// A live session and its token's hash (what a CSRF token is bound to).
+struct SignedIn {
+    session: storage::dashboard::Session,
+    hash: String,
+}
+
+async fn signed_in(req: &HttpRequest, state: &State) -> Result<SignedIn, Refusal> {
     secret(state)?;
     let hash = req
         .cookie(COOKIE)
         .map(|c| domain::api_key::hash(c.value()))
         .ok_or(Refusal::SignIn)?;
     let pool = state.pool.clone();
+    let key = hash.clone();
     let work = async move {
         let mut conn = pool.get().await?;
-        Ok::<_, anyhow::Error>(storage::dashboard::session_account(&mut conn, &hash).await?)
+        Ok::<_, anyhow::Error>(storage::dashboard::session(&mut conn, &key).await?)
     };
     match state.main.run(work).await {
-        Ok(Ok(Some(account))) => Ok(account),
+        Ok(Ok(Some(session))) => Ok(SignedIn { session, hash }),
         Ok(Ok(None)) => Err(Refusal::SignIn),
         Ok(Err(e)) | Err(e) => Err(Refusal::Unavailable(e)),
     }
@@ -330,6 +345,8 @@ struct DashboardData {
     leads: Vec<LeadEvents>,
     total_leads: i64,
     page: i64,
+    /// The session may change the set-up (a link to it in the header).
+    editor: bool,
 }
 
 async fn dashboard(
@@ -337,8 +354,11 @@ async fn dashboard(
     q: web::Query<HashMap<String, String>>,
     state: web::Data<State>,
 ) -> HttpResponse {
-    let account = match session(&req, &state).await {
-        Ok(a) => a,
+    let (account, editor) = match signed_in(&req, &state).await {
+        Ok(s) => (
+            s.session.account,
+            s.session.role == domain::api_key::Role::Editor,
+        ),
         Err(r) => return r.page(),
     };
     let (since, until) = (date_param(&q, "since"), date_param(&q, "until"));
@@ -380,6 +400,7 @@ async fn dashboard(
             leads,
             total_leads,
             page: page_no,
+            editor,
         }))
     };
     match state.main.run(work).await {
@@ -587,7 +608,11 @@ fn render_dashboard(d: &DashboardData) -> Markup {
     };
     page(
         &d.name,
-        html! { (range_form(s.since, s.until)) (sign_out()) },
+        html! {
+            (range_form(s.since, s.until))
+            @if d.editor { a.setup href="/dashboard/setup" { "Set-up" } }
+            (sign_out())
+        },
         body,
     )
 }

@@ -594,6 +594,7 @@ async fn a_weak_dashboard_secret_stops_reports() {
                 common: env.common(),
                 reports: settings,
                 meta: meta_graph::GraphSettings::default(),
+                setup: Default::default(),
             },
             runtime::CancellationToken::new(),
         )

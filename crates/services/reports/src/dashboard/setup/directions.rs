@@ -1,0 +1,446 @@
+//! The set-up index (directions, numbers, CRM connections) and a
+//! direction's page: its CAPI settings, the WABA's dataset, its bot.
+
+use super::{
+    Editor, Form, conn, csrf_field, editor, editor_posting, refused, run, see_other, setup_page,
+};
+use crate::State;
+use actix_web::{HttpRequest, HttpResponse, web};
+use domain::event_names::{ActionSource, default_event_name};
+use domain::ids::DirectionId;
+use domain::level::{CapiSource, CrmType, Level, NoDialog};
+use maud::{Markup, html};
+use setup::SetupError;
+use setup::directions::{DirectionChange, NewDirection};
+use storage::directions::{DirectionSettings, InstanceRow};
+
+struct Index {
+    directions: Vec<DirectionSettings>,
+    instances: Vec<InstanceRow>,
+    connections: Vec<storage::crm::ConnectionSummary>,
+}
+
+pub async fn index(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    let e = match editor(&req, &state).await {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let pool = state.pool.clone();
+    let account = e.account;
+    let data = run(&state, async move {
+        let mut c = conn(&pool).await?;
+        let directions: Vec<DirectionSettings> = storage::directions::list_directions(&mut c)
+            .await?
+            .into_iter()
+            .map(|d| d.settings)
+            .filter(|d| d.user_account_id == account)
+            .collect();
+        let instances = storage::directions::list_instances(&mut c)
+            .await?
+            .into_iter()
+            .filter(|i| {
+                i.direction_id
+                    .is_some_and(|d| directions.iter().any(|x| x.id == d))
+            })
+            .collect();
+        let connections = storage::crm::list_connections(&mut c, account).await?;
+        Ok(Index {
+            directions,
+            instances,
+            connections,
+        })
+    })
+    .await;
+    match data {
+        Ok(d) => setup_page("Set-up", render_index(&e, &d)),
+        Err(err) => refused(err, "/dashboard"),
+    }
+}
+
+fn on_off(v: bool) -> &'static str {
+    if v { "on" } else { "off" }
+}
+
+fn render_index(e: &Editor, d: &Index) -> Markup {
+    html! {
+        section id="directions" {
+            h2 { "Directions" }
+            table {
+                tr { th { "Name" } th { "CAPI" } th { "Source" } th { "Dataset (pixel)" } th {} }
+                @for x in &d.directions {
+                    tr {
+                        td { (x.name) }
+                        td { (on_off(x.capi_enabled)) }
+                        td { (x.capi_source.as_str()) }
+                        td { (x.pixel_id.as_deref().unwrap_or("—")) }
+                        td { a href={ "/dashboard/setup/directions/" (x.id) } { "Edit" } }
+                    }
+                }
+            }
+            h3 { "New direction" }
+            form id="new-direction" method="post" action="/dashboard/setup/directions" {
+                (csrf_field(e))
+                label { "Name " input type="text" name="name" required; }
+                label { " CAPI " select name="capi_enabled" { option value="true" { "on" } option value="false" { "off" } } }
+                label { " Source " select name="source" {
+                    @for s in CapiSource::ALL { option value=(s.as_str()) { (s.as_str()) } }
+                } }
+                " " button type="submit" { "Create" }
+            }
+        }
+        section id="numbers" {
+            h2 { "WhatsApp numbers" }
+            table {
+                tr { th { "Instance" } th { "Channel" } th { "Number" } th { "Direction" } }
+                @for i in &d.instances {
+                    tr {
+                        td { (i.instance_name) }
+                        td { (i.channel.as_str()) }
+                        td { (i.phone_number.as_deref().unwrap_or("—")) }
+                        td { (d.directions.iter().find(|x| Some(x.id) == i.direction_id).map_or("—", |x| x.name.as_str())) }
+                    }
+                }
+            }
+            h3 { "Connect an Evolution API instance" }
+            p.muted { "Sets the instance's webhook at Evolution API (the gateway's address, MESSAGES_UPSERT, a secret header) and reads it back." }
+            form id="connect-instance" method="post" action="/dashboard/setup/instances" {
+                (csrf_field(e))
+                label { "Instance " input type="text" name="instance" required; }
+                label { " Direction " select name="direction" {
+                    @for x in &d.directions { option value=(x.id) { (x.name) } }
+                } }
+                label { " Number " input type="text" name="phone"; }
+                label { " Evolution API key " input type="password" name="evolution_api_key" autocomplete="off"; }
+                label { " API " select name="evolution_api_version" { option value="v2" { "v2" } option value="v1" { "v1" } } }
+                " " button type="submit" { "Connect" }
+            }
+        }
+        section id="crm" {
+            h2 { "CRM connections" }
+            @if d.connections.is_empty() {
+                p.muted { "None yet: connect one with capi crm connect (see the README)." }
+            }
+            table {
+                @for c in &d.connections {
+                    tr { td { (c.crm_type.as_str()) } td { (c.base_url) } td.muted { (c.id) } }
+                }
+            }
+        }
+    }
+}
+
+pub async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> HttpResponse {
+    let form = Form::parse(&body);
+    let e = match editor_posting(&req, &state, &form).await {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let d = match new_direction(&e, &form) {
+        Ok(d) => d,
+        Err(err) => return refused(err, "/dashboard/setup"),
+    };
+    let pool = state.pool.clone();
+    let actor = e.actor.clone();
+    match run(&state, async move {
+        let mut c = conn(&pool).await?;
+        setup::directions::create(&mut c, &actor, &d).await
+    })
+    .await
+    {
+        Ok(id) => see_other(&format!("/dashboard/setup/directions/{id}")),
+        Err(err) => refused(err, "/dashboard/setup"),
+    }
+}
+
+fn new_direction(e: &Editor, f: &Form) -> Result<NewDirection, SetupError> {
+    Ok(NewDirection {
+        account: e.account,
+        name: f.text("name").unwrap_or_default(),
+        ad_account: None,
+        capi_enabled: f.flag("capi_enabled")?.unwrap_or(false),
+        source: f.word("source")?.unwrap_or(CapiSource::Whatsapp),
+        pixel: f.text("pixel"),
+        waba: f.text("waba"),
+    })
+}
+
+struct DirectionPage {
+    d: DirectionSettings,
+    bot: (bool, Option<String>),
+}
+
+pub async fn edit(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<State>,
+) -> HttpResponse {
+    let e = match editor(&req, &state).await {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let Ok(id) = path.parse::<DirectionId>() else {
+        return refused(
+            SetupError::NotFound(format!("no direction {path}")),
+            "/dashboard/setup",
+        );
+    };
+    let pool = state.pool.clone();
+    let account = e.account;
+    let data = run(&state, async move {
+        let mut c = conn(&pool).await?;
+        let d = setup::directions::find(&mut c, Some(account), id).await?;
+        let bot = storage::directions::direction_bot(&mut c, id)
+            .await?
+            .unwrap_or((false, None));
+        Ok(DirectionPage { d, bot })
+    })
+    .await;
+    match data {
+        Ok(p) => setup_page(
+            &format!("Direction: {}", p.d.name),
+            render_direction(&e, &state, &p),
+        ),
+        Err(err) => refused(err, "/dashboard/setup"),
+    }
+}
+
+fn select_name(name: &str, current: &str, allowed: &[String]) -> Markup {
+    html! {
+        select name=(name) {
+            @if !allowed.iter().any(|a| a == current) {
+                option value=(current) selected { (current) " (not on Meta's list)" }
+            }
+            @for a in allowed {
+                option value=(a) selected[a == current] { (a) }
+            }
+        }
+    }
+}
+
+fn render_direction(e: &Editor, state: &State, p: &DirectionPage) -> Markup {
+    let d = &p.d;
+    let names = d.event_names();
+    let allowed = state.setup.allowed_names.names();
+    let path = format!("/dashboard/setup/directions/{}", d.id);
+    let levels = [Level::Interest, Level::Qualified, Level::Scheduled];
+    html! {
+        section id="capi" {
+            h2 { "CAPI" }
+            form id="direction-capi" method="post" action=(path) {
+                (csrf_field(e))
+                p {
+                    label { "CAPI " select name="capi_enabled" {
+                        option value="true" selected[d.capi_enabled] { "on" }
+                        option value="false" selected[!d.capi_enabled] { "off" }
+                    } }
+                    label { " Source " select name="source" {
+                        @for s in CapiSource::ALL { option value=(s.as_str()) selected[*s == d.capi_source] { (s.as_str()) } }
+                    } }
+                    label { " CRM " select name="crm" {
+                        option value="" selected[d.capi_crm_type.is_none()] { "—" }
+                        @for c in CrmType::ALL { option value=(c.as_str()) selected[Some(*c) == d.capi_crm_type] { (c.as_str()) } }
+                    } }
+                    label { " A CRM deal with no WhatsApp dialog " select name="crm_no_dialog" {
+                        @for n in NoDialog::ALL { option value=(n.as_str()) selected[*n == d.capi_crm_no_dialog] { (n.as_str()) } }
+                    } }
+                }
+                p {
+                    label { "Dataset (pixel) id " input type="text" name="pixel" value=(d.pixel_id.as_deref().unwrap_or("")); }
+                    label { " WhatsApp Business Account id " input type="text" name="waba" value=(d.waba_id.as_deref().unwrap_or("")); }
+                }
+                table {
+                    tr { th { "Level" } th { "Event with a click id (Meta's list)" } th { "Event without a click id" } }
+                    @for (i, l) in levels.iter().enumerate() {
+                        tr {
+                            td { (l.as_str()) }
+                            td { (select_name(&format!("event_name_{}", l.as_str()), names.get(*l, ActionSource::BusinessMessaging), allowed)) }
+                            td { input type="text" name={ "event_name_" (l.as_str()) "_other" }
+                                value=(names.get(*l, ActionSource::Other))
+                                placeholder=(default_event_name(levels[i], ActionSource::Other)); }
+                        }
+                    }
+                }
+                p {
+                    label { "Test event code " input type="text" name="test_event_code" value=(d.test_event_code.as_deref().unwrap_or("")); }
+                    label { " Limited Data Use " select name="ldu" {
+                        option value="false" selected[!d.ldu_enabled] { "off" }
+                        option value="true" selected[d.ldu_enabled] { "on" }
+                    } }
+                    label { " LDU country " select name="ldu_country" {
+                        option value="0" selected[d.ldu_country == 0] { "0 (geolocate)" }
+                        option value="1" selected[d.ldu_country == 1] { "1 (US)" }
+                    } }
+                    label { " LDU state " select name="ldu_state" {
+                        option value="0" selected[d.ldu_state == 0] { "0 (geolocate)" }
+                        option value="1000" selected[d.ldu_state == 1000] { "1000 (California)" }
+                    } }
+                }
+                button type="submit" { "Save" }
+            }
+            form id="direction-dataset" method="post" action={ (path) "/dataset" } {
+                (csrf_field(e))
+                p.muted { "Meta ties business-messaging events to the WhatsApp Business Account's dataset: read it from Meta (made there if missing) and use it as this direction's pixel." }
+                button type="submit" { "Use the WABA's dataset" }
+            }
+        }
+        section id="bot" {
+            h2 { "Bot" }
+            form id="direction-bot" method="post" action={ (path) "/bot" } {
+                (csrf_field(e))
+                p { label { "Bot " select name="bot_enabled" {
+                    option value="true" selected[p.bot.0] { "on" }
+                    option value="false" selected[!p.bot.0] { "off" }
+                } } }
+                p { label { "Prompt (business, tone, language; empty: the generic one)" br;
+                    textarea name="prompt" rows="8" cols="80" { (p.bot.1.as_deref().unwrap_or("")) } } }
+                button type="submit" { "Save" }
+            }
+        }
+        section id="crm-mapping" {
+            h2 { "CRM mapping" }
+            p { a href={ (path) "/crm" } { "Choose which CRM status or field means each level" } }
+        }
+    }
+}
+
+fn direction_change(f: &Form) -> Result<DirectionChange, SetupError> {
+    let name = |l: &str, other: bool| {
+        f.text(&format!(
+            "event_name_{l}{}",
+            if other { "_other" } else { "" }
+        ))
+    };
+    let levels = ["interest", "qualified", "scheduled"];
+    Ok(DirectionChange {
+        capi_enabled: f.flag("capi_enabled")?,
+        source: f.word("source")?,
+        crm: f.word("crm")?,
+        crm_no_dialog: f.word("crm_no_dialog")?,
+        pixel: f.text("pixel"),
+        waba: f.text("waba"),
+        ad_account: None,
+        event_names: levels.map(|l| name(l, false)),
+        event_names_other: levels.map(|l| name(l, true)),
+        test_event_code: f.text("test_event_code"),
+        ldu: f.flag("ldu")?,
+        ldu_country: f.number("ldu_country")?,
+        ldu_state: f.number("ldu_state")?,
+    })
+}
+
+fn direction_id(path: &str) -> Result<DirectionId, SetupError> {
+    path.parse()
+        .map_err(|_| SetupError::NotFound(format!("no direction {path}")))
+}
+
+pub async fn update(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<State>,
+) -> HttpResponse {
+    let form = Form::parse(&body);
+    let e = match editor_posting(&req, &state, &form).await {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let back = format!("/dashboard/setup/directions/{path}");
+    let (id, change) = match direction_id(&path).and_then(|id| Ok((id, direction_change(&form)?))) {
+        Ok(x) => x,
+        Err(err) => return refused(err, &back),
+    };
+    let pool = state.pool.clone();
+    let ctx = state.setup.clone();
+    match run(&state, async move {
+        let mut c = conn(&pool).await?;
+        setup::directions::update(
+            &mut c,
+            &e.actor,
+            &ctx.allowed_names,
+            Some(e.account),
+            id,
+            &change,
+        )
+        .await
+    })
+    .await
+    {
+        Ok(()) => see_other(&back),
+        Err(err) => refused(err, &back),
+    }
+}
+
+pub async fn bot(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<State>,
+) -> HttpResponse {
+    let form = Form::parse(&body);
+    let e = match editor_posting(&req, &state, &form).await {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let back = format!("/dashboard/setup/directions/{path}");
+    let (id, enabled) = match direction_id(&path).and_then(|id| Ok((id, form.flag("bot_enabled")?)))
+    {
+        Ok(x) => x,
+        Err(err) => return refused(err, &back),
+    };
+    let prompt = form.text("prompt");
+    let pool = state.pool.clone();
+    match run(&state, async move {
+        let mut c = conn(&pool).await?;
+        setup::directions::set_bot(
+            &mut c,
+            &e.actor,
+            Some(e.account),
+            id,
+            enabled,
+            prompt.as_deref(),
+        )
+        .await
+    })
+    .await
+    {
+        Ok(()) => see_other(&back),
+        Err(err) => refused(err, &back),
+    }
+}
+
+pub async fn dataset(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<State>,
+) -> HttpResponse {
+    let form = Form::parse(&body);
+    let e = match editor_posting(&req, &state, &form).await {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let back = format!("/dashboard/setup/directions/{path}");
+    let id = match direction_id(&path) {
+        Ok(id) => id,
+        Err(err) => return refused(err, &back),
+    };
+    let pool = state.pool.clone();
+    let ctx = state.setup.clone();
+    match run(&state, async move {
+        let mut c = conn(&pool).await?;
+        setup::directions::use_waba_dataset(
+            &mut c,
+            ctx.store.keys(),
+            &ctx.graph,
+            &e.actor,
+            Some(e.account),
+            id,
+        )
+        .await
+    })
+    .await
+    {
+        Ok(_) => see_other(&back),
+        Err(err) => refused(err, &back),
+    }
+}
