@@ -14,6 +14,16 @@ use serde_json::{Value, json};
 pub const RULES_MAX: usize = 50;
 const ENTITY_TYPES: &[&str] = &["leads", "contacts", "companies", "deal", "lead", "contact"];
 
+/// A level's rules from their JSON (a file's for the CLI, the chosen
+/// values' for the page): the one reading both go through.
+pub fn parse_rules(value: Value) -> Result<Vec<FieldRule>> {
+    serde_json::from_value(value).map_err(|e| {
+        SetupError::invalid(format!(
+            "not a list of rules (field_id, enum_id or enum_value, entity_type): {e}"
+        ))
+    })
+}
+
 /// Rules as the matcher will read them, or why not.
 pub fn check_rules(level: Level, rules: &[FieldRule]) -> Result<()> {
     if level == Level::Purchase {
@@ -31,14 +41,6 @@ pub fn check_rules(level: Level, rules: &[FieldRule]) -> Result<()> {
             return Err(SetupError::invalid(
                 "a rule needs the CRM field it reads (field_id)",
             ));
-        }
-        if r.enum_id.as_deref().is_some_and(|v| v.trim().is_empty())
-            || r.enum_value.as_deref().is_some_and(|v| v.trim().is_empty())
-        {
-            return Err(SetupError::invalid(format!(
-                "field {}: an empty value matches nothing (leave it out to match any value)",
-                r.field_id
-            )));
         }
         if r.enum_id.is_some() && r.enum_value.is_some() {
             return Err(SetupError::invalid(format!(

@@ -16,6 +16,7 @@ use storage::DbPool;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+pub mod dashboard_session;
 pub mod report_day;
 pub mod webdriver;
 
@@ -1050,6 +1051,18 @@ impl SandboxServer {
             .await
             .expect("sandbox answers");
         assert!(resp.status().is_success(), "PUT {path}: {}", resp.status());
+        resp.json().await.unwrap_or(Value::Null)
+    }
+
+    /// `GET {path}`: the answer's JSON.
+    pub async fn get(&self, path: &str) -> Value {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("sandbox answers");
+        assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
         resp.json().await.unwrap_or(Value::Null)
     }
 

@@ -196,6 +196,54 @@ impl Browser {
         v.as_array().cloned().unwrap_or_default()
     }
 
+    /// Clicks the element (a button submits its form; an option is chosen).
+    pub async fn click(&self, e: &Element) {
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{}/click", e.0),
+            Some(json!({})),
+        )
+        .await
+        .unwrap();
+    }
+
+    /// Clicks the first element matching `css` (panics when there is none).
+    pub async fn click_on(&self, css: &str) {
+        let e = self
+            .find(css)
+            .await
+            .unwrap_or_else(|err| panic!("{css}: {err}"));
+        self.click(&e).await;
+    }
+
+    /// Empties the field matching `css` and types `text` into it.
+    pub async fn fill(&self, css: &str, text: &str) {
+        let e = self
+            .find(css)
+            .await
+            .unwrap_or_else(|err| panic!("{css}: {err}"));
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{}/clear", e.0),
+            Some(json!({})),
+        )
+        .await
+        .unwrap();
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{}/value", e.0),
+            Some(json!({"text": text})),
+        )
+        .await
+        .unwrap();
+    }
+
+    /// The address the browser is at.
+    pub async fn url(&self) -> String {
+        let v = self.call(reqwest::Method::GET, "/url", None).await.unwrap();
+        v.as_str().unwrap_or_default().to_owned()
+    }
+
     /// A PNG of the viewport.
     pub async fn screenshot(&self) -> Vec<u8> {
         use base64::Engine;

@@ -45,11 +45,9 @@ pub enum CrmFieldsCommand {
 
 fn read_rules(file: &str) -> Result<Vec<FieldRule>, Failure> {
     let text = read_input(file)?;
-    serde_json::from_str(&text).map_err(|e| {
-        Failure::input(format!(
-            "{file}: not a list of rules (field_id, enum_id or enum_value, entity_type): {e}"
-        ))
-    })
+    let value: Value = serde_json::from_str(&text)
+        .map_err(|e| Failure::input(format!("{file}: not JSON: {e}")))?;
+    Ok(setup::crm_mapping::parse_rules(value)?)
 }
 
 pub async fn crm_fields(url: &str, c: CrmFieldsCommand) -> Result<(), Failure> {

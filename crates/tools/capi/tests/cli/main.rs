@@ -13,6 +13,7 @@ mod inspect;
 mod qualification;
 mod reports;
 mod setup;
+mod setup_pages;
 
 fn capi(args: &[&str]) -> (i32, String, String) {
     capi_stdin(args, "")

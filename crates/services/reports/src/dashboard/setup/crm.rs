@@ -194,22 +194,18 @@ fn render(e: &Editor, id: DirectionId, ed: &Editing) -> Markup {
     }
 }
 
-/// The rules a form's choices make (`field_id|enum_id` each).
-fn picked_rules(form: &Form) -> Vec<FieldRule> {
-    form.all("pick")
+/// The rules a form's choices make (`field_id|enum_id` each), read as the
+/// CLI reads a rules file.
+fn picked_rules(form: &Form) -> Result<Vec<FieldRule>, SetupError> {
+    let rules: Vec<Value> = form
+        .all("pick")
         .into_iter()
         .map(|p| {
             let (field, value) = p.split_once('|').unwrap_or((p, ""));
-            FieldRule {
-                field_id: field.to_owned(),
-                field_name: None,
-                field_type: None,
-                enum_id: Some(value.to_owned()),
-                enum_value: None,
-                entity_type: None,
-            }
+            serde_json::json!({"field_id": field, "enum_id": value})
         })
-        .collect()
+        .collect();
+    setup::crm_mapping::parse_rules(Value::Array(rules))
 }
 
 pub async fn set_rules(
@@ -236,11 +232,11 @@ pub async fn set_rules(
                 })?,
             ))
         });
-    let (id, level) = match parsed {
-        Ok(x) => x,
-        Err(err) => return refused(err, &back),
-    };
-    let rules = picked_rules(&form);
+    let (id, level, rules) =
+        match parsed.and_then(|(id, level)| Ok((id, level, picked_rules(&form)?))) {
+            Ok(x) => x,
+            Err(err) => return refused(err, &back),
+        };
     let pool = state.pool.clone();
     match run(&state, async move {
         let mut c = conn(&pool).await?;
