@@ -9,3 +9,4 @@ mod health_api;
 mod reports;
 mod reports_api;
 mod retention;
+mod setup_access;
