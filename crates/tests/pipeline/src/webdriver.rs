@@ -216,6 +216,29 @@ impl Browser {
         self.click(&e).await;
     }
 
+    /// Clicks the submit button matching `css` and waits until the answer's
+    /// page has replaced this one (the old page's root goes stale), so the
+    /// next command reads the new page even when it has the same address.
+    pub async fn submit(&self, css: &str) {
+        let old = self.find("html").await.unwrap();
+        self.click_on(css).await;
+        for _ in 0..200 {
+            let gone = self
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/element/{}/name", old.0),
+                    None,
+                )
+                .await
+                .is_err();
+            if gone {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{css}: the page did not change within 10 s");
+    }
+
     /// Empties the field matching `css` and types `text` into it.
     pub async fn fill(&self, css: &str, text: &str) {
         let e = self
@@ -233,6 +256,19 @@ impl Browser {
             reqwest::Method::POST,
             &format!("/element/{}/value", e.0),
             Some(json!({"text": text})),
+        )
+        .await
+        .unwrap();
+    }
+
+    /// Runs `script` in the page (WebDriver's own channel: the page's CSP,
+    /// which allows no script, does not apply to it). Used to tamper with a
+    /// form the way an attacker's page would.
+    pub async fn execute(&self, script: &str) {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
         )
         .await
         .unwrap();

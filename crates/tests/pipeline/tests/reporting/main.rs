@@ -10,3 +10,4 @@ mod reports;
 mod reports_api;
 mod retention;
 mod setup_access;
+mod setup_browser;
