@@ -10,6 +10,7 @@ mod dataset;
 mod events;
 mod messages;
 mod read;
+mod subscribed_apps;
 
 pub use events::Answer;
 pub use messages::MessageRefused;

@@ -8,6 +8,7 @@
 //! after (secrets as "set"/"unset", never their values).
 
 pub mod audit;
+pub mod cloud;
 pub mod crm_mapping;
 pub mod directions;
 pub mod evolution;

@@ -654,6 +654,10 @@ pub enum NumberCommand {
         /// for the number signed by any other app are refused.
         #[arg(long)]
         app: Option<String>,
+        /// Also subscribe the app to the WABA (`POST /{waba_id}/subscribed_apps`
+        /// with the token), so Meta sends the number's messages to it.
+        #[arg(long)]
+        subscribe_app: bool,
     },
 }
 
@@ -667,26 +671,21 @@ pub async fn number(url: &str, keys: &Keys, c: NumberCommand) -> Result<(), Fail
             phone,
             access_token,
             app,
+            subscribe_app,
         } => {
-            if phone_number_id.is_empty() || !phone_number_id.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(Failure::input(
-                    "--phone-number-id: Meta's phone number id is digits only",
-                ));
-            }
             let token = token_arg(access_token)?;
-            let instance = storage::cloud_numbers::map(
-                &mut conn,
-                keys,
-                &storage::cloud_numbers::CloudMapping {
-                    phone_number_id: &phone_number_id,
-                    direction_id: direction,
-                    waba_id: waba_id.as_deref(),
-                    phone_number: phone.as_deref(),
-                    access_token: token.as_deref(),
-                    meta_app_id: app.as_deref(),
-                },
-            )
-            .await?;
+            let n = setup::cloud::CloudNumber {
+                phone_number_id: phone_number_id.clone(),
+                direction: Some(direction),
+                waba_id,
+                phone,
+                access_token: token.clone(),
+                app,
+                subscribe: subscribe_app,
+            };
+            let graph = crate::dataset::graph().map_err(Failure::input)?;
+            let instance =
+                setup::cloud::map(&mut conn, keys, &graph, &setup::Actor::cli(), None, &n).await?;
             out!(
                 "{}",
                 json!({
@@ -695,6 +694,7 @@ pub async fn number(url: &str, keys: &Keys, c: NumberCommand) -> Result<(), Fail
                     "direction_id": direction,
                     "webhook_path": "/webhooks/whatsapp-cloud",
                     "access_token_set": token.is_some(),
+                    "app_subscribed": subscribe_app,
                 })
             );
         }

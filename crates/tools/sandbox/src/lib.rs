@@ -11,6 +11,7 @@
 //! - `GET  /sandbox/events/{event_id}` — how many times an event id was accepted
 //! - `GET|PUT /sandbox/faults` — latency, error and throttle rates, invalid event ids
 //! - `GET|POST /{version}/{waba_id}/dataset` — the WhatsApp Business Account's dataset (`dataset.rs`)
+//! - `GET|POST /{version}/{waba_id}/subscribed_apps` — the WABA's subscribed apps (`subscribed_apps.rs`)
 //! - `GET /{version}/{pixel_id}` — the pixel, for `capi doctor`'s token check (a token containing `expired` is refused)
 //! - `DELETE /sandbox/events` — forget everything recorded
 //! - `POST /v1/chat/completions` — an OpenAI-compatible model with fixed answers
@@ -35,6 +36,7 @@ pub mod dataset;
 pub mod evolution_webhook;
 pub mod marketing;
 mod qualify;
+pub mod subscribed_apps;
 mod validate;
 
 pub use validate::{MAX_EVENTS, validate};
@@ -305,6 +307,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/sandbox/faults", web::put().to(put_faults))
         .route("/{version}/{pixel_id}/events", web::post().to(post_events))
         .configure(dataset::routes)
+        .configure(subscribed_apps::routes)
         // Last: two free segments would shadow any GET registered after it.
         .route("/{version}/{pixel_id}", web::get().to(get_pixel));
 }
@@ -378,6 +381,7 @@ pub fn serve(
     let marketing = web::Data::new(marketing::Marketing::default());
     let datasets = web::Data::new(dataset::Datasets::default());
     let webhooks = web::Data::new(evolution_webhook::Webhooks::default());
+    let subscriptions = web::Data::new(subscribed_apps::Subscriptions::default());
     Ok(actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(sandbox.clone())
@@ -385,6 +389,7 @@ pub fn serve(
             .app_data(crms.clone())
             .app_data(marketing.clone())
             .app_data(webhooks.clone())
+            .app_data(subscriptions.clone())
             .configure(evolution_webhook::routes)
             .configure(crm::routes)
             .configure(marketing::routes)

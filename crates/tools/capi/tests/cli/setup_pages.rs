@@ -8,7 +8,8 @@ use domain::api_key::Role;
 use pipeline_tests::dashboard_session::{DashboardSession, error_text};
 use pipeline_tests::{ReportsService, SandboxServer, TestEnv, reports_settings};
 
-/// `capi ARGS --database-url DB` with Evolution API at `evolution`, as the
+/// `capi ARGS --database-url DB` with Evolution API and Meta's Graph API at
+/// `evolution` (the sandbox serves both), as the
 /// operating-system user "operator", `input` on standard input.
 fn capi_as_operator(
     db: &str,
@@ -22,6 +23,7 @@ fn capi_as_operator(
         .args(["--database-url", db])
         .env("CAPI_SECRETS__KEY", pipeline_tests::TEST_SECRETS_KEY)
         .env("CAPI_BOT__EVOLUTION_BASE_URL", evolution)
+        .env("CAPI_META__GRAPH_BASE_URL", evolution)
         .env("USER", "operator")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -89,6 +91,9 @@ async fn every_set_up_rule_refuses_the_same_from_the_cli_and_the_pages_and_chang
     );
 
     let set = |extra: &[&str]| strings(&[&["direction", "set", dir.as_str()][..], extra].concat());
+    let number = |extra: &[&str]| {
+        strings(&[&["number", "map", "--direction", dir.as_str()][..], extra].concat())
+    };
     let connect = |extra: &[&str]| {
         strings(
             &[
@@ -278,6 +283,64 @@ async fn every_set_up_rule_refuses_the_same_from_the_cli_and_the_pages_and_chang
             status: 502,
             says: "401",
         },
+        Case {
+            what: "a phone number id that is not Meta's",
+            cli: number(&["--phone-number-id", "12a"]),
+            stdin: "",
+            path: "/dashboard/setup/numbers".into(),
+            form: vec![
+                ("phone_number_id", "12a".into()),
+                ("direction", dir.clone()),
+            ],
+            code: 2,
+            status: 422,
+            says: "digits only",
+        },
+        Case {
+            what: "a subscription without the number's token",
+            cli: number(&[
+                "--phone-number-id",
+                "1099",
+                "--waba-id",
+                "4455",
+                "--subscribe-app",
+            ]),
+            stdin: "",
+            path: "/dashboard/setup/numbers".into(),
+            form: vec![
+                ("phone_number_id", "1099".into()),
+                ("direction", dir.clone()),
+                ("waba_id", "4455".into()),
+                ("subscribe_app", "true".into()),
+            ],
+            code: 2,
+            status: 422,
+            says: "needs the WABA id and the number's access token",
+        },
+        Case {
+            what: "a token Meta refuses",
+            cli: number(&[
+                "--phone-number-id",
+                "1099",
+                "--waba-id",
+                "4455",
+                "--subscribe-app",
+                "--access-token",
+                "-",
+            ]),
+            stdin: "EAAB-expired-token\n",
+            path: "/dashboard/setup/numbers".into(),
+            form: vec![
+                ("phone_number_id", "1099".into()),
+                ("direction", dir.clone()),
+                ("waba_id", "4455".into()),
+                ("access_token", "EAAB-expired-token".into()),
+                ("subscribe_app", "true".into()),
+            ],
+            code: 1,
+            status: 502,
+            says: "Meta refused the subscription",
+        },
     ];
     for c in &cases {
         let args: Vec<&str> = c.cli.iter().map(String::as_str).collect();
@@ -399,6 +462,38 @@ async fn every_set_up_rule_refuses_the_same_from_the_cli_and_the_pages_and_chang
     );
     assert!(page.body.contains("4242") && page.body.contains("4343"));
     assert!(!page.body.contains("evo-key-abcdef") && !page.body.contains(&secret));
+    // A Cloud API number, the app subscribed to its WABA with its token.
+    let mapped = editor
+        .post_form(
+            "/dashboard/setup/numbers",
+            &[
+                ("phone_number_id", "1099"),
+                ("direction", &dir),
+                ("waba_id", "4455"),
+                ("access_token", "EAAB-number-token"),
+                ("subscribe_app", "true"),
+            ],
+        )
+        .await;
+    assert_eq!(mapped.status, 303, "{}", mapped.body);
+    let apps: Value = reqwest::Client::new()
+        .get(format!("{}/v23.0/4455/subscribed_apps", sb.url))
+        .bearer_auth("EAAB-number-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        apps["data"][0]["whatsapp_business_api_data"]["id"],
+        sandbox::subscribed_apps::SANDBOX_APP
+    );
+    let trail = audit(&user);
+    assert_eq!(trail[0]["action"], "number.map");
+    assert_eq!(trail[0]["after"]["access_token"], "set");
+    assert_eq!(trail[0]["after"]["app_subscribed"], true);
+    assert!(!ok(&["audit", "list"]).contains("EAAB-number-token"));
     // The CLI connects the same way (the stored key and secret kept).
     let again: Value = serde_json::from_str(
         ok(&[

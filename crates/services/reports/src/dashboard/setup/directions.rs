@@ -114,6 +114,21 @@ fn render_index(e: &Editor, d: &Index) -> Markup {
                 label { " API " select name="evolution_api_version" { option value="v2" { "v2" } option value="v1" { "v1" } } }
                 " " button type="submit" { "Connect" }
             }
+            h3 { "Map a WhatsApp Cloud API number" }
+            p.muted { "Meta sends a number's messages only to apps subscribed to its WhatsApp Business Account: subscribing uses the number's token." }
+            form id="map-cloud" method="post" action="/dashboard/setup/numbers" {
+                (csrf_field(e))
+                label { "Phone number id " input type="text" name="phone_number_id" inputmode="numeric" required; }
+                label { " Direction " select name="direction" {
+                    @for x in &d.directions { option value=(x.id) { (x.name) } }
+                } }
+                label { " WABA id " input type="text" name="waba_id" inputmode="numeric"; }
+                label { " Number " input type="text" name="phone"; }
+                label { " Access token " input type="password" name="access_token" autocomplete="off"; }
+                label { " App id " input type="text" name="app" inputmode="numeric"; }
+                label { " Subscribe the app " select name="subscribe_app" { option value="true" { "yes" } option value="false" { "no" } } }
+                " " button type="submit" { "Map" }
+            }
         }
         section id="crm" {
             h2 { "CRM connections" }

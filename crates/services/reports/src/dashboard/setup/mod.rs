@@ -53,6 +53,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(crm::test_deal)),
         )
         .service(at("/dashboard/setup/instances", "POST").route(web::post().to(numbers::connect)))
+        .service(at("/dashboard/setup/numbers", "POST").route(web::post().to(numbers::map_cloud)))
         .service(at("/dashboard/setup/audit", "GET").route(web::get().to(audit::page)));
 }
 
