@@ -127,7 +127,8 @@ async fn a_cloud_api_number_is_mapped_with_its_token_from_stdin() {
     assert_eq!(
         printed,
         json!({"phone_number_id": "1204727649384372", "instance": "cloud-1204727649384372",
-               "direction_id": dir, "webhook_path": "/webhooks/whatsapp-cloud", "access_token_set": true})
+               "direction_id": dir, "webhook_path": "/webhooks/whatsapp-cloud", "access_token_set": true,
+               "app_subscribed": false})
     );
     assert!(!out.contains("EAAG-number-token") && !err.contains("EAAG-number-token"));
     let listed = capi_ok(&env.db_url, &["instance", "list"]);
@@ -156,7 +157,7 @@ async fn a_cloud_api_number_is_mapped_with_its_token_from_stdin() {
         &env.db_url,
     ]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("--phone-number-id"), "{err}");
+    assert!(err.contains("phone number id") && err.contains("digits only"), "{err}");
 }
 
 /// Event names as Meta takes them: a direction starts on names Meta's
