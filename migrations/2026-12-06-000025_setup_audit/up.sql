@@ -22,3 +22,21 @@ CREATE TABLE setup_changes (
     after           jsonb
 );
 CREATE INDEX setup_changes_account_idx ON setup_changes (user_account_id, at DESC, id DESC);
+
+-- A CRM authorisation started from the set-up pages (OAuth), until its
+-- callback: the state (hashed) is single-use, bound to the session that
+-- started it, and expires. The integration's secret is sealed like every
+-- stored secret.
+CREATE TABLE crm_oauth_states (
+    state_hash      text PRIMARY KEY,
+    session_hash    text NOT NULL,
+    user_account_id uuid NOT NULL REFERENCES user_accounts(id) ON DELETE CASCADE,
+    crm_type        text NOT NULL CHECK (crm_type IN ('amocrm', 'bitrix24')),
+    base_url        text NOT NULL,
+    client_id       text NOT NULL,
+    client_secret   text NOT NULL,
+    redirect_uri    text NOT NULL,
+    default_region  text NOT NULL,
+    expires_at      timestamptz NOT NULL
+);
+CREATE INDEX crm_oauth_states_expiry_idx ON crm_oauth_states (expires_at);

@@ -59,6 +59,31 @@ pub async fn refresh_amocrm(
     answer(resp).await
 }
 
+/// amoCRM: the first pair, for the code its authorisation page sent back
+/// to `app.redirect_uri` (valid 20 minutes, once).
+pub async fn exchange_amocrm(
+    http: &reqwest::Client,
+    base_url: &str,
+    app: &OAuthApp,
+    code: &str,
+) -> Result<TokenPair, CrmError> {
+    let resp = http
+        .post(format!(
+            "{}/oauth2/access_token",
+            base_url.trim_end_matches('/')
+        ))
+        .json(&json!({
+            "client_id": app.client_id,
+            "client_secret": app.client_secret.expose_secret(),
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": app.redirect_uri.as_deref().unwrap_or_default(),
+        }))
+        .send()
+        .await;
+    answer(resp).await
+}
+
 /// Bitrix24: a new pair for `refresh_token` from the OAuth server at
 /// `oauth_url` (`https://oauth.bitrix.info/oauth/token/`).
 pub async fn refresh_bitrix24(
@@ -115,7 +140,7 @@ async fn answer(resp: reqwest::Result<reqwest::Response>) -> Result<TokenPair, C
                 })
                 .unwrap_or("refused");
             Err(CrmError::Auth(format!(
-                "the token refresh was refused (HTTP {status}): {said}"
+                "the token request was refused (HTTP {status}): {said}"
             )))
         }
     }

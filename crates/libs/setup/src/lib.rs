@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod cloud;
 pub mod crm_mapping;
+pub mod crm_oauth;
 pub mod directions;
 pub mod evolution;
 pub mod instances;

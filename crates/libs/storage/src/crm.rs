@@ -539,24 +539,37 @@ pub(crate) fn level_mapping(
     })
 }
 
-/// A connection as the set-up pages list it (no secrets).
-#[derive(Debug, Clone, serde::Serialize, Queryable)]
+/// A connection as the set-up pages list it: no secrets (the address's
+/// host only: a Bitrix24 incoming webhook URL holds its secret in the path).
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct ConnectionSummary {
     pub id: ConnectionId,
     pub crm_type: CrmType,
-    pub base_url: String,
+    pub host: String,
 }
 
 /// The account's CRM connections, oldest first.
 pub async fn list_connections(
     conn: &mut AsyncPgConnection,
+    keys: &crate::secrets::Keys,
     account: UserAccountId,
 ) -> Result<Vec<ConnectionSummary>, diesel::result::Error> {
     use crm_connections::dsl as c;
-    c::crm_connections
+    let rows: Vec<(ConnectionId, CrmType, String)> = c::crm_connections
         .filter(c::user_account_id.eq(account))
         .order(c::created_at)
         .select((c::id, c::crm_type, c::base_url))
         .load(conn)
-        .await
+        .await?;
+    rows.into_iter()
+        .map(|(id, crm_type, sealed)| {
+            let url = keys
+                .open(secrets::CRM_BASE_URL, Some(&sealed))?
+                .map(|u| u.expose_secret().to_owned())
+                .unwrap_or_default();
+            let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+            let host = rest.split('/').next().unwrap_or_default().to_owned();
+            Ok(ConnectionSummary { id, crm_type, host })
+        })
+        .collect()
 }

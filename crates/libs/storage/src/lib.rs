@@ -9,6 +9,7 @@ pub mod cloud_numbers;
 pub mod connect;
 pub mod conversations;
 pub mod crm;
+pub mod crm_oauth;
 mod crm_sessions;
 pub mod customers;
 pub mod dashboard;

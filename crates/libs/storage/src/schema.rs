@@ -218,6 +218,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    crm_oauth_states (state_hash) {
+        state_hash -> Text,
+        session_hash -> Text,
+        user_account_id -> Uuid,
+        crm_type -> Text,
+        base_url -> Text,
+        client_id -> Text,
+        client_secret -> Text,
+        redirect_uri -> Text,
+        default_region -> Text,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     crm_request_pace (connection_id) {
         connection_id -> Uuid,
         next_at -> Timestamptz,
@@ -444,6 +459,7 @@ diesel::joinable!(conversation_reports -> account_directions (capi_direction_id)
 diesel::joinable!(conversation_reports -> user_accounts (user_account_id));
 diesel::joinable!(crm_changes -> crm_connections (connection_id));
 diesel::joinable!(crm_connections -> user_accounts (user_account_id));
+diesel::joinable!(crm_oauth_states -> user_accounts (user_account_id));
 diesel::joinable!(crm_request_pace -> crm_connections (connection_id));
 diesel::joinable!(dashboard_sessions -> user_accounts (user_account_id));
 diesel::joinable!(dashboard_sign_ins -> user_accounts (user_account_id));
@@ -470,6 +486,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     conversation_reports,
     crm_changes,
     crm_connections,
+    crm_oauth_states,
     crm_request_pace,
     dashboard_sessions,
     dashboard_sign_ins,

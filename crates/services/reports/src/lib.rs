@@ -83,6 +83,8 @@ pub struct ReportSettings {
     /// Where webhook-gateway is reachable from Evolution API and the CRMs
     /// (the set-up pages point webhooks at it).
     pub gateway_url: String,
+    /// amoCRM's authorisation page (Kommo: https://www.kommo.com/oauth).
+    pub amocrm_authorize_url: String,
 }
 
 /// `[reports]` defaults; the sign-in link's keys (`dashboard_secret`,
@@ -103,6 +105,7 @@ retention_every = "10m"
 retention_batch = 250
 retention_pause = "20ms"
 gateway_url = "http://127.0.0.1:8080"
+amocrm_authorize_url = "https://www.amocrm.ru/oauth"
 "#;
 
 impl Settings {
@@ -235,6 +238,9 @@ pub(crate) struct SetupContext {
     pub gateway_url: String,
     pub crm: crm::session::CrmPolicy,
     pub graph: meta_graph::Graph,
+    /// For the OAuth code exchange.
+    pub http: reqwest::Client,
+    pub amocrm_authorize_url: String,
 }
 
 /// Builds the service: it runs until `stop` is cancelled (`Runtime::run_until_stopped`).
@@ -258,6 +264,8 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         gateway_url: s.gateway_url.trim_end_matches('/').to_owned(),
         crm: crm::session::CrmPolicy::new(&settings.setup.crm).context("[crm]")?,
         graph: meta_graph::Graph::new(&settings.meta, timeout).context("the Meta Graph client")?,
+        http: outbound::client(timeout).context("the HTTP client")?,
+        amocrm_authorize_url: s.amocrm_authorize_url.trim().to_owned(),
     };
     let state = actix_web::web::Data::new(State {
         pool: runtime.store.pool().clone(),

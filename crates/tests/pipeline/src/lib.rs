@@ -1114,6 +1114,7 @@ pub fn reports_settings(outside_url: &str) -> reports::ReportSettings {
         retention_batch: 1000,
         retention_pause: Duration::ZERO,
         gateway_url: "http://127.0.0.1:8080".into(),
+        amocrm_authorize_url: format!("{outside_url}/oauth"),
     }
 }
 

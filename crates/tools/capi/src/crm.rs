@@ -261,11 +261,7 @@ fn stdin_lines(names: &[&str]) -> Result<Vec<String>, Failure> {
 }
 
 fn http_url(what: &str, url: &str) -> Result<(), Failure> {
-    if url.starts_with("https://") || url.starts_with("http://") {
-        Ok(())
-    } else {
-        Err(Failure::input(format!("{what} must be an http(s) URL")))
-    }
+    Ok(setup::crm_oauth::check_http_url(what, url)?)
 }
 
 pub async fn crm(url: &str, keys: &Keys, c: CrmCommand) -> Result<(), Failure> {

@@ -82,6 +82,9 @@ pub const CRM_WEBHOOK_SECRET: Column = Column::new("crm_connections", "webhook_s
 pub const CRM_APPLICATION_TOKEN: Column = Column::new("crm_connections", "application_token", "id");
 pub const CRM_OAUTH_CLIENT_SECRET: Column =
     Column::new("crm_connections", "oauth_client_secret", "id");
+/// An OAuth authorisation under way (set-up pages): the integration's secret.
+pub const CRM_OAUTH_STATE_CLIENT_SECRET: Column =
+    Column::new("crm_oauth_states", "client_secret", "state_hash");
 pub const NUMBER_WEBHOOK_SECRET: Column =
     Column::new("whatsapp_phone_numbers", "webhook_secret", "instance_name");
 pub const NUMBER_EVOLUTION_API_KEY: Column = Column::new(
@@ -96,7 +99,7 @@ pub const NUMBER_CLOUD_ACCESS_TOKEN: Column = Column::new(
 );
 
 /// Every column that holds a credential.
-pub const COLUMNS: [Column; 14] = [
+pub const COLUMNS: [Column; 15] = [
     USER_ACCESS_TOKEN,
     USER_APP_SECRET,
     USER_TELEGRAM_BOT_TOKEN,
@@ -108,6 +111,7 @@ pub const COLUMNS: [Column; 14] = [
     CRM_WEBHOOK_SECRET,
     CRM_APPLICATION_TOKEN,
     CRM_OAUTH_CLIENT_SECRET,
+    CRM_OAUTH_STATE_CLIENT_SECRET,
     NUMBER_WEBHOOK_SECRET,
     NUMBER_EVOLUTION_API_KEY,
     NUMBER_CLOUD_ACCESS_TOKEN,

@@ -11,3 +11,4 @@ mod reports_api;
 mod retention;
 mod setup_access;
 mod setup_browser;
+mod setup_oauth;

@@ -157,7 +157,10 @@ async fn a_cloud_api_number_is_mapped_with_its_token_from_stdin() {
         &env.db_url,
     ]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("phone number id") && err.contains("digits only"), "{err}");
+    assert!(
+        err.contains("phone number id") && err.contains("digits only"),
+        "{err}"
+    );
 }
 
 /// Event names as Meta takes them: a direction starts on names Meta's

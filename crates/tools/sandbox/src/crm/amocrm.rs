@@ -1,6 +1,9 @@
 //! A fake amoCRM/Kommo account: API v4 reads (`leads/{id}?with=contacts`,
 //! `contacts/{id}`, `{entity}/custom_fields`, `leads/pipelines`, `account`), bearer
-//! auth, `POST /oauth2/access_token` (refresh), 7 requests/s then 429 with
+//! auth, `GET /oauth` (the authorisation page: consents at once and sends
+//! the browser back to the integration's redirect URI with a single-use
+//! code, the state and `referer`), `POST /oauth2/access_token` (the code's
+//! first pair, or a refresh), 7 requests/s then 429 with
 //! `retry_after`, 204 for a missing entity — and the status webhook fired
 //! when a lead is put in.
 //!
@@ -43,6 +46,10 @@ pub struct Account {
     /// The account's currency (`GET /api/v4/account` → `currency`): lead
     /// prices are in it.
     pub currency: String,
+    /// The integration's redirect URI: the authorisation page sends the
+    /// browser there, and a code is exchanged only with it.
+    #[serde(default)]
+    pub redirect_uri: String,
 }
 
 #[derive(Default)]
@@ -58,6 +65,8 @@ struct State {
     refreshes: u64,
     refused_refreshes: u64,
     webhooks_fired: u64,
+    /// Codes the authorisation page gave and not yet exchanged.
+    codes: Vec<String>,
 }
 
 #[derive(Default)]
@@ -290,8 +299,11 @@ struct RefreshRequest {
     client_id: String,
     client_secret: String,
     grant_type: String,
+    #[serde(default)]
     refresh_token: String,
-    #[allow(dead_code)] // amoCRM requires it; the fake does not check it
+    #[serde(default)]
+    code: String,
+    /// Checked for a code (it must be the one the code was given for).
     redirect_uri: Option<String>,
 }
 
@@ -309,11 +321,22 @@ async fn refresh(
         return poisoned();
     };
     let a = &s.account;
-    let valid = body.grant_type == "refresh_token"
-        && !a.refresh_token.is_empty()
-        && body.refresh_token == a.refresh_token
-        && body.client_id == a.client_id
-        && body.client_secret == a.client_secret;
+    let client = body.client_id == a.client_id && body.client_secret == a.client_secret;
+    let valid = match body.grant_type.as_str() {
+        "refresh_token" => {
+            client && !a.refresh_token.is_empty() && body.refresh_token == a.refresh_token
+        }
+        // A code works once, with the redirect URI it was given for.
+        "authorization_code" => {
+            let redirect_ok = body.redirect_uri.as_deref() == Some(a.redirect_uri.as_str());
+            let at = s.codes.iter().position(|c| *c == body.code);
+            if let Some(i) = at {
+                s.codes.remove(i);
+            }
+            client && redirect_ok && at.is_some()
+        }
+        _ => false,
+    };
     if !valid {
         s.refused_refreshes += 1;
         let mut body = problem_body(400, "Bad Request", "Token has been revoked");
@@ -331,6 +354,41 @@ async fn refresh(
         "access_token": s.account.access_token,
         "refresh_token": s.account.refresh_token,
     }))
+}
+
+/// amoCRM's authorisation page (`www.amocrm.ru/oauth?client_id=&state=`):
+/// the user consents at once; the browser goes back to the integration's
+/// redirect URI with a new code, the state, and this account's host as
+/// `referer`. An unknown client id is an error page.
+async fn authorize(
+    req: HttpRequest,
+    q: web::Query<HashMap<String, String>>,
+    amo: web::Data<crate::crm::Crms>,
+) -> HttpResponse {
+    let Ok(mut s) = amo.amocrm.state.lock() else {
+        return poisoned();
+    };
+    let client = q.get("client_id").map(String::as_str).unwrap_or_default();
+    if client.is_empty() || client != s.account.client_id || s.account.redirect_uri.is_empty() {
+        return HttpResponse::BadRequest()
+            .content_type("text/html; charset=utf-8")
+            .body("<p>Integration not found</p>");
+    }
+    let code = format!("amo-code-{}", uuid::Uuid::new_v4().simple());
+    s.codes.push(code.clone());
+    let host = req.connection_info().host().to_owned();
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("code", &code)
+        .append_pair(
+            "state",
+            q.get("state").map(String::as_str).unwrap_or_default(),
+        )
+        .append_pair("referer", &host)
+        .append_pair("client_id", client)
+        .finish();
+    HttpResponse::Found()
+        .insert_header(("location", format!("{}?{query}", s.account.redirect_uri)))
+        .finish()
 }
 
 async fn put_account(a: web::Json<Account>, amo: web::Data<crate::crm::Crms>) -> HttpResponse {
@@ -465,6 +523,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/api/v4/leads/{id}", web::get().to(get_lead))
     .route("/api/v4/contacts/{id}", web::get().to(get_contact))
     .route("/oauth2/access_token", web::post().to(refresh))
+    .route("/oauth", web::get().to(authorize))
     .route("/sandbox/amocrm/account", web::put().to(put_account))
     .route("/sandbox/amocrm/pipelines", web::put().to(put_pipelines))
     .route("/sandbox/amocrm/leads/{id}", web::put().to(put_lead))

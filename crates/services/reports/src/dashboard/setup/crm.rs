@@ -77,7 +77,7 @@ pub async fn page(
         let mapping = storage::directions::crm_fields(&mut c, id)
             .await?
             .unwrap_or_default();
-        let connections = storage::crm::list_connections(&mut c, account).await?;
+        let connections = storage::crm::list_connections(&mut c, ctx.store.keys(), account).await?;
         drop(c);
         let connection = chosen.or_else(|| (connections.len() == 1).then(|| connections[0].id));
         let fields = match connection {
@@ -139,7 +139,7 @@ fn render(e: &Editor, id: DirectionId, ed: &Editing) -> Markup {
             form method="get" action={ (base) "/crm" } {
                 label { "Connection " select name="connection" {
                     @for c in &ed.connections {
-                        option value=(c.id) selected[Some(c.id) == ed.connection] { (c.crm_type.as_str()) " · " (c.base_url) }
+                        option value=(c.id) selected[Some(c.id) == ed.connection] { (c.crm_type.as_str()) " · " (c.host) }
                     }
                 } }
                 label { " Entity " select name="entity" {

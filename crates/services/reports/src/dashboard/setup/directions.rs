@@ -26,6 +26,7 @@ pub async fn index(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
         Err(r) => return r,
     };
     let pool = state.pool.clone();
+    let store = state.setup.store.clone();
     let account = e.account;
     let data = run(&state, async move {
         let mut c = conn(&pool).await?;
@@ -43,7 +44,7 @@ pub async fn index(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
                     .is_some_and(|d| directions.iter().any(|x| x.id == d))
             })
             .collect();
-        let connections = storage::crm::list_connections(&mut c, account).await?;
+        let connections = storage::crm::list_connections(&mut c, store.keys(), account).await?;
         Ok(Index {
             directions,
             instances,
@@ -52,7 +53,7 @@ pub async fn index(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
     })
     .await;
     match data {
-        Ok(d) => setup_page("Set-up", render_index(&e, &d)),
+        Ok(d) => setup_page("Set-up", render_index(&e, &state, &d)),
         Err(err) => refused(err, "/dashboard"),
     }
 }
@@ -61,7 +62,7 @@ fn on_off(v: bool) -> &'static str {
     if v { "on" } else { "off" }
 }
 
-fn render_index(e: &Editor, d: &Index) -> Markup {
+fn render_index(e: &Editor, state: &State, d: &Index) -> Markup {
     html! {
         section id="directions" {
             h2 { "Directions" }
@@ -133,13 +134,15 @@ fn render_index(e: &Editor, d: &Index) -> Markup {
         section id="crm" {
             h2 { "CRM connections" }
             @if d.connections.is_empty() {
-                p.muted { "None yet: connect one with capi crm connect (see the README)." }
+                p.muted { "None yet." }
             }
             table {
                 @for c in &d.connections {
-                    tr { td { (c.crm_type.as_str()) } td { (c.base_url) } td.muted { (c.id) } }
+                    tr { td { (c.crm_type.as_str()) } td { (c.host) } td.muted { (c.id) } }
                 }
             }
+            (super::crm_connect::form(e, state))
+            p.muted { "Bitrix24, or amoCRM with a long-lived token: capi crm connect (see the README)." }
         }
     }
 }

@@ -13,6 +13,7 @@
 
 mod audit;
 mod crm;
+mod crm_connect;
 mod directions;
 mod numbers;
 
@@ -52,6 +53,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             at("/dashboard/setup/directions/{id}/crm-test", "POST")
                 .route(web::post().to(crm::test_deal)),
         )
+        .service(
+            at("/dashboard/setup/crm/oauth/amocrm/start", "POST")
+                .route(web::post().to(crm_connect::start)),
+        )
+        .service(
+            at("/dashboard/setup/crm/oauth/amocrm", "GET")
+                .route(web::get().to(crm_connect::callback)),
+        )
         .service(at("/dashboard/setup/instances", "POST").route(web::post().to(numbers::connect)))
         .service(at("/dashboard/setup/numbers", "POST").route(web::post().to(numbers::map_cloud)))
         .service(at("/dashboard/setup/audit", "GET").route(web::get().to(audit::page)));
@@ -62,6 +71,8 @@ pub(super) struct Editor {
     pub account: UserAccountId,
     pub actor: Actor,
     pub csrf: String,
+    /// The session's token hash (what an OAuth state is bound to).
+    pub session_hash: String,
 }
 
 fn forbidden(text: &str) -> HttpResponse {
@@ -79,6 +90,7 @@ fn editor_of(state: &State, s: SignedIn) -> Result<Editor, HttpResponse> {
         account: s.session.account,
         actor: Actor::Link(s.session.link_id.clone()),
         csrf: domain::api_key::csrf_token(secret, &s.hash),
+        session_hash: s.hash,
     })
 }
 
