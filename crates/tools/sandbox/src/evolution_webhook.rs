@@ -45,23 +45,24 @@ fn error(status: u16, error: &str, message: Value) -> HttpResponse {
     .json(json!({"status": status, "error": error, "response": {"message": message}}))
 }
 
-fn checked(req: &HttpRequest, instance: &str) -> Result<(), HttpResponse> {
+/// Evolution's refusal of the call, if it refuses it.
+fn refusal(req: &HttpRequest, instance: &str) -> Option<HttpResponse> {
     let key = req
         .headers()
         .get("apikey")
         .and_then(|k| k.to_str().ok())
         .unwrap_or_default();
     if key.trim().is_empty() || key.contains("wrong") {
-        return Err(error(401, "Unauthorized", json!("Unauthorized")));
+        return Some(error(401, "Unauthorized", json!("Unauthorized")));
     }
     if instance.starts_with("missing") {
-        return Err(error(
+        return Some(error(
             404,
             "Not Found",
             json!([format!("The \"{instance}\" instance does not exist")]),
         ));
     }
-    Ok(())
+    None
 }
 
 async fn set(
@@ -70,7 +71,7 @@ async fn set(
     body: web::Json<Value>,
     hooks: web::Data<Webhooks>,
 ) -> HttpResponse {
-    if let Err(r) = checked(&req, &instance) {
+    if let Some(r) = refusal(&req, &instance) {
         return r;
     }
     // v2 nests the settings under `webhook`; v1 sends them flat.
@@ -128,7 +129,7 @@ async fn find(
     instance: web::Path<String>,
     hooks: web::Data<Webhooks>,
 ) -> HttpResponse {
-    if let Err(r) = checked(&req, &instance) {
+    if let Some(r) = refusal(&req, &instance) {
         return r;
     }
     let found = hooks

@@ -3,6 +3,8 @@
 //! form without the token, or with another session's, gets 403; none of
 //! them changes anything or leaves an audit entry.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use domain::api_key::Role;
 use pipeline_tests::dashboard_session::DashboardSession;
 use pipeline_tests::{

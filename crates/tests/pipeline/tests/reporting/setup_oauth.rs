@@ -4,6 +4,8 @@
 //! nothing; the right one stores the exchanged tokens sealed, and the
 //! connection reads the CRM.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use domain::api_key::Role;
 use pipeline_tests::dashboard_session::{DashboardSession, error_text};
 use pipeline_tests::{

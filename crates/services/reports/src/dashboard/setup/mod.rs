@@ -79,14 +79,19 @@ fn forbidden(text: &str) -> HttpResponse {
     message_page(StatusCode::FORBIDDEN, "Not allowed", text)
 }
 
-fn editor_of(state: &State, s: SignedIn) -> Result<Editor, HttpResponse> {
+fn viewer_refused() -> HttpResponse {
+    forbidden(
+        "This sign-in is read-only (viewer). Ask for an editor's link (capi dashboard-link --role editor) to change the set-up.",
+    )
+}
+
+/// The session as an editor; `None` for a viewer.
+fn editor_of(state: &State, s: SignedIn) -> Option<Editor> {
     if s.session.role != Role::Editor {
-        return Err(forbidden(
-            "This sign-in is read-only (viewer). Ask for an editor's link (capi dashboard-link --role editor) to change the set-up.",
-        ));
+        return None;
     }
     let secret = state.config.dashboard_secret.as_deref().unwrap_or_default();
-    Ok(Editor {
+    Some(Editor {
         account: s.session.account,
         actor: Actor::Link(s.session.link_id.clone()),
         csrf: domain::api_key::csrf_token(secret, &s.hash),
@@ -97,7 +102,7 @@ fn editor_of(state: &State, s: SignedIn) -> Result<Editor, HttpResponse> {
 /// A page's editor: 401 without a session, 403 for a viewer.
 pub(super) async fn editor(req: &HttpRequest, state: &State) -> Result<Editor, HttpResponse> {
     let s = signed_in(req, state).await.map_err(Refusal::page)?;
-    editor_of(state, s)
+    editor_of(state, s).ok_or_else(viewer_refused)
 }
 
 /// A form's editor: as [`editor`], and the form's CSRF token must be the
@@ -111,7 +116,7 @@ pub(super) async fn editor_posting(
     let secret = state.config.dashboard_secret.as_deref().unwrap_or_default();
     let sent = form.get("csrf").unwrap_or_default();
     let valid = domain::api_key::verify_csrf(secret, &s.hash, sent);
-    let e = editor_of(state, s)?;
+    let e = editor_of(state, s).ok_or_else(viewer_refused)?;
     if !valid {
         return Err(forbidden(
             "The form's security token is missing or does not belong to this session: nothing was changed. Reload the page and send the form again.",
