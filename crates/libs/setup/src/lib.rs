@@ -14,6 +14,7 @@ pub mod crm_oauth;
 pub mod directions;
 pub mod evolution;
 pub mod instances;
+pub mod qualification;
 
 /// Who makes a change, as the audit trail names them.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -41,7 +41,7 @@ th{color:#6a7282;font-weight:500}.yes{color:#1a7f37;font-weight:600}.no{color:#9
 .legend .lead{background:#4c7bd9}.legend .registration{background:#f0a030}.legend .schedule{background:#3aa676}
 header form.logout button{background:none;color:#fff;border-color:#667}
 header a.setup,header nav a{color:#fff}.error{color:#b42318;font-weight:600}
-form label{margin-right:8px}select[multiple]{min-width:320px;vertical-align:top}
+form label{margin-right:8px}pre.prompt{white-space:pre-wrap;background:#f5f6f8;padding:8px;border-radius:6px;font-size:12px}select[multiple]{min-width:320px;vertical-align:top}
 .banner{background:#fdecea;border:1px solid #e5a29b;color:#7a1c12;border-radius:10px;padding:12px 16px;margin-bottom:18px}
 .status{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600}
 .status.active{background:#e3f4e8;color:#1a7f37}.status.test{background:#e8effc;color:#2456c7}

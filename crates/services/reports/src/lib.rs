@@ -44,6 +44,8 @@ pub struct SetupSettings {
     pub allowed_names: domain::event_names::AllowedNames,
     pub evolution_base_url: String,
     pub crm: crm::session::CrmSettings,
+    /// The model that writes qualification prompts (`[llm]`); `None`: none.
+    pub llm: Option<llm::LlmSettings>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -120,6 +122,7 @@ impl Settings {
             bot: Bot,
             #[serde(default)]
             crm: crm::session::CrmSettings,
+            llm: llm::LlmSettings,
         }
         #[derive(Deserialize, Default)]
         struct Meta {
@@ -134,7 +137,7 @@ impl Settings {
             evolution_base_url: String,
         }
         let (common, own) = runtime::settings::load_settings_layered::<Own>(
-            &[DEFAULTS, dashboard_link::DEFAULTS],
+            &[DEFAULTS, dashboard_link::DEFAULTS, llm::DEFAULTS],
             file,
         )?;
         Ok(Settings {
@@ -145,6 +148,7 @@ impl Settings {
                 allowed_names: own.meta.business_messaging_event_names,
                 evolution_base_url: own.bot.evolution_base_url,
                 crm: own.crm,
+                llm: Some(own.llm),
             },
         })
     }
@@ -240,6 +244,8 @@ pub(crate) struct SetupContext {
     pub graph: meta_graph::Graph,
     /// For the OAuth code exchange.
     pub http: reqwest::Client,
+    /// Writes qualification prompts.
+    pub llm: Option<llm::LlmClient>,
     pub amocrm_authorize_url: String,
 }
 
@@ -265,6 +271,13 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         crm: crm::session::CrmPolicy::new(&settings.setup.crm).context("[crm]")?,
         graph: meta_graph::Graph::new(&settings.meta, timeout).context("the Meta Graph client")?,
         http: outbound::client(timeout).context("the HTTP client")?,
+        llm: settings
+            .setup
+            .llm
+            .as_ref()
+            .map(llm::LlmClient::new)
+            .transpose()
+            .context("the model's client")?,
         amocrm_authorize_url: s.amocrm_authorize_url.trim().to_owned(),
     };
     let state = actix_web::web::Data::new(State {

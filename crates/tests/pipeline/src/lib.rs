@@ -1139,6 +1139,13 @@ impl ReportsService {
                 common: env.common(),
                 setup: reports::SetupSettings {
                     evolution_base_url: settings.telegram_url.clone(),
+                    llm: Some(llm::LlmSettings {
+                        base_url: format!("{}/v1", settings.telegram_url),
+                        model: "sandbox".into(),
+                        api_key: "sandbox-key".to_owned().into(),
+                        timeout: Duration::from_secs(10),
+                        max_tokens: 1500,
+                    }),
                     ..Default::default()
                 },
                 reports: settings,

@@ -15,10 +15,7 @@ use domain::{
 use llm::{LlmClient, LlmSettings, analysis::Analyzer};
 use serde::Deserialize;
 use serde_json::json;
-use storage::{
-    qualification as q,
-    usage::{self, Purpose},
-};
+use storage::{qualification as q, usage};
 
 #[derive(Subcommand)]
 pub enum PromptCommand {
@@ -103,15 +100,12 @@ pub async fn prompt(url: &str, c: PromptCommand) -> Result<(), Failure> {
         }
         PromptCommand::Set { id, text, file } => {
             let text = read_text(text, file)?;
-            if !q::set_prompt(&mut conn, id, Some(&text)).await? {
-                return Err(missing(id));
-            }
+            setup::qualification::set(&mut conn, &setup::Actor::cli(), None, id, Some(&text))
+                .await?;
             out!("{}", json!({"id": id, "updated": true}));
         }
         PromptCommand::Clear { id } => {
-            if !q::set_prompt(&mut conn, id, None).await? {
-                return Err(missing(id));
-            }
+            setup::qualification::set(&mut conn, &setup::Actor::cli(), None, id, None).await?;
             out!("{}", json!({"id": id, "updated": true, "generic": true}));
         }
         PromptCommand::Generate {
@@ -121,36 +115,21 @@ pub async fn prompt(url: &str, c: PromptCommand) -> Result<(), Failure> {
             booking,
             dry_run,
         } => {
-            q::prompt(&mut conn, id).await?.ok_or_else(|| missing(id))?;
             let d = BusinessDescription {
                 sells,
                 good_customer,
                 booking,
             };
-            if [&d.sells, &d.good_customer, &d.booking]
-                .iter()
-                .any(|s| s.trim().is_empty())
-            {
-                return Err(Failure::input(
-                    "--sells, --good-customer and --booking must not be empty",
-                ));
-            }
-            let g = llm::onboarding::generate(&llm_client()?, &d)
-                .await
-                .map_err(anyhow::Error::from)?;
-            let as_i32 = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
-            usage::add(
+            let g = setup::qualification::generate(
                 &mut conn,
+                &llm_client()?,
+                &setup::Actor::cli(),
+                None,
                 id,
-                Purpose::Onboarding,
-                as_i32(g.calls),
-                as_i32(g.prompt_tokens),
-                as_i32(g.completion_tokens),
+                &d,
+                !dry_run,
             )
             .await?;
-            if !dry_run {
-                q::set_prompt(&mut conn, id, Some(&g.prompt)).await?;
-            }
             out!(
                 "{}",
                 json!({"id": id, "stored": !dry_run, "prompt": g.prompt,

@@ -8,8 +8,8 @@ use domain::api_key::Role;
 use pipeline_tests::dashboard_session::{DashboardSession, error_text};
 use pipeline_tests::{ReportsService, SandboxServer, TestEnv, reports_settings};
 
-/// `capi ARGS --database-url DB` with Evolution API and Meta's Graph API at
-/// `evolution` (the sandbox serves both), as the
+/// `capi ARGS --database-url DB` with Evolution API, Meta's Graph API and
+/// the model at `evolution` (the sandbox serves all three), as the
 /// operating-system user "operator", `input` on standard input.
 fn capi_as_operator(
     db: &str,
@@ -24,6 +24,7 @@ fn capi_as_operator(
         .env("CAPI_SECRETS__KEY", pipeline_tests::TEST_SECRETS_KEY)
         .env("CAPI_BOT__EVOLUTION_BASE_URL", evolution)
         .env("CAPI_META__GRAPH_BASE_URL", evolution)
+        .env("CAPI_LLM__BASE_URL", format!("{evolution}/v1"))
         .env("USER", "operator")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -284,6 +285,31 @@ async fn every_set_up_rule_refuses_the_same_from_the_cli_and_the_pages_and_chang
             says: "401",
         },
         Case {
+            what: "a business description with a blank part",
+            cli: strings(&[
+                "direction",
+                "qualification-prompt",
+                "generate",
+                &dir,
+                "--sells",
+                "aligners",
+                "--good-customer",
+                " ",
+                "--booking",
+                "a free consultation",
+            ]),
+            stdin: "",
+            path: format!("{dir_path}/qualification-prompt"),
+            form: vec![
+                ("sells", "aligners".into()),
+                ("good_customer", " ".into()),
+                ("booking", "a free consultation".into()),
+            ],
+            code: 2,
+            status: 422,
+            says: "are all needed",
+        },
+        Case {
             what: "a phone number id that is not Meta's",
             cli: number(&["--phone-number-id", "12a"]),
             stdin: "",
@@ -494,6 +520,27 @@ async fn every_set_up_rule_refuses_the_same_from_the_cli_and_the_pages_and_chang
     assert_eq!(trail[0]["after"]["access_token"], "set");
     assert_eq!(trail[0]["after"]["app_subscribed"], true);
     assert!(!ok(&["audit", "list"]).contains("EAAB-number-token"));
+    // The qualification prompt written by the model from the page.
+    let written = editor
+        .post_form(
+            &format!("{dir_path}/qualification-prompt"),
+            &[
+                ("sells", "aligners and whitening"),
+                ("good_customer", "adults who can pay within a month"),
+                ("booking", "a free consultation"),
+            ],
+        )
+        .await;
+    assert_eq!(written.status, 303, "{}", written.body);
+    let trail = audit(&user);
+    assert_eq!(trail[0]["action"], "direction.qualification_prompt");
+    let prompt = trail[0]["after"]["qualification_prompt"].as_str().unwrap();
+    assert!(prompt.len() > 100, "the model's prompt: {prompt}");
+    let shown = editor.get(&dir_path).await.body;
+    assert!(
+        shown.contains(r#"<pre class="prompt">"#),
+        "the page shows it"
+    );
     // The CLI connects the same way (the stored key and secret kept).
     let again: Value = serde_json::from_str(
         ok(&[

@@ -185,6 +185,8 @@ fn new_direction(e: &Editor, f: &Form) -> Result<NewDirection, SetupError> {
 struct DirectionPage {
     d: DirectionSettings,
     bot: (bool, Option<String>),
+    /// The direction's own qualification prompt (`None`: the generic one).
+    qualification: Option<String>,
 }
 
 pub async fn edit(
@@ -210,7 +212,15 @@ pub async fn edit(
         let bot = storage::directions::direction_bot(&mut c, id)
             .await?
             .unwrap_or((false, None));
-        Ok(DirectionPage { d, bot })
+        let qualification = storage::qualification::prompt(&mut c, id)
+            .await?
+            .and_then(|(_, p)| p)
+            .filter(|p| !p.trim().is_empty());
+        Ok(DirectionPage {
+            d,
+            bot,
+            qualification,
+        })
     })
     .await;
     match data {
@@ -312,6 +322,19 @@ fn render_direction(e: &Editor, state: &State, p: &DirectionPage) -> Markup {
                 p { label { "Prompt (business, tone, language; empty: the generic one)" br;
                     textarea name="prompt" rows="8" cols="80" { (p.bot.1.as_deref().unwrap_or("")) } } }
                 button type="submit" { "Save" }
+            }
+        }
+        section id="qualification" {
+            h2 { "Qualification prompt" }
+            p.muted { "What the model reads to decide levels 2 and 3. "
+                @if p.qualification.is_none() { "Now: the generic one." } @else { "Now:" } }
+            @if let Some(q) = &p.qualification { pre.prompt { (q) } }
+            form id="direction-qualification" method="post" action={ (path) "/qualification-prompt" } {
+                (csrf_field(e))
+                p { label { "What the business sells " input type="text" name="sells" size="60"; } }
+                p { label { "Who the good customer is " input type="text" name="good_customer" size="60"; } }
+                p { label { "How booking works " input type="text" name="booking" size="60"; } }
+                button type="submit" { "Write it with the model" }
             }
         }
         section id="crm-mapping" {
@@ -459,6 +482,43 @@ pub async fn dataset(
     .await
     {
         Ok(_) => see_other(&back),
+        Err(err) => refused(err, &back),
+    }
+}
+
+pub async fn qualification_prompt(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<State>,
+) -> HttpResponse {
+    let form = Form::parse(&body);
+    let e = match editor_posting(&req, &state, &form).await {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let back = format!("/dashboard/setup/directions/{path}");
+    let id = match direction_id(&path) {
+        Ok(id) => id,
+        Err(err) => return refused(err, &back),
+    };
+    let b = domain::qualification::BusinessDescription {
+        sells: form.text("sells").unwrap_or_default(),
+        good_customer: form.text("good_customer").unwrap_or_default(),
+        booking: form.text("booking").unwrap_or_default(),
+    };
+    let pool = state.pool.clone();
+    let ctx = state.setup.clone();
+    match run(&state, async move {
+        let Some(llm) = ctx.llm.as_ref() else {
+            return Err(SetupError::Invalid("no model is configured ([llm])".into()));
+        };
+        let mut c = conn(&pool).await?;
+        setup::qualification::generate(&mut c, llm, &e.actor, Some(e.account), id, &b, true).await
+    })
+    .await
+    {
+        Ok(_) => see_other(&format!("{back}#qualification")),
         Err(err) => refused(err, &back),
     }
 }

@@ -41,6 +41,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(directions::bot)),
         )
         .service(
+            at(
+                "/dashboard/setup/directions/{id}/qualification-prompt",
+                "POST",
+            )
+            .route(web::post().to(directions::qualification_prompt)),
+        )
+        .service(
             at("/dashboard/setup/directions/{id}/dataset", "POST")
                 .route(web::post().to(directions::dataset)),
         )
