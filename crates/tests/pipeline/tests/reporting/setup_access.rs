@@ -117,6 +117,18 @@ async fn only_an_editor_with_its_sessions_token_changes_the_set_up() {
         .await
         .unwrap();
     assert_eq!(gone.status().as_u16(), 401);
+    // An attacker's 1 MiB form: refused by size before it is read, even
+    // with a session.
+    let huge = format!("csrf=x&name={}", "a".repeat(1 << 20));
+    let a = reqwest::Client::new()
+        .post(service.url("/dashboard/setup/directions"))
+        .header("cookie", &editor.cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(a.status().as_u16(), 413);
     // The editor with its token: the change is made and audited.
     let a = editor
         .post_form(

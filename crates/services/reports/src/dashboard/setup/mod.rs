@@ -32,7 +32,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             at("/dashboard/setup/directions", "POST").route(web::post().to(directions::create)),
         )
         .service(
-            at("/dashboard/setup/directions/{id}", "GET,POST")
+            at("/dashboard/setup/directions/{id}", "GET, POST")
                 .route(web::get().to(directions::edit))
                 .route(web::post().to(directions::update)),
         )
