@@ -5,7 +5,7 @@
 use crate::{Actor, Result, SetupError, audit, directions};
 use ::crm::session::{CrmPolicy, Session};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use domain::crm::mapping::FieldRule;
+use domain::crm::{mapping::FieldRule, purchase::PurchaseSetting};
 use domain::ids::{ConnectionId, DirectionId, UserAccountId};
 use domain::level::{CrmType, Level};
 use serde_json::{Value, json};
@@ -270,4 +270,47 @@ pub async fn try_entity(
         &entity,
         &mapping,
     ))
+}
+
+/// The purchase setting from its JSON (a rule, or `false` for none; `null`
+/// is refused: clearing restores the default), checked before it is stored.
+pub fn parse_purchase(value: &Value) -> Result<PurchaseSetting> {
+    if value.is_null() {
+        return Err(SetupError::invalid(
+            "a purchase rule or false (clear restores the default)",
+        ));
+    }
+    let setting = PurchaseSetting::from_stored(Some(value)).map_err(SetupError::Invalid)?;
+    if let PurchaseSetting::Rule(r) = &setting {
+        check_rules(Level::Interest, std::slice::from_ref(&r.when))?;
+        if r.value_field.trim().is_empty() {
+            return Err(SetupError::invalid(
+                "a purchase rule needs the field with the amount (value_field)",
+            ));
+        }
+        if let Some(c) = &r.currency {
+            domain::capi_event::check_purchase(0.0, c)
+                .map_err(|e| SetupError::Invalid(e.to_string()))?;
+        }
+    }
+    Ok(setting)
+}
+
+/// Sets the direction's purchase setting (`Default` restores the CRM's).
+pub async fn set_purchase(
+    conn: &mut AsyncPgConnection,
+    actor: &Actor,
+    account: Option<UserAccountId>,
+    direction: DirectionId,
+    setting: &PurchaseSetting,
+) -> Result<()> {
+    conn.transaction(async |conn| {
+        let d = directions::find(conn, account, direction).await?;
+        let shown = |s: &PurchaseSetting| json!({"purchase": s.to_stored().unwrap_or(Value::from("default"))});
+        let before = storage::directions::purchase_rule(conn, direction).await?.map(|s| shown(&s));
+        storage::directions::set_purchase_rule(conn, direction, setting).await?;
+        let target = format!("direction {direction}");
+        audit::record(conn, actor, Some(d.user_account_id), "direction.purchase_rule", &target, before.as_ref(), Some(&shown(setting))).await
+    })
+    .await
 }

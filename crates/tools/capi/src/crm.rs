@@ -8,7 +8,6 @@ use ::crm::session::{CrmPolicy, CrmSettings};
 use clap::Subcommand;
 use domain::ids::{ConnectionId, DirectionId, UserAccountId};
 use domain::{
-    capi_event::check_purchase,
     crm::{
         mapping::FieldRule,
         purchase::{PurchaseRule, PurchaseSetting},
@@ -82,21 +81,15 @@ pub async fn crm_fields(url: &str, c: CrmFieldsCommand) -> Result<(), Failure> {
             let text = read_input(&rules)?;
             let value: Value = serde_json::from_str(&text)
                 .map_err(|e| Failure::input(format!("{rules}: not JSON: {e}")))?;
-            if value.is_null() {
-                return Err(Failure::input(format!(
-                    "{rules}: a purchase rule or false (clear restores the default)"
-                )));
-            }
-            let setting = PurchaseSetting::from_stored(Some(&value))
-                .map_err(|e| Failure::input(format!("{rules}: {e}")))?;
-            if let PurchaseSetting::Rule(r) = &setting
-                && let Some(c) = &r.currency
-            {
-                check_purchase(0.0, c).map_err(|e| Failure::input(format!("{rules}: {e}")))?;
-            }
-            if !storage::directions::set_purchase_rule(&mut conn, direction, &setting).await? {
-                return Err(missing(direction));
-            }
+            let setting = setup::crm_mapping::parse_purchase(&value)?;
+            setup::crm_mapping::set_purchase(
+                &mut conn,
+                &setup::Actor::cli(),
+                None,
+                direction,
+                &setting,
+            )
+            .await?;
             out!(
                 "{}",
                 json!({"id": direction, "level": level, "rule": setting.to_stored()})
@@ -123,10 +116,14 @@ pub async fn crm_fields(url: &str, c: CrmFieldsCommand) -> Result<(), Failure> {
             );
         }
         CrmFieldsCommand::Clear { direction, level } if level == Level::Purchase => {
-            let default = PurchaseSetting::Default;
-            if !storage::directions::set_purchase_rule(&mut conn, direction, &default).await? {
-                return Err(missing(direction));
-            }
+            setup::crm_mapping::set_purchase(
+                &mut conn,
+                &setup::Actor::cli(),
+                None,
+                direction,
+                &PurchaseSetting::Default,
+            )
+            .await?;
             out!(
                 "{}",
                 json!({"id": direction, "level": level, "rule": "default"})

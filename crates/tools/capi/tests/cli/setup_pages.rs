@@ -92,6 +92,16 @@ async fn every_set_up_rule_refuses_the_same_from_the_cli_and_the_pages_and_chang
     );
 
     let set = |extra: &[&str]| strings(&[&["direction", "set", dir.as_str()][..], extra].concat());
+    let purchase = strings(&[
+        "direction",
+        "crm-fields",
+        "set",
+        &dir,
+        "--level",
+        "purchase",
+        "--rules",
+        "-",
+    ]);
     let number = |extra: &[&str]| {
         strings(&[&["number", "map", "--direction", dir.as_str()][..], extra].concat())
     };
@@ -283,6 +293,35 @@ async fn every_set_up_rule_refuses_the_same_from_the_cli_and_the_pages_and_chang
             code: 1,
             status: 502,
             says: "401",
+        },
+        Case {
+            what: "a purchase in a currency Meta does not take",
+            cli: purchase.clone(),
+            stdin: r#"{"when": {"field_id": "status_id", "enum_id": "142"}, "value_field": "price", "currency": "XXZ"}"#,
+            path: format!("{dir_path}/crm-purchase"),
+            form: vec![
+                ("mode", "rule".into()),
+                ("when", "status_id|142".into()),
+                ("value_field", "price".into()),
+                ("currency", "XXZ".into()),
+            ],
+            code: 2,
+            status: 422,
+            says: "XXZ",
+        },
+        Case {
+            what: "a purchase without the amount's field",
+            cli: purchase.clone(),
+            stdin: r#"{"when": {"field_id": "status_id", "enum_id": "142"}, "value_field": ""}"#,
+            path: format!("{dir_path}/crm-purchase"),
+            form: vec![
+                ("mode", "rule".into()),
+                ("when", "status_id|142".into()),
+                ("value_field", String::new()),
+            ],
+            code: 2,
+            status: 422,
+            says: "value_field",
         },
         Case {
             what: "a business description with a blank part",
@@ -520,6 +559,27 @@ async fn every_set_up_rule_refuses_the_same_from_the_cli_and_the_pages_and_chang
     assert_eq!(trail[0]["after"]["access_token"], "set");
     assert_eq!(trail[0]["after"]["app_subscribed"], true);
     assert!(!ok(&["audit", "list"]).contains("EAAB-number-token"));
+    // A purchase rule from the page, read back by the CLI.
+    let bought = editor
+        .post_form(
+            &format!("{dir_path}/crm-purchase"),
+            &[
+                ("mode", "rule"),
+                ("when", "status_id|142"),
+                ("value_field", "price"),
+                ("currency", "RUB"),
+            ],
+        )
+        .await;
+    assert_eq!(bought.status, 303, "{}", bought.body);
+    let listed = ok(&["direction", "crm-fields", "list", &dir]);
+    let purchase_line: Value = serde_json::from_str(listed.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        purchase_line,
+        json!({"level": "purchase", "rule": {"when": {"field_id": "status_id", "enum_id": "142"},
+               "value_field": "price", "currency": "RUB"}})
+    );
+    assert_eq!(audit(&user)[0]["action"], "direction.purchase_rule");
     // The qualification prompt written by the model from the page.
     let written = editor
         .post_form(

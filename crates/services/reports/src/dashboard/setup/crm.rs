@@ -8,6 +8,7 @@ use super::{Editor, Form, conn, csrf_field, editor_posting, refused, run, see_ot
 use crate::State;
 use actix_web::{HttpRequest, HttpResponse, web};
 use domain::crm::mapping::{FieldRule, LevelMapping};
+use domain::crm::purchase::PurchaseSetting;
 use domain::ids::{ConnectionId, DirectionId};
 use domain::level::Level;
 use maud::{Markup, html};
@@ -27,6 +28,8 @@ struct Editing {
     entity: Option<String>,
     /// A tried deal: its id and the levels it reached.
     tried: Option<(String, Vec<Level>)>,
+    /// The purchase setting, as text.
+    purchase: String,
 }
 
 fn ids(
@@ -77,6 +80,11 @@ pub async fn page(
         let mapping = storage::directions::crm_fields(&mut c, id)
             .await?
             .unwrap_or_default();
+        let purchase = match storage::directions::purchase_rule(&mut c, id).await? {
+            Some(PurchaseSetting::Rule(r)) => serde_json::to_string(&r).unwrap_or_default(),
+            Some(PurchaseSetting::Off) => "none".to_owned(),
+            _ => "the CRM's default rule".to_owned(),
+        };
         let connections = storage::crm::list_connections(&mut c, ctx.store.keys(), account).await?;
         drop(c);
         let connection = chosen.or_else(|| (connections.len() == 1).then(|| connections[0].id));
@@ -102,6 +110,7 @@ pub async fn page(
             connection,
             entity,
             tried,
+            purchase,
         })
     })
     .await;
@@ -173,6 +182,32 @@ fn render(e: &Editor, id: DirectionId, ed: &Editing) -> Markup {
                     }
                     Some(Err(why)) => { p.error { (why) } }
                     None => { p.muted { "Choose a connection to pick from its statuses and fields." } }
+                }
+            }
+        }
+        section id="purchase" {
+            h2 { "Purchase" }
+            p.muted { "Now: " (ed.purchase) }
+            @if let Some(Ok(fields)) = &ed.fields {
+                form method="post" action={ (base) "/crm-purchase" } {
+                    (csrf_field(e))
+                    input type="hidden" name="connection" value=(connection);
+                    p {
+                        label { "Purchases " select name="mode" {
+                            option value="rule" { "by this rule" }
+                            option value="default" { "the CRM's default rule" }
+                            option value="off" { "none" }
+                        } }
+                        label { " when " select name="when" {
+                            @for (value, label) in choices(fields) { option value=(value) { (label) } }
+                        } }
+                    }
+                    p {
+                        label { "Amount field " input type="text" name="value_field" placeholder="price / OPPORTUNITY"; }
+                        label { " Currency field " input type="text" name="currency_field" placeholder="CURRENCY_ID"; }
+                        label { " or currency " input type="text" name="currency" size="4" placeholder="RUB"; }
+                    }
+                    button type="submit" { "Save purchase" }
                 }
             }
         }
@@ -302,6 +337,60 @@ pub async fn test_deal(
                 levels.join(",")
             ))
         }
+        Err(err) => refused(err, &back),
+    }
+}
+
+/// The purchase setting a form gives, read as the CLI reads its JSON.
+fn purchase_of(form: &Form) -> Result<PurchaseSetting, SetupError> {
+    match form.get("mode").unwrap_or_default() {
+        "default" => return Ok(PurchaseSetting::Default),
+        "off" => return setup::crm_mapping::parse_purchase(&Value::Bool(false)),
+        _ => {}
+    }
+    let when = form.get("when").unwrap_or_default();
+    let (field, value) = when.split_once('|').unwrap_or((when, ""));
+    let mut rule = serde_json::json!({
+        "when": {"field_id": field, "enum_id": value},
+        "value_field": form.get("value_field").unwrap_or_default().trim(),
+    });
+    for key in ["currency_field", "currency"] {
+        if let Some(v) = form.get(key).map(str::trim).filter(|v| !v.is_empty()) {
+            rule[key] = Value::from(v);
+        }
+    }
+    setup::crm_mapping::parse_purchase(&rule)
+}
+
+pub async fn set_purchase(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<State>,
+) -> HttpResponse {
+    let form = Form::parse(&body);
+    let e = match editor_posting(&req, &state, &form).await {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let connection = form.get("connection").unwrap_or_default().to_owned();
+    let back = format!("/dashboard/setup/directions/{path}/crm?connection={connection}");
+    let parsed = path
+        .parse::<DirectionId>()
+        .map_err(|_| SetupError::NotFound(format!("no direction {path}")))
+        .and_then(|id| Ok((id, purchase_of(&form)?)));
+    let (id, setting) = match parsed {
+        Ok(x) => x,
+        Err(err) => return refused(err, &back),
+    };
+    let pool = state.pool.clone();
+    match run(&state, async move {
+        let mut c = conn(&pool).await?;
+        setup::crm_mapping::set_purchase(&mut c, &e.actor, Some(e.account), id, &setting).await
+    })
+    .await
+    {
+        Ok(()) => see_other(&back),
         Err(err) => refused(err, &back),
     }
 }

@@ -57,6 +57,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(crm::set_rules)),
         )
         .service(
+            at("/dashboard/setup/directions/{id}/crm-purchase", "POST")
+                .route(web::post().to(crm::set_purchase)),
+        )
+        .service(
             at("/dashboard/setup/directions/{id}/crm-test", "POST")
                 .route(web::post().to(crm::test_deal)),
         )
