@@ -37,6 +37,8 @@ CREATE TABLE crm_oauth_states (
     client_secret   text NOT NULL,
     redirect_uri    text NOT NULL,
     default_region  text NOT NULL,
+    -- Bitrix24: the application token its events will carry (sealed).
+    application_token text,
     expires_at      timestamptz NOT NULL
 );
 CREATE INDEX crm_oauth_states_expiry_idx ON crm_oauth_states (expires_at);

@@ -105,6 +105,27 @@ pub async fn refresh_bitrix24(
     answer(resp).await
 }
 
+/// Bitrix24: the first pair, for the code the portal's consent sent back
+/// (from the OAuth server at `oauth_url`).
+pub async fn exchange_bitrix24(
+    http: &reqwest::Client,
+    oauth_url: &str,
+    app: &OAuthApp,
+    code: &str,
+) -> Result<TokenPair, CrmError> {
+    let resp = http
+        .get(oauth_url)
+        .query(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", app.client_id.as_str()),
+            ("client_secret", app.client_secret.expose_secret()),
+            ("code", code),
+        ])
+        .send()
+        .await;
+    answer(resp).await
+}
+
 async fn answer(resp: reqwest::Result<reqwest::Response>) -> Result<TokenPair, CrmError> {
     let resp = resp.map_err(|e| CrmError::Unavailable(outbound::transport_error(e)))?;
     let status = resp.status().as_u16();

@@ -21,6 +21,8 @@ pub struct Pending {
     pub client_secret: SecretString,
     pub redirect_uri: String,
     pub default_region: String,
+    /// Bitrix24: what its events carry in `auth[application_token]`.
+    pub application_token: Option<SecretString>,
 }
 
 pub async fn start(
@@ -39,6 +41,16 @@ pub async fn start(
         secrets::CRM_OAUTH_STATE_CLIENT_SECRET,
         secrecy::ExposeSecret::expose_secret(&p.client_secret),
     )?;
+    let application_token = p
+        .application_token
+        .as_ref()
+        .map(|t| {
+            keys.seal(
+                secrets::CRM_OAUTH_STATE_APPLICATION_TOKEN,
+                secrecy::ExposeSecret::expose_secret(t),
+            )
+        })
+        .transpose()?;
     diesel::insert_into(o::crm_oauth_states)
         .values((
             o::state_hash.eq(state_hash),
@@ -50,6 +62,7 @@ pub async fn start(
             o::client_secret.eq(sealed),
             o::redirect_uri.eq(&p.redirect_uri),
             o::default_region.eq(&p.default_region),
+            o::application_token.eq(application_token),
             o::expires_at.eq(expires_at),
         ))
         .execute(conn)
@@ -75,6 +88,7 @@ pub async fn take(
         String,
         String,
         String,
+        Option<String>,
     );
     let row: Option<Row> = diesel::delete(
         o::crm_oauth_states
@@ -90,15 +104,18 @@ pub async fn take(
         o::client_secret,
         o::redirect_uri,
         o::default_region,
+        o::application_token,
     ))
     .get_result(conn)
     .await
     .optional()?;
     row.map(
-        |(account, crm_type, base_url, client_id, sealed, redirect_uri, default_region)| {
+        |(account, crm_type, base_url, client_id, sealed, redirect_uri, default_region, app)| {
             let client_secret = keys
                 .open(secrets::CRM_OAUTH_STATE_CLIENT_SECRET, Some(&sealed))?
                 .unwrap_or_else(|| SecretString::from(""));
+            let application_token =
+                keys.open(secrets::CRM_OAUTH_STATE_APPLICATION_TOKEN, app.as_deref())?;
             Ok(Pending {
                 account,
                 crm_type,
@@ -107,6 +124,7 @@ pub async fn take(
                 client_secret,
                 redirect_uri,
                 default_region,
+                application_token,
             })
         },
     )

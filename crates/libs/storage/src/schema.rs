@@ -228,6 +228,7 @@ diesel::table! {
         client_secret -> Text,
         redirect_uri -> Text,
         default_region -> Text,
+        application_token -> Nullable<Text>,
         expires_at -> Timestamptz,
     }
 }

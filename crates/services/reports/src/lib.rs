@@ -247,6 +247,8 @@ pub(crate) struct SetupContext {
     /// Writes qualification prompts.
     pub llm: Option<llm::LlmClient>,
     pub amocrm_authorize_url: String,
+    /// Bitrix24's token server (`crm.bitrix24_oauth_url`).
+    pub bitrix24_token_url: String,
 }
 
 /// Builds the service: it runs until `stop` is cancelled (`Runtime::run_until_stopped`).
@@ -279,6 +281,7 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
             .transpose()
             .context("the model's client")?,
         amocrm_authorize_url: s.amocrm_authorize_url.trim().to_owned(),
+        bitrix24_token_url: settings.setup.crm.bitrix24_oauth_url.clone(),
     };
     let state = actix_web::web::Data::new(State {
         pool: runtime.store.pool().clone(),

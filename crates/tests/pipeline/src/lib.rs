@@ -1146,6 +1146,10 @@ impl ReportsService {
                         timeout: Duration::from_secs(10),
                         max_tokens: 1500,
                     }),
+                    crm: crm::session::CrmSettings {
+                        bitrix24_oauth_url: format!("{}/oauth/token/", settings.telegram_url),
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
                 reports: settings,

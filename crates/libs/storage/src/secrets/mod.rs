@@ -85,6 +85,9 @@ pub const CRM_OAUTH_CLIENT_SECRET: Column =
 /// An OAuth authorisation under way (set-up pages): the integration's secret.
 pub const CRM_OAUTH_STATE_CLIENT_SECRET: Column =
     Column::new("crm_oauth_states", "client_secret", "state_hash");
+/// …and Bitrix24's application token (its events carry it).
+pub const CRM_OAUTH_STATE_APPLICATION_TOKEN: Column =
+    Column::new("crm_oauth_states", "application_token", "state_hash");
 pub const NUMBER_WEBHOOK_SECRET: Column =
     Column::new("whatsapp_phone_numbers", "webhook_secret", "instance_name");
 pub const NUMBER_EVOLUTION_API_KEY: Column = Column::new(
@@ -99,7 +102,7 @@ pub const NUMBER_CLOUD_ACCESS_TOKEN: Column = Column::new(
 );
 
 /// Every column that holds a credential.
-pub const COLUMNS: [Column; 15] = [
+pub const COLUMNS: [Column; 16] = [
     USER_ACCESS_TOKEN,
     USER_APP_SECRET,
     USER_TELEGRAM_BOT_TOKEN,
@@ -112,6 +115,7 @@ pub const COLUMNS: [Column; 15] = [
     CRM_APPLICATION_TOKEN,
     CRM_OAUTH_CLIENT_SECRET,
     CRM_OAUTH_STATE_CLIENT_SECRET,
+    CRM_OAUTH_STATE_APPLICATION_TOKEN,
     NUMBER_WEBHOOK_SECRET,
     NUMBER_EVOLUTION_API_KEY,
     NUMBER_CLOUD_ACCESS_TOKEN,

@@ -168,3 +168,115 @@ async fn amocrm_connects_by_oauth_only_for_the_session_that_started_it() {
     assert_eq!(leaked, 0);
     service.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitrix24_connects_by_oauth_with_its_application_token_sealed() {
+    let env = TestEnv::new().await;
+    let s = seed(&env, &SeedOptions::default()).await;
+    let sb = SandboxServer::start().await;
+    let service = ReportsService::start(&env, reports_settings(&sb.url)).await;
+    let portal = sb.url.strip_prefix("http://").unwrap().to_owned();
+    sb.put(
+        "/sandbox/bitrix24/portal",
+        &json!({"domain": portal, "member_id": "member-77", "application_token": "b24-app-token",
+                "client_id": "local.app.1", "client_secret": "b24-client-secret",
+                "redirect_uri": "http://127.0.0.1/dashboard/setup/crm/oauth/bitrix24"}),
+    )
+    .await;
+    sb.put(
+        "/sandbox/bitrix24/fields/deal",
+        &json!({"UF_CRM_SOURCE": {"type": "enumeration", "isMultiple": false, "title": "UF_CRM_SOURCE",
+                "listLabel": "Source", "items": [{"ID": "81", "VALUE": "Instagram"}]}}),
+    )
+    .await;
+    let editor = DashboardSession::sign_in(&service, s.user_account_id.uuid(), Role::Editor).await;
+    let start = |token: &'static str| {
+        let base = sb.url.clone();
+        let editor = &editor;
+        async move {
+            editor
+                .post_form(
+                    "/dashboard/setup/crm/oauth/bitrix24/start",
+                    &[
+                        ("base_url", base.as_str()),
+                        ("client_id", "local.app.1"),
+                        ("client_secret", "b24-client-secret"),
+                        ("application_token", token),
+                    ],
+                )
+                .await
+        }
+    };
+    // Without the application token its events could not be checked.
+    let a = start("").await;
+    assert_eq!(a.status, 422);
+    assert!(
+        error_text(&a.body)
+            .unwrap()
+            .contains("application token is needed")
+    );
+    let a = start("b24-app-token").await;
+    assert_eq!(a.status, 303, "{}", a.body);
+    let consent = a.location.unwrap();
+    assert!(
+        consent.starts_with(&format!(
+            "{}/oauth/authorize/?client_id=local.app.1&state=",
+            sb.url
+        )),
+        "{consent}"
+    );
+    let back = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(&consent)
+        .send()
+        .await
+        .unwrap();
+    let back = back.headers()["location"].to_str().unwrap().to_owned();
+    let query = back.split_once('?').unwrap().1.to_owned();
+    let callback = "/dashboard/setup/crm/oauth/bitrix24";
+    let a = editor
+        .get(&format!(
+            "{callback}?{}",
+            query.replace("state=", "state=0")
+        ))
+        .await;
+    assert_eq!(a.status, 422, "a wrong state: {}", a.body);
+    assert_eq!(
+        count(&env, "SELECT count(*) AS n FROM crm_connections").await,
+        0
+    );
+    let a = editor.get(&format!("{callback}?{query}")).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.body.contains("/webhooks/bitrix24/"), "{}", a.body);
+    let app_tokens = opened_credentials(
+        &env,
+        storage::secrets::CRM_APPLICATION_TOKEN,
+        "application_token IS NOT NULL",
+    )
+    .await;
+    assert_eq!(app_tokens, ["b24-app-token"]);
+    let access = opened_credentials(
+        &env,
+        storage::secrets::CRM_ACCESS_TOKEN,
+        "access_token IS NOT NULL",
+    )
+    .await;
+    assert!(access[0].starts_with("b24-access-"), "{access:?}");
+    assert_eq!(
+        count(&env, "SELECT count(*) AS n FROM crm_connections WHERE crm_type = 'bitrix24' AND member_id = 'member-77'").await,
+        1
+    );
+    // The connection reads the portal through OAuth: its list field offered.
+    let id = query_json(&env, "SELECT to_jsonb(id) AS v FROM crm_connections").await;
+    let page = editor
+        .get(&format!(
+            "/dashboard/setup/directions/{}/crm?connection={}&entity=deal",
+            s.direction_id,
+            id.as_str().unwrap()
+        ))
+        .await;
+    assert!(page.body.contains("Source: Instagram"), "{}", page.body);
+    service.stop().await;
+}

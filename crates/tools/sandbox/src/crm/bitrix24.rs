@@ -3,7 +3,10 @@
 //! (`/rest/{method}.json?auth=…`), `crm.{deal,lead,contact}.get`,
 //! `crm.deal.contact.items.get`, `crm.{entity}.fields`; the leaky bucket
 //! (2 requests/s, burst 50, then `503 QUERY_LIMIT_EXCEEDED`); `expired_token`
-//! for a stale OAuth token and `GET /oauth/token/` to refresh it — and the
+//! for a stale OAuth token, `GET /oauth/authorize/` (the app's consent: back
+//! to its redirect URI at once with a single-use code, the state, `domain`
+//! and `member_id`) and `GET /oauth/token/` for the code's first pair or a
+//! refresh — and the
 //! `ONCRM{ENTITY}UPDATE` event posted when an entity is put in.
 //!
 //! Set up (sandbox only):
@@ -44,6 +47,8 @@ pub struct Portal {
     pub client_secret: String,
     /// Where entity updates are posted (the connection's handler URL).
     pub handler_url: String,
+    /// The app's redirect URI (its handler for the authorisation).
+    pub redirect_uri: String,
 }
 
 #[derive(Default)]
@@ -84,6 +89,8 @@ struct State {
     refreshes: u64,
     refused_refreshes: u64,
     events_fired: u64,
+    /// Codes the consent page gave and not yet exchanged.
+    codes: Vec<String>,
 }
 
 #[derive(Default)]
@@ -272,11 +279,23 @@ async fn refresh(
     };
     let p = &s.portal;
     let given = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
-    let valid = given("grant_type") == "refresh_token"
-        && !p.refresh_token.is_empty()
-        && given("refresh_token") == p.refresh_token
+    let client = !p.client_id.is_empty()
         && given("client_id") == p.client_id
         && given("client_secret") == p.client_secret;
+    let valid = match given("grant_type") {
+        "refresh_token" => {
+            client && !p.refresh_token.is_empty() && given("refresh_token") == p.refresh_token
+        }
+        // A code works once.
+        "authorization_code" => {
+            let at = s.codes.iter().position(|c| c == given("code"));
+            if let Some(i) = at {
+                s.codes.remove(i);
+            }
+            client && at.is_some()
+        }
+        _ => false,
+    };
     if !valid {
         s.refused_refreshes += 1;
         return error(400, "invalid_grant", "Invalid refresh token");
@@ -295,6 +314,37 @@ async fn refresh(
         "status": "L",
         "member_id": p.member_id,
     }))
+}
+
+/// The portal's consent page for an app (`/oauth/authorize/?client_id=&state=`):
+/// allowed at once; back to the app's redirect URI with a code.
+async fn authorize(
+    q: web::Query<HashMap<String, String>>,
+    crms: web::Data<crate::crm::Crms>,
+) -> HttpResponse {
+    let Ok(mut s) = crms.bitrix24.state.lock() else {
+        return poisoned();
+    };
+    let client = q.get("client_id").map(String::as_str).unwrap_or_default();
+    if client.is_empty() || client != s.portal.client_id || s.portal.redirect_uri.is_empty() {
+        return error(400, "invalid_client", "Application not found");
+    }
+    let code = format!("b24-code-{}", uuid::Uuid::new_v4().simple());
+    s.codes.push(code.clone());
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("code", &code)
+        .append_pair(
+            "state",
+            q.get("state").map(String::as_str).unwrap_or_default(),
+        )
+        .append_pair("domain", &s.portal.domain)
+        .append_pair("member_id", &s.portal.member_id)
+        .append_pair("scope", "crm")
+        .append_pair("server_domain", "oauth.bitrix.info")
+        .finish();
+    HttpResponse::Found()
+        .insert_header(("location", format!("{}?{query}", s.portal.redirect_uri)))
+        .finish()
 }
 
 async fn put_portal(p: web::Json<Portal>, crms: web::Data<crate::crm::Crms>) -> HttpResponse {
@@ -424,6 +474,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .route("/rest/{method}", web::route().to(oauth_call))
     .route("/oauth/token/", web::get().to(refresh))
+    .route("/oauth/authorize/", web::get().to(authorize))
     .route("/sandbox/bitrix24/portal", web::put().to(put_portal))
     .route(
         "/sandbox/bitrix24/fields/{entity}",

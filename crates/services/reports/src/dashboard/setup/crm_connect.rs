@@ -1,29 +1,38 @@
-//! Connecting amoCRM by OAuth from the browser: the form starts the
-//! authorisation and sends the browser to amoCRM's consent page; amoCRM
-//! sends it back here with a code and the state, and the connection is made
-//! (tokens sealed at once). The page then shows the webhook address to
-//! paste into amoCRM, once.
+//! Connecting amoCRM or Bitrix24 by OAuth from the browser: the form starts
+//! the authorisation and sends the browser to the CRM's consent page; the
+//! CRM sends it back here with a code and the state, and the connection is
+//! made (tokens sealed at once). The page then shows the webhook address to
+//! give the CRM, once.
 
 use super::{Editor, Form, conn, editor, editor_posting, refused, run, setup_page};
 use crate::State;
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
+use domain::level::CrmType;
 use maud::{Markup, html};
-use setup::crm_oauth::{AmoStart, Callback};
+use setup::SetupError;
+use setup::crm_oauth::{Callback, Endpoints, Start};
 use std::collections::HashMap;
 
-/// The redirect URI to register in the amoCRM integration.
-pub(super) fn redirect_uri(state: &State) -> String {
+/// The redirect URI to register in the CRM's integration (app).
+pub(super) fn redirect_uri(state: &State, crm: CrmType) -> String {
     format!(
-        "{}/dashboard/setup/crm/oauth/amocrm",
+        "{}/dashboard/setup/crm/oauth/{crm}",
         state.config.public_url
     )
 }
 
-/// The start form (on the set-up index).
-pub(super) fn form(e: &Editor, state: &State) -> Markup {
+fn endpoints(state: &State) -> Endpoints<'_> {
+    Endpoints {
+        amocrm_authorize: &state.setup.amocrm_authorize_url,
+        bitrix24_token: &state.setup.bitrix24_token_url,
+    }
+}
+
+/// The start forms (on the set-up index).
+pub(super) fn forms(e: &Editor, state: &State) -> Markup {
     html! {
         h3 { "Connect amoCRM / Kommo" }
-        p.muted { "In amoCRM, create an integration with the redirect URI " code { (redirect_uri(state)) }
+        p.muted { "In amoCRM, create an integration with the redirect URI " code { (redirect_uri(state, CrmType::AmoCrm)) }
             ", then give its id and secret key here; amoCRM asks you to allow access and sends you back." }
         form id="connect-amocrm" method="post" action="/dashboard/setup/crm/oauth/amocrm/start" {
             (super::csrf_field(e))
@@ -33,35 +42,63 @@ pub(super) fn form(e: &Editor, state: &State) -> Markup {
             label { " Phones without a country code are from " input type="text" name="default_region" value="RU" size="3"; }
             " " button type="submit" { "Connect" }
         }
+        h3 { "Connect Bitrix24" }
+        p.muted { "In Bitrix24, register a local application with the handler " code { (redirect_uri(state, CrmType::Bitrix24)) }
+            " (scope crm), then give its client id, client secret and application token here." }
+        form id="connect-bitrix24" method="post" action="/dashboard/setup/crm/oauth/bitrix24/start" {
+            (super::csrf_field(e))
+            label { "Portal address " input type="url" name="base_url" placeholder="https://clinic.bitrix24.ru" required; }
+            label { " Client id " input type="text" name="client_id" required; }
+            label { " Client secret " input type="password" name="client_secret" autocomplete="off" required; }
+            label { " Application token " input type="password" name="application_token" autocomplete="off" required; }
+            label { " Phones without a country code are from " input type="text" name="default_region" value="RU" size="3"; }
+            " " button type="submit" { "Connect" }
+        }
     }
 }
 
-pub async fn start(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> HttpResponse {
+fn crm_of(path: &str) -> Result<CrmType, SetupError> {
+    path.parse()
+        .map_err(|_| SetupError::NotFound(format!("no CRM {path:?}: amocrm or bitrix24")))
+}
+
+pub async fn start(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<State>,
+) -> HttpResponse {
     let form = Form::parse(&body);
     let e = match editor_posting(&req, &state, &form).await {
         Ok(e) => e,
         Err(r) => return r,
     };
-    let s = AmoStart {
+    let crm = match crm_of(&path) {
+        Ok(c) => c,
+        Err(err) => return refused(err, "/dashboard/setup#crm"),
+    };
+    let s = Start {
+        crm,
         base_url: form.text("base_url").unwrap_or_default(),
         client_id: form.text("client_id").unwrap_or_default(),
         client_secret: form.text("client_secret").unwrap_or_default(),
+        application_token: form.text("application_token"),
         default_region: form
             .text("default_region")
             .filter(|r| !r.trim().is_empty())
             .unwrap_or_else(|| "RU".into()),
     };
     let pool = state.pool.clone();
-    let ctx = state.setup.clone();
-    let redirect = redirect_uri(&state);
+    let st = state.clone();
+    let redirect = redirect_uri(&state, crm);
     match run(&state, async move {
         let mut c = conn(&pool).await?;
-        setup::crm_oauth::start_amocrm(
+        setup::crm_oauth::start(
             &mut c,
-            ctx.store.keys(),
+            st.setup.store.keys(),
             e.account,
             &e.session_hash,
-            &ctx.amocrm_authorize_url,
+            &endpoints(&st),
             &redirect,
             &s,
         )
@@ -78,6 +115,7 @@ pub async fn start(req: HttpRequest, body: web::Bytes, state: web::Data<State>) 
 
 pub async fn callback(
     req: HttpRequest,
+    path: web::Path<String>,
     q: web::Query<HashMap<String, String>>,
     state: web::Data<State>,
 ) -> HttpResponse {
@@ -85,41 +123,59 @@ pub async fn callback(
         Ok(e) => e,
         Err(r) => return r,
     };
+    let crm = match crm_of(&path) {
+        Ok(c) => c,
+        Err(err) => return refused(err, "/dashboard/setup#crm"),
+    };
     let q = q.into_inner();
     let pool = state.pool.clone();
-    let ctx = state.setup.clone();
-    let actor = e.actor.clone();
-    let (account, session) = (e.account, e.session_hash.clone());
+    let st = state.clone();
     let done = run(&state, async move {
         let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
         let cb = Callback {
             state: get("state"),
             code: get("code"),
-            referer: get("referer"),
+            host: match crm {
+                CrmType::AmoCrm => get("referer"),
+                CrmType::Bitrix24 => get("domain"),
+            },
+            member_id: q.get("member_id").map(String::as_str),
         };
         let mut c = conn(&pool).await?;
-        setup::crm_oauth::finish_amocrm(
+        setup::crm_oauth::finish(
             &mut c,
-            ctx.store.keys(),
-            &ctx.http,
-            &actor,
-            account,
-            &session,
+            st.setup.store.keys(),
+            &st.setup.http,
+            &endpoints(&st),
+            &e.actor,
+            e.account,
+            &e.session_hash,
+            crm,
             &cb,
         )
         .await
     })
     .await;
+    let (name, where_to) = match crm {
+        CrmType::AmoCrm => (
+            "amoCRM",
+            "in amoCRM (Settings → Integrations → Web hooks, lead status changes). It holds the webhook's secret and is shown once",
+        ),
+        CrmType::Bitrix24 => (
+            "Bitrix24",
+            "as the application's event handler (ONCRMDEALUPDATE, ONCRMLEADUPDATE)",
+        ),
+    };
     match done {
         Ok((id, hook_path)) => setup_page(
-            "amoCRM connected",
+            &format!("{name} connected"),
             html! {
                 section id="connected" {
                     h2 { "Connected" }
                     p { "The connection " code { (id) } " holds the tokens (sealed); they are refreshed before they expire." }
-                    p { "Paste this address in amoCRM (Settings → Integrations → Web hooks, lead status changes). It is shown once:" }
+                    p { "Give this address " (where_to) ":" }
                     p { code.hook { (state.setup.gateway_url) (hook_path) } }
-                    p { a href={ "/dashboard/setup" } { "Back to the set-up" } }
+                    p { a href="/dashboard/setup" { "Back to the set-up" } }
                 }
             },
         ),

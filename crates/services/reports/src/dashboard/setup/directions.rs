@@ -141,8 +141,8 @@ fn render_index(e: &Editor, state: &State, d: &Index) -> Markup {
                     tr { td { (c.crm_type.as_str()) } td { (c.host) } td.muted { (c.id) } }
                 }
             }
-            (super::crm_connect::form(e, state))
-            p.muted { "Bitrix24, or amoCRM with a long-lived token: capi crm connect (see the README)." }
+            (super::crm_connect::forms(e, state))
+            p.muted { "A long-lived amoCRM token or a Bitrix24 incoming webhook: capi crm connect (see the README)." }
         }
     }
 }

@@ -65,11 +65,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(crm::test_deal)),
         )
         .service(
-            at("/dashboard/setup/crm/oauth/amocrm/start", "POST")
+            at("/dashboard/setup/crm/oauth/{crm}/start", "POST")
                 .route(web::post().to(crm_connect::start)),
         )
         .service(
-            at("/dashboard/setup/crm/oauth/amocrm", "GET")
+            at("/dashboard/setup/crm/oauth/{crm}", "GET")
                 .route(web::get().to(crm_connect::callback)),
         )
         .service(at("/dashboard/setup/instances", "POST").route(web::post().to(numbers::connect)))
