@@ -4,7 +4,7 @@
 //! levels the rules give it. The same operations as `capi crm fields`,
 //! `capi direction crm-fields set` and `capi crm-match`.
 
-use super::{Editor, Form, conn, csrf_field, editor_posting, refused, run, see_other, setup_page};
+use super::{Editor, Form, back_or, conn, csrf_field, refused, run, see_other, setup_page, submit};
 use crate::State;
 use actix_web::{HttpRequest, HttpResponse, web};
 use domain::crm::mapping::{FieldRule, LevelMapping};
@@ -243,45 +243,41 @@ fn picked_rules(form: &Form) -> Result<Vec<FieldRule>, SetupError> {
     setup::crm_mapping::parse_rules(Value::Array(rules))
 }
 
+/// The direction of the path, and the mapping page to go back to.
+fn direction_and_back(path: &str, form: &Form) -> (Result<DirectionId, SetupError>, String) {
+    let connection = form.get("connection").unwrap_or_default();
+    let back = format!("/dashboard/setup/directions/{path}/crm?connection={connection}");
+    let id = path
+        .parse()
+        .map_err(|_| SetupError::NotFound(format!("no direction {path}")));
+    (id, back)
+}
+
 pub async fn set_rules(
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Bytes,
     state: web::Data<State>,
 ) -> HttpResponse {
-    let form = Form::parse(&body);
-    let e = match editor_posting(&req, &state, &form).await {
-        Ok(e) => e,
-        Err(r) => return r,
-    };
-    let connection = form.get("connection").unwrap_or_default().to_owned();
-    let back = format!("/dashboard/setup/directions/{path}/crm?connection={connection}");
-    let parsed = path
-        .parse::<DirectionId>()
-        .map_err(|_| SetupError::NotFound(format!("no direction {path}")))
-        .and_then(|id| {
-            Ok((
-                id,
-                form.word::<Level>("level")?.ok_or_else(|| {
-                    SetupError::Invalid("level: which level the rules are for".into())
-                })?,
-            ))
-        });
-    let (id, level, rules) =
-        match parsed.and_then(|(id, level)| Ok((id, level, picked_rules(&form)?))) {
-            Ok(x) => x,
-            Err(err) => return refused(err, &back),
-        };
-    let pool = state.pool.clone();
-    match run(&state, async move {
-        let mut c = conn(&pool).await?;
-        setup::crm_mapping::set_level(&mut c, &e.actor, Some(e.account), id, level, &rules).await
-    })
-    .await
-    {
-        Ok(()) => see_other(&back),
-        Err(err) => refused(err, &back),
-    }
+    let (id, back) = direction_and_back(&path, &Form::parse(&body));
+    let done = submit(
+        &req,
+        &body,
+        &state,
+        &back,
+        |f| {
+            let level = f.word::<Level>("level")?.ok_or_else(|| {
+                SetupError::Invalid("level: which level the rules are for".into())
+            })?;
+            Ok((id?, level, picked_rules(f)?))
+        },
+        |e, _, mut c, (id, level, rules)| async move {
+            setup::crm_mapping::set_level(&mut c, &e.actor, Some(e.account), id, level, &rules)
+                .await
+        },
+    )
+    .await;
+    back_or(done, &back)
 }
 
 pub async fn test_deal(
@@ -290,54 +286,48 @@ pub async fn test_deal(
     body: web::Bytes,
     state: web::Data<State>,
 ) -> HttpResponse {
-    let form = Form::parse(&body);
-    let e = match editor_posting(&req, &state, &form).await {
-        Ok(e) => e,
-        Err(r) => return r,
-    };
-    let q: HashMap<String, String> = form
-        .get("connection")
-        .map(|c| HashMap::from([("connection".to_owned(), c.to_owned())]))
-        .unwrap_or_default();
-    let back = format!("/dashboard/setup/directions/{path}/crm");
-    let (id, connection) = match ids(&path, &q) {
-        Ok((id, Some(c))) => (id, c),
-        Ok((_, None)) => {
-            return refused(
-                SetupError::Invalid("choose a CRM connection first".into()),
-                &back,
-            );
-        }
-        Err(err) => return refused(err, &back),
-    };
-    let deal = form.text("deal").unwrap_or_default();
-    let pool = state.pool.clone();
-    let ctx = state.setup.clone();
-    let tried = deal.clone();
-    match run(&state, async move {
-        let mut c = conn(&pool).await?;
-        setup::crm_mapping::try_entity(
-            &mut c,
-            ctx.store.clone(),
-            ctx.crm.clone(),
-            Some(e.account),
-            id,
-            connection,
-            &tried,
-        )
-        .await
-    })
-    .await
-    {
-        Ok(levels) => {
+    let (id, back) = direction_and_back(&path, &Form::parse(&body));
+    let tried = submit(
+        &req,
+        &body,
+        &state,
+        &back,
+        |f| {
+            let connection = f
+                .get("connection")
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| SetupError::Invalid("choose a CRM connection first".into()))?;
+            let connection: ConnectionId = connection
+                .parse()
+                .map_err(|_| SetupError::NotFound(format!("no CRM connection {connection}")))?;
+            Ok((id?, connection, f.text("deal").unwrap_or_default()))
+        },
+        |e, ctx, mut c, (id, connection, deal)| async move {
+            let (store, policy) = (ctx.store.clone(), ctx.crm.clone());
+            let levels = setup::crm_mapping::try_entity(
+                &mut c,
+                store,
+                policy,
+                Some(e.account),
+                id,
+                connection,
+                &deal,
+            )
+            .await?;
+            Ok((deal, levels))
+        },
+    )
+    .await;
+    match tried {
+        Ok((deal, levels)) => {
             let levels: Vec<&str> = levels.iter().map(|l| l.as_str()).collect();
             see_other(&format!(
-                "{back}?connection={connection}&deal={}&levels={}",
+                "{back}&deal={}&levels={}",
                 deal.trim(),
                 levels.join(",")
             ))
         }
-        Err(err) => refused(err, &back),
+        Err(r) => r,
     }
 }
 
@@ -368,29 +358,17 @@ pub async fn set_purchase(
     body: web::Bytes,
     state: web::Data<State>,
 ) -> HttpResponse {
-    let form = Form::parse(&body);
-    let e = match editor_posting(&req, &state, &form).await {
-        Ok(e) => e,
-        Err(r) => return r,
-    };
-    let connection = form.get("connection").unwrap_or_default().to_owned();
-    let back = format!("/dashboard/setup/directions/{path}/crm?connection={connection}");
-    let parsed = path
-        .parse::<DirectionId>()
-        .map_err(|_| SetupError::NotFound(format!("no direction {path}")))
-        .and_then(|id| Ok((id, purchase_of(&form)?)));
-    let (id, setting) = match parsed {
-        Ok(x) => x,
-        Err(err) => return refused(err, &back),
-    };
-    let pool = state.pool.clone();
-    match run(&state, async move {
-        let mut c = conn(&pool).await?;
-        setup::crm_mapping::set_purchase(&mut c, &e.actor, Some(e.account), id, &setting).await
-    })
-    .await
-    {
-        Ok(()) => see_other(&back),
-        Err(err) => refused(err, &back),
-    }
+    let (id, back) = direction_and_back(&path, &Form::parse(&body));
+    let done = submit(
+        &req,
+        &body,
+        &state,
+        &back,
+        |f| Ok((id?, purchase_of(f)?)),
+        |e, _, mut c, (id, setting)| async move {
+            setup::crm_mapping::set_purchase(&mut c, &e.actor, Some(e.account), id, &setting).await
+        },
+    )
+    .await;
+    back_or(done, &back)
 }

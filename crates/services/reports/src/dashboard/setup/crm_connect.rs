@@ -4,7 +4,7 @@
 //! made (tokens sealed at once). The page then shows the webhook address to
 //! give the CRM, once.
 
-use super::{Editor, Form, conn, editor, editor_posting, refused, run, setup_page};
+use super::{Editor, conn, editor, refused, run, setup_page, submit};
 use crate::State;
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use domain::level::CrmType;
@@ -68,48 +68,51 @@ pub async fn start(
     body: web::Bytes,
     state: web::Data<State>,
 ) -> HttpResponse {
-    let form = Form::parse(&body);
-    let e = match editor_posting(&req, &state, &form).await {
-        Ok(e) => e,
-        Err(r) => return r,
-    };
-    let crm = match crm_of(&path) {
-        Ok(c) => c,
-        Err(err) => return refused(err, "/dashboard/setup#crm"),
-    };
-    let s = Start {
-        crm,
-        base_url: form.text("base_url").unwrap_or_default(),
-        client_id: form.text("client_id").unwrap_or_default(),
-        client_secret: form.text("client_secret").unwrap_or_default(),
-        application_token: form.text("application_token"),
-        default_region: form
-            .text("default_region")
-            .filter(|r| !r.trim().is_empty())
-            .unwrap_or_else(|| "RU".into()),
-    };
-    let pool = state.pool.clone();
+    let crm = crm_of(&path);
+    let redirect = crm
+        .as_ref()
+        .map(|c| redirect_uri(&state, *c))
+        .unwrap_or_default();
     let st = state.clone();
-    let redirect = redirect_uri(&state, crm);
-    match run(&state, async move {
-        let mut c = conn(&pool).await?;
-        setup::crm_oauth::start(
-            &mut c,
-            st.setup.store.keys(),
-            e.account,
-            &e.session_hash,
-            &endpoints(&st),
-            &redirect,
-            &s,
-        )
-        .await
-    })
-    .await
-    {
+    let consent = submit(
+        &req,
+        &body,
+        &state,
+        "/dashboard/setup#crm",
+        |f| {
+            Ok(Start {
+                crm: crm?,
+                base_url: f.text("base_url").unwrap_or_default(),
+                client_id: f.text("client_id").unwrap_or_default(),
+                client_secret: f.text("client_secret").unwrap_or_default(),
+                application_token: f.text("application_token"),
+                default_region: f
+                    .text("default_region")
+                    .filter(|r| !r.trim().is_empty())
+                    .unwrap_or_else(|| "RU".into()),
+            })
+        },
+        |e, ctx, mut c, s| async move {
+            let keys = ctx.store.keys();
+            let (account, session) = (e.account, &e.session_hash);
+            setup::crm_oauth::start(
+                &mut c,
+                keys,
+                account,
+                session,
+                &endpoints(&st),
+                &redirect,
+                &s,
+            )
+            .await
+        },
+    )
+    .await;
+    match consent {
         Ok(url) => HttpResponse::SeeOther()
             .insert_header((header::LOCATION, url))
             .finish(),
-        Err(err) => refused(err, "/dashboard/setup#crm"),
+        Err(r) => r,
     }
 }
 

@@ -2,7 +2,7 @@
 //! direction's page: its CAPI settings, the WABA's dataset, its bot.
 
 use super::{
-    Editor, Form, conn, csrf_field, editor, editor_posting, refused, run, see_other, setup_page,
+    Editor, Form, back_or, conn, csrf_field, editor, refused, run, see_other, setup_page, submit,
 };
 use crate::State;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -148,25 +148,21 @@ fn render_index(e: &Editor, state: &State, d: &Index) -> Markup {
 }
 
 pub async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> HttpResponse {
-    let form = Form::parse(&body);
-    let e = match editor_posting(&req, &state, &form).await {
-        Ok(e) => e,
-        Err(r) => return r,
-    };
-    let d = match new_direction(&e, &form) {
-        Ok(d) => d,
-        Err(err) => return refused(err, "/dashboard/setup"),
-    };
-    let pool = state.pool.clone();
-    let actor = e.actor.clone();
-    match run(&state, async move {
-        let mut c = conn(&pool).await?;
-        setup::directions::create(&mut c, &actor, &d).await
-    })
-    .await
-    {
+    let made = submit(
+        &req,
+        &body,
+        &state,
+        "/dashboard/setup",
+        |f| Ok(f.clone()),
+        |e, _, mut c, f: Form| async move {
+            let d = new_direction(&e, &f)?;
+            setup::directions::create(&mut c, &e.actor, &d).await
+        },
+    )
+    .await;
+    match made {
         Ok(id) => see_other(&format!("/dashboard/setup/directions/{id}")),
-        Err(err) => refused(err, "/dashboard/setup"),
+        Err(r) => r,
     }
 }
 
@@ -380,35 +376,20 @@ pub async fn update(
     body: web::Bytes,
     state: web::Data<State>,
 ) -> HttpResponse {
-    let form = Form::parse(&body);
-    let e = match editor_posting(&req, &state, &form).await {
-        Ok(e) => e,
-        Err(r) => return r,
-    };
     let back = format!("/dashboard/setup/directions/{path}");
-    let (id, change) = match direction_id(&path).and_then(|id| Ok((id, direction_change(&form)?))) {
-        Ok(x) => x,
-        Err(err) => return refused(err, &back),
-    };
-    let pool = state.pool.clone();
-    let ctx = state.setup.clone();
-    match run(&state, async move {
-        let mut c = conn(&pool).await?;
-        setup::directions::update(
-            &mut c,
-            &e.actor,
-            &ctx.allowed_names,
-            Some(e.account),
-            id,
-            &change,
-        )
-        .await
-    })
-    .await
-    {
-        Ok(()) => see_other(&back),
-        Err(err) => refused(err, &back),
-    }
+    let done = submit(
+        &req,
+        &body,
+        &state,
+        &back,
+        |f| Ok((direction_id(&path)?, direction_change(f)?)),
+        |e, ctx, mut c, (id, change)| async move {
+            let allowed = &ctx.allowed_names;
+            setup::directions::update(&mut c, &e.actor, allowed, Some(e.account), id, &change).await
+        },
+    )
+    .await;
+    back_or(done, &back)
 }
 
 pub async fn bot(
@@ -417,36 +398,26 @@ pub async fn bot(
     body: web::Bytes,
     state: web::Data<State>,
 ) -> HttpResponse {
-    let form = Form::parse(&body);
-    let e = match editor_posting(&req, &state, &form).await {
-        Ok(e) => e,
-        Err(r) => return r,
-    };
     let back = format!("/dashboard/setup/directions/{path}");
-    let (id, enabled) = match direction_id(&path).and_then(|id| Ok((id, form.flag("bot_enabled")?)))
-    {
-        Ok(x) => x,
-        Err(err) => return refused(err, &back),
-    };
-    let prompt = form.text("prompt");
-    let pool = state.pool.clone();
-    match run(&state, async move {
-        let mut c = conn(&pool).await?;
-        setup::directions::set_bot(
-            &mut c,
-            &e.actor,
-            Some(e.account),
-            id,
-            enabled,
-            prompt.as_deref(),
-        )
-        .await
-    })
-    .await
-    {
-        Ok(()) => see_other(&back),
-        Err(err) => refused(err, &back),
-    }
+    let done = submit(
+        &req,
+        &body,
+        &state,
+        &back,
+        |f| {
+            Ok((
+                direction_id(&path)?,
+                f.flag("bot_enabled")?,
+                f.text("prompt"),
+            ))
+        },
+        |e, _, mut c, (id, enabled, prompt)| async move {
+            let prompt = prompt.as_deref();
+            setup::directions::set_bot(&mut c, &e.actor, Some(e.account), id, enabled, prompt).await
+        },
+    )
+    .await;
+    back_or(done, &back)
 }
 
 pub async fn dataset(
@@ -455,35 +426,29 @@ pub async fn dataset(
     body: web::Bytes,
     state: web::Data<State>,
 ) -> HttpResponse {
-    let form = Form::parse(&body);
-    let e = match editor_posting(&req, &state, &form).await {
-        Ok(e) => e,
-        Err(r) => return r,
-    };
     let back = format!("/dashboard/setup/directions/{path}");
-    let id = match direction_id(&path) {
-        Ok(id) => id,
-        Err(err) => return refused(err, &back),
-    };
-    let pool = state.pool.clone();
-    let ctx = state.setup.clone();
-    match run(&state, async move {
-        let mut c = conn(&pool).await?;
-        setup::directions::use_waba_dataset(
-            &mut c,
-            ctx.store.keys(),
-            &ctx.graph,
-            &e.actor,
-            Some(e.account),
-            id,
-        )
-        .await
-    })
-    .await
-    {
-        Ok(_) => see_other(&back),
-        Err(err) => refused(err, &back),
-    }
+    let done = submit(
+        &req,
+        &body,
+        &state,
+        &back,
+        |_| direction_id(&path),
+        |e, ctx, mut c, id| async move {
+            let keys = ctx.store.keys();
+            setup::directions::use_waba_dataset(
+                &mut c,
+                keys,
+                &ctx.graph,
+                &e.actor,
+                Some(e.account),
+                id,
+            )
+            .await
+            .map(|_| ())
+        },
+    )
+    .await;
+    back_or(done, &back)
 }
 
 pub async fn qualification_prompt(
@@ -492,33 +457,29 @@ pub async fn qualification_prompt(
     body: web::Bytes,
     state: web::Data<State>,
 ) -> HttpResponse {
-    let form = Form::parse(&body);
-    let e = match editor_posting(&req, &state, &form).await {
-        Ok(e) => e,
-        Err(r) => return r,
-    };
     let back = format!("/dashboard/setup/directions/{path}");
-    let id = match direction_id(&path) {
-        Ok(id) => id,
-        Err(err) => return refused(err, &back),
-    };
-    let b = domain::qualification::BusinessDescription {
-        sells: form.text("sells").unwrap_or_default(),
-        good_customer: form.text("good_customer").unwrap_or_default(),
-        booking: form.text("booking").unwrap_or_default(),
-    };
-    let pool = state.pool.clone();
-    let ctx = state.setup.clone();
-    match run(&state, async move {
-        let Some(llm) = ctx.llm.as_ref() else {
-            return Err(SetupError::Invalid("no model is configured ([llm])".into()));
-        };
-        let mut c = conn(&pool).await?;
-        setup::qualification::generate(&mut c, llm, &e.actor, Some(e.account), id, &b, true).await
-    })
-    .await
-    {
-        Ok(_) => see_other(&format!("{back}#qualification")),
-        Err(err) => refused(err, &back),
-    }
+    let done = submit(
+        &req,
+        &body,
+        &state,
+        &back,
+        |f| {
+            let b = domain::qualification::BusinessDescription {
+                sells: f.text("sells").unwrap_or_default(),
+                good_customer: f.text("good_customer").unwrap_or_default(),
+                booking: f.text("booking").unwrap_or_default(),
+            };
+            Ok((direction_id(&path)?, b))
+        },
+        |e, ctx, mut c, (id, b)| async move {
+            let Some(llm) = ctx.llm.as_ref() else {
+                return Err(SetupError::Invalid("no model is configured ([llm])".into()));
+            };
+            setup::qualification::generate(&mut c, llm, &e.actor, Some(e.account), id, &b, true)
+                .await
+                .map(|_| ())
+        },
+    )
+    .await;
+    back_or(done, &format!("{back}#qualification"))
 }

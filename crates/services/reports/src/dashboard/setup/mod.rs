@@ -18,12 +18,13 @@ mod directions;
 mod numbers;
 
 use super::{Refusal, SignedIn, message_page, ok_page, signed_in, unavailable};
-use crate::{State, html::page};
+use crate::{SetupContext, State, html::page};
 use actix_web::{HttpRequest, HttpResponse, http::StatusCode, http::header, web};
 use domain::api_key::Role;
 use domain::ids::UserAccountId;
 use maud::{Markup, html};
 use setup::{Actor, SetupError};
+use std::sync::Arc;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     let at = runtime::http::resource;
@@ -137,6 +138,7 @@ pub(super) async fn editor_posting(
 }
 
 /// A posted form's fields in order (a name may repeat: multiple choices).
+#[derive(Clone)]
 pub(super) struct Form(Vec<(String, String)>);
 
 impl Form {
@@ -253,11 +255,49 @@ pub(super) fn refused(e: SetupError, back: &str) -> HttpResponse {
         )
 }
 
+/// A change made: to `to`; refused: the refusal's page.
+pub(super) fn back_or(done: Result<(), HttpResponse>, to: &str) -> HttpResponse {
+    match done {
+        Ok(()) => see_other(to),
+        Err(r) => r,
+    }
+}
+
 /// After a change: to the page that shows it.
 pub(super) fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, location))
         .finish()
+}
+
+/// A set-up form, end to end: the editor and its token checked, the form
+/// read into the operation's input (`read`), the operation run with a
+/// database connection on the main runtime (`op`); a refusal is the page
+/// naming it, with a link `back`.
+pub(super) async fn submit<I, T, Fut>(
+    req: &HttpRequest,
+    body: &[u8],
+    state: &State,
+    back: &str,
+    read: impl FnOnce(&Form) -> Result<I, SetupError>,
+    op: impl FnOnce(Editor, Arc<SetupContext>, storage::PooledConn, I) -> Fut + Send + 'static,
+) -> Result<T, HttpResponse>
+where
+    I: Send + 'static,
+    T: Send + 'static,
+    Fut: std::future::Future<Output = Result<T, SetupError>> + Send + 'static,
+{
+    let form = Form::parse(body);
+    let e = editor_posting(req, state, &form).await?;
+    let input = read(&form).map_err(|err| refused(err, back))?;
+    let pool = state.pool.clone();
+    let ctx = state.setup.clone();
+    run(
+        state,
+        async move { op(e, ctx, conn(&pool).await?, input).await },
+    )
+    .await
+    .map_err(|err| refused(err, back))
 }
 
 /// Runs database work on the main runtime (as every dashboard page does).

@@ -4,7 +4,7 @@
 //! Cloud API number with the app subscribed to its WABA
 //! (`setup::cloud::map`, the same as `capi number map --subscribe-app`).
 
-use super::{Form, conn, editor_posting, refused, run, see_other};
+use super::{Form, back_or, submit};
 use crate::State;
 use actix_web::{HttpRequest, HttpResponse, web};
 use setup::SetupError;
@@ -26,35 +26,22 @@ fn connect_input(f: &Form) -> Result<ConnectInstance, SetupError> {
 }
 
 pub async fn connect(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> HttpResponse {
-    let form = Form::parse(&body);
-    let e = match editor_posting(&req, &state, &form).await {
-        Ok(e) => e,
-        Err(r) => return r,
-    };
-    let c = match connect_input(&form) {
-        Ok(c) => c,
-        Err(err) => return refused(err, "/dashboard/setup"),
-    };
-    let pool = state.pool.clone();
-    let ctx = state.setup.clone();
-    match run(&state, async move {
-        let mut db = conn(&pool).await?;
-        setup::instances::connect(
-            &mut db,
-            ctx.store.keys(),
-            ctx.evolution.as_ref(),
-            &ctx.gateway_url,
-            &e.actor,
-            Some(e.account),
-            &c,
-        )
-        .await
-    })
-    .await
-    {
-        Ok(_) => see_other("/dashboard/setup#numbers"),
-        Err(err) => refused(err, "/dashboard/setup"),
-    }
+    let done = submit(
+        &req,
+        &body,
+        &state,
+        "/dashboard/setup",
+        connect_input,
+        |e, ctx, mut db, c| async move {
+            let (keys, evolution) = (ctx.store.keys(), ctx.evolution.as_ref());
+            let (gateway, owner) = (&ctx.gateway_url, Some(e.account));
+            setup::instances::connect(&mut db, keys, evolution, gateway, &e.actor, owner, &c)
+                .await
+                .map(|_| ())
+        },
+    )
+    .await;
+    back_or(done, "/dashboard/setup#numbers")
 }
 
 fn cloud_input(f: &Form) -> Result<CloudNumber, SetupError> {
@@ -79,32 +66,19 @@ pub async fn map_cloud(
     body: web::Bytes,
     state: web::Data<State>,
 ) -> HttpResponse {
-    let form = Form::parse(&body);
-    let e = match editor_posting(&req, &state, &form).await {
-        Ok(e) => e,
-        Err(r) => return r,
-    };
-    let n = match cloud_input(&form) {
-        Ok(n) => n,
-        Err(err) => return refused(err, "/dashboard/setup"),
-    };
-    let pool = state.pool.clone();
-    let ctx = state.setup.clone();
-    match run(&state, async move {
-        let mut db = conn(&pool).await?;
-        setup::cloud::map(
-            &mut db,
-            ctx.store.keys(),
-            &ctx.graph,
-            &e.actor,
-            Some(e.account),
-            &n,
-        )
-        .await
-    })
-    .await
-    {
-        Ok(_) => see_other("/dashboard/setup#numbers"),
-        Err(err) => refused(err, "/dashboard/setup"),
-    }
+    let done = submit(
+        &req,
+        &body,
+        &state,
+        "/dashboard/setup",
+        cloud_input,
+        |e, ctx, mut db, n| async move {
+            let keys = ctx.store.keys();
+            setup::cloud::map(&mut db, keys, &ctx.graph, &e.actor, Some(e.account), &n)
+                .await
+                .map(|_| ())
+        },
+    )
+    .await;
+    back_or(done, "/dashboard/setup#numbers")
 }
