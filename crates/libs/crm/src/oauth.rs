@@ -35,6 +35,60 @@ struct Answer {
     expires_in: u64,
 }
 
+/// What a token request trades for a pair: a refresh token, or the code
+/// the CRM's consent sent back (the first pair).
+#[derive(Clone, Copy)]
+enum Grant<'a> {
+    Refresh(&'a str),
+    Code(&'a str),
+}
+
+impl<'a> Grant<'a> {
+    /// `grant_type` and the parameter that carries the grant.
+    fn fields(self) -> [(&'static str, &'a str); 2] {
+        match self {
+            Grant::Refresh(t) => [("grant_type", "refresh_token"), ("refresh_token", t)],
+            Grant::Code(c) => [("grant_type", "authorization_code"), ("code", c)],
+        }
+    }
+}
+
+/// amoCRM: `POST {account}/oauth2/access_token` (JSON, the redirect URI again).
+async fn amocrm_token(
+    http: &reqwest::Client,
+    base_url: &str,
+    app: &OAuthApp,
+    grant: Grant<'_>,
+) -> Result<TokenPair, CrmError> {
+    let mut body = json!({
+        "client_id": app.client_id,
+        "client_secret": app.client_secret.expose_secret(),
+        "redirect_uri": app.redirect_uri.as_deref().unwrap_or_default(),
+    });
+    for (k, v) in grant.fields() {
+        body[k] = json!(v);
+    }
+    let url = format!("{}/oauth2/access_token", base_url.trim_end_matches('/'));
+    answer(http.post(url).json(&body).send().await).await
+}
+
+/// Bitrix24: `GET {oauth_url}?…` (query).
+async fn bitrix24_token(
+    http: &reqwest::Client,
+    oauth_url: &str,
+    app: &OAuthApp,
+    grant: Grant<'_>,
+) -> Result<TokenPair, CrmError> {
+    let [grant_type, carried] = grant.fields();
+    let query = [
+        grant_type,
+        ("client_id", app.client_id.as_str()),
+        ("client_secret", app.client_secret.expose_secret()),
+        carried,
+    ];
+    answer(http.get(oauth_url).query(&query).send().await).await
+}
+
 /// amoCRM: a new pair for `refresh_token`.
 pub async fn refresh_amocrm(
     http: &reqwest::Client,
@@ -42,46 +96,19 @@ pub async fn refresh_amocrm(
     app: &OAuthApp,
     refresh_token: &SecretString,
 ) -> Result<TokenPair, CrmError> {
-    let resp = http
-        .post(format!(
-            "{}/oauth2/access_token",
-            base_url.trim_end_matches('/')
-        ))
-        .json(&json!({
-            "client_id": app.client_id,
-            "client_secret": app.client_secret.expose_secret(),
-            "grant_type": "refresh_token",
-            "refresh_token": refresh_token.expose_secret(),
-            "redirect_uri": app.redirect_uri.as_deref().unwrap_or_default(),
-        }))
-        .send()
-        .await;
-    answer(resp).await
+    let grant = Grant::Refresh(refresh_token.expose_secret());
+    amocrm_token(http, base_url, app, grant).await
 }
 
-/// amoCRM: the first pair, for the code its authorisation page sent back
-/// to `app.redirect_uri` (valid 20 minutes, once).
+/// amoCRM: the first pair, for the code its consent page sent back to
+/// `app.redirect_uri` (valid 20 minutes, once).
 pub async fn exchange_amocrm(
     http: &reqwest::Client,
     base_url: &str,
     app: &OAuthApp,
     code: &str,
 ) -> Result<TokenPair, CrmError> {
-    let resp = http
-        .post(format!(
-            "{}/oauth2/access_token",
-            base_url.trim_end_matches('/')
-        ))
-        .json(&json!({
-            "client_id": app.client_id,
-            "client_secret": app.client_secret.expose_secret(),
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": app.redirect_uri.as_deref().unwrap_or_default(),
-        }))
-        .send()
-        .await;
-    answer(resp).await
+    amocrm_token(http, base_url, app, Grant::Code(code)).await
 }
 
 /// Bitrix24: a new pair for `refresh_token` from the OAuth server at
@@ -92,38 +119,18 @@ pub async fn refresh_bitrix24(
     app: &OAuthApp,
     refresh_token: &SecretString,
 ) -> Result<TokenPair, CrmError> {
-    let resp = http
-        .get(oauth_url)
-        .query(&[
-            ("grant_type", "refresh_token"),
-            ("client_id", app.client_id.as_str()),
-            ("client_secret", app.client_secret.expose_secret()),
-            ("refresh_token", refresh_token.expose_secret()),
-        ])
-        .send()
-        .await;
-    answer(resp).await
+    let grant = Grant::Refresh(refresh_token.expose_secret());
+    bitrix24_token(http, oauth_url, app, grant).await
 }
 
-/// Bitrix24: the first pair, for the code the portal's consent sent back
-/// (from the OAuth server at `oauth_url`).
+/// Bitrix24: the first pair, for the code the portal's consent sent back.
 pub async fn exchange_bitrix24(
     http: &reqwest::Client,
     oauth_url: &str,
     app: &OAuthApp,
     code: &str,
 ) -> Result<TokenPair, CrmError> {
-    let resp = http
-        .get(oauth_url)
-        .query(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", app.client_id.as_str()),
-            ("client_secret", app.client_secret.expose_secret()),
-            ("code", code),
-        ])
-        .send()
-        .await;
-    answer(resp).await
+    bitrix24_token(http, oauth_url, app, Grant::Code(code)).await
 }
 
 async fn answer(resp: reqwest::Result<reqwest::Response>) -> Result<TokenPair, CrmError> {

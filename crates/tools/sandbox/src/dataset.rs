@@ -40,7 +40,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/{version}/{waba_id}/dataset", web::post().to(create));
 }
 
-fn checked(req: &HttpRequest, waba: &str) -> Result<(), validate::GraphError> {
+/// A WABA call's token and id, as Meta checks them (shared by the WABA's
+/// edges: `dataset`, `subscribed_apps`).
+pub(crate) fn checked(req: &HttpRequest, waba: &str) -> Result<(), validate::GraphError> {
     token_check(req)?;
     if waba.is_empty() || !waba.bytes().all(|b| b.is_ascii_digit()) {
         return Err(validate::graph_error(

@@ -5,7 +5,7 @@
 //! token, or one containing "expired" → 190; a WABA id that is not a
 //! number does not exist (100/33). The sandbox's one app is `SANDBOX_APP`.
 
-use crate::{graph_answer, token_check, validate};
+use crate::{dataset::checked, graph_answer};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 use std::{collections::BTreeSet, sync::Mutex};
@@ -15,20 +15,6 @@ pub const SANDBOX_APP: &str = "700800900";
 /// The WABAs the sandbox's app is subscribed to.
 #[derive(Default)]
 pub struct Subscriptions(Mutex<BTreeSet<String>>);
-
-fn checked(req: &HttpRequest, waba: &str) -> Result<(), validate::GraphError> {
-    token_check(req)?;
-    if waba.is_empty() || !waba.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(validate::graph_error(
-            400,
-            100,
-            Some(33),
-            &format!("Unsupported post request. Object with ID '{waba}' does not exist"),
-            false,
-        ));
-    }
-    Ok(())
-}
 
 async fn subscribe(
     req: HttpRequest,

@@ -145,10 +145,16 @@ fn amocrm_bodies() -> Vec<(String, String)> {
 
 /// `capi` with `input` on its standard input.
 fn capi_stdin(args: &[&str], input: &str) -> (i32, String, String) {
+    capi_env(args, input, &[])
+}
+
+/// `capi ARGS` with `input` on standard input and `env` set.
+fn capi_env(args: &[&str], input: &str, env: &[(&str, &str)]) -> (i32, String, String) {
     use std::io::Write;
     let mut child = Command::new(env!("CARGO_BIN_EXE_capi"))
         .args(args)
         .env("CAPI_SECRETS__KEY", pipeline_tests::TEST_SECRETS_KEY)
+        .envs(env.iter().copied())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -17,27 +17,15 @@ fn capi_as_operator(
     args: &[&str],
     input: &str,
 ) -> (i32, String, String) {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_capi"))
-        .args(args)
-        .args(["--database-url", db])
-        .env("CAPI_SECRETS__KEY", pipeline_tests::TEST_SECRETS_KEY)
-        .env("CAPI_BOT__EVOLUTION_BASE_URL", evolution)
-        .env("CAPI_META__GRAPH_BASE_URL", evolution)
-        .env("CAPI_LLM__BASE_URL", format!("{evolution}/v1"))
-        .env("USER", "operator")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run capi");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write stdin");
-    pipeline_tests::exit_and_output(child.wait_with_output().expect("capi output"))
+    let llm = format!("{evolution}/v1");
+    let all = [args, &["--database-url", db]].concat();
+    let env = [
+        ("CAPI_BOT__EVOLUTION_BASE_URL", evolution),
+        ("CAPI_META__GRAPH_BASE_URL", evolution),
+        ("CAPI_LLM__BASE_URL", llm.as_str()),
+        ("USER", "operator"),
+    ];
+    capi_env(&all, input, &env)
 }
 
 /// One bad input, as the CLI and as a page form take it.
