@@ -15,6 +15,7 @@ mod audit;
 mod crm;
 mod crm_connect;
 mod directions;
+mod index;
 mod numbers;
 
 use super::{Refusal, SignedIn, message_page, ok_page, signed_in, unavailable};
@@ -28,7 +29,7 @@ use std::sync::Arc;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     let at = runtime::http::resource;
-    cfg.service(at("/dashboard/setup", "GET").route(web::get().to(directions::index)))
+    cfg.service(at("/dashboard/setup", "GET").route(web::get().to(index::index)))
         .service(
             at("/dashboard/setup/directions", "POST").route(web::post().to(directions::create)),
         )
