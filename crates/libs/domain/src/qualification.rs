@@ -75,8 +75,10 @@ pub struct DialogForQualification {
     pub first_unanalyzed_at: Option<DateTime<Utc>>,
     /// The newest customer message the last analysis read.
     pub analyzed_message_id: Option<i64>,
-    /// The newest flushed buffer: a `dialog.ready` with a lower seq is stale.
-    pub buffer_flushed_seq: i64,
+    /// The newest customer burst received (flushed or not): a
+    /// `dialog.ready` with a lower seq is stale, since the newer burst's own
+    /// `dialog.ready` follows (queued with its message) and reads it all.
+    pub buffer_seq: i64,
     /// Levels claimed so far.
     pub claimed_levels: Vec<Level>,
 }

@@ -55,9 +55,9 @@ struct DialogRow {
     /// The newest customer message the last analysis read.
     #[diesel(sql_type = Nullable<BigInt>)]
     analyzed_message_id: Option<i64>,
-    /// The newest flushed buffer: a `dialog.ready` with a lower seq is stale.
+    /// The newest customer burst received (flushed or not).
     #[diesel(sql_type = BigInt)]
-    buffer_flushed_seq: i64,
+    buffer_seq: i64,
     /// Levels claimed so far.
     #[diesel(sql_type = Array<Int2>)]
     claimed_levels: Vec<Level>,
@@ -79,7 +79,7 @@ impl From<DialogRow> for DialogForQualification {
             last_customer_message_at: r.last_customer_message_at,
             first_unanalyzed_at: r.first_unanalyzed_at,
             analyzed_message_id: r.analyzed_message_id,
-            buffer_flushed_seq: r.buffer_flushed_seq,
+            buffer_seq: r.buffer_seq,
             claimed_levels: r.claimed_levels,
         }
     }
@@ -98,7 +98,7 @@ pub async fn dialog_for_qualification(
               ORDER BY m.sent_at, m.id OFFSET 1 LIMIT 1) AS second_customer_message_at, \
            (SELECT min(m.sent_at) FROM dialog_messages m WHERE m.dialog_id = d.id AND m.author = 'customer' \
               AND m.id > coalesce(d.analyzed_message_id, 0)) AS first_unanalyzed_at, \
-           d.analyzed_message_id, d.buffer_flushed_seq, \
+           d.analyzed_message_id, d.buffer_seq, \
            ARRAY(SELECT cd.event_level FROM capi_deliveries cd WHERE cd.dialog_id = d.id ORDER BY 1) AS claimed_levels \
          FROM dialog_analysis d \
          LEFT JOIN account_directions ad ON ad.id = d.direction_id \

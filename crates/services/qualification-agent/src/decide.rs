@@ -89,7 +89,12 @@ impl Rules {
         if last <= read {
             return Plan::Skip("no new customer message since the last analysis");
         }
-        if seq < d.buffer_flushed_seq {
+        // Against the newest burst *received*, not the newest flushed: a
+        // burst still in the buffer gets its own `dialog.ready` when it is
+        // flushed (queued with its message), which reads both, so the two
+        // bursts cost one call. `max_wait` still holds: it is checked on the
+        // first delivery of each flushed `dialog.ready`.
+        if seq < d.buffer_seq {
             return Plan::Skip("a newer burst will be analysed");
         }
         let waited = d
@@ -123,7 +128,7 @@ mod tests {
             last_customer_message_at: None,
             first_unanalyzed_at: Some(Utc::now()),
             analyzed_message_id: Some(10),
-            buffer_flushed_seq: 5,
+            buffer_seq: 5,
             claimed_levels: vec![Level::Interest],
         }
     }
@@ -148,6 +153,31 @@ mod tests {
             economy().plan(&d, 4, 2, now),
             Plan::Skip("a newer burst will be analysed")
         );
+    }
+
+    #[test]
+    fn two_bursts_across_the_quiet_period_are_analysed_once() {
+        let now = Utc::now();
+        // Burst 5 flushed; its dialog.ready waits out the quiet period.
+        let mut d = dialog();
+        assert_eq!(
+            economy().plan(&d, 5, 1, now),
+            Plan::Defer(Duration::from_secs(60))
+        );
+        // Meanwhile the customer writes burst 6, not yet flushed: burst 5's
+        // second look leaves it to burst 6's dialog.ready…
+        d.buffer_seq = 6;
+        assert_eq!(
+            economy().plan(&d, 5, 2, now),
+            Plan::Skip("a newer burst will be analysed")
+        );
+        // …which, once 6 is flushed and the customer quiet, reads both.
+        d.last_customer_message_id = Some(31);
+        assert_eq!(
+            economy().plan(&d, 6, 1, now),
+            Plan::Defer(Duration::from_secs(60))
+        );
+        assert_eq!(economy().plan(&d, 6, 2, now), Plan::Analyze(31));
     }
 
     #[test]
