@@ -5,13 +5,12 @@
 //! state is unknown, spent, expired or another session's is refused, as is
 //! one coming back for another account's or portal's host.
 
-use crate::{Actor, Result, SetupError, audit};
+use crate::{Actor, Result, SetupError};
 use ::crm::oauth::{OAuthApp, exchange_amocrm, exchange_bitrix24};
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::AsyncPgConnection;
 use domain::ids::{ConnectionId, UserAccountId};
 use domain::level::CrmType;
 use secrecy::SecretString;
-use serde_json::json;
 use storage::crm::NewConnection;
 use storage::crm_oauth::{self, Pending};
 use storage::secrets::Keys;
@@ -50,11 +49,6 @@ pub struct Endpoints<'a> {
     pub amocrm_authorize: &'a str,
     /// Bitrix24's token server (`https://oauth.bitrix.info/oauth/token/`).
     pub bitrix24_token: &'a str,
-}
-
-fn host(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    rest.split('/').next().unwrap_or_default()
 }
 
 /// Starts an authorisation; the address of the CRM's consent page to send
@@ -161,7 +155,7 @@ pub async fn finish(
                 "this authorisation is unknown, already used, expired or another session's: start it again from the set-up page",
             )
         })?;
-    let expected = host(&pending.base_url);
+    let expected = crate::crm_connect::host(&pending.base_url);
     if cb.host != expected {
         return Err(SetupError::invalid(format!(
             "the authorisation came back for {}, not {expected}: start it again",
@@ -197,48 +191,32 @@ pub async fn finish(
     let secret = domain::api_key::random_secret();
     let subdomain = expected.split('.').next().unwrap_or_default().to_owned();
     let rest = format!("{}/rest/", pending.base_url);
-    conn.transaction(async |conn| {
-        let common = NewConnection {
-            access_token: Some(&access),
-            refresh_token: Some(&refresh),
-            token_expires_at: Some(expires_at),
-            oauth_client_id: Some(&app.client_id),
-            oauth_client_secret: Some(&client_secret),
-            default_region: &pending.default_region,
-            ..NewConnection::new(account, crm, &pending.base_url)
-        };
-        let new = match crm {
-            CrmType::AmoCrm => NewConnection {
-                webhook_secret: Some(&secret),
-                account_subdomain: Some(&subdomain),
-                oauth_redirect_uri: Some(&pending.redirect_uri),
-                ..common
-            },
-            CrmType::Bitrix24 => NewConnection {
-                base_url: &rest,
-                member_id: cb.member_id,
-                application_token: application_token.as_deref(),
-                ..common
-            },
-        };
-        let id = storage::crm::create_connection(conn, keys, &new).await?;
-        let after = json!({"crm_type": crm, "host": expected, "client_id": app.client_id,
-            "access_token": "set", "refresh_token": "set", "client_secret": "set"});
-        let target = format!("crm connection {id}");
-        audit::record(
-            conn,
-            actor,
-            Some(account),
-            "crm.connect",
-            &target,
-            None::<&()>,
-            Some(&after),
-        )
-        .await?;
-        Ok(match crm {
-            CrmType::AmoCrm => (id, format!("/webhooks/amocrm/{id}?secret={secret}")),
-            CrmType::Bitrix24 => (id, format!("/webhooks/bitrix24/{id}")),
-        })
+    let common = NewConnection {
+        access_token: Some(&access),
+        refresh_token: Some(&refresh),
+        token_expires_at: Some(expires_at),
+        oauth_client_id: Some(&app.client_id),
+        oauth_client_secret: Some(&client_secret),
+        default_region: &pending.default_region,
+        ..NewConnection::new(account, crm, &pending.base_url)
+    };
+    let new = match crm {
+        CrmType::AmoCrm => NewConnection {
+            webhook_secret: Some(&secret),
+            account_subdomain: Some(&subdomain),
+            oauth_redirect_uri: Some(&pending.redirect_uri),
+            ..common
+        },
+        CrmType::Bitrix24 => NewConnection {
+            base_url: &rest,
+            member_id: cb.member_id,
+            application_token: application_token.as_deref(),
+            ..common
+        },
+    };
+    let id = crate::crm_connect::create(conn, keys, actor, &new).await?;
+    Ok(match crm {
+        CrmType::AmoCrm => (id, format!("/webhooks/amocrm/{id}?secret={secret}")),
+        CrmType::Bitrix24 => (id, format!("/webhooks/bitrix24/{id}")),
     })
-    .await
 }

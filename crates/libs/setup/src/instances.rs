@@ -36,16 +36,14 @@ pub struct Connected {
     pub evolution: Value,
 }
 
-/// 1–100 letters, digits, `-`, `_` or `.`: a path segment as it is.
+/// 1–100 visible ASCII characters, none of which ends or escapes a URL
+/// path segment (`/ ? # % \\`): the name goes into the gateway's webhook
+/// path as it is.
 pub fn check_instance_name(name: &str) -> Result<()> {
-    if name.is_empty()
-        || name.len() > 100
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-    {
+    let fits = |b: u8| b.is_ascii_graphic() && !b"/?#%\\".contains(&b);
+    if name.is_empty() || name.len() > 100 || !name.bytes().all(fits) {
         return Err(SetupError::invalid(
-            "an instance name is 1 to 100 letters, digits, '-', '_' or '.'",
+            "an instance name is 1 to 100 characters without spaces, '/', '?', '#', '%' or '\\'",
         ));
     }
     Ok(())
@@ -189,4 +187,70 @@ pub async fn connect(
 
 fn expose(s: &SecretString) -> String {
     s.expose_secret().to_owned()
+}
+
+/// Maps an instance to a direction without touching Evolution (`capi
+/// instance map`: the operator sets the webhook by hand with the secret).
+pub async fn map(
+    conn: &mut AsyncPgConnection,
+    keys: &Keys,
+    actor: &Actor,
+    instance: &str,
+    direction: DirectionId,
+    secret: &str,
+    phone: Option<&str>,
+) -> Result<()> {
+    check_instance_name(instance)?;
+    conn.transaction(async |conn| {
+        let d = directions::find(conn, None, direction).await?;
+        let before = storage::directions::instance_row(conn, instance).await?;
+        storage::directions::map_instance(conn, keys, instance, direction, secret, phone).await?;
+        let after = storage::directions::instance_row(conn, instance).await?;
+        let with_secret = |r: Option<storage::directions::InstanceRow>| {
+            r.map(|r| {
+                json!({"instance": r.instance_name, "direction_id": r.direction_id,
+                             "phone_number": r.phone_number, "webhook_secret": "set"})
+            })
+        };
+        let target = format!("instance {instance}");
+        audit::record(
+            conn,
+            actor,
+            Some(d.user_account_id),
+            "instance.map",
+            &target,
+            with_secret(before).as_ref(),
+            with_secret(after).as_ref(),
+        )
+        .await
+    })
+    .await
+}
+
+/// How the bot sends through the instance (`capi instance bot`): its
+/// Evolution API key (`None` keeps it), the API's version, on/off.
+pub async fn set_bot(
+    conn: &mut AsyncPgConnection,
+    keys: &Keys,
+    actor: &Actor,
+    instance: &str,
+    api_key: Option<&str>,
+    version: Option<ApiVersion>,
+    enabled: Option<bool>,
+) -> Result<()> {
+    conn.transaction(async |conn| {
+        let Some(row) = storage::directions::instance_row(conn, instance).await? else {
+            return Err(SetupError::NotFound(format!("no instance {instance}")));
+        };
+        let owner = match row.direction_id {
+            Some(d) => Some(directions::find(conn, None, d).await?.user_account_id),
+            None => None,
+        };
+        storage::directions::set_instance_bot(conn, keys, instance, api_key, version, enabled).await?;
+        let after = json!({"evolution_api_key": if api_key.is_some() { audit::secret_state(true) } else { json!("kept") },
+                           "evolution_api_version": version, "bot_enabled": enabled});
+        let target = format!("instance {instance}");
+        audit::record(conn, actor, owner, "instance.bot", &target, None::<&()>, Some(&after)).await
+    })
+    .await
 }

@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod cloud;
+pub mod crm_connect;
 pub mod crm_mapping;
 pub mod crm_oauth;
 pub mod directions;

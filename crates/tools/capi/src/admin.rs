@@ -548,9 +548,10 @@ pub async fn instance(url: &str, keys: &Keys, c: InstanceCommand) -> Result<(), 
             phone,
         } => {
             let secret = token_arg(secret)?.unwrap_or_else(domain::api_key::random_secret);
-            directions::map_instance(
+            setup::instances::map(
                 &mut conn,
                 keys,
+                &setup::Actor::cli(),
                 &instance,
                 direction,
                 &secret,
@@ -575,18 +576,16 @@ pub async fn instance(url: &str, keys: &Keys, c: InstanceCommand) -> Result<(), 
             enabled,
         } => {
             let evolution_api_key = token_arg(evolution_api_key)?;
-            let found = directions::set_instance_bot(
+            setup::instances::set_bot(
                 &mut conn,
                 keys,
+                &setup::Actor::cli(),
                 &instance,
                 evolution_api_key.as_deref(),
                 evolution_api_version,
                 enabled,
             )
             .await?;
-            if !found {
-                return Err(Failure::input(format!("no instance {instance}")));
-            }
             out!("{}", json!({"instance": instance, "updated": true}));
         }
         InstanceCommand::Connect {

@@ -301,9 +301,10 @@ async fn connect_crm(url: &str, keys: &Keys, c: ConnectCommand) -> Result<(), Fa
                 stdin_lines(&["the amoCRM API token"])?
             };
             let secret = domain::api_key::random_secret();
-            let id = storage::crm::create_connection(
+            let id = setup::crm_connect::create(
                 &mut conn,
                 keys,
+                &setup::Actor::cli(),
                 &NewConnection {
                     user_account_id: user_account,
                     crm_type: CrmType::AmoCrm,
@@ -367,9 +368,10 @@ async fn connect_crm(url: &str, keys: &Keys, c: ConnectCommand) -> Result<(), Fa
                 [t] => (None, None, None, t.as_str()),
                 _ => return Err(Failure::input("unexpected standard input")),
             };
-            let id = storage::crm::create_connection(
+            let id = setup::crm_connect::create(
                 &mut conn,
                 keys,
+                &setup::Actor::cli(),
                 &NewConnection {
                     user_account_id: user_account,
                     crm_type: CrmType::Bitrix24,

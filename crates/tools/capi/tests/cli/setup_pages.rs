@@ -589,6 +589,42 @@ async fn every_set_up_rule_refuses_the_same_from_the_cli_and_the_pages_and_chang
         shown.contains(r#"<pre class="prompt">"#),
         "the page shows it"
     );
+    // The CLI's other set-up commands are in the trail too.
+    ok(&[
+        "instance",
+        "map",
+        "--instance",
+        "walk-in",
+        "--direction",
+        &dir,
+    ]);
+    let (code, _, err) = run(
+        &[
+            "crm",
+            "connect",
+            "amocrm",
+            "--user-account",
+            &user,
+            "--base-url",
+            "https://clinic.amocrm.ru",
+            "--subdomain",
+            "clinic",
+        ],
+        "amo-long-lived-token\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    let trail = audit(&user);
+    assert_eq!(
+        (
+            trail[1]["action"].as_str(),
+            trail[1]["after"]["webhook_secret"].as_str()
+        ),
+        (Some("instance.map"), Some("set"))
+    );
+    assert_eq!(trail[0]["action"], "crm.connect");
+    assert_eq!(trail[0]["after"]["host"], "clinic.amocrm.ru");
+    assert_eq!(trail[0]["after"]["access_token"], "set");
+    assert!(!ok(&["audit", "list"]).contains("amo-long-lived-token"));
     // The CLI connects the same way (the stored key and secret kept).
     let again: Value = serde_json::from_str(
         ok(&[
