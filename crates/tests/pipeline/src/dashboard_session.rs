@@ -125,3 +125,15 @@ pub fn error_text(html: &str) -> Option<String> {
             .replace("&amp;", "&"),
     )
 }
+
+/// The address of the first link with this id on a page, unescaped.
+pub fn link_href(html: &str, id: &str) -> Option<String> {
+    let marker = format!(r#"id="{id}" href=""#);
+    let start = html.find(&marker)? + marker.len();
+    let end = start + html[start..].find('"')?;
+    Some(
+        html[start..end]
+            .replace("&amp;", "&")
+            .replace("&quot;", "\""),
+    )
+}

@@ -1,12 +1,12 @@
 //! Connecting amoCRM or Bitrix24 by OAuth from the browser: the form starts
-//! the authorisation and sends the browser to the CRM's consent page; the
+//! the authorisation and links the browser to the CRM's consent page; the
 //! CRM sends it back here with a code and the state, and the connection is
 //! made (tokens sealed at once). The page then shows the webhook address to
 //! give the CRM, once.
 
 use super::{Editor, conn, editor, refused, run, setup_page, submit};
 use crate::State;
-use actix_web::{HttpRequest, HttpResponse, http::header, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use domain::level::CrmType;
 use maud::{Markup, html};
 use setup::SetupError;
@@ -69,6 +69,10 @@ pub async fn start(
     state: web::Data<State>,
 ) -> HttpResponse {
     let crm = crm_of(&path);
+    let name = match crm {
+        Ok(CrmType::Bitrix24) => "Bitrix24",
+        _ => "amoCRM",
+    };
     let redirect = crm
         .as_ref()
         .map(|c| redirect_uri(&state, *c))
@@ -108,10 +112,19 @@ pub async fn start(
         },
     )
     .await;
+    // A page with a link, not a redirect: the pages' CSP allows forms to
+    // post only here (`form-action 'self'`), and browsers hold a form's
+    // redirect to that too, so a 303 to the CRM would be blocked.
     match consent {
-        Ok(url) => HttpResponse::SeeOther()
-            .insert_header((header::LOCATION, url))
-            .finish(),
+        Ok(url) => setup_page(
+            &format!("Connect {name}"),
+            html! {
+                section id="consent" {
+                    p { (name) " asks you to allow access, then sends you back here." }
+                    p { a id="consent-link" href=(url) { "Continue to " (name) " →" } }
+                }
+            },
+        ),
         Err(r) => r,
     }
 }
