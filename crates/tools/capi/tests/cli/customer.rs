@@ -191,9 +191,20 @@ async fn forget_leaves_nothing_of_the_person_and_the_report_unchanged() {
         .await
         .unwrap()
         .unwrap();
-    let today = storage::reports::local_today(&mut conn, &account.timezone)
-        .await
-        .unwrap();
+    // The report of the messages' local day (they were written 2 hours ago:
+    // just after midnight that is yesterday).
+    #[derive(diesel::QueryableByName)]
+    struct Day {
+        #[diesel(sql_type = diesel::sql_types::Date)]
+        day: chrono::NaiveDate,
+    }
+    let today =
+        diesel::sql_query("SELECT ((now() - interval '2 hours') AT TIME ZONE $1)::date AS day")
+            .bind::<diesel::sql_types::Text, _>(&account.timezone)
+            .get_result::<Day>(&mut conn)
+            .await
+            .unwrap()
+            .day;
     let report_before = domain::report::render(
         &storage::reports::compute(&mut conn, &account, today)
             .await
