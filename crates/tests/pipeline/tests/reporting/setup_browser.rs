@@ -183,6 +183,17 @@ async fn an_editor_sets_up_a_crm_direction_in_the_browser_and_a_qualified_deal_r
             .await
             .contains("status_id = 142")
     );
+    // The form shows the current choice (saving it unchanged keeps it).
+    let chosen = b
+        .find("#level-qualified option[value='status_id|142']")
+        .await
+        .unwrap();
+    assert_eq!(b.attr(&chosen, "selected").await.as_deref(), Some("true"));
+    let other = b
+        .find("#level-interest option[value='status_id|142']")
+        .await
+        .unwrap();
+    assert_eq!(b.attr(&other, "selected").await, None);
     // "Test with a real deal": the CRM's lead 501 in that status.
     sb.put(
         "/sandbox/amocrm/contacts/601",

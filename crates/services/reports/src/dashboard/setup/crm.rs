@@ -120,6 +120,16 @@ pub async fn page(
     }
 }
 
+/// Whether `value` (`field_id|enum_id`) is one of the level's rules now, so
+/// the form shows the current choice and saving it unchanged keeps it.
+fn picked(rules: &[FieldRule], value: &str) -> bool {
+    rules.iter().any(|r| {
+        r.enum_id
+            .as_deref()
+            .is_some_and(|e| value == format!("{}|{e}", r.field_id))
+    })
+}
+
 /// `field_id|enum_id` for a choice, and its label.
 fn choices(fields: &[Value]) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -175,7 +185,9 @@ fn render(e: &Editor, id: DirectionId, ed: &Editing) -> Markup {
                             input type="hidden" name="level" value=(level.as_str());
                             input type="hidden" name="connection" value=(connection);
                             label { "Any of " select name="pick" multiple size="6" {
-                                @for (value, label) in choices(fields) { option value=(value) { (label) } }
+                                @for (value, label) in choices(fields) {
+                                    option value=(value) selected[picked(ed.mapping.rules(level), &value)] { (label) }
+                                }
                             } }
                             " " button type="submit" { "Save " (level.as_str()) }
                         }
