@@ -2,12 +2,23 @@
 //! standard input, or the OAuth pages): stored sealed and audited in one
 //! transaction, the trail naming its host and which secrets are set.
 
-use crate::{Actor, Result, audit};
+use crate::{Actor, Result, SetupError, audit};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use domain::ids::ConnectionId;
 use serde_json::json;
 use storage::crm::NewConnection;
 use storage::secrets::Keys;
+
+/// An http(s) address, or a refusal naming `what`.
+pub fn check_http_url(what: &str, url: &str) -> Result<()> {
+    if url.starts_with("https://") || url.starts_with("http://") {
+        Ok(())
+    } else {
+        Err(SetupError::invalid(format!(
+            "{what} must be an http(s) URL"
+        )))
+    }
+}
 
 /// The address's host (a Bitrix24 incoming webhook URL holds its secret in
 /// the path, so the trail keeps the host only).

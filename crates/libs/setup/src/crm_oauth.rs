@@ -18,17 +18,6 @@ use storage::secrets::Keys;
 /// How long an authorisation may take (amoCRM's codes last 20 minutes).
 pub const STATE_TTL_MINUTES: i64 = 20;
 
-/// An http(s) address, or a refusal naming `what`.
-pub fn check_http_url(what: &str, url: &str) -> Result<()> {
-    if url.starts_with("https://") || url.starts_with("http://") {
-        Ok(())
-    } else {
-        Err(SetupError::invalid(format!(
-            "{what} must be an http(s) URL"
-        )))
-    }
-}
-
 /// What the editor gives to start.
 pub struct Start {
     pub crm: CrmType,
@@ -67,7 +56,7 @@ pub async fn start(
         CrmType::AmoCrm => "the account's address",
         CrmType::Bitrix24 => "the portal's address",
     };
-    check_http_url(what, base_url)?;
+    crate::crm_connect::check_http_url(what, base_url)?;
     if s.client_id.trim().is_empty() {
         return Err(SetupError::invalid(
             "the integration's (app's) id is needed",

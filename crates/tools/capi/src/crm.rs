@@ -258,7 +258,7 @@ fn stdin_lines(names: &[&str]) -> Result<Vec<String>, Failure> {
 }
 
 fn http_url(what: &str, url: &str) -> Result<(), Failure> {
-    Ok(setup::crm_oauth::check_http_url(what, url)?)
+    Ok(setup::crm_connect::check_http_url(what, url)?)
 }
 
 pub async fn crm(url: &str, keys: &Keys, c: CrmCommand) -> Result<(), Failure> {
