@@ -8,6 +8,7 @@ use crate::{
 };
 use futures_util::StreamExt;
 use lapin::{
+    Acker,
     message::Delivery,
     options::{
         BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
@@ -15,7 +16,7 @@ use lapin::{
     types::{AMQPValue, FieldTable},
 };
 use std::{future::Future, sync::Arc, time::Duration};
-use tokio::task::JoinSet;
+use tokio::{sync::mpsc, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -56,13 +57,38 @@ fn attempt_of(d: &Delivery) -> u32 {
 }
 
 /// Consumes `queue` until `stop` is cancelled, running `handler` for each
-/// message (up to the prefetch at once on each of the configured channels).
-/// Reconnects when the broker goes away; unacknowledged messages are then
-/// redelivered by the broker.
+/// message (up to the prefetch at once on each of the configured channels)
+/// and settling it with the outcome the handler returns. Reconnects when the
+/// broker goes away; unacknowledged messages are then redelivered by the
+/// broker.
 pub async fn consume<F, Fut>(bus: Arc<Bus>, queue: Queue, stop: CancellationToken, handler: F)
 where
     F: Fn(Incoming) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Outcome> + Send + 'static,
+{
+    consume_settling(bus, queue, stop, move |m, settle: Settle| {
+        let handler = handler.clone();
+        async move {
+            let outcome = handler(m).await;
+            settle.settle(outcome).await;
+        }
+    })
+    .await;
+}
+
+/// Like [`consume`], but the handler gets each message's [`Settle`] and
+/// settles it when it likes: its task may end at once while the message
+/// waits elsewhere (a batch) holding only what settles it. The consumer's
+/// stop waits for every message it delivered to be settled (or its settle
+/// dropped, which hands the message back), up to the drain timeout.
+pub async fn consume_settling<F, Fut>(
+    bus: Arc<Bus>,
+    queue: Queue,
+    stop: CancellationToken,
+    handler: F,
+) where
+    F: Fn(Incoming, Settle) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
 {
     let mut channels = JoinSet::new();
     for _ in 0..bus.consumer_channels() {
@@ -79,8 +105,8 @@ where
 
 async fn consume_channel<F, Fut>(bus: Arc<Bus>, queue: Queue, stop: CancellationToken, handler: F)
 where
-    F: Fn(Incoming) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Outcome> + Send + 'static,
+    F: Fn(Incoming, Settle) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
 {
     let name = bus.names().queue(queue);
     let mut backoff = Duration::from_millis(200);
@@ -99,6 +125,9 @@ where
     }
 }
 
+/// How long a stopping consumer waits for its messages to be settled.
+const DRAIN: Duration = Duration::from_secs(20);
+
 async fn consume_once<F, Fut>(
     bus: &Arc<Bus>,
     queue: Queue,
@@ -107,8 +136,8 @@ async fn consume_once<F, Fut>(
     handler: F,
 ) -> anyhow::Result<()>
 where
-    F: Fn(Incoming) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Outcome> + Send + 'static,
+    F: Fn(Incoming, Settle) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
 {
     let channel = bus.open_channel().await?;
     channel
@@ -124,6 +153,9 @@ where
         )
         .await?;
     tracing::info!(queue = %name, "consuming");
+    // Every `Settle` holds a sender: when all are gone, every message this
+    // channel delivered is settled.
+    let (unsettled, mut all_settled) = mpsc::channel::<()>(1);
     let mut inflight = JoinSet::new();
     let result = loop {
         tokio::select! {
@@ -135,82 +167,137 @@ where
                     Some(Err(e)) => break Err(e.into()),
                     None => break Err(anyhow::anyhow!("delivery stream ended")),
                 };
-                let (bus, handler, queue) = (bus.clone(), handler.clone(), queue);
-                inflight.spawn(async move { settle(&bus, queue, delivery, handler).await });
+                let (incoming, settle) = Settle::of(bus.clone(), queue, delivery, unsettled.clone());
+                inflight.spawn(handler(incoming, settle));
             }
         }
     };
     // No more deliveries to this consumer (a message handed back below goes
-    // to another one), then finish what is in flight (bounded) and let the
-    // channel go: anything unacknowledged returns to the queue.
+    // to another one), then let what is in flight be settled (bounded) and
+    // let the channel go: anything unacknowledged returns to the queue.
     if result.is_ok() {
         let cancel = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default());
         let _ = tokio::time::timeout(Duration::from_secs(2), cancel).await;
     }
-    let drain = async { while inflight.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(20), drain)
-        .await
-        .is_err()
-    {
+    drop(unsettled);
+    let drain = async {
+        while inflight.join_next().await.is_some() {}
+        all_settled.recv().await;
+    };
+    if tokio::time::timeout(DRAIN, drain).await.is_err() {
         tracing::warn!(queue = %name, "in-flight messages did not finish in time; they will be redelivered");
     }
     let _ = channel.close(200, "consumer stopping".into()).await;
     result
 }
 
-async fn settle<F, Fut>(bus: &Bus, queue: Queue, d: Delivery, handler: F)
-where
-    F: Fn(Incoming) -> Fut,
-    Fut: Future<Output = Outcome>,
-{
-    let incoming = Incoming {
-        payload: d.data.clone(),
-        message_id: d.properties.message_id().as_ref().map(|m| m.to_string()),
-        attempt: attempt_of(&d),
-        redelivered: d.redelivered,
-    };
-    let message_id = incoming.message_id.clone().unwrap_or_default();
-    let attempt = incoming.attempt;
-    let outcome = handler(incoming).await;
-    let settled = match outcome {
-        Outcome::Ack => Box::pin(d.ack(BasicAckOptions::default())).await,
-        Outcome::Retry(after) => {
-            let id = Uuid::parse_str(&message_id).unwrap_or_else(|_| Uuid::new_v4());
-            // Boxed, like the acks: a publish future is large, and unboxed its
-            // space would sit in every in-flight message's task.
-            match Box::pin(bus.publish_delayed(queue, after, id, &d.data, attempt + 1)).await {
-                Ok(()) => Box::pin(d.ack(BasicAckOptions::default())).await,
-                Err(e) => {
-                    tracing::warn!(
-                        error = format!("{e:#}"),
-                        "could not schedule a retry; returning the message to the queue"
-                    );
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    Box::pin(d.nack(BasicNackOptions {
-                        requeue: true,
-                        ..Default::default()
-                    }))
-                    .await
+/// What settles one delivered message — acks it, schedules its retry,
+/// dead-letters it or hands it back — and nothing more of the delivery: its
+/// acker, its body (republished for a retry), id and attempt.
+/// Dropped unsettled, it hands the message back to the queue.
+pub struct Settle {
+    acker: Option<Acker>,
+    bus: Arc<Bus>,
+    queue: Queue,
+    payload: Box<[u8]>,
+    message_id: Option<Uuid>,
+    attempt: u32,
+    held: mpsc::Sender<()>,
+}
+
+impl Settle {
+    fn of(
+        bus: Arc<Bus>,
+        queue: Queue,
+        d: Delivery,
+        unsettled: mpsc::Sender<()>,
+    ) -> (Incoming, Settle) {
+        let message_id = d.properties.message_id().as_ref().map(|m| m.to_string());
+        let attempt = attempt_of(&d);
+        let incoming = Incoming {
+            payload: d.data.clone(),
+            message_id: message_id.clone(),
+            attempt,
+            redelivered: d.redelivered,
+        };
+        let settle = Settle {
+            acker: Some(d.acker),
+            bus,
+            queue,
+            payload: d.data.into_boxed_slice(),
+            message_id: message_id.and_then(|m| Uuid::parse_str(&m).ok()),
+            attempt,
+            held: unsettled,
+        };
+        (incoming, settle)
+    }
+
+    /// Settles the message with `outcome`.
+    pub async fn settle(mut self, outcome: Outcome) {
+        let Some(acker) = self.acker.take() else {
+            return;
+        };
+        let settled = match outcome {
+            Outcome::Ack => Box::pin(acker.ack(BasicAckOptions::default())).await,
+            Outcome::Retry(after) => {
+                let id = self.message_id.unwrap_or_else(Uuid::new_v4);
+                // Boxed, like the acks: a publish future is large, and unboxed its
+                // space would sit in every in-flight message's task.
+                let publish = self.bus.publish_delayed(
+                    self.queue,
+                    after,
+                    id,
+                    &self.payload,
+                    self.attempt + 1,
+                );
+                match Box::pin(publish).await {
+                    Ok(()) => Box::pin(acker.ack(BasicAckOptions::default())).await,
+                    Err(e) => {
+                        tracing::warn!(
+                            error = format!("{e:#}"),
+                            "could not schedule a retry; returning the message to the queue"
+                        );
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        Box::pin(acker.nack(requeue())).await
+                    }
                 }
             }
+            Outcome::Requeue => Box::pin(acker.nack(requeue())).await,
+            Outcome::DeadLetter(reason) => {
+                let message_id = self.message_id.map(|m| m.to_string()).unwrap_or_default();
+                tracing::error!(message_id = %message_id, %reason, "message dead-lettered");
+                Box::pin(acker.nack(BasicNackOptions {
+                    requeue: false,
+                    ..Default::default()
+                }))
+                .await
+            }
+        };
+        if let Err(e) = settled {
+            tracing::warn!(error = %e, "could not settle a message; the broker will redeliver it");
         }
-        Outcome::Requeue => {
-            Box::pin(d.nack(BasicNackOptions {
-                requeue: true,
-                ..Default::default()
-            }))
-            .await
+    }
+}
+
+fn requeue() -> BasicNackOptions {
+    BasicNackOptions {
+        requeue: true,
+        ..Default::default()
+    }
+}
+
+impl Drop for Settle {
+    fn drop(&mut self) {
+        let Some(acker) = self.acker.take() else {
+            return;
+        };
+        tracing::warn!(queue = %self.bus.names().queue(self.queue), "a message was dropped unsettled; handing it back to the queue");
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let held = self.held.clone();
+            rt.spawn(async move {
+                let _ = acker.nack(requeue()).await;
+                drop(held);
+            });
         }
-        Outcome::DeadLetter(reason) => {
-            tracing::error!(message_id = %message_id, %reason, "message dead-lettered");
-            Box::pin(d.nack(BasicNackOptions {
-                requeue: false,
-                ..Default::default()
-            }))
-            .await
-        }
-    };
-    if let Err(e) = settled {
-        tracing::warn!(error = %e, "could not settle a message; the broker will redeliver it");
     }
 }

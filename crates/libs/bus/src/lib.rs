@@ -8,6 +8,6 @@ pub mod messages;
 pub mod topology;
 
 pub use connection::{AmqpSettings, Bus};
-pub use consumer::{Incoming, Outcome, consume};
+pub use consumer::{Incoming, Outcome, Settle, consume, consume_settling};
 pub use messages::{BusMessage, DecodeError};
 pub use topology::Queue;

@@ -2,8 +2,40 @@
 
 use crate::Graph;
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::Value;
+use serde::{Serialize, Serializer};
+use serde_json::{Value, value::RawValue};
 use std::time::{Duration, Instant};
+
+/// One `/{pixel_id}/events` request: the events as built (their JSON is
+/// written into the body as it is, in one pass), with the request's test
+/// code and partner agent.
+pub struct EventsRequest<'a, E> {
+    pub data: &'a [E],
+    pub test_event_code: Option<&'a str>,
+    pub partner_agent: Option<&'a str>,
+}
+
+/// The body as sent: the request plus the credentials.
+#[derive(Serialize)]
+struct Body<'a, E: AsRef<RawValue>> {
+    #[serde(serialize_with = "raw_events")]
+    data: &'a [E],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    test_event_code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partner_agent: Option<&'a str>,
+    access_token: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    appsecret_proof: Option<&'a str>,
+}
+
+fn non_blank(s: Option<&str>) -> Option<&str> {
+    s.map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn raw_events<E: AsRef<RawValue>, S: Serializer>(data: &&[E], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(data.iter().map(AsRef::as_ref))
+}
 
 /// What came back: Meta's HTTP status and body, or why nothing did. The
 /// caller decides with `domain::meta_errors::verdict` (a batch's answer is
@@ -20,23 +52,44 @@ pub struct Answer {
 }
 
 impl Graph {
-    /// Sends `body` (`{"data": [...]}`) with `access_token` (and
-    /// `appsecret_proof`) added. Neither is part of anything returned.
-    pub async fn send_events(
+    /// Sends `request` with `access_token` (and `appsecret_proof`) added.
+    /// Neither is part of anything returned.
+    pub async fn send_events<E: AsRef<RawValue>>(
         &self,
         pixel_id: &str,
         token: &SecretString,
         proof: Option<&str>,
-        body: &Value,
+        request: &EventsRequest<'_, E>,
     ) -> Answer {
         let url = self.url(&format!("{pixel_id}/events"));
-        let mut with_token = body.clone();
-        with_token["access_token"] = Value::String(token.expose_secret().to_owned());
-        if let Some(p) = proof {
-            with_token["appsecret_proof"] = Value::String(p.to_owned());
-        }
+        let body = Body {
+            data: request.data,
+            test_event_code: non_blank(request.test_event_code),
+            partner_agent: non_blank(request.partner_agent),
+            access_token: token.expose_secret(),
+            appsecret_proof: proof,
+        };
         let started = Instant::now();
-        match self.http.post(&url).json(&with_token).send().await {
+        let sent = match serde_json::to_vec(&body) {
+            Ok(bytes) => {
+                self.http
+                    .post(&url)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(bytes)
+                    .send()
+                    .await
+            }
+            Err(e) => {
+                return Answer {
+                    status: None,
+                    body: None,
+                    transport_error: Some(format!("could not write the request: {e}")),
+                    retry_after: None,
+                    duration: started.elapsed(),
+                };
+            }
+        };
+        match sent {
             Err(e) => Answer {
                 status: None,
                 body: None,

@@ -12,7 +12,7 @@ mod messages;
 mod read;
 mod subscribed_apps;
 
-pub use events::Answer;
+pub use events::{Answer, EventsRequest};
 pub use messages::MessageRefused;
 pub use read::GraphError;
 
@@ -92,7 +92,7 @@ mod tests {
     use serde_json::json;
     use wiremock::{
         Mock, MockServer, ResponseTemplate,
-        matchers::{body_partial_json, header, method, path, query_param},
+        matchers::{body_json, body_partial_json, header, method, path, query_param},
     };
 
     async fn graph(server: &MockServer) -> Graph {
@@ -113,9 +113,12 @@ mod tests {
         );
         Mock::given(method("POST"))
             .and(path(format!("/{DEFAULT_GRAPH_VERSION}/777/events")))
-            .and(body_partial_json(
-                json!({"access_token": "tok", "data": [{"event_name": "Purchase"}]}),
-            ))
+            .and(header("content-type", "application/json"))
+            .and(body_json(json!({
+                "access_token": "tok",
+                "test_event_code": "TEST1",
+                "data": [{"event_name": "Purchase"}, {"event_name": "Lead"}]
+            })))
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({"events_received": 1})))
             .expect(1)
             .mount(&server)
@@ -125,7 +128,16 @@ mod tests {
                 "777",
                 &"tok".to_owned().into(),
                 None,
-                &json!({"data": [{"event_name": "Purchase"}]}),
+                &EventsRequest {
+                    data: &[
+                        serde_json::value::to_raw_value(&json!({"event_name": "Purchase"}))
+                            .expect("raw"),
+                        serde_json::value::to_raw_value(&json!({"event_name": "Lead"}))
+                            .expect("raw"),
+                    ],
+                    test_event_code: Some(" TEST1 "),
+                    partner_agent: Some("  "),
+                },
             )
             .await;
         assert_eq!(a.status, Some(200));

@@ -1,7 +1,8 @@
 //! `/metrics` (Prometheus text) on every service: one registry per process
 //! (prefix `capi_`) holding what every service shares — HTTP requests by
 //! route, method and status with their latency, the outbox backlog and each
-//! queue's ready and dead-lettered messages (sampled every 15 s) — and what
+//! queue's ready and dead-lettered messages (sampled every 15 s), the tokio
+//! tasks alive (every second) — and what
 //! the service registers of its own before `Runtime::serve`.
 
 use crate::periodic::{First, every};
@@ -49,6 +50,7 @@ pub struct Shared {
     outbox_oldest_seconds: Gauge,
     queue_ready: Family<QueueLabel, Gauge>,
     queue_dead_lettered: Family<QueueLabel, Gauge>,
+    tasks_alive: Gauge,
 }
 
 fn latency_buckets() -> Histogram {
@@ -66,6 +68,7 @@ impl Shared {
             outbox_oldest_seconds: Gauge::default(),
             queue_ready: Family::default(),
             queue_dead_lettered: Family::default(),
+            tasks_alive: Gauge::default(),
         };
         registry.register(
             "http_requests",
@@ -97,12 +100,25 @@ impl Shared {
             "Messages in each queue's dead-letter queue (sampled)",
             s.queue_dead_lettered.clone(),
         );
+        registry.register(
+            "tasks_alive",
+            "Tokio tasks alive in this process (sampled every second)",
+            s.tasks_alive.clone(),
+        );
         s
     }
 
-    /// Samples the outbox and the queues every 15 s until stopped.
+    /// Samples the outbox and the queues every 15 s, the tasks every
+    /// second, until stopped.
     pub async fn sample(self, pool: DbPool, bus: Arc<Bus>, stop: CancellationToken) {
-        every(Duration::from_secs(15), First::Now, &stop, || async {
+        let tasks = every(Duration::from_secs(1), First::Now, &stop, || async {
+            let alive = tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks();
+            self.tasks_alive
+                .set(i64::try_from(alive).unwrap_or(i64::MAX));
+        });
+        let stores = every(Duration::from_secs(15), First::Now, &stop, || async {
             if let Ok(mut conn) = pool.get().await
                 && let Ok(b) = storage::outbox::backlog(&mut conn).await
             {
@@ -125,8 +141,8 @@ impl Shared {
                         .set(i64::from(n));
                 }
             }
-        })
-        .await
+        });
+        tokio::join!(tasks, stores);
     }
 }
 

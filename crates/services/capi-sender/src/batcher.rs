@@ -10,18 +10,24 @@
 //! A batch whose linger is over becomes ready; when a request slot frees, the
 //! fullest ready batch takes it (one ready longer than `max_linger` first), so
 //! while every slot is busy the slots go to the batches that fill them best.
-//! Each request's answer goes, with its events and their payloads, to `on_answer`
-//! (which records them together), and each event's waiter gets its outcome.
+//! Each request's answer goes, with its events and their entries, to `on_answer`
+//! (which records them together and settles each event's message); events
+//! that are not sent after all go to `on_unsent`.
+//!
+//! A waiting event is its JSON as built (the bytes that go into the request)
+//! and its entry (a small record plus what settles its message): no task
+//! waits for it, and nothing of it is copied on the way out — the request
+//! body is written in one pass from the events' bytes.
 
 use crate::metrics::Metrics;
 use domain::{
-    capi_event::{appsecret_proof, build_request},
+    capi_event::appsecret_proof,
     meta_errors::{MetaError, Verdict, verdict},
 };
 use futures_util::future::BoxFuture;
-use meta_graph::{Answer, Graph};
+use meta_graph::{Answer, EventsRequest, Graph};
 use secrecy::SecretString;
-use serde_json::Value;
+use serde_json::{Value, value::RawValue};
 use std::{
     collections::HashMap,
     fmt,
@@ -29,7 +35,7 @@ use std::{
     sync::{Arc, Mutex, Weak},
     time::{Duration, Instant},
 };
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 /// No event for this long: the intake has stopped (the queue is drained).
@@ -60,6 +66,10 @@ impl fmt::Debug for BatchKey {
 /// What happened to one event's request.
 #[derive(Debug, Clone)]
 pub struct EventResult {
+    /// The request's pixel.
+    pub pixel_id: String,
+    /// The request's `test_event_code`, if it had one.
+    pub test_event_code: Option<String>,
     pub verdict: Verdict,
     pub http_status: Option<u16>,
     pub response: Option<Value>,
@@ -72,42 +82,55 @@ pub struct EventResult {
     pub retry_after: Option<Duration>,
 }
 
-/// An event waiting in a batch: its JSON, what the caller attached, and where its outcome goes.
-type Waiter<P, O> = (Value, P, oneshot::Sender<O>);
+/// An event waiting in a batch: its JSON as built, and its entry.
+pub struct Waiting<P> {
+    pub event: Box<RawValue>,
+    pub entry: P,
+}
 
-/// Called with each request's result and its events (JSON and payload);
-/// returns each event's outcome, in order.
-pub type OnAnswer<P, O> =
-    Arc<dyn Fn(EventResult, Vec<(Value, P)>) -> BoxFuture<'static, Vec<O>> + Send + Sync>;
+impl<P> AsRef<RawValue> for Waiting<P> {
+    fn as_ref(&self) -> &RawValue {
+        &self.event
+    }
+}
+
+/// Called with each request's result and its events, in order: records
+/// them and settles each.
+pub type OnAnswer<P> =
+    Arc<dyn Fn(EventResult, Vec<Waiting<P>>) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// Called with events that are not sent after all, and why.
+pub type OnUnsent<P> = Arc<dyn Fn(Vec<P>, Unsent) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// Called just before a batch is sent with each event's fencing token: marks
 /// them as being sent and returns the delivery ids still owned. Events no
-/// longer owned are left out of the request and get `Dropped::dropped()`.
+/// longer owned are left out of the request (`Unsent::TakenOver`).
 pub type Fence = Arc<
     dyn Fn(Vec<(i64, i32)>) -> BoxFuture<'static, Result<std::collections::HashSet<i64>, String>>
         + Send
         + Sync,
 >;
 
-/// What a batcher needs from an event's payload.
+/// What a batcher needs from a waiting event's entry.
 pub trait Fenced {
     /// (delivery id, attempt): who owns the event.
     fn fence_token(&self) -> (i64, i32);
 }
 
-/// Outcomes for events that are not sent after all.
-pub trait Dropped {
+/// Why events were not sent after all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsent {
     /// Someone else owns the event now.
-    fn dropped() -> Self;
+    TakenOver,
     /// Ownership could not be checked.
-    fn fence_failed() -> Self;
+    FenceFailed,
     /// The batcher closed (the process is stopping) before the event's
     /// request left.
-    fn returned() -> Self;
+    Returned,
 }
 
 /// Removes the fullest open batches until at least `events` events are taken.
-fn take_fullest<P, O>(batches: &mut Batches<P, O>, events: usize) -> Vec<(BatchKey, Open<P, O>)> {
+fn take_fullest<P>(batches: &mut Batches<P>, events: usize) -> Vec<(BatchKey, Open<P>)> {
     let mut sizes: Vec<(usize, BatchKey)> = batches
         .open
         .iter()
@@ -134,21 +157,21 @@ pub fn linger_for(age: Duration, linger: Duration, max_linger: Duration) -> Dura
     (age / 2).clamp(linger, max_linger.max(linger))
 }
 
-struct Open<P, O> {
+struct Open<P> {
     generation: u64,
-    items: Vec<Waiter<P, O>>,
+    items: Vec<Waiting<P>>,
     /// Its linger is over: it goes when a request slot is free.
     ready_since: Option<Instant>,
 }
 
 /// The open batches and how many events they hold.
-struct Batches<P, O> {
-    open: HashMap<BatchKey, Open<P, O>>,
+struct Batches<P> {
+    open: HashMap<BatchKey, Open<P>>,
     pending: usize,
 }
 
-impl<P, O> Batches<P, O> {
-    fn remove(&mut self, key: &BatchKey) -> Option<Open<P, O>> {
+impl<P> Batches<P> {
+    fn remove(&mut self, key: &BatchKey) -> Option<Open<P>> {
         let b = self.open.remove(key)?;
         self.pending -= b.items.len();
         Some(b)
@@ -156,7 +179,7 @@ impl<P, O> Batches<P, O> {
 
     /// The ready batch to send next: one ready for longer than `overdue`
     /// (oldest first), else the fullest.
-    fn take_ready(&mut self, overdue: Duration) -> Option<(BatchKey, Open<P, O>)> {
+    fn take_ready(&mut self, overdue: Duration) -> Option<(BatchKey, Open<P>)> {
         let now = Instant::now();
         let key = self
             .open
@@ -187,8 +210,8 @@ impl Drop for Slot {
     }
 }
 
-pub struct Batcher<P, O> {
-    batches: Mutex<Batches<P, O>>,
+pub struct Batcher<P> {
+    batches: Mutex<Batches<P>>,
     /// Set by [`Batcher::close`]: no request starts any more.
     closed: std::sync::atomic::AtomicBool,
     max_pending: usize,
@@ -206,7 +229,8 @@ pub struct Batcher<P, O> {
     max_concurrent: usize,
     partner_agent: Option<String>,
     metrics: Arc<Metrics>,
-    on_answer: OnAnswer<P, O>,
+    on_answer: OnAnswer<P>,
+    on_unsent: OnUnsent<P>,
     fence: Fence,
 }
 
@@ -224,13 +248,19 @@ pub struct BatcherConfig {
     pub partner_agent: Option<String>,
 }
 
-impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
+/// What a batcher calls back.
+pub struct Callbacks<P> {
+    pub on_answer: OnAnswer<P>,
+    pub on_unsent: OnUnsent<P>,
+    pub fence: Fence,
+}
+
+impl<P: Fenced + Send + Sync + 'static> Batcher<P> {
     pub fn new(
         client: Graph,
         cfg: BatcherConfig,
         metrics: Arc<Metrics>,
-        on_answer: OnAnswer<P, O>,
-        fence: Fence,
+        callbacks: Callbacks<P>,
     ) -> Arc<Self> {
         let batcher = Arc::new(Batcher {
             batches: Mutex::new(Batches {
@@ -251,44 +281,49 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
             max_concurrent: cfg.max_concurrent_requests.max(1),
             partner_agent: cfg.partner_agent.filter(|a| !a.trim().is_empty()),
             metrics,
-            on_answer,
-            fence,
+            on_answer: callbacks.on_answer,
+            on_unsent: callbacks.on_unsent,
+            fence: callbacks.fence,
         });
         tokio::spawn(dispatch(Arc::downgrade(&batcher), batcher.wake.clone()));
         batcher
     }
 
-    /// Adds an event (`age` since its level was reached) to its batch and
-    /// waits for its outcome.
-    pub async fn submit(
+    /// Adds an event (`age` since its level was reached) to its batch; its
+    /// outcome goes to `on_answer` or `on_unsent`. Gives the entry back when
+    /// the batcher is closed (the process is stopping).
+    pub fn submit(
         self: &Arc<Self>,
         key: BatchKey,
-        event: Value,
-        payload: P,
+        event: Box<RawValue>,
+        entry: P,
         age: Duration,
-    ) -> Option<O> {
-        let (tx, rx) = oneshot::channel();
+    ) -> Result<(), P> {
         self.last_submit_ms
             .store(self.elapsed_ms(), Ordering::Relaxed);
         let (full, new_batch, fullest) = {
-            let mut batches = self.batches.lock().ok()?;
+            let Ok(mut batches) = self.batches.lock() else {
+                return Err(entry);
+            };
             if self.is_closed() {
-                return Some(O::returned());
+                return Err(entry);
             }
             let generation = match batches.open.get(&key) {
                 Some(o) => o.generation,
-                None => {
-                    let mut g = self.next_generation.lock().ok()?;
-                    *g += 1;
-                    *g
-                }
+                None => match self.next_generation.lock() {
+                    Ok(mut g) => {
+                        *g += 1;
+                        *g
+                    }
+                    Err(_) => return Err(entry),
+                },
             };
             let batch = batches.open.entry(key.clone()).or_insert_with(|| Open {
                 generation,
                 items: Vec::new(),
                 ready_since: None,
             });
-            batch.items.push((event, payload, tx));
+            batch.items.push(Waiting { event, entry });
             let (first, filled) = (batch.items.len() == 1, batch.items.len() >= self.batch_size);
             batches.pending += 1;
             let full = if filled { batches.remove(&key) } else { None };
@@ -314,13 +349,13 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
             let wait = linger_for(age, self.linger, self.max_linger);
             tokio::spawn(async move { me.linger(key, generation, wait).await });
         }
-        rx.await.ok()
+        Ok(())
     }
 
-    /// Stops sending: every event not yet in a request gets
-    /// `Dropped::returned()` (open batches now, batches waiting for a slot
+    /// Stops sending: every event not yet in a request goes to `on_unsent`
+    /// as `Unsent::Returned` (open batches now, batches waiting for a slot
     /// when they get one); requests already sent finish and are answered as
-    /// usual. Later submits are returned at once.
+    /// usual. Later submits are given back at once.
     pub fn close(&self) {
         let open = match self.batches.lock() {
             Ok(mut b) => {
@@ -334,9 +369,12 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
         self.metrics
             .pending_in_batches
             .dec_by(i64::try_from(n).unwrap_or(0));
-        for (_, _, tx) in open.into_values().flat_map(|b| b.items) {
-            let _ = tx.send(O::returned());
-        }
+        let entries = open
+            .into_values()
+            .flat_map(|b| b.items)
+            .map(|w| w.entry)
+            .collect();
+        tokio::spawn((self.on_unsent)(entries, Unsent::Returned));
         tracing::info!(
             returned = n,
             requests_in_flight = self.max_concurrent - self.requests_in_flight.available_permits(),
@@ -395,38 +433,38 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
         }
     }
 
-    async fn send(&self, key: BatchKey, items: Vec<Waiter<P, O>>, slot: Option<Slot>) {
+    /// Entries not sent after all go to `on_unsent`.
+    async fn unsent(&self, items: Vec<Waiting<P>>, why: Unsent) {
+        if !items.is_empty() {
+            (self.on_unsent)(items.into_iter().map(|w| w.entry).collect(), why).await;
+        }
+    }
+
+    async fn send(&self, key: BatchKey, items: Vec<Waiting<P>>, slot: Option<Slot>) {
         self.metrics
             .pending_in_batches
             .dec_by(i64::try_from(items.len()).unwrap_or(0));
         if self.is_closed() {
-            return_all(items);
-            return;
+            return self.unsent(items, Unsent::Returned).await;
         }
         // Only events this sender still owns go out: one that waited in a batch
         // past its lease may have been taken over by a redelivered copy. The
         // same statement marks them as being sent, so that after a crash the
         // events whose request may have reached Meta are known.
-        let tokens = items.iter().map(|(_, p, _)| p.fence_token()).collect();
+        let tokens = items.iter().map(|w| w.entry.fence_token()).collect();
         let owned = match (self.fence)(tokens).await {
             Ok(owned) => owned,
             Err(e) => {
                 tracing::warn!(error = %e, events = items.len(), "could not renew leases; the events will be retried");
-                for (_, _, tx) in items {
-                    let _ = tx.send(O::fence_failed());
-                }
-                return;
+                return self.unsent(items, Unsent::FenceFailed).await;
             }
         };
         let (mine, theirs): (Vec<_>, Vec<_>) = items
             .into_iter()
-            .partition(|(_, p, _)| owned.contains(&p.fence_token().0));
-        for (_, _, tx) in theirs {
-            let _ = tx.send(O::dropped());
-        }
+            .partition(|w| owned.contains(&w.entry.fence_token().0));
+        self.unsent(theirs, Unsent::TakenOver).await;
         if self.is_closed() {
-            return_all(mine);
-            return;
+            return self.unsent(mine, Unsent::Returned).await;
         }
         if !mine.is_empty() {
             self.send_split(&key, mine, slot).await;
@@ -436,17 +474,16 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
     fn send_split<'a>(
         &'a self,
         key: &'a BatchKey,
-        items: Vec<Waiter<P, O>>,
+        items: Vec<Waiting<P>>,
         slot: Option<Slot>,
     ) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             let n = items.len();
-            let events: Vec<Value> = items.iter().map(|(e, _, _)| e.clone()).collect();
-            let body = build_request(
-                events,
-                key.test_event_code.as_deref(),
-                self.partner_agent.as_deref(),
-            );
+            let request = EventsRequest {
+                data: &items,
+                test_event_code: key.test_event_code.as_deref(),
+                partner_agent: self.partner_agent.as_deref(),
+            };
             let proof = key
                 .app_secret
                 .as_deref()
@@ -461,11 +498,11 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
                         &key.pixel_id,
                         &SecretString::from(key.token.clone()),
                         proof.as_deref(),
-                        &body,
+                        &request,
                     )
                     .await
             };
-            let result = self.judge(answer, n);
+            let result = self.judge(key, answer, n);
             if result.verdict == Verdict::Invalid && n > 1 {
                 tracing::warn!(pixel_id = %key.pixel_id, batch_id = %result.batch_id, events = n, "Meta rejected the batch as invalid; splitting it to isolate the bad event(s)");
                 let mut left = items;
@@ -477,16 +514,11 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
                 .await;
                 return;
             }
-            let (events, waiters): (Vec<(Value, P)>, Vec<oneshot::Sender<O>>) =
-                items.into_iter().map(|(e, p, tx)| ((e, p), tx)).unzip();
-            let outcomes = (self.on_answer)(result, events).await;
-            for (tx, outcome) in waiters.into_iter().zip(outcomes) {
-                let _ = tx.send(outcome);
-            }
+            (self.on_answer)(result, items).await;
         })
     }
 
-    fn judge(&self, answer: Answer, n: usize) -> EventResult {
+    fn judge(&self, key: &BatchKey, answer: Answer, n: usize) -> EventResult {
         let error = answer.body.as_ref().and_then(MetaError::from_body);
         let v = verdict(answer.status, error.as_ref());
         self.metrics.request(v);
@@ -514,6 +546,8 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
             _ => None,
         };
         EventResult {
+            pixel_id: key.pixel_id.clone(),
+            test_event_code: key.test_event_code.clone(),
             verdict: v,
             http_status: answer.status,
             response: answer.body,
@@ -527,18 +561,9 @@ impl<P: Fenced + Send + 'static, O: Dropped + Send + 'static> Batcher<P, O> {
     }
 }
 
-fn return_all<P, O: Dropped>(items: Vec<Waiter<P, O>>) {
-    for (_, _, tx) in items {
-        let _ = tx.send(O::returned());
-    }
-}
-
 /// Gives each free request slot to the ready batch that fills it best;
 /// until a slot frees, ready batches stay open and keep growing.
-async fn dispatch<P: Fenced + Send + 'static, O: Dropped + Send + 'static>(
-    batcher: Weak<Batcher<P, O>>,
-    wake: Arc<Notify>,
-) {
+async fn dispatch<P: Fenced + Send + Sync + 'static>(batcher: Weak<Batcher<P>>, wake: Arc<Notify>) {
     loop {
         wake.notified().await;
         let Some(me) = batcher.upgrade() else {
@@ -584,10 +609,13 @@ mod tests {
             app_secret: None,
             test_event_code: None,
         };
-        let batch = |n: usize, ready_for: Option<u64>| Open::<(), ()> {
+        let batch = |n: usize, ready_for: Option<u64>| Open::<()> {
             generation: 0,
             items: (0..n)
-                .map(|_| (Value::Null, (), oneshot::channel().0))
+                .map(|_| Waiting {
+                    event: RawValue::NULL.to_owned(),
+                    entry: (),
+                })
                 .collect(),
             ready_since: ready_for.map(|ms| Instant::now() - Duration::from_millis(ms)),
         };

@@ -21,23 +21,26 @@
 //! are exactly the pending deliveries marked by the killed process.
 
 use crate::{
-    batcher::{BatchKey, Batcher, EventResult},
-    loader::{Loaded, Loader, Throttled, throttle_key},
+    batcher::{BatchKey, Batcher, EventResult, Unsent, Waiting},
+    loader::{Loaded, Loader, ThrottleKey, Throttled, throttle_key},
     metrics::Metrics,
 };
 use bus::{
-    Incoming, Outcome,
+    Incoming, Outcome, Settle,
     messages::{CapiEventQueued, decode},
 };
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use domain::{
     capi_event::{EventFacts, EventTime, Ldu, build_event, build_request, check_event_time},
     delivery::AttemptStatus,
     event_names::{ActionSource, AllowedNames},
+    ids::{DialogId, DirectionId, EventId, UserAccountId},
+    level::Level,
     meta_errors::{Verdict, retry_delay_ms},
 };
+use futures_util::future::join_all;
 use secrecy::ExposeSecret;
-use serde_json::Value;
+use serde_json::{Value, value::RawValue};
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -60,34 +63,71 @@ pub struct RetryPolicy {
     pub age_margin_secs: i64,
 }
 
-/// An event in a batch, with what is needed to record its outcome.
-pub(crate) struct Pending {
-    ctx: DeliveryContext,
-    queued: CapiEventQueued,
+/// What recording one attempt needs besides the event (whose JSON holds
+/// its id and name) and the request (its pixel): the small record a
+/// waiting event keeps, with no allocation of its own (the delivery's
+/// context is dropped once the event is built).
+pub(crate) struct Record {
+    delivery_id: i64,
     attempt: i32,
-    throttle_key: String,
+    level: Level,
+    /// The delivery's dialog as loaded: a merge may have moved it since
+    /// the event was queued.
+    dialog_id: DialogId,
+    direction_id: Option<DirectionId>,
+    user_account_id: Option<UserAccountId>,
+    claimed_at: DateTime<Utc>,
 }
 
-pub(crate) type SenderBatcher = Batcher<Pending, Outcome>;
+impl Record {
+    fn of(ctx: &DeliveryContext, level: Level, attempt: i32) -> Record {
+        Record {
+            delivery_id: ctx.delivery_id,
+            attempt,
+            level,
+            dialog_id: ctx.dialog_id,
+            direction_id: ctx.direction_id,
+            user_account_id: ctx.user_account_id,
+            claimed_at: ctx.claimed_at,
+        }
+    }
+
+    fn finished<'a>(&self, event_id: &'a EventId) -> Finished<'a> {
+        Finished {
+            delivery_id: self.delivery_id,
+            level: self.level,
+            event_id,
+        }
+    }
+}
+
+/// The names a log row takes from the event: its id and name, read back
+/// from the JSON that was sent (a skipped event has them from its context).
+struct Named<'a> {
+    event_id: &'a EventId,
+    event_name: &'a str,
+    pixel_id: Option<&'a str>,
+}
+
+/// An event in a batch: its record, its ad account's throttling key, and
+/// what settles its message once Meta has answered.
+pub(crate) struct Pending {
+    record: Record,
+    throttle_key: ThrottleKey,
+    settle: Settle,
+}
+
+pub(crate) type SenderBatcher = Batcher<Pending>;
 
 impl crate::batcher::Fenced for Pending {
     fn fence_token(&self) -> (i64, i32) {
-        (self.ctx.delivery_id, self.attempt)
+        (self.record.delivery_id, self.record.attempt)
     }
 }
 
-impl crate::batcher::Dropped for Outcome {
-    /// Another handler owns the delivery now and will finish it.
-    fn dropped() -> Self {
-        Outcome::Ack
-    }
-    fn fence_failed() -> Self {
-        Outcome::Retry(Duration::from_secs(5))
-    }
-    /// Back to the queue for another sender (the lease is handed back too).
-    fn returned() -> Self {
-        Outcome::Requeue
-    }
+/// Settles many messages at once, each with its outcome.
+async fn settle_all(settles: impl IntoIterator<Item = (Settle, Outcome)>) {
+    join_all(settles.into_iter().map(|(s, o)| s.settle(o))).await;
 }
 
 pub(crate) struct Deliverer {
@@ -110,44 +150,53 @@ fn non_empty(s: &Option<String>) -> Option<&str> {
 
 enum Prepared {
     Done(Outcome),
-    Skipped {
-        ctx: Box<DeliveryContext>,
-        attempt: i32,
-        reason: &'static str,
+    Skipped(Box<DeliveryContext>, Record, &'static str),
+    Send {
+        key: BatchKey,
+        event: Box<RawValue>,
+        record: Record,
+        throttle_key: ThrottleKey,
     },
-    Send(BatchKey, Value, Box<Pending>),
 }
 
 impl Deliverer {
-    pub async fn handle(self: &Arc<Self>, batcher: &Arc<SenderBatcher>, m: Incoming) -> Outcome {
+    /// Takes one message: settles it at once when there is nothing to send,
+    /// else hands it to its batch, whose answer settles it.
+    pub async fn handle(
+        self: &Arc<Self>,
+        batcher: &Arc<SenderBatcher>,
+        m: Incoming,
+        settle: Settle,
+    ) {
         let queued: CapiEventQueued = match decode(&m.payload) {
             Ok(q) => q,
-            Err(e) => return Outcome::DeadLetter(e.to_string()),
+            Err(e) => return settle.settle(Outcome::DeadLetter(e.to_string())).await,
         };
+        drop(m);
         let retry_soon = Outcome::Retry(Duration::from_millis(
             self.policy.schedule_ms.first().copied().unwrap_or(5_000),
         ));
+        let (dialog_id, level) = (queued.dialog_id, queued.level);
         // The database futures are boxed: they are large, and unboxed their
-        // space would sit in every in-flight message's task while its batch
-        // lingers.
-        match Box::pin(self.prepare(queued.clone())).await {
+        // space would sit in every in-flight message's task.
+        let outcome = match Box::pin(self.prepare(queued)).await {
             Ok(Prepared::Done(o)) => o,
-            Ok(Prepared::Skipped {
-                ctx,
-                attempt,
-                reason,
-            }) => {
+            Ok(Prepared::Skipped(ctx, record, reason)) => {
                 self.metrics.event(AttemptStatus::Skipped);
+                let named = Named {
+                    event_id: &ctx.event_id,
+                    event_name: ctx.event_name(record.level, ctx.action_source()),
+                    pixel_id: ctx.pixel_id.as_deref(),
+                };
                 let entry = log_entry(
-                    &ctx,
-                    &queued,
-                    attempt,
+                    &record,
+                    &named,
                     AttemptStatus::Skipped,
                     Some(reason),
                     None,
                     None,
                 );
-                let done = [finished(&ctx, &queued)];
+                let done = [record.finished(&ctx.event_id)];
                 match Box::pin(self.record(&[entry], &[(AttemptStatus::Skipped, &done[..])], &[]))
                     .await
                 {
@@ -155,28 +204,32 @@ impl Deliverer {
                     Err(_) => retry_soon,
                 }
             }
-            Ok(Prepared::Send(key, event, pending)) => {
-                let age = (Utc::now() - pending.ctx.claimed_at)
+            Ok(Prepared::Send {
+                key,
+                event,
+                record,
+                throttle_key,
+            }) => {
+                let age = (Utc::now() - record.claimed_at)
                     .to_std()
                     .unwrap_or_default();
-                let token = crate::batcher::Fenced::fence_token(&*pending);
-                match batcher.submit(key, event, *pending, age).await {
-                    Some(Outcome::Requeue) => {
-                        Box::pin(self.return_unsent(token)).await;
-                        Outcome::Requeue
-                    }
-                    Some(o) => o,
-                    None => {
-                        tracing::error!(dialog_id = %queued.dialog_id, "the batch was dropped before an answer; retrying");
-                        retry_soon
-                    }
+                let pending = Pending {
+                    record,
+                    throttle_key,
+                    settle,
+                };
+                // The batch's answer settles it; a closed batcher gives it back.
+                if let Err(p) = batcher.submit(key, event, pending, age) {
+                    Box::pin(self.clone().on_unsent(vec![p], Unsent::Returned)).await;
                 }
+                return;
             }
             Err(e) => {
-                tracing::warn!(dialog_id = %queued.dialog_id, level = %queued.level, error = format!("{e:#}"), "delivery failed; retrying");
+                tracing::warn!(%dialog_id, %level, error = format!("{e:#}"), "delivery failed; retrying");
                 retry_soon
             }
-        }
+        };
+        settle.settle(outcome).await;
     }
 
     async fn prepare(&self, q: CapiEventQueued) -> anyhow::Result<Prepared> {
@@ -213,11 +266,11 @@ impl Deliverer {
             .open(self.store.keys(), storage::secrets::AD_APP_SECRET)?;
         let key = throttle_key(&ctx, token);
         let skip = |reason| {
-            Ok(Prepared::Skipped {
-                ctx: Box::new(ctx.clone()),
-                attempt,
+            Ok(Prepared::Skipped(
+                Box::new(ctx.clone()),
+                Record::of(&ctx, level, attempt),
                 reason,
-            })
+            ))
         };
         let Some(pixel_id) = non_empty(&ctx.pixel_id) else {
             tracing::warn!(%dialog_id, %level, "skipped: the direction has no pixel");
@@ -272,16 +325,12 @@ impl Deliverer {
             app_secret: app_secret.map(|s| s.expose_secret().to_owned()),
             test_event_code,
         };
-        Ok(Prepared::Send(
+        Ok(Prepared::Send {
             key,
-            event,
-            Box::new(Pending {
-                ctx,
-                queued: q,
-                attempt,
-                throttle_key,
-            }),
-        ))
+            event: serde_json::value::to_raw_value(&event)?,
+            record: Record::of(&ctx, level, attempt),
+            throttle_key,
+        })
     }
 
     /// Marks the events about to be sent and renews their leases; returns
@@ -308,68 +357,100 @@ impl Deliverer {
         Ok(owned.into_iter().collect())
     }
 
-    /// Hands an unsent event's lease back, so another sender takes it at
-    /// once; if that fails the lease simply runs out.
-    async fn return_unsent(&self, token: (i64, i32)) {
-        let returned = async {
-            let mut conn = self.store.pool().get().await?;
-            anyhow::Ok(deliveries::return_unsent(&mut conn, &[token]).await?)
-        }
-        .await;
-        if let Err(e) = returned {
-            tracing::warn!(
-                delivery_id = token.0,
-                error = format!("{e:#}"),
-                "could not hand a lease back; another sender takes the event when it runs out"
-            );
-        }
+    /// Events that were not sent after all: taken over by another handler
+    /// (acknowledged: the owner finishes it), not checked (retried soon), or
+    /// returned on stop (leases handed back in one statement, so another
+    /// sender takes them at once, and the messages back to the queue; if the
+    /// hand-back fails the leases simply run out).
+    pub async fn on_unsent(self: Arc<Self>, entries: Vec<Pending>, why: Unsent) {
+        let outcome = match why {
+            Unsent::TakenOver => Outcome::Ack,
+            Unsent::FenceFailed => Outcome::Retry(Duration::from_secs(5)),
+            Unsent::Returned => {
+                let tokens: Vec<(i64, i32)> = entries
+                    .iter()
+                    .map(crate::batcher::Fenced::fence_token)
+                    .collect();
+                let returned = async {
+                    let mut conn = self.store.pool().get().await?;
+                    anyhow::Ok(deliveries::return_unsent(&mut conn, &tokens).await?)
+                }
+                .await;
+                if let Err(e) = returned {
+                    tracing::warn!(
+                        events = tokens.len(),
+                        error = format!("{e:#}"),
+                        "could not hand leases back; another sender takes the events when they run out"
+                    );
+                }
+                Outcome::Requeue
+            }
+        };
+        settle_all(entries.into_iter().map(|p| (p.settle, outcome.clone()))).await;
     }
 
     /// A request's answer for its events: decide each one's fate, record all
-    /// of them in one transaction, and return their outcomes in order.
-    pub async fn on_answer(
-        self: Arc<Self>,
-        r: EventResult,
-        sent: Vec<(Value, Pending)>,
-    ) -> Vec<Outcome> {
+    /// of them in one transaction, then settle their messages.
+    pub async fn on_answer(self: Arc<Self>, r: EventResult, sent: Vec<Waiting<Pending>>) {
+        let outcomes = self.record_answer(&r, &sent).await;
+        settle_all(sent.into_iter().map(|w| w.entry.settle).zip(outcomes)).await;
+    }
+
+    async fn record_answer(&self, r: &EventResult, sent: &[Waiting<Pending>]) -> Vec<Outcome> {
         let lag_base = Utc::now();
-        // Each row holds its event's part of the request, as if sent alone (no token).
-        let (requests, items): (Vec<Value>, Vec<Pending>) = sent
-            .into_iter()
-            .map(|(event, p)| {
+        // Each row holds its event's part of the request, as if sent alone
+        // (no token), and the id and name the event carries.
+        let requests: Vec<(Value, EventId, String)> = sent
+            .iter()
+            .map(|w| {
+                let event: Value = serde_json::from_str(w.event.get()).unwrap_or(Value::Null);
+                let field = |name| event[name].as_str().unwrap_or_default().to_owned();
+                let (id, name) = (EventId::from(field("event_id")), field("event_name"));
                 let request = build_request(
                     vec![event],
-                    non_empty(&p.ctx.test_event_code),
+                    r.test_event_code.as_deref(),
                     self.partner_agent.as_deref(),
                 );
-                (request, p)
+                (request, id, name)
             })
-            .unzip();
-        let outcomes: Vec<(Outcome, AttemptStatus, Option<String>)> =
-            items.iter().map(|p| self.decide(&r, p)).collect();
-        let mut entries = Vec::with_capacity(items.len());
+            .collect();
+        let outcomes: Vec<(Outcome, AttemptStatus, Option<String>)> = sent
+            .iter()
+            .zip(&requests)
+            .map(|(w, (_, event_id, _))| self.decide(r, &w.entry, event_id))
+            .collect();
+        let mut entries = Vec::with_capacity(sent.len());
         let (mut ok, mut failed, mut retry) = (Vec::new(), Vec::new(), Vec::new());
-        for ((p, request), (outcome, status, reason)) in items.iter().zip(&requests).zip(&outcomes)
+        let named: Vec<Named<'_>> = requests
+            .iter()
+            .map(|(_, event_id, event_name)| Named {
+                event_id,
+                event_name,
+                pixel_id: Some(&r.pixel_id),
+            })
+            .collect();
+        for (((w, (request, _, _)), named), (outcome, status, reason)) in
+            sent.iter().zip(&requests).zip(&named).zip(&outcomes)
         {
+            let p = &w.entry.record;
             self.metrics.queue_lag_seconds.observe(
-                (lag_base - p.ctx.claimed_at)
+                (lag_base - p.claimed_at)
                     .to_std()
                     .unwrap_or_default()
                     .as_secs_f64(),
             );
             entries.push(log_entry(
-                &p.ctx,
-                &p.queued,
-                p.attempt,
+                p,
+                named,
                 *status,
                 reason.as_deref(),
                 Some(request),
-                Some(&r),
+                Some(r),
             ));
             match (status, outcome) {
-                (AttemptStatus::Success, _) => ok.push(finished(&p.ctx, &p.queued)),
-                (_, Outcome::Retry(_)) => retry.push(p.ctx.delivery_id),
-                _ => failed.push(finished(&p.ctx, &p.queued)),
+                (AttemptStatus::Success, _) => ok.push(p.finished(named.event_id)),
+                (_, Outcome::Retry(_)) => retry.push(p.delivery_id),
+                _ => failed.push(p.finished(named.event_id)),
             }
         }
         let closes = [
@@ -381,25 +462,30 @@ impl Deliverer {
             Err(e) => {
                 tracing::error!(
                     error = format!("{e:#}"),
-                    events = items.len(),
+                    events = sent.len(),
                     "could not record Meta's answer; the events will be retried"
                 );
                 let wait = Duration::from_secs(self.lease.as_secs() + 1);
-                items.iter().map(|_| Outcome::Retry(wait)).collect()
+                sent.iter().map(|_| Outcome::Retry(wait)).collect()
             }
         }
     }
 
-    fn decide(&self, r: &EventResult, p: &Pending) -> (Outcome, AttemptStatus, Option<String>) {
-        let (ctx, q) = (&p.ctx, &p.queued);
+    fn decide(
+        &self,
+        r: &EventResult,
+        p: &Pending,
+        event_id: &EventId,
+    ) -> (Outcome, AttemptStatus, Option<String>) {
+        let rec = &p.record;
         match r.verdict {
             Verdict::Accepted => {
-                tracing::info!(dialog_id = %q.dialog_id, level = %q.level, event_id = %ctx.event_id, pixel_id = ?ctx.pixel_id, batch_size = r.batch_size, "CAPI event sent");
+                tracing::info!(dialog_id = %rec.dialog_id, level = %rec.level, event_id = %event_id, pixel_id = %r.pixel_id, batch_size = r.batch_size, "CAPI event sent");
                 self.metrics.event(AttemptStatus::Success);
                 (Outcome::Ack, AttemptStatus::Success, None)
             }
             Verdict::Invalid | Verdict::Permanent => {
-                tracing::error!(dialog_id = %q.dialog_id, level = %q.level, event_id = %ctx.event_id, verdict = ?r.verdict,
+                tracing::error!(dialog_id = %rec.dialog_id, level = %rec.level, event_id = %event_id, verdict = ?r.verdict,
                     message = ?r.error_message, "Meta rejected the event");
                 self.metrics.event(AttemptStatus::Error);
                 let reason = if r.verdict == Verdict::Invalid {
@@ -415,7 +501,7 @@ impl Deliverer {
                 } else {
                     "transient"
                 };
-                let attempt_no = u32::try_from(p.attempt).unwrap_or(u32::MAX);
+                let attempt_no = u32::try_from(rec.attempt).unwrap_or(u32::MAX);
                 let Some(mut wait) = retry_delay_ms(
                     &self.policy.schedule_ms,
                     attempt_no,
@@ -423,9 +509,9 @@ impl Deliverer {
                     rand::random::<f64>(),
                 )
                 .map(Duration::from_millis) else {
-                    tracing::error!(dialog_id = %q.dialog_id, level = %q.level, event_id = %ctx.event_id, attempt = p.attempt, "giving up after the last attempt");
+                    tracing::error!(dialog_id = %rec.dialog_id, level = %rec.level, event_id = %event_id, attempt = rec.attempt, "giving up after the last attempt");
                     self.metrics.event(AttemptStatus::Error);
-                    let why = format!("gave up after {} attempts", p.attempt);
+                    let why = format!("gave up after {} attempts", rec.attempt);
                     return (
                         Outcome::DeadLetter(why.clone()),
                         AttemptStatus::Error,
@@ -440,10 +526,10 @@ impl Deliverer {
                         .max(r.retry_after.unwrap_or_default());
                     wait = wait.max(backoff);
                     if let Ok(mut t) = self.throttled.lock() {
-                        t.insert(p.throttle_key.clone(), Instant::now() + backoff);
+                        t.insert(p.throttle_key, Instant::now() + backoff);
                     }
                 }
-                tracing::warn!(dialog_id = %q.dialog_id, level = %q.level, event_id = %ctx.event_id, attempt = p.attempt, verdict = label,
+                tracing::warn!(dialog_id = %rec.dialog_id, level = %rec.level, event_id = %event_id, attempt = rec.attempt, verdict = label,
                     retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "Meta unavailable; will retry");
                 self.metrics.retries.inc();
                 (
@@ -499,35 +585,24 @@ impl Deliverer {
     }
 }
 
-fn finished<'a>(ctx: &'a DeliveryContext, q: &CapiEventQueued) -> Finished<'a> {
-    Finished {
-        delivery_id: ctx.delivery_id,
-        level: q.level,
-        event_id: &ctx.event_id,
-    }
-}
-
 fn log_entry<'a>(
-    ctx: &'a DeliveryContext,
-    q: &CapiEventQueued,
-    attempt: i32,
+    p: &'a Record,
+    named: &Named<'a>,
     status: AttemptStatus,
     reason: Option<&'a str>,
     request: Option<&'a Value>,
     r: Option<&'a EventResult>,
 ) -> LogEntry<'a> {
     LogEntry {
-        // The delivery's dialog as loaded: a merge may have moved it since
-        // the event was queued.
-        dialog_id: Some(ctx.dialog_id),
-        direction_id: ctx.direction_id,
-        user_account_id: ctx.user_account_id,
-        level: q.level,
-        event_name: ctx.event_name(q.level, ctx.action_source()),
-        event_id: &ctx.event_id,
-        pixel_id: ctx.pixel_id.as_deref(),
+        dialog_id: Some(p.dialog_id),
+        direction_id: p.direction_id,
+        user_account_id: p.user_account_id,
+        level: p.level,
+        event_name: named.event_name,
+        event_id: named.event_id,
+        pixel_id: named.pixel_id,
         status,
-        attempt,
+        attempt: p.attempt,
         reason,
         request,
         response: r.and_then(|r| r.response.as_ref()),
@@ -539,5 +614,36 @@ fn log_entry<'a>(
         batch_id: r.map(|r| r.batch_id),
         batch_size: r.map(|r| i32::try_from(r.batch_size).unwrap_or(i32::MAX)),
         fbtrace_id: r.and_then(|r| r.fbtrace_id.as_deref()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::size_of;
+
+    /// What one waiting event costs besides its JSON and the heap its
+    /// record's strings use (docs/capi-sender.md, "Memory against the
+    /// window"); the figures of what it replaced are printed beside.
+    #[test]
+    fn a_waiting_event_is_a_small_record() {
+        let sizes = [
+            ("Waiting<Pending>", size_of::<Waiting<Pending>>()),
+            ("Pending", size_of::<Pending>()),
+            ("Record", size_of::<Record>()),
+            ("bus::Settle", size_of::<Settle>()),
+            ("(before) DeliveryContext", size_of::<DeliveryContext>()),
+            ("(before) CapiEventQueued", size_of::<CapiEventQueued>()),
+            ("(before) bus::Incoming", size_of::<Incoming>()),
+            ("(before) serde_json::Value", size_of::<Value>()),
+        ];
+        for (name, bytes) in sizes {
+            println!("{name:<28} {bytes:>5} bytes");
+        }
+        assert!(
+            size_of::<Waiting<Pending>>() <= 256,
+            "a waiting event's fixed part grew to {} bytes",
+            size_of::<Waiting<Pending>>()
+        );
     }
 }

@@ -34,6 +34,12 @@ pub struct MetaSettings {
     pub timeout: Duration,
     /// Events per request (Meta's limit is 1000).
     pub batch_size: usize,
+    /// Events this sender holds at once, waiting in batches or being sent:
+    /// its consumer window, spread over `amqp.channels` (each channel's
+    /// prefetch is this divided by the channels, rounded up; capi-sender
+    /// does not read `amqp.prefetch`). Its memory budget: ~1 KB per event
+    /// (docs/capi-sender.md, "Memory against the window").
+    pub window: u32,
     /// How long a batch of fresh events waits to fill before it is sent.
     #[serde(deserialize_with = "domain::duration::deserialize")]
     pub linger: Duration,
@@ -79,14 +85,14 @@ pub const DEFAULTS: &str = r#"
 port = 8083
 
 [amqp]
-# 40,000 events in flight (pixels × the batch they fill), over 64 channels:
-# RabbitMQ's cost per out-of-order ack grows with the channel's unacked count.
-prefetch = 625
+# The window (`meta.window`) is spread over 64 channels: RabbitMQ's cost per
+# out-of-order ack grows with the channel's unacked count.
 channels = 64
 
 [meta]
 timeout = "10s"
 batch_size = 500
+window = 40000
 linger = "200ms"
 max_linger = "5s"
 max_concurrent_requests = 6
@@ -115,6 +121,21 @@ impl Settings {
 }
 
 impl MetaSettings {
+    /// Each consumer channel's prefetch: the window over the channels,
+    /// rounded up.
+    pub fn prefetch(&self, channels: u16) -> anyhow::Result<u16> {
+        if self.window == 0 {
+            bail!("invalid configuration: key `meta.window`: must be at least 1");
+        }
+        let per_channel = self.window.div_ceil(u32::from(channels.max(1)));
+        u16::try_from(per_channel).map_err(|_| {
+            anyhow::anyhow!(
+                "invalid configuration: key `meta.window`: at most {} per channel (more `amqp.channels`, or a smaller window)",
+                u16::MAX
+            )
+        })
+    }
+
     pub fn policy(&self) -> anyhow::Result<RetryPolicy> {
         let schedule_ms = self
             .retry_schedule
@@ -155,7 +176,9 @@ fn sender_id() -> String {
 }
 
 /// Builds the service: it runs until `stop` is cancelled (`Runtime::run_until_stopped`).
-pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Result<Runtime> {
+pub async fn build(mut settings: Settings, stop: CancellationToken) -> anyhow::Result<Runtime> {
+    let channels = settings.common.amqp.channels.max(1);
+    settings.common.amqp.prefetch = settings.meta.prefetch(channels)?;
     let m = &settings.meta;
     let policy = m.policy()?;
     let mut runtime = Runtime::new("capi-sender", &settings.common, stop)?;
@@ -189,11 +212,12 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         allowed_names: m.business_messaging_event_names.clone(),
         sender_id: sender_id(),
     });
-    let d = deliverer.clone();
-    let on_answer: batcher::OnAnswer<deliver::Pending, bus::Outcome> =
-        Arc::new(move |result, sent| Box::pin(d.clone().on_answer(result, sent)));
-    let d = deliverer.clone();
-    let fence: batcher::Fence = Arc::new(move |tokens| Box::pin(d.clone().fence(tokens)));
+    let (d, u, f) = (deliverer.clone(), deliverer.clone(), deliverer.clone());
+    let callbacks = batcher::Callbacks {
+        on_answer: Arc::new(move |result, sent| Box::pin(d.clone().on_answer(result, sent))),
+        on_unsent: Arc::new(move |entries, why| Box::pin(u.clone().on_unsent(entries, why))),
+        fence: Arc::new(move |tokens| Box::pin(f.clone().fence(tokens))),
+    };
     let batcher = batcher::Batcher::new(
         client,
         batcher::BatcherConfig {
@@ -206,8 +230,7 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
             partner_agent,
         },
         metrics,
-        on_answer,
-        fence,
+        callbacks,
     );
     // On SIGTERM the events not yet in a request go back to the queue.
     let (b, stop) = (batcher.clone(), runtime.stop.clone());
@@ -215,13 +238,13 @@ pub async fn build(settings: Settings, stop: CancellationToken) -> anyhow::Resul
         stop.cancelled().await;
         b.close();
     });
-    let work = bus::consume(
+    let work = bus::consume_settling(
         runtime.bus.clone(),
         bus::Queue::CapiEvents,
         runtime.stop.clone(),
-        move |msg| {
+        move |msg, settle| {
             let (d, b) = (deliverer.clone(), batcher.clone());
-            async move { d.handle(&b, msg).await }
+            async move { d.handle(&b, msg, settle).await }
         },
     );
     runtime.spawn_worker(work);

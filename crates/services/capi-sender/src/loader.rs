@@ -19,7 +19,16 @@ const MAX_GATHER: usize = 1000;
 const GATHER_WINDOW: Duration = Duration::from_millis(3);
 
 /// Ad accounts Meta is throttling, and until when.
-pub type Throttled = Arc<Mutex<HashMap<String, Instant>>>;
+pub type Throttled = Arc<Mutex<HashMap<ThrottleKey, Instant>>>;
+
+/// Whose requests Meta throttles: the ad account, or without one the
+/// token (the first 8 bytes of its SHA-256). Kept inline in each waiting
+/// event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ThrottleKey {
+    AdAccount(uuid::Uuid),
+    Token([u8; 8]),
+}
 
 pub enum Loaded {
     /// No claim with this event id: the message is not ours to send.
@@ -64,12 +73,16 @@ pub struct Loader {
 
 /// Throttling is per ad account; without one, per token (`token`: the
 /// opened `ctx.access_token`).
-pub fn throttle_key(ctx: &DeliveryContext, token: Option<&str>) -> Option<String> {
+pub fn throttle_key(ctx: &DeliveryContext, token: Option<&str>) -> Option<ThrottleKey> {
     use sha2::{Digest, Sha256};
     let token = token.map(str::trim).filter(|t| !t.is_empty())?;
     Some(match ctx.ad_account_id {
-        Some(id) => id.to_string(),
-        None => hex::encode(&Sha256::digest(token.as_bytes())[..8]),
+        Some(id) => ThrottleKey::AdAccount(id),
+        None => {
+            let mut prefix = [0u8; 8];
+            prefix.copy_from_slice(&Sha256::digest(token.as_bytes())[..8]);
+            ThrottleKey::Token(prefix)
+        }
     })
 }
 

@@ -342,6 +342,8 @@ impl PipelineOptions {
             graph_version: meta_graph::DEFAULT_GRAPH_VERSION.into(),
             timeout: Duration::from_secs(2),
             batch_size: self.batch_size,
+            // The tests' window: the other services' prefetch (16, one channel).
+            window: 16,
             linger: Duration::from_millis(self.linger_ms),
             // Tests time batches exactly: no longer linger under a backlog.
             max_linger: Duration::from_millis(self.linger_ms),
