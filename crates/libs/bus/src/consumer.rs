@@ -199,7 +199,8 @@ pub struct Settle {
     acker: Option<Acker>,
     bus: Arc<Bus>,
     queue: Queue,
-    payload: Box<[u8]>,
+    /// `None` once released ([`Settle::release_body`]).
+    payload: Option<Box<[u8]>>,
     message_id: Option<Uuid>,
     attempt: u32,
     held: mpsc::Sender<()>,
@@ -224,7 +225,7 @@ impl Settle {
             acker: Some(d.acker),
             bus,
             queue,
-            payload: d.data.into_boxed_slice(),
+            payload: Some(d.data.into_boxed_slice()),
             message_id: message_id.and_then(|m| Uuid::parse_str(&m).ok()),
             attempt,
             held: unsettled,
@@ -232,13 +233,35 @@ impl Settle {
         (incoming, settle)
     }
 
+    /// Lets the message's body go while the message waits, for a handler
+    /// that can write it again: a delayed retry then republishes the body
+    /// given to [`Settle::settle_with_body`] (a requeue needs none: the
+    /// broker still has the message).
+    pub fn release_body(&mut self) {
+        self.payload = None;
+    }
+
     /// Settles the message with `outcome`.
-    pub async fn settle(mut self, outcome: Outcome) {
+    pub async fn settle(self, outcome: Outcome) {
+        self.settle_with_body(outcome, None).await;
+    }
+
+    /// Settles the message with `outcome`; a delayed retry republishes
+    /// `body` if given, else the message's own (a retry with neither is
+    /// handed back to the queue instead).
+    pub async fn settle_with_body(mut self, outcome: Outcome, body: Option<Vec<u8>>) {
         let Some(acker) = self.acker.take() else {
             return;
         };
+        if let Some(body) = body {
+            self.payload = Some(body.into_boxed_slice());
+        }
         let settled = match outcome {
             Outcome::Ack => Box::pin(acker.ack(BasicAckOptions::default())).await,
+            Outcome::Retry(_) if self.payload.is_none() => {
+                tracing::error!("a retry without the message's body; handing it back to the queue");
+                Box::pin(acker.nack(requeue())).await
+            }
             Outcome::Retry(after) => {
                 let id = self.message_id.unwrap_or_else(Uuid::new_v4);
                 // Boxed, like the acks: a publish future is large, and unboxed its
@@ -247,7 +270,7 @@ impl Settle {
                     self.queue,
                     after,
                     id,
-                    &self.payload,
+                    self.payload.as_deref().unwrap_or_default(),
                     self.attempt + 1,
                 );
                 match Box::pin(publish).await {

@@ -100,7 +100,7 @@ pub type OnAnswer<P> =
     Arc<dyn Fn(EventResult, Vec<Waiting<P>>) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// Called with events that are not sent after all, and why.
-pub type OnUnsent<P> = Arc<dyn Fn(Vec<P>, Unsent) -> BoxFuture<'static, ()> + Send + Sync>;
+pub type OnUnsent<P> = Arc<dyn Fn(Vec<Waiting<P>>, Unsent) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// Called just before a batch is sent with each event's fencing token: marks
 /// them as being sent and returns the delivery ids still owned. Events no
@@ -290,7 +290,7 @@ impl<P: Fenced + Send + Sync + 'static> Batcher<P> {
     }
 
     /// Adds an event (`age` since its level was reached) to its batch; its
-    /// outcome goes to `on_answer` or `on_unsent`. Gives the entry back when
+    /// outcome goes to `on_answer` or `on_unsent`. Gives the event back when
     /// the batcher is closed (the process is stopping).
     pub fn submit(
         self: &Arc<Self>,
@@ -298,15 +298,16 @@ impl<P: Fenced + Send + Sync + 'static> Batcher<P> {
         event: Box<RawValue>,
         entry: P,
         age: Duration,
-    ) -> Result<(), P> {
+    ) -> Result<(), Waiting<P>> {
         self.last_submit_ms
             .store(self.elapsed_ms(), Ordering::Relaxed);
+        let given_back = |event, entry| Err(Waiting { event, entry });
         let (full, new_batch, fullest) = {
             let Ok(mut batches) = self.batches.lock() else {
-                return Err(entry);
+                return given_back(event, entry);
             };
             if self.is_closed() {
-                return Err(entry);
+                return given_back(event, entry);
             }
             let generation = match batches.open.get(&key) {
                 Some(o) => o.generation,
@@ -315,7 +316,7 @@ impl<P: Fenced + Send + Sync + 'static> Batcher<P> {
                         *g += 1;
                         *g
                     }
-                    Err(_) => return Err(entry),
+                    Err(_) => return given_back(event, entry),
                 },
             };
             let batch = batches.open.entry(key.clone()).or_insert_with(|| Open {
@@ -369,12 +370,8 @@ impl<P: Fenced + Send + Sync + 'static> Batcher<P> {
         self.metrics
             .pending_in_batches
             .dec_by(i64::try_from(n).unwrap_or(0));
-        let entries = open
-            .into_values()
-            .flat_map(|b| b.items)
-            .map(|w| w.entry)
-            .collect();
-        tokio::spawn((self.on_unsent)(entries, Unsent::Returned));
+        let items = open.into_values().flat_map(|b| b.items).collect();
+        tokio::spawn((self.on_unsent)(items, Unsent::Returned));
         tracing::info!(
             returned = n,
             requests_in_flight = self.max_concurrent - self.requests_in_flight.available_permits(),
@@ -436,7 +433,7 @@ impl<P: Fenced + Send + Sync + 'static> Batcher<P> {
     /// Entries not sent after all go to `on_unsent`.
     async fn unsent(&self, items: Vec<Waiting<P>>, why: Unsent) {
         if !items.is_empty() {
-            (self.on_unsent)(items.into_iter().map(|w| w.entry).collect(), why).await;
+            (self.on_unsent)(items, why).await;
         }
     }
 

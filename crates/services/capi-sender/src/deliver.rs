@@ -125,9 +125,32 @@ impl crate::batcher::Fenced for Pending {
     }
 }
 
-/// Settles many messages at once, each with its outcome.
-async fn settle_all(settles: impl IntoIterator<Item = (Settle, Outcome)>) {
-    join_all(settles.into_iter().map(|(s, o)| s.settle(o))).await;
+/// Settles many messages at once, each with its outcome. A waiting event's
+/// message has let its body go; a delayed retry republishes it written
+/// again from the event (its id) and the record.
+async fn settle_all(settles: impl IntoIterator<Item = (Waiting<Pending>, Outcome)>) {
+    join_all(settles.into_iter().map(|(w, outcome)| {
+        let body = matches!(outcome, Outcome::Retry(_))
+            .then(|| queued_again(&w.entry.record, &w.event))
+            .flatten();
+        w.entry.settle.settle_with_body(outcome, body)
+    }))
+    .await;
+}
+
+/// The `capi.event` message of a waiting event, as qualification queued it.
+fn queued_again(record: &Record, event: &RawValue) -> Option<Vec<u8>> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        event_id: EventId,
+    }
+    let Id { event_id } = serde_json::from_str(event.get()).ok()?;
+    let queued = CapiEventQueued {
+        dialog_id: record.dialog_id,
+        level: record.level,
+        event_id,
+    };
+    serde_json::to_vec(&bus::messages::encode(&queued)).ok()
 }
 
 pub(crate) struct Deliverer {
@@ -213,14 +236,18 @@ impl Deliverer {
                 let age = (Utc::now() - record.claimed_at)
                     .to_std()
                     .unwrap_or_default();
+                // While it waits, the message's body is not kept: a retry
+                // writes it again (`settle_all`).
+                let mut settle = settle;
+                settle.release_body();
                 let pending = Pending {
                     record,
                     throttle_key,
                     settle,
                 };
                 // The batch's answer settles it; a closed batcher gives it back.
-                if let Err(p) = batcher.submit(key, event, pending, age) {
-                    Box::pin(self.clone().on_unsent(vec![p], Unsent::Returned)).await;
+                if let Err(w) = batcher.submit(key, event, pending, age) {
+                    Box::pin(self.clone().on_unsent(vec![w], Unsent::Returned)).await;
                 }
                 return;
             }
@@ -362,14 +389,14 @@ impl Deliverer {
     /// returned on stop (leases handed back in one statement, so another
     /// sender takes them at once, and the messages back to the queue; if the
     /// hand-back fails the leases simply run out).
-    pub async fn on_unsent(self: Arc<Self>, entries: Vec<Pending>, why: Unsent) {
+    pub async fn on_unsent(self: Arc<Self>, entries: Vec<Waiting<Pending>>, why: Unsent) {
         let outcome = match why {
             Unsent::TakenOver => Outcome::Ack,
             Unsent::FenceFailed => Outcome::Retry(Duration::from_secs(5)),
             Unsent::Returned => {
                 let tokens: Vec<(i64, i32)> = entries
                     .iter()
-                    .map(crate::batcher::Fenced::fence_token)
+                    .map(|w| crate::batcher::Fenced::fence_token(&w.entry))
                     .collect();
                 let returned = async {
                     let mut conn = self.store.pool().get().await?;
@@ -386,14 +413,14 @@ impl Deliverer {
                 Outcome::Requeue
             }
         };
-        settle_all(entries.into_iter().map(|p| (p.settle, outcome.clone()))).await;
+        settle_all(entries.into_iter().map(|w| (w, outcome.clone()))).await;
     }
 
     /// A request's answer for its events: decide each one's fate, record all
     /// of them in one transaction, then settle their messages.
     pub async fn on_answer(self: Arc<Self>, r: EventResult, sent: Vec<Waiting<Pending>>) {
         let outcomes = self.record_answer(&r, &sent).await;
-        settle_all(sent.into_iter().map(|w| w.entry.settle).zip(outcomes)).await;
+        settle_all(sent.into_iter().zip(outcomes)).await;
     }
 
     async fn record_answer(&self, r: &EventResult, sent: &[Waiting<Pending>]) -> Vec<Outcome> {
@@ -619,8 +646,37 @@ fn log_entry<'a>(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::expect_used)]
     use super::*;
     use std::mem::size_of;
+
+    #[test]
+    fn a_retry_writes_the_queued_message_again_from_the_event_and_its_record() {
+        let record = Record {
+            delivery_id: 7,
+            attempt: 2,
+            level: Level::Qualified,
+            dialog_id: DialogId::from(uuid::Uuid::from_u128(5)),
+            direction_id: None,
+            user_account_id: None,
+            claimed_at: Utc::now(),
+        };
+        let event = serde_json::value::to_raw_value(&serde_json::json!({
+            "event_name": "Lead", "event_id": "0f8c6d2e-1", "user_data": {"ph": ["ab"]}
+        }))
+        .expect("an event");
+        let body = queued_again(&record, &event).expect("a body");
+        let queued: CapiEventQueued = decode(&body).expect("a capi.event message");
+        assert_eq!(
+            queued,
+            CapiEventQueued {
+                dialog_id: record.dialog_id,
+                level: Level::Qualified,
+                event_id: EventId::from("0f8c6d2e-1"),
+            }
+        );
+        assert_eq!(queued_again(&record, &RawValue::NULL.to_owned()), None);
+    }
 
     /// What one waiting event costs besides its JSON and the heap its
     /// record's strings use (docs/capi-sender.md, "Memory against the

@@ -37,7 +37,8 @@ pub struct MetaSettings {
     /// Events this sender holds at once, waiting in batches or being sent:
     /// its consumer window, spread over `amqp.channels` (each channel's
     /// prefetch is this divided by the channels, rounded up; capi-sender
-    /// does not read `amqp.prefetch`). Its memory budget: ~1 KB per event
+    /// does not read `amqp.prefetch`). Its memory budget: about 2 KB of RSS
+    /// per event held, so the default 32,000 keeps a replica under ~90 MB
     /// (docs/capi-sender.md, "Memory against the window").
     pub window: u32,
     /// How long a batch of fresh events waits to fill before it is sent.
@@ -92,7 +93,7 @@ channels = 64
 [meta]
 timeout = "10s"
 batch_size = 500
-window = 40000
+window = 32000
 linger = "200ms"
 max_linger = "5s"
 max_concurrent_requests = 6
