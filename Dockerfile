@@ -26,10 +26,10 @@ RUN if [ ! -s /etc/ssl/certs/ca-certificates.crt ]; then \
 USER 10001:10001
 # Inside a container every service listens on 8080 on all interfaces and
 # logs JSON; everything else comes from CAPI_* variables (README).
-# MIMALLOC_ALLOW_THP=0: the allocator never gets transparent huge pages, even
-# on hosts whose THP setting is "always" (the binaries are built not to ask
-# for them): with 2 MiB pages a sender's idle RSS was 39 MB instead of 22 and
-# its backlog peak ~1.6x (docs/capi-sender.md, "Memory against the window").
+# MIMALLOC_ALLOW_THP=0: the allocator gets no transparent huge pages (it
+# asks for them by default, and a host set to "always" gives them anyway):
+# with 2 MiB pages a sender's idle RSS was 39 MB instead of 22 and its backlog
+# peak ~1.6x (docs/capi-sender.md, "Memory against the window").
 ENV CAPI_HTTP__HOST=0.0.0.0 \
     CAPI_HTTP__PORT=8080 \
     CAPI_LOG__FORMAT=json \
