@@ -70,26 +70,7 @@ impl Graph {
             appsecret_proof: proof,
         };
         let started = Instant::now();
-        let sent = match serde_json::to_vec(&body) {
-            Ok(bytes) => {
-                self.http
-                    .post(&url)
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(bytes)
-                    .send()
-                    .await
-            }
-            Err(e) => {
-                return Answer {
-                    status: None,
-                    body: None,
-                    transport_error: Some(format!("could not write the request: {e}")),
-                    retry_after: None,
-                    duration: started.elapsed(),
-                };
-            }
-        };
-        match sent {
+        match self.http.post(&url).json(&body).send().await {
             Err(e) => Answer {
                 status: None,
                 body: None,

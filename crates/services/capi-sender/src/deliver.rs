@@ -173,7 +173,7 @@ fn non_empty(s: &Option<String>) -> Option<&str> {
 
 enum Prepared {
     Done(Outcome),
-    Skipped(Box<DeliveryContext>, Record, &'static str),
+    Skipped(Box<DeliveryContext>, i32, &'static str),
     Send {
         key: BatchKey,
         event: Box<RawValue>,
@@ -204,8 +204,9 @@ impl Deliverer {
         // space would sit in every in-flight message's task.
         let outcome = match Box::pin(self.prepare(queued)).await {
             Ok(Prepared::Done(o)) => o,
-            Ok(Prepared::Skipped(ctx, record, reason)) => {
+            Ok(Prepared::Skipped(ctx, attempt, reason)) => {
                 self.metrics.event(AttemptStatus::Skipped);
+                let record = Record::of(&ctx, level, attempt);
                 let named = Named {
                     event_id: &ctx.event_id,
                     event_name: ctx.event_name(record.level, ctx.action_source()),
@@ -292,13 +293,7 @@ impl Deliverer {
             .app_secret
             .open(self.store.keys(), storage::secrets::AD_APP_SECRET)?;
         let key = throttle_key(&ctx, token);
-        let skip = |reason| {
-            Ok(Prepared::Skipped(
-                Box::new(ctx.clone()),
-                Record::of(&ctx, level, attempt),
-                reason,
-            ))
-        };
+        let skip = |reason| Ok(Prepared::Skipped(Box::new(ctx.clone()), attempt, reason));
         let Some(pixel_id) = non_empty(&ctx.pixel_id) else {
             tracing::warn!(%dialog_id, %level, "skipped: the direction has no pixel");
             return skip("no_pixel");
