@@ -248,19 +248,14 @@ impl Bus {
         self.depth(&self.names.queue(queue)).await
     }
 
+    /// Messages ready in `queue`, asked on `channel`: a channel of the
+    /// caller's own, so that a busy queue's slow answer holds up no publish.
+    pub async fn queue_depth_on(&self, channel: &Channel, queue: Queue) -> anyhow::Result<u32> {
+        depth_on(channel, &self.names.queue(queue)).await
+    }
+
     async fn depth(&self, name: &str) -> anyhow::Result<u32> {
-        let channel = self.publisher().await?;
-        let q = channel
-            .queue_declare(
-                name.into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        Ok(q.message_count())
+        depth_on(&self.publisher().await?, name).await
     }
 
     /// Closes the connection (at shutdown).
@@ -269,6 +264,21 @@ impl Bus {
             let _ = l.connection.close(200, "shutdown".into()).await;
         }
     }
+}
+
+/// Messages ready in the queue named `name` (a passive declare).
+async fn depth_on(channel: &Channel, name: &str) -> anyhow::Result<u32> {
+    let q = channel
+        .queue_declare(
+            name.into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(q.message_count())
 }
 
 #[cfg(test)]

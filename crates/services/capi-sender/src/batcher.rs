@@ -157,6 +157,20 @@ pub fn linger_for(age: Duration, linger: Duration, max_linger: Duration) -> Dura
     (age / 2).clamp(linger, max_linger.max(linger))
 }
 
+/// How long a batch stays open: its linger (`wait`), or while RabbitMQ
+/// still holds events for this queue (`broker_backlog`, as last seen) up to
+/// `max_linger`: those events are on their way and fill it, whereas sending
+/// it now spends a request on a few events. Without that, a paced intake
+/// (a broker delivering slower than the requests go) makes every free
+/// request slot go to a batch of a few events.
+pub fn linger_until(wait: Duration, max_linger: Duration, broker_backlog: u64) -> Duration {
+    if broker_backlog > 0 {
+        wait.max(max_linger)
+    } else {
+        wait
+    }
+}
+
 struct Open<P> {
     generation: u64,
     items: Vec<Waiting<P>>,
@@ -219,6 +233,9 @@ pub struct Batcher<P> {
     wake: Arc<Notify>,
     /// When the last event came in (ms since `started`).
     last_submit_ms: std::sync::atomic::AtomicU64,
+    /// Events ready in RabbitMQ for this queue, as last seen
+    /// ([`Batcher::set_broker_backlog`]).
+    broker_backlog: std::sync::atomic::AtomicU64,
     started: std::time::Instant,
     next_generation: Mutex<u64>,
     batch_size: usize,
@@ -271,6 +288,7 @@ impl<P: Fenced + Send + Sync + 'static> Batcher<P> {
             max_pending: cfg.max_pending,
             wake: Arc::new(Notify::new()),
             last_submit_ms: std::sync::atomic::AtomicU64::new(0),
+            broker_backlog: std::sync::atomic::AtomicU64::new(0),
             started: std::time::Instant::now(),
             next_generation: Mutex::new(0),
             batch_size: cfg.batch_size.clamp(1, MAX_BATCH),
@@ -379,6 +397,16 @@ impl<P: Fenced + Send + Sync + 'static> Batcher<P> {
         );
     }
 
+    /// What RabbitMQ holds ready for this queue now: while it holds any,
+    /// batches stay open up to `max_linger` ([`linger_until`]).
+    pub fn set_broker_backlog(&self, ready: u64) {
+        self.broker_backlog.store(ready, Ordering::Relaxed);
+    }
+
+    fn backlog(&self) -> u64 {
+        self.broker_backlog.load(Ordering::Relaxed)
+    }
+
     fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
     }
@@ -404,13 +432,14 @@ impl<P: Fenced + Send + Sync + 'static> Batcher<P> {
     async fn linger(self: Arc<Self>, key: BatchKey, generation: u64, wait: Duration) {
         // A long (backlog) linger ends early once events stop coming in:
         // waiting longer cannot fill the batch any further.
-        let deadline = tokio::time::Instant::now() + wait;
+        let opened = tokio::time::Instant::now();
         loop {
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
+            let open_for = opened.elapsed();
+            let until = linger_until(wait, self.max_linger, self.backlog());
+            if open_for >= until {
                 break;
             }
-            tokio::time::sleep(self.linger.min(deadline - now)).await;
+            tokio::time::sleep(self.linger.min(until - open_for)).await;
             let idle = self
                 .elapsed_ms()
                 .saturating_sub(self.last_submit_ms.load(Ordering::Relaxed));
@@ -596,6 +625,17 @@ mod tests {
         assert_eq!(linger_for(ms(60_000), linger, cap), cap);
         // A cap below the linger never shortens it.
         assert_eq!(linger_for(ms(60_000), linger, ms(50)), linger);
+    }
+
+    #[test]
+    fn a_batch_stays_open_up_to_the_cap_while_the_broker_holds_more_events() {
+        let (wait, cap) = (Duration::from_millis(200), Duration::from_secs(5));
+        assert_eq!(linger_until(wait, cap, 0), wait);
+        assert_eq!(linger_until(wait, cap, 1), cap);
+        assert_eq!(linger_until(wait, cap, 12_000), cap);
+        // A backlog linger already past the cap is kept.
+        let long = Duration::from_secs(8);
+        assert_eq!(linger_until(long, cap, 3), long);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! records every attempt in `capi_events_log`, and sets the dialog's
 //! `capi_*_sent` flags on success only.
 
+mod backlog;
 mod batcher;
 mod deliver;
 mod loader;
@@ -239,6 +240,8 @@ pub async fn build(mut settings: Settings, stop: CancellationToken) -> anyhow::R
         stop.cancelled().await;
         b.close();
     });
+    let watch = backlog::Watch::start(runtime.bus.clone(), batcher.clone()).await;
+    runtime.spawn_worker(watch.run(runtime.stop.clone()));
     let work = bus::consume_settling(
         runtime.bus.clone(),
         bus::Queue::CapiEvents,
