@@ -5,8 +5,12 @@
 
 use crate::batcher::{Batcher, Fenced};
 use bus::{Bus, Channel, Queue};
-use runtime::CancellationToken;
+use runtime::{
+    CancellationToken,
+    periodic::{First, every},
+};
 use std::{sync::Arc, time::Duration};
+use tokio::sync::Mutex;
 
 /// How often the queue's ready count is asked.
 const POLL: Duration = Duration::from_millis(500);
@@ -19,16 +23,16 @@ const FIRST_READ: Duration = Duration::from_secs(2);
 pub struct Watch<P> {
     bus: Arc<Bus>,
     batcher: Arc<Batcher<P>>,
-    channel: Option<Channel>,
+    channel: Mutex<Option<Channel>>,
 }
 
 impl<P: Fenced + Send + Sync + 'static> Watch<P> {
     /// Reads the count once, before the consumer starts.
     pub async fn start(bus: Arc<Bus>, batcher: Arc<Batcher<P>>) -> Self {
-        let mut watch = Watch {
+        let watch = Watch {
             bus,
             batcher,
-            channel: None,
+            channel: Mutex::new(None),
         };
         let _ = tokio::time::timeout(FIRST_READ, watch.read()).await;
         watch
@@ -38,24 +42,22 @@ impl<P: Fenced + Send + Sync + 'static> Watch<P> {
     /// backlog counts as none. A busy queue answers late (seconds): the
     /// count seen last stands until then, and a linger that outlasts the
     /// intake ends anyway once events stop coming in.
-    pub async fn run(mut self, stop: CancellationToken) {
-        loop {
+    pub async fn run(self, stop: CancellationToken) {
+        every(POLL, First::AfterOnePeriod, &stop, || async {
             tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(POLL) => {}
-            }
-            tokio::select! {
-                _ = stop.cancelled() => break,
+                _ = stop.cancelled() => {}
                 _ = self.read() => {}
             }
-        }
+        })
+        .await;
     }
 
-    async fn read(&mut self) {
-        if self.channel.is_none() {
-            self.channel = self.bus.open_channel().await.ok();
+    async fn read(&self) {
+        let mut channel = self.channel.lock().await;
+        if channel.is_none() {
+            *channel = self.bus.open_channel().await.ok();
         }
-        let ready = match &self.channel {
+        let ready = match channel.as_ref() {
             Some(ch) => match self.bus.queue_depth_on(ch, Queue::CapiEvents).await {
                 Ok(n) => u64::from(n),
                 Err(e) => {
@@ -63,7 +65,7 @@ impl<P: Fenced + Send + Sync + 'static> Watch<P> {
                         error = format!("{e:#}"),
                         "could not read the queue's ready count"
                     );
-                    self.channel = None;
+                    *channel = None;
                     0
                 }
             },

@@ -129,28 +129,6 @@ pub enum Unsent {
     Returned,
 }
 
-/// Removes the fullest open batches until at least `events` events are taken.
-fn take_fullest<P>(batches: &mut Batches<P>, events: usize) -> Vec<(BatchKey, Open<P>)> {
-    let mut sizes: Vec<(usize, BatchKey)> = batches
-        .open
-        .iter()
-        .map(|(k, b)| (b.items.len(), k.clone()))
-        .collect();
-    sizes.sort_unstable_by_key(|s| std::cmp::Reverse(s.0));
-    let mut taken = Vec::new();
-    let mut n = 0;
-    for (size, key) in sizes {
-        if n >= events {
-            break;
-        }
-        if let Some(b) = batches.remove(&key) {
-            n += size;
-            taken.push((key, b));
-        }
-    }
-    taken
-}
-
 /// How long a batch whose first event is `age` old waits to fill: `linger`
 /// for fresh events, half their age under a backlog, never over `max_linger`.
 pub fn linger_for(age: Duration, linger: Duration, max_linger: Duration) -> Duration {
@@ -191,14 +169,18 @@ impl<P> Batches<P> {
         Some(b)
     }
 
-    /// The ready batch to send next: one ready for longer than `overdue`
-    /// (oldest first), else the fullest.
-    fn take_ready(&mut self, overdue: Duration) -> Option<(BatchKey, Open<P>)> {
+    /// The batch to send next: one ready for longer than `overdue` (oldest
+    /// first), else the fullest ready one — or, when the window is
+    /// `pressed`, the fullest of all, ready or not.
+    fn take_next(&mut self, overdue: Duration, pressed: bool) -> Option<(BatchKey, Open<P>)> {
         let now = Instant::now();
         let key = self
             .open
             .iter()
-            .filter_map(|(k, b)| b.ready_since.map(|t| (k, b.items.len(), now - t)))
+            .filter_map(|(k, b)| match b.ready_since {
+                Some(t) => Some((k, b.items.len(), now - t)),
+                None => pressed.then_some((k, b.items.len(), Duration::ZERO)),
+            })
             .max_by_key(|&(_, n, waited)| {
                 if waited >= overdue {
                     (true, waited, n)
@@ -236,7 +218,7 @@ pub struct Batcher<P> {
     /// Events ready in RabbitMQ for this queue, as last seen
     /// ([`Batcher::set_broker_backlog`]).
     broker_backlog: std::sync::atomic::AtomicU64,
-    started: std::time::Instant,
+    started: tokio::time::Instant,
     next_generation: Mutex<u64>,
     batch_size: usize,
     linger: Duration,
@@ -289,7 +271,7 @@ impl<P: Fenced + Send + Sync + 'static> Batcher<P> {
             wake: Arc::new(Notify::new()),
             last_submit_ms: std::sync::atomic::AtomicU64::new(0),
             broker_backlog: std::sync::atomic::AtomicU64::new(0),
-            started: std::time::Instant::now(),
+            started: tokio::time::Instant::now(),
             next_generation: Mutex::new(0),
             batch_size: cfg.batch_size.clamp(1, MAX_BATCH),
             linger: cfg.linger,
@@ -320,7 +302,7 @@ impl<P: Fenced + Send + Sync + 'static> Batcher<P> {
         self.last_submit_ms
             .store(self.elapsed_ms(), Ordering::Relaxed);
         let given_back = |event, entry| Err(Waiting { event, entry });
-        let (full, new_batch, fullest) = {
+        let (full, new_batch, pressed) = {
             let Ok(mut batches) = self.batches.lock() else {
                 return given_back(event, entry);
             };
@@ -347,21 +329,18 @@ impl<P: Fenced + Send + Sync + 'static> Batcher<P> {
             batches.pending += 1;
             let full = if filled { batches.remove(&key) } else { None };
             let linger = (first && full.is_none()).then_some(generation);
-            let mut fullest = Vec::new();
-            // At 75 % of the window, the fullest batches go until half is left.
-            if self.max_pending > 0 && batches.pending * 4 >= self.max_pending * 3 {
-                let excess = batches.pending - self.max_pending / 2;
-                fullest = take_fullest(&mut batches, excess);
-            }
-            (full, linger, fullest)
+            (full, linger, self.pressed(batches.pending))
         };
         self.metrics.pending_in_batches.inc();
-        for (key, batch) in full.map(|b| (key.clone(), b)).into_iter().chain(fullest) {
-            let me = self.clone();
+        if let Some(batch) = full {
+            let (me, key) = (self.clone(), key.clone());
             tokio::spawn(async move {
                 let slot = me.slot().await;
                 me.send(key, batch.items, slot).await
             });
+        }
+        if pressed {
+            self.wake.notify_one();
         }
         if let Some(generation) = new_batch {
             let me = self.clone();
@@ -405,6 +384,13 @@ impl<P: Fenced + Send + Sync + 'static> Batcher<P> {
 
     fn backlog(&self) -> u64 {
         self.broker_backlog.load(Ordering::Relaxed)
+    }
+
+    /// Open batches hold three quarters of the window: few more events can
+    /// arrive, so each free request slot takes the fullest batch, ready or
+    /// not (the others keep filling meanwhile).
+    fn pressed(&self, pending: usize) -> bool {
+        self.max_pending > 0 && pending * 4 >= self.max_pending * 3
     }
 
     fn is_closed(&self) -> bool {
@@ -587,8 +573,9 @@ impl<P: Fenced + Send + Sync + 'static> Batcher<P> {
     }
 }
 
-/// Gives each free request slot to the ready batch that fills it best;
-/// until a slot frees, ready batches stay open and keep growing.
+/// Gives each free request slot to the ready batch that fills it best (any
+/// batch when the window is pressed); until a slot frees, batches stay open
+/// and keep growing.
 async fn dispatch<P: Fenced + Send + Sync + 'static>(batcher: Weak<Batcher<P>>, wake: Arc<Notify>) {
     loop {
         wake.notified().await;
@@ -597,7 +584,10 @@ async fn dispatch<P: Fenced + Send + Sync + 'static>(batcher: Weak<Batcher<P>>, 
         };
         while let Ok(permit) = me.requests_in_flight.clone().try_acquire_owned() {
             let next = match me.batches.lock() {
-                Ok(mut b) => b.take_ready(me.max_linger),
+                Ok(mut b) => {
+                    let pressed = me.pressed(b.pending);
+                    b.take_next(me.max_linger, pressed)
+                }
                 Err(_) => return,
             };
             let Some((key, batch)) = next else {
@@ -614,6 +604,139 @@ async fn dispatch<P: Fenced + Send + Sync + 'static>(batcher: Weak<Batcher<P>>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A test event's entry: its delivery id.
+    struct Id(i64);
+
+    impl Fenced for Id {
+        fn fence_token(&self) -> (i64, i32) {
+            (self.0, 1)
+        }
+    }
+
+    /// The delivery ids of each batch that left, in order, as the fence saw
+    /// them (it owns none, so nothing reaches the network).
+    type Left = Arc<Mutex<Vec<Vec<i64>>>>;
+
+    fn batcher(linger_ms: u64, max_linger_ms: u64, max_pending: usize) -> (Arc<Batcher<Id>>, Left) {
+        let left: Left = Arc::default();
+        let seen = left.clone();
+        let graph = Graph::new(
+            &meta_graph::GraphSettings {
+                graph_base_url: "http://127.0.0.1:9".into(),
+                graph_version: "v21.0".into(),
+            },
+            Duration::from_secs(1),
+        )
+        .expect("a client");
+        let callbacks = Callbacks {
+            on_answer: Arc::new(|_, _| Box::pin(async {})),
+            on_unsent: Arc::new(|_, _| Box::pin(async {})),
+            fence: Arc::new(move |tokens: Vec<(i64, i32)>| {
+                if let Ok(mut l) = seen.lock() {
+                    l.push(tokens.iter().map(|t| t.0).collect());
+                }
+                Box::pin(async { Ok(std::collections::HashSet::new()) })
+            }),
+        };
+        let cfg = BatcherConfig {
+            batch_size: 500,
+            linger: Duration::from_millis(linger_ms),
+            max_linger: Duration::from_millis(max_linger_ms),
+            max_pending,
+            max_concurrent_requests: 1,
+            partner_agent: None,
+        };
+        let metrics =
+            crate::metrics::Metrics::new(&mut prometheus_client::registry::Registry::default());
+        (Batcher::new(graph, cfg, metrics, callbacks), left)
+    }
+
+    fn key(pixel: &str) -> BatchKey {
+        BatchKey {
+            pixel_id: pixel.into(),
+            token: "t".into(),
+            app_secret: None,
+            test_event_code: None,
+        }
+    }
+
+    fn submit(b: &Arc<Batcher<Id>>, pixel: &str, id: i64) {
+        let event = RawValue::from_string(format!("{{\"event_id\":\"{id}\"}}")).expect("json");
+        assert!(b.submit(key(pixel), event, Id(id), Duration::ZERO).is_ok());
+    }
+
+    fn left(l: &Left) -> Vec<Vec<i64>> {
+        l.lock().expect("lock").clone()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_waits_while_rabbitmq_holds_more_events_and_goes_once_it_holds_none() {
+        let (b, sent) = batcher(200, 5_000, 0);
+        b.set_broker_backlog(3_000);
+        submit(&b, "p1", 1);
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        submit(&b, "p1", 2);
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert!(
+            left(&sent).is_empty(),
+            "no request while the broker holds events"
+        );
+        b.set_broker_backlog(0);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(
+            left(&sent),
+            vec![vec![1, 2]],
+            "one request for both, once none are left"
+        );
+        // Without a backlog, the configured linger.
+        submit(&b, "p1", 3);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(left(&sent).last(), Some(&vec![3]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backlog_linger_ends_at_max_linger_or_when_events_stop_coming() {
+        let (b, sent) = batcher(200, 5_000, 0);
+        b.set_broker_backlog(3_000);
+        // Events keep coming: the cap ends the wait.
+        for i in 0..12 {
+            submit(&b, "p1", i);
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            if i < 11 {
+                assert!(left(&sent).is_empty(), "left early, at {i}");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(
+            left(&sent),
+            vec![(0..12).collect::<Vec<_>>()],
+            "one request at the 5 s cap"
+        );
+        // Events stop coming (the window is full, say): it goes after ~1 s.
+        submit(&b, "p2", 100);
+        tokio::time::sleep(Duration::from_millis(1_300)).await;
+        assert_eq!(left(&sent).last(), Some(&vec![100]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_the_window_pressed_a_free_slot_takes_the_fullest_batch_before_its_linger() {
+        // A window of 8: pressed at 6 held.
+        let (b, sent) = batcher(10_000, 10_000, 8);
+        for id in 1..=4 {
+            submit(&b, "big", id);
+        }
+        submit(&b, "small", 10);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(left(&sent).is_empty(), "5 of 8 held: the batches linger");
+        submit(&b, "big", 5);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            left(&sent),
+            vec![vec![1, 2, 3, 4, 5]],
+            "the fullest goes, the other keeps filling"
+        );
+    }
 
     #[test]
     fn fresh_events_linger_the_configured_time_and_a_backlog_longer_up_to_the_cap() {
@@ -639,7 +762,8 @@ mod tests {
     }
 
     #[test]
-    fn a_free_slot_goes_to_the_fullest_ready_batch_unless_one_is_overdue() {
+    fn a_free_slot_goes_to_the_fullest_ready_batch_unless_one_is_overdue_or_the_window_is_pressed()
+    {
         let key = |p: &str| BatchKey {
             pixel_id: p.into(),
             token: "t".into(),
@@ -665,24 +789,32 @@ mod tests {
             pending: 123,
         };
         let overdue = Duration::from_secs(5);
-        let (k, taken) = b.take_ready(overdue).expect("a ready batch");
+        let (k, taken) = b.take_next(overdue, false).expect("a ready batch");
         assert_eq!(
             (k.pixel_id.as_str(), taken.items.len(), b.pending),
             ("big", 30, 93)
         );
         b.open.insert(key("old"), batch(1, Some(6_000)));
         b.pending += 1;
-        let (k, _) = b.take_ready(overdue).expect("a ready batch");
+        let (k, _) = b.take_next(overdue, false).expect("a ready batch");
         assert_eq!(
             k.pixel_id, "old",
             "a batch ready past max_linger goes first"
         );
-        let (k, _) = b.take_ready(overdue).expect("a ready batch");
+        let (k, _) = b.take_next(overdue, false).expect("a ready batch");
         assert_eq!(k.pixel_id, "small");
         assert!(
-            b.take_ready(overdue).is_none(),
+            b.take_next(overdue, false).is_none(),
             "the unready batch stays open"
         );
         assert_eq!(b.pending, 90);
+        b.open.insert(key("ready"), batch(5, Some(10)));
+        b.pending += 5;
+        let (k, _) = b.take_next(overdue, true).expect("a batch");
+        assert_eq!(
+            k.pixel_id, "biggest-not-ready",
+            "with the window pressed the fullest goes, ready or not"
+        );
+        assert_eq!(b.pending, 5);
     }
 }
