@@ -2,9 +2,12 @@
 //! `batch_size` events or `linger`, whichever comes first. Under a backlog
 //! (events that already waited in the queue) a batch lingers longer — half
 //! its first event's age, up to `max_linger` — since a few more seconds cost
-//! such events little and save many requests. When every request
-//! slot is busy a lingered batch keeps taking events until a slot frees, so
-//! under load batches grow instead of requests queueing up. Meta rejects a
+//! such events little and save many requests; likewise while RabbitMQ still
+//! holds events for the queue (`backlog.rs`): they are on their way. When
+//! every request slot is busy a lingered batch keeps taking events until a
+//! slot frees, so under load batches grow instead of requests queueing up;
+//! once open batches hold three quarters of the window (few more events can
+//! arrive) each free slot takes the fullest batch, ready or not. Meta rejects a
 //! whole batch for one invalid event, so an invalid batch is split in halves
 //! and resent until the bad events are isolated; the good ones are delivered.
 //! A batch whose linger is over becomes ready; when a request slot frees, the
@@ -240,8 +243,9 @@ pub struct BatcherConfig {
     /// The longest a batch waits, however old its events.
     pub max_linger: Duration,
     /// Events this sender can hold at once (its consumer window; 0: no
-    /// limit). When open batches hold most of them no more can arrive, so
-    /// lingering is pointless: the fullest batches go at once.
+    /// limit). When open batches hold three quarters of them few more can
+    /// arrive, so lingering is pointless: each free request slot takes the
+    /// fullest batch.
     pub max_pending: usize,
     pub max_concurrent_requests: usize,
     pub partner_agent: Option<String>,
