@@ -768,12 +768,6 @@ mod tests {
     #[test]
     fn a_free_slot_goes_to_the_fullest_ready_batch_unless_one_is_overdue_or_the_window_is_pressed()
     {
-        let key = |p: &str| BatchKey {
-            pixel_id: p.into(),
-            token: "t".into(),
-            app_secret: None,
-            test_event_code: None,
-        };
         let batch = |n: usize, ready_for: Option<u64>| Open::<()> {
             generation: 0,
             items: (0..n)
