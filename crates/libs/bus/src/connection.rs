@@ -52,6 +52,10 @@ pub struct Bus {
     settings: AmqpSettings,
     names: Names,
     link: Mutex<Option<Link>>,
+    /// The channel queue depths are asked on: not the publisher's, since a
+    /// busy queue answers a declare seconds late and the broker handles a
+    /// channel's methods in order (publishes would wait behind it).
+    counter: Mutex<Option<Channel>>,
     delay_queues: StdMutex<HashSet<String>>,
 }
 
@@ -77,6 +81,7 @@ impl Bus {
             settings,
             names,
             link: Mutex::new(None),
+            counter: Mutex::new(None),
             delay_queues: StdMutex::new(HashSet::new()),
         }
     }
@@ -248,14 +253,23 @@ impl Bus {
         self.depth(&self.names.queue(queue)).await
     }
 
-    /// Messages ready in `queue`, asked on `channel`: a channel of the
-    /// caller's own, so that a busy queue's slow answer holds up no publish.
-    pub async fn queue_depth_on(&self, channel: &Channel, queue: Queue) -> anyhow::Result<u32> {
-        depth_on(channel, &self.names.queue(queue)).await
-    }
-
+    /// On a channel of its own (`counter`), opened again after an error
+    /// (a missing queue closes it).
     async fn depth(&self, name: &str) -> anyhow::Result<u32> {
-        depth_on(&self.publisher().await?, name).await
+        let mut counter = self.counter.lock().await;
+        let channel = match counter.as_ref() {
+            Some(c) if c.status().connected() => c.clone(),
+            _ => {
+                let c = self.open_channel().await?;
+                *counter = Some(c.clone());
+                c
+            }
+        };
+        let count = depth_on(&channel, name).await;
+        if count.is_err() {
+            *counter = None;
+        }
+        count
     }
 
     /// Closes the connection (at shutdown).

@@ -9,6 +9,5 @@ pub mod topology;
 
 pub use connection::{AmqpSettings, Bus};
 pub use consumer::{Incoming, Outcome, Settle, consume, consume_settling};
-pub use lapin::Channel;
 pub use messages::{BusMessage, DecodeError};
 pub use topology::Queue;

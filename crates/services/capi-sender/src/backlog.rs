@@ -4,13 +4,12 @@
 //! (`batcher::linger_until`).
 
 use crate::batcher::{Batcher, Fenced};
-use bus::{Bus, Channel, Queue};
+use bus::{Bus, Queue};
 use runtime::{
     CancellationToken,
     periodic::{First, every},
 };
 use std::{sync::Arc, time::Duration};
-use tokio::sync::Mutex;
 
 /// How often the queue's ready count is asked.
 const POLL: Duration = Duration::from_millis(500);
@@ -19,21 +18,17 @@ const POLL: Duration = Duration::from_millis(500);
 /// the first batches of a full queue already wait for the rest.
 const FIRST_READ: Duration = Duration::from_secs(2);
 
-/// Reads the queue's ready count into the batcher, on a channel of its own.
+/// Reads the queue's ready count into the batcher (`Bus::queue_depth`: on
+/// a channel of its own, so a busy queue's late answer holds up no publish).
 pub struct Watch<P> {
     bus: Arc<Bus>,
     batcher: Arc<Batcher<P>>,
-    channel: Mutex<Option<Channel>>,
 }
 
 impl<P: Fenced + Send + Sync + 'static> Watch<P> {
     /// Reads the count once, before the consumer starts.
     pub async fn start(bus: Arc<Bus>, batcher: Arc<Batcher<P>>) -> Self {
-        let watch = Watch {
-            bus,
-            batcher,
-            channel: Mutex::new(None),
-        };
+        let watch = Watch { bus, batcher };
         let _ = tokio::time::timeout(FIRST_READ, watch.read()).await;
         watch
     }
@@ -53,23 +48,15 @@ impl<P: Fenced + Send + Sync + 'static> Watch<P> {
     }
 
     async fn read(&self) {
-        let mut channel = self.channel.lock().await;
-        if channel.is_none() {
-            *channel = self.bus.open_channel().await.ok();
-        }
-        let ready = match channel.as_ref() {
-            Some(ch) => match self.bus.queue_depth_on(ch, Queue::CapiEvents).await {
-                Ok(n) => u64::from(n),
-                Err(e) => {
-                    tracing::debug!(
-                        error = format!("{e:#}"),
-                        "could not read the queue's ready count"
-                    );
-                    *channel = None;
-                    0
-                }
-            },
-            None => 0,
+        let ready = match self.bus.queue_depth(Queue::CapiEvents).await {
+            Ok(n) => u64::from(n),
+            Err(e) => {
+                tracing::debug!(
+                    error = format!("{e:#}"),
+                    "could not read the queue's ready count"
+                );
+                0
+            }
         };
         self.batcher.set_broker_backlog(ready);
     }
