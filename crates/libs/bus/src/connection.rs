@@ -253,8 +253,8 @@ impl Bus {
         self.depth(&self.names.queue(queue)).await
     }
 
-    /// On a channel of its own (`counter`), opened again after an error
-    /// (a missing queue closes it).
+    /// A passive declare, on a channel of its own (`counter`), opened again
+    /// after an error (a missing queue closes it).
     async fn depth(&self, name: &str) -> anyhow::Result<u32> {
         let mut counter = self.counter.lock().await;
         let channel = match counter.as_ref() {
@@ -265,11 +265,20 @@ impl Bus {
                 c
             }
         };
-        let count = depth_on(&channel, name).await;
-        if count.is_err() {
+        let declared = channel
+            .queue_declare(
+                name.into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        if declared.is_err() {
             *counter = None;
         }
-        count
+        Ok(declared?.message_count())
     }
 
     /// Closes the connection (at shutdown).
@@ -278,21 +287,6 @@ impl Bus {
             let _ = l.connection.close(200, "shutdown".into()).await;
         }
     }
-}
-
-/// Messages ready in the queue named `name` (a passive declare).
-async fn depth_on(channel: &Channel, name: &str) -> anyhow::Result<u32> {
-    let q = channel
-        .queue_declare(
-            name.into(),
-            lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    Ok(q.message_count())
 }
 
 #[cfg(test)]
