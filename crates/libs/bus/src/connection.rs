@@ -61,6 +61,12 @@ pub struct Bus {
 
 pub(crate) const ATTEMPT_HEADER: &str = "x-attempt";
 
+/// How long [`Bus::check`] waits for the broker: one that takes the socket
+/// and never answers reads as unreachable instead of holding `/ready` open.
+/// (Kubernetes gives up on a probe after its own `timeoutSeconds`, 1 s by
+/// default.)
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Each distinct delay is a queue, so delays are rounded up to a coarse grid:
 /// 100 ms steps up to 10 s, whole seconds up to a minute, whole minutes after.
 pub(crate) fn delay_bucket_ms(delay: Duration) -> u64 {
@@ -139,9 +145,19 @@ impl Bus {
         Ok(l.connection.create_channel().await?)
     }
 
-    /// True when connected (connecting first if needed).
+    /// True when the broker answers now: a channel opened and closed on the
+    /// connection (connecting first if needed). The connection's own status
+    /// is not enough: a cut socket reads as connected until the next read
+    /// fails, so `/ready` would say "reachable" for a broker already gone.
+    /// Opening a channel is the connection process's work, never a queue's,
+    /// so a busy queue does not slow the answer.
     pub async fn check(&self) -> bool {
-        self.publisher().await.is_ok()
+        let probe = async {
+            let channel = self.open_channel().await?;
+            channel.close(200, "readiness probe".into()).await?;
+            anyhow::Ok(())
+        };
+        matches!(tokio::time::timeout(CHECK_TIMEOUT, probe).await, Ok(Ok(())))
     }
 
     async fn drop_link(&self) {

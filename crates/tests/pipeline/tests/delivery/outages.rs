@@ -81,6 +81,25 @@ async fn webhooks_taken_while_the_broker_is_down_reach_meta_once_it_is_back() {
     p.stop().await;
 }
 
+/// The readiness check asks the broker, not the connection's last known
+/// state: a socket cut a moment ago reads as connected until its next read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_check_sees_a_cut_connection_at_once_and_a_return_too() {
+    let env = TestEnv::new().await;
+    let proxy = FlakyProxy::start().await;
+    let mut amqp = env.common().amqp;
+    amqp.url = proxy.amqp_url();
+    let bus = bus::Bus::new(amqp);
+    for round in 0..10 {
+        assert!(bus.check().await, "round {round}: reachable");
+        proxy.set_up(false);
+        assert!(!bus.check().await, "round {round}: cut just now");
+        proxy.set_up(true);
+    }
+    assert!(bus.check().await, "back");
+    bus.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_are_not_ready_and_wait_until_the_schema_is_migrated() {
     let env = TestEnv::unmigrated().await;
